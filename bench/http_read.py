@@ -1,0 +1,93 @@
+"""Person read by CURP over HTTP against a hello-world endpoint of the same server stack.
+
+    .venv/bin/python -m bench.http_read --persons 100000 --seconds 10 --rounds 3
+
+Both endpoints are served by the same process (FastAPI + uvicorn, 1 worker, PostgreSQL via
+asyncpg) and loaded by wrk (1 thread, 32 connections) on the same 2-core machine, alternating
+hello/read in each round; the figures are the medians over rounds.
+Target (issue 2): the read reaches at least half the hello-world requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+
+from bench.common import OUT, fresh_postgresql, machine, server, synthetic_file, wrk
+from salud.identity import bulk
+from salud.storage.engine import create_engine, session_factory
+
+
+async def _load(url: str, count: int) -> None:
+    engine = create_engine(url)
+    try:
+        report = await bulk.import_file(session_factory(engine), synthetic_file(count), actor="bench")
+        assert report.inserted == count
+    finally:
+        await engine.dispose()
+
+
+def _lua_script(count: int, sample: int = 5000) -> str:
+    import orjson
+
+    path = synthetic_file(count)
+    curps: list[str] = []
+    with path.open("rb") as fh:
+        for line in fh:
+            curps.append(orjson.loads(line)["curp"])
+    chosen = random.Random(3).sample(curps, min(sample, len(curps)))
+    script = OUT / "read_persons.lua"
+    body = ",\n".join(f'"{c}"' for c in chosen)
+    script.write_text(
+        f"local curps = {{\n{body}\n}}\n"
+        "local n = #curps\n"
+        "math.randomseed(7)\n"
+        "request = function()\n"
+        "  return wrk.format('GET', '/api/v1/persons/' .. curps[math.random(n)])\n"
+        "end\n"
+    )
+    return str(script)
+
+
+def run(persons: int, seconds: int, rounds: int, connections: int) -> dict[str, object]:
+    with fresh_postgresql() as url:
+        asyncio.run(_load(url, persons))
+        script = _lua_script(persons)
+        hello, read = [], []
+        with server(url) as base:
+            wrk(f"{base}/api/v1/health/live", seconds=2, connections=connections)  # warm-up
+            wrk(base, seconds=2, connections=connections, script=script)  # type: ignore[arg-type]
+            for i in range(rounds):
+                h = wrk(f"{base}/api/v1/health/live", seconds=seconds, connections=connections)
+                r = wrk(base, seconds=seconds, connections=connections, script=script)  # type: ignore[arg-type]
+                assert h.errors == 0 and r.errors == 0, (h, r)
+                hello.append(h)
+                read.append(r)
+                print(f"round {i + 1}: hello {h.requests_per_s:,.0f}/s p99 {h.p99_ms:.1f} ms | "
+                      f"read {r.requests_per_s:,.0f}/s p99 {r.p99_ms:.1f} ms")
+    result = {
+        "machine": machine(),
+        "hello_rps": statistics.median(h.requests_per_s for h in hello),
+        "hello_p99_ms": statistics.median(h.p99_ms for h in hello),
+        "read_rps": statistics.median(r.requests_per_s for r in read),
+        "read_p99_ms": statistics.median(r.p99_ms for r in read),
+    }
+    result["ratio"] = result["read_rps"] / result["hello_rps"]  # type: ignore[operator]
+    print(result)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--persons", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    run(args.persons, args.seconds, args.rounds, args.connections)
+
+
+if __name__ == "__main__":
+    main()

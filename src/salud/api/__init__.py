@@ -1,0 +1,1 @@
+"""HTTP adapters: thin routers that validate input, call services, render results."""

@@ -1,0 +1,30 @@
+"""Request-scoped dependencies: one database session per request, committed at the end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+
+def _factory(request: Request) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    return factory
+
+
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session whose transaction commits when the endpoint returns and rolls back on error."""
+    async with _factory(request)() as s, s.begin():
+        yield s
+
+
+async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for reads only: nothing to commit."""
+    async with _factory(request)() as s:
+        yield s
+
+
+Session = Annotated[AsyncSession, Depends(session)]
+ReadSession = Annotated[AsyncSession, Depends(read_session)]

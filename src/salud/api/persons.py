@@ -1,0 +1,107 @@
+"""/api/v1/persons: the registry over HTTP. Thin: validate, call the service, render."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Response, status
+
+from salud.api.deps import ReadSession, Session
+from salud.errors import FieldProblem, InvalidInput
+from salud.identity import service
+from salud.identity.schemas import (
+    PersonCreate,
+    PersonPage,
+    PersonRead,
+    PersonUpdate,
+    PersonVersionRead,
+)
+
+router = APIRouter(prefix="/persons", tags=["padrón"])
+
+# Until accounts exist (issue: access), every change is attributed to this actor.
+_DEV_ACTOR = "sistema:sin-autenticacion"
+
+
+def _etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def _parse_if_match(value: str | None) -> int:
+    if value is None:
+        raise InvalidInput(
+            "falta el encabezado If-Match con la versión que se leyó (ETag)",
+            [FieldProblem("If-Match", "obligatorio para modificar")],
+        )
+    raw = value.strip().removeprefix("W/").strip('"')
+    if not raw.isdigit():
+        raise InvalidInput.on("If-Match", "debe ser el ETag recibido, p. ej. W/\"3\"")
+    return int(raw)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Registrar una persona",
+    responses={409: {"description": "La CURP ya está registrada"}},
+)
+async def create_person(body: PersonCreate, session: Session, response: Response) -> PersonRead:
+    person = await service.register(session, body, _DEV_ACTOR)
+    response.headers["ETag"] = _etag(person.version)
+    response.headers["Location"] = f"/api/v1/persons/{person.curp}"
+    return person
+
+
+@router.get("", summary="Buscar personas")
+async def search_persons(
+    session: ReadSession,
+    curp: str | None = None,
+    first_surname: Annotated[str | None, Query(max_length=100)] = None,
+    given_names: Annotated[str | None, Query(max_length=100)] = None,
+    birth_date: date | None = None,
+    birth_state: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
+    state: Annotated[str | None, Query(pattern=r"^\d{2}$", description="Entidad de residencia (INEGI)")] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> PersonPage:
+    return await service.search(
+        session,
+        curp=curp,
+        first_surname=first_surname,
+        given_names=given_names,
+        birth_date=birth_date,
+        birth_state=birth_state,
+        address_state=state,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get("/{curp}", summary="Leer una persona por CURP")
+async def read_person(curp: str, session: ReadSession, response: Response) -> PersonRead:
+    person = await service.get(session, curp)
+    response.headers["ETag"] = _etag(person.version)
+    return person
+
+
+@router.patch(
+    "/{curp}",
+    summary="Modificar una persona (nueva versión)",
+    responses={412: {"description": "La versión enviada en If-Match ya no es la actual"}},
+)
+async def update_person(
+    curp: str,
+    body: PersonUpdate,
+    session: Session,
+    response: Response,
+    if_match: Annotated[str | None, Header(description='ETag leído, p. ej. W/"3"')] = None,
+) -> PersonRead:
+    person = await service.change(session, curp, body, _parse_if_match(if_match), _DEV_ACTOR)
+    response.headers["ETag"] = _etag(person.version)
+    return person
+
+
+@router.get("/{curp}/history", summary="Historial de versiones: quién, cuándo, qué cambió")
+async def person_history(curp: str, session: ReadSession) -> list[PersonVersionRead]:
+    return await service.history(session, curp)

@@ -1,0 +1,76 @@
+"""RFC 9457 problem details, rendered in one place for every error the API can give."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from salud.errors import DomainError, located
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://salud.gob.mx/problemas/"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    errors: list[dict[str, str]] | None = None,
+    instance: str | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON)
+
+
+def _problem_of(err: dict[str, Any]) -> dict[str, str]:
+    loc = list(err.get("loc", ()))
+    if loc and loc[0] in {"body", "query", "path", "header"}:
+        loc = loc[1:] or ([] if loc[0] == "body" else loc)
+    found = located(loc, str(err.get("msg", "valor inválido")))
+    return {"field": found.field, "reason": found.reason}
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    errors = [{"field": p.field, "reason": p.reason} for p in exc.problems]
+    return problem(exc.status, exc.title, exc.detail, exc.type_slug, errors, request.url.path)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_problem_of(e) for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) or "datos inválidos"
+    return problem(422, "Datos inválidos", detail, "invalid-input", errors, request.url.path)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {401: "No autenticado", 403: "Prohibido", 404: "No encontrado", 405: "Método no permitido"}
+    title = titles.get(exc.status_code, "Error")
+    response = problem(
+        exc.status_code, title, str(exc.detail), f"http-{exc.status_code}", None, request.url.path
+    )
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,1 @@
+"""`salud <group> <command>`: one module per group."""

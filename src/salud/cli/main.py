@@ -1,0 +1,22 @@
+"""Entry point of the `salud` command."""
+
+from __future__ import annotations
+
+import typer
+
+from salud.cli import db, demo, facilities, persons, serve, synth
+
+app = typer.Typer(
+    help="Salud Universal: padrón, unidades de salud, credencial y expediente.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(persons.app, name="persons")
+app.add_typer(synth.app, name="synth")
+app.add_typer(facilities.app, name="facilities")
+app.add_typer(demo.app, name="demo")
+app.command(name="serve")(serve.serve)
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,80 @@
+"""salud persons: bulk registration."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from salud.config import get_settings
+from salud.identity import bulk
+from salud.storage.engine import create_engine, session_factory
+
+app = typer.Typer(help="Padrón de personas.", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+
+
+async def _import(
+    path: Path, fmt: str | None, rejects: Path | None, chunk: int, quiet: bool
+) -> bulk.ImportReport:
+    engine = create_engine(get_settings().database_url)
+    total = _count_lines(path) - (1 if (fmt or path.suffix.lower()) in {"csv", ".csv"} else 0)
+    try:
+        with Progress(
+            TextColumn("[bold]Importando[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=quiet,
+        ) as progress:
+            task = progress.add_task(path.name, total=max(total, 1))
+            out = rejects.open("wb") if rejects else None
+            try:
+                return await bulk.import_file(
+                    session_factory(engine),
+                    path,
+                    actor=f"importacion:{path.name}",
+                    fmt=fmt,
+                    chunk_size=chunk,
+                    rejects_out=out,
+                    progress=lambda n: progress.update(task, completed=n),
+                )
+            finally:
+                if out:
+                    out.close()
+    finally:
+        await engine.dispose()
+
+
+@app.command("import")
+def import_(
+    path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Archivo CSV o NDJSON"),
+    fmt: str | None = typer.Option(None, "--format", help="csv o ndjson (por defecto, la extensión)"),
+    rejects: Path | None = typer.Option(
+        None, help="Archivo CSV de rechazos (línea, CURP, motivo); por defecto ARCHIVO.rechazos.csv"
+    ),
+    chunk: int = typer.Option(5000, min=100, max=100_000, help="Filas por transacción"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Sin barra de progreso"),
+) -> None:
+    """Registra personas desde un archivo. Repetir la importación no duplica nada."""
+    rejects = rejects or path.with_name(path.name + ".rechazos.csv")
+    report = asyncio.run(_import(path, fmt, rejects, chunk, quiet))
+    err.print(
+        f"Leídas {report.read:,} · [green]nuevas {report.inserted:,}[/] · "
+        f"ya registradas {report.already_present:,} · [red]rechazadas {report.rejected:,}[/]"
+    )
+    if report.rejected:
+        err.print(f"Rechazos con línea y motivo en {rejects}")
+        for r in report.rejects[:5]:
+            err.print(f"  línea {r.line}: {r.reason}")
+    elif rejects.exists():
+        rejects.unlink()

@@ -1,0 +1,71 @@
+"""The error tree of the domains. Each carries its HTTP status; adapters render them once.
+
+API errors are RFC 9457 problem details; every error that comes from bad input names the
+field and the reason, so a client can fix the request without guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str
+    reason: str
+
+
+@dataclass
+class DomainError(Exception):
+    """Base of every expected failure. Unexpected ones are bugs and become 500s."""
+
+    detail: str
+    problems: list[FieldProblem] = field(default_factory=list)
+    status: int = 400
+    title: str = "Solicitud inválida"
+    type_slug: str = "bad-request"
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class InvalidInput(DomainError):
+    def __init__(self, detail: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(detail, problems or [], 422, "Datos inválidos", "invalid-input")
+
+    @classmethod
+    def on(cls, field_name: str, reason: str) -> InvalidInput:
+        return cls(f"{field_name}: {reason}", [FieldProblem(field_name, reason)])
+
+
+class NotFound(DomainError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, [], 404, "No encontrado", "not-found")
+
+
+class Conflict(DomainError):
+    def __init__(self, detail: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(detail, problems or [], 409, "Conflicto", "conflict")
+
+
+class PreconditionFailed(DomainError):
+    """Optimistic concurrency: the caller edited a version that is no longer current."""
+
+    def __init__(self, detail: str, problems: list[FieldProblem] | None = None) -> None:
+        super().__init__(detail, problems or [], 412, "Versión desactualizada", "stale-version")
+
+
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.-]*): (.+)$", re.DOTALL)
+
+
+def located(loc: tuple[str | int, ...] | list[str | int], message: str) -> FieldProblem:
+    """A validation error as field + reason. Cross-field checks name their field in the
+    message ("birth_date: …"); that name is joined to the location of the object checked."""
+    path = [str(p) for p in loc]
+    reason = message.removeprefix("Value error, ")
+    match = _FIELD_PREFIX.match(reason)
+    if match:
+        path.append(match.group(1))
+        reason = match.group(2)
+    return FieldProblem(".".join(path) or "body", reason)

@@ -1,0 +1,1 @@
+"""The national catalog of health units (CLUES) and the nearest-unit lookup."""

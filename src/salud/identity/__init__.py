@@ -1,0 +1,1 @@
+"""The person registry (padrón): persons keyed by CURP, affiliations (derechohabiencia)."""

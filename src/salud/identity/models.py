@@ -1,0 +1,106 @@
+"""Tables of the registry. The current person row plus a history of every earlier version
+(a system-versioned table kept by the service, the same on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from salud.storage.base import Base, BigId, Json, UTCDateTime
+
+
+class Person(Base):
+    __tablename__ = "persons"
+    __table_args__ = (
+        Index("ix_persons_surname_birth", "first_surname_key", "birth_date"),
+        Index("ix_persons_address_state", "address_state"),
+        CheckConstraint("sex IN ('H','M','X')", name="sex"),
+        CheckConstraint("organ_donor IN ('yes','no','not_stated')", name="organ_donor"),
+        CheckConstraint("version >= 1", name="version_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    curp: Mapped[str] = mapped_column(String(18), unique=True)
+    given_names: Mapped[str] = mapped_column(String(100))
+    first_surname: Mapped[str] = mapped_column(String(100))
+    second_surname: Mapped[str | None] = mapped_column(String(100))
+    # Folded forms (no accents, uppercase) for search; derived, never shown.
+    first_surname_key: Mapped[str] = mapped_column(String(100))
+    given_names_key: Mapped[str] = mapped_column(String(100))
+    birth_date: Mapped[date] = mapped_column(Date)
+    birth_state: Mapped[str] = mapped_column(String(2))
+    sex: Mapped[str] = mapped_column(String(1))
+    nationality: Mapped[str] = mapped_column(String(3))
+    blood_type: Mapped[str] = mapped_column(String(7))
+    organ_donor: Mapped[str] = mapped_column(String(10))
+    organ_donor_date: Mapped[date | None] = mapped_column(Date)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    email: Mapped[str | None] = mapped_column(String(254))
+    address_state: Mapped[str | None] = mapped_column(String(2))
+    address_municipality: Mapped[str | None] = mapped_column(String(3))
+    address_locality: Mapped[str | None] = mapped_column(String(4))
+    postal_code: Mapped[str | None] = mapped_column(String(5))
+    street: Mapped[str | None] = mapped_column(String(200))
+    photo_ref: Mapped[str | None] = mapped_column(String(200))
+    assigned_clues: Mapped[str | None] = mapped_column(String(11))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(100))
+    change_reason: Mapped[str | None] = mapped_column(String(300))
+
+    affiliations: Mapped[list[Affiliation]] = relationship(
+        back_populates="person",
+        cascade="all, delete-orphan",
+        order_by="Affiliation.id",
+        lazy="raise",
+    )
+
+
+class Affiliation(Base):
+    """Derechohabiencia: entitlement at an institution (DGIS AFILIACION catalog code)."""
+
+    __tablename__ = "affiliations"
+    __table_args__ = (
+        CheckConstraint("status IN ('active','suspended','ended')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("persons.id", ondelete="CASCADE"), index=True
+    )
+    institution_code: Mapped[int] = mapped_column(SmallInteger)
+    member_number: Mapped[str | None] = mapped_column(String(30))
+    regime: Mapped[str | None] = mapped_column(String(40))
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10))
+
+    person: Mapped[Person] = relationship(back_populates="affiliations", lazy="raise")
+
+
+class PersonVersion(Base):
+    """An earlier version of a person, frozen when it was replaced (never edited)."""
+
+    __tablename__ = "person_versions"
+    __table_args__ = (UniqueConstraint("person_id", "version", name="uq_person_versions_pv"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(BigId, ForeignKey("persons.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(Json)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(100))

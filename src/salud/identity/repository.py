@@ -1,0 +1,180 @@
+"""All SQL of the registry. Callers are services; nothing here commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from salud.identity.models import Affiliation, Person, PersonVersion
+
+PERSON_TABLE = Person.__table__
+AFFILIATION_TABLE = Affiliation.__table__
+# Every column of persons but the surrogate key, in table order (the bulk path copies these).
+PERSON_COLUMNS: tuple[str, ...] = tuple(c.name for c in PERSON_TABLE.columns if c.name != "id")
+AFFILIATION_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in AFFILIATION_TABLE.columns if c.name != "id"
+)
+
+
+async def get_by_curp(
+    session: AsyncSession, curp: str, *, for_update: bool = False
+) -> Person | None:
+    stmt = select(Person).where(Person.curp == curp).options(selectinload(Person.affiliations))
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def curp_exists(session: AsyncSession, curp: str) -> bool:
+    found = await session.execute(select(Person.id).where(Person.curp == curp))
+    return found.first() is not None
+
+
+async def bump_version(
+    session: AsyncSession, person_id: int, expected_version: int, values: dict[str, Any]
+) -> bool:
+    """Compare-and-set on the version: False when someone else changed the row first."""
+    result = await session.execute(
+        update(Person)
+        .where(Person.id == person_id, Person.version == expected_version)
+        .values(version=expected_version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def replace_affiliations(
+    session: AsyncSession, person_id: int, rows: Sequence[dict[str, Any]]
+) -> None:
+    await session.execute(
+        AFFILIATION_TABLE.delete().where(AFFILIATION_TABLE.c.person_id == person_id)
+    )
+    if rows:
+        await session.execute(insert(Affiliation), [{**r, "person_id": person_id} for r in rows])
+
+
+async def add_version(session: AsyncSession, version: PersonVersion) -> None:
+    session.add(version)
+    await session.flush()
+
+
+async def versions(session: AsyncSession, person_id: int) -> Sequence[PersonVersion]:
+    stmt = (
+        select(PersonVersion)
+        .where(PersonVersion.person_id == person_id)
+        .order_by(PersonVersion.version)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    curp: str | None,
+    first_surname_key: str | None,
+    given_names_key: str | None,
+    birth_date: date | None,
+    birth_state: str | None,
+    address_state: str | None,
+    after_id: int,
+    limit: int,
+) -> Sequence[Person]:
+    stmt = select(Person).where(Person.id > after_id).order_by(Person.id).limit(limit)
+    if curp:
+        stmt = stmt.where(Person.curp == curp)
+    if first_surname_key:
+        stmt = stmt.where(Person.first_surname_key == first_surname_key)
+    if given_names_key:
+        stmt = stmt.where(Person.given_names_key.startswith(given_names_key, autoescape=True))
+    if birth_date:
+        stmt = stmt.where(Person.birth_date == birth_date)
+    if birth_state:
+        stmt = stmt.where(Person.birth_state == birth_state)
+    if address_state:
+        stmt = stmt.where(Person.address_state == address_state)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def bulk_insert(
+    session: AsyncSession,
+    persons: Sequence[tuple[Any, ...]],
+    affiliations: dict[str, list[tuple[Any, ...]]],
+) -> int:
+    """Insert persons whose CURP is new, with their affiliations, in the caller's transaction.
+
+    `persons` are tuples in PERSON_COLUMNS order; `affiliations` maps a CURP to tuples in
+    AFFILIATION_COLUMNS order without person_id. A CURP already registered is left as it is
+    (so re-running an import adds nothing twice). Returns how many persons were inserted.
+    """
+    if not persons:
+        return 0
+    if session.bind.dialect.name == "postgresql":
+        inserted = await _copy_persons_postgresql(session, persons)
+    else:
+        inserted = await _insert_persons_generic(session, persons)
+    rows = [
+        (person_id, *aff)
+        for person_id, curp in inserted
+        for aff in affiliations.get(curp, ())
+    ]
+    if rows:
+        if session.bind.dialect.name == "postgresql":
+            raw = await _asyncpg(session)
+            await raw.copy_records_to_table(
+                "affiliations", records=rows, columns=list(AFFILIATION_COLUMNS)
+            )
+        else:
+            await session.execute(
+                insert(Affiliation), [dict(zip(AFFILIATION_COLUMNS, r, strict=True)) for r in rows]
+            )
+    return len(inserted)
+
+
+async def _asyncpg(session: AsyncSession) -> Any:
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS person_stage "
+    "(LIKE persons INCLUDING DEFAULTS EXCLUDING CONSTRAINTS) ON COMMIT DELETE ROWS"
+)
+
+
+async def _copy_persons_postgresql(
+    session: AsyncSession, persons: Sequence[tuple[Any, ...]]
+) -> list[tuple[int, str]]:
+    # COPY into a temporary stage, then one INSERT … SELECT that skips CURPs already present:
+    # COPY itself cannot skip conflicts, and per-row INSERTs are 10–50x slower (GUIDE.md).
+    raw = await _asyncpg(session)
+    await raw.execute(_STAGE_DDL)
+    await raw.copy_records_to_table(
+        "person_stage", records=persons, columns=list(PERSON_COLUMNS)
+    )
+    cols = ", ".join(PERSON_COLUMNS)
+    rows = await raw.fetch(
+        f"INSERT INTO persons ({cols}) SELECT DISTINCT ON (curp) {cols} FROM person_stage "  # noqa: S608
+        "ON CONFLICT (curp) DO NOTHING RETURNING id, curp"
+    )
+    return [(r["id"], r["curp"]) for r in rows]
+
+
+async def _insert_persons_generic(
+    session: AsyncSession, persons: Sequence[tuple[Any, ...]]
+) -> list[tuple[int, str]]:
+    stmt = (
+        sqlite_insert(PERSON_TABLE)
+        .on_conflict_do_nothing(index_elements=["curp"])
+        .returning(PERSON_TABLE.c.id, PERSON_TABLE.c.curp)
+    )
+    params = [dict(zip(PERSON_COLUMNS, p, strict=True)) for p in persons]
+    result = await session.execute(stmt, params)
+    return [(row.id, row.curp) for row in result]
+

@@ -1,0 +1,397 @@
+"""Use cases of the registry: register, read, change (versioned), search, history."""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.errors import Conflict, FieldProblem, InvalidInput, NotFound, PreconditionFailed
+from salud.identity import curp as curp_rules
+from salud.identity import repository
+from salud.identity.catalogs import affiliation_catalog
+from salud.identity.models import Affiliation, Person, PersonVersion
+from salud.identity.schemas import (
+    Address,
+    AffiliationIn,
+    AffiliationRead,
+    AffiliationStatus,
+    FieldChange,
+    OrganDonor,
+    PersonCreate,
+    PersonPage,
+    PersonRead,
+    PersonSummary,
+    PersonUpdate,
+    PersonVersionRead,
+    check_donor,
+)
+from salud.kit.clock import utcnow
+from salud.kit.text import search_key
+
+# Fields of the person that the history compares, in the order they are shown.
+_TRACKED = (
+    "given_names",
+    "first_surname",
+    "second_surname",
+    "nationality",
+    "blood_type",
+    "organ_donor",
+    "organ_donor_date",
+    "phone",
+    "email",
+    "address",
+    "photo_ref",
+    "assigned_clues",
+    "affiliations",
+)
+_ADDRESS_COLUMNS = {
+    "state": "address_state",
+    "municipality": "address_municipality",
+    "locality": "address_locality",
+    "postal_code": "postal_code",
+    "street": "street",
+}
+
+
+def _address_of(person: Person) -> Address | None:
+    if person.address_state is None:
+        return None
+    return Address.model_construct(
+        **{key: getattr(person, column) for key, column in _ADDRESS_COLUMNS.items()}
+    )
+
+
+def _address_columns(address: Address | None) -> dict[str, Any]:
+    return {
+        column: (getattr(address, key) if address else None)
+        for key, column in _ADDRESS_COLUMNS.items()
+    }
+
+
+def _affiliation_read(a: Affiliation) -> AffiliationRead:
+    entry = affiliation_catalog().get(a.institution_code)
+    return AffiliationRead.model_construct(
+        institution_code=a.institution_code,
+        institution=entry.short_name if entry else str(a.institution_code),
+        member_number=a.member_number,
+        regime=a.regime,
+        valid_from=a.valid_from,
+        valid_to=a.valid_to,
+        status=AffiliationStatus(a.status),
+    )
+
+
+def to_read(person: Person) -> PersonRead:
+    return PersonRead.model_construct(
+        curp=person.curp,
+        given_names=person.given_names,
+        first_surname=person.first_surname,
+        second_surname=person.second_surname,
+        birth_date=person.birth_date,
+        birth_state=person.birth_state,
+        sex=person.sex,
+        nationality=person.nationality,
+        blood_type=person.blood_type,
+        organ_donor=person.organ_donor,
+        organ_donor_date=person.organ_donor_date,
+        phone=person.phone,
+        email=person.email,
+        address=_address_of(person),
+        photo_ref=person.photo_ref,
+        assigned_clues=person.assigned_clues,
+        affiliations=[_affiliation_read(a) for a in person.affiliations],
+        version=person.version,
+        created_at=person.created_at,
+        updated_at=person.updated_at,
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def snapshot(person: Person) -> dict[str, Any]:
+    """The person as it stands, JSON-ready, for the history table."""
+    address = _address_of(person)
+    return {
+        "given_names": person.given_names,
+        "first_surname": person.first_surname,
+        "second_surname": person.second_surname,
+        "nationality": person.nationality,
+        "blood_type": person.blood_type,
+        "organ_donor": person.organ_donor,
+        "organ_donor_date": _jsonable(person.organ_donor_date),
+        "phone": person.phone,
+        "email": person.email,
+        "address": address.model_dump(mode="json") if address else None,
+        "photo_ref": person.photo_ref,
+        "assigned_clues": person.assigned_clues,
+        "affiliations": [
+            AffiliationIn.model_construct(
+                institution_code=a.institution_code,
+                member_number=a.member_number,
+                regime=a.regime,
+                valid_from=a.valid_from,
+                valid_to=a.valid_to,
+                status=AffiliationStatus(a.status),
+            ).model_dump(mode="json")
+            for a in person.affiliations
+        ],
+        "_meta": {
+            "version": person.version,
+            "at": person.updated_at.isoformat(),
+            "by": person.updated_by,
+            "reason": person.change_reason,
+        },
+    }
+
+
+def person_row(data: PersonCreate, actor: str, now: datetime) -> dict[str, Any]:
+    """Column values of a new person (shared by the single and the bulk path)."""
+    assert data.birth_date is not None and data.birth_state is not None and data.sex is not None
+    return {
+        "curp": data.curp,
+        "given_names": data.given_names,
+        "first_surname": data.first_surname,
+        "second_surname": data.second_surname,
+        "first_surname_key": search_key(data.first_surname),
+        "given_names_key": search_key(data.given_names),
+        "birth_date": data.birth_date,
+        "birth_state": data.birth_state,
+        "sex": str(data.sex),
+        "nationality": data.nationality,
+        "blood_type": str(data.blood_type),
+        "organ_donor": str(data.organ_donor),
+        "organ_donor_date": data.organ_donor_date,
+        "phone": data.phone,
+        "email": data.email,
+        **_address_columns(data.address),
+        "photo_ref": data.photo_ref,
+        "assigned_clues": data.assigned_clues,
+        "version": 1,
+        "created_at": now,
+        "created_by": actor,
+        "updated_at": now,
+        "updated_by": actor,
+        "change_reason": "alta",
+    }
+
+
+def affiliation_row(a: AffiliationIn) -> dict[str, Any]:
+    return {
+        "institution_code": a.institution_code,
+        "member_number": a.member_number,
+        "regime": a.regime,
+        "valid_from": a.valid_from,
+        "valid_to": a.valid_to,
+        "status": str(a.status),
+    }
+
+
+async def register(session: AsyncSession, data: PersonCreate, actor: str) -> PersonRead:
+    if await repository.curp_exists(session, data.curp):
+        raise Conflict(
+            "ya existe una persona con esa CURP",
+            [FieldProblem("curp", "ya está registrada en el padrón")],
+        )
+    person = Person(**person_row(data, actor, utcnow()))
+    person.affiliations = [Affiliation(**affiliation_row(a)) for a in data.affiliations]
+    session.add(person)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Lost a race with another registration of the same CURP.
+        raise Conflict(
+            "ya existe una persona con esa CURP",
+            [FieldProblem("curp", "ya está registrada en el padrón")],
+        ) from None
+    return to_read(person)
+
+
+def check_curp(curp: str) -> str:
+    try:
+        curp_rules.validate(curp)
+    except curp_rules.CurpInvalid as exc:
+        raise InvalidInput.on("curp", exc.reason) from None
+    return curp
+
+
+async def get(session: AsyncSession, curp: str) -> PersonRead:
+    person = await repository.get_by_curp(session, check_curp(curp))
+    if person is None:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    return to_read(person)
+
+
+async def change(
+    session: AsyncSession,
+    curp: str,
+    patch: PersonUpdate,
+    expected_version: int,
+    actor: str,
+) -> PersonRead:
+    """Apply a partial change as a new version; a stale expected_version is refused (412)."""
+    person = await repository.get_by_curp(session, check_curp(curp), for_update=True)
+    if person is None:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    if person.version != expected_version:
+        raise PreconditionFailed(
+            f"la versión actual es {person.version}, no {expected_version}: "
+            "vuelva a leer el registro y repita el cambio",
+            [FieldProblem("If-Match", f"versión {expected_version} desactualizada")],
+        )
+    fields = patch.model_fields_set - {"reason"}
+    donor = patch.organ_donor if "organ_donor" in fields else person.organ_donor
+    donor_date = patch.organ_donor_date if "organ_donor_date" in fields else person.organ_donor_date
+    try:
+        check_donor(OrganDonor(donor), donor_date)
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise InvalidInput.on(field, reason) from None
+
+    before = snapshot(person)
+    values: dict[str, Any] = {}
+    for field in fields - {"address", "affiliations"}:
+        value = getattr(patch, field)
+        values[field] = str(value) if field in {"blood_type", "organ_donor"} else value
+    if "given_names" in values:
+        values["given_names_key"] = search_key(values["given_names"])
+    if "first_surname" in values:
+        values["first_surname_key"] = search_key(values["first_surname"])
+    if "address" in fields:
+        values.update(_address_columns(patch.address))
+    now = utcnow()
+    values.update(updated_at=now, updated_by=actor, change_reason=patch.reason)
+
+    await repository.add_version(
+        session,
+        PersonVersion(
+            person_id=person.id,
+            version=person.version,
+            snapshot=before,
+            recorded_at=now,
+            recorded_by=actor,
+        ),
+    )
+    if not await repository.bump_version(session, person.id, expected_version, values):
+        raise PreconditionFailed(
+            "otra persona modificó el registro al mismo tiempo; vuelva a leerlo",
+            [FieldProblem("If-Match", "versión desactualizada")],
+        )
+    if patch.affiliations is not None:
+        await repository.replace_affiliations(
+            session, person.id, [affiliation_row(a) for a in patch.affiliations]
+        )
+    session.expunge(person)
+    updated = await repository.get_by_curp(session, curp)
+    assert updated is not None
+    return to_read(updated)
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
+    return [
+        FieldChange(field=f, old=old.get(f), new=new.get(f))
+        for f in _TRACKED
+        if old.get(f) != new.get(f)
+    ]
+
+
+async def history(session: AsyncSession, curp: str) -> list[PersonVersionRead]:
+    """Every version, oldest first: who made it, when, why, and what it changed."""
+    person = await repository.get_by_curp(session, check_curp(curp))
+    if person is None:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    snapshots = [v.snapshot for v in await repository.versions(session, person.id)]
+    snapshots.append(snapshot(person))
+    out: list[PersonVersionRead] = []
+    previous: dict[str, Any] = {}
+    for snap in snapshots:
+        meta = snap["_meta"]
+        changes = (
+            [FieldChange(field=f, old=None, new=snap.get(f)) for f in _TRACKED if snap.get(f)]
+            if not previous
+            else _diff(previous, snap)
+        )
+        out.append(
+            PersonVersionRead(
+                version=meta["version"],
+                recorded_at=datetime.fromisoformat(meta["at"]),
+                recorded_by=meta["by"],
+                reason=meta["reason"],
+                changes=changes,
+            )
+        )
+        previous = snap
+    return out
+
+
+def _cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"p{last_id}".encode()).decode().rstrip("=")
+
+
+def _after(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("p"):
+            raise ValueError
+        return int(raw[1:])
+    except ValueError:
+        raise InvalidInput.on("cursor", "no es un cursor de esta búsqueda") from None
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    curp: str | None = None,
+    first_surname: str | None = None,
+    given_names: str | None = None,
+    birth_date: date | None = None,
+    birth_state: str | None = None,
+    address_state: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> PersonPage:
+    """Search needs a CURP, or a first surname with a birth date or a state: a search can
+    never list the whole registry."""
+    if curp:
+        check_curp(curp)
+    elif not first_surname or not (birth_date or address_state or birth_state):
+        raise InvalidInput(
+            "indique la CURP, o el primer apellido con la fecha de nacimiento o la entidad",
+            [FieldProblem("first_surname", "obligatorio si no se busca por CURP")],
+        )
+    rows = await repository.search(
+        session,
+        curp=curp,
+        first_surname_key=search_key(first_surname) if first_surname else None,
+        given_names_key=search_key(given_names) if given_names else None,
+        birth_date=birth_date,
+        birth_state=birth_state,
+        address_state=address_state,
+        after_id=_after(cursor),
+        limit=limit + 1,
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        PersonSummary(
+            curp=p.curp,
+            given_names=p.given_names,
+            first_surname=p.first_surname,
+            second_surname=p.second_surname,
+            birth_date=p.birth_date,
+            birth_state=p.birth_state,
+            sex=p.sex,
+            address_state=p.address_state,
+        )
+        for p in rows
+    ]
+    return PersonPage(items=items, limit=limit, next_cursor=_cursor(rows[-1].id) if more else None)

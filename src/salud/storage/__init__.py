@@ -1,0 +1,1 @@
+"""Declarative base, engine and sessions, shared by every domain."""

@@ -1,0 +1,103 @@
+"""Test harness. The database comes from SALUD_TEST_DB: `sqlite` (default, a file per run)
+or `postgresql` (a fresh database per run on 127.0.0.1:5432, dropped at the end).
+The schema is always built by running the Alembic migrations, never by create_all."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from salud.app import create_app
+from salud.config import Settings
+from salud.schema import metadata
+from salud.storage import migrate
+from salud.storage.engine import create_engine, session_factory
+
+PG_ADMIN = os.environ.get("SALUD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def backend() -> str:
+    value = os.environ.get("SALUD_TEST_DB", "sqlite")
+    if value not in {"sqlite", "postgresql"}:
+        raise pytest.UsageError(f"SALUD_TEST_DB must be sqlite or postgresql, not {value!r}")
+    return value
+
+
+def pytest_report_header() -> str:
+    return f"salud database backend: {backend()}"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the shared catalogs are missing: expected {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if backend() == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "salud-test.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        migrate.upgrade(url)
+        yield url
+        return
+    import psycopg
+
+    name = f"salud_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL is unreachable at {PG_ADMIN}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, shared_data: Path) -> Settings:
+    return Settings(environment="test", database_url=database_url, shared_data_dir=shared_data)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(database_url)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture
+async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """A session factory; every table is emptied after the test, so tests leave nothing."""
+    yield session_factory(engine)
+    async with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            await conn.execute(delete(table))
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c

@@ -1,0 +1,133 @@
+"""Bulk registration: rejects with line and reason, idempotent re-runs, survival of kill -9."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.identity import bulk, synth
+from salud.identity.models import Affiliation, Person
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _counts(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    async with sessions() as s:
+        persons = (await s.execute(select(func.count()).select_from(Person))).scalar_one()
+        affs = (await s.execute(select(func.count()).select_from(Affiliation))).scalar_one()
+        dup = (
+            await s.execute(
+                select(func.count()).select_from(
+                    select(Person.curp).group_by(Person.curp).having(func.count() > 1).subquery()
+                )
+            )
+        ).scalar_one()
+    assert dup == 0
+    return persons, affs
+
+
+def _csv_row(doc: dict[str, object]) -> dict[str, object]:
+    address = doc.get("address") or {}
+    assert isinstance(address, dict)
+    affs = doc.get("affiliations") or []
+    assert isinstance(affs, list)
+    return {
+        "curp": doc["curp"],
+        "given_names": doc["given_names"],
+        "first_surname": doc["first_surname"],
+        "second_surname": doc.get("second_surname") or "",
+        "birth_date": doc.get("birth_date", ""),
+        "sex": doc.get("sex", ""),
+        "blood_type": doc.get("blood_type", ""),
+        "address_state": address.get("state", ""),
+        "address_municipality": address.get("municipality", ""),
+        "affiliations": ";".join(
+            f"{a['institution_code']}|{a.get('member_number', '')}||{a['valid_from']}||active"
+            for a in affs
+        ),
+    }
+
+
+async def test_csv_import_rejects_and_reruns(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    good = [person_doc() for _ in range(7)]
+    bad_curp = {**person_doc(), "curp": "XXXX000000HXXXXX00"}
+    bad_blood = person_doc(blood_type="Z+")
+    rows = [*good[:3], bad_curp, *good[3:], bad_blood, good[0]]
+    path = tmp_path / "padron.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(_csv_row(good[0])))
+        writer.writeheader()
+        for doc in rows:
+            writer.writerow(_csv_row(doc))
+    rejects = io.BytesIO()
+    report = await bulk.import_file(sessions, path, actor="test", rejects_out=rejects, chunk_size=3)
+    assert (report.read, report.inserted, report.rejected) == (10, 7, 3)
+    lines = list(csv.reader(io.StringIO(rejects.getvalue().decode())))
+    assert lines[0] == ["linea", "curp", "motivo"]
+    assert [row[0] for row in lines[1:]] == ["5", "10", "11"]  # header is line 1
+    assert lines[1][2].startswith("curp:")
+    assert lines[2][2].startswith("blood_type:")
+    assert "repetida en la línea 2" in lines[3][2]
+    assert await _counts(sessions) == (7, 7)
+
+    again = await bulk.import_file(sessions, path, actor="test")
+    assert (again.inserted, again.already_present, again.rejected) == (0, 7, 3)
+    assert await _counts(sessions) == (7, 7)
+
+
+async def test_ndjson_reports_unreadable_lines(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    path = tmp_path / "padron.ndjson"
+    path.write_bytes(
+        orjson.dumps(person_doc()) + b"\n{roto\n[1,2]\n\n" + orjson.dumps(person_doc()) + b"\n"
+    )
+    report = await bulk.import_file(sessions, path, actor="test")
+    assert (report.read, report.inserted, report.rejected) == (4, 2, 2)
+    assert [r.line for r in report.rejects] == [2, 3]
+    assert "JSON" in report.rejects[0].reason
+
+
+async def test_import_killed_midway_resumes_without_loss_or_doubles(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path, database_url: str, shared_data: Path
+) -> None:
+    total = 40_000
+    path = tmp_path / "synth.ndjson"
+    with path.open("wb") as out:
+        synth.write_ndjson(synth.generate_persons(total, 7, shared_data), out)
+    expected_affs = sum(len(orjson.loads(line)["affiliations"]) for line in path.read_bytes().splitlines())
+    env = {**os.environ, "SALUD_DATABASE_URL": database_url, "SALUD_SHARED_DATA_DIR": str(shared_data)}
+    cmd = [sys.executable, "-m", "salud.cli.main", "persons", "import", str(path), "--chunk", "500", "-q"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    landed = 0
+    while time.monotonic() < deadline:
+        landed, _ = await _counts(sessions)
+        if landed >= 2000 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the import finished before it could be killed: use a larger file"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial, _ = await _counts(sessions)
+    assert 0 < partial < total
+
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert await _counts(sessions) == (total, expected_affs)
