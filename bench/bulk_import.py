@@ -22,7 +22,9 @@ async def _import(url: str, path: Path, chunk: int) -> tuple[float, bulk.ImportR
     engine = create_engine(url)
     try:
         start = time.perf_counter()
-        report = await bulk.import_file(session_factory(engine), path, actor="bench", chunk_size=chunk)
+        report = await bulk.import_file(
+            session_factory(engine), path, actor="bench", chunk_size=chunk
+        )
         return time.perf_counter() - start, report
     finally:
         await engine.dispose()
@@ -43,7 +45,8 @@ def run(count: int, sqlite_count: int, repeats: int, chunk: int) -> dict[str, ob
             print(f"postgresql run {i + 1}: {count:,} in {seconds:.1f}s = {count / seconds:,.0f}/s")
             # Re-import the same file: nothing added.
             seconds2, again = asyncio.run(_import(url, path, chunk))
-            assert again.inserted == 0 and again.already_present == count
+            assert again.inserted == 0
+            assert again.already_present == count
             print(f"  re-run of the same file: {seconds2:.1f}s, 0 added")
     sqlite_rates = []
     for i in range(repeats):
@@ -51,7 +54,10 @@ def run(count: int, sqlite_count: int, repeats: int, chunk: int) -> dict[str, ob
             seconds, report = asyncio.run(_import(url, small, chunk))
             assert report.inserted == sqlite_count, report
             sqlite_rates.append(sqlite_count / seconds)
-            print(f"sqlite run {i + 1}: {sqlite_count:,} in {seconds:.1f}s = {sqlite_count / seconds:,.0f}/s")
+            print(
+                f"sqlite run {i + 1}: {sqlite_count:,} in {seconds:.1f}s"
+                f" = {sqlite_count / seconds:,.0f}/s"
+            )
     results["postgresql_median_per_s"] = statistics.median(pg_rates)
     results["sqlite_median_per_s"] = statistics.median(sqlite_rates)
     print(results)

@@ -79,10 +79,24 @@ def server(database_url: str, *, workers: int = 1) -> Iterator[str]:
     env = {**os.environ, "SALUD_DATABASE_URL": database_url, "SALUD_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "salud.app:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-            "--no-access-log", "--log-level", "warning", "--loop", "uvloop"
-            if _has("uvloop") else "asyncio", "--http", "httptools" if _has("httptools") else "h11",
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "salud.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--loop",
+            "uvloop" if _has("uvloop") else "asyncio",
+            "--http",
+            "httptools" if _has("httptools") else "h11",
         ],
         env=env,
         cwd=ROOT,
@@ -122,7 +136,9 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk(url: str, *, seconds: int = 10, connections: int = 32, script: Path | None = None) -> WrkResult:
+def wrk(
+    url: str, *, seconds: int = 10, connections: int = 32, script: Path | None = None
+) -> WrkResult:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for the HTTP benchmarks: apt-get install wrk")
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
@@ -130,8 +146,8 @@ def wrk(url: str, *, seconds: int = 10, connections: int = 32, script: Path | No
         cmd += ["-s", str(script)]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors = 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m:

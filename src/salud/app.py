@@ -25,6 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessions = session_factory(engine)
+        # Reads need no transaction: autocommit saves the BEGIN and ROLLBACK round trips.
+        app.state.read_sessions = session_factory(
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         try:
             yield
         finally:

@@ -36,7 +36,12 @@ def person_doc(**overrides: Any) -> dict[str, Any]:
         "birth_date": birth.isoformat(),
         "sex": sex,
         "blood_type": "O+",
-        "address": {"state": "13", "municipality": "048", "locality": "0001", "postal_code": "42000"},
+        "address": {
+            "state": "13",
+            "municipality": "048",
+            "locality": "0001",
+            "postal_code": "42000",
+        },
         "affiliations": [
             {"institution_code": 2, "member_number": f"{n:011d}", "valid_from": "2015-03-01"}
         ],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -111,23 +111,42 @@ async def test_import_killed_midway_resumes_without_loss_or_doubles(
     path = tmp_path / "synth.ndjson"
     with path.open("wb") as out:
         synth.write_ndjson(synth.generate_persons(total, 7, shared_data), out)
-    expected_affs = sum(len(orjson.loads(line)["affiliations"]) for line in path.read_bytes().splitlines())
-    env = {**os.environ, "SALUD_DATABASE_URL": database_url, "SALUD_SHARED_DATA_DIR": str(shared_data)}
-    cmd = [sys.executable, "-m", "salud.cli.main", "persons", "import", str(path), "--chunk", "500", "-q"]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+    expected_affs = sum(
+        len(orjson.loads(line)["affiliations"]) for line in path.read_bytes().splitlines()
+    )
+    env = {
+        **os.environ,
+        "SALUD_DATABASE_URL": database_url,
+        "SALUD_SHARED_DATA_DIR": str(shared_data),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "salud.cli.main",
+        "persons",
+        "import",
+        str(path),
+        "--chunk",
+        "500",
+        "-q",
+    ]
+    proc = await asyncio.create_subprocess_exec(*cmd, env=env, cwd=ROOT)
     deadline = time.monotonic() + 120
     landed = 0
     while time.monotonic() < deadline:
         landed, _ = await _counts(sessions)
-        if landed >= 2000 or proc.poll() is not None:
+        if landed >= 2000 or proc.returncode is not None:
             break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the import finished before it could be killed: use a larger file"
+        await asyncio.sleep(0.05)
+    assert proc.returncode is None, "the import ended before it could be killed: use a larger file"
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    await proc.wait()
     partial, _ = await _counts(sessions)
     assert 0 < partial < total
 
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    done = await asyncio.create_subprocess_exec(
+        *cmd, env=env, cwd=ROOT, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(done.communicate(), timeout=300)
+    assert done.returncode == 0, stderr.decode()
     assert await _counts(sessions) == (total, expected_affs)

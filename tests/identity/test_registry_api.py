@@ -75,8 +75,18 @@ async def test_invalid_curp_is_422_with_reason(client: httpx.AsyncClient) -> Non
         ({"assigned_clues": "HG123"}, "assigned_clues"),
         ({"address": {"state": "40"}}, "address.state"),
         ({"address": {"state": "13", "municipality": "999"}}, "address"),
-        ({"affiliations": [{"institution_code": 7, "valid_from": "2020-01-01"}]}, "affiliations.0.institution_code"),
-        ({"affiliations": [{"institution_code": 2, "valid_from": "2020-01-01", "valid_to": "2019-01-01"}]}, "affiliations.0"),
+        (
+            {"affiliations": [{"institution_code": 7, "valid_from": "2020-01-01"}]},
+            "affiliations.0.institution_code",
+        ),
+        (
+            {
+                "affiliations": [
+                    {"institution_code": 2, "valid_from": "2020-01-01", "valid_to": "2019-01-01"}
+                ]
+            },
+            "affiliations.0",
+        ),
         ({"given_names": "JUAN4"}, "given_names"),
         ({"unexpected": 1}, "unexpected"),
     ],
@@ -143,9 +153,7 @@ async def test_history_lists_who_when_what(client: httpx.AsyncClient) -> None:
     assert {c["field"] for c in history[1]["changes"]} == {"affiliations"}
     assert history[1]["changes"][0]["old"][0]["institution_code"] == 2
     assert history[1]["changes"][0]["new"][0]["institution_code"] == 3
-    assert history[2]["changes"] == [
-        {"field": "phone", "old": None, "new": "+525512345678"}
-    ]
+    assert history[2]["changes"] == [{"field": "phone", "old": None, "new": "+525512345678"}]
     assert history[2]["reason"] == "cambio de teléfono"
     assert all(v["recorded_by"] for v in history)
 
@@ -166,22 +174,35 @@ async def test_search_by_name_and_birth_date_and_state(client: httpx.AsyncClient
     c = person_doc(first_surname="NÚÑEZ", given_names="LUCÍA", birth_date="1981-03-01")
     for doc in (a, b, c):
         assert (await client.post(BASE, json=doc)).status_code == 201
-    found = (await client.get(BASE, params={"first_surname": "nunez", "birth_date": "1980-02-29"})).json()
+    found = (
+        await client.get(BASE, params={"first_surname": "nunez", "birth_date": "1980-02-29"})
+    ).json()
     assert {p["curp"] for p in found["items"]} == {a["curp"], b["curp"]}
     narrowed = (
         await client.get(
-            BASE, params={"first_surname": "Núñez", "given_names": "lucia", "birth_date": "1980-02-29"}
+            BASE,
+            params={"first_surname": "Núñez", "given_names": "lucia", "birth_date": "1980-02-29"},
         )
     ).json()
     assert [p["curp"] for p in narrowed["items"]] == [a["curp"]]
-    by_state = (await client.get(BASE, params={"first_surname": "NUNEZ", "state": "13", "limit": 2})).json()
-    assert len(by_state["items"]) == 2 and by_state["next_cursor"]
+    by_state = (
+        await client.get(BASE, params={"first_surname": "NUNEZ", "state": "13", "limit": 2})
+    ).json()
+    assert len(by_state["items"]) == 2
+    assert by_state["next_cursor"]
     rest = (
         await client.get(
-            BASE, params={"first_surname": "NUNEZ", "state": "13", "limit": 2, "cursor": by_state["next_cursor"]}
+            BASE,
+            params={
+                "first_surname": "NUNEZ",
+                "state": "13",
+                "limit": 2,
+                "cursor": by_state["next_cursor"],
+            },
         )
     ).json()
-    assert len(rest["items"]) == 1 and rest["next_cursor"] is None
+    assert len(rest["items"]) == 1
+    assert rest["next_cursor"] is None
     by_curp = (await client.get(BASE, params={"curp": c["curp"]})).json()
     assert [p["curp"] for p in by_curp["items"]] == [c["curp"]]
 

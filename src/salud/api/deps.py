@@ -21,8 +21,9 @@ async def session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session for reads only: nothing to commit."""
-    async with _factory(request)() as s:
+    """A session for reads only, in autocommit: each statement sees committed data."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.read_sessions
+    async with factory() as s:
         yield s
 
 

@@ -36,7 +36,7 @@ def _parse_if_match(value: str | None) -> int:
         )
     raw = value.strip().removeprefix("W/").strip('"')
     if not raw.isdigit():
-        raise InvalidInput.on("If-Match", "debe ser el ETag recibido, p. ej. W/\"3\"")
+        raise InvalidInput.on("If-Match", 'debe ser el ETag recibido, p. ej. W/"3"')
     return int(raw)
 
 
@@ -61,7 +61,9 @@ async def search_persons(
     given_names: Annotated[str | None, Query(max_length=100)] = None,
     birth_date: date | None = None,
     birth_state: Annotated[str | None, Query(pattern=r"^[A-Z]{2}$")] = None,
-    state: Annotated[str | None, Query(pattern=r"^\d{2}$", description="Entidad de residencia (INEGI)")] = None,
+    state: Annotated[
+        str | None, Query(pattern=r"^\d{2}$", description="Entidad de residencia (INEGI)")
+    ] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> PersonPage:

@@ -60,7 +60,12 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    titles = {401: "No autenticado", 403: "Prohibido", 404: "No encontrado", 405: "Método no permitido"}
+    titles = {
+        401: "No autenticado",
+        403: "Prohibido",
+        404: "No encontrado",
+        405: "Método no permitido",
+    }
     title = titles.get(exc.status_code, "Error")
     response = problem(
         exc.status_code, title, str(exc.detail), f"http-{exc.status_code}", None, request.url.path

@@ -31,7 +31,9 @@ async def _load(persons: int, seed: int) -> None:
     data_dir = settings.shared_data_dir
     try:
         async with sessions() as session:
-            units = (await session.execute(select(func.count()).select_from(HealthUnit))).scalar_one()
+            units = (
+                await session.execute(select(func.count()).select_from(HealthUnit))
+            ).scalar_one()
             people = (await session.execute(select(func.count()).select_from(Person))).scalar_one()
         if units:
             err.print(f"Catálogo CLUES ya cargado ({units:,} unidades).")

@@ -58,7 +58,9 @@ async def _import(
 @app.command("import")
 def import_(
     path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Archivo CSV o NDJSON"),
-    fmt: str | None = typer.Option(None, "--format", help="csv o ndjson (por defecto, la extensión)"),
+    fmt: str | None = typer.Option(
+        None, "--format", help="csv o ndjson (por defecto, la extensión)"
+    ),
     rejects: Path | None = typer.Option(
         None, help="Archivo CSV de rechazos (línea, CURP, motivo); por defecto ARCHIVO.rechazos.csv"
     ),

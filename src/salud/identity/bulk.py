@@ -48,7 +48,14 @@ CSV_COLUMNS = (
     "affiliations",
 )
 # CSV affiliations: "code|member|regime|valid_from|valid_to|status", several joined by ";".
-_AFFILIATION_PARTS = ("institution_code", "member_number", "regime", "valid_from", "valid_to", "status")
+_AFFILIATION_PARTS = (
+    "institution_code",
+    "member_number",
+    "regime",
+    "valid_from",
+    "valid_to",
+    "status",
+)
 
 
 @dataclass
@@ -115,7 +122,9 @@ def csv_row_to_document(row: dict[str, str | None]) -> dict[str, Any]:
     return doc
 
 
-def iter_documents(path: Path, fmt: str | None = None) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def iter_documents(
+    path: Path, fmt: str | None = None
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, document) for each row, or (line number, reason) when it cannot be read."""
     kind = fmt or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
     if kind == "csv":
@@ -168,6 +177,7 @@ async def import_file(
     persons: list[tuple[Any, ...]] = []
     affiliations: dict[str, list[tuple[Any, ...]]] = {}
     writer = None
+    text: io.TextIOWrapper | None = None
     if rejects_out is not None:
         text = io.TextIOWrapper(rejects_out, encoding="utf-8", newline="", write_through=True)
         writer = csv.writer(text)
@@ -221,4 +231,7 @@ async def import_file(
     await flush()
     if progress:
         progress(report.read)
+    if text is not None:
+        text.flush()
+        text.detach()  # leave the caller's stream open
     return report

@@ -74,9 +74,7 @@ class Affiliation(Base):
     """Derechohabiencia: entitlement at an institution (DGIS AFILIACION catalog code)."""
 
     __tablename__ = "affiliations"
-    __table_args__ = (
-        CheckConstraint("status IN ('active','suspended','ended')", name="status"),
-    )
+    __table_args__ = (CheckConstraint("status IN ('active','suspended','ended')", name="status"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(

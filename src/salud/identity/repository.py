@@ -6,15 +6,16 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from salud.identity.models import Affiliation, Person, PersonVersion
+from salud.storage.engine import dialect_name
 
-PERSON_TABLE = Person.__table__
-AFFILIATION_TABLE = Affiliation.__table__
+PERSON_TABLE: Table = Person.__table__  # type: ignore[assignment]
+AFFILIATION_TABLE: Table = Affiliation.__table__  # type: ignore[assignment]
 # Every column of persons but the surrogate key, in table order (the bulk path copies these).
 PERSON_COLUMNS: tuple[str, ...] = tuple(c.name for c in PERSON_TABLE.columns if c.name != "id")
 AFFILIATION_COLUMNS: tuple[str, ...] = tuple(
@@ -29,6 +30,38 @@ async def get_by_curp(
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+_PERSON_READ_COLUMNS = ", ".join(f"p.{c}" for c in PERSON_COLUMNS)
+_AFFILIATION_READ_COLUMNS = ", ".join(
+    f"a.{c} AS a_{c}" for c in AFFILIATION_COLUMNS if c != "person_id"
+)
+# The hot read: one indexed statement, person and affiliations together (no ORM identity map,
+# no second round trip). Compiled once; asyncpg keeps it prepared per connection.
+_READ_ONE = text(
+    f"SELECT {_PERSON_READ_COLUMNS}, {_AFFILIATION_READ_COLUMNS} "  # noqa: S608
+    "FROM persons p LEFT JOIN affiliations a ON a.person_id = p.id "
+    "WHERE p.curp = :curp ORDER BY a.id"
+).columns(
+    *(PERSON_TABLE.c[c] for c in PERSON_COLUMNS),
+    *(AFFILIATION_TABLE.c[c].label(f"a_{c}") for c in AFFILIATION_COLUMNS if c != "person_id"),
+)
+
+
+async def read_by_curp(
+    session: AsyncSession, curp: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The person's columns and affiliation rows, or None."""
+    rows = (await session.execute(_READ_ONE, {"curp": curp})).mappings().all()
+    if not rows:
+        return None
+    person = {c: rows[0][c] for c in PERSON_COLUMNS}
+    affiliations = [
+        {c: row[f"a_{c}"] for c in AFFILIATION_COLUMNS if c != "person_id"}
+        for row in rows
+        if row["a_institution_code"] is not None
+    ]
+    return person, affiliations
 
 
 async def curp_exists(session: AsyncSession, curp: str) -> bool:
@@ -114,17 +147,13 @@ async def bulk_insert(
     """
     if not persons:
         return 0
-    if session.bind.dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         inserted = await _copy_persons_postgresql(session, persons)
     else:
         inserted = await _insert_persons_generic(session, persons)
-    rows = [
-        (person_id, *aff)
-        for person_id, curp in inserted
-        for aff in affiliations.get(curp, ())
-    ]
+    rows = [(person_id, *aff) for person_id, curp in inserted for aff in affiliations.get(curp, ())]
     if rows:
-        if session.bind.dialect.name == "postgresql":
+        if dialect_name(session) == "postgresql":
             raw = await _asyncpg(session)
             await raw.copy_records_to_table(
                 "affiliations", records=rows, columns=list(AFFILIATION_COLUMNS)
@@ -137,7 +166,10 @@ async def bulk_insert(
 
 
 async def _asyncpg(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, inside the session's transaction (the
+    adapter begins it lazily: a statement through SQLAlchemy first makes sure it has)."""
     conn = await session.connection()
+    await conn.exec_driver_sql("SELECT 1")
     raw = await conn.get_raw_connection()
     return raw.driver_connection
 
@@ -155,9 +187,7 @@ async def _copy_persons_postgresql(
     # COPY itself cannot skip conflicts, and per-row INSERTs are 10–50x slower (GUIDE.md).
     raw = await _asyncpg(session)
     await raw.execute(_STAGE_DDL)
-    await raw.copy_records_to_table(
-        "person_stage", records=persons, columns=list(PERSON_COLUMNS)
-    )
+    await raw.copy_records_to_table("person_stage", records=persons, columns=list(PERSON_COLUMNS))
     cols = ", ".join(PERSON_COLUMNS)
     rows = await raw.fetch(
         f"INSERT INTO persons ({cols}) SELECT DISTINCT ON (curp) {cols} FROM person_stage "  # noqa: S608
@@ -177,4 +207,3 @@ async def _insert_persons_generic(
     params = [dict(zip(PERSON_COLUMNS, p, strict=True)) for p in persons]
     result = await session.execute(stmt, params)
     return [(row.id, row.curp) for row in result]
-

@@ -61,7 +61,9 @@ class Sex(StrEnum):
 # Letters of any alphabet, spaces, apostrophes, hyphens and dots ("MA. DE LOURDES", "O'NEILL").
 _NAME = re.compile(r"^[^\W\d_]+(?:[ '.\-][^\W\d_]*)*\.?$")
 _PHONE = re.compile(r"^\+[1-9]\d{7,14}$")  # E.164
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$")
+_EMAIL = re.compile(
+    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
 
 
 def _name(value: str) -> str:
@@ -97,12 +99,16 @@ def _email(value: str) -> str:
 
 
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_name)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(_name),
 ]
 Curp = Annotated[str, AfterValidator(_curp)]
 Clues = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Z]{3}\d{6}$")]
 Phone = Annotated[str, AfterValidator(_phone)]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)]
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=254), AfterValidator(_email)
+]
 Nationality = Annotated[str, AfterValidator(_nationality)]
 
 
@@ -134,7 +140,8 @@ class Address(BaseModel):
             raise ValueError("locality: la localidad requiere el municipio")
         if self.municipality and self.state + self.municipality not in inegi_municipality_keys():
             raise ValueError(
-                f"municipality: {self.municipality} no es un municipio INEGI de la entidad {self.state}"
+                f"municipality: {self.municipality} no es un municipio INEGI "
+                f"de la entidad {self.state}"
             )
         return self
 
@@ -262,8 +269,8 @@ class PersonUpdate(BaseModel):
     address: Address | None = None
     photo_ref: Annotated[str | None, StringConstraints(max_length=200)] = None
     assigned_clues: Clues | None = None
-    affiliations: Annotated[list[AffiliationIn], AfterValidator(_check_affiliations)] | None = Field(
-        None, max_length=10, description="Si se envía, reemplaza la lista completa"
+    affiliations: Annotated[list[AffiliationIn], AfterValidator(_check_affiliations)] | None = (
+        Field(None, max_length=10, description="Si se envía, reemplaza la lista completa")
     )
     reason: Annotated[str | None, StringConstraints(max_length=300)] = Field(
         None, description="Motivo del cambio (queda en el historial)"
@@ -273,7 +280,13 @@ class PersonUpdate(BaseModel):
     def _not_empty(self) -> Self:
         if not (self.model_fields_set - {"reason"}):
             raise ValueError("no hay cambios: envíe al menos un campo")
-        for required in ("given_names", "first_surname", "nationality", "blood_type", "organ_donor"):
+        for required in (
+            "given_names",
+            "first_surname",
+            "nationality",
+            "blood_type",
+            "organ_donor",
+        ):
             if required in self.model_fields_set and getattr(self, required) is None:
                 raise ValueError(f"{required}: no puede quedar vacío")
         return self

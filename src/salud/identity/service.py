@@ -48,6 +48,26 @@ _TRACKED = (
     "assigned_clues",
     "affiliations",
 )
+_READ_FIELDS = (
+    "curp",
+    "given_names",
+    "first_surname",
+    "second_surname",
+    "birth_date",
+    "birth_state",
+    "sex",
+    "nationality",
+    "blood_type",
+    "organ_donor",
+    "organ_donor_date",
+    "phone",
+    "email",
+    "photo_ref",
+    "assigned_clues",
+    "version",
+    "created_at",
+    "updated_at",
+)
 _ADDRESS_COLUMNS = {
     "state": "address_state",
     "municipality": "address_municipality",
@@ -57,12 +77,10 @@ _ADDRESS_COLUMNS = {
 }
 
 
-def _address_of(person: Person) -> Address | None:
-    if person.address_state is None:
+def _address_of(row: dict[str, Any]) -> Address | None:
+    if row["address_state"] is None:
         return None
-    return Address.model_construct(
-        **{key: getattr(person, column) for key, column in _ADDRESS_COLUMNS.items()}
-    )
+    return Address.model_construct(**{key: row[column] for key, column in _ADDRESS_COLUMNS.items()})
 
 
 def _address_columns(address: Address | None) -> dict[str, Any]:
@@ -72,41 +90,36 @@ def _address_columns(address: Address | None) -> dict[str, Any]:
     }
 
 
-def _affiliation_read(a: Affiliation) -> AffiliationRead:
-    entry = affiliation_catalog().get(a.institution_code)
+def _affiliation_read(a: dict[str, Any]) -> AffiliationRead:
+    entry = affiliation_catalog().get(a["institution_code"])
     return AffiliationRead.model_construct(
-        institution_code=a.institution_code,
-        institution=entry.short_name if entry else str(a.institution_code),
-        member_number=a.member_number,
-        regime=a.regime,
-        valid_from=a.valid_from,
-        valid_to=a.valid_to,
-        status=AffiliationStatus(a.status),
+        institution_code=a["institution_code"],
+        institution=entry.short_name if entry else str(a["institution_code"]),
+        member_number=a["member_number"],
+        regime=a["regime"],
+        valid_from=a["valid_from"],
+        valid_to=a["valid_to"],
+        status=AffiliationStatus(a["status"]),
+    )
+
+
+def _columns(obj: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in names}
+
+
+def to_read_row(row: dict[str, Any], affiliations: list[dict[str, Any]]) -> PersonRead:
+    """PersonRead from plain column values (the hot read path builds no ORM objects)."""
+    return PersonRead.model_construct(
+        **{f: row[f] for f in _READ_FIELDS},
+        address=_address_of(row),
+        affiliations=[_affiliation_read(a) for a in affiliations],
     )
 
 
 def to_read(person: Person) -> PersonRead:
-    return PersonRead.model_construct(
-        curp=person.curp,
-        given_names=person.given_names,
-        first_surname=person.first_surname,
-        second_surname=person.second_surname,
-        birth_date=person.birth_date,
-        birth_state=person.birth_state,
-        sex=person.sex,
-        nationality=person.nationality,
-        blood_type=person.blood_type,
-        organ_donor=person.organ_donor,
-        organ_donor_date=person.organ_donor_date,
-        phone=person.phone,
-        email=person.email,
-        address=_address_of(person),
-        photo_ref=person.photo_ref,
-        assigned_clues=person.assigned_clues,
-        affiliations=[_affiliation_read(a) for a in person.affiliations],
-        version=person.version,
-        created_at=person.created_at,
-        updated_at=person.updated_at,
+    return to_read_row(
+        _columns(person, repository.PERSON_COLUMNS),
+        [_columns(a, repository.AFFILIATION_COLUMNS) for a in person.affiliations],
     )
 
 
@@ -118,7 +131,7 @@ def _jsonable(value: Any) -> Any:
 
 def snapshot(person: Person) -> dict[str, Any]:
     """The person as it stands, JSON-ready, for the history table."""
-    address = _address_of(person)
+    address = _address_of(_columns(person, repository.PERSON_COLUMNS))
     return {
         "given_names": person.given_names,
         "first_surname": person.first_surname,
@@ -154,7 +167,9 @@ def snapshot(person: Person) -> dict[str, Any]:
 
 def person_row(data: PersonCreate, actor: str, now: datetime) -> dict[str, Any]:
     """Column values of a new person (shared by the single and the bulk path)."""
-    assert data.birth_date is not None and data.birth_state is not None and data.sex is not None
+    assert data.birth_date is not None
+    assert data.birth_state is not None
+    assert data.sex is not None
     return {
         "curp": data.curp,
         "given_names": data.given_names,
@@ -223,10 +238,10 @@ def check_curp(curp: str) -> str:
 
 
 async def get(session: AsyncSession, curp: str) -> PersonRead:
-    person = await repository.get_by_curp(session, check_curp(curp))
-    if person is None:
+    found = await repository.read_by_curp(session, check_curp(curp))
+    if found is None:
         raise NotFound("no hay ninguna persona registrada con esa CURP")
-    return to_read(person)
+    return to_read_row(*found)
 
 
 async def change(
@@ -247,10 +262,10 @@ async def change(
             [FieldProblem("If-Match", f"versión {expected_version} desactualizada")],
         )
     fields = patch.model_fields_set - {"reason"}
-    donor = patch.organ_donor if "organ_donor" in fields else person.organ_donor
+    donor = patch.organ_donor if "organ_donor" in fields else OrganDonor(person.organ_donor)
     donor_date = patch.organ_donor_date if "organ_donor_date" in fields else person.organ_donor_date
     try:
-        check_donor(OrganDonor(donor), donor_date)
+        check_donor(donor, donor_date)
     except ValueError as exc:
         field, _, reason = str(exc).partition(": ")
         raise InvalidInput.on(field, reason) from None
