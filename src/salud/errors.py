@@ -59,11 +59,55 @@ class PreconditionFailed(DomainError):
 _FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.-]*): (.+)$", re.DOTALL)
 
 
-def located(loc: tuple[str | int, ...] | list[str | int], message: str) -> FieldProblem:
+# pydantic's built-in messages are English; the API speaks Spanish. Types not listed keep
+# pydantic's message (still naming the field).
+_SPANISH: dict[str, str] = {
+    "missing": "es obligatorio",
+    "extra_forbidden": "campo desconocido",
+    "string_type": "debe ser texto",
+    "string_too_short": "es demasiado corto (mínimo {min_length})",
+    "string_too_long": "es demasiado largo (máximo {max_length})",
+    "string_pattern_mismatch": "no tiene el formato esperado ({pattern})",
+    "int_type": "debe ser un número entero",
+    "int_parsing": "debe ser un número entero",
+    "float_parsing": "debe ser un número",
+    "bool_parsing": "debe ser verdadero o falso",
+    "date_type": "debe ser una fecha AAAA-MM-DD",
+    "date_parsing": "debe ser una fecha AAAA-MM-DD",
+    "date_from_datetime_parsing": "debe ser una fecha AAAA-MM-DD",
+    "datetime_parsing": "debe ser una fecha y hora ISO 8601",
+    "enum": "debe ser uno de: {expected}",
+    "literal_error": "debe ser uno de: {expected}",
+    "list_type": "debe ser una lista",
+    "too_long": "tiene demasiados elementos (máximo {max_length})",
+    "dict_type": "debe ser un objeto JSON",
+    "model_type": "debe ser un objeto JSON",
+    "model_attributes_type": "debe ser un objeto JSON",
+    "json_invalid": "JSON inválido: {error}",
+    "json_type": "debe ser JSON",
+    "greater_than_equal": "debe ser mayor o igual que {ge}",
+    "less_than_equal": "debe ser menor o igual que {le}",
+    "greater_than": "debe ser mayor que {gt}",
+    "less_than": "debe ser menor que {lt}",
+}
+
+
+def located(
+    loc: tuple[str | int, ...] | list[str | int],
+    message: str,
+    kind: str | None = None,
+    ctx: dict[str, object] | None = None,
+) -> FieldProblem:
     """A validation error as field + reason. Cross-field checks name their field in the
     message ("birth_date: …"); that name is joined to the location of the object checked."""
     path = [str(p) for p in loc]
     reason = message.removeprefix("Value error, ")
+    template = _SPANISH.get(kind or "")
+    if template is not None:
+        try:
+            reason = template.format(**(ctx or {}))
+        except (KeyError, IndexError):
+            reason = template.split(" {")[0].split(" (")[0]
     match = _FIELD_PREFIX.match(reason)
     if match:
         path.append(match.group(1))

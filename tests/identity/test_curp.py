@@ -419,3 +419,11 @@ def test_every_check_digit_change_is_rejected(value: str) -> None:
         if digit != value[17]:
             with pytest.raises(CurpInvalid):
                 validate(value[:17] + digit)
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=17, max_size=17))
+def test_check_digit_agrees_with_python_stdnum(body: str) -> None:
+    from stdnum.mx.curp import calc_check_digit as stdnum_check_digit
+
+    assert curp.calc_check_digit(body) == stdnum_check_digit(body)

@@ -41,7 +41,7 @@ def _problem_of(err: dict[str, Any]) -> dict[str, str]:
     loc = list(err.get("loc", ()))
     if loc and loc[0] in {"body", "query", "path", "header"}:
         loc = loc[1:] or ([] if loc[0] == "body" else loc)
-    found = located(loc, str(err.get("msg", "valor inválido")))
+    found = located(loc, str(err.get("msg", "valor inválido")), err.get("type"), err.get("ctx"))
     return {"field": found.field, "reason": found.reason}
 
 

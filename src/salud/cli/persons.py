@@ -23,9 +23,12 @@ def _count_lines(path: Path) -> int:
 
 
 async def _import(
-    path: Path, fmt: str | None, rejects: Path | None, chunk: int, quiet: bool
+    path: Path, fmt: str | None, rejects: Path | None, chunk: int, quiet: bool, workers: int | None
 ) -> bulk.ImportReport:
     engine = create_engine(get_settings().database_url)
+    if workers is None:
+        # PostgreSQL takes writers in parallel; SQLite has one writer at a time.
+        workers = 2 if engine.dialect.name == "postgresql" else 0
     total = _count_lines(path) - (1 if (fmt or path.suffix.lower()) in {"csv", ".csv"} else 0)
     try:
         with Progress(
@@ -47,6 +50,7 @@ async def _import(
                     chunk_size=chunk,
                     rejects_out=out,
                     progress=lambda n: progress.update(task, completed=n),
+                    workers=workers,
                 )
             finally:
                 if out:
@@ -66,10 +70,13 @@ def import_(
     ),
     chunk: int = typer.Option(5000, min=100, max=100_000, help="Filas por transacción"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Sin barra de progreso"),
+    workers: int | None = typer.Option(
+        None, min=0, max=16, help="Procesos que validan y escriben (por defecto 2 en PostgreSQL)"
+    ),
 ) -> None:
     """Registra personas desde un archivo. Repetir la importación no duplica nada."""
     rejects = rejects or path.with_name(path.name + ".rechazos.csv")
-    report = asyncio.run(_import(path, fmt, rejects, chunk, quiet))
+    report = asyncio.run(_import(path, fmt, rejects, chunk, quiet, workers))
     err.print(
         f"Leídas {report.read:,} · [green]nuevas {report.inserted:,}[/] · "
         f"ya registradas {report.already_present:,} · [red]rechazadas {report.rejected:,}[/]"

@@ -8,10 +8,16 @@ Invalid rows go to a rejects file with their line number and the reason.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import multiprocessing
+import re
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from salud.errors import located
 from salud.identity import repository
 from salud.identity.schemas import PersonCreate
-from salud.identity.service import affiliation_row, person_row
+from salud.identity.service import affiliation_values, person_values
 from salud.kit.clock import utcnow
 
 CSV_COLUMNS = (
@@ -124,8 +130,10 @@ def csv_row_to_document(row: dict[str, str | None]) -> dict[str, Any]:
 
 def iter_documents(
     path: Path, fmt: str | None = None
-) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, document) for each row, or (line number, reason) when it cannot be read."""
+) -> Iterator[tuple[int, dict[str, Any] | bytes | str]]:
+    """(line number, document) for each row, or (line number, reason) when it cannot be read.
+
+    NDJSON lines come as raw bytes: pydantic parses and validates them in one pass."""
     kind = fmt or ("csv" if path.suffix.lower() == ".csv" else "ndjson")
     if kind == "csv":
         with path.open(encoding="utf-8-sig", newline="") as fh:
@@ -144,22 +152,95 @@ def iter_documents(
         raise ValueError(f"formato desconocido {kind!r}: use csv o ndjson")
     with path.open("rb") as fh:
         for line, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                doc = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                yield line, f"JSON inválido: {exc}"
-                continue
-            if not isinstance(doc, dict):
-                yield line, "cada línea debe ser un objeto JSON"
-                continue
-            yield line, doc
+            if raw.strip():
+                yield line, raw
+
+
+def _curp_of(doc: dict[str, Any] | bytes) -> str:
+    if isinstance(doc, bytes):
+        try:
+            doc = orjson.loads(doc)
+        except orjson.JSONDecodeError:
+            return ""
+        if not isinstance(doc, dict):
+            return ""
+    return str(doc.get("curp", ""))[:18]
 
 
 def _reason(exc: ValidationError) -> str:
-    found = [located(list(err["loc"]), str(err["msg"])) for err in exc.errors()]
+    found = [
+        located(list(err["loc"]), str(err["msg"]), err["type"], err.get("ctx"))
+        for err in exc.errors()
+    ]
     return "; ".join(f"{p.field}: {p.reason}" for p in found)
+
+
+_NDJSON_CURP = re.compile(rb'"curp"\s*:\s*"([^"\\]{0,40})"')
+
+
+def _quick_curp(doc: dict[str, Any] | bytes) -> str | None:
+    """The CURP of a row without validating it (for duplicate detection across chunks)."""
+    if isinstance(doc, bytes):
+        found = _NDJSON_CURP.search(doc)
+        return found.group(1).decode("utf-8", "replace") if found else None
+    value = doc.get("curp")
+    return value if isinstance(value, str) else None
+
+
+@dataclass
+class Chunk:
+    """Rows validated and ready to write: person tuples, affiliations by CURP, rejects."""
+
+    persons: list[tuple[Any, ...]] = field(default_factory=list)
+    affiliations: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    rejects: list[Rejected] = field(default_factory=list)
+
+
+def validate_rows(
+    rows: list[tuple[int, dict[str, Any] | bytes]], actor: str, now: datetime
+) -> Chunk:
+    chunk = Chunk()
+    for line, doc in rows:
+        try:
+            if isinstance(doc, bytes):
+                data = PersonCreate.model_validate_json(doc)
+            else:
+                data = PersonCreate.model_validate(doc)
+        except ValidationError as exc:
+            chunk.rejects.append(Rejected(line, _curp_of(doc), _reason(exc)))
+            continue
+        chunk.persons.append(person_values(data, actor, now))
+        if data.affiliations:
+            chunk.affiliations[data.curp] = [affiliation_values(a) for a in data.affiliations]
+    return chunk
+
+
+async def write_chunk(sessions: async_sessionmaker[AsyncSession], chunk: Chunk) -> int:
+    """One transaction: the chunk lands whole or not at all. Returns persons inserted."""
+    if not chunk.persons:
+        return 0
+    async with sessions() as session, session.begin():
+        return await repository.bulk_insert(session, chunk.persons, chunk.affiliations)
+
+
+# Worker processes (parallel import): each keeps one event loop and one engine.
+_worker: dict[str, Any] = {}
+
+
+def _worker_start(database_url: str) -> None:
+    from salud.storage.engine import create_engine, session_factory
+
+    loop = asyncio.new_event_loop()
+    engine = create_engine(database_url, pool_size=1, max_overflow=0)
+    _worker.update(loop=loop, sessions=session_factory(engine))
+
+
+def _worker_chunk(
+    rows: list[tuple[int, dict[str, Any] | bytes]], actor: str, now: datetime
+) -> tuple[int, int, list[Rejected]]:
+    chunk = validate_rows(rows, actor, now)
+    inserted = _worker["loop"].run_until_complete(write_chunk(_worker["sessions"], chunk))
+    return len(chunk.persons), inserted, chunk.rejects
 
 
 async def import_file(
@@ -171,11 +252,11 @@ async def import_file(
     chunk_size: int = 5000,
     rejects_out: BinaryIO | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int = 0,
 ) -> ImportReport:
+    """Import a file. `workers` > 0 validates and writes in that many processes, each with
+    its own connection (PostgreSQL; SQLite has one writer at a time, so use 0 there)."""
     report = ImportReport()
-    seen: dict[str, int] = {}
-    persons: list[tuple[Any, ...]] = []
-    affiliations: dict[str, list[tuple[Any, ...]]] = {}
     writer = None
     text: io.TextIOWrapper | None = None
     if rejects_out is not None:
@@ -183,55 +264,84 @@ async def import_file(
         writer = csv.writer(text)
         writer.writerow(["linea", "curp", "motivo"])
 
-    def reject(line: int, curp: str, reason: str) -> None:
+    def reject(r: Rejected) -> None:
         report.rejected += 1
         if len(report.rejects) < 1000:
-            report.rejects.append(Rejected(line, curp, reason))
+            report.rejects.append(r)
         if writer:
-            writer.writerow([line, curp, reason])
+            writer.writerow([r.line, r.curp, r.reason])
 
-    async def flush() -> None:
-        if not persons:
-            return
-        async with sessions() as session, session.begin():
-            inserted = await repository.bulk_insert(session, persons, affiliations)
+    def tally(valid: int, inserted: int, rejects: list[Rejected]) -> None:
         report.inserted += inserted
-        report.already_present += len(persons) - inserted
-        persons.clear()
-        affiliations.clear()
+        report.already_present += valid - inserted
+        for r in sorted(rejects, key=lambda r: r.line):
+            reject(r)
+        if progress:
+            progress(report.read)
 
     now = utcnow()
-    for line, doc in iter_documents(path, fmt):
-        report.read += 1
-        if isinstance(doc, str):
-            reject(line, "", doc)
-            continue
-        curp = str(doc.get("curp", ""))
-        try:
-            data = PersonCreate.model_validate(doc)
-        except ValidationError as exc:
-            reject(line, curp, _reason(exc))
-            continue
-        first = seen.get(data.curp)
-        if first is not None:
-            reject(line, curp, f"curp: repetida en la línea {first} de este archivo")
-            continue
-        seen[data.curp] = line
-        row = person_row(data, actor, now)
-        persons.append(tuple(row[c] for c in repository.PERSON_COLUMNS))
-        if data.affiliations:
-            affiliations[data.curp] = [
-                tuple(affiliation_row(a)[c] for c in repository.AFFILIATION_COLUMNS[1:])
-                for a in data.affiliations
-            ]
-        if len(persons) >= chunk_size:
-            await flush()
-        if progress and report.read % chunk_size == 0:
-            progress(report.read)
-    await flush()
-    if progress:
-        progress(report.read)
-    if text is not None:
-        text.flush()
-        text.detach()  # leave the caller's stream open
+    seen: dict[str, int] = {}
+    pending: list[tuple[int, dict[str, Any] | bytes]] = []
+
+    def batches() -> Iterator[list[tuple[int, dict[str, Any] | bytes]]]:
+        nonlocal pending
+        for line, doc in iter_documents(path, fmt):
+            report.read += 1
+            if isinstance(doc, str):
+                reject(Rejected(line, "", doc))
+                continue
+            curp = _quick_curp(doc)
+            if curp:
+                first = seen.get(curp)
+                if first is not None:
+                    reject(
+                        Rejected(line, curp, f"curp: repetida en la línea {first} de este archivo")
+                    )
+                    continue
+                seen[curp] = line
+            pending.append((line, doc))
+            if len(pending) >= chunk_size:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    try:
+        if workers <= 0:
+            for rows in batches():
+                chunk = validate_rows(rows, actor, now)
+                tally(len(chunk.persons), await write_chunk(sessions, chunk), chunk.rejects)
+        else:
+            await _import_parallel(sessions, batches(), workers, actor, now, tally)
+    finally:
+        if text is not None:
+            text.flush()
+            text.detach()  # leave the caller's stream open
     return report
+
+
+async def _import_parallel(
+    sessions: async_sessionmaker[AsyncSession],
+    batches: Iterator[list[tuple[int, dict[str, Any] | bytes]]],
+    workers: int,
+    actor: str,
+    now: datetime,
+    tally: Callable[[int, int, list[Rejected]], None],
+) -> None:
+    bind = sessions.kw.get("bind")
+    if bind is None:
+        raise RuntimeError("the session factory has no engine")
+    url = bind.url.render_as_string(hide_password=False)
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_start, initargs=(url,)
+    ) as pool:
+        in_flight: deque[asyncio.Future[tuple[int, int, list[Rejected]]]] = deque()
+        for rows in batches:
+            in_flight.append(loop.run_in_executor(pool, _worker_chunk, rows, actor, now))
+            # Results are taken in file order; at most two chunks queue per worker.
+            while len(in_flight) >= workers * 2:
+                tally(*await in_flight.popleft())
+        while in_flight:
+            tally(*await in_flight.popleft())

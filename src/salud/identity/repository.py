@@ -7,7 +7,6 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import Table, insert, select, text, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -160,7 +159,8 @@ async def bulk_insert(
             )
         else:
             await session.execute(
-                insert(Affiliation), [dict(zip(AFFILIATION_COLUMNS, r, strict=True)) for r in rows]
+                insert(AFFILIATION_TABLE),
+                [dict(zip(AFFILIATION_COLUMNS, r, strict=True)) for r in rows],
             )
     return len(inserted)
 
@@ -178,32 +178,80 @@ _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS person_stage "
     "(LIKE persons INCLUDING DEFAULTS EXCLUDING CONSTRAINTS) ON COMMIT DELETE ROWS"
 )
+_COLUMNS_SQL = ", ".join(PERSON_COLUMNS)
 
 
 async def _copy_persons_postgresql(
     session: AsyncSession, persons: Sequence[tuple[Any, ...]]
 ) -> list[tuple[int, str]]:
-    # COPY into a temporary stage, then one INSERT … SELECT that skips CURPs already present:
-    # COPY itself cannot skip conflicts, and per-row INSERTs are 10–50x slower (GUIDE.md).
+    """COPY straight into persons the CURPs not yet present, with keys drawn in advance.
+
+    COPY cannot skip conflicts, and per-row INSERTs are 10–50x slower (GUIDE.md), so: one
+    indexed look-up finds the CURPs already registered, one call draws the new keys from the
+    sequence, one COPY writes the rest. If another import registers one of these CURPs in
+    between, the COPY fails inside a savepoint and the chunk goes the slower, conflict-proof
+    way (stage table + INSERT … ON CONFLICT DO NOTHING).
+    """
     raw = await _asyncpg(session)
+    present = await raw.fetch(
+        "SELECT curp FROM persons WHERE curp = ANY($1::varchar[])", [p[0] for p in persons]
+    )
+    known = {r[0] for r in present}
+    fresh = [p for p in persons if p[0] not in known]
+    if not fresh:
+        return []
+    keys = await raw.fetch(
+        "SELECT nextval(pg_get_serial_sequence('persons', 'id')) FROM generate_series(1, $1)",
+        len(fresh),
+    )
+    records = [(k[0], *p) for k, p in zip(keys, fresh, strict=True)]
+    try:
+        async with raw.transaction():  # a savepoint inside the chunk's transaction
+            await raw.copy_records_to_table(
+                "persons", records=records, columns=["id", *PERSON_COLUMNS]
+            )
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != "23505":  # unique_violation
+            raise
+        return await _stage_persons_postgresql(raw, fresh)
+    return [(r[0], r[1]) for r in records]
+
+
+async def _stage_persons_postgresql(
+    raw: Any, persons: Sequence[tuple[Any, ...]]
+) -> list[tuple[int, str]]:
     await raw.execute(_STAGE_DDL)
     await raw.copy_records_to_table("person_stage", records=persons, columns=list(PERSON_COLUMNS))
-    cols = ", ".join(PERSON_COLUMNS)
     rows = await raw.fetch(
-        f"INSERT INTO persons ({cols}) SELECT DISTINCT ON (curp) {cols} FROM person_stage "  # noqa: S608
+        f"INSERT INTO persons ({_COLUMNS_SQL}) SELECT {_COLUMNS_SQL} FROM person_stage "  # noqa: S608
         "ON CONFLICT (curp) DO NOTHING RETURNING id, curp"
     )
+    await raw.execute("TRUNCATE person_stage")
     return [(r["id"], r["curp"]) for r in rows]
 
 
 async def _insert_persons_generic(
     session: AsyncSession, persons: Sequence[tuple[Any, ...]]
 ) -> list[tuple[int, str]]:
-    stmt = (
-        sqlite_insert(PERSON_TABLE)
-        .on_conflict_do_nothing(index_elements=["curp"])
-        .returning(PERSON_TABLE.c.id, PERSON_TABLE.c.curp)
+    """SQLite: skip CURPs already present, insert the rest in one executemany (no RETURNING,
+    which would turn it into row-by-row statements), then read back the new keys."""
+    fresh_curps = [p[0] for p in persons]
+    known = {curp for curp, _ in await _ids_of(session, fresh_curps)}
+    fresh = [p for p in persons if p[0] not in known]
+    if not fresh:
+        return []
+    await session.execute(
+        insert(PERSON_TABLE), [dict(zip(PERSON_COLUMNS, p, strict=True)) for p in fresh]
     )
-    params = [dict(zip(PERSON_COLUMNS, p, strict=True)) for p in persons]
-    result = await session.execute(stmt, params)
-    return [(row.id, row.curp) for row in result]
+    return [(key, curp) for curp, key in await _ids_of(session, [p[0] for p in fresh])]
+
+
+async def _ids_of(session: AsyncSession, curps: Sequence[str]) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for start in range(0, len(curps), 500):
+        part = curps[start : start + 500]
+        rows = await session.execute(
+            select(PERSON_TABLE.c.curp, PERSON_TABLE.c.id).where(PERSON_TABLE.c.curp.in_(part))
+        )
+        found.extend((row.curp, row.id) for row in rows)
+    return found

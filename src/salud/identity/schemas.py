@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Self
 
 import pycountry
@@ -72,9 +73,17 @@ def _name(value: str) -> str:
     return value
 
 
+@lru_cache(maxsize=8192)
+def _curp_data(value: str) -> curp_rules.CurpData:
+    """Validated once per model: the field check and the consistency check share it.
+    (Only successes are cached; a CURP's validity cannot change but for the date limit,
+    and a cached success is at most a day old.)"""
+    return curp_rules.validate(value)
+
+
 def _curp(value: str) -> str:
     try:
-        curp_rules.validate(value)
+        _curp_data(value)
     except curp_rules.CurpInvalid as exc:
         raise ValueError(exc.reason) from None
     return value
@@ -237,7 +246,7 @@ class PersonCreate(_PersonFields):
 
     @model_validator(mode="after")
     def _consistent_with_curp(self) -> Self:
-        data = curp_rules.parse(self.curp)
+        data = _curp_data(self.curp)
         for field, encoded in (
             ("birth_date", data.birth_date),
             ("birth_state", data.state),

@@ -165,37 +165,53 @@ def snapshot(person: Person) -> dict[str, Any]:
     }
 
 
-def person_row(data: PersonCreate, actor: str, now: datetime) -> dict[str, Any]:
-    """Column values of a new person (shared by the single and the bulk path)."""
+def person_values(data: PersonCreate, actor: str, now: datetime) -> tuple[Any, ...]:
+    """Column values of a new person in repository.PERSON_COLUMNS order (the bulk path
+    builds millions of these, so a tuple, not a dict)."""
     assert data.birth_date is not None
     assert data.birth_state is not None
     assert data.sex is not None
-    return {
-        "curp": data.curp,
-        "given_names": data.given_names,
-        "first_surname": data.first_surname,
-        "second_surname": data.second_surname,
-        "first_surname_key": search_key(data.first_surname),
-        "given_names_key": search_key(data.given_names),
-        "birth_date": data.birth_date,
-        "birth_state": data.birth_state,
-        "sex": str(data.sex),
-        "nationality": data.nationality,
-        "blood_type": str(data.blood_type),
-        "organ_donor": str(data.organ_donor),
-        "organ_donor_date": data.organ_donor_date,
-        "phone": data.phone,
-        "email": data.email,
-        **_address_columns(data.address),
-        "photo_ref": data.photo_ref,
-        "assigned_clues": data.assigned_clues,
-        "version": 1,
-        "created_at": now,
-        "created_by": actor,
-        "updated_at": now,
-        "updated_by": actor,
-        "change_reason": "alta",
-    }
+    address = data.address
+    return (
+        data.curp,
+        data.given_names,
+        data.first_surname,
+        data.second_surname,
+        search_key(data.first_surname),
+        search_key(data.given_names),
+        data.birth_date,
+        data.birth_state,
+        data.sex.value,
+        data.nationality,
+        data.blood_type.value,
+        data.organ_donor.value,
+        data.organ_donor_date,
+        data.phone,
+        data.email,
+        address.state if address else None,
+        address.municipality if address else None,
+        address.locality if address else None,
+        address.postal_code if address else None,
+        address.street if address else None,
+        data.photo_ref,
+        data.assigned_clues,
+        1,
+        now,
+        actor,
+        now,
+        actor,
+        "alta",
+    )
+
+
+def person_row(data: PersonCreate, actor: str, now: datetime) -> dict[str, Any]:
+    """Column values of a new person by name."""
+    return dict(zip(repository.PERSON_COLUMNS, person_values(data, actor, now), strict=True))
+
+
+def affiliation_values(a: AffiliationIn) -> tuple[Any, ...]:
+    """In repository.AFFILIATION_COLUMNS order, without person_id."""
+    return (a.institution_code, a.member_number, a.regime, a.valid_from, a.valid_to, a.status.value)
 
 
 def affiliation_row(a: AffiliationIn) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 _KEEP_N_TILDE = str.maketrans({"Ñ": "\0"})
 
@@ -15,8 +16,12 @@ def fold(text: str) -> str:
     return " ".join(bare.replace("\0", "Ñ").split())
 
 
+@lru_cache(maxsize=65536)
 def search_key(text: str) -> str:
-    """The form names are compared in: folded, Ñ as N, only letters and single spaces."""
+    """The form names are compared in: folded, Ñ as N, only letters and single spaces.
+
+    Cached: names repeat a great deal (a bulk import sees the same surnames again and again).
+    """
     folded = fold(text).replace("Ñ", "N")
     letters = "".join(c if c.isalpha() or c == " " else " " for c in folded)
     return " ".join(letters.split())
