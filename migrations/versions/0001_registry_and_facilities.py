@@ -103,7 +103,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('curp', name=op.f('uq_persons_curp'))
     )
     with op.batch_alter_table('persons', schema=None) as batch_op:
-        batch_op.create_index('ix_persons_address_state', ['address_state'], unique=False)
         batch_op.create_index('ix_persons_surname_birth', ['first_surname_key', 'birth_date'], unique=False)
 
     op.create_table('affiliations',
@@ -145,7 +144,6 @@ def downgrade() -> None:
     op.drop_table('affiliations')
     with op.batch_alter_table('persons', schema=None) as batch_op:
         batch_op.drop_index('ix_persons_surname_birth')
-        batch_op.drop_index('ix_persons_address_state')
 
     op.drop_table('persons')
     with op.batch_alter_table('health_units', schema=None) as batch_op:

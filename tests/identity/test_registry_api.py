@@ -185,30 +185,46 @@ async def test_search_by_name_and_birth_date_and_state(client: httpx.AsyncClient
         )
     ).json()
     assert [p["curp"] for p in narrowed["items"]] == [a["curp"]]
-    by_state = (
-        await client.get(BASE, params={"first_surname": "NUNEZ", "state": "13", "limit": 2})
+    in_state = (
+        await client.get(
+            BASE,
+            params={
+                "first_surname": "NUNEZ",
+                "birth_date": "1980-02-29",
+                "state": "13",
+                "limit": 1,
+            },
+        )
     ).json()
-    assert len(by_state["items"]) == 2
-    assert by_state["next_cursor"]
+    assert len(in_state["items"]) == 1
+    assert in_state["next_cursor"]
     rest = (
         await client.get(
             BASE,
             params={
                 "first_surname": "NUNEZ",
+                "birth_date": "1980-02-29",
                 "state": "13",
-                "limit": 2,
-                "cursor": by_state["next_cursor"],
+                "limit": 1,
+                "cursor": in_state["next_cursor"],
             },
         )
     ).json()
     assert len(rest["items"]) == 1
     assert rest["next_cursor"] is None
+    assert {in_state["items"][0]["curp"], rest["items"][0]["curp"]} == {a["curp"], b["curp"]}
+    elsewhere = (
+        await client.get(
+            BASE, params={"first_surname": "NUNEZ", "birth_date": "1980-02-29", "state": "09"}
+        )
+    ).json()
+    assert elsewhere["items"] == []
     by_curp = (await client.get(BASE, params={"curp": c["curp"]})).json()
     assert [p["curp"] for p in by_curp["items"]] == [c["curp"]]
 
 
 async def test_search_cannot_list_everyone(client: httpx.AsyncClient) -> None:
-    for params in ({}, {"state": "13"}, {"given_names": "LUCIA"}):
+    for params in ({}, {"state": "13"}, {"given_names": "LUCIA"}, {"first_surname": "NUNEZ"}):
         answer = await client.get(BASE, params=params)
         assert answer.status_code == 422, params
 

@@ -25,7 +25,6 @@ class Person(Base):
     __tablename__ = "persons"
     __table_args__ = (
         Index("ix_persons_surname_birth", "first_surname_key", "birth_date"),
-        Index("ix_persons_address_state", "address_state"),
         CheckConstraint("sex IN ('H','M','X')", name="sex"),
         CheckConstraint("organ_donor IN ('yes','no','not_stated')", name="organ_donor"),
         CheckConstraint("version >= 1", name="version_positive"),

@@ -390,14 +390,16 @@ async def search(
     cursor: str | None = None,
     limit: int = 50,
 ) -> PersonPage:
-    """Search needs a CURP, or a first surname with a birth date or a state: a search can
-    never list the whole registry."""
+    """Search by CURP, or by first surname and birth date (optionally narrowed by given
+    names and state). A search can never list the registry: every query is a selective
+    index look-up (uq_persons_curp or ix_persons_surname_birth)."""
     if curp:
         check_curp(curp)
-    elif not first_surname or not (birth_date or address_state or birth_state):
+    elif not first_surname or not birth_date:
+        missing = "first_surname" if not first_surname else "birth_date"
         raise InvalidInput(
-            "indique la CURP, o el primer apellido con la fecha de nacimiento o la entidad",
-            [FieldProblem("first_surname", "obligatorio si no se busca por CURP")],
+            "indique la CURP, o el primer apellido con la fecha de nacimiento",
+            [FieldProblem(missing, "obligatorio si no se busca por CURP")],
         )
     rows = await repository.search(
         session,
