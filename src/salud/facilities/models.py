@@ -13,9 +13,7 @@ from salud.storage.base import Base, BigId, Json, UTCDateTime
 
 class HealthUnit(Base):
     __tablename__ = "health_units"
-    __table_args__ = (
-        Index("ix_health_units_state_institution", "state_code", "institution_code"),
-    )
+    __table_args__ = (Index("ix_health_units_state_institution", "state_code", "institution_code"),)
 
     clues: Mapped[str] = mapped_column(String(11), primary_key=True)
     name: Mapped[str] = mapped_column(String(300))

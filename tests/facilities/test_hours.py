@@ -1,0 +1,153 @@
+"""Opening hours: open or closed at a moment, including night shifts past midnight."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from salud.facilities.hours import (
+    days_bits,
+    is_open,
+    open_mask,
+    parse_time,
+    window,
+    zone_for_state,
+)
+
+MX = ZoneInfo("America/Mexico_City")
+# 2026-11-23 is a Monday.
+MONDAY = datetime(2026, 11, 23, tzinfo=MX)
+WEEKDAYS = [True, True, True, True, True, False, False]
+
+
+def at(day: int, hh: int, mm: int = 0) -> datetime:
+    return MONDAY + timedelta(days=day, hours=hh, minutes=mm)
+
+
+def test_day_shift() -> None:
+    hours = {"days": WEEKDAYS, "open": "08:00", "close": "16:00"}
+    assert is_open(hours, at(0, 8)) is True
+    assert is_open(hours, at(0, 15, 59)) is True
+    assert is_open(hours, at(0, 16)) is False
+    assert is_open(hours, at(0, 7, 59)) is False
+    assert is_open(hours, at(5, 10)) is False  # Saturday
+
+
+def test_night_shift_belongs_to_the_day_it_starts() -> None:
+    # Friday 20:00 to Saturday 08:00; Saturday is not an opening day.
+    hours = {"days": WEEKDAYS, "open": "20:00", "close": "08:00"}
+    assert is_open(hours, at(4, 23)) is True
+    assert is_open(hours, at(5, 3)) is True  # Saturday 03:00, Friday's shift
+    assert is_open(hours, at(5, 21)) is False  # Saturday night: no shift starts
+    assert is_open(hours, at(0, 3)) is False  # Monday 03:00: Sunday had no shift
+    assert is_open(hours, at(1, 3)) is True
+
+
+@pytest.mark.parametrize("close", ["24:00", "23:59", "00:00"])
+def test_midnight_closings(close: str) -> None:
+    hours = {"days": [True] * 7, "open": "09:00", "close": close}
+    assert window("09:00", close) == (540, 1440)
+    assert is_open(hours, at(0, 23, 58)) is True
+    assert is_open(hours, at(1, 0, 30)) is False
+    assert is_open(hours, at(1, 8, 59)) is False
+
+
+def test_round_the_clock() -> None:
+    hours = {"days": [True] * 7, "open": "00:00", "close": "23:59"}
+    assert all(is_open(hours, at(d, h)) for d in range(7) for h in range(24))
+
+
+def test_unknown_days_can_only_say_closed() -> None:
+    hours = {"days": None, "open": "08:00", "close": "16:00"}
+    assert is_open(hours, at(0, 10)) is None
+    assert is_open(hours, at(0, 20)) is False
+    assert is_open(None, at(0, 10)) is None
+
+
+def test_zone_of_the_unit() -> None:
+    hours = {"days": [True] * 7, "open": "08:00", "close": "09:00"}
+    moment = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)  # 09:30 in CDMX, 08:30 in Hermosillo
+    assert is_open(hours, moment, zone_for_state("DF")) is False
+    assert is_open(hours, moment, zone_for_state("SR")) is True
+    assert zone_for_state("QR").key == "America/Cancun"
+    assert zone_for_state("HG").key == "America/Mexico_City"
+    with pytest.raises(ValueError, match="zona horaria"):
+        is_open(hours, datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("bad", ["8", "25:00", "24:30", "12:60", "ab:cd", ""])
+def test_bad_times(bad: str) -> None:
+    with pytest.raises(ValueError, match="hora inválida"):
+        parse_time(bad)
+
+
+def test_short_hour_is_padded() -> None:
+    assert parse_time("8:05") == "08:05"
+
+
+times = st.builds(
+    lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59)
+) | st.just("24:00")
+schedules = st.fixed_dictionaries(
+    {
+        "days": st.none() | st.lists(st.booleans(), min_size=7, max_size=7),
+        "open": times,
+        "close": times,
+    }
+)
+moments = st.datetimes(
+    min_value=datetime(2024, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(MX)
+)
+
+
+def _oracle(hours: dict[str, Any], moment: datetime) -> bool | None:
+    """Minute-of-week sets, built independently of the implementation."""
+
+    def mins(text: str) -> int:
+        hh, mm = map(int, text.split(":"))
+        return hh * 60 + mm
+
+    start, end = mins(hours["open"]), mins(hours["close"])
+    if end in (0, 1439, 1440):
+        end = 1440
+    if start == end:
+        start, end = 0, 1440
+    length = end - start if end > start else 1440 - start + end
+    week = 7 * 1440
+    now = moment.weekday() * 1440 + moment.hour * 60 + moment.minute
+    open_any = open_known = False
+    for day in range(7):
+        begin = day * 1440 + start
+        if (now - begin) % week < length:
+            open_any = True
+            if hours["days"] is not None and hours["days"][day]:
+                open_known = True
+    if not open_any:
+        return False
+    if hours["days"] is None:
+        return None
+    return open_known
+
+
+@given(schedules, moments)
+def test_is_open_matches_the_minute_of_week_oracle(hours: dict[str, Any], moment: datetime) -> None:
+    assert is_open(hours, moment) == _oracle(hours, moment)
+
+
+@given(st.lists(st.tuples(schedules, moments), min_size=1, max_size=30))
+def test_vectorized_mask_matches_is_open(cases: list[tuple[dict[str, Any], datetime]]) -> None:
+    starts, ends = zip(*(window(h["open"], h["close"]) for h, _ in cases), strict=True)
+    mask = open_mask(
+        np.array(starts, dtype=np.int16),
+        np.array(ends, dtype=np.int16),
+        np.array([days_bits(h["days"]) for h, _ in cases], dtype=np.int8),
+        np.array([m.weekday() for _, m in cases], dtype=np.int8),
+        np.array([m.hour * 60 + m.minute for _, m in cases], dtype=np.int16),
+    )
+    assert mask.tolist() == [is_open(h, m) is True for h, m in cases]
