@@ -19,7 +19,7 @@ from salud.facilities.schemas import (
 router = APIRouter(prefix="/facilities", tags=["unidades"])
 
 
-def _index_cache(request: Request) -> IndexCache:
+def index_cache(request: Request) -> IndexCache:
     """One nearest-unit index per application, created on first use."""
     cache: IndexCache | None = getattr(request.app.state, "facilities_index", None)
     if cache is None:
@@ -60,7 +60,7 @@ async def nearest(
         in_operation=in_operation,
         open_now=open_now,
     )
-    return await service.nearest(session, query, _index_cache(request))
+    return await service.nearest(session, query, index_cache(request))
 
 
 @router.get("", summary="Buscar unidades de salud", response_model=HealthUnitPage)

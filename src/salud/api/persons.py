@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from salud.api.deps import ReadSession, Session
+from salud.api.facilities import index_cache
 from salud.errors import FieldProblem, InvalidInput
+from salud.facilities import service as facilities_service
+from salud.facilities.institutions import institutions_for_affiliations
+from salud.facilities.schemas import NearestResults
 from salud.identity import service
 from salud.identity.schemas import (
     PersonCreate,
@@ -17,6 +21,7 @@ from salud.identity.schemas import (
     PersonUpdate,
     PersonVersionRead,
 )
+from salud.kit.clock import today_mx
 
 router = APIRouter(prefix="/persons", tags=["padrón"])
 
@@ -102,6 +107,48 @@ async def update_person(
     person = await service.change(session, curp, body, _parse_if_match(if_match), _DEV_ACTOR)
     response.headers["ETag"] = _etag(person.version)
     return person
+
+
+@router.get(
+    "/{curp}/nearest-units",
+    summary="Unidades cercanas que atienden a la persona",
+    description="Según sus afiliaciones vigentes hoy; desde el punto dado o, si no se da, "
+    "desde la localidad (o cabecera municipal) de su domicilio.",
+)
+async def nearest_units(
+    curp: str,
+    request: Request,
+    session: ReadSession,
+    lat: Annotated[float | None, Query(description="Latitud; si se omite, el domicilio")] = None,
+    lng: Annotated[float | None, Query(description="Longitud; si se omite, el domicilio")] = None,
+    k: int = 5,
+    open_now: bool = False,
+) -> NearestResults:
+    person = await service.get(session, curp)
+    if (lat is None) != (lng is None):
+        raise InvalidInput.on("lng" if lng is None else "lat", "envíe latitud y longitud juntas")
+    if lat is None or lng is None:
+        address = person.address
+        point = (
+            facilities_service.address_point(address.state, address.municipality, address.locality)
+            if address
+            else None
+        )
+        if point is None:
+            raise InvalidInput.on(
+                "lat", "el domicilio registrado no tiene municipio INEGI: indique lat y lng"
+            )
+        lat, lng, _ = point
+    query = facilities_service.nearest_query(
+        lat,
+        lng,
+        k=k,
+        institutions=institutions_for_affiliations(
+            service.entitled_institutions(person, today_mx())
+        ),
+        open_now=open_now,
+    )
+    return await facilities_service.nearest(session, query, index_cache(request))
 
 
 @router.get("/{curp}/history", summary="Historial de versiones: quién, cuándo, qué cambió")

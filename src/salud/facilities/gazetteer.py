@@ -196,6 +196,14 @@ class Gazetteer:
             note = f"{discarded}. {note}"
         return Placement(lat, lng, precision, note, outside_mexico=discarded is not None)
 
+    def point(
+        self, state_key: str, municipality_key: str, locality_key: str | None
+    ) -> tuple[float, float, str] | None:
+        """Coordinates of an address known by INEGI keys: its locality, else the municipal
+        seat; with the precision ("locality" or "municipality"). None when unknown."""
+        found = self._approximate(self.municipality(state_key, municipality_key), locality_key)
+        return None if found is None else found[:3]
+
     def _approximate(
         self, municipality: Municipality | None, locality_key: str | None
     ) -> tuple[float, float, str, str] | None:

@@ -505,6 +505,15 @@ def _institution_code(code: str, field_name: str) -> str:
     return value
 
 
+def address_point(
+    state_key: str, municipality_key: str | None, locality_key: str | None
+) -> tuple[float, float, str] | None:
+    """Where an address known by INEGI keys lies (locality or municipal seat), or None."""
+    if municipality_key is None:
+        return None
+    return default_gazetteer().point(state_key, municipality_key, locality_key)
+
+
 @dataclass(frozen=True)
 class NearestQuery:
     latitude: float

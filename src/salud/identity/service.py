@@ -245,6 +245,17 @@ async def register(session: AsyncSession, data: PersonCreate, actor: str) -> Per
     return to_read(person)
 
 
+def entitled_institutions(person: PersonRead, on: date) -> list[int]:
+    """DGIS codes of the affiliations in force on a day (active, and within their dates)."""
+    return [
+        a.institution_code
+        for a in person.affiliations
+        if a.status is AffiliationStatus.ACTIVE
+        and a.valid_from <= on
+        and (a.valid_to is None or a.valid_to >= on)
+    ]
+
+
 def check_curp(curp: str) -> str:
     try:
         curp_rules.validate(curp)
