@@ -32,9 +32,7 @@ async def _import(
         await engine.dispose()
 
 
-def run(
-    count: int, sqlite_count: int, repeats: int, chunk: int, workers: int
-) -> dict[str, object]:
+def run(count: int, sqlite_count: int, repeats: int, chunk: int, workers: int) -> dict[str, object]:
     t0 = time.perf_counter()
     path = synthetic_file(count)
     small = synthetic_file(sqlite_count) if sqlite_count != count else path

@@ -35,6 +35,18 @@ def pytest_report_header() -> str:
     return f"salud database backend: {backend()}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `postgresql` exercise what only a server has; on SQLite they are
+    deselected (they run in the PostgreSQL pass of `make test`), not skipped."""
+    if backend() == "postgresql":
+        return
+    keep = [i for i in items if i.get_closest_marker("postgresql") is None]
+    dropped = [i for i in items if i.get_closest_marker("postgresql") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

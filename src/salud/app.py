@@ -12,6 +12,7 @@ from salud.api import facilities, health, persons, problems
 from salud.config import Settings, get_settings
 from salud.kit.logging import configure_logging
 from salud.storage.engine import create_engine, session_factory
+from salud.storage.fastread import FastReader
 
 API_PREFIX = "/api/v1"
 
@@ -29,9 +30,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_sessions = session_factory(
             engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        app.state.reader = FastReader(engine)
+        await app.state.reader.start()
         try:
             yield
         finally:
+            await app.state.reader.close()
             await engine.dispose()
 
     app = FastAPI(
@@ -48,4 +52,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(persons.router, prefix=API_PREFIX)
     app.include_router(facilities.router, prefix=API_PREFIX)
+    app.router.routes[0:0] = persons.fast_routes(API_PREFIX)
     return app

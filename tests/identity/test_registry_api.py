@@ -235,3 +235,18 @@ async def test_unknown_and_malformed_curp_on_read(client: httpx.AsyncClient) -> 
     malformed = await client.get(f"{BASE}/NOESUNACURP")
     assert malformed.status_code == 422
     assert _fields(malformed.json()) == {"curp"}
+
+
+async def test_fast_read_route_serves_the_documented_model(client: httpx.AsyncClient) -> None:
+    from salud.identity.schemas import PersonRead
+
+    doc = person_doc()
+    created = (await client.post(BASE, json=doc)).json()
+    served = await client.get(f"{BASE}/{doc['curp']}")
+    assert served.headers["content-type"] == "application/json"
+    assert PersonRead.model_validate_json(served.content).model_dump() == (
+        PersonRead.model_validate(created).model_dump()
+    )
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    schema = spec["paths"]["/api/v1/persons/{curp}"]["get"]["responses"]["200"]
+    assert schema["content"]["application/json"]["schema"]["$ref"].endswith("/PersonRead")

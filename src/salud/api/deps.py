@@ -8,8 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.storage.fastread import FastReader
 
-def _factory(request: Request) -> async_sessionmaker[AsyncSession]:
+
+def _factory(request: Request) -> async_sessionmaker[AsyncSession]:  # a helper, not a dependency
     factory: async_sessionmaker[AsyncSession] = request.app.state.sessions
     return factory
 
@@ -27,5 +29,12 @@ async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield s
 
 
+async def reader(request: Request) -> FastReader:
+    """Hot-path reads (see storage/fastread.py)."""
+    found: FastReader = request.app.state.reader
+    return found
+
+
 Session = Annotated[AsyncSession, Depends(session)]
+Reader = Annotated[FastReader, Depends(reader)]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]

@@ -6,8 +6,10 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from starlette.requests import Request as StarletteRequest
+from starlette.routing import BaseRoute, Route
 
-from salud.api.deps import ReadSession, Session
+from salud.api.deps import Reader, ReadSession, Session
 from salud.api.facilities import index_cache
 from salud.errors import FieldProblem, InvalidInput
 from salud.facilities import service as facilities_service
@@ -22,6 +24,7 @@ from salud.identity.schemas import (
     PersonVersionRead,
 )
 from salud.kit.clock import today_mx
+from salud.storage.fastread import FastReader
 
 router = APIRouter(prefix="/persons", tags=["padrón"])
 
@@ -85,11 +88,34 @@ async def search_persons(
     )
 
 
-@router.get("/{curp}", summary="Leer una persona por CURP")
-async def read_person(curp: str, session: ReadSession, response: Response) -> PersonRead:
-    person = await service.get(session, curp)
-    response.headers["ETag"] = _etag(person.version)
-    return person
+@router.get("/{curp}", summary="Leer una persona por CURP", response_model=PersonRead)
+async def read_person(curp: str, reader: Reader) -> Response:
+    """Documents the read; requests are served by `read_person_fast` below."""
+    return await _read(reader, curp)
+
+
+async def _read(reader: FastReader, curp: str) -> Response:
+    # Serialized once by pydantic's Rust core and not validated again on the way out
+    # (GUIDE.md: validate on the way in, never again on the way out).
+    person = await service.get(reader, curp)
+    return Response(
+        person.model_dump_json(),
+        media_type="application/json",
+        headers={"ETag": _etag(person.version)},
+    )
+
+
+async def read_person_fast(request: StarletteRequest) -> Response:
+    """The hot read as a plain Starlette endpoint (GUIDE.md allows it where the benchmark
+    shows FastAPI's per-request layer costing too much: bench/RESULTS.md). Same service call,
+    same errors (the app's exception handlers render them)."""
+    return await _read(request.app.state.reader, request.path_params["curp"])
+
+
+def fast_routes(prefix: str) -> list[BaseRoute]:
+    """Routes to put ahead of the FastAPI router; the FastAPI twins stay for the OpenAPI
+    document. A test checks the served answer matches the documented model."""
+    return [Route(f"{prefix}/persons/{{curp}}", read_person_fast, methods=["GET"])]
 
 
 @router.patch(
@@ -119,12 +145,13 @@ async def nearest_units(
     curp: str,
     request: Request,
     session: ReadSession,
+    reader: Reader,
     lat: Annotated[float | None, Query(description="Latitud; si se omite, el domicilio")] = None,
     lng: Annotated[float | None, Query(description="Longitud; si se omite, el domicilio")] = None,
     k: int = 5,
     open_now: bool = False,
 ) -> NearestResults:
-    person = await service.get(session, curp)
+    person = await service.get(reader, curp)
     if (lat is None) != (lng is None):
         raise InvalidInput.on("lng" if lng is None else "lat", "envíe latitud y longitud juntas")
     if lat is None or lng is None:

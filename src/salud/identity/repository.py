@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from salud.identity.models import Affiliation, Person, PersonVersion
 from salud.storage.engine import dialect_name
+from salud.storage.fastread import FastQuery, FastReader
 
 PERSON_TABLE: Table = Person.__table__  # type: ignore[assignment]
 AFFILIATION_TABLE: Table = Affiliation.__table__  # type: ignore[assignment]
@@ -47,14 +48,18 @@ _READ_ONE = text(
 )
 
 
+READ_ONE = FastQuery(_READ_ONE, ["curp"])
+
+
 async def read_by_curp(
-    session: AsyncSession, curp: str
+    reader: FastReader, curp: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    """The person's columns and affiliation rows, or None."""
-    rows = (await session.execute(_READ_ONE, {"curp": curp})).mappings().all()
+    """The person's columns and affiliation rows, or None (the hot read path)."""
+    rows = await reader.fetch(READ_ONE, curp=curp)
     if not rows:
         return None
-    person = {c: rows[0][c] for c in PERSON_COLUMNS}
+    first = rows[0]
+    person = {c: first[c] for c in PERSON_COLUMNS}
     affiliations = [
         {c: row[f"a_{c}"] for c in AFFILIATION_COLUMNS if c != "person_id"}
         for row in rows
@@ -193,6 +198,9 @@ async def _copy_persons_postgresql(
     way (stage table + INSERT … ON CONFLICT DO NOTHING).
     """
     raw = await _asyncpg(session)
+    # A chunk's commit need not wait for the WAL flush: if the server crashes right after,
+    # re-running the file restores what was lost (imports are idempotent). README says so.
+    await raw.execute("SET LOCAL synchronous_commit TO OFF")
     present = await raw.fetch(
         "SELECT curp FROM persons WHERE curp = ANY($1::varchar[])", [p[0] for p in persons]
     )

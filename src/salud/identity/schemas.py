@@ -89,8 +89,11 @@ def _curp(value: str) -> str:
     return value
 
 
+_ALPHA3 = frozenset(country.alpha_3 for country in pycountry.countries)
+
+
 def _nationality(value: str) -> str:
-    if pycountry.countries.get(alpha_3=value) is None:
+    if value not in _ALPHA3:
         raise ValueError("no es un código de país ISO 3166-1 alfa-3 (p. ej. MEX)")
     return value
 

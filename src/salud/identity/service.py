@@ -31,6 +31,7 @@ from salud.identity.schemas import (
 )
 from salud.kit.clock import utcnow
 from salud.kit.text import search_key
+from salud.storage.fastread import FastReader
 
 # Fields of the person that the history compares, in the order they are shown.
 _TRACKED = (
@@ -264,8 +265,8 @@ def check_curp(curp: str) -> str:
     return curp
 
 
-async def get(session: AsyncSession, curp: str) -> PersonRead:
-    found = await repository.read_by_curp(session, check_curp(curp))
+async def get(reader: FastReader, curp: str) -> PersonRead:
+    found = await repository.read_by_curp(reader, check_curp(curp))
     if found is None:
         raise NotFound("no hay ninguna persona registrada con esa CURP")
     return to_read_row(*found)

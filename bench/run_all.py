@@ -1,0 +1,18 @@
+"""Run every benchmark of the foundation in one go (`make bench`). Slow: minutes."""
+
+from __future__ import annotations
+
+from bench import bulk_import, http_read, nearest
+
+
+def main() -> None:
+    print("== nearest units ==")
+    nearest.run(20_000, 5)
+    print("== person read over HTTP ==")
+    http_read.run(100_000, 10, 3, 32)
+    print("== bulk import ==")
+    bulk_import.run(1_000_000, 1_000_000, 1, 5_000, 2)
+
+
+if __name__ == "__main__":
+    main()
