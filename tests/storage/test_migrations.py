@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -40,3 +45,19 @@ def test_migrations_reached_head(database_url: str) -> None:
         engine.dispose()
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
     assert current == head
+
+
+def test_cli_upgrade_creates_the_sqlite_folder(tmp_path: Path) -> None:
+    """`make run` on a fresh checkout: var/ does not exist yet."""
+    db = tmp_path / "not" / "yet" / "salud.db"
+    env = {**os.environ, "SALUD_DATABASE_URL": f"sqlite+aiosqlite:///{db}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "salud.cli.main", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert db.is_file()
