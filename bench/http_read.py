@@ -16,6 +16,10 @@ import random
 import statistics
 
 from bench.common import OUT, fresh_postgresql, machine, server, synthetic_file, wrk
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.access.tokens import TokenService
+from salud.config import get_settings
 from salud.identity import bulk
 from salud.storage.engine import create_engine, session_factory
 
@@ -29,6 +33,13 @@ async def _load(url: str, count: int) -> None:
         assert report.inserted == count
     finally:
         await engine.dispose()
+
+
+def _token() -> str:
+    """A verifier's token, signed with the server's (development) secret."""
+    settings = get_settings()
+    tokens = TokenService(settings.token_secret.get_secret_value(), 24 * 3600)
+    return tokens.issue(Principal("account:bench", "bench.recepcion", Role.VERIFIER))
 
 
 def _lua_script(count: int, sample: int = 5000) -> str:
@@ -46,8 +57,10 @@ def _lua_script(count: int, sample: int = 5000) -> str:
         f"local curps = {{\n{body}\n}}\n"
         "local n = #curps\n"
         "math.randomseed(7)\n"
+        f"local auth = 'Bearer {_token()}'\n"
         "request = function()\n"
-        "  return wrk.format('GET', '/api/v1/persons/' .. curps[math.random(n)])\n"
+        "  return wrk.format('GET', '/api/v1/persons/' .. curps[math.random(n)],\n"
+        "                    {['Authorization'] = auth})\n"
         "end\n"
     )
     return str(script)

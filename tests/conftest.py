@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +14,9 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.access.tokens import TokenService
 from salud.app import create_app
 from salud.config import Settings
 from salud.schema import metadata
@@ -36,12 +39,12 @@ def pytest_report_header() -> str:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `postgresql` exercise what only a server has; on SQLite they are
-    deselected (they run in the PostgreSQL pass of `make test`), not skipped."""
-    if backend() == "postgresql":
-        return
-    keep = [i for i in items if i.get_closest_marker("postgresql") is None]
-    dropped = [i for i in items if i.get_closest_marker("postgresql") is not None]
+    """Tests marked `postgresql` exercise what only a server has, and tests marked `sqlite`
+    what only SQLite allows; each runs in its own pass of `make test` and is deselected, not
+    skipped, in the other."""
+    other = "sqlite" if backend() == "postgresql" else "postgresql"
+    keep = [i for i in items if i.get_closest_marker(other) is None]
+    dropped = [i for i in items if i.get_closest_marker(other) is not None]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
@@ -104,12 +107,42 @@ async def sessions(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[Asyn
             await conn.execute(delete(table))
 
 
+TokenFor = Callable[..., dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def token_for(settings: Settings) -> TokenFor:
+    """Authorization headers for a caller of the given role (a signed token, as sign-in
+    would issue; the principal is in the token, so no account row is needed)."""
+    tokens = TokenService(settings.token_secret.get_secret_value(), settings.token_ttl_seconds)
+
+    def make(role: Role, *, curp: str | None = None, username: str | None = None) -> dict[str, str]:
+        principal = Principal(
+            subject=f"account:{role.value}",
+            username=username or f"{role.value}.prueba",
+            role=role,
+            curp=curp,
+            institution_code=2,
+        )
+        return {"Authorization": f"Bearer {tokens.issue(principal)}"}
+
+    return make
+
+
 @pytest.fixture
-async def client(
+async def anonymous(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the app with no credentials."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
             yield c
+
+
+@pytest.fixture
+async def client(anonymous: httpx.AsyncClient, token_for: TokenFor) -> httpx.AsyncClient:
+    """A client signed in as a registration supervisor (reads and writes the registry)."""
+    anonymous.headers.update(token_for(Role.SUPERVISOR))
+    return anonymous

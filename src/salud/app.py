@@ -8,9 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from salud import __version__
-from salud.api import facilities, health, persons, problems
+from salud.access.audit import AuditLog
+from salud.access.tokens import TokenService
+from salud.api import audit, auth, facilities, health, persons, problems, security_headers
 from salud.config import Settings, get_settings
 from salud.kit.logging import configure_logging
+from salud.kit.ratelimit import WindowLimiter
+from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 from salud.storage.fastread import FastReader
 
@@ -20,6 +24,12 @@ API_PREFIX = "/api/v1"
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+
+    if settings.environment == "production" and settings.insecure_defaults():
+        raise RuntimeError(
+            "producción no arranca con secretos de desarrollo: defina "
+            + ", ".join(settings.insecure_defaults())
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -32,9 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.reader = FastReader(engine)
         await app.state.reader.start()
+        app.state.audit = AuditLog(
+            app.state.sessions, settings.audit_key.get_secret_value().encode()
+        )
+        await app.state.audit.start()
         try:
             yield
         finally:
+            await app.state.audit.close()
             await app.state.reader.close()
             await engine.dispose()
 
@@ -48,8 +63,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keyring = Keyring.from_config(
+        settings.kek_id, settings.kek.get_secret_value(), settings.old_keks.get_secret_value()
+    )
+    app.state.tokens = TokenService(
+        settings.token_secret.get_secret_value(), settings.token_ttl_seconds
+    )
+    app.state.sign_in_limiter = WindowLimiter(limit=20, window_seconds=60)
     problems.install(app)
+    security_headers.install(app)
     app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(persons.router, prefix=API_PREFIX)
     app.include_router(facilities.router, prefix=API_PREFIX)
     app.router.routes[0:0] = persons.fast_routes(API_PREFIX)

@@ -6,10 +6,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Public development values (see Settings.insecure_defaults).
+_DEV_TOKEN_SECRET = "desarrollo-no-usar-en-produccion-token-secret-0000"  # noqa: S105
+_DEV_KEK = "ZGVzYXJyb2xsby1uby11c2FyLWVuLXByb2R1Y2Npb24="  # 32 bytes, base64
+_DEV_AUDIT_KEY = "desarrollo-no-usar-en-produccion-audit-key-000000"
 
 
 class Settings(BaseSettings):
@@ -25,6 +30,33 @@ class Settings(BaseSettings):
     log_json: bool = False
     # Longest page a search may return.
     max_page_size: int = 200
+
+    # Secrets. The defaults exist only so that development starts with no set-up; they are
+    # public (they are in this file), and production refuses to start with any of them.
+    token_secret: SecretStr = SecretStr(_DEV_TOKEN_SECRET)
+    token_ttl_seconds: int = 900
+    # Key-encryption key (base64, 32 bytes) for envelope encryption at rest; rotating it:
+    # put the old one in old_keks as "id:base64,..." and run `salud keys rewrap`.
+    kek_id: str = "dev"
+    kek: SecretStr = SecretStr(_DEV_KEK)
+    old_keks: SecretStr = SecretStr("")
+    # HMAC key of the audit chain: whoever can write the database but not read this key
+    # cannot rewrite the chain so that it verifies.
+    audit_key: SecretStr = SecretStr(_DEV_AUDIT_KEY)
+    # Staff sign-in: failures before a lockout, and its length.
+    max_failed_logins: int = 5
+    lockout_seconds: int = 900
+
+    def insecure_defaults(self) -> list[str]:
+        """Names of the settings still at their public development value."""
+        found = []
+        if self.token_secret.get_secret_value() == _DEV_TOKEN_SECRET:
+            found.append("SALUD_TOKEN_SECRET")
+        if self.kek.get_secret_value() == _DEV_KEK:
+            found.append("SALUD_KEK")
+        if self.audit_key.get_secret_value() == _DEV_AUDIT_KEY:
+            found.append("SALUD_AUDIT_KEY")
+        return found
 
 
 @lru_cache(maxsize=1)

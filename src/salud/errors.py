@@ -44,6 +44,25 @@ class NotFound(DomainError):
         super().__init__(detail, [], 404, "No encontrado", "not-found")
 
 
+class Unauthorized(DomainError):
+    """No valid credentials (401): sign in first."""
+
+    def __init__(self, detail: str = "se requiere autenticación") -> None:
+        super().__init__(detail, [], 401, "No autenticado", "unauthorized")
+
+
+class Forbidden(DomainError):
+    """Valid credentials, but not allowed (403)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, [], 403, "Prohibido", "forbidden")
+
+
+class Locked(DomainError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, [], 423, "Cuenta bloqueada", "locked")
+
+
 class Conflict(DomainError):
     def __init__(self, detail: str, problems: list[FieldProblem] | None = None) -> None:
         super().__init__(detail, problems or [], 409, "Conflicto", "conflict")

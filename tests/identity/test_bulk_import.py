@@ -40,6 +40,23 @@ async def _counts(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]
     return persons, affs
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc (Linux)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
 def _csv_row(doc: dict[str, object]) -> dict[str, object]:
     address = doc.get("address") or {}
     assert isinstance(address, dict)
@@ -143,8 +160,15 @@ async def test_import_killed_midway_resumes_without_loss_or_doubles(
             break
         await asyncio.sleep(0.05)
     assert proc.returncode is None, "the import ended before it could be killed: use a larger file"
+    workers = _children(proc.pid)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
+    # Its worker processes (PostgreSQL imports in parallel) do not outlive it.
+    for _ in range(100):
+        if not _alive(workers):
+            break
+        await asyncio.sleep(0.1)
+    assert not _alive(workers)
     partial, _ = await _counts(sessions)
     assert 0 < partial < total
 

@@ -7,7 +7,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request as StarletteRequest
 
+from salud.access.context import Caller
+from salud.access.tokens import TokenService
+from salud.errors import Unauthorized
 from salud.storage.fastread import FastReader
 
 
@@ -38,3 +42,28 @@ async def reader(request: Request) -> FastReader:
 Session = Annotated[AsyncSession, Depends(session)]
 Reader = Annotated[FastReader, Depends(reader)]
 ReadSession = Annotated[AsyncSession, Depends(read_session)]
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer …` header (RFC 6750), or 401."""
+    if not authorization:
+        raise Unauthorized("falta el encabezado Authorization: Bearer <token>")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use Authorization: Bearer <token>")
+    return token.strip()
+
+
+def caller_of(request: StarletteRequest) -> Caller:
+    """Who asks, from the bearer token (verified in process; no database round trip)."""
+    tokens: TokenService = request.app.state.tokens
+    principal = tokens.principal(bearer_token(request.headers.get("authorization")))
+    purpose = request.headers.get("x-salud-purpose")
+    return Caller(principal, request.app.state.audit, purpose=purpose[:60] if purpose else None)
+
+
+async def caller(request: Request) -> Caller:
+    return caller_of(request)
+
+
+CurrentCaller = Annotated[Caller, Depends(caller)]

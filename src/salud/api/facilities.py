@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from salud.api.deps import ReadSession
+from salud.access.permissions import Permission
+from salud.api.deps import CurrentCaller, ReadSession
 from salud.facilities import service
 from salud.facilities.nearest import IndexCache
 from salud.facilities.schemas import (
@@ -17,6 +18,9 @@ from salud.facilities.schemas import (
 )
 
 router = APIRouter(prefix="/facilities", tags=["unidades"])
+# The catalog holds no personal data (public DGIS information), so its permission is checked
+# here in the adapter; every use case on personal data checks in its service (Caller.allow).
+_READ = {"x-permission": Permission.FACILITY_READ.value}
 
 
 def index_cache(request: Request) -> IndexCache:
@@ -32,10 +36,12 @@ def index_cache(request: Request) -> IndexCache:
     "/nearest",
     summary="Unidades de salud más cercanas a un punto",
     response_model=NearestResults,
+    openapi_extra=_READ,
 )
 async def nearest(
     request: Request,
     session: ReadSession,
+    caller: CurrentCaller,
     lat: Annotated[float, Query(description="Latitud (grados, WGS84)")],
     lng: Annotated[float, Query(description="Longitud (grados, WGS84)")],
     k: Annotated[int, Query(description="Cuántas unidades (1 a 50)")] = 5,
@@ -60,12 +66,16 @@ async def nearest(
         in_operation=in_operation,
         open_now=open_now,
     )
+    caller.principal.require(Permission.FACILITY_READ)
     return await service.nearest(session, query, index_cache(request))
 
 
-@router.get("", summary="Buscar unidades de salud", response_model=HealthUnitPage)
+@router.get(
+    "", summary="Buscar unidades de salud", response_model=HealthUnitPage, openapi_extra=_READ
+)
 async def search(
     session: ReadSession,
+    caller: CurrentCaller,
     state: Annotated[
         str | None, Query(description="Estado: letras de la CLUES (HG, DF...)")
     ] = None,
@@ -76,15 +86,20 @@ async def search(
     limit: Annotated[int, Query(description="Unidades por página")] = 50,
     offset: Annotated[int, Query(description="Unidades a saltar")] = 0,
 ) -> HealthUnitPage:
+    caller.principal.require(Permission.FACILITY_READ)
     return await service.search_units(
         session, state=state, institution=institution, name=name, limit=limit, offset=offset
     )
 
 
 @router.get(
-    "/{clues}", summary="Una unidad de salud por su clave CLUES", response_model=HealthUnitRead
+    "/{clues}",
+    summary="Una unidad de salud por su clave CLUES",
+    response_model=HealthUnitRead,
+    openapi_extra=_READ,
 )
-async def get_unit(session: ReadSession, clues: str) -> HealthUnitRead:
+async def get_unit(session: ReadSession, clues: str, caller: CurrentCaller) -> HealthUnitRead:
+    caller.principal.require(Permission.FACILITY_READ)
     return await service.get_unit(session, clues)
 
 
@@ -92,6 +107,8 @@ async def get_unit(session: ReadSession, clues: str) -> HealthUnitRead:
     "/{clues}/history",
     summary="Versiones anteriores de una unidad",
     response_model=HealthUnitHistory,
+    openapi_extra=_READ,
 )
-async def history(session: ReadSession, clues: str) -> HealthUnitHistory:
+async def history(session: ReadSession, clues: str, caller: CurrentCaller) -> HealthUnitHistory:
+    caller.principal.require(Permission.FACILITY_READ)
     return await service.unit_history(session, clues)

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.requests import Request as StarletteRequest
 from starlette.routing import BaseRoute, Route
 
-from salud.api.deps import Reader, ReadSession, Session
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.api.deps import CurrentCaller, Reader, ReadSession, Session, caller_of
 from salud.api.facilities import index_cache
 from salud.errors import FieldProblem, InvalidInput
 from salud.facilities import service as facilities_service
@@ -27,9 +29,6 @@ from salud.kit.clock import today_mx
 from salud.storage.fastread import FastReader
 
 router = APIRouter(prefix="/persons", tags=["padrón"])
-
-# Until accounts exist (issue: access), every change is attributed to this actor.
-_DEV_ACTOR = "sistema:sin-autenticacion"
 
 
 def _etag(version: int) -> str:
@@ -53,17 +52,25 @@ def _parse_if_match(value: str | None) -> int:
     status_code=status.HTTP_201_CREATED,
     summary="Registrar una persona",
     responses={409: {"description": "La CURP ya está registrada"}},
+    openapi_extra={"x-permission": Permission.PERSON_CREATE.value},
 )
-async def create_person(body: PersonCreate, session: Session, response: Response) -> PersonRead:
-    person = await service.register(session, body, _DEV_ACTOR)
+async def create_person(
+    body: PersonCreate, session: Session, response: Response, caller: CurrentCaller
+) -> PersonRead:
+    person = await service.register(session, body, caller)
     response.headers["ETag"] = _etag(person.version)
     response.headers["Location"] = f"/api/v1/persons/{person.curp}"
     return person
 
 
-@router.get("", summary="Buscar personas")
+@router.get(
+    "",
+    summary="Buscar personas",
+    openapi_extra={"x-permission": Permission.PERSON_SEARCH.value},
+)
 async def search_persons(
     session: ReadSession,
+    caller: CurrentCaller,
     curp: str | None = None,
     first_surname: Annotated[str | None, Query(max_length=100)] = None,
     given_names: Annotated[str | None, Query(max_length=100)] = None,
@@ -83,21 +90,27 @@ async def search_persons(
         birth_date=birth_date,
         birth_state=birth_state,
         address_state=state,
+        caller=caller,
         cursor=cursor,
         limit=limit,
     )
 
 
-@router.get("/{curp}", summary="Leer una persona por CURP", response_model=PersonRead)
-async def read_person(curp: str, reader: Reader) -> Response:
+@router.get(
+    "/{curp}",
+    summary="Leer una persona por CURP",
+    response_model=PersonRead,
+    openapi_extra={"x-permission": Permission.PERSON_READ.value},
+)
+async def read_person(curp: str, reader: Reader, caller: CurrentCaller) -> Response:
     """Documents the read; requests are served by `read_person_fast` below."""
-    return await _read(reader, curp)
+    return await _read(reader, curp, caller)
 
 
-async def _read(reader: FastReader, curp: str) -> Response:
+async def _read(reader: FastReader, curp: str, caller: Caller) -> Response:
     # Serialized once by pydantic's Rust core and not validated again on the way out
     # (GUIDE.md: validate on the way in, never again on the way out).
-    person = await service.get(reader, curp)
+    person = await service.get(reader, curp, caller)
     return Response(
         person.model_dump_json(),
         media_type="application/json",
@@ -109,7 +122,7 @@ async def read_person_fast(request: StarletteRequest) -> Response:
     """The hot read as a plain Starlette endpoint (GUIDE.md allows it where the benchmark
     shows FastAPI's per-request layer costing too much: bench/RESULTS.md). Same service call,
     same errors (the app's exception handlers render them)."""
-    return await _read(request.app.state.reader, request.path_params["curp"])
+    return await _read(request.app.state.reader, request.path_params["curp"], caller_of(request))
 
 
 def fast_routes(prefix: str) -> list[BaseRoute]:
@@ -122,15 +135,17 @@ def fast_routes(prefix: str) -> list[BaseRoute]:
     "/{curp}",
     summary="Modificar una persona (nueva versión)",
     responses={412: {"description": "La versión enviada en If-Match ya no es la actual"}},
+    openapi_extra={"x-permission": Permission.PERSON_UPDATE.value},
 )
 async def update_person(
     curp: str,
     body: PersonUpdate,
     session: Session,
     response: Response,
+    caller: CurrentCaller,
     if_match: Annotated[str | None, Header(description='ETag leído, p. ej. W/"3"')] = None,
 ) -> PersonRead:
-    person = await service.change(session, curp, body, _parse_if_match(if_match), _DEV_ACTOR)
+    person = await service.change(session, curp, body, _parse_if_match(if_match), caller)
     response.headers["ETag"] = _etag(person.version)
     return person
 
@@ -140,18 +155,20 @@ async def update_person(
     summary="Unidades cercanas que atienden a la persona",
     description="Según sus afiliaciones vigentes hoy; desde el punto dado o, si no se da, "
     "desde la localidad (o cabecera municipal) de su domicilio.",
+    openapi_extra={"x-permission": Permission.PERSON_READ.value},
 )
 async def nearest_units(
     curp: str,
     request: Request,
     session: ReadSession,
     reader: Reader,
+    caller: CurrentCaller,
     lat: Annotated[float | None, Query(description="Latitud; si se omite, el domicilio")] = None,
     lng: Annotated[float | None, Query(description="Longitud; si se omite, el domicilio")] = None,
     k: int = 5,
     open_now: bool = False,
 ) -> NearestResults:
-    person = await service.get(reader, curp)
+    person = await service.get(reader, curp, caller)
     if (lat is None) != (lng is None):
         raise InvalidInput.on("lng" if lng is None else "lat", "envíe latitud y longitud juntas")
     if lat is None or lng is None:
@@ -178,6 +195,12 @@ async def nearest_units(
     return await facilities_service.nearest(session, query, index_cache(request))
 
 
-@router.get("/{curp}/history", summary="Historial de versiones: quién, cuándo, qué cambió")
-async def person_history(curp: str, session: ReadSession) -> list[PersonVersionRead]:
-    return await service.history(session, curp)
+@router.get(
+    "/{curp}/history",
+    summary="Historial de versiones: quién, cuándo, qué cambió",
+    openapi_extra={"x-permission": Permission.PERSON_HISTORY.value},
+)
+async def person_history(
+    curp: str, session: ReadSession, caller: CurrentCaller
+) -> list[PersonVersionRead]:
+    return await service.history(session, curp, caller)

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from sqlalchemy import func, select
 
+from salud.cli.accounts import create_demo_accounts, print_demo_accounts
 from salud.config import get_settings
 from salud.facilities import service as facilities_service
 from salud.facilities.models import HealthUnit
@@ -47,6 +48,7 @@ async def _load(persons: int, seed: int) -> None:
                 f"{data_dir}.[/] Importe el archivo oficial de la DGIS con:\n"
                 "  salud facilities import ESTABLECIMIENTO_SALUD_AAAAMM.xlsx"
             )
+        print_demo_accounts(await create_demo_accounts())
         if people:
             err.print(f"Padrón ya cargado ({people:,} personas).")
             return

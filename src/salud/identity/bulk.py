@@ -12,7 +12,10 @@ import asyncio
 import csv
 import io
 import multiprocessing
+import os
 import re
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -227,8 +230,18 @@ async def write_chunk(sessions: async_sessionmaker[AsyncSession], chunk: Chunk) 
 _worker: dict[str, Any] = {}
 
 
+def _exit_with_parent(parent: int) -> None:
+    # A worker whose importer was killed (kill -9) must not live on: its chunk, if any, was
+    # one transaction and is simply not committed.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
 def _worker_start(database_url: str) -> None:
     from salud.storage.engine import create_engine, session_factory
+
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
     loop = asyncio.new_event_loop()
     engine = create_engine(database_url, pool_size=1, max_overflow=0)

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salud.access.context import Caller
+from salud.access.permissions import Permission
 from salud.errors import Conflict, FieldProblem, InvalidInput, NotFound, PreconditionFailed
 from salud.identity import curp as curp_rules
 from salud.identity import repository
@@ -226,7 +228,11 @@ def affiliation_row(a: AffiliationIn) -> dict[str, Any]:
     }
 
 
-async def register(session: AsyncSession, data: PersonCreate, actor: str) -> PersonRead:
+async def register(session: AsyncSession, data: PersonCreate, caller: Caller) -> PersonRead:
+    await caller.allow(
+        Permission.PERSON_CREATE, "identity:person:create", "person", person_curp=data.curp
+    )
+    actor = caller.actor
     if await repository.curp_exists(session, data.curp):
         raise Conflict(
             "ya existe una persona con esa CURP",
@@ -243,6 +249,7 @@ async def register(session: AsyncSession, data: PersonCreate, actor: str) -> Per
             "ya existe una persona con esa CURP",
             [FieldProblem("curp", "ya está registrada en el padrón")],
         ) from None
+    await caller.record("identity:person:create", "person", person_curp=data.curp, within=session)
     return to_read(person)
 
 
@@ -265,10 +272,15 @@ def check_curp(curp: str) -> str:
     return curp
 
 
-async def get(reader: FastReader, curp: str) -> PersonRead:
-    found = await repository.read_by_curp(reader, check_curp(curp))
+async def get(reader: FastReader, curp: str, caller: Caller) -> PersonRead:
+    """Read one person; the access is recorded before the data leaves (and a denial too)."""
+    check_curp(curp)
+    await caller.allow(Permission.PERSON_READ, "identity:person:read", "person", person_curp=curp)
+    found = await repository.read_by_curp(reader, curp)
     if found is None:
+        await caller.record("identity:person:read", "person", person_curp=curp, outcome="not_found")
         raise NotFound("no hay ninguna persona registrada con esa CURP")
+    await caller.record("identity:person:read", "person", person_curp=curp)
     return to_read_row(*found)
 
 
@@ -277,10 +289,15 @@ async def change(
     curp: str,
     patch: PersonUpdate,
     expected_version: int,
-    actor: str,
+    caller: Caller,
 ) -> PersonRead:
     """Apply a partial change as a new version; a stale expected_version is refused (412)."""
-    person = await repository.get_by_curp(session, check_curp(curp), for_update=True)
+    check_curp(curp)
+    await caller.allow(
+        Permission.PERSON_UPDATE, "identity:person:update", "person", person_curp=curp
+    )
+    actor = caller.actor
+    person = await repository.get_by_curp(session, curp, for_update=True)
     if person is None:
         raise NotFound("no hay ninguna persona registrada con esa CURP")
     if person.version != expected_version:
@@ -334,6 +351,13 @@ async def change(
     session.expunge(person)
     updated = await repository.get_by_curp(session, curp)
     assert updated is not None
+    await caller.record(
+        "identity:person:update",
+        "person",
+        person_curp=curp,
+        detail={"version": updated.version, "fields": sorted(fields)},
+        within=session,
+    )
     return to_read(updated)
 
 
@@ -345,11 +369,16 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
     ]
 
 
-async def history(session: AsyncSession, curp: str) -> list[PersonVersionRead]:
+async def history(session: AsyncSession, curp: str, caller: Caller) -> list[PersonVersionRead]:
     """Every version, oldest first: who made it, when, why, and what it changed."""
-    person = await repository.get_by_curp(session, check_curp(curp))
+    check_curp(curp)
+    await caller.allow(
+        Permission.PERSON_HISTORY, "identity:person:history", "person", person_curp=curp
+    )
+    person = await repository.get_by_curp(session, curp)
     if person is None:
         raise NotFound("no hay ninguna persona registrada con esa CURP")
+    await caller.record("identity:person:history", "person", person_curp=curp)
     snapshots = [v.snapshot for v in await repository.versions(session, person.id)]
     snapshots.append(snapshot(person))
     out: list[PersonVersionRead] = []
@@ -399,12 +428,14 @@ async def search(
     birth_date: date | None = None,
     birth_state: str | None = None,
     address_state: str | None = None,
+    caller: Caller,
     cursor: str | None = None,
     limit: int = 50,
 ) -> PersonPage:
     """Search by CURP, or by first surname and birth date (optionally narrowed by given
     names and state). A search can never list the registry: every query is a selective
     index look-up (uq_persons_curp or ix_persons_surname_birth)."""
+    await caller.allow(Permission.PERSON_SEARCH, "identity:person:search", "person")
     if curp:
         check_curp(curp)
     elif not first_surname or not birth_date:
@@ -439,4 +470,5 @@ async def search(
         )
         for p in rows
     ]
+    await caller.record_persons("identity:person:search", (p.curp for p in items))
     return PersonPage(items=items, limit=limit, next_cursor=_cursor(rows[-1].id) if more else None)

@@ -1,0 +1,123 @@
+"""The caller of a use case: who is asking, and the audit log every access goes to.
+
+Services receive a Caller and call `allow` before touching personal data and `record` after;
+a denied attempt is itself recorded. Adapters cannot skip this: the service functions that
+read or write personal data take a Caller, not a bare session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.audit import AuditEntry, AuditLog
+from salud.access.audit_tx import record_in_transaction
+from salud.access.permissions import Permission, Role
+from salud.access.principal import Principal
+from salud.errors import Forbidden
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    audit: AuditLog
+    purpose: str | None = None  # e.g. "atencion", "registro", "verificacion"
+    reason: str | None = None  # break-the-glass justification, when there is one
+
+    @property
+    def actor(self) -> str:
+        return self.principal.username
+
+    def _entry(
+        self,
+        action: str,
+        subject_type: str,
+        *,
+        person_curp: str | None,
+        subject_id: str | None,
+        outcome: str,
+        detail: dict[str, Any] | None,
+    ) -> AuditEntry:
+        p = self.principal
+        return AuditEntry(
+            actor=p.username,
+            role=p.role.value,
+            action=action,
+            subject_type=subject_type,
+            outcome=outcome,
+            institution_code=p.institution_code,
+            clues=p.clues,
+            person_curp=person_curp,
+            subject_id=subject_id,
+            purpose=self.purpose,
+            reason=self.reason,
+            detail=detail,
+        )
+
+    async def allow(
+        self,
+        permission: Permission,
+        action: str,
+        subject_type: str,
+        *,
+        person_curp: str | None = None,
+        subject_id: str | None = None,
+    ) -> None:
+        """Raise Forbidden (and record the denial) unless the caller may do this. A citizen
+        may only ever touch their own record."""
+        p = self.principal
+        own = p.role is not Role.CITIZEN or (person_curp is not None and person_curp == p.curp)
+        if p.may(permission) and own:
+            return
+        await self.audit.record(
+            self._entry(
+                action,
+                subject_type,
+                person_curp=person_curp,
+                subject_id=subject_id,
+                outcome="denied",
+                detail={"permission": permission.value},
+            )
+        )
+        if not own:
+            raise Forbidden("una persona solo puede consultar sus propios datos")
+        raise Forbidden(f"el rol {p.role.value} no tiene el permiso {permission.value}")
+
+    async def record(
+        self,
+        action: str,
+        subject_type: str,
+        *,
+        person_curp: str | None = None,
+        subject_id: str | None = None,
+        outcome: str = "success",
+        detail: dict[str, Any] | None = None,
+        within: AsyncSession | None = None,
+    ) -> None:
+        """Record an access. A change passes its session (`within`): the entry then commits
+        with the change, in the same transaction."""
+        entry = self._entry(
+            action,
+            subject_type,
+            person_curp=person_curp,
+            subject_id=subject_id,
+            outcome=outcome,
+            detail=detail,
+        )
+        if within is not None:
+            await record_in_transaction(within, self.audit.key, [entry])
+        else:
+            await self.audit.record(entry)
+
+    async def record_persons(self, action: str, curps: Iterable[str]) -> None:
+        """One entry per person whose data a list or search disclosed."""
+        entries = [
+            self._entry(
+                action, "person", person_curp=c, subject_id=None, outcome="success", detail=None
+            )
+            for c in curps
+        ]
+        if entries:
+            await self.audit.record_many(entries)

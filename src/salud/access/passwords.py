@@ -1,0 +1,33 @@
+"""Password hashing with Argon2id (RFC 9106), via argon2-cffi's defaults."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+# Compared against when the account does not exist, so that a wrong username costs the same
+# time as a wrong password (no account enumeration by timing).
+_DUMMY = _hasher.hash("cuenta-inexistente")
+
+MIN_LENGTH = 12
+
+
+def check_strength(password: str) -> str | None:
+    """A reason the password is not acceptable, or None."""
+    if len(password) < MIN_LENGTH:
+        return f"debe tener al menos {MIN_LENGTH} caracteres"
+    if password.isdigit() or password.isalpha():
+        return "combine letras con números o símbolos"
+    return None
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False

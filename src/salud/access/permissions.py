@@ -1,0 +1,62 @@
+"""Roles and the permissions each holds. Least privilege: a role gets only what its work needs.
+
+Every endpoint names one Permission; the check lives in the service layer (`require`), so an
+adapter that forgets it cannot leak data."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Permission(StrEnum):
+    PERSON_READ = "person:read"
+    PERSON_SEARCH = "person:search"
+    PERSON_CREATE = "person:create"
+    PERSON_UPDATE = "person:update"
+    PERSON_HISTORY = "person:history"
+    FACILITY_READ = "facility:read"
+    AUDIT_READ = "audit:read"
+    ACCESS_LOG_READ = "person:access-log"  # "who looked at my data"
+    ACCOUNT_MANAGE = "account:manage"
+
+
+class Role(StrEnum):
+    REGISTRATION_OPERATOR = "registration_operator"  # operador de módulo de registro
+    SUPERVISOR = "supervisor"  # supervisor de módulo
+    CLINICIAN = "clinician"  # personal clínico
+    VERIFIER = "verifier"  # recepción: valida credenciales
+    INSTITUTION_ADMIN = "institution_admin"  # administrador de institución
+    AUDITOR = "auditor"
+    SYSTEM_ADMIN = "system_admin"
+    CITIZEN = "citizen"  # la persona misma (solo sus propios datos)
+
+
+_P = Permission
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.REGISTRATION_OPERATOR: frozenset(
+        {_P.PERSON_READ, _P.PERSON_SEARCH, _P.PERSON_CREATE, _P.PERSON_UPDATE, _P.FACILITY_READ}
+    ),
+    Role.SUPERVISOR: frozenset(
+        {
+            _P.PERSON_READ,
+            _P.PERSON_SEARCH,
+            _P.PERSON_CREATE,
+            _P.PERSON_UPDATE,
+            _P.PERSON_HISTORY,
+            _P.FACILITY_READ,
+        }
+    ),
+    Role.CLINICIAN: frozenset({_P.PERSON_READ, _P.PERSON_SEARCH, _P.FACILITY_READ}),
+    Role.VERIFIER: frozenset({_P.PERSON_READ, _P.FACILITY_READ}),
+    Role.INSTITUTION_ADMIN: frozenset({_P.FACILITY_READ, _P.ACCOUNT_MANAGE}),
+    Role.AUDITOR: frozenset(
+        {_P.AUDIT_READ, _P.ACCESS_LOG_READ, _P.PERSON_HISTORY, _P.FACILITY_READ}
+    ),
+    Role.SYSTEM_ADMIN: frozenset({_P.ACCOUNT_MANAGE, _P.FACILITY_READ}),
+    # A citizen reads only their own record: the service narrows PERSON_READ to self.
+    Role.CITIZEN: frozenset(
+        {_P.PERSON_READ, _P.PERSON_HISTORY, _P.ACCESS_LOG_READ, _P.FACILITY_READ}
+    ),
+}
+
+STAFF_ROLES = frozenset(ROLE_PERMISSIONS) - {Role.CITIZEN}

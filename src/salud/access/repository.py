@@ -1,0 +1,36 @@
+"""All SQL of accounts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.models import Account
+
+
+async def by_username(session: AsyncSession, username: str) -> Account | None:
+    found = await session.execute(select(Account).where(Account.username == username))
+    return found.scalar_one_or_none()
+
+
+async def exists(session: AsyncSession, username: str) -> bool:
+    found = await session.execute(select(Account.id).where(Account.username == username))
+    return found.first() is not None
+
+
+async def record_failure(
+    session: AsyncSession, account_id: int, locked_until: datetime | None
+) -> None:
+    await session.execute(
+        update(Account)
+        .where(Account.id == account_id)
+        .values(failed_attempts=Account.failed_attempts + 1, locked_until=locked_until)
+    )
+
+
+async def record_success(session: AsyncSession, account_id: int) -> None:
+    await session.execute(
+        update(Account).where(Account.id == account_id).values(failed_attempts=0, locked_until=None)
+    )

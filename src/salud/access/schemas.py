@@ -1,0 +1,87 @@
+"""Shapes of accounts and sign-in."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from salud.access.permissions import Role
+
+Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9._-]{3,80}$")]
+
+
+class AccountCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username
+    display_name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)
+    ]
+    role: Role
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    institution_code: int | None = Field(None, description="Clave DGIS de la institución")
+    clues: Annotated[str | None, StringConstraints(pattern=r"^[A-Z]{5}\d{6}$")] = None
+    module_code: Annotated[str | None, StringConstraints(max_length=20)] = None
+    curp: Annotated[str | None, StringConstraints(pattern=r"^[A-Z0-9]{18}$")] = Field(
+        None, description="Solo para cuentas de ciudadano: su propia CURP"
+    )
+    totp: bool = Field(True, description="Segundo factor TOTP (obligatorio para personal)")
+
+
+class AccountRead(BaseModel):
+    username: str
+    display_name: str
+    role: Role
+    institution_code: int | None
+    clues: str | None
+    module_code: str | None
+    active: bool
+    totp_enabled: bool
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    totp: Annotated[str | None, StringConstraints(pattern=r"^\d{6}$")] = Field(
+        None, description="Código de 6 dígitos de la aplicación autenticadora"
+    )
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int
+    role: Role
+
+
+class Me(BaseModel):
+    username: str
+    role: Role
+    permissions: list[str]
+    institution_code: int | None
+    clues: str | None
+
+
+class AccessRead(BaseModel):
+    """One entry of the audit log as people see it."""
+
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    institution_code: int | None
+    clues: str | None
+    action: str
+    purpose: str | None
+    reason: str | None
+    outcome: str
+    person_curp: str | None
+
+
+class AccessPage(BaseModel):
+    items: list[AccessRead]
+    next_before: int | None = Field(None, description="Pase este valor como before para seguir")

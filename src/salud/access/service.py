@@ -1,0 +1,125 @@
+"""Accounts and sign-in: Argon2 passwords, TOTP for staff, lockout after repeated failures."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyotp
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access import repository
+from salud.access.models import Account
+from salud.access.passwords import check_strength, hash_password, verify_password
+from salud.access.permissions import STAFF_ROLES, Role
+from salud.access.principal import Principal
+from salud.access.schemas import AccountCreate, AccountRead, SignIn
+from salud.errors import Conflict, FieldProblem, InvalidInput, Locked, Unauthorized
+from salud.kit.clock import utcnow
+from salud.kit.sealing import Keyring, open_sealed, seal
+
+_TOTP_AAD = b"salud:account:totp"
+
+
+def principal_of(account: Account) -> Principal:
+    return Principal(
+        subject=f"account:{account.id}",
+        username=account.username,
+        role=Role(account.role),
+        institution_code=account.institution_code,
+        clues=account.clues,
+        curp=account.curp,
+    )
+
+
+def _read(account: Account) -> AccountRead:
+    return AccountRead(
+        username=account.username,
+        display_name=account.display_name,
+        role=Role(account.role),
+        institution_code=account.institution_code,
+        clues=account.clues,
+        module_code=account.module_code,
+        active=account.active,
+        totp_enabled=account.totp_secret_sealed is not None,
+    )
+
+
+async def create_account(
+    session: AsyncSession, data: AccountCreate, ring: Keyring
+) -> tuple[AccountRead, str | None]:
+    """Create an account; returns it and, when TOTP is on, the provisioning URI to show once."""
+    weak = check_strength(data.password)
+    if weak:
+        raise InvalidInput.on("password", weak)
+    if data.role in STAFF_ROLES and not data.totp:
+        raise InvalidInput.on("totp", "el personal debe usar segundo factor (TOTP)")
+    if (data.role is Role.CITIZEN) != (data.curp is not None):
+        raise InvalidInput.on("curp", "una cuenta de ciudadano lleva su CURP, y solo ella")
+    if await repository.exists(session, data.username):
+        raise Conflict("ese nombre de usuario ya existe", [FieldProblem("username", "ya existe")])
+    secret = pyotp.random_base32() if data.totp else None
+    account = Account(
+        username=data.username,
+        display_name=data.display_name,
+        role=data.role.value,
+        institution_code=data.institution_code,
+        clues=data.clues,
+        module_code=data.module_code,
+        curp=data.curp,
+        password_hash=hash_password(data.password),
+        totp_secret_sealed=seal(secret.encode(), ring, _TOTP_AAD) if secret else None,
+        failed_attempts=0,
+        locked_until=None,
+        active=True,
+        created_at=utcnow(),
+    )
+    session.add(account)
+    await session.flush()
+    uri = (
+        pyotp.TOTP(secret).provisioning_uri(name=data.username, issuer_name="Salud Universal")
+        if secret
+        else None
+    )
+    return _read(account), uri
+
+
+def totp_secret(account: Account, ring: Keyring) -> str | None:
+    if account.totp_secret_sealed is None:
+        return None
+    return open_sealed(account.totp_secret_sealed, ring, _TOTP_AAD).decode()
+
+
+async def authenticate(
+    session: AsyncSession,
+    data: SignIn,
+    ring: Keyring,
+    *,
+    max_failures: int,
+    lockout_seconds: int,
+) -> Principal:
+    """The principal for valid credentials. Wrong username, wrong password and wrong code all
+    answer the same 401 (no account enumeration); repeated failures lock the account."""
+    account = await repository.by_username(session, data.username)
+    now = utcnow()
+    if account is not None and account.locked_until is not None and account.locked_until > now:
+        raise Locked(
+            "demasiados intentos fallidos; la cuenta está bloqueada hasta "
+            f"{account.locked_until.isoformat(timespec='minutes')}"
+        )
+    password_ok = verify_password(account.password_hash if account else None, data.password)
+    code_ok = True
+    if account is not None and password_ok:
+        secret = totp_secret(account, ring)
+        if secret is not None:
+            # valid_window=1 accepts the previous and next 30-second step (clock drift).
+            code_ok = data.totp is not None and pyotp.TOTP(secret).verify(data.totp, valid_window=1)
+    if account is None or not account.active or not password_ok or not code_ok:
+        if account is not None:
+            failures = account.failed_attempts + 1
+            until = now + timedelta(seconds=lockout_seconds) if failures >= max_failures else None
+            await repository.record_failure(session, account.id, until)
+        if account is not None and password_ok and data.totp is None:
+            raise Unauthorized("falta el código del segundo factor (TOTP)")
+        raise Unauthorized("usuario, contraseña o código incorrectos")
+    await repository.record_success(session, account.id)
+    return principal_of(account)

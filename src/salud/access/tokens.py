@@ -1,0 +1,66 @@
+"""Bearer tokens for the API: short-lived JWTs (RFC 7519), HMAC-SHA256 signed.
+
+Verified in process (about 40 µs) so that no request pays a database round trip to know who
+is asking. They live `token_ttl_seconds` (15 minutes by default); disabling an account takes
+effect when its last token expires."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.errors import Unauthorized
+from salud.kit.clock import utcnow
+
+ISSUER = "salud-universal"
+_CLAIMS = jwt.JWTClaimsRegistry(
+    iss={"essential": True, "value": ISSUER}, exp={"essential": True}, sub={"essential": True}
+)
+
+
+class TokenService:
+    def __init__(self, secret: str, ttl_seconds: int) -> None:
+        self._key = OctKey.import_key(secret.encode())
+        self.ttl_seconds = ttl_seconds
+
+    def issue(self, principal: Principal) -> str:
+        now = int(utcnow().timestamp())
+        claims: dict[str, Any] = {
+            "iss": ISSUER,
+            "sub": principal.subject,
+            "usr": principal.username,
+            "role": principal.role.value,
+            "iat": now,
+            "exp": now + self.ttl_seconds,
+            "jti": secrets.token_urlsafe(12),
+        }
+        for name, value in (
+            ("inst", principal.institution_code),
+            ("clues", principal.clues),
+            ("curp", principal.curp),
+        ):
+            if value is not None:
+                claims[name] = value
+        return jwt.encode({"alg": "HS256"}, claims, self._key)
+
+    def principal(self, token: str) -> Principal:
+        try:
+            decoded = jwt.decode(token, self._key, algorithms=["HS256"])
+            _CLAIMS.validate(decoded.claims)
+            claims = decoded.claims
+            return Principal(
+                subject=str(claims["sub"]),
+                username=str(claims["usr"]),
+                role=Role(claims["role"]),
+                institution_code=claims.get("inst"),
+                clues=claims.get("clues"),
+                curp=claims.get("curp"),
+            )
+        except (JoseError, KeyError, ValueError):
+            raise Unauthorized("el token no es válido o ya expiró") from None

@@ -1,0 +1,111 @@
+"""Every route of the OpenAPI document: no credentials → 401; a role without the route's
+permission → 403; and never a 200 with someone else's data for a citizen."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from salud.access.permissions import ROLE_PERMISSIONS, Permission, Role
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+PUBLIC = "public"
+ANY = "any"
+
+
+async def _operations(client: httpx.AsyncClient) -> list[tuple[str, str, str]]:
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    ops = []
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            permission = op.get("x-permission")
+            assert permission, f"{method.upper()} {path} declares no x-permission"
+            ops.append((method.upper(), path, permission))
+    return ops
+
+
+def _url(path: str, curp: str) -> str:
+    return re.sub(r"\{curp\}", curp, re.sub(r"\{clues\}", "HGIMB000011", path))
+
+
+def _body(method: str, path: str) -> dict[str, Any] | None:
+    if method == "POST" and path.endswith("/persons"):
+        return person_doc()
+    if method == "PATCH":
+        return {"blood_type": "A+"}
+    if method == "POST":
+        return {}
+    return None
+
+
+async def test_every_route_declares_a_known_permission(client: httpx.AsyncClient) -> None:
+    known = {p.value for p in Permission} | {PUBLIC, ANY}
+    for method, path, permission in await _operations(client):
+        assert permission in known, (method, path, permission)
+
+
+async def test_without_credentials_every_protected_route_is_401(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    curp = person_doc()["curp"]
+    checked = 0
+    for method, path, permission in await _operations(anonymous):
+        if permission == PUBLIC:
+            continue
+        answer = await anonymous.request(
+            method, _url(path, curp), json=_body(method, path), headers={"If-Match": 'W/"1"'}
+        )
+        assert answer.status_code == 401, (method, path, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        checked += 1
+    assert checked >= 8
+
+
+async def test_a_role_without_the_permission_gets_403(
+    anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = person_doc()["curp"]
+    checked = 0
+    for method, path, permission in await _operations(anonymous):
+        if permission in (PUBLIC, ANY):
+            continue
+        lacking = [
+            r for r, perms in ROLE_PERMISSIONS.items() if Permission(permission) not in perms
+        ]
+        for role in lacking:
+            answer = await anonymous.request(
+                method,
+                _url(path, curp),
+                json=_body(method, path),
+                headers={**token_for(role), "If-Match": 'W/"1"'},
+            )
+            assert answer.status_code == 403, (method, path, role, answer.text)
+            checked += 1
+    assert checked >= 20
+
+
+async def test_a_citizen_reads_only_their_own_record(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    mine, theirs = person_doc(), person_doc()
+    for doc in (mine, theirs):
+        assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    me = token_for(Role.CITIZEN, curp=mine["curp"])
+    own = await anonymous.get(f"/api/v1/persons/{mine['curp']}", headers=me)
+    assert own.status_code == 200
+    other = await anonymous.get(f"/api/v1/persons/{theirs['curp']}", headers=me)
+    assert other.status_code == 403
+    assert theirs["given_names"] not in other.text
+    assert "birth_date" not in other.text
+
+
+async def test_a_forged_or_expired_token_is_401(anonymous: httpx.AsyncClient) -> None:
+    for header in ("Bearer abc.def.ghi", "Basic dXNlcjpwYXNz", "Bearer "):
+        answer = await anonymous.get("/api/v1/auth/me", headers={"Authorization": header})
+        assert answer.status_code == 401, header

@@ -1,0 +1,151 @@
+"""Sign-in: Argon2 passwords, TOTP for staff, lockout after repeated failures, tokens."""
+
+from __future__ import annotations
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access import service
+from salud.access.models import Account
+from salud.access.passwords import hash_password, verify_password
+from salud.access.permissions import Role
+from salud.access.schemas import AccountCreate
+from salud.config import Settings
+from salud.errors import InvalidInput
+from salud.kit.sealing import Keyring
+
+pytestmark = pytest.mark.db
+
+PASSWORD = "Contraseña-de-prueba-1"
+
+
+def _ring(settings: Settings) -> Keyring:
+    return Keyring.from_config(settings.kek_id, settings.kek.get_secret_value())
+
+
+async def _staff(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, username: str = "ana.operadora"
+) -> str:
+    async with sessions() as session, session.begin():
+        _, uri = await service.create_account(
+            session,
+            AccountCreate(
+                username=username,
+                display_name="Ana",
+                role=Role.REGISTRATION_OPERATOR,
+                password=PASSWORD,
+                institution_code=10,
+            ),
+            _ring(settings),
+        )
+    assert uri is not None
+    return pyotp.parse_uri(uri).secret
+
+
+def test_argon2_hashes_verify_and_differ() -> None:
+    a, b = hash_password(PASSWORD), hash_password(PASSWORD)
+    assert a != b
+    assert a.startswith("$argon2id$")
+    assert verify_password(a, PASSWORD)
+    assert not verify_password(a, PASSWORD + "x")
+    assert not verify_password(None, PASSWORD)
+
+
+async def test_totp_secret_is_sealed_at_rest(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    secret = await _staff(sessions, settings)
+    async with sessions() as session:
+        stored = (await session.execute(select(Account.totp_secret_sealed))).scalar_one()
+    assert stored is not None
+    assert secret.encode() not in stored
+
+
+async def test_sign_in_with_password_and_totp_gives_a_working_token(
+    anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    secret = await _staff(sessions, settings)
+    no_code = await anonymous.post(
+        "/api/v1/auth/token", json={"username": "ana.operadora", "password": PASSWORD}
+    )
+    assert no_code.status_code == 401
+    assert "TOTP" in no_code.json()["detail"]
+    answer = await anonymous.post(
+        "/api/v1/auth/token",
+        json={"username": "ana.operadora", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+    )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    me = await anonymous.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200
+    assert me.json()["role"] == "registration_operator"
+    assert "person:create" in me.json()["permissions"]
+    assert "audit:read" not in me.json()["permissions"]
+
+
+async def test_wrong_user_and_wrong_password_look_the_same(
+    anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    await _staff(sessions, settings)
+    unknown = await anonymous.post(
+        "/api/v1/auth/token", json={"username": "nadie", "password": PASSWORD, "totp": "123456"}
+    )
+    wrong = await anonymous.post(
+        "/api/v1/auth/token",
+        json={"username": "ana.operadora", "password": "otra-cosa-123", "totp": "123456"},
+    )
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json()["detail"] == wrong.json()["detail"]
+
+
+async def test_repeated_failures_lock_the_account(
+    anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    secret = await _staff(sessions, settings)
+    for _ in range(settings.max_failed_logins):
+        bad = await anonymous.post(
+            "/api/v1/auth/token",
+            json={"username": "ana.operadora", "password": "mala-clave-123", "totp": "000000"},
+        )
+        assert bad.status_code == 401
+    locked = await anonymous.post(
+        "/api/v1/auth/token",
+        json={"username": "ana.operadora", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+    )
+    assert locked.status_code == 423
+    assert locked.json()["title"] == "Cuenta bloqueada"
+
+
+async def test_staff_must_use_totp_and_strong_passwords(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    base = {"username": "x.y", "display_name": "X", "role": Role.CLINICIAN}
+    async with sessions() as session, session.begin():
+        with pytest.raises(InvalidInput) as weak:
+            await service.create_account(
+                session, AccountCreate(**base, password="corta"), _ring(settings)
+            )
+        assert weak.value.problems[0].field == "password"
+        with pytest.raises(InvalidInput) as no_totp:
+            await service.create_account(
+                session, AccountCreate(**base, password=PASSWORD, totp=False), _ring(settings)
+            )
+        assert no_totp.value.problems[0].field == "totp"
+
+
+async def test_security_headers_on_answers(anonymous: httpx.AsyncClient) -> None:
+    answer = await anonymous.get("/api/v1/health/live")
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_production_refuses_default_secrets(settings: Settings) -> None:
+    from salud.app import create_app
+
+    with pytest.raises(RuntimeError, match="SALUD_TOKEN_SECRET"):
+        create_app(settings.model_copy(update={"environment": "production"}))
