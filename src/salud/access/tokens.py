@@ -7,6 +7,7 @@ effect when its last token expires."""
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 from joserfc import jwt
@@ -25,9 +26,13 @@ _CLAIMS = jwt.JWTClaimsRegistry(
 
 
 class TokenService:
-    def __init__(self, secret: str, ttl_seconds: int) -> None:
+    def __init__(self, secret: str, ttl_seconds: int, cache_size: int = 10_000) -> None:
         self._key = OctKey.import_key(secret.encode())
         self.ttl_seconds = ttl_seconds
+        # A token verified once is the same token on its next request: remember its
+        # principal until it expires (the signature check is 40 µs; a look-up is <1 µs).
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._cache_size = cache_size
 
     def issue(self, principal: Principal) -> str:
         now = int(utcnow().timestamp())
@@ -50,11 +55,23 @@ class TokenService:
         return jwt.encode({"alg": "HS256"}, claims, self._key)
 
     def principal(self, token: str) -> Principal:
+        hit = self._cache.get(token)
+        if hit is not None:
+            if time.time() < hit[0]:
+                return hit[1]
+            del self._cache[token]
+        principal, expires = self._verify(token)
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()  # bounded memory; the cache refills at the next requests
+        self._cache[token] = (expires, principal)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             decoded = jwt.decode(token, self._key, algorithms=["HS256"])
             _CLAIMS.validate(decoded.claims)
             claims = decoded.claims
-            return Principal(
+            principal = Principal(
                 subject=str(claims["sub"]),
                 username=str(claims["usr"]),
                 role=Role(claims["role"]),
@@ -62,5 +79,6 @@ class TokenService:
                 clues=claims.get("clues"),
                 curp=claims.get("curp"),
             )
+            return principal, float(claims["exp"])
         except (JoseError, KeyError, ValueError):
             raise Unauthorized("el token no es válido o ya expiró") from None
