@@ -110,12 +110,8 @@ async def read_person(curp: str, reader: Reader, caller: CurrentCaller) -> Respo
 async def _read(reader: FastReader, curp: str, caller: Caller) -> Response:
     # Serialized once by pydantic's Rust core and not validated again on the way out
     # (GUIDE.md: validate on the way in, never again on the way out).
-    person = await service.get(reader, curp, caller)
-    return Response(
-        person.model_dump_json(),
-        media_type="application/json",
-        headers={"ETag": _etag(person.version)},
-    )
+    body, version = await service.get_json(reader, curp, caller)
+    return Response(body, media_type="application/json", headers={"ETag": _etag(version)})
 
 
 async def read_person_fast(request: StarletteRequest) -> Response:
