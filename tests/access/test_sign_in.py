@@ -149,3 +149,36 @@ def test_production_refuses_default_secrets(settings: Settings) -> None:
 
     with pytest.raises(RuntimeError, match="SALUD_TOKEN_SECRET"):
         create_app(settings.model_copy(update={"environment": "production"}))
+
+
+async def test_kek_rotation_rewraps_totp_secrets_without_loss(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    import base64
+    import os
+
+    secret = await _staff(sessions, settings)
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    rotating = Keyring.from_config(
+        "2027", new_key, f"{settings.kek_id}:{settings.kek.get_secret_value()}"
+    )
+    async with sessions() as session, session.begin():
+        assert await service.rewrap_secrets(session, rotating) == 1
+    only_new = Keyring.from_config("2027", new_key)
+    async with sessions() as session:
+        account = (await session.execute(select(Account))).scalar_one()
+        assert service.totp_secret(account, only_new) == secret
+    async with sessions() as session, session.begin():  # a second run has nothing to move
+        assert await service.rewrap_secrets(session, rotating) == 0
+
+
+async def test_sign_in_is_rate_limited_per_address(anonymous: httpx.AsyncClient) -> None:
+    codes = []
+    for _ in range(25):
+        answer = await anonymous.post(
+            "/api/v1/auth/token",
+            json={"username": "nadie", "password": "lo-que-sea-123", "totp": "000000"},
+        )
+        codes.append(answer.status_code)
+    assert codes[:20] == [401] * 20
+    assert set(codes[20:]) == {429}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -34,3 +35,8 @@ async def record_success(session: AsyncSession, account_id: int) -> None:
     await session.execute(
         update(Account).where(Account.id == account_id).values(failed_attempts=0, locked_until=None)
     )
+
+
+async def with_sealed_secrets(session: AsyncSession) -> Sequence[Account]:
+    found = await session.execute(select(Account).where(Account.totp_secret_sealed.is_not(None)))
+    return found.scalars().all()

@@ -15,7 +15,7 @@ from salud.access.principal import Principal
 from salud.access.schemas import AccountCreate, AccountRead, SignIn
 from salud.errors import Conflict, FieldProblem, InvalidInput, Locked, Unauthorized
 from salud.kit.clock import utcnow
-from salud.kit.sealing import Keyring, open_sealed, seal
+from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
 
 _TOTP_AAD = b"salud:account:totp"
 
@@ -123,3 +123,17 @@ async def authenticate(
         raise Unauthorized("usuario, contraseña o código incorrectos")
     await repository.record_success(session, account.id)
     return principal_of(account)
+
+
+async def rewrap_secrets(session: AsyncSession, ring: Keyring) -> int:
+    """Re-wrap every sealed account secret under the current KEK (after a rotation). Only
+    the data keys change; the secrets themselves are not re-encrypted. Returns how many."""
+    moved = 0
+    for account in await repository.with_sealed_secrets(session):
+        assert account.totp_secret_sealed is not None
+        new = rewrap(account.totp_secret_sealed, ring)
+        if new != account.totp_secret_sealed:
+            account.totp_secret_sealed = new
+            moved += 1
+    await session.flush()
+    return moved

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from salud.cli import accounts, audit, db, demo, facilities, persons, serve, synth
+from salud.cli import accounts, audit, db, demo, facilities, keys, persons, serve, synth
 
 app = typer.Typer(
     help="Salud Universal: padrón, unidades de salud, credencial y expediente.",
@@ -18,6 +18,7 @@ app.add_typer(facilities.app, name="facilities")
 app.add_typer(demo.app, name="demo")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(audit.app, name="audit")
+app.add_typer(keys.app, name="keys")
 app.command(name="serve")(serve.serve)
 
 if __name__ == "__main__":
