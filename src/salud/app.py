@@ -10,7 +10,16 @@ from fastapi import FastAPI
 from salud import __version__
 from salud.access.audit import AuditLog
 from salud.access.tokens import TokenService
-from salud.api import audit, auth, facilities, health, persons, problems, security_headers
+from salud.api import (
+    audit,
+    auth,
+    data_requests,
+    facilities,
+    health,
+    persons,
+    problems,
+    security_headers,
+)
 from salud.config import Settings, get_settings
 from salud.kit.logging import configure_logging
 from salud.kit.ratelimit import WindowLimiter
@@ -75,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(data_requests.router, prefix=API_PREFIX)
     app.include_router(persons.router, prefix=API_PREFIX)
     app.include_router(facilities.router, prefix=API_PREFIX)
     app.router.routes[0:0] = persons.fast_routes(API_PREFIX)

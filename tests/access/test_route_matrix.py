@@ -31,16 +31,31 @@ async def _operations(client: httpx.AsyncClient) -> list[tuple[str, str, str]]:
 
 
 def _url(path: str, curp: str) -> str:
+    path = re.sub(r"\{folio\}", "ARCO-2026-0000001", path)
     return re.sub(r"\{curp\}", curp, re.sub(r"\{clues\}", "HGIMB000011", path))
 
 
+# A valid body for each writing route: the permission is checked after the body is parsed,
+# so a 403 must not hide behind a 422.
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PATCH", "/api/v1/persons/{curp}"): {"blood_type": "A+"},
+    ("POST", "/api/v1/persons/{curp}/data-requests"): {
+        "kind": "access",
+        "description": "solicito mis datos",
+    },
+    ("POST", "/api/v1/data-requests/{folio}/answer"): {
+        "decision": "denied",
+        "answer": "respuesta de prueba",
+    },
+}
+
+
 def _body(method: str, path: str) -> dict[str, Any] | None:
-    if method == "POST" and path.endswith("/persons"):
+    if (method, path) == ("POST", "/api/v1/persons"):
         return person_doc()
-    if method == "PATCH":
-        return {"blood_type": "A+"}
-    if method == "POST":
-        return {}
+    if method in ("POST", "PATCH", "PUT"):
+        assert (method, path) in BODIES, f"add a valid body for {method} {path}"
+        return BODIES[(method, path)]
     return None
 
 

@@ -17,6 +17,8 @@ class Permission(StrEnum):
     FACILITY_READ = "facility:read"
     AUDIT_READ = "audit:read"
     ACCESS_LOG_READ = "person:access-log"  # "who looked at my data"
+    DATA_REQUEST_FILE = "data-request:file"  # derechos ARCO: the person files
+    DATA_REQUEST_MANAGE = "data-request:manage"  # the privacy office answers
     ACCOUNT_MANAGE = "account:manage"
 
 
@@ -48,14 +50,22 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     Role.CLINICIAN: frozenset({_P.PERSON_READ, _P.PERSON_SEARCH, _P.FACILITY_READ}),
     Role.VERIFIER: frozenset({_P.PERSON_READ, _P.FACILITY_READ}),
-    Role.INSTITUTION_ADMIN: frozenset({_P.FACILITY_READ, _P.ACCOUNT_MANAGE}),
+    Role.INSTITUTION_ADMIN: frozenset(
+        {_P.FACILITY_READ, _P.ACCOUNT_MANAGE, _P.DATA_REQUEST_MANAGE, _P.PERSON_READ}
+    ),
     Role.AUDITOR: frozenset(
         {_P.AUDIT_READ, _P.ACCESS_LOG_READ, _P.PERSON_HISTORY, _P.FACILITY_READ}
     ),
     Role.SYSTEM_ADMIN: frozenset({_P.ACCOUNT_MANAGE, _P.FACILITY_READ}),
     # A citizen reads only their own record: the service narrows PERSON_READ to self.
     Role.CITIZEN: frozenset(
-        {_P.PERSON_READ, _P.PERSON_HISTORY, _P.ACCESS_LOG_READ, _P.FACILITY_READ}
+        {
+            _P.PERSON_READ,
+            _P.PERSON_HISTORY,
+            _P.ACCESS_LOG_READ,
+            _P.FACILITY_READ,
+            _P.DATA_REQUEST_FILE,
+        }
     ),
 }
 

@@ -101,3 +101,32 @@ class PersonVersion(Base):
     snapshot: Mapped[dict[str, Any]] = mapped_column(Json)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recorded_by: Mapped[str] = mapped_column(String(100))
+
+
+class DataRequest(Base):
+    """A data-protection request (derechos ARCO: acceso, rectificación, cancelación,
+    oposición; LGPDPPSO arts. 43-56): filed by the person, answered within a legal term."""
+
+    __tablename__ = "data_requests"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('access','rectification','cancellation','opposition')", name="kind"
+        ),
+        CheckConstraint("status IN ('received','granted','denied')", name="status"),
+        Index("ix_data_requests_status_due", "status", "due_on"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    folio: Mapped[str] = mapped_column(String(24), unique=True)
+    person_curp: Mapped[str] = mapped_column(String(18), index=True)
+    kind: Mapped[str] = mapped_column(String(14))
+    description: Mapped[str] = mapped_column(String(2000))
+    requested_changes: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    filed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    filed_by: Mapped[str] = mapped_column(String(100))
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10))
+    answer: Mapped[str | None] = mapped_column(String(2000))
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    answered_by: Mapped[str | None] = mapped_column(String(100))
+    resulting_version: Mapped[int | None] = mapped_column(Integer)

@@ -6,7 +6,7 @@ import re
 from datetime import date, datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import pycountry
 from pydantic import (
@@ -356,3 +356,52 @@ class PersonVersionRead(BaseModel):
     recorded_by: str
     reason: str | None
     changes: list[FieldChange]
+
+
+class DataRequestKind(StrEnum):
+    ACCESS = "access"  # acceso
+    RECTIFICATION = "rectification"  # rectificación
+    CANCELLATION = "cancellation"  # cancelación
+    OPPOSITION = "opposition"  # oposición
+
+
+class DataRequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: DataRequestKind
+    description: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=5, max_length=2000)
+    ]
+    requested_changes: PersonUpdate | None = Field(
+        None, description="Para rectificación: los campos y sus valores correctos"
+    )
+
+    @model_validator(mode="after")
+    def _changes_only_for_rectification(self) -> Self:
+        if self.kind is DataRequestKind.RECTIFICATION and self.requested_changes is None:
+            raise ValueError("requested_changes: indique qué datos deben corregirse")
+        if self.kind is not DataRequestKind.RECTIFICATION and self.requested_changes:
+            raise ValueError("requested_changes: solo aplica a una rectificación")
+        return self
+
+
+class DataRequestAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["granted", "denied"]
+    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=5, max_length=2000)]
+
+
+class DataRequestRead(BaseModel):
+    folio: str
+    curp: str
+    kind: str
+    description: str
+    requested_changes: dict[str, Any] | None
+    filed_at: datetime
+    due_on: date
+    overdue: bool
+    status: str
+    answer: str | None
+    answered_at: datetime | None
+    resulting_version: int | None

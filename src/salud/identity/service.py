@@ -254,6 +254,14 @@ async def register(session: AsyncSession, data: PersonCreate, caller: Caller) ->
     return to_read(person)
 
 
+async def get_version(session: AsyncSession, curp: str) -> int:
+    """The current version of a person (no access recorded: callers record their own)."""
+    person = await repository.get_by_curp(session, curp)
+    if person is None:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    return person.version
+
+
 def entitled_institutions(person: PersonRead, on: date) -> list[int]:
     """DGIS codes of the affiliations in force on a day (active, and within their dates)."""
     return [
@@ -328,6 +336,18 @@ async def change(
     await caller.allow(
         Permission.PERSON_UPDATE, "identity:person:update", "person", person_curp=curp
     )
+    return await apply_change(session, curp, patch, expected_version, caller)
+
+
+async def apply_change(
+    session: AsyncSession,
+    curp: str,
+    patch: PersonUpdate,
+    expected_version: int,
+    caller: Caller,
+) -> PersonRead:
+    """The change itself, recorded in the audit log within its transaction. Callers check
+    the permission first: `change` (registry staff) or a granted rectification."""
     actor = caller.actor
     person = await repository.get_by_curp(session, curp, for_update=True)
     if person is None:

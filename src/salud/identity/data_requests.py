@@ -1,0 +1,156 @@
+"""Data-protection requests (derechos ARCO) about a person's registry data.
+
+The person (or staff on their behalf, with their identity checked) files a request; the
+privacy office answers within 20 working days (LGPDPPSO art. 51). A granted rectification is
+applied as a new version of the person, never as an overwrite; the request keeps the
+version it produced."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.errors import Conflict, InvalidInput, NotFound
+from salud.identity import service
+from salud.identity.models import DataRequest
+from salud.identity.schemas import (
+    DataRequestAnswer,
+    DataRequestCreate,
+    DataRequestRead,
+    PersonUpdate,
+)
+from salud.kit.clock import today_mx, utcnow
+from salud.kit.workdays import add_workdays
+
+ANSWER_WORKDAYS = 20
+
+
+def _read(r: DataRequest) -> DataRequestRead:
+    return DataRequestRead(
+        folio=r.folio,
+        curp=r.person_curp,
+        kind=r.kind,
+        description=r.description,
+        requested_changes=r.requested_changes,
+        filed_at=r.filed_at,
+        due_on=r.due_on,
+        overdue=r.status == "received" and r.due_on < today_mx(),
+        status=r.status,
+        answer=r.answer,
+        answered_at=r.answered_at,
+        resulting_version=r.resulting_version,
+    )
+
+
+async def file(
+    session: AsyncSession, curp: str, data: DataRequestCreate, caller: Caller
+) -> DataRequestRead:
+    service.check_curp(curp)
+    await caller.allow(
+        Permission.DATA_REQUEST_FILE, "identity:data-request:file", "person", person_curp=curp
+    )
+    await service.get_version(session, curp)  # the person must exist
+    now = utcnow()
+    request = DataRequest(
+        folio="",
+        person_curp=curp,
+        kind=data.kind.value,
+        description=data.description,
+        requested_changes=(
+            data.requested_changes.model_dump(mode="json", exclude_unset=True)
+            if data.requested_changes
+            else None
+        ),
+        filed_at=now,
+        filed_by=caller.actor,
+        due_on=add_workdays(today_mx(), ANSWER_WORKDAYS),
+        status="received",
+    )
+    session.add(request)
+    await session.flush()
+    request.folio = f"ARCO-{now.year}-{request.id:07d}"
+    await session.flush()
+    await caller.record(
+        "identity:data-request:file",
+        "data_request",
+        person_curp=curp,
+        subject_id=request.folio,
+        within=session,
+    )
+    return _read(request)
+
+
+async def of_person(session: AsyncSession, curp: str, caller: Caller) -> list[DataRequestRead]:
+    service.check_curp(curp)
+    await caller.allow(
+        Permission.DATA_REQUEST_FILE, "identity:data-request:read", "person", person_curp=curp
+    )
+    rows = await session.execute(
+        select(DataRequest).where(DataRequest.person_curp == curp).order_by(DataRequest.id)
+    )
+    found = [_read(r) for r in rows.scalars()]
+    await caller.record("identity:data-request:read", "data_request", person_curp=curp)
+    return found
+
+
+async def pending(
+    session: AsyncSession, caller: Caller, *, overdue_only: bool, limit: int
+) -> list[DataRequestRead]:
+    await caller.allow(Permission.DATA_REQUEST_MANAGE, "identity:data-request:list", "data_request")
+    stmt = select(DataRequest).where(DataRequest.status == "received")
+    if overdue_only:
+        stmt = stmt.where(DataRequest.due_on < today_mx())
+    rows = await session.execute(stmt.order_by(DataRequest.due_on, DataRequest.id).limit(limit))
+    found = [_read(r) for r in rows.scalars()]
+    await caller.record_persons("identity:data-request:list", (r.curp for r in found))
+    return found
+
+
+async def answer(
+    session: AsyncSession, folio: str, data: DataRequestAnswer, caller: Caller
+) -> DataRequestRead:
+    await caller.allow(
+        Permission.DATA_REQUEST_MANAGE, "identity:data-request:answer", "data_request"
+    )
+    request = (
+        await session.execute(
+            select(DataRequest).where(DataRequest.folio == folio).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if request is None:
+        raise NotFound("no existe una solicitud con ese folio")
+    if request.status != "received":
+        raise Conflict(f"la solicitud ya fue respondida ({request.status})")
+    version: int | None = None
+    if data.decision == "granted" and request.kind == "rectification":
+        changes: dict[str, Any] = request.requested_changes or {}
+        if not changes:
+            raise InvalidInput.on("decision", "la solicitud no indica qué rectificar")
+        patch = PersonUpdate.model_validate({**changes, "reason": f"rectificación {folio}"})
+        current = await service.get_version(session, request.person_curp)
+        person = await service.apply_change(session, request.person_curp, patch, current, caller)
+        version = person.version
+    request.status = data.decision
+    request.answer = data.answer
+    request.answered_at = utcnow()
+    request.answered_by = caller.actor
+    request.resulting_version = version
+    await session.flush()
+    await caller.record(
+        "identity:data-request:answer",
+        "data_request",
+        person_curp=request.person_curp,
+        subject_id=folio,
+        detail={"decision": data.decision, "version": version},
+        within=session,
+    )
+    return _read(request)
+
+
+def due_date(filed: date) -> date:
+    return add_workdays(filed, ANSWER_WORKDAYS)

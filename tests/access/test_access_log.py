@@ -1,0 +1,50 @@
+"""Every read of a person is recorded; the person sees who looked at their data."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.audit import verify
+from salud.access.permissions import Role
+from salud.config import Settings
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+
+async def test_who_looked_at_my_data(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    doc = person_doc()
+    curp = doc["curp"]
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    nurse = token_for(Role.VERIFIER, username="recepcion.issste")
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=nurse)).status_code == 200
+    denied = await anonymous.get(
+        f"/api/v1/persons/{curp}/history", headers=token_for(Role.VERIFIER)
+    )
+    assert denied.status_code == 403
+
+    me = token_for(Role.CITIZEN, curp=curp)
+    log = (await anonymous.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()
+    seen = [(e["actor"], e["action"], e["outcome"]) for e in log["items"]]
+    assert ("recepcion.issste", "identity:person:read", "success") in seen
+    assert ("verifier.prueba", "identity:person:history", "denied") in seen
+    assert ("supervisor.prueba", "identity:person:create", "success") in seen
+
+    someone_else = token_for(Role.CITIZEN, curp=person_doc()["curp"])
+    blocked = await anonymous.get(f"/api/v1/persons/{curp}/accesses", headers=someone_else)
+    assert blocked.status_code == 403
+
+    auditor = token_for(Role.AUDITOR)
+    events = (await anonymous.get("/api/v1/audit/events", headers=auditor)).json()["items"]
+    assert any(e["person_curp"] == curp for e in events)
+    result = await verify(sessions, settings.audit_key.get_secret_value().encode())
+    assert result.ok, result.problem

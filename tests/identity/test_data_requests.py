@@ -1,0 +1,91 @@
+"""Derechos ARCO: a person files, the privacy office answers; rectification is a new version."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from salud.access.permissions import Role
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+
+async def _person(client: httpx.AsyncClient) -> dict[str, object]:
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    return doc
+
+
+async def test_rectification_granted_creates_a_new_version(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = await _person(client)
+    curp = str(doc["curp"])
+    me = token_for(Role.CITIZEN, curp=curp)
+    filed = await anonymous.post(
+        f"/api/v1/persons/{curp}/data-requests",
+        headers=me,
+        json={
+            "kind": "rectification",
+            "description": "Mi grupo sanguíneo es A+, no O+",
+            "requested_changes": {"blood_type": "A+"},
+        },
+    )
+    assert filed.status_code == 201, filed.text
+    request = filed.json()
+    assert request["folio"].startswith("ARCO-")
+    assert request["status"] == "received"
+    assert request["due_on"] > request["filed_at"][:10]
+
+    office = token_for(Role.INSTITUTION_ADMIN)
+    pending = await anonymous.get("/api/v1/data-requests", headers=office)
+    assert [r["folio"] for r in pending.json()] == [request["folio"]]
+    answered = await anonymous.post(
+        f"/api/v1/data-requests/{request['folio']}/answer",
+        headers=office,
+        json={"decision": "granted", "answer": "Se corrigió con el resultado de laboratorio"},
+    )
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["resulting_version"] == 2
+
+    person = (await anonymous.get(f"/api/v1/persons/{curp}", headers=me)).json()
+    assert person["blood_type"] == "A+"
+    assert person["version"] == 2
+    history = (await client.get(f"/api/v1/persons/{curp}/history")).json()
+    assert history[1]["reason"] == f"rectificación {request['folio']}"
+    assert history[1]["changes"] == [{"field": "blood_type", "old": "O+", "new": "A+"}]
+
+    again = await anonymous.post(
+        f"/api/v1/data-requests/{request['folio']}/answer",
+        headers=office,
+        json={"decision": "denied", "answer": "segunda respuesta"},
+    )
+    assert again.status_code == 409
+
+
+async def test_requests_are_validated_and_only_for_oneself(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    mine, theirs = await _person(client), await _person(client)
+    me = token_for(Role.CITIZEN, curp=str(mine["curp"]))
+    url = f"/api/v1/persons/{mine['curp']}/data-requests"
+    no_changes = await anonymous.post(
+        url, headers=me, json={"kind": "rectification", "description": "corrijan algo"}
+    )
+    assert no_changes.status_code == 422
+    assert no_changes.json()["errors"][0]["field"] == "requested_changes"
+    other = await anonymous.post(
+        f"/api/v1/persons/{theirs['curp']}/data-requests",
+        headers=me,
+        json={"kind": "access", "description": "quiero sus datos"},
+    )
+    assert other.status_code == 403
+    ok = await anonymous.post(
+        url, headers=me, json={"kind": "opposition", "description": "no al uso estadístico"}
+    )
+    assert ok.status_code == 201
+    listed = await anonymous.get(url, headers=me)
+    assert [r["kind"] for r in listed.json()] == ["opposition"]
+    assert not listed.json()[0]["overdue"]
