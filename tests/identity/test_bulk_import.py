@@ -54,7 +54,16 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pids: list[int]) -> list[int]:
-    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    """Those still running (a zombie has exited: only its parent, here init, may reap it)."""
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.append(pid)
+    return alive
 
 
 def _csv_row(doc: dict[str, object]) -> dict[str, object]:

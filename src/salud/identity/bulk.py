@@ -238,10 +238,12 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_start(database_url: str) -> None:
+def _worker_start(database_url: str, parent: int) -> None:
     from salud.storage.engine import create_engine, session_factory
 
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # The importer's pid comes from the importer itself: a worker still starting when the
+    # importer was killed already has init as its parent, and must notice.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
     loop = asyncio.new_event_loop()
     engine = create_engine(database_url, pool_size=1, max_overflow=0)
@@ -348,7 +350,7 @@ async def _import_parallel(
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_start, initargs=(url,)
+        workers, mp_context=context, initializer=_worker_start, initargs=(url, os.getpid())
     ) as pool:
         in_flight: deque[asyncio.Future[tuple[int, int, list[Rejected]]]] = deque()
         for rows in batches:
