@@ -16,6 +16,7 @@ from salud.api import (
     data_requests,
     facilities,
     health,
+    oauth,
     persons,
     problems,
     security_headers,
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     security_headers.install(app)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)
+    app.include_router(oauth.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(data_requests.router, prefix=API_PREFIX)
     app.include_router(persons.router, prefix=API_PREFIX)

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from salud.access.audit import verify
+from salud.access.audit_chain import verify
 from salud.access.permissions import Role
 from salud.config import Settings
 from tests.conftest import TokenFor

@@ -19,19 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from salud.access.audit import (
-    AUDIT_TABLE,
-    GENESIS,
     AuditEntry,
     AuditLog,
     AuditUnavailable,
     _append_in_session,
     _row_of,
-    canonical_bytes,
-    chain_of,
     events,
     events_for_person,
-    verify,
 )
+from salud.access.audit_chain import AUDIT_TABLE, GENESIS, canonical_bytes, chain_of, verify
 from salud.cli import audit as cli_audit
 from salud.cli.audit import app as audit_cli
 from salud.config import Settings, get_settings

@@ -50,6 +50,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# Valid query strings where a route requires parameters (checked before the permission).
+QUERIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/api/v1/facilities/nearest"): {"lat": 20.1, "lng": -98.7},
+}
+
+
 def _body(method: str, path: str) -> dict[str, Any] | None:
     if (method, path) == ("POST", "/api/v1/persons"):
         return person_doc()
@@ -98,6 +104,7 @@ async def test_a_role_without_the_permission_gets_403(
                 method,
                 _url(path, curp),
                 json=_body(method, path),
+                params=QUERIES.get((method, path)),
                 headers={**token_for(role), "If-Match": 'W/"1"'},
             )
             assert answer.status_code == 403, (method, path, role, answer.text)

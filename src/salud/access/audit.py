@@ -1,10 +1,11 @@
 """The audit trail: append-only, hash-chained, written by group commit.
 
 NOM-024-SSA3-2012 asks that every access to and change of personal or clinical data leave a
-trace of who, with which role, where, what, when, why and with what outcome. Each entry is
-sealed with chain = HMAC-SHA256(key, previous chain || canonical bytes of the entry), so an
-edited, removed or reordered row breaks the chain from that point on (`verify`). Whoever can
-write the database but does not hold the key cannot rebuild a chain that verifies.
+trace of who, with which role, where, what, when, why and with what outcome. Services report
+an `AuditEntry`; `AuditLog` appends it to the log, where a hash chain exposes any edited,
+removed or reordered row; `events_for_person` and `events` read the log back. The chain itself
+(canonical bytes, seal, `verify`) is in `audit_chain` and the PostgreSQL appender in
+`audit_postgres`; the names of theirs that callers import from here are re-exported.
 
 A read of a person must not be answered before its audit row is durable, yet one transaction
 per read would halve the throughput. So `record` queues the entry and waits; one writer task
@@ -17,29 +18,54 @@ SQLite write lock), so two processes can never fork the chain.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import math
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, cast
+from datetime import datetime
+from typing import Any
 
-import orjson
-from sqlalchemy import RowMapping, Table, insert, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from salud.access.audit_chain import (
+    _LAST,
+    AUDIT_TABLE,
+    GENESIS,
+    SEALED_FIELDS,
+    VerifyResult,
+    _check_text,
+    _plain,
+    _seal,
+    canonical_bytes,
+    chain_of,
+    verify,
+)
+from salud.access.audit_postgres import _PG_LOCK, ADVISORY_LOCK_KEY, _PostgresAppender
 from salud.access.models import AuditEvent
 from salud.errors import DomainError, InvalidInput
 from salud.kit.clock import utcnow
 
-AUDIT_TABLE: Table = AuditEvent.__table__  # type: ignore[assignment]
-# The fields sealed by the chain, in table order: every column but the chain itself.
-SEALED_FIELDS: tuple[str, ...] = tuple(c.name for c in AUDIT_TABLE.columns if c.name != "chain")
-GENESIS = "0" * 64
+# The public names, and the ones (private included) that moved to audit_chain and
+# audit_postgres but that audit_tx, the CLI and tests import from this module.
+__all__ = [
+    "ADVISORY_LOCK_KEY",
+    "AUDIT_TABLE",
+    "GENESIS",
+    "OUTCOMES",
+    "SEALED_FIELDS",
+    "_LAST",
+    "AuditEntry",
+    "AuditLog",
+    "AuditUnavailable",
+    "VerifyResult",
+    "_seal",
+    "canonical_bytes",
+    "chain_of",
+    "events",
+    "events_for_person",
+    "verify",
+]
+
 OUTCOMES = frozenset({"success", "denied", "not_found", "error"})
-# Key of the PostgreSQL advisory lock that serializes appends ("saludAud" as a signed int64).
-ADVISORY_LOCK_KEY = int.from_bytes(b"saludAud", "big", signed=True)
 
 _TEXT_LIMITS: dict[str, int] = {
     c.name: int(getattr(c.type, "length", 0) or 0)
@@ -48,7 +74,6 @@ _TEXT_LIMITS: dict[str, int] = {
 }
 _REQUIRED = frozenset({"actor", "role", "action", "subject_type", "outcome"})
 _SMALLINT = range(-(2**15), 2**15)
-_INT64 = 2**63
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,89 +105,6 @@ class AuditUnavailable(DomainError):
             "Servicio no disponible",
             "audit-unavailable",
         )
-
-
-@dataclass
-class VerifyResult:
-    ok: bool
-    checked: int
-    first_bad_seq: int | None
-    problem: str | None  # in Spanish, for the operator
-
-
-# --- canonical bytes and the chain -------------------------------------------------------
-
-
-def _plain(value: Any, where: str, strict: bool) -> Any:
-    """`detail` as plain JSON whose canonical bytes survive the trip through either backend.
-
-    PostgreSQL's jsonb keeps numbers as `numeric`: 1.0 comes back as 1.0 but 1e20 as the
-    integer 100000000000000000000. So integral numbers within int64 are ints and the others
-    floats, on the way in and at verification alike. `strict` (recording) refuses what a
-    backend would refuse or alter; at verification the stored value is taken as it is."""
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        if strict:
-            _check_text(value, where)
-        return value
-    if isinstance(value, int):
-        if -_INT64 <= value < _INT64:
-            return value
-        if strict:
-            raise InvalidInput.on(where, "número fuera del intervalo de 64 bits")
-        return float(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            if strict:
-                raise InvalidInput.on(where, "número no finito (NaN o infinito)")
-            return value
-        if value.is_integer() and -_INT64 <= value < _INT64:
-            return int(value)
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(v, f"{where}[{i}]", strict) for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise InvalidInput.on(where, f"las claves deben ser texto, no {k!r}")
-            out[k] = _plain(v, f"{where}.{k}", strict)
-        return out
-    raise InvalidInput.on(where, f"tipo no admitido en JSON: {type(value).__name__}")
-
-
-def _check_text(value: str, where: str) -> None:
-    # PostgreSQL refuses NUL and unpaired surrogates in text and jsonb: refuse them here, so
-    # one bad entry cannot fail the transaction of the whole batch it was grouped with.
-    if "\x00" in value:
-        raise InvalidInput.on(where, "contiene el carácter nulo")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput.on(where, "no es texto Unicode válido") from None
-
-
-def _iso(at: Any) -> str:
-    if not isinstance(at, datetime) or at.tzinfo is None:
-        raise ValueError("`at` must be a timezone-aware datetime")
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def canonical_bytes(event: Mapping[str, Any]) -> bytes:
-    """The sealed form of an entry: a JSON object of SEALED_FIELDS with sorted keys (at every
-    depth), no spaces, UTF-8; `at` as ISO 8601 UTC with microseconds
-    ("2026-11-23T16:35:38.789566+00:00"); absent values as null."""
-    doc = {name: event[name] for name in SEALED_FIELDS}
-    doc["at"] = _iso(doc["at"])
-    doc["detail"] = _plain(doc["detail"], "detail", strict=False)
-    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-
-
-def chain_of(key: bytes, previous: str, event: Mapping[str, Any]) -> str:
-    """HMAC-SHA256(key, previous chain as 64 hex ASCII characters || canonical bytes), hex."""
-    message = previous.encode("ascii") + canonical_bytes(event)
-    return hmac.digest(key, message, "sha256").hex()
 
 
 def _row_of(entry: AuditEntry, at: datetime) -> dict[str, Any]:
@@ -220,22 +162,6 @@ class _Pending:
         self.arrived = arrived
 
 
-def _seal(rows: list[dict[str, Any]], key: bytes, last: Sequence[Any] | None) -> int:
-    """Number rows after the last entry (seq, chain) and chain them; the seq of the first."""
-    seq, previous = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
-    first = seq + 1
-    for row in rows:
-        seq += 1
-        row["seq"] = seq
-        previous = row["chain"] = chain_of(key, previous, row)
-    return first
-
-
-# Held until commit; every appender of every process takes it before reading the last entry.
-_PG_LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
-_LAST = select(AUDIT_TABLE.c.seq, AUDIT_TABLE.c.chain).order_by(AUDIT_TABLE.c.seq.desc()).limit(1)
-
-
 async def _append_in_session(
     sessions: async_sessionmaker[AsyncSession], rows: list[dict[str, Any]], key: bytes
 ) -> int:
@@ -256,100 +182,6 @@ async def _append_in_session(
         await conn.execute(insert(AUDIT_TABLE), rows)
         await session.commit()
     return first
-
-
-_COLUMNS = (*SEALED_FIELDS, "chain")
-_PG_BEGIN = f"BEGIN; {_PG_LOCK}"
-_PG_LAST = "SELECT seq, chain FROM audit_events ORDER BY seq DESC LIMIT 1"
-# The whole batch as one statement: one array per column (jsonb travels as text). It takes
-# the advisory lock itself before its first row, so that even the one-statement path cannot
-# slip a row in between the read and the insert of a writer holding the lock.
-_PG_ARRAYS = {"seq": "bigint", "at": "timestamptz", "institution_code": "smallint"}
-_PG_INSERT = (
-    f"WITH chain_lock AS MATERIALIZED ({_PG_LOCK}) "  # noqa: S608 (fixed names only)
-    f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) SELECT "
-    + ", ".join(f"batch.{c}::jsonb" if c == "detail" else f"batch.{c}" for c in _COLUMNS)
-    + " FROM unnest("
-    + ", ".join(f"${i}::{_PG_ARRAYS.get(c, 'text')}[]" for i, c in enumerate(_COLUMNS, 1))
-    + f") AS batch({', '.join(_COLUMNS)}) CROSS JOIN chain_lock"
-)
-_UNIQUE_VIOLATION = "23505"
-# After another writer was found appending too (another process, or an append inside a
-# caller's transaction), how long to take the locked path every time. Each collision costs a
-# round trip and a "duplicate key" line in the server log; the locked path costs 3 more.
-_CONTENDED_SECONDS = 5.0
-
-
-def _arrays(rows: list[dict[str, Any]]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[row[c] for row in rows] for c in _COLUMNS]
-    detail = _COLUMNS.index("detail")
-    columns[detail] = [None if d is None else orjson.dumps(d).decode() for d in columns[detail]]
-    return columns
-
-
-class _PostgresAppender:
-    """Appends on one connection the writer keeps, straight through asyncpg.
-
-    Usually in ONE round trip: the writer remembers the last entry it committed, seals the
-    batch after it and inserts it as one autocommitted statement (which takes the advisory
-    lock itself). If another process has appended since, seq last+1 exists and the primary
-    key refuses the whole statement: nothing was written, and the batch is resealed on the
-    locked path (begin + lock, read the last entry, insert, commit: four round trips). The
-    primary key is what makes the short path safe: each seq can be taken once, and a batch is
-    chained only to the entry just before its first seq. After such a collision the locked
-    path is kept for a while, so that processes appending side by side do not keep colliding.
-
-    Measured on the project machine: about 0.15 ms of CPU per batch on the short path,
-    0.35 ms on the locked one, 1.2 ms through an ORM session."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._conn: AsyncConnection | None = None
-        self._last: tuple[int, str] | None = None  # last entry this writer committed
-        self._contended_until = 0.0
-
-    async def append(self, rows: list[dict[str, Any]], key: bytes) -> int:
-        driver = await self._driver()
-        last, self._last = self._last, None  # unknown until this batch is committed
-        try:
-            if last is not None and time.monotonic() >= self._contended_until:
-                first = _seal(rows, key, last)
-                try:
-                    await driver.execute(_PG_INSERT, *_arrays(rows))
-                except Exception as exc:
-                    if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
-                        raise
-                    self._contended_until = time.monotonic() + _CONTENDED_SECONDS
-                else:
-                    self._last = (rows[-1]["seq"], rows[-1]["chain"])
-                    return first
-            await driver.execute(_PG_BEGIN)
-            first = _seal(rows, key, await driver.fetchrow(_PG_LAST))
-            await driver.execute(_PG_INSERT, *_arrays(rows))
-            await driver.execute("COMMIT")
-        except BaseException:
-            # Whatever state the transaction is in, this connection is not reused.
-            await self.release(broken=True)
-            raise
-        self._last = (rows[-1]["seq"], rows[-1]["chain"])
-        return first
-
-    async def _driver(self) -> Any:
-        if self._conn is not None:
-            driver = (await self._conn.get_raw_connection()).driver_connection
-            if driver is not None and not driver.is_closed():
-                return driver
-            await self.release(broken=True)  # the server closed it (restart, idle timeout)
-        self._conn = await self._engine.connect()
-        return (await self._conn.get_raw_connection()).driver_connection
-
-    async def release(self, *, broken: bool = False) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if broken:
-            await conn.invalidate()
-        await conn.close()
 
 
 class AuditLog:
@@ -500,85 +332,6 @@ class AuditLog:
         if self._postgres is not None:
             return await self._postgres.append(rows, self._key)
         return await _append_in_session(self._sessions, rows, self._key)
-
-
-# --- verification ------------------------------------------------------------------------
-
-_VERIFY_CHUNK = 5000
-
-
-async def _fetch_chunk(
-    sessions: async_sessionmaker[AsyncSession], after: int | None, limit: int
-) -> Sequence[RowMapping]:
-    stmt = select(AUDIT_TABLE).order_by(AUDIT_TABLE.c.seq).limit(limit)
-    if after is not None:
-        stmt = stmt.where(AUDIT_TABLE.c.seq > after)
-    async with sessions() as session:
-        return (await session.execute(stmt)).mappings().all()
-
-
-async def _first_unreadable(
-    sessions: async_sessionmaker[AsyncSession], after: int | None, limit: int
-) -> int:
-    """The seq of the row of a chunk that could not even be decoded (e.g. a date edited into
-    text that is no date): re-read the chunk one row at a time."""
-    stmt = select(AUDIT_TABLE.c.seq).order_by(AUDIT_TABLE.c.seq).limit(limit)
-    if after is not None:
-        stmt = stmt.where(AUDIT_TABLE.c.seq > after)
-    async with sessions() as session:
-        seqs = list((await session.execute(stmt)).scalars())
-    for seq in seqs:
-        try:
-            await _fetch_chunk(sessions, seq - 1, 1)
-        except (ValueError, TypeError):
-            return int(seq)
-    raise RuntimeError("the audit log changed while it was being verified")
-
-
-async def verify(
-    sessions: async_sessionmaker[AsyncSession],
-    key: bytes,
-    *,
-    progress: Callable[[int], None] | None = None,
-) -> VerifyResult:
-    """Walk the whole log in seq order (keyset chunks, constant memory) and name the first
-    entry that was edited, removed or moved. An empty log is intact. A log cut short at its
-    end stays a valid chain: compare `checked` with a count kept elsewhere to catch that."""
-    previous = GENESIS
-    expected = 1
-    after: int | None = None
-    while True:
-        try:
-            rows = await _fetch_chunk(sessions, after, _VERIFY_CHUNK)
-        except (ValueError, TypeError):
-            seq = await _first_unreadable(sessions, after, _VERIFY_CHUNK)
-            return VerifyResult(False, expected - 1, seq, f"la entrada {seq} tiene datos ilegibles")
-        if not rows:
-            return VerifyResult(True, expected - 1, None, None)
-        for row in rows:
-            seq = int(row["seq"])
-            if seq > expected:
-                problem = f"falta la entrada {expected} (se encontró la {seq})"
-                return VerifyResult(False, expected - 1, seq, problem)
-            if seq < expected:
-                problem = f"la entrada {seq} tiene un número inválido (se esperaba {expected})"
-                return VerifyResult(False, expected - 1, seq, problem)
-            stored = str(row["chain"])
-            try:
-                computed = chain_of(key, previous, cast(Mapping[str, Any], row))
-            except (ValueError, TypeError, OverflowError, DomainError):
-                computed = ""
-            if not hmac.compare_digest(computed.encode(), stored.encode("utf-8", "replace")):
-                problem = (
-                    f"la entrada {seq} fue modificada o cambiada de lugar "
-                    "(su sello no corresponde a su contenido ni a la entrada anterior)"
-                )
-                return VerifyResult(False, expected - 1, seq, problem)
-            previous = stored
-            expected += 1
-        after = expected - 1
-        if progress is not None:
-            progress(expected - 1)
 
 
 # --- reading -----------------------------------------------------------------------------

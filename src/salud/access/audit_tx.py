@@ -12,14 +12,9 @@ from collections.abc import Sequence
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salud.access.audit import (
-    _LAST,
-    ADVISORY_LOCK_KEY,
-    AUDIT_TABLE,
-    AuditEntry,
-    _row_of,
-    _seal,
-)
+from salud.access.audit import AuditEntry, _row_of
+from salud.access.audit_chain import _LAST, AUDIT_TABLE, _seal
+from salud.access.audit_postgres import ADVISORY_LOCK_KEY
 from salud.kit.clock import utcnow
 
 

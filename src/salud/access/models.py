@@ -56,3 +56,20 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(20))  # success | denied | not_found | error
     detail: Mapped[dict[str, Any] | None] = mapped_column(Json)
     chain: Mapped[str] = mapped_column(String(64))
+
+
+class ApiClient(Base):
+    """An institution's system (hospital information system, lab) that calls the API with
+    OAuth2 client credentials (RFC 6749 §4.4), limited to the scopes it was granted."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    institution_code: Mapped[int | None] = mapped_column(SmallInteger)
+    clues: Mapped[str | None] = mapped_column(String(11))
+    secret_hash: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[str] = mapped_column(String(1000))  # space-separated, as granted
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -31,6 +31,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     SYSTEM_ADMIN = "system_admin"
     CITIZEN = "citizen"  # la persona misma (solo sus propios datos)
+    CLIENT = "client"  # sistema de una institución: lo que sus scopes OAuth2 concedan
 
 
 _P = Permission
@@ -69,4 +70,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
 }
 
-STAFF_ROLES = frozenset(ROLE_PERMISSIONS) - {Role.CITIZEN}
+# A machine client holds no permission by its role: only what its scopes grant.
+ROLE_PERMISSIONS[Role.CLIENT] = frozenset()
+
+STAFF_ROLES = frozenset(ROLE_PERMISSIONS) - {Role.CITIZEN, Role.CLIENT}

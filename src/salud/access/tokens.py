@@ -52,6 +52,8 @@ class TokenService:
         ):
             if value is not None:
                 claims[name] = value
+        if principal.scopes:
+            claims["scope"] = " ".join(sorted(principal.scopes))
         return jwt.encode({"alg": "HS256"}, claims, self._key)
 
     def principal(self, token: str) -> Principal:
@@ -78,6 +80,7 @@ class TokenService:
                 institution_code=claims.get("inst"),
                 clues=claims.get("clues"),
                 curp=claims.get("curp"),
+                scopes=frozenset(str(claims.get("scope", "")).split()),
             )
             return principal, float(claims["exp"])
         except (JoseError, KeyError, ValueError):

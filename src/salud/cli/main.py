@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from salud.cli import accounts, audit, db, demo, facilities, keys, persons, serve, synth
+from salud.cli import (
+    accounts,
+    audit,
+    clients,
+    db,
+    demo,
+    facilities,
+    keys,
+    persons,
+    serve,
+    synth,
+)
 
 app = typer.Typer(
     help="Salud Universal: padrón, unidades de salud, credencial y expediente.",
@@ -19,6 +30,7 @@ app.add_typer(demo.app, name="demo")
 app.add_typer(accounts.app, name="accounts")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
+app.add_typer(clients.app, name="clients")
 app.command(name="serve")(serve.serve)
 
 if __name__ == "__main__":

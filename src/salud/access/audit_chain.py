@@ -1,0 +1,207 @@
+"""The audit log's hash chain: the canonical bytes of an entry, its seal, and verification.
+
+Each entry is sealed with chain = HMAC-SHA256(key, previous chain || canonical bytes of the
+entry), so an edited, removed or reordered row breaks the chain from that point on (`verify`).
+Whoever can write the database but does not hold the key cannot rebuild a chain that verifies.
+
+The format is a contract of its own, apart from how entries are written: the group-commit
+writer (`audit`), the PostgreSQL appender (`audit_postgres`), appends inside a caller's
+transaction (`audit_tx`) and `salud audit verify` must all seal the same bytes the same way.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import RowMapping, Table, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.models import AuditEvent
+from salud.errors import DomainError, InvalidInput
+
+AUDIT_TABLE: Table = AuditEvent.__table__  # type: ignore[assignment]
+# The fields sealed by the chain, in table order: every column but the chain itself.
+SEALED_FIELDS: tuple[str, ...] = tuple(c.name for c in AUDIT_TABLE.columns if c.name != "chain")
+GENESIS = "0" * 64
+_INT64 = 2**63
+# The last entry of the log (seq, chain): a batch is sealed after it.
+_LAST = select(AUDIT_TABLE.c.seq, AUDIT_TABLE.c.chain).order_by(AUDIT_TABLE.c.seq.desc()).limit(1)
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None
+    problem: str | None  # in Spanish, for the operator
+
+
+# --- canonical bytes and the chain -------------------------------------------------------
+
+
+def _plain(value: Any, where: str, strict: bool) -> Any:
+    """`detail` as plain JSON whose canonical bytes survive the trip through either backend.
+
+    PostgreSQL's jsonb keeps numbers as `numeric`: 1.0 comes back as 1.0 but 1e20 as the
+    integer 100000000000000000000. So integral numbers within int64 are ints and the others
+    floats, on the way in and at verification alike. `strict` (recording) refuses what a
+    backend would refuse or alter; at verification the stored value is taken as it is."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if strict:
+            _check_text(value, where)
+        return value
+    if isinstance(value, int):
+        if -_INT64 <= value < _INT64:
+            return value
+        if strict:
+            raise InvalidInput.on(where, "número fuera del intervalo de 64 bits")
+        return float(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            if strict:
+                raise InvalidInput.on(where, "número no finito (NaN o infinito)")
+            return value
+        if value.is_integer() and -_INT64 <= value < _INT64:
+            return int(value)
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{where}[{i}]", strict) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidInput.on(where, f"las claves deben ser texto, no {k!r}")
+            out[k] = _plain(v, f"{where}.{k}", strict)
+        return out
+    raise InvalidInput.on(where, f"tipo no admitido en JSON: {type(value).__name__}")
+
+
+def _check_text(value: str, where: str) -> None:
+    # PostgreSQL refuses NUL and unpaired surrogates in text and jsonb: refuse them here, so
+    # one bad entry cannot fail the transaction of the whole batch it was grouped with.
+    if "\x00" in value:
+        raise InvalidInput.on(where, "contiene el carácter nulo")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput.on(where, "no es texto Unicode válido") from None
+
+
+def _iso(at: Any) -> str:
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise ValueError("`at` must be a timezone-aware datetime")
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical_bytes(event: Mapping[str, Any]) -> bytes:
+    """The sealed form of an entry: a JSON object of SEALED_FIELDS with sorted keys (at every
+    depth), no spaces, UTF-8; `at` as ISO 8601 UTC with microseconds
+    ("2026-11-23T16:35:38.789566+00:00"); absent values as null."""
+    doc = {name: event[name] for name in SEALED_FIELDS}
+    doc["at"] = _iso(doc["at"])
+    doc["detail"] = _plain(doc["detail"], "detail", strict=False)
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_of(key: bytes, previous: str, event: Mapping[str, Any]) -> str:
+    """HMAC-SHA256(key, previous chain as 64 hex ASCII characters || canonical bytes), hex."""
+    message = previous.encode("ascii") + canonical_bytes(event)
+    return hmac.digest(key, message, "sha256").hex()
+
+
+def _seal(rows: list[dict[str, Any]], key: bytes, last: Sequence[Any] | None) -> int:
+    """Number rows after the last entry (seq, chain) and chain them; the seq of the first."""
+    seq, previous = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
+    first = seq + 1
+    for row in rows:
+        seq += 1
+        row["seq"] = seq
+        previous = row["chain"] = chain_of(key, previous, row)
+    return first
+
+
+# --- verification ------------------------------------------------------------------------
+
+_VERIFY_CHUNK = 5000
+
+
+async def _fetch_chunk(
+    sessions: async_sessionmaker[AsyncSession], after: int | None, limit: int
+) -> Sequence[RowMapping]:
+    stmt = select(AUDIT_TABLE).order_by(AUDIT_TABLE.c.seq).limit(limit)
+    if after is not None:
+        stmt = stmt.where(AUDIT_TABLE.c.seq > after)
+    async with sessions() as session:
+        return (await session.execute(stmt)).mappings().all()
+
+
+async def _first_unreadable(
+    sessions: async_sessionmaker[AsyncSession], after: int | None, limit: int
+) -> int:
+    """The seq of the row of a chunk that could not even be decoded (e.g. a date edited into
+    text that is no date): re-read the chunk one row at a time."""
+    stmt = select(AUDIT_TABLE.c.seq).order_by(AUDIT_TABLE.c.seq).limit(limit)
+    if after is not None:
+        stmt = stmt.where(AUDIT_TABLE.c.seq > after)
+    async with sessions() as session:
+        seqs = list((await session.execute(stmt)).scalars())
+    for seq in seqs:
+        try:
+            await _fetch_chunk(sessions, seq - 1, 1)
+        except (ValueError, TypeError):
+            return int(seq)
+    raise RuntimeError("the audit log changed while it was being verified")
+
+
+async def verify(
+    sessions: async_sessionmaker[AsyncSession],
+    key: bytes,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyResult:
+    """Walk the whole log in seq order (keyset chunks, constant memory) and name the first
+    entry that was edited, removed or moved. An empty log is intact. A log cut short at its
+    end stays a valid chain: compare `checked` with a count kept elsewhere to catch that."""
+    previous = GENESIS
+    expected = 1
+    after: int | None = None
+    while True:
+        try:
+            rows = await _fetch_chunk(sessions, after, _VERIFY_CHUNK)
+        except (ValueError, TypeError):
+            seq = await _first_unreadable(sessions, after, _VERIFY_CHUNK)
+            return VerifyResult(False, expected - 1, seq, f"la entrada {seq} tiene datos ilegibles")
+        if not rows:
+            return VerifyResult(True, expected - 1, None, None)
+        for row in rows:
+            seq = int(row["seq"])
+            if seq > expected:
+                problem = f"falta la entrada {expected} (se encontró la {seq})"
+                return VerifyResult(False, expected - 1, seq, problem)
+            if seq < expected:
+                problem = f"la entrada {seq} tiene un número inválido (se esperaba {expected})"
+                return VerifyResult(False, expected - 1, seq, problem)
+            stored = str(row["chain"])
+            try:
+                computed = chain_of(key, previous, cast(Mapping[str, Any], row))
+            except (ValueError, TypeError, OverflowError, DomainError):
+                computed = ""
+            if not hmac.compare_digest(computed.encode(), stored.encode("utf-8", "replace")):
+                problem = (
+                    f"la entrada {seq} fue modificada o cambiada de lugar "
+                    "(su sello no corresponde a su contenido ni a la entrada anterior)"
+                )
+                return VerifyResult(False, expected - 1, seq, problem)
+            previous = stored
+            expected += 1
+        after = expected - 1
+        if progress is not None:
+            progress(expected - 1)

@@ -1,0 +1,102 @@
+"""Machine clients: OAuth2 client credentials with SMART scopes, and what they grant."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access import clients
+from salud.access.permissions import Permission
+from salud.access.scopes import check_scope, permissions_for
+from salud.errors import InvalidInput
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+
+def test_scopes_map_to_permissions() -> None:
+    assert permissions_for(frozenset({"system/Patient.read"})) == {
+        Permission.PERSON_READ,
+        Permission.PERSON_SEARCH,
+    }
+    assert Permission.PERSON_UPDATE in permissions_for(frozenset({"user/Patient.write"}))
+    assert Permission.FACILITY_READ in permissions_for(frozenset({"system/*.read"}))
+    assert permissions_for(frozenset({"system/Observation.read"})) == frozenset()
+    for bad in ("Patient.read", "system/patient.read", "patient/*.read", "system/Foo.read"):
+        assert check_scope(bad), bad
+
+
+async def _client(
+    sessions: async_sessionmaker[AsyncSession], scopes: list[str]
+) -> clients.NewClient:
+    async with sessions() as session, session.begin():
+        return await clients.register(session, "HIS Hospital General", scopes, 2, "HGIMS000010")
+
+
+async def test_client_credentials_grant_and_scope_limits(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    his = await _client(sessions, ["system/Patient.read", "system/Location.read"])
+    answer = await anonymous.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "system/Patient.read"},
+        auth=(his.client_id, his.client_secret),
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["token_type"] == "bearer"
+    assert body["scope"] == "system/Patient.read"
+    headers = {"Authorization": f"Bearer {body['access_token']}"}
+    read = await anonymous.get(f"/api/v1/persons/{doc['curp']}", headers=headers)
+    assert read.status_code == 200
+    write = await anonymous.patch(
+        f"/api/v1/persons/{doc['curp']}",
+        json={"blood_type": "A+"},
+        headers={**headers, "If-Match": 'W/"1"'},
+    )
+    assert write.status_code == 403
+    units = await anonymous.get("/api/v1/facilities/HGIMB000011", headers=headers)
+    assert units.status_code == 403  # Location.read was granted but not requested
+
+
+async def test_oauth_errors_follow_rfc_6749(
+    anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    his = await _client(sessions, ["system/Patient.read"])
+    wrong = await anonymous.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(his.client_id, "no-es-el-secreto"),
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" in wrong.headers
+    beyond = await anonymous.post(
+        "/api/v1/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "scope": "system/Patient.write",
+            "client_id": his.client_id,
+            "client_secret": his.client_secret,
+        },
+    )
+    assert beyond.status_code == 400
+    assert beyond.json()["error"] == "invalid_scope"
+    grant = await anonymous.post(
+        "/api/v1/oauth/token", data={"grant_type": "password"}, auth=("a", "b")
+    )
+    assert grant.json()["error"] == "unsupported_grant_type"
+
+
+async def test_registration_refuses_bad_scopes(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessions() as session:
+        with pytest.raises(InvalidInput) as bad:
+            await clients.register(session, "x", ["todo"])
+        assert bad.value.problems[0].field == "scopes"
