@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from salud import __version__
 from salud.access.audit import AuditLog
+from salud.access.oidc import OidcClient, OidcConfig
 from salud.access.tokens import TokenService
 from salud.api import (
     audit,
@@ -17,6 +19,7 @@ from salud.api import (
     facilities,
     health,
     oauth,
+    oidc,
     persons,
     problems,
     security_headers,
@@ -29,6 +32,23 @@ from salud.storage.engine import create_engine, session_factory
 from salud.storage.fastread import FastReader
 
 API_PREFIX = "/api/v1"
+
+
+def _oidc_config(settings: Settings) -> OidcConfig:
+    issuer, client_id = settings.oidc_issuer, settings.oidc_client_id
+    secret, redirect = settings.oidc_client_secret, settings.oidc_redirect_uri
+    if not (issuer and client_id and secret and redirect):
+        raise RuntimeError(
+            "OpenID Connect: defina juntos SALUD_OIDC_ISSUER, SALUD_OIDC_CLIENT_ID, "
+            "SALUD_OIDC_CLIENT_SECRET y SALUD_OIDC_REDIRECT_URI"
+        )
+    return OidcConfig(
+        issuer=issuer,
+        client_id=client_id,
+        client_secret=secret.get_secret_value(),
+        redirect_uri=redirect,
+        curp_claim=settings.oidc_curp_claim,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -56,9 +76,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessions, settings.audit_key.get_secret_value().encode()
         )
         await app.state.audit.start()
+        http = httpx.AsyncClient(follow_redirects=False)
+        if settings.oidc_issuer:
+            app.state.oidc = OidcClient(_oidc_config(settings), app.state.keyring, http)
         try:
             yield
         finally:
+            await http.aclose()
             await app.state.audit.close()
             await app.state.reader.close()
             await engine.dispose()
@@ -85,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(oauth.router, prefix=API_PREFIX)
+    app.include_router(oidc.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
     app.include_router(data_requests.router, prefix=API_PREFIX)
     app.include_router(persons.router, prefix=API_PREFIX)

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     # HMAC key of the audit chain: whoever can write the database but not read this key
     # cannot rewrite the chain so that it verifies.
     audit_key: SecretStr = SecretStr(_DEV_AUDIT_KEY)
+    # Citizens sign in through the government's identity provider (OpenID Connect,
+    # authorization code + PKCE). Unset issuer: citizen sign-in is off.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_redirect_uri: str | None = None
+    oidc_curp_claim: str = "curp"
     # Staff sign-in: failures before a lockout, and its length.
     max_failed_logins: int = 5
     lockout_seconds: int = 900

@@ -250,3 +250,16 @@ async def test_fast_read_route_serves_the_documented_model(client: httpx.AsyncCl
     spec = (await client.get("/api/v1/openapi.json")).json()
     schema = spec["paths"]["/api/v1/persons/{curp}"]["get"]["responses"]["200"]
     assert schema["content"]["application/json"]["schema"]["$ref"].endswith("/PersonRead")
+
+
+async def test_identity_fields_may_be_left_to_the_curp(client: httpx.AsyncClient) -> None:
+    doc = person_doc()
+    bare = {k: v for k, v in doc.items() if k not in {"birth_date", "sex", "birth_state"}}
+    created = await client.post(BASE, json=bare)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["birth_date"], body["sex"], body["birth_state"]) == (
+        doc["birth_date"],
+        doc["sex"],
+        "HG",
+    )

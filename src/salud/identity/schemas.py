@@ -253,7 +253,7 @@ class PersonCreate(_PersonFields):
         for field, encoded in (
             ("birth_date", data.birth_date),
             ("birth_state", data.state),
-            ("sex", data.sex),
+            ("sex", Sex(data.sex)),
         ):
             given = getattr(self, field)
             if given is None:

@@ -1,0 +1,116 @@
+"""Citizen sign-in with OpenID Connect against a real provider on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.permissions import Role
+from salud.app import create_app
+from salud.config import Settings
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+from tests.support.oidc_provider import Client, Person, Provider, running_provider
+
+pytestmark = pytest.mark.db
+
+CALLBACK = "http://test/api/v1/auth/oidc/callback"
+
+
+@pytest.fixture
+def citizen() -> dict[str, object]:
+    return person_doc()
+
+
+@pytest.fixture
+def provider(citizen: dict[str, object]) -> Iterator[Provider]:
+    person = Person(sub="llave-123", curp=str(citizen["curp"]))
+    client = Client("salud-universal", "secreto-del-cliente-oidc", CALLBACK)
+    with running_provider(person, client) as running:
+        yield running
+
+
+@pytest.fixture
+async def app_client(
+    provider: Provider, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    configured = settings.model_copy(
+        update={
+            "oidc_issuer": provider.issuer,
+            "oidc_client_id": "salud-universal",
+            "oidc_client_secret": SecretStr("secreto-del-cliente-oidc"),
+            "oidc_redirect_uri": CALLBACK,
+        }
+    )
+    app = create_app(configured)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            yield c
+
+
+async def _sign_in(app_client: httpx.AsyncClient) -> tuple[httpx.Response, str, str]:
+    """Play the browser: our login → the provider's authorize → back to our callback."""
+    start = await app_client.get("/api/v1/auth/oidc/login")
+    assert start.status_code == 307, start.text
+    authorize = start.headers["location"]
+    query = parse_qs(urlparse(authorize).query)
+    assert query["code_challenge_method"] == ["S256"]
+    async with httpx.AsyncClient() as browser:
+        at_provider = await browser.get(authorize)
+    assert at_provider.status_code == 302, at_provider.text
+    back = parse_qs(urlparse(at_provider.headers["location"]).query)
+    return start, back["code"][0], back["state"][0]
+
+
+async def test_citizen_signs_in_and_reads_only_their_record(
+    app_client: httpx.AsyncClient, citizen: dict[str, object], token_for: TokenFor
+) -> None:
+    staff = token_for(Role.SUPERVISOR)
+    registered = await app_client.post("/api/v1/persons", json=citizen, headers=staff)
+    assert registered.status_code == 201, registered.text
+    _, code, state = await _sign_in(app_client)
+    answer = await app_client.get(
+        "/api/v1/auth/oidc/callback", params={"code": code, "state": state}
+    )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["access_token"]
+    me = await app_client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["role"] == "citizen"
+    own = await app_client.get(
+        f"/api/v1/persons/{citizen['curp']}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert own.status_code == 200
+    assert own.json()["given_names"] == citizen["given_names"]
+    other = await app_client.get(
+        f"/api/v1/persons/{person_doc()['curp']}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert other.status_code == 403
+
+
+async def test_state_mismatch_and_replayed_code_are_refused(
+    app_client: httpx.AsyncClient,
+) -> None:
+    _, code, state = await _sign_in(app_client)
+    wrong = await app_client.get(
+        "/api/v1/auth/oidc/callback", params={"code": code, "state": state + "x"}
+    )
+    assert wrong.status_code == 401
+    ok = await app_client.get("/api/v1/auth/oidc/callback", params={"code": code, "state": state})
+    assert ok.status_code == 200, ok.text
+    # The flow cookie was cleared and the code is spent: a replay fails.
+    app_client.cookies.clear()
+    replay = await app_client.get(
+        "/api/v1/auth/oidc/callback", params={"code": code, "state": state}
+    )
+    assert replay.status_code == 401
+
+
+async def test_without_configuration_citizen_sign_in_is_503(anonymous: httpx.AsyncClient) -> None:
+    answer = await anonymous.get("/api/v1/auth/oidc/login")
+    assert answer.status_code == 503
