@@ -116,13 +116,21 @@ def token_for(settings: Settings) -> TokenFor:
     would issue; the principal is in the token, so no account row is needed)."""
     tokens = TokenService(settings.token_secret.get_secret_value(), settings.token_ttl_seconds)
 
-    def make(role: Role, *, curp: str | None = None, username: str | None = None) -> dict[str, str]:
+    def make(
+        role: Role,
+        *,
+        curp: str | None = None,
+        username: str | None = None,
+        institution: int = 2,
+        clues: str | None = None,
+    ) -> dict[str, str]:
         principal = Principal(
             subject=f"account:{role.value}",
             username=username or f"{role.value}.prueba",
             role=role,
             curp=curp,
-            institution_code=2,
+            institution_code=institution,
+            clues=clues,
         )
         return {"Authorization": f"Bearer {tokens.issue(principal)}"}
 

@@ -15,6 +15,7 @@ from salud.access.tokens import TokenService
 from salud.api import (
     audit,
     auth,
+    care,
     data_requests,
     facilities,
     health,
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.router, prefix=API_PREFIX)
     app.include_router(oidc.router, prefix=API_PREFIX)
     app.include_router(audit.router, prefix=API_PREFIX)
+    app.include_router(care.router, prefix=API_PREFIX)
     app.include_router(data_requests.router, prefix=API_PREFIX)
     app.include_router(persons.router, prefix=API_PREFIX)
     app.include_router(facilities.router, prefix=API_PREFIX)

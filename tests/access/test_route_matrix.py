@@ -32,6 +32,7 @@ async def _operations(client: httpx.AsyncClient) -> list[tuple[str, str, str]]:
 
 def _url(path: str, curp: str) -> str:
     path = re.sub(r"\{folio\}", "ARCO-2026-0000001", path)
+    path = re.sub(r"\{(consent_id|emergency_id)\}", "1", path)
     return re.sub(r"\{curp\}", curp, re.sub(r"\{clues\}", "HGIMB000011", path))
 
 
@@ -47,6 +48,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "decision": "denied",
         "answer": "respuesta de prueba",
     },
+    ("POST", "/api/v1/persons/{curp}/care-relationships"): {"kind": "encounter"},
+    ("POST", "/api/v1/persons/{curp}/consents"): {"institution_code": 3},
+    ("POST", "/api/v1/persons/{curp}/consents/{consent_id}/revoke"): {},
+    ("POST", "/api/v1/persons/{curp}/emergency-access"): {
+        "reason": "paciente inconsciente en urgencias"
+    },
+    ("POST", "/api/v1/emergency-accesses/{emergency_id}/review"): {"outcome": "justified"},
 }
 
 

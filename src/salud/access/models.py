@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, LargeBinary, SmallInteger, String
+from sqlalchemy import Boolean, Index, Integer, LargeBinary, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from salud.storage.base import Base, BigId, Json, UTCDateTime
@@ -73,3 +73,54 @@ class ApiClient(Base):
     scopes: Mapped[str] = mapped_column(String(1000))  # space-separated, as granted
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CareRelationship(Base):
+    """The person is being cared for at a unit (an open encounter or an appointment): its
+    clinicians may read the person's data while it lasts."""
+
+    __tablename__ = "care_relationships"
+    __table_args__ = (Index("ix_care_relationships_person_clues", "person_curp", "clues"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_curp: Mapped[str] = mapped_column(String(18))
+    clues: Mapped[str] = mapped_column(String(11))
+    kind: Mapped[str] = mapped_column(String(20))  # encounter | appointment
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class Consent(Base):
+    """The person lets an institution (or one unit of it) read their data."""
+
+    __tablename__ = "consents"
+    __table_args__ = (Index("ix_consents_person", "person_curp"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_curp: Mapped[str] = mapped_column(String(18))
+    institution_code: Mapped[int] = mapped_column(SmallInteger)
+    clues: Mapped[str | None] = mapped_column(String(11))  # None: every unit of it
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class EmergencyAccess(Base):
+    """Break-the-glass: a clinician opened a record without a care relationship or consent,
+    stating why. Time-limited, reviewed by an auditor, shown to the person."""
+
+    __tablename__ = "emergency_accesses"
+    __table_args__ = (Index("ix_emergency_accesses_person_actor", "person_curp", "actor"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_curp: Mapped[str] = mapped_column(String(18))
+    actor: Mapped[str] = mapped_column(String(100))
+    clues: Mapped[str | None] = mapped_column(String(11))
+    reason: Mapped[str] = mapped_column(String(500))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(100))
+    review: Mapped[str | None] = mapped_column(String(20))  # justified | unjustified
+    review_note: Mapped[str | None] = mapped_column(String(500))

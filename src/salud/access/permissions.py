@@ -19,6 +19,9 @@ class Permission(StrEnum):
     ACCESS_LOG_READ = "person:access-log"  # "who looked at my data"
     DATA_REQUEST_FILE = "data-request:file"  # derechos ARCO: the person files
     DATA_REQUEST_MANAGE = "data-request:manage"  # the privacy office answers
+    CARE_RECORD = "care:record"  # reception/clinician: the person is being cared for here
+    CONSENT_MANAGE = "consent:manage"  # the person grants or revokes access
+    EMERGENCY_OPEN = "emergency:open"  # break-the-glass
     ACCOUNT_MANAGE = "account:manage"
 
 
@@ -49,8 +52,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.FACILITY_READ,
         }
     ),
-    Role.CLINICIAN: frozenset({_P.PERSON_READ, _P.PERSON_SEARCH, _P.FACILITY_READ}),
-    Role.VERIFIER: frozenset({_P.PERSON_READ, _P.FACILITY_READ}),
+    Role.CLINICIAN: frozenset(
+        {_P.PERSON_READ, _P.PERSON_SEARCH, _P.FACILITY_READ, _P.CARE_RECORD, _P.EMERGENCY_OPEN}
+    ),
+    Role.VERIFIER: frozenset({_P.PERSON_READ, _P.FACILITY_READ, _P.CARE_RECORD}),
     Role.INSTITUTION_ADMIN: frozenset(
         {_P.FACILITY_READ, _P.ACCOUNT_MANAGE, _P.DATA_REQUEST_MANAGE, _P.PERSON_READ}
     ),
@@ -66,6 +71,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.ACCESS_LOG_READ,
             _P.FACILITY_READ,
             _P.DATA_REQUEST_FILE,
+            _P.CONSENT_MANAGE,
         }
     ),
 }

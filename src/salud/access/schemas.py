@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -85,3 +85,62 @@ class AccessRead(BaseModel):
 class AccessPage(BaseModel):
     items: list[AccessRead]
     next_before: int | None = Field(None, description="Pase este valor como before para seguir")
+
+
+class CareCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["encounter", "appointment"] = "encounter"
+    hours: int = Field(12, ge=1, le=72, description="Cuánto dura la relación de atención")
+
+
+class CareRead(BaseModel):
+    clues: str
+    kind: str
+    valid_until: datetime
+
+
+class ConsentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    institution_code: int = Field(description="Clave DGIS de la institución autorizada")
+    clues: Annotated[str | None, StringConstraints(pattern=r"^[A-Z]{5}\d{6}$")] = Field(
+        None, description="Solo esa unidad; si se omite, toda la institución"
+    )
+    valid_until: datetime | None = None
+
+
+class ConsentRead(BaseModel):
+    id: int
+    institution_code: int
+    clues: str | None
+    granted_at: datetime
+    valid_until: datetime | None
+    revoked_at: datetime | None
+
+
+class EmergencyOpen(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=15, max_length=500)
+    ] = Field(description="Por qué es una urgencia (queda en la bitácora y la ve la persona)")
+
+
+class EmergencyRead(BaseModel):
+    id: int
+    curp: str
+    actor: str
+    clues: str | None
+    reason: str
+    opened_at: datetime
+    expires_at: datetime
+    review: str | None
+    reviewed_by: str | None
+
+
+class EmergencyReview(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal["justified", "unjustified"]
+    note: Annotated[str | None, StringConstraints(max_length=500)] = None

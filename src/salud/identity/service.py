@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -10,9 +11,17 @@ import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salud.access import care
 from salud.access.context import Caller
 from salud.access.permissions import Permission
-from salud.errors import Conflict, FieldProblem, InvalidInput, NotFound, PreconditionFailed
+from salud.errors import (
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
 from salud.identity import curp as curp_rules
 from salud.identity import repository
 from salud.identity.catalogs import affiliation_catalog
@@ -287,6 +296,18 @@ async def _read_checked(
     """Read one person; the access is recorded before the data leaves (and a denial too)."""
     check_curp(curp)
     await caller.allow(Permission.PERSON_READ, "identity:person:read", "person", person_curp=curp)
+    if care.needs_basis(caller.principal):
+        basis = await care.clinical_basis(reader, caller.principal, curp)
+        if basis is None:
+            await caller.record(
+                "identity:person:read", "person", person_curp=curp, outcome="denied",
+                detail={"missing": "care, consent or emergency access"},
+            )  # fmt: skip
+            raise Forbidden(
+                "no hay relación de atención con su unidad ni consentimiento de la persona; "
+                "en una urgencia abra un acceso de emergencia con el motivo"
+            )
+        caller = replace(caller, purpose=basis[0], reason=basis[1])
     found = await repository.read_by_curp(reader, curp)
     if found is None:
         await caller.record("identity:person:read", "person", person_curp=curp, outcome="not_found")

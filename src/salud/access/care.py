@@ -1,0 +1,242 @@
+"""On what basis a clinician may read a person's data: a care relationship at the
+clinician's unit, the person's consent for the clinician's institution or unit, or a
+break-the-glass emergency access (time-limited, with a stated reason, reviewed by an
+auditor and shown to the person in "who looked at my data")."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.models import CareRelationship, Consent, EmergencyAccess
+from salud.access.permissions import Permission, Role
+from salud.access.principal import Principal
+from salud.access.schemas import (
+    CareCreate,
+    CareRead,
+    ConsentCreate,
+    ConsentRead,
+    EmergencyOpen,
+    EmergencyRead,
+    EmergencyReview,
+)
+from salud.errors import Conflict, InvalidInput, NotFound
+from salud.kit.clock import utcnow
+from salud.storage.base import UTCDateTime
+from salud.storage.fastread import FastQuery, FastReader
+
+EMERGENCY_HOURS = 4
+
+_BASIS = FastQuery(
+    text(
+        "SELECT 'care' AS basis, NULL AS reason FROM care_relationships "
+        "WHERE person_curp = :curp AND clues = :clues AND valid_from <= :now "
+        "AND valid_until > :now "
+        "UNION ALL SELECT 'consent', NULL FROM consents "
+        "WHERE person_curp = :curp AND institution_code = :inst "
+        "AND (clues IS NULL OR clues = :clues) AND revoked_at IS NULL "
+        "AND (valid_until IS NULL OR valid_until > :now) "
+        "UNION ALL SELECT 'emergency', reason FROM emergency_accesses "
+        "WHERE person_curp = :curp AND actor = :actor AND expires_at > :now"
+    ).bindparams(bindparam("now", type_=UTCDateTime)),
+    ["curp", "clues", "now", "inst", "actor"],
+)
+
+
+async def clinical_basis(
+    reader: FastReader, principal: Principal, curp: str
+) -> tuple[str, str | None] | None:
+    """("care" | "consent" | "emergency", reason) or None when there is no basis."""
+    rows = await reader.fetch(
+        _BASIS,
+        curp=curp,
+        clues=principal.clues,
+        now=utcnow(),
+        inst=principal.institution_code,
+        actor=principal.username,
+    )
+    found = {row["basis"]: row["reason"] for row in rows}
+    for basis in ("care", "consent", "emergency"):
+        if basis in found:
+            return basis, found[basis]
+    return None
+
+
+def _unit(caller: Caller) -> str:
+    if not caller.principal.clues:
+        raise InvalidInput.on("clues", "su cuenta no está adscrita a una unidad (CLUES)")
+    return caller.principal.clues
+
+
+async def record_care(
+    session: AsyncSession, caller: Caller, curp: str, data: CareCreate
+) -> CareRead:
+    """The person is being cared for at the caller's own unit (reception or clinician)."""
+    await caller.allow(Permission.CARE_RECORD, "access:care:record", "person", person_curp=curp)
+    now = utcnow()
+    care = CareRelationship(
+        person_curp=curp,
+        clues=_unit(caller),
+        kind=data.kind,
+        valid_from=now,
+        valid_until=now + timedelta(hours=data.hours),
+        created_by=caller.actor,
+    )
+    session.add(care)
+    await session.flush()
+    await caller.record(
+        "access:care:record", "person", person_curp=curp, subject_id=care.clues, within=session
+    )
+    return CareRead(clues=care.clues, kind=care.kind, valid_until=care.valid_until)
+
+
+async def grant_consent(
+    session: AsyncSession, caller: Caller, curp: str, data: ConsentCreate
+) -> ConsentRead:
+    await caller.allow(
+        Permission.CONSENT_MANAGE, "access:consent:grant", "person", person_curp=curp
+    )
+    consent = Consent(
+        person_curp=curp,
+        institution_code=data.institution_code,
+        clues=data.clues,
+        granted_at=utcnow(),
+        valid_until=data.valid_until,
+        revoked_at=None,
+    )
+    session.add(consent)
+    await session.flush()
+    await caller.record(
+        "access:consent:grant", "consent", person_curp=curp, subject_id=str(consent.id),
+        within=session,
+    )  # fmt: skip
+    return _consent(consent)
+
+
+def _consent(c: Consent) -> ConsentRead:
+    return ConsentRead(
+        id=c.id,
+        institution_code=c.institution_code,
+        clues=c.clues,
+        granted_at=c.granted_at,
+        valid_until=c.valid_until,
+        revoked_at=c.revoked_at,
+    )
+
+
+async def consents(session: AsyncSession, caller: Caller, curp: str) -> list[ConsentRead]:
+    await caller.allow(Permission.CONSENT_MANAGE, "access:consent:read", "person", person_curp=curp)
+    rows = await session.execute(
+        select(Consent).where(Consent.person_curp == curp).order_by(Consent.id)
+    )
+    found = [_consent(c) for c in rows.scalars()]
+    await caller.record("access:consent:read", "consent", person_curp=curp)
+    return found
+
+
+async def revoke_consent(
+    session: AsyncSession, caller: Caller, curp: str, consent_id: int
+) -> ConsentRead:
+    await caller.allow(
+        Permission.CONSENT_MANAGE, "access:consent:revoke", "person", person_curp=curp
+    )
+    consent = await session.get(Consent, consent_id)
+    if consent is None or consent.person_curp != curp:
+        raise NotFound("no existe ese consentimiento")
+    if consent.revoked_at is None:
+        consent.revoked_at = utcnow()
+        await session.flush()
+    await caller.record(
+        "access:consent:revoke", "consent", person_curp=curp, subject_id=str(consent_id),
+        within=session,
+    )  # fmt: skip
+    return _consent(consent)
+
+
+async def open_emergency(
+    session: AsyncSession, caller: Caller, curp: str, data: EmergencyOpen
+) -> EmergencyRead:
+    """Break the glass: allowed to clinicians only, with a reason, for a few hours."""
+    await caller.allow(
+        Permission.EMERGENCY_OPEN, "access:emergency:open", "person", person_curp=curp
+    )
+    now = utcnow()
+    emergency = EmergencyAccess(
+        person_curp=curp,
+        actor=caller.actor,
+        clues=caller.principal.clues,
+        reason=data.reason,
+        opened_at=now,
+        expires_at=now + timedelta(hours=EMERGENCY_HOURS),
+    )
+    session.add(emergency)
+    await session.flush()
+    await caller.record(
+        "access:emergency:open",
+        "person",
+        person_curp=curp,
+        subject_id=str(emergency.id),
+        detail={"reason": data.reason, "expires_at": emergency.expires_at.isoformat()},
+        within=session,
+    )
+    return _emergency(emergency)
+
+
+def _emergency(e: EmergencyAccess) -> EmergencyRead:
+    return EmergencyRead(
+        id=e.id,
+        curp=e.person_curp,
+        actor=e.actor,
+        clues=e.clues,
+        reason=e.reason,
+        opened_at=e.opened_at,
+        expires_at=e.expires_at,
+        review=e.review,
+        reviewed_by=e.reviewed_by,
+    )
+
+
+async def unreviewed(session: AsyncSession, caller: Caller, limit: int) -> list[EmergencyRead]:
+    await caller.allow(Permission.AUDIT_READ, "access:emergency:list", "emergency")
+    rows = await session.execute(
+        select(EmergencyAccess)
+        .where(EmergencyAccess.reviewed_at.is_(None))
+        .order_by(EmergencyAccess.id)
+        .limit(limit)
+    )
+    found = [_emergency(e) for e in rows.scalars()]
+    await caller.record_persons("access:emergency:list", (e.curp for e in found))
+    return found
+
+
+async def review(
+    session: AsyncSession, caller: Caller, emergency_id: int, data: EmergencyReview
+) -> EmergencyRead:
+    await caller.allow(Permission.AUDIT_READ, "access:emergency:review", "emergency")
+    emergency = await session.get(EmergencyAccess, emergency_id, with_for_update=True)
+    if emergency is None:
+        raise NotFound("no existe ese acceso de emergencia")
+    if emergency.reviewed_at is not None:
+        raise Conflict("ese acceso de emergencia ya fue revisado")
+    emergency.reviewed_at = utcnow()
+    emergency.reviewed_by = caller.actor
+    emergency.review = data.outcome
+    emergency.review_note = data.note
+    await session.flush()
+    await caller.record(
+        "access:emergency:review",
+        "person",
+        person_curp=emergency.person_curp,
+        subject_id=str(emergency_id),
+        detail={"outcome": data.outcome},
+        within=session,
+    )
+    return _emergency(emergency)
+
+
+def needs_basis(principal: Principal) -> bool:
+    """Clinicians read across institutions only on a basis (care, consent, emergency)."""
+    return principal.role is Role.CLINICIAN

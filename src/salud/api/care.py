@@ -1,0 +1,108 @@
+"""/api/v1: care relationships, consents and break-the-glass emergency access."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from salud.access import care
+from salud.access.permissions import Permission
+from salud.access.schemas import (
+    CareCreate,
+    CareRead,
+    ConsentCreate,
+    ConsentRead,
+    EmergencyOpen,
+    EmergencyRead,
+    EmergencyReview,
+)
+from salud.api.deps import CurrentCaller, ReadSession, Session
+
+router = APIRouter(tags=["atención y consentimiento"])
+
+
+def _x(permission: Permission) -> dict[str, str]:
+    return {"x-permission": permission.value}
+
+
+@router.post(
+    "/persons/{curp}/care-relationships",
+    status_code=status.HTTP_201_CREATED,
+    summary="La persona se atiende en mi unidad (consulta o cita)",
+    openapi_extra=_x(Permission.CARE_RECORD),
+)
+async def record_care(
+    curp: str, body: CareCreate, session: Session, caller: CurrentCaller
+) -> CareRead:
+    return await care.record_care(session, caller, curp, body)
+
+
+@router.post(
+    "/persons/{curp}/consents",
+    status_code=status.HTTP_201_CREATED,
+    summary="Autorizar a una institución o unidad a consultar mis datos",
+    openapi_extra=_x(Permission.CONSENT_MANAGE),
+)
+async def grant_consent(
+    curp: str, body: ConsentCreate, session: Session, caller: CurrentCaller
+) -> ConsentRead:
+    return await care.grant_consent(session, caller, curp, body)
+
+
+@router.get(
+    "/persons/{curp}/consents",
+    summary="Mis autorizaciones",
+    openapi_extra=_x(Permission.CONSENT_MANAGE),
+)
+async def list_consents(
+    curp: str, session: ReadSession, caller: CurrentCaller
+) -> list[ConsentRead]:
+    return await care.consents(session, caller, curp)
+
+
+@router.post(
+    "/persons/{curp}/consents/{consent_id}/revoke",
+    summary="Retirar una autorización",
+    openapi_extra=_x(Permission.CONSENT_MANAGE),
+)
+async def revoke_consent(
+    curp: str, consent_id: int, session: Session, caller: CurrentCaller
+) -> ConsentRead:
+    return await care.revoke_consent(session, caller, curp, consent_id)
+
+
+@router.post(
+    "/persons/{curp}/emergency-access",
+    status_code=status.HTTP_201_CREATED,
+    summary="Acceso de emergencia (romper el cristal): con motivo, por 4 horas, auditado",
+    openapi_extra=_x(Permission.EMERGENCY_OPEN),
+)
+async def open_emergency(
+    curp: str, body: EmergencyOpen, session: Session, caller: CurrentCaller
+) -> EmergencyRead:
+    return await care.open_emergency(session, caller, curp, body)
+
+
+@router.get(
+    "/emergency-accesses",
+    summary="Accesos de emergencia por revisar",
+    openapi_extra=_x(Permission.AUDIT_READ),
+)
+async def unreviewed(
+    session: ReadSession,
+    caller: CurrentCaller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[EmergencyRead]:
+    return await care.unreviewed(session, caller, limit)
+
+
+@router.post(
+    "/emergency-accesses/{emergency_id}/review",
+    summary="Revisar un acceso de emergencia",
+    openapi_extra=_x(Permission.AUDIT_READ),
+)
+async def review(
+    emergency_id: int, body: EmergencyReview, session: Session, caller: CurrentCaller
+) -> EmergencyRead:
+    return await care.review(session, caller, emergency_id, body)

@@ -1,0 +1,113 @@
+"""A clinician reads a person's data on a basis: care at their unit, the person's consent,
+or a break-the-glass emergency access (reasoned, time-limited, reviewed, visible)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from salud.access.permissions import Role
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+ISSSTE_UNIT = "DFIST000123"
+
+
+async def _registered(client: httpx.AsyncClient) -> str:
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    return str(doc["curp"])
+
+
+async def test_no_basis_no_read_then_care_at_my_unit(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await _registered(client)
+    doctor = token_for(Role.CLINICIAN, username="dra.issste", institution=3, clues=ISSSTE_UNIT)
+    refused = await anonymous.get(f"/api/v1/persons/{curp}", headers=doctor)
+    assert refused.status_code == 403
+    assert "urgencia" in refused.json()["detail"]
+
+    reception = token_for(Role.VERIFIER, institution=3, clues=ISSSTE_UNIT)
+    care = await anonymous.post(
+        f"/api/v1/persons/{curp}/care-relationships", headers=reception, json={"hours": 2}
+    )
+    assert care.status_code == 201, care.text
+    assert care.json()["clues"] == ISSSTE_UNIT
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=doctor)).status_code == 200
+    # Care at one unit is not care at another unit of the same institution.
+    elsewhere = token_for(Role.CLINICIAN, institution=3, clues="DFIST000999")
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=elsewhere)).status_code == 403
+
+
+async def test_consent_granted_and_revoked_by_the_person(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await _registered(client)
+    me = token_for(Role.CITIZEN, curp=curp)
+    doctor = token_for(Role.CLINICIAN, institution=3, clues=ISSSTE_UNIT)
+    granted = await anonymous.post(
+        f"/api/v1/persons/{curp}/consents", headers=me, json={"institution_code": 3}
+    )
+    assert granted.status_code == 201, granted.text
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=doctor)).status_code == 200
+    other_institution = token_for(Role.CLINICIAN, institution=4, clues="DFPMX000001")
+    other = await anonymous.get(f"/api/v1/persons/{curp}", headers=other_institution)
+    assert other.status_code == 403
+    revoked = await anonymous.post(
+        f"/api/v1/persons/{curp}/consents/{granted.json()['id']}/revoke", headers=me
+    )
+    assert revoked.json()["revoked_at"]
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=doctor)).status_code == 403
+    listed = await anonymous.get(f"/api/v1/persons/{curp}/consents", headers=me)
+    assert len(listed.json()) == 1
+
+
+async def test_break_the_glass_is_reasoned_visible_and_reviewed(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await _registered(client)
+    doctor = token_for(Role.CLINICIAN, username="dr.urgencias", institution=3, clues=ISSSTE_UNIT)
+    short = await anonymous.post(
+        f"/api/v1/persons/{curp}/emergency-access", headers=doctor, json={"reason": "urge"}
+    )
+    assert short.status_code == 422
+    assert short.json()["errors"][0]["field"] == "reason"
+    reason = "paciente inconsciente traído por ambulancia, sin acompañante"
+    opened = await anonymous.post(
+        f"/api/v1/persons/{curp}/emergency-access", headers=doctor, json={"reason": reason}
+    )
+    assert opened.status_code == 201, opened.text
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=doctor)).status_code == 200
+    # Another clinician does not inherit it.
+    colleague = token_for(Role.CLINICIAN, username="dr.otro", institution=3, clues=ISSSTE_UNIT)
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=colleague)).status_code == 403
+    # Reception cannot break the glass.
+    reception = token_for(Role.VERIFIER, institution=3, clues=ISSSTE_UNIT)
+    assert (
+        await anonymous.post(
+            f"/api/v1/persons/{curp}/emergency-access", headers=reception, json={"reason": reason}
+        )
+    ).status_code == 403
+
+    me = token_for(Role.CITIZEN, curp=curp)
+    log = (await anonymous.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
+    reads = [
+        e for e in log if e["actor"] == "dr.urgencias" and e["action"] == "identity:person:read"
+    ]
+    assert reads
+    assert reads[0]["purpose"] == "emergency"
+    assert reads[0]["reason"] == reason
+
+    auditor = token_for(Role.AUDITOR)
+    pending = (await anonymous.get("/api/v1/emergency-accesses", headers=auditor)).json()
+    assert [p["curp"] for p in pending] == [curp]
+    reviewed = await anonymous.post(
+        f"/api/v1/emergency-accesses/{pending[0]['id']}/review",
+        headers=auditor,
+        json={"outcome": "justified", "note": "urgencia real"},
+    )
+    assert reviewed.json()["review"] == "justified"
+    assert (await anonymous.get("/api/v1/emergency-accesses", headers=auditor)).json() == []
