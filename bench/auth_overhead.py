@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import random
 import statistics
 import time
@@ -66,6 +67,8 @@ async def _run(url: str, persons: int, reads: int, rounds: int) -> dict[str, flo
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         return reads / (time.perf_counter() - start)
 
+    gc.collect()
+    gc.freeze()  # as the server does after start-up (app.py)
     await timed(bare)  # warm-up: prepared statements, caches
     await timed(guarded)
     bare_rates, guarded_rates = [], []

@@ -74,7 +74,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(database_url: str, *, workers: int = 1) -> Iterator[str]:
+def server(
+    database_url: str, *, workers: int = 1, factory: str = "salud.app:create_app"
+) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "SALUD_DATABASE_URL": database_url, "SALUD_LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(
@@ -82,7 +84,7 @@ def server(database_url: str, *, workers: int = 1) -> Iterator[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "salud.app:create_app",
+            factory,
             "--factory",
             "--host",
             "127.0.0.1",

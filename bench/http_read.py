@@ -42,7 +42,7 @@ def _token() -> str:
     return tokens.issue(Principal("account:bench", "bench.recepcion", Role.VERIFIER))
 
 
-def _lua_script(count: int, sample: int = 5000) -> str:
+def _lua_script(count: int, prefix: str = "/api/v1/persons/", sample: int = 5000) -> str:
     import orjson
 
     path = synthetic_file(count)
@@ -51,7 +51,7 @@ def _lua_script(count: int, sample: int = 5000) -> str:
         for line in fh:
             curps.append(orjson.loads(line)["curp"])
     chosen = random.Random(3).sample(curps, min(sample, len(curps)))
-    script = OUT / "read_persons.lua"
+    script = OUT / f"read_{prefix.strip('/').replace('/', '_')}.lua"
     body = ",\n".join(f'"{c}"' for c in chosen)
     script.write_text(
         f"local curps = {{\n{body}\n}}\n"
@@ -59,7 +59,7 @@ def _lua_script(count: int, sample: int = 5000) -> str:
         "math.randomseed(7)\n"
         f"local auth = 'Bearer {_token()}'\n"
         "request = function()\n"
-        "  return wrk.format('GET', '/api/v1/persons/' .. curps[math.random(n)],\n"
+        f"  return wrk.format('GET', '{prefix}' .. curps[math.random(n)],\n"
         "                    {['Authorization'] = auth})\n"
         "end\n"
     )
@@ -69,30 +69,38 @@ def _lua_script(count: int, sample: int = 5000) -> str:
 def run(persons: int, seconds: int, rounds: int, connections: int) -> dict[str, object]:
     with fresh_postgresql() as url:
         asyncio.run(_load(url, persons))
-        script = _lua_script(persons)
-        hello, read = [], []
-        with server(url) as base:
-            wrk(f"{base}/api/v1/health/live", seconds=2, connections=connections)  # warm-up
-            wrk(base, seconds=2, connections=connections, script=script)  # type: ignore[arg-type]
+        guarded = _lua_script(persons)
+        bare = _lua_script(persons, "/bench/bare/")
+        hello, read, plain = [], [], []
+        with server(url, factory="bench.bare_app:create_app") as base:
+            for script in (None, guarded, bare):  # warm-up
+                wrk(f"{base}/api/v1/health/live" if script is None else base, seconds=2,
+                    connections=connections, script=script)  # type: ignore[arg-type]  # fmt: skip
             for i in range(rounds):
                 h = wrk(f"{base}/api/v1/health/live", seconds=seconds, connections=connections)
-                r = wrk(base, seconds=seconds, connections=connections, script=script)  # type: ignore[arg-type]
-                if h.errors or r.errors:
-                    raise SystemExit(f"errors under load: {h} {r}")
+                r = wrk(base, seconds=seconds, connections=connections, script=guarded)  # type: ignore[arg-type]
+                b = wrk(base, seconds=seconds, connections=connections, script=bare)  # type: ignore[arg-type]
+                if h.errors or r.errors or b.errors:
+                    raise SystemExit(f"errors under load: {h} {r} {b}")
                 hello.append(h)
                 read.append(r)
+                plain.append(b)
                 print(
                     f"round {i + 1}: hello {h.requests_per_s:,.0f}/s p99 {h.p99_ms:.1f} ms | "
-                    f"read {r.requests_per_s:,.0f}/s p99 {r.p99_ms:.1f} ms"
+                    f"read {r.requests_per_s:,.0f}/s p99 {r.p99_ms:.1f} ms | "
+                    f"read without access control {b.requests_per_s:,.0f}/s p99 {b.p99_ms:.1f} ms"
                 )
-    result = {
+    result: dict[str, object] = {
         "machine": machine(),
         "hello_rps": statistics.median(h.requests_per_s for h in hello),
         "hello_p99_ms": statistics.median(h.p99_ms for h in hello),
         "read_rps": statistics.median(r.requests_per_s for r in read),
         "read_p99_ms": statistics.median(r.p99_ms for r in read),
+        "bare_read_rps": statistics.median(b.requests_per_s for b in plain),
+        "bare_read_p99_ms": statistics.median(b.p99_ms for b in plain),
     }
-    result["ratio"] = result["read_rps"] / result["hello_rps"]  # type: ignore[operator]
+    result["ratio_read_to_hello"] = result["read_rps"] / result["hello_rps"]  # type: ignore[operator]
+    result["access_control_overhead"] = result["bare_read_rps"] / result["read_rps"] - 1  # type: ignore[operator]
     print(result)
     return result
 
