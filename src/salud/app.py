@@ -82,9 +82,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.oidc_issuer:
             app.state.oidc = OidcClient(_oidc_config(settings), app.state.keyring, http)
         # Everything loaded so far lives as long as the process: keep it out of the
-        # collector's full passes, which otherwise stall requests now and then.
-        gc.collect()
-        gc.freeze()
+        # collector's full passes, which otherwise stall requests now and then (measured:
+        # p99 77 ms -> 10 ms, bench/RESULTS.md). Not in tests, which build many apps.
+        if settings.environment != "test":
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
