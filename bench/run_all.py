@@ -1,8 +1,8 @@
-"""Run every benchmark of the foundation in one go (`make bench`). Slow: minutes."""
+"""Run every benchmark in one go (`make bench`). Slow: about ten minutes."""
 
 from __future__ import annotations
 
-from bench import bulk_import, http_read, nearest
+from bench import auth_overhead, bulk_import, http_read, nearest
 
 
 def main() -> None:
@@ -10,6 +10,8 @@ def main() -> None:
     nearest.run(20_000, 5)
     print("== person read over HTTP ==")
     http_read.run(100_000, 10, 3, 32)
+    print("== authorization + audit, in process ==")
+    auth_overhead.run(100_000, 20_000, 5)
     print("== bulk import ==")
     bulk_import.run(1_000_000, 1_000_000, 1, 5_000, 2)
 
