@@ -48,3 +48,23 @@ async def test_who_looked_at_my_data(
     assert any(e["person_curp"] == curp for e in events)
     result = await verify(sessions, settings.audit_key.get_secret_value().encode())
     assert result.ok, result.problem
+
+
+async def test_a_stated_purpose_is_recorded_and_checked(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = person_doc()
+    curp = doc["curp"]
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    reception = {**token_for(Role.VERIFIER), "X-Salud-Purpose": "verificacion"}
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=reception)).status_code == 200
+    too_long = {**token_for(Role.VERIFIER), "X-Salud-Purpose": "x" * 61}
+    refused = await anonymous.get(f"/api/v1/persons/{curp}", headers=too_long)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "X-Salud-Purpose"
+    log = (
+        await anonymous.get(
+            f"/api/v1/persons/{curp}/accesses", headers=token_for(Role.CITIZEN, curp=curp)
+        )
+    ).json()["items"]
+    assert any(e["purpose"] == "verificacion" for e in log)

@@ -111,3 +111,22 @@ async def test_break_the_glass_is_reasoned_visible_and_reviewed(
     )
     assert reviewed.json()["review"] == "justified"
     assert (await anonymous.get("/api/v1/emergency-accesses", headers=auditor)).json() == []
+
+
+async def test_out_of_range_numbers_are_422_not_database_errors(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await _registered(client)
+    me = token_for(Role.CITIZEN, curp=curp)
+    huge = 10**20
+    answers = [
+        await anonymous.post(
+            f"/api/v1/persons/{curp}/consents", headers=me, json={"institution_code": 70000}
+        ),
+        await anonymous.post(f"/api/v1/persons/{curp}/consents/{huge}/revoke", headers=me),
+        await anonymous.get(
+            "/api/v1/audit/events", params={"before": huge}, headers=token_for(Role.AUDITOR)
+        ),
+        await anonymous.get("/api/v1/facilities", params={"offset": huge}, headers=me),
+    ]
+    assert [a.status_code for a in answers] == [422, 422, 422, 422]

@@ -21,7 +21,7 @@ class AccountCreate(BaseModel):
     ]
     role: Role
     password: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    institution_code: int | None = Field(None, description="Clave DGIS de la institución")
+    institution_code: int | None = Field(None, ge=1, le=99, description="Clave DGIS")
     clues: Annotated[str | None, StringConstraints(pattern=r"^[A-Z]{5}\d{6}$")] = None
     module_code: Annotated[str | None, StringConstraints(max_length=20)] = None
     curp: Annotated[str | None, StringConstraints(pattern=r"^[A-Z0-9]{18}$")] = Field(
@@ -103,7 +103,7 @@ class CareRead(BaseModel):
 class ConsentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    institution_code: int = Field(description="Clave DGIS de la institución autorizada")
+    institution_code: int = Field(ge=1, le=99, description="Clave DGIS de la institución")
     clues: Annotated[str | None, StringConstraints(pattern=r"^[A-Z]{5}\d{6}$")] = Field(
         None, description="Solo esa unidad; si se omite, toda la institución"
     )

@@ -24,7 +24,9 @@ async def person_accesses(
     session: ReadSession,
     caller: CurrentCaller,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Entradas anteriores a esta")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Entradas anteriores a esta")
+    ] = None,
 ) -> AccessPage:
     return await views.accesses_to_person(session, caller, curp, limit=limit, before=before)
 
@@ -38,7 +40,7 @@ async def audit_events(
     session: ReadSession,
     caller: CurrentCaller,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     actor: Annotated[str | None, Query(max_length=100)] = None,
     action: Annotated[str | None, Query(max_length=60)] = None,
 ) -> AccessPage:

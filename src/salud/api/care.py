@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from salud.access import care
 from salud.access.permissions import Permission
@@ -20,6 +20,7 @@ from salud.access.schemas import (
 from salud.api.deps import CurrentCaller, ReadSession, Session
 
 router = APIRouter(tags=["atención y consentimiento"])
+_MAX_ID = 2**63 - 1  # BIGINT: a larger number is a 422, not a database error
 
 
 def _x(permission: Permission) -> dict[str, str]:
@@ -67,7 +68,10 @@ async def list_consents(
     openapi_extra=_x(Permission.CONSENT_MANAGE),
 )
 async def revoke_consent(
-    curp: str, consent_id: int, session: Session, caller: CurrentCaller
+    curp: str,
+    consent_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
+    session: Session,
+    caller: CurrentCaller,
 ) -> ConsentRead:
     return await care.revoke_consent(session, caller, curp, consent_id)
 
@@ -103,6 +107,9 @@ async def unreviewed(
     openapi_extra=_x(Permission.AUDIT_READ),
 )
 async def review(
-    emergency_id: int, body: EmergencyReview, session: Session, caller: CurrentCaller
+    emergency_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
+    body: EmergencyReview,
+    session: Session,
+    caller: CurrentCaller,
 ) -> EmergencyRead:
     return await care.review(session, caller, emergency_id, body)

@@ -11,7 +11,7 @@ from starlette.requests import Request as StarletteRequest
 
 from salud.access.context import Caller
 from salud.access.tokens import TokenService
-from salud.errors import Unauthorized
+from salud.errors import InvalidInput, Unauthorized
 from salud.storage.fastread import FastReader
 
 
@@ -59,7 +59,9 @@ def caller_of(request: StarletteRequest) -> Caller:
     tokens: TokenService = request.app.state.tokens
     principal = tokens.principal(bearer_token(request.headers.get("authorization")))
     purpose = request.headers.get("x-salud-purpose")
-    return Caller(principal, request.app.state.audit, purpose=purpose[:60] if purpose else None)
+    if purpose is not None and not 0 < len(purpose) <= 60:
+        raise InvalidInput.on("X-Salud-Purpose", "el propósito tiene de 1 a 60 caracteres")
+    return Caller(principal, request.app.state.audit, purpose=purpose)
 
 
 async def caller(request: Request) -> Caller:

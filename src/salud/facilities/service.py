@@ -146,8 +146,8 @@ async def search_units(
     max_page = get_settings().max_page_size
     if not 1 <= limit <= max_page:
         raise InvalidInput.on("limit", f"debe estar entre 1 y {max_page}")
-    if offset < 0:
-        raise InvalidInput.on("offset", "no puede ser negativo")
+    if not 0 <= offset <= 1_000_000:
+        raise InvalidInput.on("offset", "debe estar entre 0 y 1,000,000")
     state_code = state.strip().upper() if state else None
     if state_code is not None and (len(state_code) != 2 or not state_code.isalpha()):
         raise InvalidInput.on("state", "se esperan las 2 letras del estado en la CLUES (HG, DF...)")
