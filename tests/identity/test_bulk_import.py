@@ -187,3 +187,27 @@ async def test_import_killed_midway_resumes_without_loss_or_doubles(
     _, stderr = await asyncio.wait_for(done.communicate(), timeout=300)
     assert done.returncode == 0, stderr.decode()
     assert await _counts(sessions) == (total, expected_affs)
+
+
+@pytest.mark.postgresql
+async def test_conflict_proof_fallback_skips_curps_already_present(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The path a chunk takes when a concurrent import registered one of its CURPs between
+    the look-up and the COPY: the CURPs present are skipped, the rest land, in the chunk's
+    transaction."""
+    from salud.identity import repository
+    from salud.identity.schemas import PersonCreate
+    from salud.identity.service import person_values
+    from salud.kit.clock import utcnow
+
+    docs = [person_doc() for _ in range(3)]
+    now = utcnow()
+    rows = [person_values(PersonCreate.model_validate(d), "test", now) for d in docs]
+    async with sessions() as session, session.begin():
+        await repository.bulk_insert(session, rows[:1], {})
+    async with sessions() as session, session.begin():
+        raw = await repository._asyncpg(session)
+        inserted = await repository._stage_persons_postgresql(raw, rows)
+    assert sorted(curp for _, curp in inserted) == sorted(d["curp"] for d in docs[1:])
+    assert await _counts(sessions) == (3, 0)

@@ -7,7 +7,6 @@ version it produced."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
@@ -150,7 +149,3 @@ async def answer(
         within=session,
     )
     return _read(request)
-
-
-def due_date(filed: date) -> date:
-    return add_workdays(filed, ANSWER_WORKDAYS)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
@@ -51,10 +49,3 @@ def dialect_name(session: AsyncSession) -> str:
     if bind is None:
         raise RuntimeError("the session is not bound to an engine")
     return bind.dialect.name
-
-
-@asynccontextmanager
-async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: commit when the block ends normally, roll back on any error."""
-    async with factory() as session, session.begin():
-        yield session
