@@ -3,9 +3,10 @@
     .venv/bin/python -m bench.auth_overhead --persons 100000 --reads 20000 --rounds 5
 
 In process, on PostgreSQL, 32 concurrent readers through the same FastReader pool:
-- bare: repository.read_by_curp + to_read_row (what the endpoint did before access control);
-- guarded: the bearer token verified into a Principal, Caller.allow (role and self checks),
-  the same read, and the audit entry written (group commit) before the answer is returned.
+- bare: the CURP check, repository.read_by_curp and the JSON builder (service.read_json);
+- guarded: service.get_json as the endpoint calls it: the bearer token verified into a
+  Principal, Caller.allow (role and self checks), the same read, and the audit entry
+  written (group commit) before the answer is returned.
 Alternating rounds in one run; medians. Target (issue 3): under 25 % overhead.
 """
 
@@ -48,13 +49,13 @@ async def _run(url: str, persons: int, reads: int, rounds: int) -> dict[str, flo
     token = tokens.issue(Principal("account:1", "recepcion.bench", Role.VERIFIER, 3))
 
     async def bare(curp: str) -> None:
-        found = await repository.read_by_curp(reader, curp)
+        found = await repository.read_by_curp(reader, service.check_curp(curp))
         assert found is not None
-        service.to_read_row(*found).model_dump_json()
+        service.read_json(*found)
 
     async def guarded(curp: str) -> None:
         caller = Caller(tokens.principal(token), audit, purpose="verificacion")
-        (await service.get(reader, curp, caller)).model_dump_json()
+        await service.get_json(reader, curp, caller)
 
     async def timed(fn: object) -> float:
         queue = list(sample)

@@ -14,10 +14,15 @@ from salud.identity import repository, service
 
 
 async def bare_read(request: Request) -> Response:
-    found = await repository.read_by_curp(request.app.state.reader, request.path_params["curp"])
+    """What the production read does (api.persons.read_person_fast → service.get_json), but
+    the bearer token, the permission and care checks and the audit entry: same CURP check,
+    same query, same JSON builder, same headers."""
+    curp = service.check_curp(request.path_params["curp"])
+    found = await repository.read_by_curp(request.app.state.reader, curp)
     if found is None:
         return Response(status_code=404)
-    return Response(service.to_read_row(*found).model_dump_json(), media_type="application/json")
+    body, version = service.read_json(*found)
+    return Response(body, media_type="application/json", headers={"ETag": f'W/"{version}"'})
 
 
 def create_app() -> FastAPI:

@@ -75,7 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.reader = FastReader(engine)
         await app.state.reader.start()
         app.state.audit = AuditLog(
-            app.state.sessions, settings.audit_key.get_secret_value().encode()
+            app.state.sessions,
+            settings.audit_key.get_secret_value().encode(),
+            max_delay=settings.audit_group_commit_ms / 1000,
         )
         await app.state.audit.start()
         http = httpx.AsyncClient(follow_redirects=False)

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     # HMAC key of the audit chain: whoever can write the database but not read this key
     # cannot rewrite the chain so that it verifies.
     audit_key: SecretStr = SecretStr(_DEV_AUDIT_KEY)
+    # Group commit: how long the audit writer may wait after the first pending entry for
+    # others to share its transaction (each answer waits for its entry to be durable).
+    audit_group_commit_ms: float = Field(default=0.0, ge=0, le=50)
     # Citizens sign in through the government's identity provider (OpenID Connect,
     # authorization code + PKCE). Unset issuer: citizen sign-in is off.
     oidc_issuer: str | None = None

@@ -89,6 +89,8 @@ def _check_text(value: str, where: str) -> None:
     # one bad entry cannot fail the transaction of the whole batch it was grouped with.
     if "\x00" in value:
         raise InvalidInput.on(where, "contiene el carácter nulo")
+    if value.isascii():
+        return
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -98,7 +100,8 @@ def _check_text(value: str, where: str) -> None:
 def _iso(at: Any) -> str:
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise ValueError("`at` must be a timezone-aware datetime")
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+    moment: datetime = at if at.tzinfo is UTC else at.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds")
 
 
 def canonical_bytes(event: Mapping[str, Any]) -> bytes:

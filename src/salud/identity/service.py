@@ -324,6 +324,11 @@ async def get_json(reader: FastReader, curp: str, caller: Caller) -> tuple[bytes
     """The hot read: the person as PersonRead JSON, built straight from the row (no model
     objects; the shape is PersonRead's, which a test checks), and its version for the ETag."""
     row, affiliations = await _read_checked(reader, curp, caller)
+    return read_json(row, affiliations)
+
+
+def read_json(row: dict[str, Any], affiliations: list[dict[str, Any]]) -> tuple[bytes, int]:
+    """PersonRead JSON from a row of `repository.read_by_curp`, and its version."""
     catalog = affiliation_catalog()
     doc = {f: row[f] for f in _READ_FIELDS}
     doc["address"] = (
