@@ -17,6 +17,7 @@ from salud.api import (
     audit,
     auth,
     care,
+    credentials,
     data_requests,
     facilities,
     health,
@@ -27,6 +28,8 @@ from salud.api import (
     security_headers,
 )
 from salud.config import Settings, get_settings
+from salud.credentials.service import CredentialConfig
+from salud.credentials.signing import Signer
 from salud.kit.logging import configure_logging
 from salud.kit.ratelimit import WindowLimiter
 from salud.kit.sealing import Keyring
@@ -80,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_delay=settings.audit_group_commit_ms / 1000,
         )
         await app.state.audit.start()
+        app.state.signer = Signer(app.state.sessions, app.state.keyring)
         http = httpx.AsyncClient(follow_redirects=False)
         if settings.oidc_issuer:
             app.state.oidc = OidcClient(_oidc_config(settings), app.state.keyring, http)
@@ -114,6 +118,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.token_secret.get_secret_value(), settings.token_ttl_seconds
     )
     app.state.sign_in_limiter = WindowLimiter(limit=20, window_seconds=60)
+    app.state.public_validation_limiter = WindowLimiter(limit=60, window_seconds=60)
+    app.state.credential_config = CredentialConfig(
+        issuer=settings.credential_issuer,
+        public_base_url=settings.public_base_url,
+        validity_years=settings.credential_validity_years,
+        statement_hours=settings.digital_statement_hours,
+        qr_face=settings.credential_qr_face,
+    )
     problems.install(app)
     security_headers.install(app)
     app.include_router(health.router, prefix=API_PREFIX)
@@ -125,5 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(data_requests.router, prefix=API_PREFIX)
     app.include_router(persons.router, prefix=API_PREFIX)
     app.include_router(facilities.router, prefix=API_PREFIX)
+    app.include_router(credentials.router, prefix=API_PREFIX)
+    app.include_router(credentials.wellknown)
     app.router.routes[0:0] = persons.fast_routes(API_PREFIX)
     return app

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     # Group commit: how long the audit writer may wait after the first pending entry for
     # others to share its transaction (each answer waits for its entry to be durable).
     audit_group_commit_ms: float = Field(default=0.0, ge=0, le=50)
+    # The credential (issue 4): `iss` of every card, the base of the short links printed on
+    # the card's back, how long a plastic card and a digital card's entitlement statement
+    # are valid, and whether the signed QR carries a small face image (a bigger QR).
+    credential_issuer: str = "https://salud.gob.mx/credencial"
+    public_base_url: str = "http://127.0.0.1:8000"
+    credential_validity_years: int = Field(default=10, ge=1, le=20)
+    digital_statement_hours: int = Field(default=12, ge=1, le=72)
+    credential_qr_face: bool = False
     # Citizens sign in through the government's identity provider (OpenID Connect,
     # authorization code + PKCE). Unset issuer: citizen sign-in is off.
     oidc_issuer: str | None = None

@@ -33,6 +33,7 @@ async def _operations(client: httpx.AsyncClient) -> list[tuple[str, str, str]]:
 def _url(path: str, curp: str) -> str:
     path = re.sub(r"\{folio\}", "ARCO-2026-0000001", path)
     path = re.sub(r"\{(consent_id|emergency_id)\}", "1", path)
+    path = path.replace("{credential_id}", "aaaaaaaaaaaaaaaa").replace("{side}", "front")
     return re.sub(r"\{curp\}", curp, re.sub(r"\{clues\}", "HGIMB000011", path))
 
 
@@ -55,6 +56,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "reason": "paciente inconsciente en urgencias"
     },
     ("POST", "/api/v1/emergency-accesses/{emergency_id}/review"): {"outcome": "justified"},
+    ("POST", "/api/v1/persons/{curp}/credentials"): {"reason": "first"},
+    ("POST", "/api/v1/credentials/{credential_id}/status"): {"status": "printed"},
+    ("POST", "/api/v1/credentials/print-file"): {"credential_ids": ["aaaaaaaaaaaaaaaa"]},
+    ("POST", "/api/v1/credentials/validate"): {"qr": "NOT A CARD"},
+    ("POST", "/api/v1/public/credentials/validate"): {"qr": "NOT A CARD"},
+    ("POST", "/api/v1/signing-keys/rotate"): {},
+    ("PUT", "/api/v1/persons/{curp}/photo"): {},
 }
 
 

@@ -23,6 +23,12 @@ class Permission(StrEnum):
     CONSENT_MANAGE = "consent:manage"  # the person grants or revokes access
     EMERGENCY_OPEN = "emergency:open"  # break-the-glass
     ACCOUNT_MANAGE = "account:manage"
+    CREDENTIAL_ISSUE = "credential:issue"  # issue a card, or reissue after a loss
+    CREDENTIAL_READ = "credential:read"  # a person's cards and their states
+    CREDENTIAL_PRINT = "credential:print"  # print files, and printed/ready/delivered
+    CREDENTIAL_REVOKE = "credential:revoke"  # suspend, reactivate, revoke
+    CREDENTIAL_VALIDATE = "credential:validate"  # reception: scanned card -> verdict
+    SIGNING_KEY_MANAGE = "signing-key:manage"
 
 
 class Role(StrEnum):
@@ -40,7 +46,17 @@ class Role(StrEnum):
 _P = Permission
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.REGISTRATION_OPERATOR: frozenset(
-        {_P.PERSON_READ, _P.PERSON_SEARCH, _P.PERSON_CREATE, _P.PERSON_UPDATE, _P.FACILITY_READ}
+        {
+            _P.PERSON_READ,
+            _P.PERSON_SEARCH,
+            _P.PERSON_CREATE,
+            _P.PERSON_UPDATE,
+            _P.FACILITY_READ,
+            _P.CREDENTIAL_ISSUE,
+            _P.CREDENTIAL_READ,
+            _P.CREDENTIAL_PRINT,
+            _P.CREDENTIAL_VALIDATE,
+        }
     ),
     Role.SUPERVISOR: frozenset(
         {
@@ -50,19 +66,33 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.PERSON_UPDATE,
             _P.PERSON_HISTORY,
             _P.FACILITY_READ,
+            _P.CREDENTIAL_ISSUE,
+            _P.CREDENTIAL_READ,
+            _P.CREDENTIAL_PRINT,
+            _P.CREDENTIAL_REVOKE,
+            _P.CREDENTIAL_VALIDATE,
         }
     ),
     Role.CLINICIAN: frozenset(
-        {_P.PERSON_READ, _P.PERSON_SEARCH, _P.FACILITY_READ, _P.CARE_RECORD, _P.EMERGENCY_OPEN}
+        {
+            _P.PERSON_READ,
+            _P.PERSON_SEARCH,
+            _P.FACILITY_READ,
+            _P.CARE_RECORD,
+            _P.EMERGENCY_OPEN,
+            _P.CREDENTIAL_VALIDATE,
+        }
     ),
-    Role.VERIFIER: frozenset({_P.PERSON_READ, _P.FACILITY_READ, _P.CARE_RECORD}),
+    Role.VERIFIER: frozenset(
+        {_P.PERSON_READ, _P.FACILITY_READ, _P.CARE_RECORD, _P.CREDENTIAL_VALIDATE}
+    ),
     Role.INSTITUTION_ADMIN: frozenset(
         {_P.FACILITY_READ, _P.ACCOUNT_MANAGE, _P.DATA_REQUEST_MANAGE, _P.PERSON_READ}
     ),
     Role.AUDITOR: frozenset(
         {_P.AUDIT_READ, _P.ACCESS_LOG_READ, _P.PERSON_HISTORY, _P.FACILITY_READ}
     ),
-    Role.SYSTEM_ADMIN: frozenset({_P.ACCOUNT_MANAGE, _P.FACILITY_READ}),
+    Role.SYSTEM_ADMIN: frozenset({_P.ACCOUNT_MANAGE, _P.FACILITY_READ, _P.SIGNING_KEY_MANAGE}),
     # A citizen reads only their own record: the service narrows PERSON_READ to self.
     Role.CITIZEN: frozenset(
         {
@@ -72,6 +102,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.FACILITY_READ,
             _P.DATA_REQUEST_FILE,
             _P.CONSENT_MANAGE,
+            _P.CREDENTIAL_READ,  # their own cards and digital card
+            _P.CREDENTIAL_ISSUE,  # reissue of their own card after a loss
         }
     ),
 }

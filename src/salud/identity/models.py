@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     UniqueConstraint,
@@ -130,3 +131,21 @@ class DataRequest(Base):
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     answered_by: Mapped[str | None] = mapped_column(String(100))
     resulting_version: Mapped[int | None] = mapped_column(Integer)
+
+
+class PersonPhoto(Base):
+    """The person's current photo (the one the card shows), sealed at rest (AES-GCM envelope,
+    kit/sealing.py). A new photo replaces the row and bumps `version`; the audit log keeps
+    who changed it and when."""
+
+    __tablename__ = "person_photos"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_curp: Mapped[str] = mapped_column(String(18), unique=True)
+    image_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    media_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str] = mapped_column(String(100))

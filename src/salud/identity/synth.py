@@ -521,3 +521,30 @@ def write_ndjson(persons: Iterable[dict[str, Any]], out: BinaryIO, *, batch: int
         out.write(b"\n".join(lines) + b"\n")
         written += len(lines)
     return written
+
+
+def synthetic_face(seed: int, size: tuple[int, int] = (300, 375)) -> bytes:
+    """A drawn portrait (JPEG) for a synthetic person: never a photo of anyone."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)  # noqa: S311 (a drawing, not a secret)
+    w, h = size
+    skin = rng.choice([(241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36)])
+    hair = rng.choice([(20, 20, 20), (60, 40, 20), (110, 80, 50), (150, 150, 150)])
+    shirt = tuple(rng.randrange(40, 200) for _ in range(3))
+    image = Image.new("RGB", size, (225, 232, 240))
+    d = ImageDraw.Draw(image)
+    d.ellipse((w * 0.08, h * 0.72, w * 0.92, h * 1.35), fill=shirt)
+    d.rectangle((w * 0.42, h * 0.55, w * 0.58, h * 0.78), fill=skin)
+    d.ellipse((w * 0.25, h * 0.12, w * 0.75, h * 0.66), fill=skin)
+    d.chord((w * 0.23, h * 0.08, w * 0.77, h * 0.5), 180, 360, fill=hair)
+    eye_y = h * 0.38
+    for x in (w * 0.4, w * 0.6):
+        d.ellipse((x - 9, eye_y - 6, x + 9, eye_y + 6), fill="white")
+        d.ellipse((x - 4, eye_y - 4, x + 4, eye_y + 4), fill=(40, 30, 20))
+    d.arc((w * 0.42, h * 0.46, w * 0.58, h * 0.56), 20, 160, fill=(120, 40, 40), width=3)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()

@@ -1,0 +1,238 @@
+"""The credential over HTTP: published keys, issuance and life cycle, card images and print
+files, the citizen's digital card, and validation (reception and public)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from salud.access.permissions import Permission
+from salud.api.deps import CurrentCaller, ReadSession, Session
+from salud.credentials import service
+from salud.credentials.schemas import (
+    CredentialRead,
+    DigitalCardRead,
+    IssueRequest,
+    PublicValidationRead,
+    ScanIn,
+    StatusChange,
+    ValidationRead,
+)
+from salud.credentials.signing import Signer
+from salud.errors import DomainError
+from salud.identity import photos
+
+router = APIRouter(tags=["credencial"])
+wellknown = APIRouter(tags=["credencial"])
+CredentialId = Annotated[str, Path(pattern=r"^[a-z2-7]{16}$", description="Identificador opaco")]
+
+
+def _x(permission: Permission | str) -> dict[str, str]:
+    return {"x-permission": permission if isinstance(permission, str) else permission.value}
+
+
+def _signer(request: Request) -> Signer:
+    signer: Signer = request.app.state.signer
+    return signer
+
+
+def _config(request: Request) -> service.CredentialConfig:
+    config: service.CredentialConfig = request.app.state.credential_config
+    return config
+
+
+class TooManyRequests(DomainError):
+    def __init__(self, wait: int) -> None:
+        super().__init__(
+            f"demasiadas validaciones desde esta dirección; espere {wait} s", [], 429,
+            "Demasiadas solicitudes", "rate-limited",
+        )  # fmt: skip
+
+
+@wellknown.get(
+    "/.well-known/cose-keys",
+    summary="Llaves públicas de firma (COSE Key Set, RFC 9052)",
+    response_class=Response,
+    openapi_extra=_x("public"),
+)
+async def cose_keys(request: Request) -> Response:
+    keys = await _signer(request).keys()
+    return Response(
+        keys.to_cose(), media_type="application/cose-key-set",
+        headers={"Cache-Control": "public, max-age=300"},
+    )  # fmt: skip
+
+
+@wellknown.get(
+    "/.well-known/jwks.json",
+    summary="Llaves públicas de firma (JWKS, RFC 7517), vigentes y retiradas",
+    openapi_extra=_x("public"),
+)
+async def jwks(request: Request, response: Response) -> dict[str, object]:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return (await _signer(request).keys()).to_jwks()
+
+
+@router.post(
+    "/persons/{curp}/credentials",
+    status_code=status.HTTP_201_CREATED,
+    summary="Expedir la credencial (o reponerla: extravío, daño, renovación, cambio de datos)",
+    openapi_extra=_x(Permission.CREDENTIAL_ISSUE),
+)
+async def issue(
+    curp: str, body: IssueRequest, request: Request, session: Session, caller: CurrentCaller
+) -> CredentialRead:
+    return await service.issue(
+        session, _signer(request), request.app.state.keyring, _config(request), curp,
+        body.reason, caller,
+    )  # fmt: skip
+
+
+@router.get(
+    "/persons/{curp}/credentials",
+    summary="Credenciales de una persona y su estado",
+    openapi_extra=_x(Permission.CREDENTIAL_READ),
+)
+async def list_credentials(
+    curp: str, session: ReadSession, caller: CurrentCaller
+) -> list[CredentialRead]:
+    return await service.list_for_person(session, curp, caller)
+
+
+@router.post(
+    "/credentials/{credential_id}/status",
+    summary="Cambiar el estado: impresa, lista para entrega, entregada, suspendida, revocada",
+    openapi_extra=_x(Permission.CREDENTIAL_PRINT),
+    description="printed, ready_for_pickup y delivered requieren credential:print; "
+    "suspended, active y revoked requieren credential:revoke.",
+)
+async def change_status(
+    credential_id: CredentialId, body: StatusChange, session: Session, caller: CurrentCaller
+) -> CredentialRead:
+    return await service.change_status(session, credential_id, body, caller)
+
+
+@router.get(
+    "/credentials/{credential_id}/card/{side}",
+    summary="Imagen PNG de la tarjeta (frente o reverso, 300 ppp)",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+    openapi_extra=_x(Permission.CREDENTIAL_READ),
+)
+async def card_png(
+    credential_id: CredentialId,
+    side: Literal["front", "back"],
+    request: Request,
+    session: ReadSession,
+    caller: CurrentCaller,
+) -> Response:
+    data = await service.card_image(
+        session, request.app.state.keyring, _config(request), credential_id, side, caller
+    )
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+class PrintBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    credential_ids: list[Annotated[str, Field(pattern=r"^[a-z2-7]{16}$")]] = Field(
+        min_length=1, max_length=500
+    )
+
+
+@router.post(
+    "/credentials/print-file",
+    summary="Archivo de impresión (PDF) de un lote; las tarjetas pasan a «impresa»",
+    response_class=Response,
+    responses={200: {"content": {"application/pdf": {}}}},
+    openapi_extra=_x(Permission.CREDENTIAL_PRINT),
+)
+async def print_file(
+    body: PrintBatch, request: Request, session: Session, caller: CurrentCaller
+) -> Response:
+    data = await service.print_file(
+        session, request.app.state.keyring, _config(request), body.credential_ids, caller
+    )
+    return Response(
+        data, media_type="application/pdf",
+        headers={"Content-Disposition": 'attachment; filename="lote-credenciales.pdf"'},
+    )  # fmt: skip
+
+
+@router.get(
+    "/me/digital-card",
+    summary="Mi credencial digital (QR firmado con mi derechohabiencia de este momento)",
+    openapi_extra=_x(Permission.CREDENTIAL_READ),
+)
+async def digital_card(
+    request: Request, session: ReadSession, caller: CurrentCaller, response: Response
+) -> DigitalCardRead:
+    response.headers["Cache-Control"] = "no-store"
+    return await service.digital_card(session, _signer(request), _config(request), caller)
+
+
+@router.post(
+    "/credentials/validate",
+    summary="Validar una credencial escaneada (recepción): veredicto, foto, derechohabiencia",
+    openapi_extra=_x(Permission.CREDENTIAL_VALIDATE),
+)
+async def validate(
+    body: ScanIn, request: Request, session: ReadSession, caller: CurrentCaller
+) -> ValidationRead:
+    keys = await _signer(request).keys()
+    return await service.validate(session, keys, request.app.state.keyring, body.qr, caller)
+
+
+@router.post(
+    "/public/credentials/validate",
+    summary="Validación pública: válida o no y si es la tarjeta vigente (sin datos personales)",
+    openapi_extra=_x("public"),
+)
+async def public_validate(
+    body: ScanIn, request: Request, session: ReadSession
+) -> PublicValidationRead:
+    host = request.client.host if request.client else "?"
+    wait = request.app.state.public_validation_limiter.hit(host)
+    if wait:
+        raise TooManyRequests(wait)
+    keys = await _signer(request).keys()
+    return await service.public_validate(session, keys, body.qr)
+
+
+@router.put(
+    "/persons/{curp}/photo",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Fotografía de la persona (JPEG, PNG o WebP; la que muestra la tarjeta)",
+    openapi_extra={
+        **_x(Permission.PERSON_UPDATE),
+        "requestBody": {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+    },
+)
+async def put_photo(
+    curp: str, request: Request, session: Session, caller: CurrentCaller
+) -> Response:
+    raw = await request.body()
+    await photos.put_photo(session, request.app.state.keyring, curp, raw, caller)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+class KeyRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alg: Literal["EdDSA", "ES256"] = "EdDSA"
+
+
+@router.post(
+    "/signing-keys/rotate",
+    status_code=status.HTTP_201_CREATED,
+    summary="Rotar la llave de firma (la anterior queda publicada como retirada)",
+    openapi_extra=_x(Permission.SIGNING_KEY_MANAGE),
+)
+async def rotate_key(
+    body: KeyRotation, request: Request, session: Session, caller: CurrentCaller
+) -> dict[str, str]:
+    kid = await service.rotate_key(
+        session, request.app.state.keyring, -8 if body.alg == "EdDSA" else -7, caller
+    )
+    _signer(request).forget()
+    return {"kid": kid}

@@ -1,0 +1,549 @@
+"""Use cases of the credential: issue and reissue, life cycle, the digital card, and
+validation (online, audited; public, anonymous).
+
+A plastic card's QR is signed once, at issuance, and stored as printed: the card cannot
+change, so status and entitlement are answered online (`validate`). The digital card is
+signed anew each time the phone asks (`digital_card`), with a statement of the entitlement in
+force at that moment, valid for a few hours."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.credentials import render, signing
+from salud.credentials.claims import (
+    CardClaims,
+    CardKind,
+    Entitlement,
+    Holder,
+    credential_id_text,
+    to_cbor,
+)
+from salud.credentials.keyset import KeySet
+from salud.credentials.models import Credential, CredentialEvent
+from salud.credentials.schemas import (
+    CardState,
+    CredentialRead,
+    DigitalCardRead,
+    EntitlementRead,
+    HolderRead,
+    IssueReason,
+    PublicValidationRead,
+    Status,
+    StatusChange,
+    ValidationRead,
+)
+from salud.credentials.signing import Signer
+from salud.credentials.verify import VerificationFailed, Verified, verify
+from salud.errors import Conflict, Forbidden, InvalidInput, NotFound
+from salud.identity import photos
+from salud.identity import repository as persons
+from salud.identity.catalogs import affiliation_catalog
+from salud.identity.curp import STATES
+from salud.identity.models import Person
+from salud.identity.service import check_curp
+from salud.kit.clock import today_mx, utcnow
+from salud.kit.sealing import Keyring
+
+CURRENT = frozenset({Status.ISSUED, Status.PRINTED, Status.READY_FOR_PICKUP, Status.DELIVERED})
+_NEXT: dict[str, frozenset[str]] = {  # the plastic's way from issuance to the person's hands
+    "issued": frozenset({"printed"}),
+    "printed": frozenset({"ready_for_pickup"}),
+    "ready_for_pickup": frozenset({"delivered"}),
+    "delivered": frozenset(),
+}
+_CREDENTIAL_ID = re.compile(r"^[a-z2-7]{16}$")
+STATUS_MESSAGES = {
+    "suspended": "La credencial está suspendida.",
+    "revoked": "La credencial fue revocada.",
+    "superseded": "La credencial fue reemplazada por una reposición: esta tarjeta ya no vale.",
+    "unknown": "La firma es válida pero esta credencial no está en el padrón.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialConfig:
+    issuer: str
+    public_base_url: str
+    validity_years: int
+    statement_hours: int
+    qr_face: bool
+
+
+def _read(row: Credential) -> CredentialRead:
+    return CredentialRead(
+        credential_id=row.credential_id, person_curp=row.person_curp, sequence=row.sequence,
+        status=Status(row.status), digital_active=row.digital_active,
+        reason=IssueReason(row.reason), issued_at=row.issued_at, expires_at=row.expires_at,
+        status_changed_at=row.status_changed_at, superseded_by=row.superseded_by,
+        qr_version=render.make_qr(row.qr_text).version if row.qr_text else None,
+    )  # fmt: skip
+
+
+def holder_of(person: Person) -> Holder:
+    surnames = " ".join(p for p in (person.first_surname, person.second_surname) if p)
+    return Holder(
+        curp=person.curp, given_names=person.given_names, surnames=surnames,
+        birth_date=person.birth_date, sex=person.sex, nationality=person.nationality,
+        blood_type=person.blood_type, organ_donor=person.organ_donor,
+    )  # fmt: skip
+
+
+def _holder_read(h: Holder) -> HolderRead:
+    return HolderRead(
+        curp=h.curp, given_names=h.given_names, surnames=h.surnames, birth_date=h.birth_date,
+        sex=h.sex, nationality=h.nationality, blood_type=h.blood_type, organ_donor=h.organ_donor,
+    )  # fmt: skip
+
+
+def entitlements(person: Person, on: date) -> list[EntitlementRead]:
+    """Affiliations in force on a day, with the institution's name."""
+    catalog = affiliation_catalog()
+    return [
+        EntitlementRead(
+            institution_code=a.institution_code,
+            institution=(e.short_name if (e := catalog.get(a.institution_code)) else "?"),
+            valid_to=a.valid_to,
+        )
+        for a in person.affiliations
+        if a.status == "active" and a.valid_from <= on and (a.valid_to is None or a.valid_to >= on)
+    ]
+
+
+def _face_thumbnail(data: bytes) -> bytes:
+    """A 48×60 grayscale WebP (about 0.5 KB) for the QR, when configured."""
+    with Image.open(io.BytesIO(data)) as raw:
+        small = raw.convert("L").resize((48, 60), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    small.save(out, "WEBP", quality=30, method=6)
+    return out.getvalue()
+
+
+def _add_years(day: datetime, years: int) -> datetime:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+async def _person(session: AsyncSession, curp: str) -> Person:
+    person = await persons.get_by_curp(session, curp)
+    if person is None:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    return person
+
+
+async def _current(session: AsyncSession, curp: str, *, lock: bool = False) -> Credential | None:
+    stmt = select(Credential).where(
+        Credential.person_curp == curp, Credential.status.not_in(("revoked", "superseded"))
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _event(row: Credential, actor: str, now: datetime, note: str | None) -> CredentialEvent:
+    return CredentialEvent(credential_pk=row.id, at=now, actor=actor, status=row.status, note=note)
+
+
+async def issue(
+    session: AsyncSession,
+    signer: Signer,
+    ring: Keyring,
+    config: CredentialConfig,
+    curp: str,
+    reason: IssueReason,
+    caller: Caller,
+) -> CredentialRead:
+    """Issue a card. A first card is refused when the person already has a current one; a
+    reissue (loss, damage, renewal, changed data) supersedes it in the same transaction."""
+    check_curp(curp)
+    await caller.allow(
+        Permission.CREDENTIAL_ISSUE, "credentials:credential:issue", "credential", person_curp=curp
+    )
+    if caller.principal.role.value == "citizen" and reason is not IssueReason.LOST:
+        raise Forbidden("desde su página, una persona solo puede reponer una tarjeta extraviada")
+    person = await _person(session, curp)
+    now = utcnow()
+    previous = await _current(session, curp, lock=True)
+    if previous is not None and reason is IssueReason.FIRST:
+        raise Conflict(
+            "la persona ya tiene una credencial vigente; para reponerla indique el motivo "
+            "(lost, damaged, renewal o update)"
+        )
+    if previous is None and reason is not IssueReason.FIRST and caller.principal.curp == curp:
+        raise Conflict("no hay una credencial vigente que reponer")
+    sequence = (
+        await session.scalar(
+            select(func.coalesce(func.max(Credential.sequence), 0)).where(
+                Credential.person_curp == curp
+            )
+        )
+        or 0
+    ) + 1
+    raw_id = os.urandom(10)
+    cred_id = credential_id_text(raw_id)
+    face, face_format = None, None
+    if config.qr_face:
+        photo = await photos.stored_photo(session, ring, curp)
+        if photo is not None:
+            face, face_format = _face_thumbnail(photo.data), "webp"
+    claims = CardClaims(
+        issuer=config.issuer, holder=holder_of(person), credential_id=raw_id, sequence=sequence,
+        kind=CardKind.PLASTIC, issued_at=now, not_before=now,
+        expires_at=_add_years(now, config.validity_years), face=face, face_format=face_format,
+    )  # fmt: skip
+    qr_text, kid = await signer.sign_text(to_cbor(claims))
+    if previous is not None:
+        previous.status, previous.superseded_by = "superseded", cred_id
+        previous.status_changed_at, previous.status_changed_by = now, caller.actor
+        previous.digital_active = False
+        session.add(_event(previous, caller.actor, now, f"reposición: {reason.value}"))
+        await session.flush()  # the old card leaves the "current" index before the new enters
+    row = Credential(
+        credential_id=cred_id, person_curp=curp, sequence=sequence, status="issued",
+        digital_active=True, reason=reason.value, kid=kid.hex(), qr_text=qr_text,
+        link_code=base64.b32encode(os.urandom(5)).decode(), issued_at=now,
+        expires_at=claims.expires_at, issued_by=caller.actor, status_changed_at=now,
+        status_changed_by=caller.actor, superseded_by=None,
+    )  # fmt: skip
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:  # another operator issued this person's card at the same moment
+        raise Conflict(
+            "otra expedición para esta persona ocurrió al mismo tiempo; reintente"
+        ) from None
+    session.add(_event(row, caller.actor, now, reason.value))
+    await caller.record(
+        "credentials:credential:issue", "credential", person_curp=curp, subject_id=cred_id,
+        within=session,
+        detail={"sequence": sequence, "reason": reason.value,
+                "supersedes": previous.credential_id if previous else None},
+    )  # fmt: skip
+    return _read(row)
+
+
+async def _gate(caller: Caller, permission: Permission, action: str, subject_id: str) -> None:
+    """Refuse (and record) before any lookup when the role lacks the permission outright,
+    so that a caller without it learns nothing, not even whether the card exists."""
+    if not caller.principal.may(permission):
+        await caller.allow(permission, action, "credential", subject_id=subject_id)
+
+
+async def _by_id(session: AsyncSession, credential_id: str, *, lock: bool = False) -> Credential:
+    if not _CREDENTIAL_ID.fullmatch(credential_id):
+        raise InvalidInput.on("credential_id", "no es un identificador de credencial")
+    stmt = select(Credential).where(Credential.credential_id == credential_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        raise NotFound("no hay ninguna credencial con ese identificador")
+    return row
+
+
+async def list_for_person(session: AsyncSession, curp: str, caller: Caller) -> list[CredentialRead]:
+    check_curp(curp)
+    await caller.allow(
+        Permission.CREDENTIAL_READ, "credentials:credential:list", "credential", person_curp=curp
+    )
+    rows = await session.scalars(
+        select(Credential).where(Credential.person_curp == curp).order_by(Credential.sequence)
+    )
+    found = [_read(r) for r in rows]
+    await caller.record("credentials:credential:list", "credential", person_curp=curp)
+    return found
+
+
+async def change_status(
+    session: AsyncSession, credential_id: str, change: StatusChange, caller: Caller
+) -> CredentialRead:
+    """printed -> ready_for_pickup -> delivered (print shop and module); suspended, active
+    again, revoked (supervisor). Superseded and revoked cards never change again."""
+    target = change.status
+    revoking = target in ("suspended", "revoked", "active")
+    permission = Permission.CREDENTIAL_REVOKE if revoking else Permission.CREDENTIAL_PRINT
+    await _gate(caller, permission, f"credentials:credential:{target}", credential_id)
+    row = await _by_id(session, credential_id, lock=True)
+    await caller.allow(
+        permission, f"credentials:credential:{target}", "credential",
+        person_curp=row.person_curp, subject_id=credential_id,
+    )  # fmt: skip
+    if row.status in ("revoked", "superseded"):
+        raise Conflict(f"la credencial está {row.status}: ya no cambia de estado")
+    now = utcnow()
+    if target == "active":
+        if row.status != "suspended":
+            raise Conflict("solo una credencial suspendida puede reactivarse")
+        last = await session.scalar(
+            select(CredentialEvent.status)
+            .where(CredentialEvent.credential_pk == row.id, CredentialEvent.status != "suspended")
+            .order_by(CredentialEvent.id.desc())
+            .limit(1)
+        )
+        row.status, row.digital_active = last or "issued", True
+    elif target in ("suspended", "revoked"):
+        if target == row.status:
+            raise Conflict(f"la credencial ya está {target}")
+        row.status, row.digital_active = target, False
+    else:
+        if target not in _NEXT.get(row.status, frozenset()):
+            raise Conflict(f"una credencial en estado {row.status} no pasa a {target}")
+        row.status = target
+    row.status_changed_at, row.status_changed_by = now, caller.actor
+    session.add(_event(row, caller.actor, now, change.note))
+    await session.flush()
+    await caller.record(
+        f"credentials:credential:{target}", "credential", person_curp=row.person_curp,
+        subject_id=credential_id, within=session, detail={"status": row.status},
+    )  # fmt: skip
+    return _read(row)
+
+
+async def card_view(
+    session: AsyncSession, ring: Keyring, config: CredentialConfig, row: Credential
+) -> render.CardView:
+    person = await _person(session, row.person_curp)
+    photo = await photos.stored_photo(session, ring, row.person_curp)
+    rights = entitlements(person, today_mx())
+    return render.CardView(
+        given_names=person.given_names,
+        surnames=" ".join(p for p in (person.first_surname, person.second_surname) if p),
+        curp=person.curp, birth_date=person.birth_date,
+        birth_state=STATES.get(person.birth_state, person.birth_state).title(),
+        sex=person.sex, nationality=person.nationality, blood_type=person.blood_type,
+        organ_donor=person.organ_donor, institutions=[e.institution for e in rights],
+        assigned_unit=person.assigned_clues, photo=photo.data if photo else None,
+        signed_qr=row.qr_text, link=link_url(config, row.link_code),
+        credential_id=row.credential_id, sequence=row.sequence, issued_at=row.issued_at,
+        expires_at=row.expires_at,
+    )  # fmt: skip
+
+
+def link_url(config: CredentialConfig, code: str) -> str:
+    """The second QR: a short link with an opaque code, in capitals so the QR can use the
+    compact alphanumeric mode (hosts are case-insensitive; the route takes /U/)."""
+    return f"{config.public_base_url.rstrip('/')}/U/{code}".upper()
+
+
+async def card_image(
+    session: AsyncSession, ring: Keyring, config: CredentialConfig,
+    credential_id: str, side: str, caller: Caller,
+) -> bytes:  # fmt: skip
+    await _gate(caller, Permission.CREDENTIAL_READ, "credentials:card:render", credential_id)
+    row = await _by_id(session, credential_id)
+    await caller.allow(
+        Permission.CREDENTIAL_READ, "credentials:card:render", "credential",
+        person_curp=row.person_curp, subject_id=credential_id,
+    )  # fmt: skip
+    view = await card_view(session, ring, config, row)
+    await caller.record(
+        "credentials:card:render", "credential", person_curp=row.person_curp,
+        subject_id=credential_id, detail={"side": side},
+    )  # fmt: skip
+    return render.card_png(view, side)
+
+
+async def print_file(
+    session: AsyncSession, ring: Keyring, config: CredentialConfig,
+    credential_ids: list[str], caller: Caller,
+) -> bytes:  # fmt: skip
+    """The print file of a batch (PDF, two pages per card); the cards become `printed`.
+    Only current, not yet printed cards go to print."""
+    for c in credential_ids:
+        await _gate(caller, Permission.CREDENTIAL_PRINT, "credentials:card:print", c)
+    rows = [await _by_id(session, c, lock=True) for c in credential_ids]
+    for row in rows:
+        await caller.allow(
+            Permission.CREDENTIAL_PRINT, "credentials:card:print", "credential",
+            person_curp=row.person_curp, subject_id=row.credential_id,
+        )  # fmt: skip
+        if row.status != "issued":
+            raise Conflict(f"la credencial {row.credential_id} está {row.status}, no por imprimir")
+    views = [await card_view(session, ring, config, r) for r in rows]
+    document = render.pdf(views)
+    now = utcnow()
+    for row in rows:
+        row.status, row.status_changed_at, row.status_changed_by = "printed", now, caller.actor
+        session.add(_event(row, caller.actor, now, f"lote de {len(rows)}"))
+    await session.flush()
+    for row in rows:
+        await caller.record(
+            "credentials:card:print", "credential", person_curp=row.person_curp,
+            subject_id=row.credential_id, within=session,
+        )  # fmt: skip
+    return document
+
+
+async def digital_card(
+    session: AsyncSession, signer: Signer, config: CredentialConfig, caller: Caller
+) -> DigitalCardRead:
+    """The citizen's digital card: signed now, with the entitlement in force now."""
+    curp = caller.principal.curp
+    if curp is None:
+        raise Forbidden("la credencial digital es de la persona que inicia sesión")
+    await caller.allow(
+        Permission.CREDENTIAL_READ, "credentials:digital:refresh", "credential", person_curp=curp
+    )
+    row = await _current(session, curp)
+    if row is None or not row.digital_active:
+        raise NotFound("no tiene una credencial digital activa")
+    person = await _person(session, curp)
+    now = utcnow()
+    rights = entitlements(person, today_mx())
+    expires = min(now + timedelta(hours=config.statement_hours), row.expires_at)
+    claims = CardClaims(
+        issuer=config.issuer, holder=holder_of(person),
+        credential_id=_raw_id(row.credential_id), sequence=row.sequence, kind=CardKind.DIGITAL,
+        issued_at=now, not_before=now, expires_at=expires,
+        entitlement=Entitlement(now, tuple(e.institution_code for e in rights),
+                                person.assigned_clues),
+    )  # fmt: skip
+    text, _ = await signer.sign_text(to_cbor(claims))
+    await caller.record(
+        "credentials:digital:refresh", "credential", person_curp=curp,
+        subject_id=row.credential_id,
+    )  # fmt: skip
+    return DigitalCardRead(
+        credential_id=row.credential_id, sequence=row.sequence, qr=text,
+        qr_svg=render.make_qr(text).svg_inline(scale=4, border=4),
+        statement_as_of=now, expires_at=expires, holder=_holder_read(claims.holder),
+        entitlements=rights, assigned_clues=person.assigned_clues,
+        link=link_url(config, row.link_code),
+    )  # fmt: skip
+
+
+def _raw_id(text: str) -> bytes:
+    return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
+
+
+async def _card_state(
+    session: AsyncSession, verified: Verified
+) -> tuple[CardState, Credential | None]:
+    c = verified.claims
+    row = (
+        await session.execute(
+            select(Credential).where(
+                Credential.credential_id == credential_id_text(c.credential_id)
+            )
+        )
+    ).scalar_one_or_none()
+    if row is None or row.person_curp != c.holder.curp or row.sequence != c.sequence:
+        return "unknown", None
+    if row.status in CURRENT:
+        if c.kind is CardKind.DIGITAL and not row.digital_active:
+            return "suspended", row
+        return "current", row
+    return row.status, row  # type: ignore[return-value]
+
+
+def _invalid(failure: VerificationFailed) -> ValidationRead:
+    return ValidationRead(
+        verdict="invalid", reason=failure.reason.value, message=failure.message, card=None,
+        kind=None, credential_id=None, sequence=None, expires_at=None, statement_as_of=None,
+        holder=None, photo=None, entitlements=[], assigned_clues=None,
+    )  # fmt: skip
+
+
+async def validate(
+    session: AsyncSession, keys: KeySet, ring: Keyring, text: str, caller: Caller
+) -> ValidationRead:
+    """Reception: verify the scanned QR, then answer from the registry what the card cannot
+    say. Every validation is audited, refused ones too. The input is a signed card, so the
+    answer cannot be used to look up a CURP nobody holds a card for."""
+    await caller.allow(Permission.CREDENTIAL_VALIDATE, "credentials:card:validate", "credential")
+    try:
+        verified = verify(text, keys)
+    except VerificationFailed as failure:
+        await caller.record(
+            "credentials:card:validate", "credential", outcome="denied",
+            detail={"reason": failure.reason.value},
+        )  # fmt: skip
+        return _invalid(failure)
+    c = verified.claims
+    curp = c.holder.curp
+    state, _ = await _card_state(session, verified)
+    person = await persons.get_by_curp(session, curp)
+    photo = await photos.stored_photo(session, ring, curp) if person else None
+    as_of = c.entitlement.as_of if c.entitlement else None
+    valid = state == "current"
+    verdict = ("valid_as_of" if c.kind is CardKind.DIGITAL else "valid") if valid else "invalid"
+    message = (
+        "Credencial válida: coteje la fotografía con la persona."
+        if valid
+        else STATUS_MESSAGES[state]
+    )
+    await caller.record(
+        "credentials:card:validate", "credential", person_curp=curp,
+        subject_id=credential_id_text(c.credential_id),
+        outcome="success" if valid else "denied", detail={"card": state},
+    )  # fmt: skip
+    return ValidationRead(
+        verdict=verdict, reason=None if valid else state, message=message, card=state,
+        kind="digital" if c.kind is CardKind.DIGITAL else "plastic",
+        credential_id=credential_id_text(c.credential_id), sequence=c.sequence,
+        expires_at=c.expires_at, statement_as_of=as_of, holder=_holder_read(c.holder),
+        photo=(f"data:{photo.media_type};base64,{base64.b64encode(photo.data).decode()}"
+               if photo else None),
+        entitlements=entitlements(person, today_mx()) if person else [],
+        assigned_clues=person.assigned_clues if person else None,
+    )  # fmt: skip
+
+
+async def public_validate(session: AsyncSession, keys: KeySet, text: str) -> PublicValidationRead:
+    """Anyone: valid or not and whether the card is current; nothing personal, not audited
+    per person (there is no caller), rate-limited by the adapter."""
+    try:
+        verified = verify(text, keys)
+    except VerificationFailed as failure:
+        return PublicValidationRead(
+            verdict="invalid", reason=failure.reason.value, message=failure.message, card=None
+        )
+    state, _ = await _card_state(session, verified)
+    if state == "current":
+        verdict = "valid_as_of" if verified.claims.kind is CardKind.DIGITAL else "valid"
+        return PublicValidationRead(
+            verdict=verdict, reason=None, message="Credencial válida y vigente.", card="current"
+        )
+    return PublicValidationRead(
+        verdict="invalid", reason=state, message=STATUS_MESSAGES[state],
+        card="unknown" if state == "unknown" else "not_current",
+    )  # fmt: skip
+
+
+async def link_target(session: AsyncSession, code: str) -> tuple[list[int], Person | None]:
+    """The second QR's page: the holder's institutions in force and the person (for the
+    registered address). The page shows units only, never who the holder is."""
+    if not re.fullmatch(r"[A-Z2-7]{8}", code.upper()):
+        raise NotFound("enlace desconocido")
+    row = await session.scalar(select(Credential).where(Credential.link_code == code.upper()))
+    if row is None or row.status not in CURRENT:
+        raise NotFound("enlace desconocido o de una credencial que ya no es vigente")
+    person = await persons.get_by_curp(session, row.person_curp)
+    if person is None:
+        raise NotFound("enlace desconocido")
+    return [e.institution_code for e in entitlements(person, today_mx())], person
+
+
+async def rotate_key(session: AsyncSession, ring: Keyring, alg: int, caller: Caller) -> str:
+    """Retire the key in service and put a new one in service (audited)."""
+    await caller.allow(Permission.SIGNING_KEY_MANAGE, "credentials:key:rotate", "signing_key")
+    kid = await signing.rotate(session, ring, caller.actor, alg)
+    await caller.record(
+        "credentials:key:rotate", "signing_key", subject_id=kid, within=session,
+        detail={"alg": alg},
+    )  # fmt: skip
+    return kid

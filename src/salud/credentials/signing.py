@@ -1,0 +1,210 @@
+"""Signing keys: generation, rotation, withdrawal, and the signer the app holds.
+
+Private keys are sealed at rest under the KEK (kit/sealing.py, associated data binds each to
+its kid) and opened only in the signing process. Rotation retires the key in service (its
+`valid_to` is set, it stays published) and puts a new one in service, in one transaction.
+Cards are issued with python-cwt (COSE_Sign1, RFC 9052): the key id goes in the protected
+header as the spec asks, and nothing else is added to the headers."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import base45
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cwt import COSE, COSEKey
+from cwt.cose_key_interface import COSEKeyInterface
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.credentials.keyset import ALG_EDDSA, ALG_ES256, KeySet, PublicKey
+from salud.credentials.models import SigningKey
+from salud.errors import Conflict, NotFound
+from salud.kit.clock import utcnow
+from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
+
+CACHE_SECONDS = 30.0  # how soon a rotation made by another process is seen
+
+
+def _associated(kid: str) -> bytes:
+    return b"signing-key:" + kid.encode()
+
+
+def _new_key(alg: int) -> tuple[bytes, bytes]:
+    """(public, private) raw bytes: Ed25519 32+32, or P-256 SEC1 point + 32-byte scalar."""
+    if alg == ALG_EDDSA:
+        priv = ed25519.Ed25519PrivateKey.generate()
+        raw = priv.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        pub = priv.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        return pub, raw
+    ec_priv = ec.generate_private_key(ec.SECP256R1())
+    point = ec_priv.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return point, ec_priv.private_numbers().private_value.to_bytes(32, "big")
+
+
+def kid_of(public: bytes) -> bytes:
+    """8 bytes of the public key's SHA-256: short (the QR carries it), stable, collision-safe
+    for the handful of keys an issuer ever has."""
+    return hashlib.sha256(public).digest()[:8]
+
+
+def _public(row: SigningKey) -> PublicKey:
+    return PublicKey(
+        kid=bytes.fromhex(row.kid), alg=row.alg, public=row.public_key,
+        valid_from=row.valid_from, valid_to=row.valid_to,
+    )  # fmt: skip
+
+
+async def rotate(session: AsyncSession, ring: Keyring, actor: str, alg: int = ALG_EDDSA) -> str:
+    """Retire the key in service (if any) and put a new one in service; the new kid (hex)."""
+    if alg not in (ALG_EDDSA, ALG_ES256):
+        raise ValueError("alg must be -8 (EdDSA) or -7 (ES256)")
+    now = utcnow().replace(microsecond=0)  # published windows are whole seconds
+    for row in await session.scalars(
+        select(SigningKey).where(SigningKey.valid_to.is_(None)).with_for_update()
+    ):
+        row.valid_to = now
+    public, private = _new_key(alg)
+    kid = kid_of(public).hex()
+    session.add(
+        SigningKey(
+            kid=kid,
+            alg=alg,
+            public_key=public,
+            private_key_sealed=seal(private, ring, _associated(kid)),
+            valid_from=now,
+            valid_to=None,
+            withdrawn_at=None,
+            created_by=actor,
+        )
+    )
+    await session.flush()
+    return kid
+
+
+async def withdraw(session: AsyncSession, kid: str) -> None:
+    """A compromised key: unpublished at once; every card it signed stops verifying."""
+    row = await session.scalar(select(SigningKey).where(SigningKey.kid == kid))
+    if row is None:
+        raise NotFound(f"no hay ninguna llave «{kid}»")
+    row.withdrawn_at = utcnow()
+    if row.valid_to is None:
+        row.valid_to = row.withdrawn_at
+    await session.flush()
+
+
+async def rewrap_keys(session: AsyncSession, ring: Keyring) -> int:
+    """Re-wrap every sealed private key under the current KEK (after a KEK rotation)."""
+    moved = 0
+    for row in await session.scalars(select(SigningKey)):
+        new = rewrap(row.private_key_sealed, ring)
+        if new != row.private_key_sealed:
+            row.private_key_sealed = new
+            moved += 1
+    await session.flush()
+    return moved
+
+
+async def published(session: AsyncSession) -> KeySet:
+    """Every key not withdrawn, current and retired, with its validity window."""
+    rows = await session.scalars(
+        select(SigningKey).where(SigningKey.withdrawn_at.is_(None)).order_by(SigningKey.id)
+    )
+    return KeySet(_public(r) for r in rows)
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveKey:
+    kid: bytes
+    alg: int
+    cose_key: COSEKeyInterface
+
+
+def _cose_key(row: SigningKey, private: bytes) -> COSEKeyInterface:
+    kid = bytes.fromhex(row.kid)
+    if row.alg == ALG_EDDSA:
+        params = {1: 1, -1: 6, -2: row.public_key, -4: private, 2: kid, 3: ALG_EDDSA}
+    else:
+        x, y = row.public_key[1:33], row.public_key[33:65]
+        params = {1: 2, -1: 1, -2: x, -3: y, -4: private, 2: kid, 3: ALG_ES256}
+    return COSEKey.new(params)
+
+
+def pack(cose: bytes) -> str:
+    """COSE bytes -> the QR text: zlib (level 9), then Base45 (RFC 9285)."""
+    text: str = base45.b45encode(zlib.compress(cose, 9)).decode("ascii")
+    return text
+
+
+class Signer:
+    """Signs claim sets with the key in service; also serves the published key set. Both
+    are cached briefly, so a rotation made by another process is picked up within
+    CACHE_SECONDS."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ring: Keyring) -> None:
+        self._sessions = sessions
+        self._ring = ring
+        self._cose = COSE.new()
+        self._active: tuple[float, ActiveKey] | None = None
+        self._keys: tuple[float, KeySet] | None = None
+
+    def forget(self) -> None:
+        self._active = self._keys = None
+
+    async def active(self) -> ActiveKey:
+        cached = self._active
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(SigningKey)
+                .where(SigningKey.valid_to.is_(None), SigningKey.withdrawn_at.is_(None))
+                .order_by(SigningKey.id.desc())
+                .limit(1)
+            )
+        if row is None:
+            raise Conflict(
+                "no hay llave de firma en servicio: ejecute `salud credentials rotate-key`"
+            )
+        private = open_sealed(row.private_key_sealed, self._ring, _associated(row.kid))
+        key = ActiveKey(bytes.fromhex(row.kid), row.alg, _cose_key(row, private))
+        self._active = (time.monotonic(), key)
+        return key
+
+    async def keys(self) -> KeySet:
+        cached = self._keys
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        async with self._sessions() as session:
+            found = await published(session)
+        self._keys = (time.monotonic(), found)
+        return found
+
+    def sign(self, key: ActiveKey, claims_cbor: bytes) -> bytes:
+        """COSE_Sign1 (tag 18) over the CWT claims, kid in the protected header."""
+        encoded = self._cose.encode(
+            claims_cbor, key.cose_key, protected={1: key.alg, 4: key.kid}, unprotected={}
+        )
+        assert isinstance(encoded, bytes)
+        return encoded
+
+    async def sign_text(self, claims_cbor: bytes) -> tuple[str, bytes]:
+        """The QR text for a claim set, and the kid that signed it."""
+        key = await self.active()
+        return pack(self.sign(key, claims_cbor)), key.kid
+
+
+__all__ = ["Signer", "datetime", "pack", "published", "rewrap_keys", "rotate", "withdraw"]

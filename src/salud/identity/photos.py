@@ -1,0 +1,99 @@
+"""The person's photo: checked (format, size, dimensions), sealed at rest, read for the card
+and for the face-to-face check at reception."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.errors import InvalidInput, NotFound
+from salud.identity import repository
+from salud.identity.models import PersonPhoto
+from salud.kit.clock import utcnow
+from salud.kit.sealing import Keyring, open_sealed, seal
+
+MAX_BYTES = 2_000_000
+MIN_SIDE, MAX_SIDE = 240, 4000
+_MEDIA = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    data: bytes
+    media_type: str
+    width: int
+    height: int
+
+
+def check_photo(data: bytes) -> Photo:
+    """A JPEG, PNG or WebP of reasonable size, portrait or square, or InvalidInput."""
+    if not data:
+        raise InvalidInput.on("photo", "está vacía")
+    if len(data) > MAX_BYTES:
+        raise InvalidInput.on("photo", f"pesa más de {MAX_BYTES // 1_000_000} MB")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise InvalidInput.on("photo", "no es una imagen JPEG, PNG o WebP legible") from None
+    if kind not in _MEDIA:
+        raise InvalidInput.on("photo", f"formato {kind} no admitido (JPEG, PNG o WebP)")
+    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
+        raise InvalidInput.on(
+            "photo", f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px"
+        )
+    if width > height * 1.1:
+        raise InvalidInput.on("photo", "debe ser vertical o cuadrada (retrato)")
+    return Photo(data, _MEDIA[kind], width, height)
+
+
+def _associated(curp: str) -> bytes:
+    return b"person-photo:" + curp.encode()
+
+
+async def put_photo(
+    session: AsyncSession, ring: Keyring, curp: str, data: bytes, caller: Caller
+) -> int:
+    """Store (or replace) the photo; its new version. Audited in the same transaction."""
+    await caller.allow(Permission.PERSON_UPDATE, "identity:photo:update", "photo", person_curp=curp)
+    photo = check_photo(data)
+    if not await repository.curp_exists(session, curp):
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    row = await session.scalar(
+        select(PersonPhoto).where(PersonPhoto.person_curp == curp).with_for_update()
+    )
+    sealed = seal(photo.data, ring, _associated(curp))
+    now = utcnow()
+    if row is None:
+        row = PersonPhoto(person_curp=curp, version=1)
+        session.add(row)
+    else:
+        row.version += 1
+    row.image_sealed, row.media_type = sealed, photo.media_type
+    row.width, row.height = photo.width, photo.height
+    row.updated_at, row.updated_by = now, caller.actor
+    await session.flush()
+    await caller.record(
+        "identity:photo:update", "photo", person_curp=curp, within=session,
+        detail={"version": row.version, "bytes": len(data)},
+    )  # fmt: skip
+    return row.version
+
+
+async def stored_photo(session: AsyncSession, ring: Keyring, curp: str) -> Photo | None:
+    """The photo, opened (no access check: callers are services that already checked and
+    audited the access they serve it for)."""
+    row = await session.scalar(select(PersonPhoto).where(PersonPhoto.person_curp == curp))
+    if row is None:
+        return None
+    data = open_sealed(row.image_sealed, ring, _associated(curp))
+    return Photo(data, row.media_type, row.width, row.height)

@@ -1,0 +1,322 @@
+"""The credential end to end over the API: issue, render, scan the rendered card (zxing-cpp),
+verify with the published keys, validate at reception, reissue, revoke, rotate keys."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from typing import Any
+
+import claim169
+import httpx
+import pypdfium2
+import pytest
+import zxingcpp
+from PIL import Image
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.permissions import Role
+from salud.credentials.keyset import KeySet
+from salud.credentials.verify import offline_verdict, verify
+from salud.identity.synth import synthetic_face
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+
+pytestmark = [pytest.mark.db, pytest.mark.usefixtures("signing_key")]
+
+
+def scan(image: Image.Image) -> list[str]:
+    """Every QR zxing-cpp finds in the image, as text."""
+    return [
+        r.text for r in zxingcpp.read_barcodes(image) if r.format == zxingcpp.BarcodeFormat.QRCode
+    ]
+
+
+def signed_qr_of(image: Image.Image) -> str:
+    found = [t for t in scan(image) if not t.startswith("HTTP")]
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def registered(client: httpx.AsyncClient, **kw: Any) -> dict[str, Any]:
+    doc = person_doc(**kw)
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    photo = await client.put(
+        f"/api/v1/persons/{doc['curp']}/photo", content=synthetic_face(7),
+        headers={"Content-Type": "image/jpeg"},
+    )  # fmt: skip
+    assert photo.status_code == 204, photo.text
+    return doc
+
+
+async def issued(client: httpx.AsyncClient, curp: str, reason: str = "first") -> dict[str, Any]:
+    answer = await client.post(f"/api/v1/persons/{curp}/credentials", json={"reason": reason})
+    assert answer.status_code == 201, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def back_of(client: httpx.AsyncClient, credential_id: str) -> Image.Image:
+    answer = await client.get(f"/api/v1/credentials/{credential_id}/card/back")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "image/png"
+    return Image.open(io.BytesIO(answer.content))
+
+
+async def published(client: httpx.AsyncClient) -> KeySet:
+    jwks = KeySet.from_jwks((await client.get("/.well-known/jwks.json")).json())
+    cose = await client.get("/.well-known/cose-keys")
+    assert cose.headers["content-type"] == "application/cose-key-set"
+    assert KeySet.from_cose(cose.content).keys == jwks.keys
+    return jwks
+
+
+async def validate(client: httpx.AsyncClient, token_for: TokenFor, qr: str) -> dict[str, Any]:
+    answer = await client.post(
+        "/api/v1/credentials/validate", json={"qr": qr}, headers=token_for(Role.VERIFIER)
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def test_a_printed_card_scans_verifies_and_validates(
+    client: httpx.AsyncClient, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    assert card["status"] == "issued"
+    assert card["digital_active"]
+    assert card["sequence"] == 1
+    front = await client.get(f"/api/v1/credentials/{card['credential_id']}/card/front")
+    assert Image.open(io.BytesIO(front.content)).size == (1011, 638)
+    back = await back_of(client, card["credential_id"])
+    assert back.size == (1011, 638)
+    texts = scan(back)
+    assert len(texts) == 2, texts
+    qr = signed_qr_of(back)
+    link = next(t for t in texts if t.startswith("HTTP"))
+    assert "/U/" in link
+    assert doc["curp"] not in link
+    keys = await published(client)
+    verified = verify(qr, keys)
+    assert verified.claims.holder.curp == doc["curp"]
+    assert verified.claims.sequence == 1
+    assert offline_verdict(verified) == ("valid", None)
+    # An independent implementation verifies it with the published key.
+    public = next(iter(keys.keys.values())).public
+    assert claim169.decode_with_ed25519(qr, public).claim169.id == doc["curp"]
+
+    answer = await validate(client, token_for, qr)
+    assert answer["verdict"] == "valid"
+    assert answer["card"] == "current", answer
+    assert answer["holder"]["curp"] == doc["curp"]
+    assert answer["photo"].startswith("data:image/jpeg;base64,")
+    assert [e["institution_code"] for e in answer["entitlements"]] == [
+        a["institution_code"] for a in doc["affiliations"]
+    ]
+    # The validation is in the person's "who looked at my data" view.
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    log = await client.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)
+    assert log.status_code == 200, log.text
+    assert any(e["action"] == "credentials:card:validate" for e in log.json()["items"])
+
+    # The print file: two pages per card; its back page scans to the same QR.
+    pdf = await client.post(
+        "/api/v1/credentials/print-file", json={"credential_ids": [card["credential_id"]]}
+    )
+    assert pdf.status_code == 200
+    assert pdf.headers["content-type"] == "application/pdf"
+    document = pypdfium2.PdfDocument(pdf.content)
+    assert len(document) == 2
+    width, height = document[1].get_size()
+    assert round(width / 72 * 25.4, 1) == 85.6
+    assert round(height / 72 * 25.4, 1) == 54.0
+    page = document[1].render(scale=300 / 72).to_pil()
+    assert signed_qr_of(page) == qr
+    listed = (await client.get(f"/api/v1/persons/{doc['curp']}/credentials")).json()
+    assert listed[0]["status"] == "printed"
+    # Photos are sealed at rest: no JPEG in the table.
+    async with sessions() as session:
+        stored = (await session.execute(text("SELECT image_sealed FROM person_photos"))).scalar()
+    assert stored is not None
+    assert b"\xff\xd8\xff" not in bytes(stored)[:64]
+
+
+async def test_reissue_after_loss_voids_every_earlier_card(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = await registered(client)
+    first = await issued(client, doc["curp"])
+    old_qr = signed_qr_of(await back_of(client, first["credential_id"]))
+    again = await client.post(f"/api/v1/persons/{doc['curp']}/credentials", json={})
+    assert again.status_code == 409
+    second = await issued(client, doc["curp"], "lost")
+    assert second["sequence"] == 2
+    third = await issued(client, doc["curp"], "damaged")
+    new_qr = signed_qr_of(await back_of(client, third["credential_id"]))
+    old = await validate(client, token_for, old_qr)
+    assert old["verdict"] == "invalid"
+    assert old["card"] == "superseded"
+    assert old["reason"] == "superseded"
+    assert (await validate(client, token_for, new_qr))["verdict"] == "valid"
+    listed = (await client.get(f"/api/v1/persons/{doc['curp']}/credentials")).json()
+    assert [c["status"] for c in listed] == ["superseded", "superseded", "issued"]
+    assert listed[0]["superseded_by"] == second["credential_id"]
+
+
+async def test_life_cycle_suspension_and_revocation(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    qr = signed_qr_of(await back_of(client, card["credential_id"]))
+    url = f"/api/v1/credentials/{card['credential_id']}/status"
+    skip = await client.post(url, json={"status": "delivered"})
+    assert skip.status_code == 409
+    assert "issued" in skip.json()["detail"]
+    for step in ("printed", "ready_for_pickup", "delivered"):
+        answer = await client.post(url, json={"status": step})
+        assert answer.status_code == 200
+        assert answer.json()["status"] == step
+    operator = token_for(Role.REGISTRATION_OPERATOR)
+    denied = await client.post(url, json={"status": "suspended"}, headers=operator)
+    assert denied.status_code == 403
+    assert (await client.post(url, json={"status": "suspended"})).json()["status"] == "suspended"
+    answer = await validate(client, token_for, qr)
+    assert answer["verdict"] == "invalid"
+    assert answer["card"] == "suspended"
+    back = await client.post(url, json={"status": "active"})
+    assert back.json()["status"] == "delivered"
+    assert (await validate(client, token_for, qr))["verdict"] == "valid"
+    assert (await client.post(url, json={"status": "revoked", "note": "fraude"})).status_code == 200
+    assert (await validate(client, token_for, qr))["card"] == "revoked"
+    final = await client.post(url, json={"status": "active"})
+    assert final.status_code == 409
+
+
+async def test_public_validation_says_only_valid_and_current(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    qr = signed_qr_of(await back_of(client, card["credential_id"]))
+    answer = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": qr})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "verdict": "valid", "reason": None, "message": "Credencial válida y vigente.",
+        "card": "current",
+    }  # fmt: skip
+    assert doc["curp"] not in answer.text
+    assert doc["given_names"] not in answer.text
+    tampered = qr[:-3] + ("A" if qr[-3] != "A" else "B") + qr[-2:]
+    refused = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": tampered})
+    assert refused.json()["verdict"] == "invalid"
+    empty = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": ""})
+    assert empty.status_code == 422
+    assert "qr" in empty.text
+    codes = [
+        (await anonymous.post("/api/v1/public/credentials/validate", json={"qr": "X"})).status_code
+        for _ in range(70)
+    ]
+    assert 429 in codes
+
+
+async def test_the_digital_card_carries_a_fresh_entitlement_statement(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = await registered(client)
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    none_yet = await anonymous.get("/api/v1/me/digital-card", headers=me)
+    assert none_yet.status_code == 404
+    card = await issued(client, doc["curp"])
+    answer = await anonymous.get("/api/v1/me/digital-card", headers=me)
+    assert answer.status_code == 200, answer.text
+    digital = answer.json()
+    assert digital["credential_id"] == card["credential_id"]
+    assert digital["qr_svg"].startswith("<svg")
+    keys = await published(anonymous)
+    verified = verify(digital["qr"], keys)
+    verdict, as_of = offline_verdict(verified)
+    assert verdict == "valid_as_of"
+    assert as_of is not None
+    assert abs((as_of - datetime.now(UTC)).total_seconds()) < 60
+    assert verified.claims.entitlement is not None
+    assert list(verified.claims.entitlement.institutions) == [
+        a["institution_code"] for a in doc["affiliations"]
+    ]
+    online = await validate(anonymous, token_for, digital["qr"])
+    assert online["verdict"] == "valid_as_of"
+    assert online["kind"] == "digital"
+    # Lost card reported from the citizen's own page: the old digital card stops too.
+    assert (await anonymous.post(
+        f"/api/v1/persons/{doc['curp']}/credentials", json={"reason": "renewal"}, headers=me
+    )).status_code == 403  # fmt: skip
+    lost = await anonymous.post(
+        f"/api/v1/persons/{doc['curp']}/credentials", json={"reason": "lost"}, headers=me
+    )
+    assert lost.status_code == 201
+    assert (await validate(anonymous, token_for, digital["qr"]))["card"] == "superseded"
+    other = person_doc()
+    theirs = await anonymous.post(
+        f"/api/v1/persons/{other['curp']}/credentials", json={"reason": "lost"}, headers=me
+    )
+    assert theirs.status_code == 403
+
+
+async def test_key_rotation_leaves_old_cards_verifiable(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc, other = await registered(client), await registered(client)
+    old = signed_qr_of(await back_of(client, (await issued(client, doc["curp"]))["credential_id"]))
+    admin = token_for(Role.SYSTEM_ADMIN)
+    assert (await client.post("/api/v1/signing-keys/rotate", json={})).status_code == 403
+    rotated = await client.post("/api/v1/signing-keys/rotate", json={}, headers=admin)
+    assert rotated.status_code == 201, rotated.text
+    new = signed_qr_of(
+        await back_of(client, (await issued(client, other["curp"]))["credential_id"])
+    )
+    keys = await published(client)
+    assert len(keys.keys) == 2
+    assert sorted(k.valid_to is None for k in keys.keys.values()) == [False, True]
+    assert verify(old, keys).key.kid != verify(new, keys).key.kid
+    for qr in (old, new):
+        assert (await validate(client, token_for, qr))["verdict"] == "valid"
+
+
+async def test_bad_photos_are_refused_with_the_reason(client: httpx.AsyncClient) -> None:
+    doc = person_doc()
+    await client.post("/api/v1/persons", json=doc)
+    url = f"/api/v1/persons/{doc['curp']}/photo"
+    for content, words in (
+        (b"", "vacía"),
+        (b"not an image", "legible"),
+        (_png(100, 100), "240"),
+        (_png(800, 400), "vertical"),
+    ):
+        answer = await client.put(url, content=content, headers={"Content-Type": "image/png"})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["field"] == "photo"
+        assert words in answer.text
+
+
+def _png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), "white").save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.postgresql
+async def test_two_operators_issuing_at_once_yield_one_current_card(
+    client: httpx.AsyncClient,
+) -> None:
+    import asyncio
+
+    doc = await registered(client)
+    answers = await asyncio.gather(
+        *(client.post(f"/api/v1/persons/{doc['curp']}/credentials", json={}) for _ in range(4))
+    )
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    listed = (await client.get(f"/api/v1/persons/{doc['curp']}/credentials")).json()
+    assert [c["status"] for c in listed] == ["issued"]

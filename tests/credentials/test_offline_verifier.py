@@ -1,0 +1,188 @@
+"""The offline verifier: every failure has its own reason; independent implementations
+(python-cwt, the claim169 package) agree with ours on the same cards."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import date, timedelta
+
+import base45
+import cbor2
+import claim169
+import pytest
+from cwt import COSE, COSEKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from salud.credentials.claims import CardKind, credential_id_bytes, credential_id_text, to_cbor
+from salud.credentials.keyset import ALG_ES256, KeySet
+from salud.credentials.signing import pack
+from salud.credentials.verify import Reason, VerificationFailed, offline_verdict, verify
+from tests.credentials.keys import NOW, card_text, claims, digital, holder, keyset, make_key, sign
+
+
+def reason_of(text: str, keys: KeySet, **kw: object) -> Reason:
+    with pytest.raises(VerificationFailed) as caught:
+        verify(text, keys, **kw)  # type: ignore[arg-type]
+    return caught.value.reason
+
+
+def test_a_card_verifies_and_reads_back_every_field() -> None:
+    key, public = make_key()
+    text = card_text(key)
+    verified = verify(text, keyset(public), now=NOW)
+    assert verified.claims == claims()
+    assert verified.key.kid == key.kid
+    assert offline_verdict(verified) == ("valid", None)
+    assert set(text) <= set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
+
+
+def test_a_digital_card_is_valid_as_of_its_statement() -> None:
+    key, public = make_key()
+    verified = verify(card_text(key, digital()), keyset(public), now=NOW + timedelta(hours=2))
+    assert offline_verdict(verified) == ("valid_as_of", NOW)
+    assert verified.claims.entitlement is not None
+    assert verified.claims.entitlement.institutions == (2, 3)
+    # Past its hours, the statement is no longer valid offline.
+    assert reason_of(card_text(key, digital()), keyset(public), now=NOW + timedelta(hours=13)) is (
+        Reason.EXPIRED
+    )
+
+
+def test_es256_cards_verify_too() -> None:
+    key, public = make_key(ALG_ES256)
+    assert verify(card_text(key), keyset(public), now=NOW).claims == claims()
+
+
+def test_each_failure_has_its_reason() -> None:
+    key, public = make_key()
+    keys = keyset(public)
+    good = card_text(key)
+    cose = zlib.decompress(base45.b45decode(good))
+    assert reason_of("hola, no soy un QR", keys) is Reason.NOT_BASE45
+    assert reason_of(base45.b45encode(b"\x01\x02\x03plain").decode(), keys) is Reason.NOT_ZLIB
+    assert reason_of(pack(b"\xff\xfe not cbor at all"), keys) is Reason.NOT_COSE
+    assert reason_of(pack(cbor2.dumps({"a": 1})), keys) is Reason.NOT_COSE
+    assert reason_of(good[: len(good) // 2], keys) in {Reason.NOT_BASE45, Reason.NOT_ZLIB}
+    other, _ = make_key()
+    assert reason_of(card_text(other), keys) is Reason.UNKNOWN_KEY
+    # Same kid, other private key: a forgery.
+    forger, _ = make_key()
+    forged = sign(type(key)(key.kid, key.alg, forger.cose_key), to_cbor(claims()))
+    assert reason_of(forged, keys) is Reason.BAD_SIGNATURE
+    # A changed claim under the original signature.
+    item = cbor2.loads(cose)
+    payload = cbor2.loads(item.value[2])
+    payload[169][1] = "XXXX850315HHGRRN09"
+    item.value[2] = cbor2.dumps(payload)
+    assert reason_of(pack(cbor2.dumps(item)), keys) is Reason.BAD_SIGNATURE
+    expired = claims(expires_at=NOW - timedelta(days=1), issued_at=NOW - timedelta(days=9))
+    assert reason_of(card_text(key, expired), keys, now=NOW) is Reason.EXPIRED
+    early = claims(not_before=NOW + timedelta(days=1))
+    assert reason_of(card_text(key, early), keys, now=NOW) is Reason.NOT_YET_VALID
+    no_identity = cbor2.dumps({1: "https://x", 4: 2_000_000_000, 6: 1_700_000_000})
+    assert reason_of(sign(key, no_identity), keys, now=NOW) is Reason.MALFORMED_CLAIMS
+    bad_birth = cbor2.loads(to_cbor(claims()))
+    bad_birth[169][8] = "19851315"
+    assert reason_of(sign(key, cbor2.dumps(bad_birth)), keys, now=NOW) is Reason.MALFORMED_CLAIMS
+
+
+def test_a_retired_key_still_verifies_its_cards_but_not_later_ones() -> None:
+    old_key, old_public = make_key(valid_to=NOW)
+    new_key, new_public = make_key(valid_from=NOW)
+    keys = keyset(old_public, new_public)
+    before = card_text(old_key, claims(issued_at=NOW - timedelta(days=30)))
+    assert verify(before, keys, now=NOW + timedelta(days=400)).key.kid == old_key.kid
+    assert verify(card_text(new_key), keys, now=NOW).key.kid == new_key.kid
+    # A card "issued" after the old key was retired is refused (a stolen retired key).
+    late = card_text(old_key, claims(issued_at=NOW + timedelta(days=2)))
+    assert reason_of(late, keys, now=NOW + timedelta(days=3)) is Reason.UNKNOWN_KEY
+
+
+def test_key_sets_round_trip_through_cose_and_jwks() -> None:
+    _, ed = make_key(valid_to=NOW)
+    _, es = make_key(ALG_ES256)
+    keys = keyset(ed, es)
+    assert KeySet.from_cose(keys.to_cose()).keys == keys.keys
+    assert KeySet.from_jwks(keys.to_jwks()).keys == keys.keys
+
+
+def test_python_cwt_and_claim169_read_our_card() -> None:
+    key, public = make_key()
+    text = card_text(key, claims(expires_at=NOW + timedelta(days=36500)))
+    cose = zlib.decompress(base45.b45decode(text))
+    verifier = COSEKey.new({1: 1, -1: 6, -2: public.public, 2: key.kid, 3: -8})
+    payload = cbor2.loads(COSE.new().decode(cose, verifier))
+    assert payload[169][1] == "PEGJ850315HHGRRN09"
+    decoded = claim169.decode_with_ed25519(text, public.public, validate_timestamps=False)
+    assert decoded.is_verified()
+    assert decoded.claim169.id == "PEGJ850315HHGRRN09"
+    assert decoded.claim169.full_name == "JUANA PÉREZ DE LA CRUZ"
+    assert decoded.claim169.date_of_birth in {"19850315", "1985-03-15"}
+    assert decoded.claim169.gender == 2
+    assert decoded.claim169.country_of_issuance == "MX"
+    assert decoded.detected_compression == "zlib"
+    # And it refuses the card under another key.
+    _, other = make_key()
+    with pytest.raises(claim169.Claim169Exception):
+        claim169.decode_with_ed25519(text, other.public, validate_timestamps=False)
+
+
+def test_credential_ids_round_trip() -> None:
+    raw = bytes(range(10, 20))
+    assert credential_id_bytes(credential_id_text(raw)) == raw
+    assert len(credential_id_text(raw)) == 16
+
+
+_names = st.text(
+    alphabet=st.sampled_from("ABCDEFGHIJKLMNÑOPQRSTUVWXYZÁÉÍÓÚÜ '-."), min_size=1, max_size=40
+).filter(lambda s: s.strip() == s and s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    given_names=_names,
+    surnames=_names,
+    birth=st.dates(min_value=date(1900, 1, 1), max_value=date(2026, 11, 30)),
+    sex=st.sampled_from("HMX"),
+    blood=st.sampled_from(["A+", "A-", "B+", "B-", "AB+", "AB-", "O+", "O-", "unknown"]),
+    donor=st.sampled_from(["yes", "no", "not_stated"]),
+    sequence=st.integers(min_value=1, max_value=10_000),
+    kind=st.sampled_from(list(CardKind)),
+)
+def test_sign_then_verify_round_trips_any_valid_person(
+    given_names: str, surnames: str, birth: date, sex: str, blood: str, donor: str,
+    sequence: int, kind: CardKind,
+) -> None:  # fmt: skip
+    key, public = _KEY
+    c = claims(
+        holder=holder(given_names=given_names, surnames=surnames, birth_date=birth, sex=sex,
+                      blood_type=blood, organ_donor=donor),
+        sequence=sequence, kind=kind,
+    )  # fmt: skip
+    assert verify(card_text(key, c), keyset(public), now=NOW).claims == c
+
+
+_KEY = make_key()
+_TEXT = card_text(_KEY[0])
+_COSE = zlib.decompress(base45.b45decode(_TEXT))
+
+
+@settings(max_examples=300, deadline=None)
+@given(position=st.integers(min_value=0, max_value=len(_COSE) - 1), flip=st.integers(1, 255))
+def test_any_byte_change_is_refused(position: int, flip: int) -> None:
+    changed = bytearray(_COSE)
+    changed[position] ^= flip
+    with pytest.raises(VerificationFailed):
+        verify(pack(bytes(changed)), keyset(_KEY[1]), now=NOW)
+
+
+@settings(max_examples=200, deadline=None)
+@given(position=st.integers(min_value=0, max_value=len(_TEXT) - 1), char=st.sampled_from(
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"))  # fmt: skip
+def test_any_character_change_of_the_qr_text_is_refused(position: int, char: str) -> None:
+    if _TEXT[position] == char:
+        return
+    changed = _TEXT[:position] + char + _TEXT[position + 1 :]
+    with pytest.raises(VerificationFailed):
+        verify(changed, keyset(_KEY[1]), now=NOW)
