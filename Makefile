@@ -15,6 +15,11 @@ help: ## Show the targets
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	@# Browser tests use Debian's Chromium (never a downloaded browser).
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+	  { [ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
+	    $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; } || \
+	  echo "chromium is missing: install Debian's chromium for the browser tests"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

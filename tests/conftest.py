@@ -19,6 +19,8 @@ from salud.access.principal import Principal
 from salud.access.tokens import TokenService
 from salud.app import create_app
 from salud.config import Settings
+from salud.credentials import signing
+from salud.kit.sealing import Keyring
 from salud.schema import metadata
 from salud.storage import migrate
 from salud.storage.engine import create_engine, session_factory
@@ -154,3 +156,16 @@ async def client(anonymous: httpx.AsyncClient, token_for: TokenFor) -> httpx.Asy
     """A client signed in as a registration supervisor (reads and writes the registry)."""
     anonymous.headers.update(token_for(Role.SUPERVISOR))
     return anonymous
+
+
+def keyring_of(settings: Settings) -> Keyring:
+    return Keyring.from_config(
+        settings.kek_id, settings.kek.get_secret_value(), settings.old_keks.get_secret_value()
+    )
+
+
+@pytest.fixture
+async def signing_key(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> str:
+    """A signing key in service, as `salud credentials rotate-key` leaves it."""
+    async with sessions() as session, session.begin():
+        return await signing.rotate(session, keyring_of(settings), "prueba")

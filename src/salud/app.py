@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from salud import __version__
 from salud.access.audit import AuditLog
@@ -30,11 +31,13 @@ from salud.api import (
 from salud.config import Settings, get_settings
 from salud.credentials.service import CredentialConfig
 from salud.credentials.signing import Signer
+from salud.facilities.nearest import IndexCache
 from salud.kit.logging import configure_logging
 from salud.kit.ratelimit import WindowLimiter
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 from salud.storage.fastread import FastReader
+from salud.web import pages
 
 API_PREFIX = "/api/v1"
 
@@ -118,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.token_secret.get_secret_value(), settings.token_ttl_seconds
     )
     app.state.sign_in_limiter = WindowLimiter(limit=20, window_seconds=60)
+    app.state.facilities_index = IndexCache()
     app.state.public_validation_limiter = WindowLimiter(limit=60, window_seconds=60)
     app.state.credential_config = CredentialConfig(
         issuer=settings.credential_issuer,
@@ -139,5 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(facilities.router, prefix=API_PREFIX)
     app.include_router(credentials.router, prefix=API_PREFIX)
     app.include_router(credentials.wellknown)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.router.routes[0:0] = persons.fast_routes(API_PREFIX)
     return app

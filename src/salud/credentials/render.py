@@ -18,7 +18,9 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 
+import reportlab
 import segno
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 from reportlab.lib.units import mm
@@ -83,11 +85,17 @@ def qr_image(code: segno.QRCode, module_px: int) -> Image.Image:
     return image.resize((size * module_px, size * module_px), Image.Resampling.NEAREST)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return _FONTS.setdefault(size, ImageFont.load_default(size))
+# Bitstream Vera, shipped inside reportlab (a pinned dependency): Spanish accents and Ñ,
+# and the same glyphs on every machine.
+_FONT_DIR = Path(reportlab.__file__).parent / "fonts"
+_FONTS: dict[tuple[int, bool], ImageFont.FreeTypeFont] = {}
 
 
-_FONTS: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
+def _font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    key = (size, bold)
+    if key not in _FONTS:
+        _FONTS[key] = ImageFont.truetype(_FONT_DIR / ("VeraBd.ttf" if bold else "Vera.ttf"), size)
+    return _FONTS[key]
 
 
 def _placeholder_photo(width: int, height: int) -> Image.Image:
@@ -103,7 +111,7 @@ def front(card: CardView) -> Image.Image:
     image = Image.new("RGB", (WIDTH_PX, HEIGHT_PX), "white")
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, WIDTH_PX, 92), fill=GREEN)
-    draw.text((32, 22), "SERVICIO UNIVERSAL DE SALUD", fill="white", font=_font(34))
+    draw.text((32, 18), "SERVICIO UNIVERSAL DE SALUD", fill="white", font=_font(32, bold=True))
     draw.text((32, 60), "Credencial de salud · Estados Unidos Mexicanos", fill=GOLD, font=_font(22))
     pw, ph = 250, 320
     if card.photo:
@@ -114,7 +122,7 @@ def front(card: CardView) -> Image.Image:
     image.paste(photo, (32, 118))
     draw.rectangle((32, 118, 32 + pw, 118 + ph), outline=GREEN, width=3)
     x, y = 312, 112
-    label, value = _font(19), _font(29)
+    label, value = _font(17, bold=True), _font(26, bold=True)
 
     def field(name: str, text: str, at_x: int, at_y: int, width: int = 660) -> None:
         draw.text((at_x, at_y), name.upper(), fill=GREEN, font=label)
@@ -134,8 +142,7 @@ def front(card: CardView) -> Image.Image:
     return image
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
-         width: int) -> str:  # fmt: skip
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, width: int) -> str:
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "…", font=font) > width:
@@ -152,13 +159,13 @@ def back(card: CardView, signed: segno.QRCode | None = None,
     top = max(0, (HEIGHT_PX - signed_img.height) // 2 - 10)
     image.paste(signed_img, (16, top))
     right = 16 + signed_img.width + 24
-    draw.text((right, 40), "Validar credencial", fill=GREEN, font=_font(30))
-    draw.text((right, 78), "Escanee el código de la izquierda", fill=INK, font=_font(20))
+    draw.text((right, 40), "Validar credencial", fill=GREEN, font=_font(28, bold=True))
+    draw.text((right, 78), "Escanee el código de la izquierda", fill=INK, font=_font(18))
     lx = WIDTH_PX - link_img.width - 24
     image.paste(link_img, (lx, 130))
     draw.text((lx + link_img.width // 2, 130 + link_img.height + 8), "Unidades cercanas",
               fill=GREEN, font=_font(22), anchor="ma")  # fmt: skip
-    small = _font(20)
+    small = _font(18)
     draw.text((right, 470), f"Credencial {card.credential_id}", fill=INK, font=small)
     draw.text((right, 498), f"Tarjeta núm. {card.sequence}", fill=INK, font=small)
     validity = f"Expedida {card.issued_at:%d/%m/%Y} · vence {card.expires_at:%d/%m/%Y}"

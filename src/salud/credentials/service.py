@@ -9,6 +9,7 @@ force at that moment, valid for a few hours."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import re
@@ -48,6 +49,7 @@ from salud.credentials.schemas import (
 from salud.credentials.signing import Signer
 from salud.credentials.verify import VerificationFailed, Verified, verify
 from salud.errors import Conflict, Forbidden, InvalidInput, NotFound
+from salud.facilities import service as facilities
 from salud.identity import photos
 from salud.identity import repository as persons
 from salud.identity.catalogs import affiliation_catalog
@@ -319,6 +321,10 @@ async def card_view(
     person = await _person(session, row.person_curp)
     photo = await photos.stored_photo(session, ring, row.person_curp)
     rights = entitlements(person, today_mx())
+    unit = person.assigned_clues
+    if unit:
+        with contextlib.suppress(NotFound):  # a unit missing from the catalog: its key only
+            unit = f"{unit} · {(await facilities.get_unit(session, unit)).name}"
     return render.CardView(
         given_names=person.given_names,
         surnames=" ".join(p for p in (person.first_surname, person.second_surname) if p),
@@ -326,7 +332,7 @@ async def card_view(
         birth_state=STATES.get(person.birth_state, person.birth_state).title(),
         sex=person.sex, nationality=person.nationality, blood_type=person.blood_type,
         organ_donor=person.organ_donor, institutions=[e.institution for e in rights],
-        assigned_unit=person.assigned_clues, photo=photo.data if photo else None,
+        assigned_unit=unit, photo=photo.data if photo else None,
         signed_qr=row.qr_text, link=link_url(config, row.link_code),
         credential_id=row.credential_id, sequence=row.sequence, issued_at=row.issued_at,
         expires_at=row.expires_at,
@@ -419,7 +425,7 @@ async def digital_card(
     )  # fmt: skip
     return DigitalCardRead(
         credential_id=row.credential_id, sequence=row.sequence, qr=text,
-        qr_svg=render.make_qr(text).svg_inline(scale=4, border=4),
+        qr_svg=render.make_qr(text).svg_inline(scale=4, border=4, omitsize=True),
         statement_as_of=now, expires_at=expires, holder=_holder_read(claims.holder),
         entitlements=rights, assigned_clues=person.assigned_clues,
         link=link_url(config, row.link_code),

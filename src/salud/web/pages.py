@@ -1,0 +1,288 @@
+"""The pages. Thin: each handler checks the session and the CSRF token, then calls the same
+services as the API (which check permissions and write the audit log)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import zxingcpp
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access import service as access
+from salud.access.context import Caller
+from salud.access.permissions import Permission, Role
+from salud.access.principal import Principal
+from salud.access.schemas import SignIn
+from salud.credentials import service as credentials
+from salud.errors import DomainError, InvalidInput, Unauthorized
+from salud.facilities import service as facilities
+from salud.facilities.institutions import institutions_for_affiliations
+from salud.web import csrf
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(include_in_schema=False)
+SESSION = "salud_session"
+MAX_FRAME = 3_000_000
+
+
+async def _write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as s, s.begin():
+        yield s
+
+
+async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.read_sessions() as s:
+        yield s
+
+
+WriteSession = Annotated[AsyncSession, Depends(_write_session)]
+ReadSession = Annotated[AsyncSession, Depends(_read_session)]
+
+
+def _secret(request: Request) -> bytes:
+    secret: str = request.app.state.settings.token_secret.get_secret_value()
+    return secret.encode()
+
+
+def _principal(request: Request) -> Principal | None:
+    token = request.cookies.get(SESSION)
+    if not token:
+        return None
+    try:
+        principal: Principal = request.app.state.tokens.principal(token)
+    except DomainError:
+        return None
+    return principal
+
+
+def _caller(request: Request, purpose: str) -> Caller:
+    principal = _principal(request)
+    if principal is None:
+        raise Unauthorized("inicie sesión")
+    return Caller(principal, request.app.state.audit, purpose=purpose)
+
+
+def _check_csrf(request: Request, sent: str | None) -> None:
+    if not csrf.valid(_secret(request), request.cookies.get(csrf.COOKIE), sent):
+        raise _CsrfRefused()
+
+
+class _CsrfRefused(DomainError):
+    def __init__(self) -> None:
+        super().__init__(
+            "falta el token CSRF o no coincide: recargue la página", [], 403,
+            "Solicitud rechazada", "csrf",
+        )  # fmt: skip
+
+
+def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    """Render a page and give it a CSRF token (cookie + the same value for its forms)."""
+    token = request.cookies.get(csrf.COOKIE)
+    if not token or not csrf.valid(_secret(request), token, token):
+        token = csrf.new_token(_secret(request))
+    answer = templates.TemplateResponse(
+        request, name, {**context, "csrf": token}, status_code=status
+    )
+    answer.set_cookie(csrf.COOKIE, token, httponly=True, samesite="strict",
+                      secure=request.url.scheme == "https", path="/")  # fmt: skip
+    return answer
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(request: Request) -> Response:
+    return _page(request, "home.html", {"principal": _principal(request)})
+
+
+@router.get("/entrar", response_class=HTMLResponse)
+async def sign_in_form(request: Request, next: str = "") -> Response:
+    return _page(request, "signin.html", {"next": _safe_next(next), "error": None})
+
+
+def _safe_next(target: str) -> str:
+    # Only paths of this site: never an open redirect.
+    return target if target.startswith("/") and not target.startswith("//") else ""
+
+
+@router.post("/entrar", response_class=HTMLResponse)
+async def sign_in(
+    request: Request,
+    session: WriteSession,
+    username: Annotated[str, Form(max_length=100)],
+    password: Annotated[str, Form(max_length=200)],
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+    totp: Annotated[str, Form(max_length=10)] = "",
+    next: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    host = request.client.host if request.client else "?"
+    if request.app.state.sign_in_limiter.hit(host):
+        return _page(request, "signin.html", {"next": next, "error": "Demasiados intentos."}, 429)
+    settings = request.app.state.settings
+    try:
+        body = SignIn(username=username, password=password, totp=totp or None)
+        principal = await access.authenticate(
+            session, body, request.app.state.keyring,
+            max_failures=settings.max_failed_logins, lockout_seconds=settings.lockout_seconds,
+        )  # fmt: skip
+    except (DomainError, ValueError):
+        await session.commit()  # the failure counter persists
+        error = "Usuario, contraseña o código incorrectos."
+        return _page(request, "signin.html", {"next": next, "error": error}, 401)
+    landing = "/credencial/" if principal.role is Role.CITIZEN else "/verificar"
+    answer = RedirectResponse(_safe_next(next) or landing, status_code=303)
+    tokens = request.app.state.tokens
+    answer.set_cookie(SESSION, tokens.issue(principal), max_age=tokens.ttl_seconds,
+                      httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                      path="/")  # fmt: skip
+    return answer
+
+
+@router.post("/salir")
+async def sign_out(
+    request: Request, csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = ""
+) -> Response:
+    _check_csrf(request, csrf_token)
+    answer = RedirectResponse("/entrar", status_code=303)
+    answer.delete_cookie(SESSION, path="/")
+    return answer
+
+
+# --- the citizen's digital card ---------------------------------------------------------
+
+
+@router.get("/credencial/", response_class=HTMLResponse)
+async def card_page(request: Request) -> Response:
+    # The shell carries no personal data (the service worker caches it); the card comes
+    # from /credencial/datos and is kept on the phone for offline use.
+    return _page(request, "card.html", {})
+
+
+@router.get("/credencial/datos")
+async def card_data(request: Request, session: ReadSession) -> Response:
+    caller = _caller(request, "credencial-digital")
+    card = await credentials.digital_card(
+        session, request.app.state.signer, request.app.state.credential_config, caller
+    )
+    return Response(card.model_dump_json(), media_type="application/json",
+                    headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+@router.get("/credencial/sw.js")
+async def service_worker() -> Response:
+    return Response((HERE / "static" / "sw.js").read_bytes(), media_type="text/javascript",
+                    headers={"Service-Worker-Allowed": "/credencial/"})  # fmt: skip
+
+
+@router.get("/credencial/manifest.webmanifest")
+async def manifest() -> Response:
+    return Response((HERE / "static" / "manifest.webmanifest").read_bytes(),
+                    media_type="application/manifest+json")  # fmt: skip
+
+
+# --- the verifier (reception) -----------------------------------------------------------
+
+
+@router.get("/verificar", response_class=HTMLResponse)
+async def verify_page(request: Request) -> Response:
+    principal = _principal(request)
+    if principal is None:
+        return RedirectResponse("/entrar?next=/verificar", status_code=303)
+    if not principal.may(Permission.CREDENTIAL_VALIDATE):
+        return _page(request, "forbidden.html", {"principal": principal}, 403)
+    return _page(request, "verify.html", {"principal": principal})
+
+
+class _Scan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    qr: str = Field(min_length=1, max_length=4296)
+
+
+@router.post("/verificar/texto")
+async def verify_text(request: Request, body: _Scan, session: ReadSession) -> Response:
+    _check_csrf(request, request.headers.get(csrf.HEADER))
+    caller = _caller(request, "verificacion")
+    keys = await request.app.state.signer.keys()
+    result = await credentials.validate(session, keys, request.app.state.keyring, body.qr, caller)
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+def signed_qr_in(frame: bytes) -> str | None:
+    """The signed QR's text in a camera frame (zxing-cpp), or None; the link QR is skipped."""
+    try:
+        with Image.open(io.BytesIO(frame)) as image:
+            image.load()
+            found = zxingcpp.read_barcodes(image)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        raise InvalidInput.on("image", "no es una imagen JPEG o PNG legible") from None
+    texts = [
+        r.text
+        for r in found
+        if r.format == zxingcpp.BarcodeFormat.QRCode
+        and r.text
+        and not r.text.upper().startswith("HTTP")
+    ]
+    return texts[0] if texts else None
+
+
+@router.post("/verificar/imagen")
+async def verify_image(request: Request, session: ReadSession) -> Response:
+    """A camera frame from the page: decoded here, so any phone with a browser works."""
+    _check_csrf(request, request.headers.get(csrf.HEADER))
+    caller = _caller(request, "verificacion")
+    if not caller.principal.may(Permission.CREDENTIAL_VALIDATE):
+        await caller.allow(
+            Permission.CREDENTIAL_VALIDATE, "credentials:card:validate", "credential"
+        )
+    frame = await request.body()
+    if len(frame) > MAX_FRAME:
+        raise InvalidInput.on("image", "la imagen pesa más de 3 MB")
+    text = signed_qr_in(frame)
+    if text is None:
+        return JSONResponse({"found": False})
+    keys = await request.app.state.signer.keys()
+    result = await credentials.validate(session, keys, request.app.state.keyring, text, caller)
+    return Response(
+        '{"found":true,"result":' + result.model_dump_json() + "}", media_type="application/json"
+    )
+
+
+# --- the card's second QR: nearest units ------------------------------------------------
+
+
+@router.get("/U/{code}", response_class=HTMLResponse)
+@router.get("/u/{code}", response_class=HTMLResponse)
+async def nearest_units(
+    request: Request,
+    code: str,
+    session: ReadSession,
+    lat: Annotated[float | None, Query(ge=14.0, le=33.5)] = None,
+    lng: Annotated[float | None, Query(ge=-118.5, le=-86.0)] = None,
+) -> Response:
+    institutions, person = await credentials.link_target(session, code)
+    origin = "su ubicación"
+    if lat is None or lng is None:
+        point = (
+            facilities.address_point(
+                person.address_state, person.address_municipality, person.address_locality
+            )
+            if person is not None and person.address_state
+            else None
+        )
+        if point is None:
+            return _page(request, "units.html", {"code": code, "results": None, "origin": None})
+        lat, lng, _ = point
+        origin = "su domicilio registrado"
+    query = facilities.nearest_query(
+        lat, lng, k=5, institutions=institutions_for_affiliations(institutions)
+    )
+    results = await facilities.nearest(session, query, request.app.state.facilities_index)
+    return _page(request, "units.html", {"code": code, "results": results, "origin": origin})

@@ -1,0 +1,48 @@
+// The citizen's digital card: refreshed while online (a new signed statement of entitlement),
+// kept on the phone so it still shows, with its "valid as of" time, when offline.
+(() => {
+  const KEY = "salud.credencial";
+  const REFRESH_MS = 10 * 60 * 1000;
+  const $ = (id) => document.getElementById(id);
+  const when = (iso) => new Date(iso).toLocaleString("es-MX", { dateStyle: "medium", timeStyle: "short" });
+
+  function show(card, online) {
+    $("qr").innerHTML = card.qr_svg;  // SVG made by our server (segno), no user input in it
+    $("name").textContent = `${card.holder.given_names} ${card.holder.surnames}`;
+    $("curp").textContent = card.holder.curp;
+    $("birth").textContent = card.holder.birth_date.split("-").reverse().join("/");
+    $("blood").textContent = card.holder.blood_type === "unknown" ? "—" : card.holder.blood_type;
+    $("rights").textContent = card.entitlements.map((e) => e.institution).join(", ") || "—";
+    const expired = new Date(card.expires_at) < new Date();
+    $("as-of").textContent = expired
+      ? `La declaración de derechohabiencia venció (${when(card.expires_at)}): conéctese para renovarla.`
+      : `Derechohabiencia vigente al ${when(card.statement_as_of)} · válida hasta ${when(card.expires_at)}`;
+    $("card").hidden = false;
+    $("card").dataset.state = online ? "online" : "offline";
+    $("units").href = `/U/${card.link.split("/U/")[1]}`;
+    $("units").hidden = false;
+    const status = $("status");
+    status.textContent = online ? "En línea: credencial actualizada." : "Sin conexión: se muestra la última credencial guardada.";
+    status.className = online ? "status" : "status offline";
+  }
+
+  async function refresh() {
+    try {
+      const answer = await fetch("/credencial/datos", { credentials: "same-origin", cache: "no-store" });
+      if (answer.status === 401) { location.href = "/entrar?next=/credencial/"; return; }
+      if (!answer.ok) throw new Error(String(answer.status));
+      const card = await answer.json();
+      localStorage.setItem(KEY, JSON.stringify(card));
+      show(card, true);
+    } catch (error) {
+      const saved = localStorage.getItem(KEY);
+      if (saved) show(JSON.parse(saved), false);
+      else $("status").textContent = "Sin conexión y sin una credencial guardada en este teléfono.";
+    }
+  }
+
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("/credencial/sw.js", { scope: "/credencial/" });
+  window.addEventListener("online", refresh);
+  setInterval(refresh, REFRESH_MS);
+  refresh();
+})();

@@ -1,0 +1,110 @@
+"""The pages without a browser: CSRF on every state-changing request, sessions in
+HttpOnly SameSite=Strict cookies, the second QR's page shows units and nobody's identity."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import httpx
+import pyotp
+import pytest
+from PIL import Image
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access import repository as accounts
+from salud.access import service as access
+from salud.access.permissions import Role
+from salud.access.schemas import AccountCreate
+from salud.config import Settings
+from tests.conftest import keyring_of
+from tests.credentials.test_credentials_api import issued, registered, scan
+
+pytestmark = [pytest.mark.db, pytest.mark.usefixtures("signing_key")]
+PASSWORD = "Prueba-Segura-2026"
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+async def _verifier(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> str:
+    ring = keyring_of(settings)
+    async with sessions() as session, session.begin():
+        await access.create_account(
+            session,
+            AccountCreate(username="recepcion.web", display_name="Recepción", role=Role.VERIFIER,
+                          password=PASSWORD, institution_code=3),
+            ring,
+        )  # fmt: skip
+        account = await accounts.by_username(session, "recepcion.web")
+        assert account is not None
+        secret = access.totp_secret(account, ring)
+    assert secret is not None
+    return pyotp.TOTP(secret).now()
+
+
+async def test_sign_in_needs_the_csrf_token_and_sets_a_strict_session(
+    anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    code = await _verifier(sessions, settings)
+    form = await anonymous.get("/entrar")
+    assert form.status_code == 200
+    assert "default-src 'self'" in form.headers["content-security-policy"]
+    token = _csrf(form.text)
+    fields = {"username": "recepcion.web", "password": PASSWORD, "totp": code}
+    missing = await anonymous.post("/entrar", data=fields)
+    assert missing.status_code == 403
+    forged = await anonymous.post("/entrar", data={**fields, "csrf": token[:-1] + "x"})
+    assert forged.status_code == 403
+    wrong = await anonymous.post("/entrar", data={**fields, "password": "no", "csrf": token})
+    assert wrong.status_code == 401
+    assert "incorrectos" in wrong.text
+    ok = await anonymous.post("/entrar", data={**fields, "csrf": token})
+    assert ok.status_code == 303
+    assert ok.headers["location"] == "/verificar"
+    cookie = ok.headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "samesite=strict" in cookie
+
+    page = await anonymous.get("/verificar")
+    assert page.status_code == 200
+    page_token = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+    assert page_token is not None
+    no_header = await anonymous.post("/verificar/texto", json={"qr": "NO ES"})
+    assert no_header.status_code == 403
+    checked = await anonymous.post(
+        "/verificar/texto", json={"qr": "NO ES"}, headers={"X-CSRF-Token": page_token.group(1)}
+    )
+    assert checked.status_code == 200
+    assert checked.json()["reason"] == "not_base45"
+
+
+async def test_pages_need_a_session(anonymous: httpx.AsyncClient) -> None:
+    page = await anonymous.get("/verificar")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/entrar")
+    assert (await anonymous.get("/credencial/datos")).status_code == 401
+    shell = await anonymous.get("/credencial/")
+    assert shell.status_code == 200  # the shell holds no personal data
+    sw = await anonymous.get("/credencial/sw.js")
+    assert sw.headers["content-type"].startswith("text/javascript")
+
+
+async def test_the_second_qr_page_lists_units_without_naming_the_holder(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    back = await client.get(f"/api/v1/credentials/{card['credential_id']}/card/back")
+    assert back.status_code == 200
+    link = next(t for t in scan(Image.open(io.BytesIO(back.content))) if t.startswith("HTTP"))
+    path = "/U/" + link.split("/U/")[1]
+    page = await anonymous.get(path, params={"lat": 20.1, "lng": -98.7})
+    assert page.status_code == 200
+    assert "Unidades de salud cercanas" in page.text
+    assert doc["curp"] not in page.text
+    assert doc["given_names"] not in page.text
+    assert (await anonymous.get("/U/AAAAAAAA")).status_code == 404
