@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from bench import auth_overhead, bulk_import, http_read, nearest
+from bench import (
+    auth_overhead,
+    bulk_import,
+    card_render,
+    credential_http,
+    credential_verify,
+    http_read,
+    nearest,
+)
 
 
 def main() -> None:
@@ -12,6 +20,12 @@ def main() -> None:
     http_read.run(100_000, 10, 3, 32)
     print("== authorization + audit, in process ==")
     auth_overhead.run(100_000, 20_000, 5)
+    print("== credential: offline verification ==")
+    credential_verify.run(2000, 5)
+    print("== credential: print batch rendering ==")
+    card_render.run(100, 3)
+    print("== credential: validation API over HTTP ==")
+    credential_http.run(20_000, 500, 10, 3)
     print("== bulk import ==")
     bulk_import.run(1_000_000, 1_000_000, 1, 5_000, 2)
 

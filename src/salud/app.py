@@ -145,5 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(credentials.wellknown)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
-    app.router.routes[0:0] = persons.fast_routes(API_PREFIX)
+    app.router.routes[0:0] = [
+        *persons.fast_routes(API_PREFIX),
+        *credentials.fast_routes(API_PREFIX),
+    ]
     return app

@@ -17,6 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.permissions import Role
+from salud.app import create_app
+from salud.config import Settings
 from salud.credentials.keyset import KeySet
 from salud.credentials.verify import offline_verdict, verify
 from salud.identity.synth import synthetic_face
@@ -320,3 +322,44 @@ async def test_two_operators_issuing_at_once_yield_one_current_card(
     assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
     listed = (await client.get(f"/api/v1/persons/{doc['curp']}/credentials")).json()
     assert [c["status"] for c in listed] == ["issued"]
+
+
+async def test_the_validation_answer_matches_its_documented_model_and_refuses_bad_bodies(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    from salud.credentials.schemas import ValidationRead
+
+    verifier = token_for(Role.VERIFIER)
+    answer = await client.post("/api/v1/credentials/validate", json={"qr": "X"}, headers=verifier)
+    assert ValidationRead.model_validate(answer.json()).reason == "not_base45"
+    for body in ({}, {"qr": ""}, {"qr": "A", "extra": 1}):
+        bad = await client.post("/api/v1/credentials/validate", json=body, headers=verifier)
+        assert bad.status_code == 422, (body, bad.text)
+        assert bad.headers["content-type"] == "application/problem+json"
+    broken = await client.post(
+        "/api/v1/credentials/validate", content=b"{not json", headers=verifier
+    )
+    assert broken.status_code == 422
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    assert "/api/v1/credentials/validate" in spec["paths"]
+
+
+async def test_with_the_face_configured_the_bigger_qr_still_scans_and_carries_the_face(
+    settings: Settings, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    app = create_app(settings.model_copy(update={"credential_qr_face": True}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            c.headers.update(token_for(Role.SUPERVISOR))
+            doc = await registered(c)
+            card = await issued(c, doc["curp"])
+            qr = signed_qr_of(await back_of(c, card["credential_id"]))
+            keys = await published(c)
+    verified = verify(qr, keys)
+    assert verified.claims.face is not None
+    assert verified.claims.face_format == "webp"
+    assert Image.open(io.BytesIO(verified.claims.face)).size == (48, 60)
+    public = next(iter(keys.keys.values())).public
+    decoded = claim169.decode_with_ed25519(qr, public)
+    assert decoded.claim169.face

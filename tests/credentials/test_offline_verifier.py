@@ -186,3 +186,28 @@ def test_any_character_change_of_the_qr_text_is_refused(position: int, char: str
     changed = _TEXT[:position] + char + _TEXT[position + 1 :]
     with pytest.raises(VerificationFailed):
         verify(changed, keyset(_KEY[1]), now=NOW)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=600))
+def test_our_base45_decoder_agrees_with_the_base45_package(data: bytes) -> None:
+    from salud.credentials.base45fast import b45decode
+
+    text = base45.b45encode(data).decode()
+    assert b45decode(text) == data == base45.b45decode(text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:abc~é", max_size=60))
+def test_our_base45_decoder_refuses_what_the_package_refuses(text: str) -> None:
+    from salud.credentials.base45fast import b45decode
+
+    try:
+        expected: bytes | None = base45.b45decode(text)
+    except (ValueError, KeyError, TypeError):
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError, match="Base45"):
+            b45decode(text)
+    else:
+        assert b45decode(text) == expected

@@ -6,10 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request as StarletteRequest
+from starlette.routing import BaseRoute, Route
 
 from salud.access.permissions import Permission
-from salud.api.deps import CurrentCaller, ReadSession, Session
+from salud.api.deps import CurrentCaller, Reader, ReadSession, Session, caller_of
 from salud.credentials import service
 from salud.credentials.schemas import (
     CredentialRead,
@@ -178,10 +181,33 @@ async def digital_card(
     openapi_extra=_x(Permission.CREDENTIAL_VALIDATE),
 )
 async def validate(
-    body: ScanIn, request: Request, session: ReadSession, caller: CurrentCaller
+    body: ScanIn, request: Request, reader: Reader, caller: CurrentCaller
 ) -> ValidationRead:
+    """Documents the validation; requests are served by `validate_fast` below."""
     keys = await _signer(request).keys()
-    return await service.validate(session, keys, request.app.state.keyring, body.qr, caller)
+    return await service.validate(reader, keys, request.app.state.keyring, body.qr, caller)
+
+
+async def validate_fast(request: StarletteRequest) -> Response:
+    """The reception desk's hot path as a plain Starlette endpoint, as the person read is
+    (GUIDE.md; bench/RESULTS.md): same checks, same service, same errors."""
+    caller = caller_of(request)
+    try:
+        body = ScanIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from None
+    keys = await _signer(request).keys()
+    result = await service.validate(
+        request.app.state.reader, keys, request.app.state.keyring, body.qr, caller
+    )
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+def fast_routes(prefix: str) -> list[BaseRoute]:
+    """Routes to put ahead of the FastAPI router; their FastAPI twins stay for the OpenAPI
+    document."""
+    return [Route(f"{prefix}/credentials/validate", validate_fast, methods=["POST"])]
 
 
 @router.post(
@@ -189,15 +215,13 @@ async def validate(
     summary="Validación pública: válida o no y si es la tarjeta vigente (sin datos personales)",
     openapi_extra=_x("public"),
 )
-async def public_validate(
-    body: ScanIn, request: Request, session: ReadSession
-) -> PublicValidationRead:
+async def public_validate(body: ScanIn, request: Request, reader: Reader) -> PublicValidationRead:
     host = request.client.host if request.client else "?"
     wait = request.app.state.public_validation_limiter.hit(host)
     if wait:
         raise TooManyRequests(wait)
     keys = await _signer(request).keys()
-    return await service.public_validate(session, keys, body.qr)
+    return await service.public_validate(reader, keys, body.qr)
 
 
 @router.put(

@@ -8,14 +8,30 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from salud.cli.accounts import create_demo_accounts, print_demo_accounts
-from salud.config import get_settings
+from salud.access import repository as accounts_repository
+from salud.access import service as accounts_service
+from salud.access.audit import AuditLog
+from salud.access.context import Caller
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.access.schemas import AccountCreate
+from salud.cli.accounts import DEMO_PASSWORD, create_demo_accounts, print_demo_accounts
+from salud.cli.credentials import config_of
+from salud.config import Settings, get_settings
+from salud.credentials import service as credentials
+from salud.credentials import signing
+from salud.credentials.models import Credential, SigningKey
+from salud.credentials.schemas import IssueReason
+from salud.credentials.signing import Signer
 from salud.facilities import service as facilities_service
 from salud.facilities.models import HealthUnit
-from salud.identity import bulk, synth
+from salud.identity import bulk, photos, synth
 from salud.identity.models import Person
+from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 
 app = typer.Typer(help="Datos de demostración (solo desarrollo).", no_args_is_help=True)
@@ -51,6 +67,7 @@ async def _load(persons: int, seed: int) -> None:
         print_demo_accounts(await create_demo_accounts())
         if people:
             err.print(f"Padrón ya cargado ({people:,} personas).")
+            await _demo_credentials(sessions, settings)
             return
         err.print(f"Generando {persons:,} personas sintéticas (semilla {seed}) …")
         with tempfile.TemporaryDirectory() as tmp:
@@ -59,8 +76,65 @@ async def _load(persons: int, seed: int) -> None:
                 synth.write_ndjson(synth.generate_persons(persons, seed, data_dir), out)
             result = await bulk.import_file(sessions, path, actor="demo")
         err.print(f"  {result.inserted:,} personas registradas, {result.rejected} rechazadas")
+        await _demo_credentials(sessions, settings)
     finally:
         await engine.dispose()
+
+
+DEMO_CARDS = 20
+DEMO_CITIZENS = 3
+
+
+async def _demo_credentials(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    """A signing key, photos and cards for the first synthetic persons, and citizen accounts
+    for the first three (they sign in at /entrar and see their digital card)."""
+    ring = Keyring.from_config(
+        settings.kek_id, settings.kek.get_secret_value(), settings.old_keks.get_secret_value()
+    )
+    async with sessions() as session:
+        if await session.scalar(select(func.count()).select_from(Credential)):
+            err.print("Credenciales de demostración ya expedidas.")
+            return
+        keys = await session.scalar(select(func.count()).select_from(SigningKey))
+        curps = list(
+            await session.scalars(select(Person.curp).order_by(Person.id).limit(DEMO_CARDS))
+        )
+    if not curps:
+        return
+    if not keys:
+        async with sessions() as session, session.begin():
+            await signing.rotate(session, ring, "demo")
+    audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
+    await audit.start()
+    caller = Caller(Principal("demo", "supervisor.demo", Role.SUPERVISOR, 10), audit, "registro")
+    signer = Signer(sessions, ring)
+    try:
+        for i, curp in enumerate(curps):
+            async with sessions() as session, session.begin():
+                await photos.put_photo(session, ring, curp, synth.synthetic_face(i), caller)
+                await credentials.issue(
+                    session, signer, ring, config_of(settings), curp, IssueReason.FIRST, caller
+                )
+    finally:
+        await audit.close()
+    table = Table(title=f"Personas de demostración (contraseña: {DEMO_PASSWORD})")
+    table.add_column("usuario")
+    table.add_column("CURP")
+    async with sessions() as session, session.begin():
+        for i, curp in enumerate(curps[:DEMO_CITIZENS], 1):
+            username = f"persona{i}.demo"
+            if await accounts_repository.by_username(session, username) is None:
+                await accounts_service.create_account(
+                    session,
+                    AccountCreate(username=username, display_name=f"Persona {i} (demo)",
+                                  role=Role.CITIZEN, password=DEMO_PASSWORD, curp=curp,
+                                  totp=False),
+                    ring,
+                )  # fmt: skip
+            table.add_row(username, curp)
+    err.print(f"  {len(curps)} credenciales expedidas con fotografía sintética.")
+    err.print(table)
+    err.print("Credencial digital: http://127.0.0.1:8000/credencial/ · Verificador: /verificar")
 
 
 @app.command()

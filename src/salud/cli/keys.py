@@ -9,6 +9,7 @@ from rich.console import Console
 
 from salud.access import service
 from salud.config import get_settings
+from salud.credentials import signing
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 
@@ -31,9 +32,13 @@ def rewrap() -> None:
         engine = create_engine(settings.database_url)
         try:
             async with session_factory(engine)() as session, session.begin():
-                return await service.rewrap_secrets(session, ring)
+                moved = await service.rewrap_secrets(session, ring)
+                return moved + await signing.rewrap_keys(session, ring)
         finally:
             await engine.dispose()
 
     moved = asyncio.run(run())
-    err.print(f"[green]{moved} secretos re-envueltos con la llave «{settings.kek_id}».[/]")
+    err.print(
+        f"[green]{moved} secretos (TOTP y llaves de firma) re-envueltos "
+        f"con la llave «{settings.kek_id}».[/]"
+    )

@@ -8,6 +8,7 @@ from salud.cli import (
     accounts,
     audit,
     clients,
+    credentials,
     db,
     demo,
     facilities,
@@ -31,6 +32,7 @@ app.add_typer(accounts.app, name="accounts")
 app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(clients.app, name="clients")
+app.add_typer(credentials.app, name="credentials")
 app.command(name="serve")(serve.serve)
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import base45
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from salud.credentials.base45fast import b45decode
 from salud.credentials.claims import CardClaims, CardKind, MalformedClaims, from_map
 from salud.credentials.keyset import ALG_EDDSA, ALG_ES256, KeySet, PublicKey
 
@@ -143,8 +143,8 @@ def decode_cose(text: str) -> bytes:
     if len(text) > MAX_TEXT:
         raise VerificationFailed(Reason.NOT_BASE45, "texto demasiado largo para un código QR")
     try:
-        packed = base45.b45decode(text)
-    except (ValueError, KeyError, TypeError):
+        packed = b45decode(text)
+    except ValueError:
         raise VerificationFailed(Reason.NOT_BASE45) from None
     return _inflate(packed)
 

@@ -207,11 +207,13 @@ class _Scan(BaseModel):
 
 
 @router.post("/verificar/texto")
-async def verify_text(request: Request, body: _Scan, session: ReadSession) -> Response:
+async def verify_text(request: Request, body: _Scan) -> Response:
     _check_csrf(request, request.headers.get(csrf.HEADER))
     caller = _caller(request, "verificacion")
     keys = await request.app.state.signer.keys()
-    result = await credentials.validate(session, keys, request.app.state.keyring, body.qr, caller)
+    result = await credentials.validate(
+        request.app.state.reader, keys, request.app.state.keyring, body.qr, caller
+    )
     return Response(result.model_dump_json(), media_type="application/json")
 
 
@@ -234,7 +236,7 @@ def signed_qr_in(frame: bytes) -> str | None:
 
 
 @router.post("/verificar/imagen")
-async def verify_image(request: Request, session: ReadSession) -> Response:
+async def verify_image(request: Request) -> Response:
     """A camera frame from the page: decoded here, so any phone with a browser works."""
     _check_csrf(request, request.headers.get(csrf.HEADER))
     caller = _caller(request, "verificacion")
@@ -249,7 +251,9 @@ async def verify_image(request: Request, session: ReadSession) -> Response:
     if text is None:
         return JSONResponse({"found": False})
     keys = await request.app.state.signer.keys()
-    result = await credentials.validate(session, keys, request.app.state.keyring, text, caller)
+    result = await credentials.validate(
+        request.app.state.reader, keys, request.app.state.keyring, text, caller
+    )
     return Response(
         '{"found":true,"result":' + result.model_dump_json() + "}", media_type="application/json"
     )

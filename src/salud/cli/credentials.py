@@ -1,0 +1,184 @@
+"""salud credentials: signing keys, the print queue and offline verification."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import select
+
+from salud.access.audit import AuditLog
+from salud.access.context import Caller
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.config import Settings, get_settings
+from salud.credentials import service, signing
+from salud.credentials.keyset import ALG_EDDSA, ALG_ES256, KeySet
+from salud.credentials.models import Credential, SigningKey
+from salud.credentials.verify import VerificationFailed, offline_verdict, verify
+from salud.kit.sealing import Keyring
+from salud.storage.engine import create_engine, session_factory
+
+app = typer.Typer(
+    help="Credencial: llaves de firma, impresión y verificación.", no_args_is_help=True
+)
+err = Console(stderr=True)
+
+
+def _ring(settings: Settings) -> Keyring:
+    return Keyring.from_config(
+        settings.kek_id, settings.kek.get_secret_value(), settings.old_keks.get_secret_value()
+    )
+
+
+def config_of(settings: Settings) -> service.CredentialConfig:
+    return service.CredentialConfig(
+        issuer=settings.credential_issuer,
+        public_base_url=settings.public_base_url,
+        validity_years=settings.credential_validity_years,
+        statement_hours=settings.digital_statement_hours,
+        qr_face=settings.credential_qr_face,
+    )
+
+
+@app.command("rotate-key")
+def rotate_key(
+    alg: str = typer.Option("EdDSA", help="EdDSA (Ed25519) o ES256"),
+    actor: str = typer.Option("cli", help="Quién rota (queda registrado en la llave)"),
+) -> None:
+    """Pone en servicio una llave nueva; la anterior queda publicada como retirada."""
+    if alg not in ("EdDSA", "ES256"):
+        raise typer.BadParameter("use EdDSA o ES256", param_hint="--alg")
+    settings = get_settings()
+
+    async def run() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                code = ALG_EDDSA if alg == "EdDSA" else ALG_ES256
+                return await signing.rotate(session, _ring(settings), actor, code)
+        finally:
+            await engine.dispose()
+
+    err.print(f"[green]Llave {asyncio.run(run())} en servicio ({alg}).[/]")
+
+
+@app.command("withdraw-key")
+def withdraw_key(kid: str) -> None:
+    """Retira una llave comprometida: deja de publicarse y sus tarjetas dejan de validar."""
+    settings = get_settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                await signing.withdraw(session, kid)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    err.print(f"[yellow]Llave {kid} retirada. Reexpida las credenciales que firmó.[/]")
+
+
+@app.command()
+def keys() -> None:
+    """Lista las llaves de firma y su vigencia."""
+    settings = get_settings()
+
+    async def run() -> list[SigningKey]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return list(await session.scalars(select(SigningKey).order_by(SigningKey.id)))
+        finally:
+            await engine.dispose()
+
+    table = Table(title="Llaves de firma")
+    for column in ("kid", "alg", "desde", "hasta", "retirada"):
+        table.add_column(column)
+    for k in asyncio.run(run()):
+        table.add_row(
+            k.kid, "EdDSA" if k.alg == ALG_EDDSA else "ES256", f"{k.valid_from:%Y-%m-%d %H:%M}",
+            f"{k.valid_to:%Y-%m-%d %H:%M}" if k.valid_to else "en servicio",
+            f"{k.withdrawn_at:%Y-%m-%d}" if k.withdrawn_at else "",
+        )  # fmt: skip
+    err.print(table)
+
+
+@app.command("print")
+def print_batch(
+    out: Path = typer.Option(..., help="Archivo PDF del lote"),
+    limit: int = typer.Option(100, min=1, max=500, help="Tarjetas por lote"),
+    actor: str = typer.Option("imprenta.cli", help="Quién imprime (bitácora)"),
+) -> None:
+    """Imprime el siguiente lote de credenciales expedidas (pasan a «impresa»)."""
+    settings = get_settings()
+
+    async def run() -> bytes | None:
+        engine = create_engine(settings.database_url)
+        sessions = session_factory(engine)
+        audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
+        await audit.start()
+        caller = Caller(Principal(f"cli:{actor}", actor, Role.SUPERVISOR), audit, "impresion")
+        try:
+            async with sessions() as session, session.begin():
+                ids = list(
+                    await session.scalars(
+                        select(Credential.credential_id)
+                        .where(Credential.status == "issued")
+                        .order_by(Credential.id)
+                        .limit(limit)
+                    )
+                )
+                if not ids:
+                    return None
+                with Progress(console=err) as progress:
+                    progress.add_task(f"Generando {len(ids)} tarjetas…", total=None)
+                    document = await service.print_file(
+                        session, _ring(settings), config_of(settings), ids, caller
+                    )
+                return document
+        finally:
+            await audit.close()
+            await engine.dispose()
+
+    document = asyncio.run(run())
+    if document:
+        out.write_bytes(document)
+        err.print(f"[green]Lote en {out} (2 páginas por tarjeta).[/]")
+    else:
+        err.print("No hay credenciales por imprimir.")
+
+
+@app.command("verify")
+def verify_text(
+    qr: str = typer.Argument(..., help="Texto leído del QR (Base45)"),
+    keys_from: str = typer.Option(
+        "http://127.0.0.1:8000/.well-known/jwks.json", "--keys", help="JWKS: URL o archivo"
+    ),
+) -> None:
+    """Verifica una credencial sin base de datos, solo con las llaves publicadas."""
+    source = Path(keys_from)
+    if source.is_file():
+        doc = source.read_text(encoding="utf-8")
+    else:
+        doc = httpx.get(keys_from, timeout=10).raise_for_status().text
+    keyset = KeySet.from_jwks(orjson.loads(doc))
+    try:
+        verified = verify(qr, keyset)
+    except VerificationFailed as failure:
+        err.print(f"[red]NO VÁLIDA[/] ({failure.reason.value}): {failure.message}")
+        raise typer.Exit(1) from None
+    verdict, as_of = offline_verdict(verified)
+    h = verified.claims.holder
+    suffix = f" (derechohabiencia al {as_of:%Y-%m-%d %H:%M} UTC)" if as_of else ""
+    err.print(
+        f"[green]VÁLIDA[/]{suffix}: {h.full_name} · {h.curp} · tarjeta {verified.claims.sequence}"
+    )
+    err.print(f"Estado en línea: consulte /api/v1/credentials/validate ({verdict}).")

@@ -1,0 +1,91 @@
+"""Signing keys at rest and the `salud credentials` commands."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typer.testing import CliRunner
+
+from salud.cli.main import app
+from salud.config import Settings, get_settings
+from salud.credentials import signing
+from salud.credentials.claims import to_cbor
+from salud.credentials.models import SigningKey
+from salud.credentials.verify import verify
+from salud.kit.sealing import Keyring, SealError
+from tests.conftest import keyring_of
+from tests.credentials.keys import claims
+
+pytestmark = pytest.mark.db
+
+
+async def test_private_keys_are_sealed_and_survive_a_kek_rotation(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, signing_key: str
+) -> None:
+    new_kek = base64.b64encode(os.urandom(32)).decode()
+    old = f"{settings.kek_id}:{settings.kek.get_secret_value()}"
+    rotating = Keyring.from_config("2027", new_kek, old)
+    async with sessions() as session, session.begin():
+        assert await signing.rewrap_keys(session, rotating) == 1
+    async with sessions() as session:
+        row = (await session.execute(select(SigningKey))).scalar_one()
+    assert row.private_key_sealed.startswith(b"S1")
+    assert len(row.private_key_sealed) > 32 + 60
+    # Only the new KEK is needed now: the signer opens the key and its cards verify.
+    signer = signing.Signer(sessions, Keyring.from_config("2027", new_kek))
+    text, kid = await signer.sign_text(to_cbor(claims()))
+    assert kid.hex() == signing_key
+    keys = await signer.keys()
+    assert verify(text, keys, now=claims().issued_at).claims == claims()
+    stale = signing.Signer(sessions, keyring_of(settings))
+    with pytest.raises(SealError):  # the old KEK alone no longer opens it
+        await stale.sign_text(to_cbor(claims()))
+
+
+async def test_a_withdrawn_key_leaves_the_published_set(
+    sessions: async_sessionmaker[AsyncSession], signing_key: str
+) -> None:
+    async with sessions() as session, session.begin():
+        await signing.withdraw(session, signing_key)
+    async with sessions() as session:
+        assert (await signing.published(session)).keys == {}
+
+
+@pytest.fixture
+def cli(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CliRunner]:
+    monkeypatch.setenv("SALUD_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SALUD_SHARED_DATA_DIR", str(settings.shared_data_dir))
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_rotate_list_print_and_verify_from_the_command_line(cli: CliRunner, tmp_path: Path) -> None:
+    first = cli.invoke(app, ["credentials", "rotate-key"])
+    assert first.exit_code == 0, first.output
+    second = cli.invoke(app, ["credentials", "rotate-key", "--alg", "ES256"])
+    assert second.exit_code == 0, second.output
+    listed = cli.invoke(app, ["credentials", "keys"])
+    assert "en servicio" in listed.output
+    assert "ES256" in listed.output
+    bad = cli.invoke(app, ["credentials", "rotate-key", "--alg", "RSA"])
+    assert bad.exit_code != 0
+    nothing = cli.invoke(app, ["credentials", "print", "--out", str(tmp_path / "lote.pdf")])
+    assert nothing.exit_code == 0
+    assert "No hay credenciales" in nothing.output
+    jwks = tmp_path / "jwks.json"
+    jwks.write_bytes(orjson.dumps({"keys": []}))
+    refused = cli.invoke(
+        app, ["credentials", "verify", "NO ES UNA CREDENCIAL", "--keys", str(jwks)]
+    )
+    assert refused.exit_code == 1
+    assert "not_zlib" in refused.output or "not_base45" in refused.output
