@@ -21,6 +21,7 @@ from salud.api import (
     credentials,
     data_requests,
     facilities,
+    fhir,
     health,
     oauth,
     oidc,
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(facilities.router, prefix=API_PREFIX)
     app.include_router(credentials.router, prefix=API_PREFIX)
     app.include_router(credentials.wellknown)
+    app.include_router(fhir.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.router.routes[0:0] = [

@@ -4,6 +4,7 @@ from salud.access import models as access_models
 from salud.credentials import models as credentials_models
 from salud.facilities import models as facilities_models
 from salud.identity import models as identity_models
+from salud.records import models as records_models
 from salud.storage.base import Base
 
 metadata = Base.metadata
@@ -14,4 +15,5 @@ __all__ = [
     "facilities_models",
     "identity_models",
     "metadata",
+    "records_models",
 ]

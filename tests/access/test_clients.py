@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access import clients
 from salud.access.permissions import Permission
-from salud.access.scopes import check_scope, permissions_for
+from salud.access.scopes import allows, check_scope, permissions_for
 from salud.errors import InvalidInput
 from tests.factories.persons import person_doc
 
@@ -22,7 +22,12 @@ def test_scopes_map_to_permissions() -> None:
     }
     assert Permission.PERSON_UPDATE in permissions_for(frozenset({"user/Patient.write"}))
     assert Permission.FACILITY_READ in permissions_for(frozenset({"system/*.read"}))
-    assert permissions_for(frozenset({"system/Observation.read"})) == frozenset()
+    assert permissions_for(frozenset({"system/Observation.read"})) == {Permission.RECORD_READ}
+    assert permissions_for(frozenset({"user/Observation.write"})) == {Permission.RECORD_WRITE}
+    assert allows(frozenset({"system/Observation.read"}), "Observation", write=False)
+    assert not allows(frozenset({"system/Observation.read"}), "Condition", write=False)
+    assert not allows(frozenset({"system/Observation.read"}), "Observation", write=True)
+    assert allows(frozenset({"system/*.*"}), "Condition", write=True)
     for bad in ("Patient.read", "system/patient.read", "patient/*.read", "system/Foo.read"):
         assert check_scope(bad), bad
 

@@ -29,6 +29,8 @@ class Permission(StrEnum):
     CREDENTIAL_REVOKE = "credential:revoke"  # suspend, reactivate, revoke
     CREDENTIAL_VALIDATE = "credential:validate"  # reception: scanned card -> verdict
     SIGNING_KEY_MANAGE = "signing-key:manage"
+    RECORD_READ = "record:read"  # the shared health record (FHIR)
+    RECORD_WRITE = "record:write"
 
 
 class Role(StrEnum):
@@ -81,6 +83,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.CARE_RECORD,
             _P.EMERGENCY_OPEN,
             _P.CREDENTIAL_VALIDATE,
+            _P.RECORD_READ,
+            _P.RECORD_WRITE,
         }
     ),
     Role.VERIFIER: frozenset(
@@ -103,6 +107,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.DATA_REQUEST_FILE,
             _P.CONSENT_MANAGE,
             _P.CREDENTIAL_READ,  # their own cards and digital card
+            _P.RECORD_READ,  # their own health record
             _P.CREDENTIAL_ISSUE,  # reissue of their own card after a loss
         }
     ),

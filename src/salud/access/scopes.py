@@ -34,6 +34,10 @@ _KNOWN = frozenset(_GRANTS) | frozenset(
 )  # fmt: skip
 
 
+for _kind in _KNOWN - frozenset(_GRANTS):
+    _GRANTS[_kind] = (frozenset({_P.RECORD_READ}), frozenset({_P.RECORD_WRITE}))
+
+
 def check_scope(scope: str) -> str | None:
     """A reason the scope is not valid here, or None."""
     match = _SCOPE.match(scope)
@@ -44,6 +48,17 @@ def check_scope(scope: str) -> str | None:
     if match.group(2) != "*" and match.group(2) not in _KNOWN:
         return f"«{scope}»: recurso desconocido"
     return None
+
+
+def allows(scopes: frozenset[str], resource: str, write: bool) -> bool:
+    """Whether the scopes cover this resource type for reading or writing (the clinical
+    record's permissions are per type: `system/Observation.read` reads Observations only)."""
+    for scope in scopes:
+        match = _SCOPE.match(scope)
+        wanted = ("*", "write" if write else "read")
+        if match and match.group(2) in ("*", resource) and match.group(3) in wanted:
+            return True
+    return False
 
 
 def permissions_for(scopes: frozenset[str]) -> frozenset[Permission]:

@@ -1,0 +1,245 @@
+"""The FHIR R4 API at /fhir (application/fhir+json). Errors are OperationOutcome.
+
+These routes are not in the OpenAPI document: a FHIR server describes itself with its
+CapabilityStatement (`GET /fhir/metadata`), which lists exactly what is implemented."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+
+from salud import __version__
+from salud.api.deps import Reader, ReadSession, Session, caller_of
+from salud.errors import DomainError
+from salud.records import service
+from salud.records.indexing import PARAMS, PATIENT_PATH
+from salud.records.outcome import FhirError, Issue, operation_outcome
+from salud.records.validation import parse
+
+router = APIRouter(prefix="/fhir", include_in_schema=False)
+FHIR_JSON = "application/fhir+json"
+_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
+          412: "conflict", 422: "processing", 423: "lock-error", 503: "transient"}  # fmt: skip
+
+
+def _fhir(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    body = content.encode() if isinstance(content, str) else orjson.dumps(content)
+    return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+async def _guard(call: Callable[[], Awaitable[Response]]) -> Response:
+    """Run a handler; every refusal becomes an OperationOutcome with its status."""
+    try:
+        return await call()
+    except FhirError as exc:
+        return _fhir(operation_outcome(exc.issues), exc.status)
+    except DomainError as exc:
+        issues = [Issue(_CODES.get(exc.status, "processing"), exc.detail)]
+        issues += [Issue("invalid", p.reason, p.field) for p in exc.problems]
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _fhir(operation_outcome(issues), exc.status, headers)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _stored_headers(request: Request, kind: str, stored: service.Stored) -> dict[str, str]:
+    return {
+        "ETag": f'W/"{stored.version_id}"',
+        "Last-Modified": stored.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Location": f"{_base(request)}/{kind}/{stored.fhir_id}/_history/{stored.version_id}",
+    }
+
+
+def _if_match(request: Request) -> int | None:
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    digits = value.removeprefix("W/").strip('"')
+    if not digits.isdigit():
+        raise FhirError.one(400, "invalid", 'If-Match debe ser W/"<versionId>"')
+    return int(digits)
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    return _fhir(capability_statement(_base(request)))
+
+
+@router.get("/{kind}")
+async def search(kind: str, request: Request, session: ReadSession, reader: Reader) -> Response:
+    async def run() -> Response:
+        query = list(request.query_params.multi_items())
+        bundle = await service.search(
+            session, reader, caller_of(request), _base(request), kind, query
+        )
+        return _fhir(bundle)
+
+    return await _guard(run)
+
+
+@router.post("/{kind}")
+async def create(kind: str, request: Request, session: Session, reader: Reader) -> Response:
+    async def run() -> Response:
+        caller = caller_of(request)
+        doc = parse(await request.body(), kind)
+        condition = request.headers.get("if-none-exist")
+        if condition:
+            query = [tuple(p.split("=", 1)) for p in condition.split("&") if "=" in p]
+            found = await service.search(
+                session, reader, caller, _base(request), kind,
+                [(str(n), str(v)) for n, v in query] + [("patient", service.patient_id(doc))],
+            )  # fmt: skip
+            if found["total"] == 1:
+                return _fhir(found["entry"][0]["resource"], 200)
+            if found["total"] > 1:
+                raise FhirError.one(412, "multiple-matches", "If-None-Exist encontró varios")
+        doc.pop("id", None)
+        stored = await service.create(session, reader, caller, doc)
+        return _fhir(stored.content, 201, _stored_headers(request, kind, stored))
+
+    return await _guard(run)
+
+
+@router.get("/{kind}/_history")
+async def type_history(
+    kind: str, request: Request, session: ReadSession, reader: Reader
+) -> Response:
+    async def run() -> Response:
+        count = int(request.query_params.get("_count", "50"))
+        bundle = await service.history(
+            session, reader, caller_of(request), _base(request), kind, None, min(count, 200)
+        )
+        return _fhir(bundle)
+
+    return await _guard(run)
+
+
+@router.get("/{kind}/{fhir_id}")
+async def read(
+    kind: str, fhir_id: str, request: Request, session: ReadSession, reader: Reader
+) -> Response:
+    async def run() -> Response:
+        stored = await service.read(session, reader, caller_of(request), kind, fhir_id)
+        return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
+
+    return await _guard(run)
+
+
+@router.put("/{kind}/{fhir_id}")
+async def update(
+    kind: str, fhir_id: str, request: Request, session: Session, reader: Reader
+) -> Response:
+    async def run() -> Response:
+        caller = caller_of(request)
+        doc = parse(await request.body(), kind)
+        stored, created = await service.update(
+            session, reader, caller, kind, fhir_id, doc, _if_match(request)
+        )
+        return _fhir(
+            stored.content, 201 if created else 200, _stored_headers(request, kind, stored)
+        )
+
+    return await _guard(run)
+
+
+@router.delete("/{kind}/{fhir_id}")
+async def delete(
+    kind: str, fhir_id: str, request: Request, session: Session, reader: Reader
+) -> Response:
+    async def run() -> Response:
+        await service.remove(session, reader, caller_of(request), kind, fhir_id)
+        return Response(status_code=204)
+
+    return await _guard(run)
+
+
+@router.get("/{kind}/{fhir_id}/_history")
+async def instance_history(
+    kind: str, fhir_id: str, request: Request, session: ReadSession, reader: Reader
+) -> Response:
+    async def run() -> Response:
+        bundle = await service.history(
+            session, reader, caller_of(request), _base(request), kind, fhir_id, 200
+        )
+        return _fhir(bundle)
+
+    return await _guard(run)
+
+
+@router.get("/{kind}/{fhir_id}/_history/{version_id}")
+async def vread(
+    kind: str, fhir_id: str, version_id: str, request: Request, session: ReadSession,
+    reader: Reader,
+) -> Response:  # fmt: skip
+    async def run() -> Response:
+        if not version_id.isdigit():
+            raise FhirError.one(404, "not-found", f"no hay versión «{version_id}»")
+        stored = await service.read(
+            session, reader, caller_of(request), kind, fhir_id, int(version_id)
+        )
+        return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
+
+    return await _guard(run)
+
+
+_SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    """What this server does, no more (FHIR R4 CapabilityStatement)."""
+    kinds = {"token": "token", "reference": "reference", "date": "date"}
+    resources: list[dict[str, Any]] = [
+        {
+            "type": "Patient",
+            "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
+            "documentation": "El Patient es la persona del padrón (id = CURP); solo lectura.",
+            "interaction": [{"code": "read"}],
+        }
+    ]
+    for kind, params in sorted(PARAMS.items()):
+        interactions = ["read", "vread", "update", "delete", "history-instance", "create",
+                        "search-type"]  # fmt: skip
+        if kind not in PATIENT_PATH:
+            interactions.append("history-type")
+        resources.append(
+            {
+                "type": kind,
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "conditionalCreate": True,
+                "conditionalUpdate": False,
+                "conditionalDelete": "not-supported",
+                "interaction": [{"code": c} for c in interactions],
+                "searchParam": [
+                    {"name": n, "type": kinds[p.kind]} for n, p in sorted(params.items())
+                ]
+                + [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}],
+            }
+        )
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-12-01",
+        "kind": "instance",
+        "software": {"name": "Salud Universal", "version": __version__},
+        "implementation": {"description": "Expediente compartido", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "service": [{"coding": [{"system": _SECURITY, "code": "SMART-on-FHIR"}]}],
+                    "description": "Token Bearer: clientes OAuth2 con scopes SMART "
+                    "(client credentials) o personal con sesión.",
+                },
+                "resource": resources,
+            }
+        ],
+    }

@@ -1,0 +1,245 @@
+"""Search parameters: what each resource type can be searched by, and the index values
+extracted from a resource (FHIR R4 §3.1.1 search; the parameter names are R4's own).
+
+Pure functions over the resource as a dict: the FHIR store writes their output into the
+token, reference and date index tables, and the search translates queries onto them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+Kind = Literal["token", "reference", "date"]
+FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+FAR_PAST = datetime(1, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    kind: Kind
+    paths: tuple[str, ...]  # element names from the resource root; "[x]" = choice type
+
+
+def _p(kind: Kind, *paths: str) -> Param:
+    return Param(kind, paths)
+
+
+_SUBJECT = _p("reference", "subject")
+_PATIENT_OF_SUBJECT = _p("reference", "subject")
+# Per type: parameter -> where its values are. `patient` only matches Patient references.
+PARAMS: dict[str, dict[str, Param]] = {
+    "Encounter": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "status": _p("token", "status"),
+        "date": _p("date", "period"), "class": _p("token", "class"),
+        "type": _p("token", "type"),
+    },
+    "Condition": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "category": _p("token", "category"),
+        "clinical-status": _p("token", "clinicalStatus"),
+        "verification-status": _p("token", "verificationStatus"),
+        "onset-date": _p("date", "onset[x]"), "recorded-date": _p("date", "recordedDate"),
+        "encounter": _p("reference", "encounter"),
+    },
+    "AllergyIntolerance": {
+        "patient": _p("reference", "patient"), "code": _p("token", "code"),
+        "category": _p("token", "category"),
+        "clinical-status": _p("token", "clinicalStatus"),
+        "criticality": _p("token", "criticality"), "date": _p("date", "recordedDate"),
+    },
+    "MedicationRequest": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT,
+        "code": _p("token", "medicationCodeableConcept"), "status": _p("token", "status"),
+        "category": _p("token", "category"), "intent": _p("token", "intent"),
+        "authoredon": _p("date", "authoredOn"), "encounter": _p("reference", "encounter"),
+    },
+    "MedicationStatement": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT,
+        "code": _p("token", "medicationCodeableConcept"), "status": _p("token", "status"),
+        "category": _p("token", "category"), "effective": _p("date", "effective[x]"),
+    },
+    "Observation": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "status": _p("token", "status"), "category": _p("token", "category"),
+        "date": _p("date", "effective[x]"), "encounter": _p("reference", "encounter"),
+    },
+    "DiagnosticReport": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "status": _p("token", "status"), "category": _p("token", "category"),
+        "date": _p("date", "effective[x]"), "encounter": _p("reference", "encounter"),
+    },
+    "Procedure": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "status": _p("token", "status"), "category": _p("token", "category"),
+        "date": _p("date", "performed[x]"), "encounter": _p("reference", "encounter"),
+    },
+    "Immunization": {
+        "patient": _p("reference", "patient"), "vaccine-code": _p("token", "vaccineCode"),
+        "status": _p("token", "status"), "date": _p("date", "occurrence[x]"),
+    },
+    "DocumentReference": {
+        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "type": _p("token", "type"),
+        "status": _p("token", "status"), "category": _p("token", "category"),
+        "date": _p("date", "date"),
+    },
+    "Coverage": {
+        "patient": _p("reference", "beneficiary"), "beneficiary": _p("reference", "beneficiary"),
+        "status": _p("token", "status"), "type": _p("token", "type"),
+    },
+    "Appointment": {
+        "patient": _p("reference", "participant.actor"), "status": _p("token", "status"),
+        "date": _p("date", "start"),
+    },
+    "Consent": {
+        "patient": _p("reference", "patient"), "status": _p("token", "status"),
+        "category": _p("token", "category"), "date": _p("date", "dateTime"),
+    },
+    "Organization": {"type": _p("token", "type")},
+    "Location": {
+        "status": _p("token", "status"),
+        "organization": _p("reference", "managingOrganization"),
+    },
+    "Practitioner": {},
+    "PractitionerRole": {
+        "practitioner": _p("reference", "practitioner"),
+        "organization": _p("reference", "organization"), "role": _p("token", "code"),
+    },
+}  # fmt: skip
+for _params in PARAMS.values():
+    _params["identifier"] = _p("token", "identifier")
+
+# Where a resource names its patient (the person it belongs to), by type.
+PATIENT_PATH: dict[str, str] = {
+    t: p["patient"].paths[0] for t, p in PARAMS.items() if "patient" in p
+}
+
+
+def _values(node: Any, path: str) -> Iterator[Any]:
+    """Every value at a dotted path; lists are walked; `name[x]` tries every choice."""
+    head, _, rest = path.partition(".")
+    nodes = node if isinstance(node, list) else [node]
+    for item in nodes:
+        if not isinstance(item, dict):
+            continue
+        if head.endswith("[x]"):
+            stem = head[:-3]
+            found = [
+                v for k, v in item.items() if k.startswith(stem) and k[len(stem) :][:1].isupper()
+            ]
+        else:
+            found = [item[head]] if head in item else []
+        for value in found:
+            if rest:
+                yield from _values(value, rest)
+            elif isinstance(value, list):
+                yield from value
+            else:
+                yield value
+
+
+def tokens(value: Any) -> Iterator[tuple[str | None, str]]:
+    """(system, code) pairs of a code, Coding, CodeableConcept or Identifier."""
+    if isinstance(value, str):
+        yield None, value
+    elif isinstance(value, dict):
+        if "coding" in value:
+            for coding in value.get("coding") or []:
+                if isinstance(coding, dict) and coding.get("code"):
+                    yield coding.get("system"), str(coding["code"])
+        elif "code" in value:
+            yield value.get("system"), str(value["code"])
+        elif "value" in value and isinstance(value["value"], str):
+            yield value.get("system"), value["value"]
+
+
+def reference(value: Any) -> str | None:
+    """ "Type/id" of a literal relative reference (absolute URLs and contained: None)."""
+    if not isinstance(value, dict):
+        return None
+    ref = value.get("reference")
+    if not isinstance(ref, str) or ref.startswith("#") or "://" in ref:
+        return None
+    parts = ref.split("/")
+    if len(parts) == 4 and parts[2] == "_history":
+        parts = parts[:2]
+    return "/".join(parts) if len(parts) == 2 and all(parts) else None
+
+
+def interval(text: str) -> tuple[datetime, datetime]:
+    """A FHIR date, dateTime or instant as the closed UTC interval it covers."""
+    if len(text) == 4:
+        start = datetime(int(text), 1, 1, tzinfo=UTC)
+        return start, start.replace(year=start.year + 1) - timedelta(microseconds=1)
+    if len(text) == 7:
+        year, month = int(text[:4]), int(text[5:7])
+        start = datetime(year, month, 1, tzinfo=UTC)
+        nxt = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+        return start, nxt - timedelta(microseconds=1)
+    if len(text) == 10:
+        start = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return start, start + timedelta(days=1) - timedelta(microseconds=1)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment, moment
+
+
+def dates(value: Any) -> Iterator[tuple[datetime, datetime]]:
+    if isinstance(value, str):
+        yield interval(value)
+    elif isinstance(value, dict) and ("start" in value or "end" in value):
+        start = interval(value["start"])[0] if value.get("start") else FAR_PAST
+        end = interval(value["end"])[1] if value.get("end") else FAR_FUTURE
+        yield start, end
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    tokens: list[tuple[str, str | None, str]]
+    references: list[tuple[str, str]]
+    dates: list[tuple[str, datetime, datetime]]
+
+
+def index(resource: dict[str, Any]) -> Index:
+    """The index rows of a resource, by its type's parameters."""
+    out = Index([], [], [])
+    for name, param in PARAMS.get(resource["resourceType"], {}).items():
+        for path in param.paths:
+            for value in _values(resource, path):
+                if param.kind == "token":
+                    out.tokens.extend((name, s, c[:200]) for s, c in tokens(value))
+                elif param.kind == "reference":
+                    target = reference(value)
+                    if target and (name != "patient" or target.startswith("Patient/")):
+                        out.references.append((name, target))
+                else:
+                    out.dates.extend((name, a, b) for a, b in dates(value))
+    return out
+
+
+def patient_of(resource: dict[str, Any]) -> str | None:
+    """The id of the Patient a resource belongs to (its partition), if it names one."""
+    path = PATIENT_PATH.get(resource["resourceType"])
+    if path is None:
+        return None
+    for value in _values(resource, path):
+        target = reference(value)
+        if target and target.startswith("Patient/"):
+            return target.split("/", 1)[1]
+    return None
+
+
+def local_references(node: Any) -> Iterator[str]:
+    """Every literal relative reference ("Type/id") anywhere in a resource."""
+    if isinstance(node, dict):
+        ref = reference(node) if "reference" in node else None
+        if ref:
+            yield ref
+        for value in node.values():
+            yield from local_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from local_references(item)

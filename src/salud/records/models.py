@@ -1,0 +1,111 @@
+"""Tables of the FHIR store: the current version of each resource, every earlier version,
+and search-index rows. The person (CURP) is the natural partition key: every clinical
+resource carries the CURP of its patient, and every index leads with it where it matters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from salud.storage.base import Base, BigId, UTCDateTime
+
+
+class FhirResource(Base):
+    """The current version of a resource (a deleted one keeps its row, `deleted` set)."""
+
+    __tablename__ = "fhir_resources"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "fhir_id", name="uq_fhir_resources_type_id"),
+        Index("ix_fhir_resources_person_type", "person_curp", "resource_type"),
+        Index("ix_fhir_resources_type_updated", "resource_type", "last_updated"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+    fhir_id: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean)
+    person_curp: Mapped[str | None] = mapped_column(String(18))
+    institution_code: Mapped[int | None] = mapped_column(SmallInteger)
+    clues: Mapped[str | None] = mapped_column(String(11))
+    author: Mapped[str] = mapped_column(String(100))
+    content: Mapped[str] = mapped_column(Text)  # the JSON as served (meta included)
+
+
+class FhirResourceVersion(Base):
+    """An earlier version, frozen when it was replaced or deleted (never edited)."""
+
+    __tablename__ = "fhir_resource_versions"
+    __table_args__ = (
+        UniqueConstraint(
+            "resource_type", "fhir_id", "version_id", name="uq_fhir_resource_versions_tiv"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(40))
+    fhir_id: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean)
+    person_curp: Mapped[str | None] = mapped_column(String(18))
+    institution_code: Mapped[int | None] = mapped_column(SmallInteger)
+    clues: Mapped[str | None] = mapped_column(String(11))
+    author: Mapped[str] = mapped_column(String(100))
+    content: Mapped[str] = mapped_column(Text)
+
+
+class FhirToken(Base):
+    """A token search value (code, status, category, identifier) of a current resource."""
+
+    __tablename__ = "fhir_tokens"
+    __table_args__ = (Index("ix_fhir_tokens_param_code", "param", "code", "resource_pk"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("fhir_resources.id", ondelete="CASCADE"), index=True
+    )
+    param: Mapped[str] = mapped_column(String(40))
+    system: Mapped[str | None] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(200))
+
+
+class FhirReference(Base):
+    """A reference search value (patient, subject, …): "Type/id"."""
+
+    __tablename__ = "fhir_references"
+    __table_args__ = (Index("ix_fhir_references_param_target", "param", "target", "resource_pk"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("fhir_resources.id", ondelete="CASCADE"), index=True
+    )
+    param: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(120))
+
+
+class FhirDate(Base):
+    """A date search value as a closed interval [start, end] in UTC."""
+
+    __tablename__ = "fhir_dates"
+    __table_args__ = (Index("ix_fhir_dates_param_start", "param", "start", "resource_pk"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(
+        BigId, ForeignKey("fhir_resources.id", ondelete="CASCADE"), index=True
+    )
+    param: Mapped[str] = mapped_column(String(40))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)

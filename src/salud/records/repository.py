@@ -1,0 +1,162 @@
+"""All SQL of the FHIR store. Nothing here commits; callers pass their session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.records.indexing import Index
+from salud.records.models import (
+    FhirDate,
+    FhirReference,
+    FhirResource,
+    FhirResourceVersion,
+    FhirToken,
+)
+
+_VERSION_COLUMNS = (
+    "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
+    "institution_code", "clues", "author", "content",
+)  # fmt: skip
+
+
+async def current(
+    session: AsyncSession, kind: str, fhir_id: str, *, for_update: bool = False
+) -> FhirResource | None:
+    stmt = select(FhirResource).where(
+        FhirResource.resource_type == kind, FhirResource.fhir_id == fhir_id
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def exists_live(session: AsyncSession, kind: str, fhir_id: str) -> bool:
+    stmt = select(
+        exists().where(
+            FhirResource.resource_type == kind,
+            FhirResource.fhir_id == fhir_id,
+            FhirResource.deleted.is_(False),
+        )
+    )
+    return bool(await session.scalar(stmt))
+
+
+async def version(
+    session: AsyncSession, kind: str, fhir_id: str, version_id: int
+) -> FhirResourceVersion | FhirResource | None:
+    row = await current(session, kind, fhir_id)
+    if row is not None and row.version_id == version_id:
+        return row
+    stmt = select(FhirResourceVersion).where(
+        FhirResourceVersion.resource_type == kind,
+        FhirResourceVersion.fhir_id == fhir_id,
+        FhirResourceVersion.version_id == version_id,
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def freeze(session: AsyncSession, row: FhirResource) -> None:
+    """Keep the current version in the history before it is replaced."""
+    await session.execute(
+        insert(FhirResourceVersion).values({c: getattr(row, c) for c in _VERSION_COLUMNS})
+    )
+
+
+async def write_index(session: AsyncSession, resource_pk: int, idx: Index) -> None:
+    await session.execute(delete(FhirToken).where(FhirToken.resource_pk == resource_pk))
+    await session.execute(delete(FhirReference).where(FhirReference.resource_pk == resource_pk))
+    await session.execute(delete(FhirDate).where(FhirDate.resource_pk == resource_pk))
+    if idx.tokens:
+        await session.execute(
+            insert(FhirToken),
+            [{"resource_pk": resource_pk, "param": p, "system": s, "code": c}
+             for p, s, c in idx.tokens],
+        )  # fmt: skip
+    if idx.references:
+        await session.execute(
+            insert(FhirReference),
+            [{"resource_pk": resource_pk, "param": p, "target": t} for p, t in idx.references],
+        )
+    if idx.dates:
+        await session.execute(
+            insert(FhirDate),
+            [{"resource_pk": resource_pk, "param": p, "start": a, "end": b}
+             for p, a, b in idx.dates],
+        )  # fmt: skip
+
+
+async def history(
+    session: AsyncSession, kind: str, fhir_id: str | None, limit: int, since: datetime | None
+) -> list[tuple[int, datetime, bool, str, str]]:
+    """(version, last_updated, deleted, id, content), newest first, current ones included."""
+    rows: list[tuple[int, datetime, bool, str, str]] = []
+    for model in (FhirResource, FhirResourceVersion):
+        stmt = select(
+            model.version_id, model.last_updated, model.deleted, model.fhir_id, model.content
+        ).where(model.resource_type == kind)
+        if fhir_id is not None:
+            stmt = stmt.where(model.fhir_id == fhir_id)
+        if since is not None:
+            stmt = stmt.where(model.last_updated >= since)
+        stmt = stmt.order_by(model.last_updated.desc()).limit(limit)
+        rows.extend((r[0], r[1], r[2], r[3], r[4]) for r in (await session.execute(stmt)).all())
+    rows.sort(key=lambda r: (r[1], r[0]), reverse=True)
+    return rows[:limit]
+
+
+def token_match(param: str, system: str | None, code: str) -> ColumnElement[bool]:
+    cond = [FhirToken.resource_pk == FhirResource.id, FhirToken.param == param,
+            FhirToken.code == code]  # fmt: skip
+    if system is not None:
+        cond.append(FhirToken.system == system if system else FhirToken.system.is_(None))
+    return exists().where(and_(*cond))
+
+
+def reference_match(param: str, target: str) -> ColumnElement[bool]:
+    return exists().where(
+        FhirReference.resource_pk == FhirResource.id,
+        FhirReference.param == param,
+        FhirReference.target == target,
+    )
+
+
+def date_match(param: str, prefix: str, start: datetime, end: datetime) -> ColumnElement[bool]:
+    conditions = {
+        "eq": and_(FhirDate.start >= start, FhirDate.end <= end),
+        "ne": or_(FhirDate.start < start, FhirDate.end > end),
+        "ge": FhirDate.end >= start,
+        "gt": FhirDate.end > end,
+        "le": FhirDate.start <= end,
+        "lt": FhirDate.start < start,
+    }
+    return exists().where(
+        FhirDate.resource_pk == FhirResource.id, FhirDate.param == param, conditions[prefix]
+    )
+
+
+async def search(
+    session: AsyncSession,
+    kind: str,
+    where: Sequence[ColumnElement[bool]],
+    order: str,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[tuple[str, str]]]:
+    """(total, [(id, content)]) of live resources of a type matching every condition."""
+    base = [FhirResource.resource_type == kind, FhirResource.deleted.is_(False), *where]
+    total = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
+    column = FhirResource.last_updated
+    ordering = column.desc() if order.startswith("-") else column.asc()
+    stmt = (
+        select(FhirResource.fhir_id, FhirResource.content)
+        .where(*base)
+        .order_by(ordering, FhirResource.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+    return int(total or 0), rows

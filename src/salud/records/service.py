@@ -1,0 +1,441 @@
+"""Use cases of the FHIR store: create, read, vread, update (If-Match), delete (a new
+deleted version), history and search, each through the access rules and the audit log.
+
+Every clinical resource belongs to a person: its patient reference is `Patient/{CURP}`, the
+registry's person. Who may read it is decided as for the registry (a clinician needs a care
+relationship, the person's consent or an emergency access); writing needs the permission to
+write the record. Each resource records which institution and unit wrote it (`meta.source`
+and an institution tag), and the store keeps every version."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from sqlalchemy import ColumnElement, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access import care
+from salud.access.context import Caller
+from salud.access.permissions import Permission, Role
+from salud.access.scopes import allows
+from salud.identity import repository as persons
+from salud.identity.catalogs import affiliation_catalog
+from salud.kit.clock import utcnow
+from salud.records import repository
+from salud.records.indexing import (
+    PARAMS,
+    PATIENT_PATH,
+    index,
+    interval,
+    local_references,
+    patient_of,
+)
+from salud.records.models import FhirResource
+from salud.records.outcome import FhirError
+from salud.records.patient import to_patient
+from salud.records.validation import validate
+from salud.storage.fastread import FastReader
+
+INSTITUTION_TAG = "https://salud.gob.mx/fhir/CodeSystem/institucion"
+MAX_COUNT, DEFAULT_COUNT = 200, 50
+_GLOBAL = frozenset({"_id", "_lastUpdated", "_count", "_sort", "_offset", "_format"})
+_PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt")
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    fhir_id: str
+    version_id: int
+    last_updated: datetime
+    content: str  # JSON
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+async def _may(
+    reader: FastReader, caller: Caller, permission: Permission, action: str, kind: str,
+    curp: str | None, fhir_id: str | None,
+) -> Caller:  # fmt: skip
+    """Check the permission (and, for clinicians, the basis); the Caller to audit with."""
+    subject = f"{kind}/{fhir_id}" if fhir_id else kind
+    p = caller.principal
+    if p.role is Role.CLIENT and not allows(p.scopes, kind, permission is Permission.RECORD_WRITE):
+        await caller.record(action, kind, person_curp=curp, subject_id=subject, outcome="denied")
+        raise FhirError.one(403, "forbidden", f"los scopes del cliente no cubren {kind}")
+    await caller.allow(permission, action, kind, person_curp=curp, subject_id=subject)
+    if curp is not None and care.needs_basis(caller.principal):
+        basis = await care.clinical_basis(reader, caller.principal, curp)
+        if basis is None:
+            await caller.record(
+                action, kind, person_curp=curp, subject_id=subject, outcome="denied",
+                detail={"missing": "care, consent or emergency access"},
+            )  # fmt: skip
+            raise FhirError.one(
+                403, "forbidden",
+                "no hay relación de atención con su unidad ni consentimiento de la persona; "
+                "en una urgencia abra un acceso de emergencia con el motivo",
+            )  # fmt: skip
+        caller = replace(caller, purpose=basis[0], reason=basis[1])
+    return caller
+
+
+def patient_id(doc: dict[str, Any]) -> str:
+    """The Patient id a resource names (for conditional create within one person)."""
+    return patient_of(doc) or ""
+
+
+def _patient_curp(doc: dict[str, Any]) -> str | None:
+    path = PATIENT_PATH.get(doc["resourceType"])
+    if path is None:
+        return None
+    patient = patient_of(doc)
+    if patient is None:
+        raise FhirError.one(
+            422, "required",
+            f"{doc['resourceType']} debe referir a su paciente (Patient/CURP) en {path}",
+            f"{doc['resourceType']}.{path}",
+        )  # fmt: skip
+    return patient
+
+
+async def _check_references(session: AsyncSession, doc: dict[str, Any]) -> None:
+    """Interactive writes refuse a reference to nothing (FHIR R4 §3.1.1.4, referential
+    integrity): every relative reference must name a live resource or a registered person."""
+    missing = []
+    for target in sorted(set(local_references(doc))):
+        kind, _, fhir_id = target.partition("/")
+        if kind == "Patient":
+            if not await persons.curp_exists(session, fhir_id):
+                missing.append(target)
+        elif kind not in PARAMS or not await repository.exists_live(session, kind, fhir_id):
+            missing.append(target)
+    if missing:
+        raise FhirError.one(
+            422, "not-found", "referencia a un recurso que no existe: " + ", ".join(missing)
+        )
+
+
+def _with_meta(
+    doc: dict[str, Any], fhir_id: str, version: int, at: datetime, caller: Caller
+) -> str:
+    p = caller.principal
+    meta = dict(doc.get("meta") or {})
+    meta.update({"versionId": str(version), "lastUpdated": _iso(at)})
+    if p.clues:
+        meta["source"] = f"urn:clues:{p.clues}"
+    tags = [t for t in meta.get("tag") or [] if t.get("system") != INSTITUTION_TAG]
+    if p.institution_code is not None:
+        entry = affiliation_catalog().get(p.institution_code)
+        tag = {"system": INSTITUTION_TAG, "code": str(p.institution_code)}
+        if entry:
+            tag["display"] = entry.short_name
+        tags.append(tag)
+    if tags:
+        meta["tag"] = tags
+    out = {"resourceType": doc["resourceType"], "id": fhir_id, "meta": meta}
+    out.update({k: v for k, v in doc.items() if k not in ("resourceType", "id", "meta")})
+    return orjson.dumps(out).decode()
+
+
+async def create(
+    session: AsyncSession, reader: FastReader, caller: Caller, doc: dict[str, Any],
+    fhir_id: str | None = None,
+) -> Stored:  # fmt: skip
+    kind = doc["resourceType"]
+    validate(doc)
+    curp = _patient_curp(doc)
+    who = await _may(
+        reader, caller, Permission.RECORD_WRITE, f"records:{kind}:create", kind, curp, None
+    )
+    await _check_references(session, doc)
+    fhir_id = fhir_id or str(uuid.uuid4())
+    now = utcnow()
+    p = caller.principal
+    row = FhirResource(
+        resource_type=kind, fhir_id=fhir_id, version_id=1, last_updated=now, deleted=False,
+        person_curp=curp, institution_code=p.institution_code, clues=p.clues,
+        author=p.username, content=_with_meta(doc, fhir_id, 1, now, caller),
+    )  # fmt: skip
+    session.add(row)
+    await session.flush()
+    await repository.write_index(session, row.id, index(doc))
+    await who.record(
+        f"records:{kind}:create", kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}",
+        within=session,
+    )  # fmt: skip
+    return Stored(fhir_id, 1, now, row.content)
+
+
+async def update(
+    session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str,
+    doc: dict[str, Any], if_match: int | None,
+) -> tuple[Stored, bool]:  # fmt: skip
+    """Replace a resource (a new version); (stored, created). A stale If-Match is 412."""
+    if doc.get("id") != fhir_id:
+        raise FhirError.one(400, "invalid", "el id del recurso debe ser el de la URL", f"{kind}.id")
+    row = await repository.current(session, kind, fhir_id, for_update=True)
+    if row is None:
+        if if_match is not None:
+            raise FhirError.one(412, "conflict", "If-Match sobre un recurso que no existe")
+        return await create(session, reader, caller, doc, fhir_id), True
+    validate(doc)
+    curp = _patient_curp(doc)
+    action = f"records:{kind}:update"
+    who = await _may(
+        reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id
+    )
+    if curp != row.person_curp:
+        raise FhirError.one(422, "business-rule", "un recurso no cambia de paciente")
+    if if_match is not None and if_match != row.version_id:
+        raise FhirError.one(
+            412, "conflict",
+            f"la versión {if_match} ya no es la actual (es la {row.version_id}): vuelva a leer",
+        )  # fmt: skip
+    await _check_references(session, doc)
+    await repository.freeze(session, row)
+    now = utcnow()
+    p = caller.principal
+    row.version_id += 1
+    row.last_updated, row.deleted = now, False
+    row.institution_code, row.clues, row.author = p.institution_code, p.clues, p.username
+    row.content = _with_meta(doc, fhir_id, row.version_id, now, caller)
+    await session.flush()
+    await repository.write_index(session, row.id, index(doc))
+    await who.record(action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}", within=session)
+    return Stored(fhir_id, row.version_id, now, row.content), False
+
+
+async def remove(
+    session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str
+) -> None:
+    """Delete: a new, deleted version; nothing is erased (history keeps every version)."""
+    row = await repository.current(session, kind, fhir_id, for_update=True)
+    if row is None or row.deleted:
+        return  # FHIR: deleting what is not there succeeds
+    action = f"records:{kind}:delete"
+    who = await _may(
+        reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id
+    )
+    await repository.freeze(session, row)
+    row.version_id += 1
+    row.deleted, row.last_updated, row.author = True, utcnow(), caller.principal.username
+    await session.flush()
+    await repository.write_index(session, row.id, index({"resourceType": kind}))
+    await who.record(
+        action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}", within=session
+    )
+
+
+async def read(
+    session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str,
+    version_id: int | None = None,
+) -> Stored:  # fmt: skip
+    if kind == "Patient":
+        return await _read_patient(session, reader, caller, fhir_id)
+    if kind not in PARAMS:
+        raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
+    row = (
+        await repository.current(session, kind, fhir_id)
+        if version_id is None
+        else await repository.version(session, kind, fhir_id, version_id)
+    )
+    if row is None:
+        raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
+    action = f"records:{kind}:read"
+    who = await _may(reader, caller, Permission.RECORD_READ, action, kind, row.person_curp, fhir_id)
+    await who.record(action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}")
+    if row.deleted:
+        raise FhirError.one(410, "deleted", f"{kind}/{fhir_id} fue eliminado")
+    return Stored(fhir_id, row.version_id, row.last_updated, row.content)
+
+
+async def _read_patient(
+    session: AsyncSession, reader: FastReader, caller: Caller, curp: str
+) -> Stored:
+    who = await _may(
+        reader, caller, Permission.RECORD_READ, "records:Patient:read", "Patient", curp, curp
+    )
+    person = await persons.get_by_curp(session, curp)
+    if person is None:
+        await who.record("records:Patient:read", "Patient", person_curp=curp, outcome="not_found")
+        raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
+    await who.record(
+        "records:Patient:read", "Patient", person_curp=curp, subject_id=f"Patient/{curp}"
+    )
+    return Stored(
+        curp, person.version, person.updated_at, orjson.dumps(to_patient(person)).decode()
+    )
+
+
+def _bundle_entry(base: str, kind: str, fhir_id: str, content: str) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": orjson.loads(content)}
+
+
+async def history(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
+    fhir_id: str | None, count: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Instance or type history as a `history` Bundle, newest first."""
+    if kind not in PARAMS:
+        raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
+    curp = None
+    if fhir_id is not None:
+        row = await repository.current(session, kind, fhir_id)
+        if row is None:
+            raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
+        curp = row.person_curp
+    elif kind in PATIENT_PATH:
+        raise FhirError.one(
+            400, "not-supported",
+            f"no se sirve la historia de todos los {kind}: pida la de un recurso",
+        )  # fmt: skip
+    action = f"records:{kind}:history"
+    who = await _may(reader, caller, Permission.RECORD_READ, action, kind, curp, fhir_id)
+    rows = await repository.history(session, kind, fhir_id, count, None)
+    entries = []
+    for version_id, at, deleted, rid, content in rows:
+        entry: dict[str, Any] = {"fullUrl": f"{base}/{kind}/{rid}"}
+        if not deleted:
+            entry["resource"] = orjson.loads(content)
+        entry["request"] = {
+            "method": "DELETE" if deleted else ("POST" if version_id == 1 else "PUT"),
+            "url": f"{kind}/{rid}" if version_id == 1 else f"{kind}/{rid}/_history/{version_id}",
+        }
+        entry["response"] = {"status": "204" if deleted else ("201" if version_id == 1 else "200"),
+                             "lastModified": _iso(at), "etag": f'W/"{version_id}"'}  # fmt: skip
+        entries.append(entry)
+    await who.record(
+        action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}" if fhir_id else kind
+    )
+    return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+
+
+def _token_value(raw: str) -> tuple[str | None, str]:
+    if "|" in raw:
+        system, _, code = raw.partition("|")
+        return system, code
+    return None, raw
+
+
+def _date_value(raw: str, name: str) -> tuple[str, datetime, datetime]:
+    prefix = raw[:2] if raw[:2] in _PREFIXES else "eq"
+    text = raw[2:] if raw[:2] in _PREFIXES else raw
+    try:
+        start, end = interval(text)
+    except ValueError:
+        raise FhirError.one(400, "invalid", f"{name}: «{raw}» no es una fecha FHIR") from None
+    return prefix, start, end
+
+
+async def search(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
+    query: list[tuple[str, str]],
+) -> dict[str, Any]:  # fmt: skip
+    """A searchset Bundle with paging links. Unknown parameters are refused, by name."""
+    if kind not in PARAMS:
+        raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
+    known = PARAMS[kind]
+    unknown = sorted({n for n, _ in query if n.split(":")[0] not in known and n not in _GLOBAL})
+    if unknown:
+        raise FhirError.one(
+            400, "not-supported",
+            f"parámetros de búsqueda no admitidos para {kind}: {', '.join(unknown)} "
+            f"(admitidos: {', '.join(sorted(set(known) | _GLOBAL))})",
+        )  # fmt: skip
+    where: list[ColumnElement[bool]] = []
+    count, offset, order, curp = DEFAULT_COUNT, 0, "-_lastUpdated", None
+    for name, raw in query:
+        if name == "_count":
+            count = _int(raw, name, 1, MAX_COUNT)
+        elif name == "_offset":
+            offset = _int(raw, name, 0, 10_000)
+        elif name == "_sort":
+            if raw not in ("_lastUpdated", "-_lastUpdated"):
+                raise FhirError.one(
+                    400, "not-supported", "_sort admite _lastUpdated o -_lastUpdated"
+                )
+            order = raw
+        elif name == "_format":
+            continue
+        elif name == "_id":
+            where.append(FhirResource.fhir_id.in_(raw.split(",")))
+        elif name == "_lastUpdated":
+            prefix, start, end = _date_value(raw, name)
+            column = FhirResource.last_updated
+            where.append(
+                {
+                    "eq": (column >= start) & (column <= end),
+                    "ne": (column < start) | (column > end),
+                    "ge": column >= start,
+                    "gt": column > end,
+                    "le": column <= end,
+                    "lt": column < start,
+                }[prefix]
+            )
+        else:
+            param = known[name]
+            alternatives: list[ColumnElement[bool]] = []
+            for value in raw.split(","):
+                if param.kind == "token":
+                    system, code = _token_value(value)
+                    alternatives.append(repository.token_match(name, system, code))
+                elif param.kind == "reference":
+                    target = value if "/" in value else (
+                        f"Patient/{value}" if name in ("patient", "beneficiary") else value
+                    )  # fmt: skip
+                    if name in ("patient", "subject", "beneficiary") and target.startswith(
+                        "Patient/"
+                    ):
+                        if curp is not None and curp != target[8:]:
+                            raise FhirError.one(
+                                400, "not-supported", "busque de una persona a la vez"
+                            )
+                        curp = target[8:]
+                    alternatives.append(repository.reference_match(name, target))
+                else:
+                    alternatives.append(repository.date_match(name, *_date_value(value, name)))
+            where.append(or_(*alternatives))
+    if kind in PATIENT_PATH and curp is None:
+        raise FhirError.one(
+            400, "required",
+            f"indique la persona: {kind}?patient=CURP (el expediente se consulta por persona)",
+        )  # fmt: skip
+    action = f"records:{kind}:search"
+    who = await _may(reader, caller, Permission.RECORD_READ, action, kind, curp, None)
+    if curp is not None:
+        where.append(FhirResource.person_curp == curp)
+    total, rows = await repository.search(session, kind, where, order, count, offset)
+    await who.record(action, kind, person_curp=curp, detail={"total": total})
+    links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]
+    if offset + count < total:
+        links.append({"relation": "next", "url": _page_url(base, kind, query, offset + count)})
+    if offset > 0:
+        links.append(
+            {"relation": "previous", "url": _page_url(base, kind, query, max(0, offset - count))}
+        )
+    return {
+        "resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
+        "entry": [
+            {**_bundle_entry(base, kind, i, c), "search": {"mode": "match"}} for i, c in rows
+        ],
+    }  # fmt: skip
+
+
+def _int(raw: str, name: str, low: int, high: int) -> int:
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise FhirError.one(400, "invalid", f"{name} debe ser un entero de {low} a {high}")
+    return int(raw)
+
+
+def _page_url(base: str, kind: str, query: list[tuple[str, str]], offset: int) -> str:
+    kept = [(n, v) for n, v in query if n != "_offset"]
+    if offset:
+        kept.append(("_offset", str(offset)))
+    return f"{base}/{kind}" + (f"?{urlencode(kept)}" if kept else "")

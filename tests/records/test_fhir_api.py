@@ -1,0 +1,292 @@
+"""The FHIR API: CRUD with versions, history, search, OperationOutcome errors, access rules
+across institutions, and a real FHIR client (fhirpy) against the live server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+from fhirpy import AsyncFHIRClient
+
+from salud.access.permissions import Role
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+IMSS_UNIT, ISSSTE_UNIT = "HGIMS000010", "DFIST000123"
+
+
+async def patient(client: httpx.AsyncClient) -> str:
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    curp: str = doc["curp"]
+    return curp
+
+
+def clinician(token_for: TokenFor, institution: int, clues: str, name: str) -> dict[str, str]:
+    return token_for(Role.CLINICIAN, institution=institution, clues=clues, username=name)
+
+
+async def cared_for(client: httpx.AsyncClient, curp: str, headers: dict[str, str]) -> None:
+    answer = await client.post(
+        f"/api/v1/persons/{curp}/care-relationships", json={"kind": "encounter"}, headers=headers
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def condition(curp: str, code: str = "E11.9", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "subject": {"reference": f"Patient/{curp}"},
+        "code": {"coding": [{"system": ICD10, "code": code, "display": "Diabetes tipo 2"}]},
+        "clinicalStatus": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+            "code": "active"}]},
+        "recordedDate": "2026-11-20",
+        **extra,
+    }  # fmt: skip
+
+
+def outcome(answer: httpx.Response) -> dict[str, Any]:
+    assert answer.headers["content-type"].startswith("application/fhir+json"), answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    get_fhir_model_class("OperationOutcome").model_validate(body)
+    return body
+
+
+async def test_create_read_update_history_and_delete(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    created = await client.post("/fhir/Condition", json=condition(curp), headers=doctor)
+    assert created.status_code == 201, created.text
+    assert created.headers["etag"] == 'W/"1"'
+    body = created.json()
+    fhir_id = body["id"]
+    assert created.headers["location"].endswith(f"/fhir/Condition/{fhir_id}/_history/1")
+    assert body["meta"]["source"] == f"urn:clues:{IMSS_UNIT}"
+    assert body["meta"]["tag"][0]["display"] == "IMSS"
+    read = (await client.get(f"/fhir/Condition/{fhir_id}", headers=doctor)).json()
+    assert {k: v for k, v in read.items() if k not in ("id", "meta")} == condition(curp)
+
+    changed = {**condition(curp), "id": fhir_id, "note": [{"text": "control con dieta"}]}
+    updated = await client.put(
+        f"/fhir/Condition/{fhir_id}", json=changed, headers={**doctor, "If-Match": 'W/"1"'}
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["meta"]["versionId"] == "2"
+    stale = await client.put(
+        f"/fhir/Condition/{fhir_id}", json=changed, headers={**doctor, "If-Match": 'W/"1"'}
+    )
+    assert stale.status_code == 412
+    assert outcome(stale)["issue"][0]["code"] == "conflict"
+    first = (await client.get(f"/fhir/Condition/{fhir_id}/_history/1", headers=doctor)).json()
+    assert "note" not in first
+    assert first["meta"]["versionId"] == "1"
+
+    assert (await client.delete(f"/fhir/Condition/{fhir_id}", headers=doctor)).status_code == 204
+    gone = await client.get(f"/fhir/Condition/{fhir_id}", headers=doctor)
+    assert gone.status_code == 410
+    history = (await client.get(f"/fhir/Condition/{fhir_id}/_history", headers=doctor)).json()
+    assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "PUT", "POST"]
+    get_fhir_model_class("Bundle").model_validate(history)
+
+
+async def test_bad_requests_are_operation_outcomes_naming_the_problem(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    cases = [
+        (b"{not json", 400, "structure"),
+        (b'{"resourceType": "Observation", "status": "final"}', 400, "invalid"),
+    ]
+    for body, status, code in cases:
+        answer = await client.post(
+            "/fhir/Condition", content=body,
+            headers={**doctor, "Content-Type": "application/fhir+json"},
+        )  # fmt: skip
+        assert answer.status_code == status, answer.text
+        assert outcome(answer)["issue"][0]["code"] == code
+    bad_date = await client.post(
+        "/fhir/Condition", json=condition(curp, onsetDateTime="ayer"), headers=doctor
+    )
+    assert bad_date.status_code == 400
+    assert outcome(bad_date)["issue"][0]["expression"] == ["Condition.onsetDateTime"]
+    nowhere = await client.post(
+        "/fhir/Condition",
+        json=condition(curp, encounter={"reference": "Encounter/no-existe"}),
+        headers=doctor,
+    )
+    assert nowhere.status_code == 422
+    assert "Encounter/no-existe" in outcome(nowhere)["issue"][0]["diagnostics"]
+    unknown = await client.post("/fhir/Condition", json=condition(curp, "Q99.99"), headers=doctor)
+    assert unknown.status_code == 422
+    issue = outcome(unknown)["issue"][0]
+    assert issue["code"] == "code-invalid"
+    assert issue["expression"] == ["Condition.code.coding[0].code"]
+    odd = await client.get(f"/fhir/Condition?patient={curp}&colour=red", headers=doctor)
+    assert odd.status_code == 400
+    assert "colour" in outcome(odd)["issue"][0]["diagnostics"]
+    nobody = await anonymous.get(f"/fhir/Condition?patient={curp}", headers={"Authorization": ""})
+    assert nobody.status_code == 401
+    assert outcome(nobody)["issue"][0]["code"] == "login"
+    verifier = await client.get(f"/fhir/Condition?patient={curp}", headers=token_for(Role.VERIFIER))
+    assert verifier.status_code == 403
+    assert outcome(verifier)["issue"][0]["code"] == "forbidden"
+
+
+async def test_search_with_paging_and_filters(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp, other = await patient(client), await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    for person in (curp, other):
+        await cared_for(client, person, doctor)
+    codes = ["E11.9", "I10", "J45.9", "E11.9", "K29.7"]
+    for i, code in enumerate(codes):
+        answer = await client.post(
+            "/fhir/Condition", json=condition(curp, code, recordedDate=f"2026-0{i + 1}-15"),
+            headers=doctor,
+        )  # fmt: skip
+        assert answer.status_code == 201, answer.text
+    await client.post("/fhir/Condition", json=condition(other), headers=doctor)
+
+    async def ids(query: str) -> list[str]:
+        answer = await client.get(f"/fhir/Condition?{query}", headers=doctor)
+        assert answer.status_code == 200, answer.text
+        return [e["resource"]["code"]["coding"][0]["code"] for e in answer.json()["entry"]]
+
+    assert len(await ids(f"patient={curp}")) == 5
+    assert await ids(f"patient={curp}&code=E11.9") == ["E11.9", "E11.9"]
+    assert await ids(f"patient={curp}&code={ICD10}|I10") == ["I10"]
+    assert await ids(f"patient={curp}&code=I10,K29.7&_sort=_lastUpdated") == ["I10", "K29.7"]
+    assert await ids(f"subject=Patient/{curp}&recorded-date=ge2026-04-01") == ["K29.7", "E11.9"]
+    assert await ids(f"patient={curp}&recorded-date=2026-02") == ["I10"]
+    page = (await client.get(f"/fhir/Condition?patient={curp}&_count=2", headers=doctor)).json()
+    assert page["total"] == 5
+    assert len(page["entry"]) == 2
+    nxt = next(link["url"] for link in page["link"] if link["relation"] == "next")
+    second = (await client.get(nxt.replace("http://test", ""), headers=doctor)).json()
+    assert len(second["entry"]) == 2
+    assert {e["resource"]["id"] for e in second["entry"]}.isdisjoint(
+        {e["resource"]["id"] for e in page["entry"]}
+    )
+    everyone = await client.get("/fhir/Condition?code=E11.9", headers=doctor)
+    assert everyone.status_code == 400  # the record is searched one person at a time
+
+
+async def test_a_clinician_at_another_institution_reads_what_imss_recorded(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    issste = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    await cared_for(client, curp, imss)
+    allergy = {
+        "resourceType": "AllergyIntolerance", "patient": {"reference": f"Patient/{curp}"},
+        "code": {"text": "Penicilina"}, "criticality": "high",
+    }  # fmt: skip
+    prescription = {
+        "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "subject": {"reference": f"Patient/{curp}"},
+        "medicationCodeableConcept": {"text": "Metformina 850 mg"},
+    }  # fmt: skip
+    for doc in (allergy, prescription):
+        assert (
+            await client.post(f"/fhir/{doc['resourceType']}", json=doc, headers=imss)
+        ).status_code == 201
+    refused = await client.get(f"/fhir/AllergyIntolerance?patient={curp}", headers=issste)
+    assert refused.status_code == 403
+    await cared_for(client, curp, issste)  # the person arrives at the ISSSTE unit
+    allergies = (
+        await client.get(f"/fhir/AllergyIntolerance?patient={curp}", headers=issste)
+    ).json()
+    assert [e["resource"]["code"]["text"] for e in allergies["entry"]] == ["Penicilina"]
+    assert allergies["entry"][0]["resource"]["meta"]["source"] == f"urn:clues:{IMSS_UNIT}"
+    meds = (await client.get(f"/fhir/MedicationRequest?patient={curp}", headers=issste)).json()
+    assert meds["total"] == 1
+    me = token_for(Role.CITIZEN, curp=curp)
+    log = (await client.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
+    reads = [e for e in log if e["actor"] == "medico.issste" and e["action"].startswith("records:")]
+    assert {e["action"] for e in reads} >= {
+        "records:AllergyIntolerance:search",
+        "records:MedicationRequest:search",
+    }
+    assert all(e["institution_code"] == 3 for e in reads)
+    # The person reads their own record; the Patient is the registry's person.
+    mine = await client.get(f"/fhir/Patient/{curp}", headers=me)
+    assert mine.status_code == 200
+    assert mine.json()["identifier"][0] == {
+        "use": "official", "system": "urn:oid:2.16.840.1.113883.4.629", "value": curp
+    }  # fmt: skip
+    get_fhir_model_class("Patient").model_validate(mine.json())
+
+
+async def test_the_capability_statement_says_what_is_there(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/fhir/metadata")
+    assert answer.status_code == 200
+    statement = answer.json()
+    get_fhir_model_class("CapabilityStatement").model_validate(statement)
+    assert statement["fhirVersion"] == "4.0.1"
+    kinds = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert {"Condition", "Observation", "AllergyIntolerance", "Patient"} <= set(kinds)
+    assert "code" in {p["name"] for p in kinds["Condition"]["searchParam"]}
+    assert [i["code"] for i in kinds["Patient"]["interaction"]] == ["read"]
+
+
+async def test_fhirpy_drives_the_live_server(
+    client: httpx.AsyncClient, token_for: TokenFor, live_server: str
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    fhir = AsyncFHIRClient(f"{live_server}/fhir", authorization=doctor["Authorization"])
+    observation = fhir.resource(
+        "Observation", status="final",
+        code={"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": "FC"},
+        subject={"reference": f"Patient/{curp}"}, effectiveDateTime="2026-11-30T10:00:00Z",
+        valueQuantity={"value": 72, "unit": "/min"},
+    )  # fmt: skip
+    await observation.save()
+    assert observation.id
+    found = await fhir.resources("Observation").search(patient=curp, code="8867-4").fetch()
+    assert [o.id for o in found] == [observation.id]
+    observation["valueQuantity"] = {"value": 80, "unit": "/min"}
+    await observation.save()
+    fresh = await fhir.reference("Observation", observation.id).to_resource()
+    assert fresh["meta"]["versionId"] == "2"
+    history = await fhir.execute(f"Observation/{observation.id}/_history", method="get")
+    assert history["total"] == 2
+
+
+async def test_a_machine_client_reads_only_the_types_its_scopes_name(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    from salud.access.principal import Principal
+    from salud.access.tokens import TokenService
+
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    await client.post("/fhir/Condition", json=condition(curp), headers=doctor)
+    app_tokens: TokenService = client._transport.app.state.tokens  # type: ignore[attr-defined]
+    his = Principal(
+        "client:his", "his.hospital", Role.CLIENT, 2,
+        scopes=frozenset({"system/Condition.read"}),
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {app_tokens.issue(his)}"}
+    ok = await client.get(f"/fhir/Condition?patient={curp}", headers=headers)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["total"] == 1
+    other = await client.get(f"/fhir/Observation?patient={curp}", headers=headers)
+    assert other.status_code == 403
+    write = await client.post("/fhir/Condition", json=condition(curp), headers=headers)
+    assert write.status_code == 403
