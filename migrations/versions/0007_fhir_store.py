@@ -2,7 +2,7 @@
 
 Revision ID: 0007
 Revises: 0006
-Create Date: 2026-12-01 08:22:54.239298
+Create Date: 2026-12-01 08:32:45.923355
 """
 
 from collections.abc import Sequence
@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('institution_code', sa.SmallInteger(), nullable=True),
     sa.Column('clues', sa.String(length=11), nullable=True),
     sa.Column('author', sa.String(length=100), nullable=False),
+    sa.Column('sensitivity', sa.String(length=60), nullable=False),
     sa.Column('content', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_fhir_resource_versions')),
     sa.UniqueConstraint('resource_type', 'fhir_id', 'version_id', name='uq_fhir_resource_versions_tiv')
@@ -47,6 +48,7 @@ def upgrade() -> None:
     sa.Column('institution_code', sa.SmallInteger(), nullable=True),
     sa.Column('clues', sa.String(length=11), nullable=True),
     sa.Column('author', sa.String(length=100), nullable=False),
+    sa.Column('sensitivity', sa.String(length=60), nullable=False),
     sa.Column('content', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_fhir_resources')),
     sa.UniqueConstraint('resource_type', 'fhir_id', name='uq_fhir_resources_type_id')
@@ -55,6 +57,15 @@ def upgrade() -> None:
         batch_op.create_index('ix_fhir_resources_person_type', ['person_curp', 'resource_type'], unique=False)
         batch_op.create_index('ix_fhir_resources_type_updated', ['resource_type', 'last_updated'], unique=False)
 
+    op.create_table('record_restrictions',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('person_curp', sa.String(length=18), nullable=False),
+    sa.Column('category', sa.String(length=30), nullable=False),
+    sa.Column('created_at', salud.storage.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=100), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_record_restrictions')),
+    sa.UniqueConstraint('person_curp', 'category', name='uq_record_restrictions_pc')
+    )
     op.create_table('fhir_dates',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('resource_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -113,6 +124,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_fhir_dates_param_start')
 
     op.drop_table('fhir_dates')
+    op.drop_table('record_restrictions')
     with op.batch_alter_table('fhir_resources', schema=None) as batch_op:
         batch_op.drop_index('ix_fhir_resources_type_updated')
         batch_op.drop_index('ix_fhir_resources_person_type')

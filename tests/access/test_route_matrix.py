@@ -63,6 +63,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/public/credentials/validate"): {"qr": "NOT A CARD"},
     ("POST", "/api/v1/signing-keys/rotate"): {},
     ("PUT", "/api/v1/persons/{curp}/photo"): {},
+    ("PUT", "/api/v1/persons/{curp}/record-restrictions"): {"categories": ["hiv"]},
 }
 
 

@@ -18,6 +18,8 @@ from salud.access.schemas import (
     EmergencyReview,
 )
 from salud.api.deps import CurrentCaller, ReadSession, Session
+from salud.records import service as records
+from salud.records.schemas import Restrictions
 
 router = APIRouter(tags=["atención y consentimiento"])
 _MAX_ID = 2**63 - 1  # BIGINT: a larger number is a 422, not a database error
@@ -113,3 +115,27 @@ async def review(
     caller: CurrentCaller,
 ) -> EmergencyRead:
     return await care.review(session, caller, emergency_id, body)
+
+
+@router.get(
+    "/persons/{curp}/record-restrictions",
+    summary="Categorías sensibles de mi expediente restringidas a la institución que las registró",
+    openapi_extra=_x(Permission.CONSENT_MANAGE),
+)
+async def record_restrictions(
+    curp: str, session: ReadSession, caller: CurrentCaller
+) -> Restrictions:
+    found = await records.restrictions(session, caller, curp)
+    return Restrictions.model_validate({"categories": found})
+
+
+@router.put(
+    "/persons/{curp}/record-restrictions",
+    summary="Restringir categorías sensibles (salud mental, sexual y reproductiva, VIH)",
+    openapi_extra=_x(Permission.CONSENT_MANAGE),
+)
+async def set_record_restrictions(
+    curp: str, body: Restrictions, session: Session, caller: CurrentCaller
+) -> Restrictions:
+    chosen = await records.set_restrictions(session, caller, curp, list(body.categories))
+    return Restrictions.model_validate({"categories": chosen})

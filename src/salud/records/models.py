@@ -41,6 +41,8 @@ class FhirResource(Base):
     institution_code: Mapped[int | None] = mapped_column(SmallInteger)
     clues: Mapped[str | None] = mapped_column(String(11))
     author: Mapped[str] = mapped_column(String(100))
+    # Sensitive categories (records/sensitivity.py), comma-separated; "" for most resources.
+    sensitivity: Mapped[str] = mapped_column(String(60))
     content: Mapped[str] = mapped_column(Text)  # the JSON as served (meta included)
 
 
@@ -64,7 +66,24 @@ class FhirResourceVersion(Base):
     institution_code: Mapped[int | None] = mapped_column(SmallInteger)
     clues: Mapped[str | None] = mapped_column(String(11))
     author: Mapped[str] = mapped_column(String(100))
+    sensitivity: Mapped[str] = mapped_column(String(60))
     content: Mapped[str] = mapped_column(Text)
+
+
+class RecordRestriction(Base):
+    """A person's decision: this sensitive category of their record is visible only to the
+    institution that recorded each entry (and to the person)."""
+
+    __tablename__ = "record_restrictions"
+    __table_args__ = (
+        UniqueConstraint("person_curp", "category", name="uq_record_restrictions_pc"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_curp: Mapped[str] = mapped_column(String(18))
+    category: Mapped[str] = mapped_column(String(30))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(100))
 
 
 class FhirToken(Base):

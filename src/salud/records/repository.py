@@ -15,11 +15,12 @@ from salud.records.models import (
     FhirResource,
     FhirResourceVersion,
     FhirToken,
+    RecordRestriction,
 )
 
 _VERSION_COLUMNS = (
     "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
-    "institution_code", "clues", "author", "content",
+    "institution_code", "clues", "author", "sensitivity", "content",
 )  # fmt: skip
 
 
@@ -160,3 +161,24 @@ async def search(
     )
     rows = [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
     return int(total or 0), rows
+
+
+async def restrictions(session: AsyncSession, curp: str) -> list[str]:
+    stmt = (
+        select(RecordRestriction.category)
+        .where(RecordRestriction.person_curp == curp)
+        .order_by(RecordRestriction.category)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def replace_restrictions(
+    session: AsyncSession, curp: str, categories: list[str], actor: str, at: datetime
+) -> None:
+    await session.execute(delete(RecordRestriction).where(RecordRestriction.person_curp == curp))
+    if categories:
+        await session.execute(
+            insert(RecordRestriction),
+            [{"person_curp": curp, "category": c, "created_at": at, "created_by": actor}
+             for c in categories],
+        )  # fmt: skip

@@ -23,6 +23,7 @@ from salud.access import care
 from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
 from salud.access.scopes import allows
+from salud.errors import InvalidInput, NotFound
 from salud.identity import repository as persons
 from salud.identity.catalogs import affiliation_catalog
 from salud.kit.clock import utcnow
@@ -35,9 +36,10 @@ from salud.records.indexing import (
     local_references,
     patient_of,
 )
-from salud.records.models import FhirResource
+from salud.records.models import FhirResource, FhirResourceVersion
 from salud.records.outcome import FhirError
 from salud.records.patient import to_patient
+from salud.records.sensitivity import CATEGORIES, LABELS, categories
 from salud.records.validation import validate
 from salud.storage.fastread import FastReader
 
@@ -161,7 +163,8 @@ async def create(
     row = FhirResource(
         resource_type=kind, fhir_id=fhir_id, version_id=1, last_updated=now, deleted=False,
         person_curp=curp, institution_code=p.institution_code, clues=p.clues,
-        author=p.username, content=_with_meta(doc, fhir_id, 1, now, caller),
+        author=p.username, sensitivity=",".join(sorted(categories(doc))),
+        content=_with_meta(doc, fhir_id, 1, now, caller),
     )  # fmt: skip
     session.add(row)
     await session.flush()
@@ -205,6 +208,7 @@ async def update(
     row.version_id += 1
     row.last_updated, row.deleted = now, False
     row.institution_code, row.clues, row.author = p.institution_code, p.clues, p.username
+    row.sensitivity = ",".join(sorted(categories(doc)))
     row.content = _with_meta(doc, fhir_id, row.version_id, now, caller)
     await session.flush()
     await repository.write_index(session, row.id, index(doc))
@@ -250,6 +254,7 @@ async def read(
         raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
     action = f"records:{kind}:read"
     who = await _may(reader, caller, Permission.RECORD_READ, action, kind, row.person_curp, fhir_id)
+    await _refuse_if_restricted(session, who, action, kind, fhir_id, row)
     await who.record(action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}")
     if row.deleted:
         raise FhirError.one(410, "deleted", f"{kind}/{fhir_id} fue eliminado")
@@ -285,7 +290,7 @@ async def history(
     """Instance or type history as a `history` Bundle, newest first."""
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
-    curp = None
+    curp, row = None, None
     if fhir_id is not None:
         row = await repository.current(session, kind, fhir_id)
         if row is None:
@@ -298,6 +303,8 @@ async def history(
         )  # fmt: skip
     action = f"records:{kind}:history"
     who = await _may(reader, caller, Permission.RECORD_READ, action, kind, curp, fhir_id)
+    if fhir_id is not None and row is not None:
+        await _refuse_if_restricted(session, who, action, kind, fhir_id, row)
     rows = await repository.history(session, kind, fhir_id, count, None)
     entries = []
     for version_id, at, deleted, rid, content in rows:
@@ -315,6 +322,89 @@ async def history(
         action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}" if fhir_id else kind
     )
     return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+
+
+# --- restricted sensitive categories ---------------------------------------------------
+
+
+def _is_the_person(caller: Caller, curp: str | None) -> bool:
+    p = caller.principal
+    return p.role is Role.CITIZEN and p.curp is not None and p.curp == curp
+
+
+async def _restricted_for(session: AsyncSession, caller: Caller, curp: str | None) -> set[str]:
+    """The categories this caller may not see in this person's record (none for the person)."""
+    if curp is None or _is_the_person(caller, curp):
+        return set()
+    return set(await repository.restrictions(session, curp))
+
+
+async def _refuse_if_restricted(
+    session: AsyncSession, caller: Caller, action: str, kind: str, fhir_id: str,
+    row: FhirResource | FhirResourceVersion,
+) -> None:  # fmt: skip
+    if not row.sensitivity:
+        return
+    hidden = set(row.sensitivity.split(",")) & await _restricted_for(
+        session, caller, row.person_curp
+    )
+    if hidden and row.institution_code != caller.principal.institution_code:
+        await caller.record(
+            action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}",
+            outcome="denied", detail={"restricted": sorted(hidden)},
+        )  # fmt: skip
+        raise FhirError.one(
+            403, "suppressed",
+            "la persona restringió esta información ("
+            + ", ".join(LABELS[c] for c in sorted(hidden))
+            + ") a la institución que la registró",
+        )  # fmt: skip
+
+
+async def _restriction_filters(
+    session: AsyncSession, caller: Caller, curp: str
+) -> list[ColumnElement[bool]]:
+    """Search conditions that leave out what the person restricted to other institutions."""
+    mine = caller.principal.institution_code
+    other: ColumnElement[bool] = FhirResource.institution_code.is_(None)
+    if mine is not None:
+        other = or_(other, FhirResource.institution_code != mine)
+    return [
+        ~(FhirResource.sensitivity.contains(c) & other)
+        for c in sorted(await _restricted_for(session, caller, curp))
+    ]
+
+
+async def restrictions(session: AsyncSession, caller: Caller, curp: str) -> list[str]:
+    await caller.allow(
+        Permission.CONSENT_MANAGE, "records:restriction:list", "restriction", person_curp=curp
+    )
+    found = await repository.restrictions(session, curp)
+    await caller.record("records:restriction:list", "restriction", person_curp=curp)
+    return found
+
+
+async def set_restrictions(
+    session: AsyncSession, caller: Caller, curp: str, wanted: list[str]
+) -> list[str]:
+    """Replace the person's restricted categories (the person decides; audited)."""
+    await caller.allow(
+        Permission.CONSENT_MANAGE, "records:restriction:set", "restriction", person_curp=curp
+    )
+    unknown = sorted(set(wanted) - set(CATEGORIES))
+    if unknown:
+        raise InvalidInput.on(
+            "categories", f"desconocidas: {', '.join(unknown)} (use {', '.join(CATEGORIES)})"
+        )
+    if not await persons.curp_exists(session, curp):
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    chosen = sorted(set(wanted))
+    await repository.replace_restrictions(session, curp, chosen, caller.actor, utcnow())
+    await caller.record(
+        "records:restriction:set", "restriction", person_curp=curp, within=session,
+        detail={"categories": chosen},
+    )  # fmt: skip
+    return chosen
 
 
 def _token_value(raw: str) -> tuple[str | None, str]:
@@ -411,6 +501,7 @@ async def search(
     who = await _may(reader, caller, Permission.RECORD_READ, action, kind, curp, None)
     if curp is not None:
         where.append(FhirResource.person_curp == curp)
+        where.extend(await _restriction_filters(session, who, curp))
     total, rows = await repository.search(session, kind, where, order, count, offset)
     await who.record(action, kind, person_curp=curp, detail={"total": total})
     links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]

@@ -1,0 +1,102 @@
+"""The person restricts sensitive categories to the institution that recorded them."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from salud.access.permissions import Role
+from salud.records.sensitivity import HIV, MENTAL, SEXUAL, categories
+from tests.conftest import TokenFor
+from tests.records.test_fhir_api import (
+    ICD10,
+    IMSS_UNIT,
+    ISSSTE_UNIT,
+    cared_for,
+    clinician,
+    condition,
+    outcome,
+    patient,
+)
+
+
+def test_classification_by_cie10_and_security_labels() -> None:
+    def coded(code: str) -> dict[str, object]:
+        return {"resourceType": "Condition", "code": {"coding": [{"system": ICD10, "code": code}]}}
+
+    assert categories(coded("F32.9")) == {MENTAL}
+    assert categories(coded("B20")) == {HIV}
+    assert categories(coded("Z21")) == {HIV}
+    assert categories(coded("O80")) == {SEXUAL}
+    assert categories(coded("A54.9")) == {SEXUAL}
+    assert categories(coded("E11.9")) == frozenset()
+    act_code = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+    labelled = {
+        "resourceType": "Observation",
+        "meta": {"security": [{"system": act_code, "code": "HIV"}]},
+    }
+    assert categories(labelled) == {HIV}
+    snomed = [{"system": "http://snomed.info/sct", "code": "F32"}]
+    other_system = {"resourceType": "Condition", "code": {"coding": snomed}}
+    assert categories(other_system) == frozenset()
+
+
+@given(st.sampled_from("ABCDEGHIJKLMNPQRSTUVWY"), st.integers(0, 99), st.integers(0, 9))
+def test_codes_outside_the_sensitive_ranges_are_not_sensitive(
+    letter: str, number: int, detail: int
+) -> None:
+    code = f"{letter}{number:02d}.{detail}"
+    doc = {"resourceType": "Condition", "code": {"coding": [{"system": ICD10, "code": code}]}}
+    sensitive = (
+        (letter == "B" and 20 <= number <= 24)
+        or (letter == "Z" and (number == 21 or 30 <= number <= 39))
+        or (letter == "A" and 50 <= number <= 64)
+        or (letter == "N" and 96 <= number <= 98)
+    )
+    assert bool(categories(doc)) == sensitive
+
+
+@pytest.mark.db
+async def test_restricted_categories_stay_with_the_recording_institution(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    issste = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    for doctor in (imss, issste):
+        await cared_for(client, curp, doctor)
+    depression = (await client.post("/fhir/Condition", json=condition(curp, "F32.9"),
+                                     headers=imss)).json()  # fmt: skip
+    await client.post("/fhir/Condition", json=condition(curp, "E11.9"), headers=imss)
+    me = token_for(Role.CITIZEN, curp=curp)
+
+    async def codes(headers: dict[str, str]) -> list[str]:
+        answer = await client.get(
+            f"/fhir/Condition?patient={curp}&_sort=_lastUpdated", headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        return [e["resource"]["code"]["coding"][0]["code"] for e in answer.json()["entry"]]
+
+    assert await codes(issste) == ["F32.9", "E11.9"]  # nothing restricted yet
+    url = f"/api/v1/persons/{curp}/record-restrictions"
+    assert (
+        await client.put(url, json={"categories": ["mental_health"]}, headers=issste)
+    ).status_code == 403
+    bad = await client.put(url, json={"categories": ["astrology"]}, headers=me)
+    assert bad.status_code == 422
+    assert "categories" in bad.text
+    done = await client.put(url, json={"categories": ["mental_health"]}, headers=me)
+    assert done.json() == {"categories": ["mental_health"]}
+    assert (await client.get(url, headers=me)).json() == {"categories": ["mental_health"]}
+    assert await codes(issste) == ["E11.9"]
+    assert await codes(imss) == ["F32.9", "E11.9"]
+    assert await codes(me) == ["F32.9", "E11.9"]
+    direct = await client.get(f"/fhir/Condition/{depression['id']}", headers=issste)
+    assert direct.status_code == 403
+    assert "salud mental" in outcome(direct)["issue"][0]["diagnostics"]
+    log = (await client.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
+    assert any(e["action"] == "records:Condition:read" and e["outcome"] == "denied" for e in log)
+    assert (await client.put(url, json={"categories": []}, headers=me)).status_code == 200
+    assert await codes(issste) == ["F32.9", "E11.9"]
