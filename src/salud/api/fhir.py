@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from salud import __version__
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.errors import DomainError
-from salud.records import service
+from salud.records import auditevents, service
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
@@ -68,6 +68,31 @@ def _if_match(request: Request) -> int | None:
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     return _fhir(capability_statement(_base(request)))
+
+
+@router.get("/AuditEvent")
+async def audit_search(request: Request, session: ReadSession) -> Response:
+    async def run() -> Response:
+        query = list(request.query_params.multi_items())
+        bundle = await auditevents.search(session, caller_of(request), _base(request), query)
+        return _fhir(bundle)
+
+    return await _guard(run)
+
+
+@router.get("/AuditEvent/{seq}")
+async def audit_read(seq: str, request: Request, session: ReadSession) -> Response:
+    async def run() -> Response:
+        return _fhir(await auditevents.read(session, caller_of(request), seq))
+
+    return await _guard(run)
+
+
+@router.api_route("/AuditEvent", methods=["POST", "PUT", "DELETE", "PATCH"])
+@router.api_route("/AuditEvent/{seq}", methods=["POST", "PUT", "DELETE", "PATCH"])
+async def audit_write(request: Request) -> Response:
+    issue = Issue("not-supported", "la bitácora de auditoría es de solo lectura")
+    return _fhir(operation_outcome([issue]), 405, {"Allow": "GET"})
 
 
 @router.get("/{kind}")
@@ -222,6 +247,17 @@ def capability_statement(base: str) -> dict[str, Any]:
                 + [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}],
             }
         )
+    resources.append(
+        {
+            "type": "AuditEvent",
+            "documentation": "La bitácora de auditoría (encadenada), de solo lectura.",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": "patient", "type": "reference"},
+                {"name": "agent", "type": "token"},
+            ],
+        }
+    )
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
