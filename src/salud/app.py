@@ -144,7 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(facilities.router, prefix=API_PREFIX)
     app.include_router(credentials.router, prefix=API_PREFIX)
     app.include_router(credentials.wellknown)
-    app.include_router(fhir.router)
+    fhir.install(app)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.router.routes[0:0] = [

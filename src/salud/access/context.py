@@ -25,6 +25,9 @@ class Caller:
     audit: AuditLog
     purpose: str | None = None  # e.g. "atencion", "registro", "verificacion"
     reason: str | None = None  # break-the-glass justification, when there is one
+    # A transaction every entry of this caller goes into (a FHIR transaction Bundle): then
+    # nothing waits for the group-commit writer while the transaction holds the chain's lock.
+    within: AsyncSession | None = None
 
     @property
     def actor(self) -> str:
@@ -71,16 +74,18 @@ class Caller:
         own = p.role is not Role.CITIZEN or (person_curp is not None and person_curp == p.curp)
         if p.may(permission) and own:
             return
-        await self.audit.record(
-            self._entry(
-                action,
-                subject_type,
-                person_curp=person_curp,
-                subject_id=subject_id,
-                outcome="denied",
-                detail={"permission": permission.value},
-            )
+        denial = self._entry(
+            action,
+            subject_type,
+            person_curp=person_curp,
+            subject_id=subject_id,
+            outcome="denied",
+            detail={"permission": permission.value},
         )
+        if self.within is not None:
+            await record_in_transaction(self.within, self.audit.key, [denial])
+        else:
+            await self.audit.record(denial)
         if not own:
             raise Forbidden("una persona solo puede consultar sus propios datos")
         raise Forbidden(f"el rol {p.role.value} no tiene el permiso {permission.value}")
@@ -106,6 +111,7 @@ class Caller:
             outcome=outcome,
             detail=detail,
         )
+        within = within or self.within
         if within is not None:
             await record_in_transaction(within, self.audit.key, [entry])
         else:
@@ -119,5 +125,7 @@ class Caller:
             )
             for c in curps
         ]
-        if entries:
+        if entries and self.within is not None:
+            await record_in_transaction(self.within, self.audit.key, entries)
+        elif entries:
             await self.audit.record_many(entries)

@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from salud import __version__
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.errors import DomainError
-from salud.records import auditevents, service
+from salud.records import auditevents, bundles, service
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
@@ -31,16 +31,26 @@ def _fhir(content: Any, status: int = 200, headers: dict[str, str] | None = None
 
 
 async def _guard(call: Callable[[], Awaitable[Response]]) -> Response:
-    """Run a handler; every refusal becomes an OperationOutcome with its status."""
+    """Run a handler; every refusal leaves as a FhirError, so that the request's transaction
+    rolls back (a transaction Bundle is all or nothing) and `install` renders it as an
+    OperationOutcome with its status."""
     try:
         return await call()
-    except FhirError as exc:
-        return _fhir(operation_outcome(exc.issues), exc.status)
     except DomainError as exc:
         issues = [Issue(_CODES.get(exc.status, "processing"), exc.detail)]
         issues += [Issue("invalid", p.reason, p.field) for p in exc.problems]
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _fhir(operation_outcome(issues), exc.status, headers)
+        raise FhirError(exc.status, issues) from None
+
+
+async def _render(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FhirError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return _fhir(operation_outcome(exc.issues), exc.status, headers)
+
+
+def install(app: FastAPI) -> None:
+    app.include_router(router)
+    app.add_exception_handler(FhirError, _render)
 
 
 def _base(request: Request) -> str:
@@ -68,6 +78,38 @@ def _if_match(request: Request) -> int | None:
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     return _fhir(capability_statement(_base(request)))
+
+
+@router.post("")
+@router.post("/")
+async def bundle(request: Request, reader: Reader) -> Response:
+    """transaction or batch Bundle. The transaction's session is managed here, so that a
+    failed transaction, once rolled back, can still be recorded in the audit log."""
+
+    async def run() -> Response:
+        caller = caller_of(request)
+        doc = parse(await request.body(), "Bundle")
+        kind, base = doc.get("type"), _base(request)
+        sessions = request.app.state.sessions
+        if kind == "batch":
+            return _fhir(await bundles.batch(sessions, reader, caller, base, doc))
+        if kind != "transaction":
+            raise FhirError.one(
+                400, "not-supported", "el servidor recibe Bundles de tipo transaction o batch",
+                "Bundle.type",
+            )  # fmt: skip
+        try:
+            async with sessions() as session, session.begin():
+                result = await bundles.transaction(session, reader, caller, base, doc)
+        except (FhirError, DomainError) as exc:
+            await caller.record(
+                "records:Bundle:transaction", "Bundle", outcome="denied",
+                detail={"entries": len(doc.get("entry") or []), "problem": str(exc)[:300]},
+            )  # fmt: skip
+            raise
+        return _fhir(result)
+
+    return await _guard(run)
 
 
 @router.get("/AuditEvent")
@@ -270,6 +312,7 @@ def capability_statement(base: str) -> dict[str, Any]:
         "rest": [
             {
                 "mode": "server",
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
                 "security": {
                     "service": [{"coding": [{"system": _SECURITY, "code": "SMART-on-FHIR"}]}],
                     "description": "Token Bearer: clientes OAuth2 con scopes SMART "

@@ -243,3 +243,17 @@ def local_references(node: Any) -> Iterator[str]:
     elif isinstance(node, list):
         for item in node:
             yield from local_references(item)
+
+
+def unresolved_references(node: Any) -> Iterator[str]:
+    """References to a bundle entry (`urn:uuid:…`) left in a resource: outside a transaction
+    that resolves them they point at nothing."""
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str) and ref.startswith("urn:"):
+            yield ref
+        for value in node.values():
+            yield from unresolved_references(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from unresolved_references(item)

@@ -35,6 +35,7 @@ from salud.records.indexing import (
     interval,
     local_references,
     patient_of,
+    unresolved_references,
 )
 from salud.records.models import FhirResource, FhirResourceVersion
 from salud.records.outcome import FhirError
@@ -107,10 +108,10 @@ def _patient_curp(doc: dict[str, Any]) -> str | None:
     return patient
 
 
-async def _check_references(session: AsyncSession, doc: dict[str, Any]) -> None:
+async def check_references(session: AsyncSession, doc: dict[str, Any]) -> None:
     """Interactive writes refuse a reference to nothing (FHIR R4 §3.1.1.4, referential
     integrity): every relative reference must name a live resource or a registered person."""
-    missing = []
+    missing = sorted(set(unresolved_references(doc)))
     for target in sorted(set(local_references(doc))):
         kind, _, fhir_id = target.partition("/")
         if kind == "Patient":
@@ -148,7 +149,7 @@ def _with_meta(
 
 async def create(
     session: AsyncSession, reader: FastReader, caller: Caller, doc: dict[str, Any],
-    fhir_id: str | None = None,
+    fhir_id: str | None = None, *, check_refs: bool = True,
 ) -> Stored:  # fmt: skip
     kind = doc["resourceType"]
     validate(doc)
@@ -156,7 +157,8 @@ async def create(
     who = await _may(
         reader, caller, Permission.RECORD_WRITE, f"records:{kind}:create", kind, curp, None
     )
-    await _check_references(session, doc)
+    if check_refs:
+        await check_references(session, doc)
     fhir_id = fhir_id or str(uuid.uuid4())
     now = utcnow()
     p = caller.principal
@@ -178,7 +180,7 @@ async def create(
 
 async def update(
     session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str,
-    doc: dict[str, Any], if_match: int | None,
+    doc: dict[str, Any], if_match: int | None, *, check_refs: bool = True,
 ) -> tuple[Stored, bool]:  # fmt: skip
     """Replace a resource (a new version); (stored, created). A stale If-Match is 412."""
     if doc.get("id") != fhir_id:
@@ -187,7 +189,7 @@ async def update(
     if row is None:
         if if_match is not None:
             raise FhirError.one(412, "conflict", "If-Match sobre un recurso que no existe")
-        return await create(session, reader, caller, doc, fhir_id), True
+        return await create(session, reader, caller, doc, fhir_id, check_refs=check_refs), True
     validate(doc)
     curp = _patient_curp(doc)
     action = f"records:{kind}:update"
@@ -201,7 +203,8 @@ async def update(
             412, "conflict",
             f"la versión {if_match} ya no es la actual (es la {row.version_id}): vuelva a leer",
         )  # fmt: skip
-    await _check_references(session, doc)
+    if check_refs:
+        await check_references(session, doc)
     await repository.freeze(session, row)
     now = utcnow()
     p = caller.principal

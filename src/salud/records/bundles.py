@@ -1,0 +1,199 @@
+"""transaction and batch Bundles (FHIR R4 §3.1.0.11).
+
+A transaction is all or nothing: every entry is processed in the request's one database
+transaction (audit entries included); the first failure rolls everything back and is
+reported with the entry's index. Entries are processed in FHIR's order (DELETE, POST, PUT,
+GET); each POST gets its id before anything is written, so references between entries
+(`urn:uuid:…` full URLs) are rewritten to `Type/id` first, forward references included, and
+the references of every written resource are checked once all are written.
+
+A batch processes each entry on its own (a transaction each): a failure is that entry's
+response, the others stand."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.context import Caller
+from salud.errors import DomainError
+from salud.records import service
+from salud.records.outcome import FhirError, Issue, operation_outcome
+from salud.records.validation import parse
+from salud.storage.fastread import FastReader
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
+
+
+def _rewrite(node: Any, ids: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        out = {k: _rewrite(v, ids) for k, v in node.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref in ids:
+            out["reference"] = ids[ref]
+        return out
+    if isinstance(node, list):
+        return [_rewrite(v, ids) for v in node]
+    return node
+
+
+def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise FhirError.one(400, "structure", "Bundle.entry debe ser una lista de objetos")
+    for i, entry in enumerate(entries):
+        request = entry.get("request")
+        if not isinstance(request, dict) or request.get("method") not in _ORDER:
+            raise FhirError.one(
+                400, "required", "cada entrada necesita request.method (GET, POST, PUT, DELETE)",
+                f"Bundle.entry[{i}].request",
+            )  # fmt: skip
+        if not isinstance(request.get("url"), str) or not request["url"]:
+            raise FhirError.one(
+                400, "required", "falta request.url", f"Bundle.entry[{i}].request.url"
+            )
+    return entries
+
+
+def _assign_ids(entries: list[dict[str, Any]]) -> dict[str, str]:
+    """fullUrl -> "Type/id" for every POST (new id) and PUT (its own id)."""
+    ids: dict[str, str] = {}
+    for entry in entries:
+        resource, full_url = entry.get("resource"), entry.get("fullUrl")
+        method, url = entry["request"]["method"], entry["request"]["url"]
+        if not isinstance(resource, dict) or not isinstance(full_url, str):
+            continue
+        kind = resource.get("resourceType")
+        if method == "POST":
+            ids[full_url] = f"{kind}/{uuid.uuid4()}"
+        elif method == "PUT" and "/" in url:
+            ids[full_url] = url.split("?")[0]
+    return ids
+
+
+async def _one(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str,
+    entry: dict[str, Any], ids: dict[str, str], check_refs: bool,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
+    """(response, written resource or None) of one entry."""
+    request = entry["request"]
+    method, url = request["method"], request["url"].lstrip("/")
+    path, _, query = url.partition("?")
+    parts = path.split("/")
+    kind = parts[0]
+    if method == "GET":
+        if len(parts) == 1:
+            found = await service.search(session, reader, caller, base, kind, parse_qsl(query))
+            return {"status": "200 OK"}, {"resource": found}
+        stored = await service.read(session, reader, caller, kind, parts[1])
+        return _response(200, base, kind, stored), {"resource": _loads(stored.content)}
+    if method == "DELETE":
+        if len(parts) != 2:
+            raise FhirError.one(400, "not-supported", "DELETE condicional no admitido")
+        await service.remove(session, reader, caller, kind, parts[1])
+        return {"status": "204 No Content"}, None
+    resource = entry.get("resource")
+    if not isinstance(resource, dict):
+        raise FhirError.one(400, "required", f"{method} necesita resource")
+    doc = parse(_dumps(_rewrite(resource, ids)), kind)
+    if method == "POST":
+        new_id = ids.get(entry.get("fullUrl") or "", f"{kind}/{uuid.uuid4()}").split("/", 1)[1]
+        doc.pop("id", None)
+        stored = await service.create(session, reader, caller, doc, new_id, check_refs=check_refs)
+        return _response(201, base, kind, stored), {"resource": doc}
+    if len(parts) != 2:
+        raise FhirError.one(400, "not-supported", "PUT condicional no admitido")
+    if_match = request.get("ifMatch")
+    version = int(if_match.removeprefix("W/").strip('"')) if isinstance(if_match, str) else None
+    stored, created = await service.update(
+        session, reader, caller, kind, parts[1], doc, version, check_refs=check_refs
+    )
+    return _response(201 if created else 200, base, kind, stored), {"resource": doc}
+
+
+def _loads(content: str) -> Any:
+    return orjson.loads(content)
+
+
+def _dumps(doc: Any) -> bytes:
+    return orjson.dumps(doc)
+
+
+def _response(status: int, base: str, kind: str, stored: service.Stored) -> dict[str, Any]:
+    return {
+        "status": _STATUS_TEXT[status],
+        "location": f"{kind}/{stored.fhir_id}/_history/{stored.version_id}",
+        "etag": f'W/"{stored.version_id}"',
+        "lastModified": stored.last_updated.isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
+        ),
+    }
+
+
+def _failure(exc: Exception, index: int) -> FhirError:
+    if isinstance(exc, FhirError):
+        issues = [
+            Issue(i.code, f"entrada {index}: {i.diagnostics}", i.expression) for i in exc.issues
+        ]
+        return FhirError(exc.status, issues)
+    assert isinstance(exc, DomainError)
+    return FhirError.one(exc.status, "processing", f"entrada {index}: {exc.detail}")
+
+
+async def transaction(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, bundle: dict[str, Any]
+) -> dict[str, Any]:
+    """Process a transaction in `session` (the caller commits, or rolls back on error). Every
+    audit entry goes into the same transaction: kept if it commits, gone with it if not (the
+    adapter then records the failed attempt)."""
+    caller = replace(caller, within=session)
+    entries = _entries(bundle)
+    ids = _assign_ids(entries)
+    order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
+    responses: dict[int, dict[str, Any]] = {}
+    written: list[dict[str, Any]] = []
+    for i in order:
+        try:
+            response, result = await _one(session, reader, caller, base, entries[i], ids, False)
+        except (FhirError, DomainError) as exc:
+            raise _failure(exc, i) from None
+        responses[i] = {"response": response}
+        if result and entries[i]["request"]["method"] in ("POST", "PUT"):
+            written.append(result["resource"])
+        elif result:
+            responses[i]["resource"] = result["resource"]
+    for doc in written:  # every reference, now that the whole transaction is written
+        await service.check_references(session, doc)
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [responses[i] for i in range(len(entries))],
+    }
+
+
+async def batch(
+    sessions: async_sessionmaker[AsyncSession], reader: FastReader, caller: Caller, base: str,
+    bundle: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Each entry in a transaction of its own: one failing leaves the others standing."""
+    entries = _entries(bundle)
+    out: list[dict[str, Any]] = []
+    for i, entry in enumerate(entries):
+        try:
+            async with sessions() as session, session.begin():
+                response, result = await _one(session, reader, caller, base, entry, {}, True)
+            item: dict[str, Any] = {"response": response}
+            if result and entry["request"]["method"] == "GET":
+                item["resource"] = result["resource"]
+        except (FhirError, DomainError) as exc:
+            failure = _failure(exc, i)
+            item = {"response": {"status": str(failure.status),
+                                 "outcome": operation_outcome(failure.issues)}}  # fmt: skip
+        out.append(item)
+    return {"resourceType": "Bundle", "type": "batch-response", "entry": out}

@@ -1,0 +1,125 @@
+"""transaction and batch Bundles: all or nothing, references between entries resolved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+
+from salud.access.permissions import Role
+from tests.conftest import TokenFor
+from tests.records.test_fhir_api import IMSS_UNIT, cared_for, clinician, condition, outcome, patient
+
+pytestmark = pytest.mark.db
+
+
+def visit(
+    curp: str, encounter_url: str = "urn:uuid:11111111-1111-1111-1111-111111111111"
+) -> dict[str, Any]:
+    """An encounter with a diagnosis and a vital sign that point at it (a forward reference
+    first: the Condition comes before the Encounter it names)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:22222222-2222-2222-2222-222222222222",
+                "resource": condition(curp, encounter={"reference": encounter_url}),
+                "request": {"method": "POST", "url": "Condition"},
+            },
+            {
+                "fullUrl": encounter_url,
+                "resource": {"resourceType": "Encounter", "status": "finished",
+                             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                       "code": "AMB"},
+                             "subject": {"reference": f"Patient/{curp}"}},
+                "request": {"method": "POST", "url": "Encounter"},
+            },
+            {
+                "resource": {"resourceType": "Observation", "status": "final",
+                             "code": {"text": "Presión arterial sistólica"},
+                             "subject": {"reference": f"Patient/{curp}"},
+                             "encounter": {"reference": encounter_url},
+                             "valueQuantity": {"value": 128, "unit": "mm[Hg]"}},
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }  # fmt: skip
+
+
+async def test_a_transaction_is_all_or_nothing_with_references_resolved(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    first = visit(curp)
+    # A read in the same transaction (processed last, as FHIR orders them) sees the writes.
+    first["entry"].append({"request": {"method": "GET", "url": f"Condition?patient={curp}"}})
+    answer = await client.post("/fhir", json=first, headers=doctor)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    get_fhir_model_class("Bundle").model_validate(result)
+    assert result["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in result["entry"]] == ["201 Created"] * 3 + ["200 OK"]
+    assert result["entry"][3]["resource"]["total"] == 1
+    encounter_id = result["entry"][1]["response"]["location"].split("/")[1]
+    diagnoses = (await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)).json()
+    assert diagnoses["entry"][0]["resource"]["encounter"] == {
+        "reference": f"Encounter/{encounter_id}"
+    }
+    by_encounter = await client.get(
+        f"/fhir/Observation?patient={curp}&encounter=Encounter/{encounter_id}", headers=doctor
+    )
+    assert by_encounter.json()["total"] == 1
+
+    # One bad entry (an unknown CIE-10 code) and nothing of the bundle is kept.
+    broken = visit(curp, "urn:uuid:33333333-3333-3333-3333-333333333333")
+    broken["entry"][0]["resource"] = condition(curp, "Q99.99")
+    failed = await client.post("/fhir", json=broken, headers=doctor)
+    assert failed.status_code == 422
+    assert "entrada 0" in outcome(failed)["issue"][0]["diagnostics"]
+    auditor = token_for(Role.AUDITOR)
+    log = (await client.get("/api/v1/audit/events?action=records:Bundle:transaction",
+                            headers=auditor)).json()["items"]  # fmt: skip
+    assert [e["outcome"] for e in log] == ["denied"]
+    for kind, expected in (("Condition", 1), ("Encounter", 1), ("Observation", 1)):
+        found = await client.get(f"/fhir/{kind}?patient={curp}", headers=doctor)
+        assert found.json()["total"] == expected, kind
+    dangling = visit(curp)
+    dangling["entry"].pop(1)  # the Encounter the others point at is missing
+    nowhere = await client.post("/fhir", json=dangling, headers=doctor)
+    assert nowhere.status_code == 422
+    assert (await client.get(f"/fhir/Observation?patient={curp}", headers=doctor)).json()[
+        "total"
+    ] == 1
+
+
+async def test_a_batch_answers_each_entry_on_its_own(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    post = {"method": "POST", "url": "Condition"}
+    batch = {
+        "resourceType": "Bundle", "type": "batch",
+        "entry": [
+            {"resource": condition(curp), "request": post},
+            {"resource": condition(curp, "Q99.99"), "request": post},
+            {"request": {"method": "GET", "url": f"Condition?patient={curp}"}},
+        ],
+    }  # fmt: skip
+    answer = await client.post("/fhir", json=batch, headers=doctor)
+    assert answer.status_code == 200, answer.text
+    entries = answer.json()["entry"]
+    assert entries[0]["response"]["status"] == "201 Created"
+    assert entries[1]["response"]["status"] == "422"
+    assert entries[1]["response"]["outcome"]["issue"][0]["code"] == "code-invalid"
+    assert entries[2]["resource"]["total"] == 1
+    wrong = await client.post(
+        "/fhir", json={"resourceType": "Bundle", "type": "collection"}, headers=doctor
+    )
+    assert wrong.status_code == 400
