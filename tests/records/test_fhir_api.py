@@ -290,3 +290,39 @@ async def test_a_machine_client_reads_only_the_types_its_scopes_name(
     assert other.status_code == 403
     write = await client.post("/fhir/Condition", json=condition(curp), headers=headers)
     assert write.status_code == 403
+
+
+async def test_everything_and_validate(client: httpx.AsyncClient, token_for: TokenFor) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    await client.post("/fhir/Condition", json=condition(curp), headers=doctor)
+    allergy = {"resourceType": "AllergyIntolerance", "patient": {"reference": f"Patient/{curp}"},
+               "code": {"text": "Penicilina"}}  # fmt: skip
+    await client.post("/fhir/AllergyIntolerance", json=allergy, headers=doctor)
+    everything = await client.get(f"/fhir/Patient/{curp}/$everything", headers=doctor)
+    assert everything.status_code == 200, everything.text
+    bundle = everything.json()
+    get_fhir_model_class("Bundle").model_validate(bundle)
+    kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+    assert kinds == ["Patient", "AllergyIntolerance", "Condition"]
+    paged = (await client.get(f"/fhir/Patient/{curp}/$everything?_count=1", headers=doctor)).json()
+    assert any(link["relation"] == "next" for link in paged["link"])
+    stranger = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    assert (
+        await client.get(f"/fhir/Patient/{curp}/$everything", headers=stranger)
+    ).status_code == 403
+
+    fine = await client.post("/fhir/Condition/$validate", json=condition(curp), headers=doctor)
+    assert fine.status_code == 200
+    assert outcome(fine)["issue"][0]["severity"] == "information"
+    unknown = condition(curp, "Q99.99")
+    wrapped = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": unknown}],
+    }
+    bad = await client.post("/fhir/Condition/$validate", json=wrapped, headers=doctor)
+    assert bad.status_code == 200
+    assert outcome(bad)["issue"][0]["code"] == "code-invalid"
+    listed = (await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)).json()
+    assert listed["total"] == 1  # $validate stores nothing

@@ -17,7 +17,7 @@ from salud.errors import DomainError
 from salud.records import auditevents, bundles, service
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, operation_outcome
-from salud.records.validation import parse
+from salud.records.validation import parse, validate
 
 router = APIRouter(prefix="/fhir", include_in_schema=False)
 FHIR_JSON = "application/fhir+json"
@@ -108,6 +108,48 @@ async def bundle(request: Request, reader: Reader) -> Response:
             )  # fmt: skip
             raise
         return _fhir(result)
+
+    return await _guard(run)
+
+
+@router.get("/Patient/{curp}/$everything")
+async def everything(curp: str, request: Request, session: ReadSession, reader: Reader) -> Response:
+    async def run() -> Response:
+        count = request.query_params.get("_count", "100")
+        offset = request.query_params.get("_offset", "0")
+        if not count.isdigit() or not 1 <= int(count) <= 500 or not offset.isdigit():
+            raise FhirError.one(400, "invalid", "_count de 1 a 500 y _offset entero")
+        bundle = await service.everything(
+            session, reader, caller_of(request), _base(request), curp, int(count), int(offset)
+        )
+        return _fhir(bundle)
+
+    return await _guard(run)
+
+
+@router.post("/{kind}/$validate")
+async def validate_operation(kind: str, request: Request) -> Response:
+    """$validate: the resource checked as a create would check it, nothing stored. The
+    answer is an OperationOutcome: 200 with the problems (or "sin problemas")."""
+
+    async def run() -> Response:
+        caller_of(request)  # signed-in callers only
+        doc = parse(await request.body())
+        if doc["resourceType"] == "Parameters":
+            found = [
+                p.get("resource") for p in doc.get("parameter") or [] if p.get("name") == "resource"
+            ]
+            if not found or not isinstance(found[0], dict):
+                raise FhirError.one(400, "required", "Parameters sin el parámetro resource")
+            doc = found[0]
+        if doc.get("resourceType") != kind:
+            raise FhirError.one(400, "invalid", f"el recurso no es un {kind}", "resourceType")
+        try:
+            validate(doc)
+        except FhirError as exc:
+            return _fhir(operation_outcome(exc.issues), 200)
+        ok = Issue("informational", "sin problemas", None, "information")
+        return _fhir(operation_outcome([ok]), 200)
 
     return await _guard(run)
 
@@ -266,6 +308,12 @@ def capability_statement(base: str) -> dict[str, Any]:
             "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
             "documentation": "El Patient es la persona del padrón (id = CURP); solo lectura.",
             "interaction": [{"code": "read"}],
+            "operation": [
+                {
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                }
+            ],
         }
     ]
     for kind, params in sorted(PARAMS.items()):
@@ -276,6 +324,12 @@ def capability_statement(base: str) -> dict[str, Any]:
         resources.append(
             {
                 "type": kind,
+                "operation": [
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    }
+                ],
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,

@@ -182,3 +182,20 @@ async def replace_restrictions(
             [{"person_curp": curp, "category": c, "created_at": at, "created_by": actor}
              for c in categories],
         )  # fmt: skip
+
+
+async def search_all_types(
+    session: AsyncSession, where: Sequence[ColumnElement[bool]], limit: int, offset: int
+) -> tuple[int, list[tuple[str, str, str]]]:
+    """(total, [(type, id, content)]) of live resources of any type matching every condition."""
+    base = [FhirResource.deleted.is_(False), *where]
+    total = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
+    stmt = (
+        select(FhirResource.resource_type, FhirResource.fhir_id, FhirResource.content)
+        .where(*base)
+        .order_by(FhirResource.resource_type, FhirResource.last_updated, FhirResource.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+    return int(total or 0), rows

@@ -410,6 +410,36 @@ async def set_restrictions(
     return chosen
 
 
+async def everything(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, curp: str,
+    count: int, offset: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Patient/$everything: the person and every live entry of their record (paged), what
+    the person restricted left out for other institutions."""
+    action = "records:Patient:everything"
+    who = await _may(reader, caller, Permission.RECORD_READ, action, "Patient", curp, curp)
+    person = await persons.get_by_curp(session, curp)
+    if person is None:
+        raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
+    where = [FhirResource.person_curp == curp, *await _restriction_filters(session, who, curp)]
+    total, rows = await repository.search_all_types(session, where, count, offset)
+    await who.record(action, "Patient", person_curp=curp, subject_id=f"Patient/{curp}",
+                     detail={"total": total})  # fmt: skip
+    entries: list[dict[str, Any]] = []
+    if offset == 0:
+        entries.append({"fullUrl": f"{base}/Patient/{curp}", "resource": to_patient(person)})
+    entries += [
+        {"fullUrl": f"{base}/{kind}/{rid}", "resource": orjson.loads(content)}
+        for kind, rid, content in rows
+    ]
+    page = f"{base}/Patient/{curp}/$everything?_count={count}"
+    links = [{"relation": "self", "url": page + (f"&_offset={offset}" if offset else "")}]
+    if offset + count < total:
+        links.append({"relation": "next", "url": f"{page}&_offset={offset + count}"})
+    return {"resourceType": "Bundle", "type": "searchset", "total": total + 1, "link": links,
+            "entry": entries}  # fmt: skip
+
+
 def _token_value(raw: str) -> tuple[str | None, str]:
     if "|" in raw:
         system, _, code = raw.partition("|")
