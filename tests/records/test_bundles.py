@@ -123,3 +123,34 @@ async def test_a_batch_answers_each_entry_on_its_own(
         "/fhir", json={"resourceType": "Bundle", "type": "collection"}, headers=doctor
     )
     assert wrong.status_code == 400
+
+
+async def test_include_and_revinclude_stay_within_the_persons_record(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    result = (await client.post("/fhir", json=visit(curp), headers=doctor)).json()
+    encounter = result["entry"][1]["response"]["location"].split("/_history")[0]
+    included = await client.get(
+        f"/fhir/Observation?patient={curp}&_include=Observation:encounter"
+        "&_include=Observation:subject",
+        headers=doctor,
+    )
+    assert included.status_code == 200, included.text
+    modes = [(e["resource"]["resourceType"], e["search"]["mode"]) for e in included.json()["entry"]]
+    assert modes == [("Observation", "match"), ("Encounter", "include"), ("Patient", "include")]
+    rev = await client.get(
+        f"/fhir/Encounter?patient={curp}&_revinclude=Condition:encounter"
+        "&_revinclude=Observation:encounter",
+        headers=doctor,
+    )
+    kinds = sorted(e["resource"]["resourceType"] for e in rev.json()["entry"])
+    assert kinds == ["Condition", "Encounter", "Observation"]
+    assert rev.json()["entry"][0]["fullUrl"].endswith(encounter)
+    bad = await client.get(
+        f"/fhir/Encounter?patient={curp}&_include=Encounter:code", headers=doctor
+    )
+    assert bad.status_code == 400
+    assert "_include" in outcome(bad)["issue"][0]["diagnostics"]

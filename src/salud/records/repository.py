@@ -199,3 +199,55 @@ async def search_all_types(
     )
     rows = [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
     return int(total or 0), rows
+
+
+async def reference_targets(
+    session: AsyncSession, kind: str, ids: list[str], param: str
+) -> list[str]:
+    """The "Type/id" a reference parameter of these resources points at."""
+    stmt = (
+        select(FhirReference.target)
+        .join(FhirResource, FhirResource.id == FhirReference.resource_pk)
+        .where(
+            FhirResource.resource_type == kind,
+            FhirResource.fhir_id.in_(ids),
+            FhirReference.param == param,
+        )
+        .distinct()
+    )
+    return sorted(await session.scalars(stmt))
+
+
+async def referring(
+    session: AsyncSession, source: str, param: str, targets: list[str]
+) -> list[str]:
+    """ "Type/id" of live resources of `source` whose `param` points at any of the targets."""
+    stmt = (
+        select(FhirResource.fhir_id)
+        .join(FhirReference, FhirResource.id == FhirReference.resource_pk)
+        .where(
+            FhirResource.resource_type == source,
+            FhirResource.deleted.is_(False),
+            FhirReference.param == param,
+            FhirReference.target.in_(targets),
+        )
+        .distinct()
+    )
+    return [f"{source}/{i}" for i in sorted(await session.scalars(stmt))]
+
+
+async def live_in_record(
+    session: AsyncSession, kind: str, fhir_id: str, curp: str,
+    extra: Sequence[ColumnElement[bool]],
+) -> str | None:  # fmt: skip
+    """The content of a live resource that belongs to this person's record (or that belongs
+    to nobody's: Organization, Location, Practitioner…), else None."""
+    stmt = select(FhirResource.content).where(
+        FhirResource.resource_type == kind,
+        FhirResource.fhir_id == fhir_id,
+        FhirResource.deleted.is_(False),
+        or_(FhirResource.person_curp == curp, FhirResource.person_curp.is_(None)),
+        *extra,
+    )
+    found: str | None = await session.scalar(stmt)
+    return found

@@ -46,7 +46,9 @@ from salud.storage.fastread import FastReader
 
 INSTITUTION_TAG = "https://salud.gob.mx/fhir/CodeSystem/institucion"
 MAX_COUNT, DEFAULT_COUNT = 200, 50
-_GLOBAL = frozenset({"_id", "_lastUpdated", "_count", "_sort", "_offset", "_format"})
+_GLOBAL = frozenset(
+    {"_id", "_lastUpdated", "_count", "_sort", "_offset", "_format", "_include", "_revinclude"}
+)
 _PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt")
 
 
@@ -485,7 +487,7 @@ async def search(
                     400, "not-supported", "_sort admite _lastUpdated o -_lastUpdated"
                 )
             order = raw
-        elif name == "_format":
+        elif name in ("_format", "_include", "_revinclude"):
             continue
         elif name == "_id":
             where.append(FhirResource.fhir_id.in_(raw.split(",")))
@@ -535,7 +537,9 @@ async def search(
     if curp is not None:
         where.append(FhirResource.person_curp == curp)
         where.extend(await _restriction_filters(session, who, curp))
+    includes = _include_specs(kind, query)
     total, rows = await repository.search(session, kind, where, order, count, offset)
+    extra = await _included(session, who, base, curp, kind, [i for i, _ in rows], includes)
     await who.record(action, kind, person_curp=curp, detail={"total": total})
     links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]
     if offset + count < total:
@@ -548,8 +552,63 @@ async def search(
         "resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
         "entry": [
             {**_bundle_entry(base, kind, i, c), "search": {"mode": "match"}} for i, c in rows
-        ],
+        ]
+        + extra,
     }  # fmt: skip
+
+
+def _include_specs(kind: str, query: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """("include" | "revinclude", source type, reference parameter) of _include and
+    _revinclude (FHIR R4 §3.1.1.5.3: `Type:param`); unknown ones are refused by name."""
+    specs = []
+    for name, raw in query:
+        if name not in ("_include", "_revinclude"):
+            continue
+        source, _, param = raw.partition(":")
+        spec = PARAMS.get(source, {}).get(param.split(":")[0])
+        if spec is None or spec.kind != "reference":
+            raise FhirError.one(
+                400, "not-supported", f"{name}={raw}: no es Tipo:parámetro de referencia"
+            )
+        if name == "_include" and source != kind:
+            raise FhirError.one(400, "not-supported", f"_include={raw}: el tipo debe ser {kind}")
+        specs.append((name[1:], source, param.split(":")[0]))
+    return specs
+
+
+async def _included(
+    session: AsyncSession, caller: Caller, base: str, curp: str | None, kind: str,
+    ids: list[str], specs: list[tuple[str, str, str]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Entries brought in by _include / _revinclude, within the same person's record."""
+    if not specs or not ids or curp is None:
+        return []
+    restricted = await _restriction_filters(session, caller, curp)
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for mode, source, param in specs:
+        if mode == "include":
+            targets = await repository.reference_targets(session, kind, ids, param)
+        else:
+            targets = await repository.referring(
+                session, source, param, [f"{kind}/{i}" for i in ids]
+            )
+        for target in targets:
+            if target in seen:
+                continue
+            seen.add(target)
+            t_kind, _, t_id = target.partition("/")
+            if t_kind == "Patient":
+                person = await persons.get_by_curp(session, t_id) if t_id == curp else None
+                if person is not None:
+                    out.append({"fullUrl": f"{base}/{target}", "resource": to_patient(person),
+                                "search": {"mode": "include"}})  # fmt: skip
+                continue
+            found = await repository.live_in_record(session, t_kind, t_id, curp, restricted)
+            if found is not None:
+                out.append({**_bundle_entry(base, t_kind, t_id, found),
+                            "search": {"mode": "include"}})  # fmt: skip
+    return out
 
 
 def _int(raw: str, name: str, low: int, high: int) -> int:
