@@ -337,6 +337,15 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "conditionalUpdate": False,
                 "conditionalDelete": "not-supported",
                 "interaction": [{"code": c} for c in interactions],
+                "searchInclude": [
+                    f"{kind}:{n}" for n, p in sorted(params.items()) if p.kind == "reference"
+                ],
+                "searchRevInclude": sorted(
+                    f"{other}:{n}"
+                    for other, ps in PARAMS.items()
+                    for n, p in ps.items()
+                    if p.kind == "reference" and other != kind
+                ),
                 "searchParam": [
                     {"name": n, "type": kinds[p.kind]} for n, p in sorted(params.items())
                 ]
