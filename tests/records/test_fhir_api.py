@@ -326,3 +326,37 @@ async def test_everything_and_validate(client: httpx.AsyncClient, token_for: Tok
     assert outcome(bad)["issue"][0]["code"] == "code-invalid"
     listed = (await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)).json()
     assert listed["total"] == 1  # $validate stores nothing
+
+
+def _fhirclient_reads(base: str, token: str, curp: str, condition_id: str) -> tuple[str, str, int]:
+    """SMART's fhirclient (its own R4 models) reads the CapabilityStatement, a Patient, a
+    Condition and a search; (family name, ICD-10 code, search total)."""
+    from fhirclient import client as smart
+    from fhirclient.models.condition import Condition
+    from fhirclient.models.patient import Patient
+
+    fhir = smart.FHIRClient(settings={"app_id": "salud-pruebas", "api_base": base})
+    fhir.server.session.headers["Authorization"] = token
+    statement = fhir.server.capabilityStatement
+    assert statement.fhirVersion == "4.0.1"
+    person = Patient.read(curp, fhir.server)
+    diagnosis = Condition.read(condition_id, fhir.server)
+    found = list(Condition.where(struct={"patient": curp}).perform_iter(fhir.server))
+    return person.name[0].family, diagnosis.code.coding[0].code, len(found)
+
+
+async def test_fhirclient_reads_from_the_live_server(
+    client: httpx.AsyncClient, token_for: TokenFor, live_server: str
+) -> None:
+    import asyncio
+
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    created = (await client.post("/fhir/Condition", json=condition(curp), headers=doctor)).json()
+    family, code, total = await asyncio.to_thread(
+        _fhirclient_reads, f"{live_server}/fhir", doctor["Authorization"], curp, created["id"]
+    )
+    assert code == "E11.9"
+    assert total == 1
+    assert family
