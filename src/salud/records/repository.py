@@ -67,10 +67,14 @@ async def freeze(session: AsyncSession, row: FhirResource) -> None:
     )
 
 
-async def write_index(session: AsyncSession, resource_pk: int, idx: Index) -> None:
-    await session.execute(delete(FhirToken).where(FhirToken.resource_pk == resource_pk))
-    await session.execute(delete(FhirReference).where(FhirReference.resource_pk == resource_pk))
-    await session.execute(delete(FhirDate).where(FhirDate.resource_pk == resource_pk))
+async def write_index(
+    session: AsyncSession, resource_pk: int, idx: Index, *, fresh: bool = False
+) -> None:
+    """Replace a resource's index rows (`fresh`: a new resource, nothing to delete)."""
+    if not fresh:
+        await session.execute(delete(FhirToken).where(FhirToken.resource_pk == resource_pk))
+        await session.execute(delete(FhirReference).where(FhirReference.resource_pk == resource_pk))
+        await session.execute(delete(FhirDate).where(FhirDate.resource_pk == resource_pk))
     if idx.tokens:
         await session.execute(
             insert(FhirToken),

@@ -172,7 +172,7 @@ async def create(
     )  # fmt: skip
     session.add(row)
     await session.flush()
-    await repository.write_index(session, row.id, index(doc))
+    await repository.write_index(session, row.id, index(doc), fresh=True)
     await who.record(
         f"records:{kind}:create", kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}",
         within=session,
