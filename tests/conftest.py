@@ -17,12 +17,13 @@ import httpx
 import pytest
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from typer.testing import CliRunner
 
 from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.access.tokens import TokenService
 from salud.app import create_app
-from salud.config import Settings
+from salud.config import Settings, get_settings
 from salud.credentials import signing
 from salud.kit.sealing import Keyring
 from salud.schema import metadata
@@ -214,3 +215,15 @@ def live_server(settings: Settings) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture
+def cli_env(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[CliRunner]:
+    """A CLI runner whose `salud` commands use the test database (tables emptied after)."""
+    monkeypatch.setenv("SALUD_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SALUD_SHARED_DATA_DIR", str(settings.shared_data_dir))
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()

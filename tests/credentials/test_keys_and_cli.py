@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -14,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from salud.cli.main import app
-from salud.config import Settings, get_settings
+from salud.config import Settings
 from salud.credentials import signing
 from salud.credentials.claims import to_cbor
 from salud.credentials.models import SigningKey
@@ -58,18 +57,10 @@ async def test_a_withdrawn_key_leaves_the_published_set(
         assert (await signing.published(session)).keys == {}
 
 
-@pytest.fixture
-def cli(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CliRunner]:
-    monkeypatch.setenv("SALUD_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("SALUD_SHARED_DATA_DIR", str(settings.shared_data_dir))
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
-
-
-def test_rotate_list_print_and_verify_from_the_command_line(cli: CliRunner, tmp_path: Path) -> None:
+def test_rotate_list_print_and_verify_from_the_command_line(
+    cli_env: CliRunner, tmp_path: Path
+) -> None:
+    cli = cli_env
     first = cli.invoke(app, ["credentials", "rotate-key"])
     assert first.exit_code == 0, first.output
     second = cli.invoke(app, ["credentials", "rotate-key", "--alg", "ES256"])

@@ -181,11 +181,17 @@ def test_any_byte_change_is_refused(position: int, flip: int) -> None:
 @given(position=st.integers(min_value=0, max_value=len(_TEXT) - 1), char=st.sampled_from(
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"))  # fmt: skip
 def test_any_character_change_of_the_qr_text_is_refused(position: int, char: str) -> None:
+    """A changed character is refused, unless it only touched the deflate stream's padding
+    bits: then the signed bytes are the same, and so is the credential."""
     if _TEXT[position] == char:
         return
     changed = _TEXT[:position] + char + _TEXT[position + 1 :]
-    with pytest.raises(VerificationFailed):
-        verify(changed, keyset(_KEY[1]), now=NOW)
+    try:
+        verified = verify(changed, keyset(_KEY[1]), now=NOW)
+    except VerificationFailed:
+        return
+    assert zlib.decompress(base45.b45decode(changed)) == _COSE
+    assert verified.claims == claims()
 
 
 @settings(max_examples=400, deadline=None)

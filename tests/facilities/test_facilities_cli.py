@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from salud.cli.facilities import app
-from salud.config import Settings, get_settings
 from tests.facilities.helpers import SAMPLE, read_rows, write_csv
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def cli_env(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[CliRunner]:
-    monkeypatch.setenv("SALUD_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("SALUD_SHARED_DATA_DIR", str(settings.shared_data_dir))
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
 
 
 def test_import_then_nearest(cli_env: CliRunner, clues_dir: Path, tmp_path: Path) -> None:

@@ -87,6 +87,8 @@ def _inflate(data: bytes) -> bytes:
         raise VerificationFailed(Reason.NOT_ZLIB, f"descomprimido pasa de {MAX_INFLATED} bytes")
     if not inflater.eof:
         raise VerificationFailed(Reason.NOT_ZLIB, "datos comprimidos incompletos")
+    if inflater.unused_data:
+        raise VerificationFailed(Reason.NOT_ZLIB, "datos sobrantes después del flujo zlib")
     return out
 
 

@@ -21,17 +21,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from salud.storage.base import Base, BigId, UTCDateTime
 
 
-class FhirResource(Base):
-    """The current version of a resource (a deleted one keeps its row, `deleted` set)."""
+class _Version:
+    """The columns of one version of a resource, current or earlier."""
 
-    __tablename__ = "fhir_resources"
-    __table_args__ = (
-        UniqueConstraint("resource_type", "fhir_id", name="uq_fhir_resources_type_id"),
-        Index("ix_fhir_resources_person_type", "person_curp", "resource_type"),
-        Index("ix_fhir_resources_type_updated", "resource_type", "last_updated"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     resource_type: Mapped[str] = mapped_column(String(40))
     fhir_id: Mapped[str] = mapped_column(String(64))
     version_id: Mapped[int] = mapped_column(Integer)
@@ -46,7 +38,20 @@ class FhirResource(Base):
     content: Mapped[str] = mapped_column(Text)  # the JSON as served (meta included)
 
 
-class FhirResourceVersion(Base):
+class FhirResource(_Version, Base):
+    """The current version of a resource (a deleted one keeps its row, `deleted` set)."""
+
+    __tablename__ = "fhir_resources"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "fhir_id", name="uq_fhir_resources_type_id"),
+        Index("ix_fhir_resources_person_type", "person_curp", "resource_type"),
+        Index("ix_fhir_resources_type_updated", "resource_type", "last_updated"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+
+
+class FhirResourceVersion(_Version, Base):
     """An earlier version, frozen when it was replaced or deleted (never edited)."""
 
     __tablename__ = "fhir_resource_versions"
@@ -57,17 +62,6 @@ class FhirResourceVersion(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    resource_type: Mapped[str] = mapped_column(String(40))
-    fhir_id: Mapped[str] = mapped_column(String(64))
-    version_id: Mapped[int] = mapped_column(Integer)
-    last_updated: Mapped[datetime] = mapped_column(UTCDateTime)
-    deleted: Mapped[bool] = mapped_column(Boolean)
-    person_curp: Mapped[str | None] = mapped_column(String(18))
-    institution_code: Mapped[int | None] = mapped_column(SmallInteger)
-    clues: Mapped[str | None] = mapped_column(String(11))
-    author: Mapped[str] = mapped_column(String(100))
-    sensitivity: Mapped[str] = mapped_column(String(60))
-    content: Mapped[str] = mapped_column(Text)
 
 
 class RecordRestriction(Base):
