@@ -240,7 +240,8 @@ class AuditLog:
         finally:
             self._task = None
             if self._postgres is not None:
-                await self._postgres.release()
+                await self._postgres.dispose()
+                self._postgres = None
 
     async def record(self, entry: AuditEntry) -> int:
         """Write one entry; return its seq once it is committed. InvalidInput for an entry

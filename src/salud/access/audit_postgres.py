@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from salud.access.audit_chain import SEALED_FIELDS, _seal
 
@@ -61,11 +61,17 @@ class _PostgresAppender:
     chained only to the entry just before its first seq. After such a collision the locked
     path is kept for a while, so that processes appending side by side do not keep colliding.
 
+    The connection comes from an engine of its own (one connection), never from the pool the
+    requests use: a request holds its pooled connection while it waits for its audit entry, so
+    a writer drawing from that same pool could wait behind them forever once they had taken
+    every connection (seen under load: all requests timing out at the pool's 30 s).
+
     Measured on the project machine: about 0.15 ms of CPU per batch on the short path,
     0.35 ms on the locked one, 1.2 ms through an ORM session."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        # Its own engine on the same database: one connection, kept; one spare for a reconnect.
+        self._engine = create_async_engine(engine.url, pool_size=1, max_overflow=1)
         self._conn: AsyncConnection | None = None
         self._last: tuple[int, str] | None = None  # last entry this writer committed
         self._contended_until = 0.0
@@ -112,3 +118,7 @@ class _PostgresAppender:
         if broken:
             await conn.invalidate()
         await conn.close()
+
+    async def dispose(self) -> None:
+        await self.release()
+        await self._engine.dispose()

@@ -28,6 +28,11 @@ class Caller:
     # A transaction every entry of this caller goes into (a FHIR transaction Bundle): then
     # nothing waits for the group-commit writer while the transaction holds the chain's lock.
     within: AsyncSession | None = None
+    # With `within`, entries may be gathered here and appended together at the end of the
+    # transaction (one append for a whole Bundle instead of one per entry).
+    pending: list[AuditEntry] | None = None
+    # Clinical bases already established in this unit of work (CURP -> basis or None).
+    bases: dict[str, tuple[str, str | None] | None] | None = None
 
     @property
     def actor(self) -> str:
@@ -82,7 +87,9 @@ class Caller:
             outcome="denied",
             detail={"permission": permission.value},
         )
-        if self.within is not None:
+        if self.pending is not None:
+            self.pending.append(denial)
+        elif self.within is not None:
             await record_in_transaction(self.within, self.audit.key, [denial])
         else:
             await self.audit.record(denial)
@@ -111,6 +118,9 @@ class Caller:
             outcome=outcome,
             detail=detail,
         )
+        if self.pending is not None and within in (None, self.within):
+            self.pending.append(entry)
+            return
         within = within or self.within
         if within is not None:
             await record_in_transaction(within, self.audit.key, [entry])
@@ -125,7 +135,9 @@ class Caller:
             )
             for c in curps
         ]
-        if entries and self.within is not None:
+        if entries and self.pending is not None:
+            self.pending.extend(entries)
+        elif entries and self.within is not None:
             await record_in_transaction(self.within, self.audit.key, entries)
         elif entries:
             await self.audit.record_many(entries)

@@ -68,6 +68,12 @@ async def read_by_curp(
     return person, affiliations
 
 
+async def existing_curps(session: AsyncSession, curps: Sequence[str]) -> set[str]:
+    """Which of these CURPs are registered."""
+    stmt = select(Person.curp).where(Person.curp.in_(curps))
+    return set(await session.scalars(stmt))
+
+
 async def curp_exists(session: AsyncSession, curp: str) -> bool:
     found = await session.execute(select(Person.id).where(Person.curp == curp))
     return found.first() is not None

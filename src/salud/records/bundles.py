@@ -20,6 +20,8 @@ from urllib.parse import parse_qsl
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.audit import AuditEntry
+from salud.access.audit_tx import record_in_transaction
 from salud.access.context import Caller
 from salud.errors import DomainError
 from salud.records import service
@@ -152,7 +154,8 @@ async def transaction(
     """Process a transaction in `session` (the caller commits, or rolls back on error). Every
     audit entry goes into the same transaction: kept if it commits, gone with it if not (the
     adapter then records the failed attempt)."""
-    caller = replace(caller, within=session)
+    pending: list[AuditEntry] = []
+    caller = replace(caller, within=session, pending=pending, bases={})
     entries = _entries(bundle)
     ids = _assign_ids(entries)
     order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
@@ -168,8 +171,10 @@ async def transaction(
             written.append(result["resource"])
         elif result:
             responses[i]["resource"] = result["resource"]
-    for doc in written:  # every reference, now that the whole transaction is written
-        await service.check_references(session, doc)
+    # Every reference, now that the whole transaction is written (one query per type).
+    await service.check_references(session, *written)
+    if pending:  # the transaction's audit entries, appended together
+        await record_in_transaction(session, caller.audit.key, pending)
     return {
         "resourceType": "Bundle",
         "type": "transaction-response",

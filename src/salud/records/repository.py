@@ -35,15 +35,14 @@ async def current(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def exists_live(session: AsyncSession, kind: str, fhir_id: str) -> bool:
-    stmt = select(
-        exists().where(
-            FhirResource.resource_type == kind,
-            FhirResource.fhir_id == fhir_id,
-            FhirResource.deleted.is_(False),
-        )
+async def live_ids(session: AsyncSession, kind: str, ids: Sequence[str]) -> set[str]:
+    """Which of these ids are live resources of this type."""
+    stmt = select(FhirResource.fhir_id).where(
+        FhirResource.resource_type == kind,
+        FhirResource.fhir_id.in_(ids),
+        FhirResource.deleted.is_(False),
     )
-    return bool(await session.scalar(stmt))
+    return set(await session.scalars(stmt))
 
 
 async def version(

@@ -76,7 +76,12 @@ async def _may(
         raise FhirError.one(403, "forbidden", f"los scopes del cliente no cubren {kind}")
     await caller.allow(permission, action, kind, person_curp=curp, subject_id=subject)
     if curp is not None and care.needs_basis(caller.principal):
-        basis = await care.clinical_basis(reader, caller.principal, curp)
+        if caller.bases is not None and curp in caller.bases:
+            basis = caller.bases[curp]
+        else:
+            basis = await care.clinical_basis(reader, caller.principal, curp)
+            if caller.bases is not None:
+                caller.bases[curp] = basis
         if basis is None:
             await caller.record(
                 action, kind, person_curp=curp, subject_id=subject, outcome="denied",
@@ -110,17 +115,24 @@ def _patient_curp(doc: dict[str, Any]) -> str | None:
     return patient
 
 
-async def check_references(session: AsyncSession, doc: dict[str, Any]) -> None:
+async def check_references(session: AsyncSession, *docs: dict[str, Any]) -> None:
     """Interactive writes refuse a reference to nothing (FHIR R4 §3.1.1.4, referential
-    integrity): every relative reference must name a live resource or a registered person."""
-    missing = sorted(set(unresolved_references(doc)))
-    for target in sorted(set(local_references(doc))):
-        kind, _, fhir_id = target.partition("/")
+    integrity): every relative reference must name a live resource or a registered person.
+    One query per referenced type, however many resources are checked together."""
+    missing = sorted({ref for doc in docs for ref in unresolved_references(doc)})
+    wanted: dict[str, set[str]] = {}
+    for doc in docs:
+        for target in local_references(doc):
+            kind, _, fhir_id = target.partition("/")
+            wanted.setdefault(kind, set()).add(fhir_id)
+    for kind, ids in sorted(wanted.items()):
         if kind == "Patient":
-            if not await persons.curp_exists(session, fhir_id):
-                missing.append(target)
-        elif kind not in PARAMS or not await repository.exists_live(session, kind, fhir_id):
-            missing.append(target)
+            found = await persons.existing_curps(session, sorted(ids))
+        elif kind in PARAMS:
+            found = await repository.live_ids(session, kind, sorted(ids))
+        else:
+            found = set()
+        missing += [f"{kind}/{i}" for i in sorted(ids - found)]
     if missing:
         raise FhirError.one(
             422, "not-found", "referencia a un recurso que no existe: " + ", ".join(missing)
