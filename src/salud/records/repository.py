@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.records.indexing import Index
@@ -17,6 +18,7 @@ from salud.records.models import (
     FhirToken,
     RecordRestriction,
 )
+from salud.storage.fastread import FastQuery, FastReader
 
 _VERSION_COLUMNS = (
     "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
@@ -33,6 +35,37 @@ async def current(
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+_CURRENT = FastQuery(
+    text(
+        "SELECT version_id, last_updated, deleted, person_curp, institution_code, sensitivity, "
+        "content FROM fhir_resources WHERE resource_type = :kind AND fhir_id = :fhir_id"
+    ).columns(
+        FhirResource.version_id,
+        FhirResource.last_updated,
+        FhirResource.deleted,
+        FhirResource.person_curp,
+        FhirResource.institution_code,
+        FhirResource.sensitivity,
+        FhirResource.content,
+    ),
+    ["kind", "fhir_id"],
+)
+_RESTRICTIONS = FastQuery(
+    text("SELECT category FROM record_restrictions WHERE person_curp = :curp"),
+    ["curp"],
+)
+
+
+async def current_fast(reader: FastReader, kind: str, fhir_id: str) -> dict[str, Any] | None:
+    """The current version's columns, through the FastReader (the hot read)."""
+    rows = await reader.fetch(_CURRENT, kind=kind, fhir_id=fhir_id)
+    return dict(rows[0]) if rows else None
+
+
+async def restrictions_fast(reader: FastReader, curp: str) -> list[str]:
+    return [r["category"] for r in await reader.fetch(_RESTRICTIONS, curp=curp)]
 
 
 async def live_ids(session: AsyncSession, kind: str, ids: Sequence[str]) -> set[str]:

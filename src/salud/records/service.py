@@ -262,20 +262,36 @@ async def read(
         return await _read_patient(session, reader, caller, fhir_id)
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
-    row = (
-        await repository.current(session, kind, fhir_id)
-        if version_id is None
-        else await repository.version(session, kind, fhir_id, version_id)
-    )
+    row: _Row | FhirResource | FhirResourceVersion | None
+    if version_id is None:  # the hot path: raw statements through the FastReader, no ORM
+        found = await repository.current_fast(reader, kind, fhir_id)
+        row = _Row(**found) if found is not None else None
+    else:
+        row = await repository.version(session, kind, fhir_id, version_id)
     if row is None:
         raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
     action = f"records:{kind}:read"
     who = await _may(reader, caller, Permission.RECORD_READ, action, kind, row.person_curp, fhir_id)
-    await _refuse_if_restricted(session, who, action, kind, fhir_id, row)
+    if row.sensitivity and row.person_curp and not _is_the_person(who, row.person_curp):
+        restricted = set(await repository.restrictions_fast(reader, row.person_curp))
+        await _refuse_restricted(who, action, kind, fhir_id, row, restricted)
     await who.record(action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}")
     if row.deleted:
         raise FhirError.one(410, "deleted", f"{kind}/{fhir_id} fue eliminado")
     return Stored(fhir_id, row.version_id, row.last_updated, row.content)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A resource version's columns as the FastReader returns them."""
+
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+    person_curp: str | None
+    institution_code: int | None
+    sensitivity: str
+    content: str
 
 
 async def _read_patient(
@@ -358,13 +374,19 @@ async def _restricted_for(session: AsyncSession, caller: Caller, curp: str | Non
 
 async def _refuse_if_restricted(
     session: AsyncSession, caller: Caller, action: str, kind: str, fhir_id: str,
-    row: FhirResource | FhirResourceVersion,
+    row: FhirResource | FhirResourceVersion | _Row,
 ) -> None:  # fmt: skip
     if not row.sensitivity:
         return
-    hidden = set(row.sensitivity.split(",")) & await _restricted_for(
-        session, caller, row.person_curp
-    )
+    restricted = await _restricted_for(session, caller, row.person_curp)
+    await _refuse_restricted(caller, action, kind, fhir_id, row, restricted)
+
+
+async def _refuse_restricted(
+    caller: Caller, action: str, kind: str, fhir_id: str,
+    row: FhirResource | FhirResourceVersion | _Row, restricted: set[str],
+) -> None:  # fmt: skip
+    hidden = set(row.sensitivity.split(",")) & restricted if row.sensitivity else set()
     if hidden and row.institution_code != caller.principal.institution_code:
         await caller.record(
             action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}",
