@@ -154,3 +154,41 @@ async def test_include_and_revinclude_stay_within_the_persons_record(
     )
     assert bad.status_code == 400
     assert "_include" in outcome(bad)["issue"][0]["diagnostics"]
+
+
+async def test_bad_paging_and_versions_are_400_and_conditional_create_works_for_shared_types(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    bad_count = await client.get("/fhir/Organization/_history?_count=muchos", headers=doctor)
+    assert bad_count.status_code == 400
+    assert outcome(bad_count)["issue"][0]["expression"] == ["_count"]
+    org = {
+        "resourceType": "Organization",
+        "name": "Hospital de prueba",
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.631", "value": "HGIMS000010"}],
+    }
+    condition_header = {
+        **doctor,
+        "If-None-Exist": "identifier=urn:oid:2.16.840.1.113883.4.631|HGIMS000010",
+    }
+    first = await client.post("/fhir/Organization", json=org, headers=condition_header)
+    assert first.status_code == 201, first.text
+    again = await client.post("/fhir/Organization", json=org, headers=condition_header)
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    org_id = first.json()["id"]
+    put = {"method": "PUT", "url": f"Organization/{org_id}", "ifMatch": "ayer"}
+    stale = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {**org, "id": org_id}, "request": put}],
+    }
+    refused = await client.post("/fhir", json=stale, headers=doctor)
+    assert refused.status_code == 400
+    assert "ifMatch" in outcome(refused)["issue"][0]["expression"][0]
+    header = await client.put(
+        f"/fhir/Organization/{first.json()['id']}", json={**org, "id": first.json()["id"]},
+        headers={**doctor, "If-Match": "W/\"uno\""},
+    )  # fmt: skip
+    assert header.status_code == 400

@@ -65,16 +65,6 @@ def _stored_headers(request: Request, kind: str, stored: service.Stored) -> dict
     }
 
 
-def _if_match(request: Request) -> int | None:
-    value = request.headers.get("if-match")
-    if value is None:
-        return None
-    digits = value.removeprefix("W/").strip('"')
-    if not digits.isdigit():
-        raise FhirError.one(400, "invalid", 'If-Match debe ser W/"<versionId>"')
-    return int(digits)
-
-
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     return _fhir(capability_statement(_base(request)))
@@ -201,7 +191,7 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
             query = [tuple(p.split("=", 1)) for p in condition.split("&") if "=" in p]
             found = await service.search(
                 session, reader, caller, _base(request), kind,
-                [(str(n), str(v)) for n, v in query] + [("patient", service.patient_id(doc))],
+                [(str(n), str(v)) for n, v in query] + service.person_scope(doc),
             )  # fmt: skip
             if found["total"] == 1:
                 return _fhir(found["entry"][0]["resource"], 200)
@@ -219,9 +209,11 @@ async def type_history(
     kind: str, request: Request, session: ReadSession, reader: Reader
 ) -> Response:
     async def run() -> Response:
-        count = int(request.query_params.get("_count", "50"))
+        count = request.query_params.get("_count", "50")
+        if not count.isdigit() or not 1 <= int(count) <= 200:
+            raise FhirError.one(400, "invalid", "_count debe ser un entero de 1 a 200", "_count")
         bundle = await service.history(
-            session, reader, caller_of(request), _base(request), kind, None, min(count, 200)
+            session, reader, caller_of(request), _base(request), kind, None, int(count)
         )
         return _fhir(bundle)
 
@@ -247,7 +239,13 @@ async def update(
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
         stored, created = await service.update(
-            session, reader, caller, kind, fhir_id, doc, _if_match(request)
+            session,
+            reader,
+            caller,
+            kind,
+            fhir_id,
+            doc,
+            service.etag_version(request.headers.get("if-match"), "If-Match"),
         )
         return _fhir(
             stored.content, 201 if created else 200, _stored_headers(request, kind, stored)

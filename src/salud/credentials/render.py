@@ -18,6 +18,7 @@ import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 
 import reportlab
@@ -71,6 +72,12 @@ def make_qr(text: str, *, alphanumeric: bool = True) -> segno.QRCode:
         boost_error=False,
         micro=False,
     )
+
+
+@lru_cache(maxsize=4096)
+def qr_version(text: str) -> int:
+    """The version (size) of the QR a text makes: encoding is costly, cards are few."""
+    return int(make_qr(text).version)
 
 
 def qr_image(code: segno.QRCode, module_px: int) -> Image.Image:

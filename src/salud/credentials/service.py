@@ -30,6 +30,7 @@ from salud.credentials.claims import (
     CardKind,
     Entitlement,
     Holder,
+    credential_id_bytes,
     credential_id_text,
     to_cbor,
 )
@@ -58,7 +59,7 @@ from salud.identity.curp import STATES
 from salud.identity.models import Person
 from salud.identity.service import check_curp
 from salud.kit.clock import today_mx, utcnow
-from salud.kit.sealing import Keyring, open_sealed
+from salud.kit.sealing import Keyring
 from salud.storage.fastread import FastReader
 
 CURRENT = frozenset({Status.ISSUED, Status.PRINTED, Status.READY_FOR_PICKUP, Status.DELIVERED})
@@ -92,7 +93,7 @@ def _read(row: Credential) -> CredentialRead:
         status=Status(row.status), digital_active=row.digital_active,
         reason=IssueReason(row.reason), issued_at=row.issued_at, expires_at=row.expires_at,
         status_changed_at=row.status_changed_at, superseded_by=row.superseded_by,
-        qr_version=render.make_qr(row.qr_text).version if row.qr_text else None,
+        qr_version=render.qr_version(row.qr_text) if row.qr_text else None,
     )  # fmt: skip
 
 
@@ -114,16 +115,12 @@ def _holder_read(h: Holder) -> HolderRead:
 
 def entitlements(person: Person, on: date) -> list[EntitlementRead]:
     """Affiliations in force on a day, with the institution's name."""
-    catalog = affiliation_catalog()
-    return [
-        EntitlementRead(
-            institution_code=a.institution_code,
-            institution=(e.short_name if (e := catalog.get(a.institution_code)) else "?"),
-            valid_to=a.valid_to,
-        )
+    rows = [
+        {"institution_code": a.institution_code, "status": a.status,
+         "valid_from": a.valid_from, "valid_to": a.valid_to}
         for a in person.affiliations
-        if a.status == "active" and a.valid_from <= on and (a.valid_to is None or a.valid_to >= on)
-    ]
+    ]  # fmt: skip
+    return _entitlements_of(rows, on)
 
 
 def _face_thumbnail(data: bytes) -> bytes:
@@ -329,7 +326,7 @@ async def card_view(
             unit = f"{unit} · {(await facilities.get_unit(session, unit)).name}"
     return render.CardView(
         given_names=person.given_names,
-        surnames=" ".join(p for p in (person.first_surname, person.second_surname) if p),
+        surnames=holder_of(person).surnames,
         curp=person.curp, birth_date=person.birth_date,
         birth_state=STATES.get(person.birth_state, person.birth_state).title(),
         sex=person.sex, nationality=person.nationality, blood_type=person.blood_type,
@@ -371,6 +368,7 @@ async def print_file(
 ) -> bytes:  # fmt: skip
     """The print file of a batch (PDF, two pages per card); the cards become `printed`.
     Only current, not yet printed cards go to print."""
+    credential_ids = list(dict.fromkeys(credential_ids))  # a card listed twice prints once
     for c in credential_ids:
         await _gate(caller, Permission.CREDENTIAL_PRINT, "credentials:card:print", c)
     rows = [await _by_id(session, c, lock=True) for c in credential_ids]
@@ -415,7 +413,8 @@ async def digital_card(
     expires = min(now + timedelta(hours=config.statement_hours), row.expires_at)
     claims = CardClaims(
         issuer=config.issuer, holder=holder_of(person),
-        credential_id=_raw_id(row.credential_id), sequence=row.sequence, kind=CardKind.DIGITAL,
+        credential_id=credential_id_bytes(row.credential_id), sequence=row.sequence,
+        kind=CardKind.DIGITAL,
         issued_at=now, not_before=now, expires_at=expires,
         entitlement=Entitlement(now, tuple(e.institution_code for e in rights),
                                 person.assigned_clues),
@@ -432,10 +431,6 @@ async def digital_card(
         entitlements=rights, assigned_clues=person.assigned_clues,
         link=link_url(config, row.link_code),
     )  # fmt: skip
-
-
-def _raw_id(text: str) -> bytes:
-    return base64.b32decode(text.upper() + "=" * (-len(text) % 8))
 
 
 def _state_of(verified: Verified, row: dict[str, Any] | None) -> CardState:
@@ -503,7 +498,7 @@ async def validate(
     state = _state_of(verified, row)
     photo = None
     if row is not None and state != "unknown" and row["image_sealed"] is not None:
-        data = open_sealed(bytes(row["image_sealed"]), ring, b"person-photo:" + curp.encode())
+        data = photos.open_photo(bytes(row["image_sealed"]), ring, curp)
         photo = f"data:{row['media_type']};base64,{base64.b64encode(data).decode()}"
     valid = state == "current"
     verdict = ("valid_as_of" if c.kind is CardKind.DIGITAL else "valid") if valid else "invalid"

@@ -12,7 +12,6 @@ import hashlib
 import time
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
 
 import base45
 from cryptography.hazmat.primitives import serialization
@@ -205,6 +204,3 @@ class Signer:
         """The QR text for a claim set, and the kid that signed it."""
         key = await self.active()
         return pack(self.sign(key, claims_cbor)), key.kid
-
-
-__all__ = ["Signer", "datetime", "pack", "published", "rewrap_keys", "rotate", "withdraw"]

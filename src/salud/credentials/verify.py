@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from salud.credentials.base45fast import b45decode
 from salud.credentials.claims import CardClaims, CardKind, MalformedClaims, from_map
-from salud.credentials.keyset import ALG_EDDSA, ALG_ES256, KeySet, PublicKey
+from salud.credentials.keyset import ALG_EDDSA, KeySet, PublicKey
 
 MAX_TEXT = 4296  # the most alphanumeric characters a QR code holds (version 40-L)
 MAX_INFLATED = 65536
@@ -190,6 +190,3 @@ def offline_verdict(verified: Verified) -> tuple[str, datetime | None]:
     if c.kind is CardKind.DIGITAL and c.entitlement is not None:
         return "valid_as_of", c.entitlement.as_of
     return "valid", None
-
-
-__all__ = ["ALG_ES256", "MESSAGES", "Reason", "VerificationFailed", "Verified", "verify"]

@@ -60,6 +60,11 @@ def _associated(curp: str) -> bytes:
     return b"person-photo:" + curp.encode()
 
 
+def open_photo(sealed: bytes, ring: Keyring, curp: str) -> bytes:
+    """The photo bytes of a sealed value read from `person_photos` (bound to its CURP)."""
+    return open_sealed(sealed, ring, _associated(curp))
+
+
 async def put_photo(
     session: AsyncSession, ring: Keyring, curp: str, data: bytes, caller: Caller
 ) -> int:
@@ -95,5 +100,5 @@ async def stored_photo(session: AsyncSession, ring: Keyring, curp: str) -> Photo
     row = await session.scalar(select(PersonPhoto).where(PersonPhoto.person_curp == curp))
     if row is None:
         return None
-    data = open_sealed(row.image_sealed, ring, _associated(curp))
+    data = open_photo(row.image_sealed, ring, curp)
     return Photo(data, row.media_type, row.width, row.height)

@@ -94,7 +94,7 @@ async def _one(
             found = await service.search(session, reader, caller, base, kind, parse_qsl(query))
             return {"status": "200 OK"}, {"resource": found}
         stored = await service.read(session, reader, caller, kind, parts[1])
-        return _response(200, base, kind, stored), {"resource": _loads(stored.content)}
+        return _response(200, base, kind, stored), {"resource": orjson.loads(stored.content)}
     if method == "DELETE":
         if len(parts) != 2:
             raise FhirError.one(400, "not-supported", "DELETE condicional no admitido")
@@ -103,7 +103,7 @@ async def _one(
     resource = entry.get("resource")
     if not isinstance(resource, dict):
         raise FhirError.one(400, "required", f"{method} necesita resource")
-    doc = parse(_dumps(_rewrite(resource, ids)), kind)
+    doc = parse(orjson.dumps(_rewrite(resource, ids)), kind)
     if method == "POST":
         new_id = ids.get(entry.get("fullUrl") or "", f"{kind}/{uuid.uuid4()}").split("/", 1)[1]
         doc.pop("id", None)
@@ -112,19 +112,11 @@ async def _one(
     if len(parts) != 2:
         raise FhirError.one(400, "not-supported", "PUT condicional no admitido")
     if_match = request.get("ifMatch")
-    version = int(if_match.removeprefix("W/").strip('"')) if isinstance(if_match, str) else None
+    version = service.etag_version(if_match, "Bundle.entry.request.ifMatch")
     stored, created = await service.update(
         session, reader, caller, kind, parts[1], doc, version, check_refs=check_refs
     )
     return _response(201 if created else 200, base, kind, stored), {"resource": doc}
-
-
-def _loads(content: str) -> Any:
-    return orjson.loads(content)
-
-
-def _dumps(doc: Any) -> bytes:
-    return orjson.dumps(doc)
 
 
 def _response(status: int, base: str, kind: str, stored: service.Stored) -> dict[str, Any]:

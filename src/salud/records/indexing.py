@@ -26,17 +26,16 @@ def _p(kind: Kind, *paths: str) -> Param:
     return Param(kind, paths)
 
 
-_SUBJECT = _p("reference", "subject")
-_PATIENT_OF_SUBJECT = _p("reference", "subject")
+_SUBJECT = _p("reference", "subject")  # `patient` keeps only its Patient references
 # Per type: parameter -> where its values are. `patient` only matches Patient references.
 PARAMS: dict[str, dict[str, Param]] = {
     "Encounter": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "status": _p("token", "status"),
+        "patient": _SUBJECT, "subject": _SUBJECT, "status": _p("token", "status"),
         "date": _p("date", "period"), "class": _p("token", "class"),
         "type": _p("token", "type"),
     },
     "Condition": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "patient": _SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
         "category": _p("token", "category"),
         "clinical-status": _p("token", "clinicalStatus"),
         "verification-status": _p("token", "verificationStatus"),
@@ -50,28 +49,28 @@ PARAMS: dict[str, dict[str, Param]] = {
         "criticality": _p("token", "criticality"), "date": _p("date", "recordedDate"),
     },
     "MedicationRequest": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT,
+        "patient": _SUBJECT, "subject": _SUBJECT,
         "code": _p("token", "medicationCodeableConcept"), "status": _p("token", "status"),
         "category": _p("token", "category"), "intent": _p("token", "intent"),
         "authoredon": _p("date", "authoredOn"), "encounter": _p("reference", "encounter"),
     },
     "MedicationStatement": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT,
+        "patient": _SUBJECT, "subject": _SUBJECT,
         "code": _p("token", "medicationCodeableConcept"), "status": _p("token", "status"),
         "category": _p("token", "category"), "effective": _p("date", "effective[x]"),
     },
     "Observation": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "patient": _SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
         "status": _p("token", "status"), "category": _p("token", "category"),
         "date": _p("date", "effective[x]"), "encounter": _p("reference", "encounter"),
     },
     "DiagnosticReport": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "patient": _SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
         "status": _p("token", "status"), "category": _p("token", "category"),
         "date": _p("date", "effective[x]"), "encounter": _p("reference", "encounter"),
     },
     "Procedure": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
+        "patient": _SUBJECT, "subject": _SUBJECT, "code": _p("token", "code"),
         "status": _p("token", "status"), "category": _p("token", "category"),
         "date": _p("date", "performed[x]"), "encounter": _p("reference", "encounter"),
     },
@@ -80,7 +79,7 @@ PARAMS: dict[str, dict[str, Param]] = {
         "status": _p("token", "status"), "date": _p("date", "occurrence[x]"),
     },
     "DocumentReference": {
-        "patient": _PATIENT_OF_SUBJECT, "subject": _SUBJECT, "type": _p("token", "type"),
+        "patient": _SUBJECT, "subject": _SUBJECT, "type": _p("token", "type"),
         "status": _p("token", "status"), "category": _p("token", "category"),
         "date": _p("date", "date"),
     },

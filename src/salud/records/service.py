@@ -96,9 +96,22 @@ async def _may(
     return caller
 
 
-def patient_id(doc: dict[str, Any]) -> str:
-    """The Patient id a resource names (for conditional create within one person)."""
-    return patient_of(doc) or ""
+def etag_version(value: Any, where: str) -> int | None:
+    """The version of an If-Match / ifMatch value (W/"3" or "3"); None when absent."""
+    if value is None:
+        return None
+    digits = value.removeprefix("W/").strip('"') if isinstance(value, str) else ""
+    if not digits.isdigit() or len(digits) > 9:
+        raise FhirError.one(400, "invalid", 'debe ser W/"<versionId>"', where)
+    return int(digits)
+
+
+def person_scope(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The search parameter that keeps a conditional create within the resource's person
+    (none for types that belong to nobody: Organization, Location…)."""
+    if doc["resourceType"] not in PATIENT_PATH:
+        return []
+    return [("patient", patient_of(doc) or "")]
 
 
 def _patient_curp(doc: dict[str, Any]) -> str | None:
