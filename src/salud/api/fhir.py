@@ -9,18 +9,36 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from salud import __version__
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.errors import DomainError
-from salud.records import auditevents, bundles, service
+from salud.records import auditevents, bundles, service, summary
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse, validate
 
-router = APIRouter(prefix="/fhir", include_in_schema=False)
 FHIR_JSON = "application/fhir+json"
+# FHIR R4 RESTful API, content types (http.html#mime-type): `_format` names the format of
+# the answer and overrides Accept. This server speaks JSON only; a "+" left unencoded in a
+# URL arrives as a space, so "application/fhir json" is the same request.
+_JSON_FORMATS = frozenset({"json", "application/json", FHIR_JSON, "application/fhir json"})
+
+
+async def _json_only(request: Request) -> None:
+    """Refuse (406) a `_format` this server cannot answer in, naming it, before any work."""
+    for value in request.query_params.getlist("_format"):
+        if value.split(";")[0].strip().lower() not in _JSON_FORMATS:
+            raise FhirError.one(
+                406, "not-supported",
+                f"_format={value}: el servidor solo responde en JSON "
+                f"(_format=json, application/json o {FHIR_JSON})",
+                "_format",
+            )  # fmt: skip
+
+
+router = APIRouter(prefix="/fhir", include_in_schema=False, dependencies=[Depends(_json_only)])
 _CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
           412: "conflict", 422: "processing", 423: "lock-error", 503: "transient"}  # fmt: skip
 
@@ -112,6 +130,24 @@ async def everything(curp: str, request: Request, session: ReadSession, reader: 
         bundle = await service.everything(
             session, reader, caller_of(request), _base(request), curp, int(count), int(offset)
         )
+        return _fhir(bundle)
+
+    return await _guard(run)
+
+
+@router.get("/Patient/{curp}/$summary")
+async def patient_summary(
+    curp: str, request: Request, session: ReadSession, reader: Reader
+) -> Response:
+    """The International Patient Summary, a `document` Bundle (records/summary.py)."""
+
+    async def run() -> Response:
+        unknown = sorted({n for n in request.query_params if n != "_format"})
+        if unknown:
+            raise FhirError.one(
+                400, "not-supported", f"$summary no admite parámetros: {', '.join(unknown)}"
+            )
+        bundle = await summary.summary(session, reader, caller_of(request), _base(request), curp)
         return _fhir(bundle)
 
     return await _guard(run)
@@ -310,7 +346,16 @@ def capability_statement(base: str) -> dict[str, Any]:
                 {
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-                }
+                },
+                {
+                    "name": "summary",
+                    "definition": "http://hl7.org/fhir/uv/ips/OperationDefinition/summary",
+                    "documentation": "GET Patient/[CURP]/$summary, sin parámetros: documento "
+                    "(Bundle document) con la estructura del IPS; problemas, alergias y "
+                    "medicamentos siempre; vacunas, resultados, procedimientos, signos vitales "
+                    "y problemas pasados cuando los hay. No se declara conformidad con los "
+                    "perfiles del IPS.",
+                },
             ],
         }
     ]

@@ -287,3 +287,41 @@ async def live_in_record(
     )
     found: str | None = await session.scalar(stmt)
     return found
+
+
+async def live_of_types(
+    session: AsyncSession, curp: str, kinds: Sequence[str], extra: Sequence[ColumnElement[bool]]
+) -> list[tuple[str, str, str]]:
+    """(type, id, content) of every live resource of these types in a person's record that
+    meets the extra conditions, most recently written first (unpaged: one person's record)."""
+    stmt = (
+        select(FhirResource.resource_type, FhirResource.fhir_id, FhirResource.content)
+        .where(
+            FhirResource.person_curp == curp,
+            FhirResource.resource_type.in_(kinds),
+            FhirResource.deleted.is_(False),
+            *extra,
+        )
+        .order_by(FhirResource.last_updated.desc(), FhirResource.id.desc())
+    )
+    return [(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()]
+
+
+async def live_in_record_many(
+    session: AsyncSession, kind: str, ids: Sequence[str], curp: str,
+    extra: Sequence[ColumnElement[bool]],
+) -> list[tuple[str, str]]:  # fmt: skip
+    """(id, content) of those of these resources that are live and belong to this person's
+    record (or to nobody's: Organization, Location, Practitioner…), as `live_in_record`."""
+    stmt = (
+        select(FhirResource.fhir_id, FhirResource.content)
+        .where(
+            FhirResource.resource_type == kind,
+            FhirResource.fhir_id.in_(ids),
+            FhirResource.deleted.is_(False),
+            or_(FhirResource.person_curp == curp, FhirResource.person_curp.is_(None)),
+            *extra,
+        )
+        .order_by(FhirResource.fhir_id)
+    )
+    return [(r[0], r[1]) for r in (await session.execute(stmt)).all()]

@@ -26,6 +26,7 @@ from salud.access.scopes import allows
 from salud.errors import InvalidInput, NotFound
 from salud.identity import repository as persons
 from salud.identity.catalogs import affiliation_catalog
+from salud.identity.models import Person
 from salud.kit.clock import utcnow
 from salud.records import repository
 from salud.records.indexing import (
@@ -459,6 +460,27 @@ async def set_restrictions(
     return chosen
 
 
+async def open_record(
+    session: AsyncSession, reader: FastReader, caller: Caller, curp: str, action: str
+) -> tuple[Caller, Person, list[ColumnElement[bool]]]:
+    """The door of every whole-record operation ($everything, $summary): the permission and
+    a clinician's basis (a refusal is recorded), the person, and the conditions that leave
+    out what the person restricted to other institutions and, for a machine client, the
+    types its scopes do not name. Returns the Caller to record the read with (its purpose is
+    the basis)."""
+    who = await _may(reader, caller, Permission.RECORD_READ, action, "Patient", curp, curp)
+    person = await persons.get_by_curp(session, curp)
+    if person is None:
+        await who.record(action, "Patient", person_curp=curp, outcome="not_found")
+        raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
+    hidden = await _restriction_filters(session, who, curp)
+    p = caller.principal
+    if p.role is Role.CLIENT:  # a machine client reads only the types its scopes name
+        readable = [k for k in sorted(PARAMS) if allows(p.scopes, k, False)]
+        hidden.append(FhirResource.resource_type.in_(readable))
+    return who, person, hidden
+
+
 async def everything(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, curp: str,
     count: int, offset: int,
@@ -466,11 +488,8 @@ async def everything(
     """Patient/$everything: the person and every live entry of their record (paged), what
     the person restricted left out for other institutions."""
     action = "records:Patient:everything"
-    who = await _may(reader, caller, Permission.RECORD_READ, action, "Patient", curp, curp)
-    person = await persons.get_by_curp(session, curp)
-    if person is None:
-        raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
-    where = [FhirResource.person_curp == curp, *await _restriction_filters(session, who, curp)]
+    who, person, hidden = await open_record(session, reader, caller, curp, action)
+    where = [FhirResource.person_curp == curp, *hidden]
     total, rows = await repository.search_all_types(session, where, count, offset)
     await who.record(action, "Patient", person_curp=curp, subject_id=f"Patient/{curp}",
                      detail={"total": total})  # fmt: skip
