@@ -130,6 +130,7 @@ def token_for(settings: Settings) -> TokenFor:
         username: str | None = None,
         institution: int = 2,
         clues: str | None = None,
+        module: str | None = None,
     ) -> dict[str, str]:
         principal = Principal(
             subject=f"account:{role.value}",
@@ -138,6 +139,7 @@ def token_for(settings: Settings) -> TokenFor:
             curp=curp,
             institution_code=institution,
             clues=clues,
+            module_code=module,
         )
         return {"Authorization": f"Bearer {tokens.issue(principal)}"}
 

@@ -20,6 +20,7 @@ from salud.api import (
     care,
     credentials,
     data_requests,
+    enrollment,
     facilities,
     fhir,
     health,
@@ -32,6 +33,7 @@ from salud.api import (
 from salud.config import Settings, get_settings
 from salud.credentials.service import CredentialConfig
 from salud.credentials.signing import Signer
+from salud.enrollment.biometrics import NoMatcher
 from salud.facilities.nearest import IndexCache
 from salud.kit.logging import configure_logging
 from salud.kit.ratelimit import WindowLimiter
@@ -124,6 +126,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sign_in_limiter = WindowLimiter(limit=20, window_seconds=60)
     app.state.facilities_index = IndexCache()
     app.state.public_validation_limiter = WindowLimiter(limit=60, window_seconds=60)
+    app.state.booking_limiter = WindowLimiter(
+        limit=settings.public_booking_per_minute, window_seconds=60
+    )
+    app.state.biometric_matcher = NoMatcher()
     app.state.credential_config = CredentialConfig(
         issuer=settings.credential_issuer,
         public_base_url=settings.public_base_url,
@@ -143,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(persons.router, prefix=API_PREFIX)
     app.include_router(facilities.router, prefix=API_PREFIX)
     app.include_router(credentials.router, prefix=API_PREFIX)
+    app.include_router(enrollment.router, prefix=API_PREFIX)
     app.include_router(credentials.wellknown)
     fhir.install(app)
     app.include_router(pages.router)

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     credential_validity_years: int = Field(default=10, ge=1, le=20)
     digital_statement_hours: int = Field(default=12, ge=1, le=72)
     credential_qr_face: bool = False
+    # Bookings made without signing in (only a CURP), per client address and minute.
+    public_booking_per_minute: int = Field(default=30, ge=1, le=10_000)
     # Citizens sign in through the government's identity provider (OpenID Connect,
     # authorization code + PKCE). Unset issuer: citizen sign-in is off.
     oidc_issuer: str | None = None

@@ -2,6 +2,7 @@
 
 from salud.access import models as access_models
 from salud.credentials import models as credentials_models
+from salud.enrollment import models as enrollment_models
 from salud.facilities import models as facilities_models
 from salud.identity import models as identity_models
 from salud.records import models as records_models
@@ -12,6 +13,7 @@ metadata = Base.metadata
 __all__ = [
     "access_models",
     "credentials_models",
+    "enrollment_models",
     "facilities_models",
     "identity_models",
     "metadata",

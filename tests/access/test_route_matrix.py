@@ -31,6 +31,11 @@ async def _operations(client: httpx.AsyncClient) -> list[tuple[str, str, str]]:
 
 
 def _url(path: str, curp: str) -> str:
+    if path.startswith("/api/v1/enrollment/"):
+        batch = "/print-batches/" in path
+        path = path.replace("{code}", "L09-ABCDEFGH" if batch else "MR-09-0001")
+        path = path.replace("{folio}", "RABCDEFGH23").replace("{finger}", "2")
+        path = path.replace("{review_id}", "1").replace("{name}", "demo")
     path = re.sub(r"\{folio\}", "ARCO-2026-0000001", path)
     path = re.sub(r"\{(consent_id|emergency_id)\}", "1", path)
     path = path.replace("{credential_id}", "aaaaaaaaaaaaaaaa").replace("{side}", "front")
@@ -64,6 +69,38 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/signing-keys/rotate"): {},
     ("PUT", "/api/v1/persons/{curp}/photo"): {},
     ("PUT", "/api/v1/persons/{curp}/record-restrictions"): {"categories": ["hiv"]},
+    ("POST", "/api/v1/enrollment/modules"): {
+        "code": "MR-09-0001",
+        "name": "Módulo de prueba",
+        "address": "Calle 1, Centro",
+        "state": "09",
+    },
+    ("POST", "/api/v1/enrollment/modules/{code}/status"): {"status": "open"},
+    ("POST", "/api/v1/enrollment/modules/{code}/staff"): {"username": "operador.demo"},
+    ("POST", "/api/v1/enrollment/phases"): {
+        "name": "Fase 1",
+        "starts_on": "2026-01-01",
+        "states": ["09"],
+    },
+    ("POST", "/api/v1/enrollment/calendars"): {
+        "name": "demo",
+        "rules": [{"starts_on": "2026-01-01", "ends_on": "2026-12-31"}],
+    },
+    ("POST", "/api/v1/enrollment/calendars/{name}/activate"): {},
+    ("POST", "/api/v1/enrollment/enrollments"): {"curp": "GOMC850312HDFNRR09"},
+    ("PUT", "/api/v1/enrollment/enrollments/{folio}/documents"): {"documents": []},
+    ("PUT", "/api/v1/enrollment/enrollments/{folio}/photo"): {},
+    ("PUT", "/api/v1/enrollment/enrollments/{folio}/fingerprints/{finger}"): {},
+    ("POST", "/api/v1/enrollment/enrollments/{folio}/exception"): {
+        "waive": ["address_proof"],
+        "reason": "damnificado por inundación, sin comprobante",
+    },
+    ("POST", "/api/v1/enrollment/enrollments/{folio}/complete"): {},
+    ("POST", "/api/v1/enrollment/reviews/{review_id}"): {"decision": "distinct"},
+    ("POST", "/api/v1/enrollment/print-batches"): {"module_code": "MR-09-0001"},
+    ("POST", "/api/v1/enrollment/print-batches/{code}/print-file"): {},
+    ("POST", "/api/v1/enrollment/print-batches/{code}/status"): {"status": "shipped"},
+    ("POST", "/api/v1/enrollment/cards/{credential_id}/delivery"): {"identity_check": "photo_id"},
 }
 
 

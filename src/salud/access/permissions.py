@@ -31,6 +31,13 @@ class Permission(StrEnum):
     SIGNING_KEY_MANAGE = "signing-key:manage"
     RECORD_READ = "record:read"  # the shared health record (FHIR)
     RECORD_WRITE = "record:write"
+    MODULE_MANAGE = "enrollment:module:manage"  # open/close modules, assign operators
+    CALENDAR_MANAGE = "enrollment:calendar:manage"  # phases and calendars of the drive
+    APPOINTMENT_BOOK = "enrollment:appointment:book"  # book/cancel (a citizen: their own)
+    APPOINTMENT_READ = "enrollment:appointment:read"  # a module's agenda
+    ENROLL = "enrollment:enroll"  # the operator's work: documents, photo, fingerprints
+    ENROLLMENT_APPROVE = "enrollment:approve"  # exceptions and the duplicate review queue
+    ENROLLMENT_PROGRESS = "enrollment:progress"  # dashboard (aggregates, no personal data)
 
 
 class Role(StrEnum):
@@ -58,6 +65,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.CREDENTIAL_READ,
             _P.CREDENTIAL_PRINT,
             _P.CREDENTIAL_VALIDATE,
+            _P.APPOINTMENT_BOOK,
+            _P.APPOINTMENT_READ,
+            _P.ENROLL,
         }
     ),
     Role.SUPERVISOR: frozenset(
@@ -73,6 +83,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.CREDENTIAL_PRINT,
             _P.CREDENTIAL_REVOKE,
             _P.CREDENTIAL_VALIDATE,
+            _P.MODULE_MANAGE,
+            _P.CALENDAR_MANAGE,
+            _P.APPOINTMENT_BOOK,
+            _P.APPOINTMENT_READ,
+            _P.ENROLL,
+            _P.ENROLLMENT_APPROVE,
+            _P.ENROLLMENT_PROGRESS,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -91,7 +108,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {_P.PERSON_READ, _P.FACILITY_READ, _P.CARE_RECORD, _P.CREDENTIAL_VALIDATE}
     ),
     Role.INSTITUTION_ADMIN: frozenset(
-        {_P.FACILITY_READ, _P.ACCOUNT_MANAGE, _P.DATA_REQUEST_MANAGE, _P.PERSON_READ}
+        {
+            _P.FACILITY_READ,
+            _P.ACCOUNT_MANAGE,
+            _P.DATA_REQUEST_MANAGE,
+            _P.PERSON_READ,
+            _P.CALENDAR_MANAGE,
+            _P.ENROLLMENT_PROGRESS,
+        }
     ),
     Role.AUDITOR: frozenset(
         {_P.AUDIT_READ, _P.ACCESS_LOG_READ, _P.PERSON_HISTORY, _P.FACILITY_READ}
@@ -109,6 +133,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.CREDENTIAL_READ,  # their own cards and digital card
             _P.RECORD_READ,  # their own health record
             _P.CREDENTIAL_ISSUE,  # reissue of their own card after a loss
+            _P.APPOINTMENT_BOOK,  # their own appointment
         }
     ),
 }

@@ -17,6 +17,7 @@ class Principal:
     institution_code: int | None = None
     clues: str | None = None
     curp: str | None = None  # a citizen's own CURP
+    module_code: str | None = None  # a registration module's operator or supervisor
     scopes: frozenset[str] = frozenset()  # a machine client's OAuth2 scopes
 
     @property

@@ -40,3 +40,10 @@ async def record_success(session: AsyncSession, account_id: int) -> None:
 async def with_sealed_secrets(session: AsyncSession) -> Sequence[Account]:
     found = await session.execute(select(Account).where(Account.totp_secret_sealed.is_not(None)))
     return found.scalars().all()
+
+
+async def at_module(session: AsyncSession, module_code: str) -> Sequence[Account]:
+    found = await session.execute(
+        select(Account).where(Account.module_code == module_code).order_by(Account.username)
+    )
+    return found.scalars().all()

@@ -28,6 +28,7 @@ def principal_of(account: Account) -> Principal:
         institution_code=account.institution_code,
         clues=account.clues,
         curp=account.curp,
+        module_code=account.module_code,
     )
 
 
@@ -137,3 +138,25 @@ async def rewrap_secrets(session: AsyncSession, ring: Keyring) -> int:
             moved += 1
     await session.flush()
     return moved
+
+
+MODULE_ROLES = frozenset({Role.REGISTRATION_OPERATOR, Role.SUPERVISOR})
+
+
+async def assign_module(
+    session: AsyncSession, username: str, module_code: str | None
+) -> AccountRead:
+    """Bind an operator or supervisor account to a registration module (None: unbind). The
+    binding takes effect at the account's next sign-in (tokens carry it)."""
+    account = await repository.by_username(session, username)
+    if account is None:
+        raise InvalidInput.on("username", "no existe esa cuenta")
+    if Role(account.role) not in MODULE_ROLES:
+        raise InvalidInput.on("username", "solo operadores y supervisores trabajan en un módulo")
+    account.module_code = module_code
+    await session.flush()
+    return _read(account)
+
+
+async def staff_at_module(session: AsyncSession, module_code: str) -> list[AccountRead]:
+    return [_read(a) for a in await repository.at_module(session, module_code)]

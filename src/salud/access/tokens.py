@@ -49,6 +49,7 @@ class TokenService:
             ("inst", principal.institution_code),
             ("clues", principal.clues),
             ("curp", principal.curp),
+            ("mod", principal.module_code),
         ):
             if value is not None:
                 claims[name] = value
@@ -80,6 +81,7 @@ class TokenService:
                 institution_code=claims.get("inst"),
                 clues=claims.get("clues"),
                 curp=claims.get("curp"),
+                module_code=claims.get("mod"),
                 scopes=frozenset(str(claims.get("scope", "")).split()),
             )
             return principal, float(claims["exp"])

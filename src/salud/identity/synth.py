@@ -548,3 +548,25 @@ def synthetic_face(seed: int, size: tuple[int, int] = (300, 375)) -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=85)
     return out.getvalue()
+
+
+def synthetic_fingerprint(seed: int, size: tuple[int, int] = (400, 480)) -> bytes:
+    """A drawn fingerprint-like pattern (PNG, grayscale): ridges as a warped sinusoid inside
+    an ellipse. For demos and tests of the capture checks; never anyone's print."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy = w * rng.uniform(0.45, 0.55), h * rng.uniform(0.4, 0.55)
+    r = np.hypot((x - cx) * 1.15, y - cy)
+    warp = 6 * np.sin(x / rng.uniform(30, 60)) + 4 * np.cos(y / rng.uniform(25, 50))
+    ridges = 0.5 + 0.5 * np.sin((r + warp) / rng.uniform(1.6, 2.2))
+    inside = ((x - w / 2) / (w * 0.42)) ** 2 + ((y - h / 2) / (h * 0.46)) ** 2 <= 1
+    pixels = np.where(inside, 255 - ridges * 200, 245).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(out, "PNG", optimize=True)
+    return out.getvalue()

@@ -1,0 +1,129 @@
+"""The enrollment calendar and its phases. Pure logic, no database.
+
+A *calendar* is a list of rules: on the days from `starts_on` to `ends_on`, people whose first
+surname begins with one of `letters` and whose age (on that day) lies in `[min_age, max_age]`
+may come. The letter is the first character of the CURP, which RENAPO takes from the first
+surname (an initial Ñ is written X in the CURP, so Ñ surnames follow X), so a person can be
+told their days from the CURP alone, before they are in the registry.
+
+A *phase* opens states progressively: a module takes appointments on a day only when its state
+is in a phase in force that day."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_SPEC = re.compile(r"^[A-Z](-[A-Z])?(,[A-Z](-[A-Z])?)*$")
+MAX_AGE = 130
+StateKey = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|[12][0-9]|3[0-2])$")]
+
+
+def letter_set(spec: str) -> frozenset[str]:
+    """`"A-C,M,X-Z"` → {A, B, C, M, X, Y, Z}. ValueError names what is wrong."""
+    if not _SPEC.match(spec):
+        raise ValueError("use letras A-Z y rangos separados por comas, p. ej. «A-F,Ñ» → «A-F,X»")
+    out: set[str] = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        last = last or first
+        if last < first:
+            raise ValueError(f"el rango {part} está al revés")
+        out.update(LETTERS[LETTERS.index(first) : LETTERS.index(last) + 1])
+    return frozenset(out)
+
+
+def age_on(birth: date, day: date) -> int:
+    """Completed years on `day` (someone born on 29 February turns a year older on 1 March)."""
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def surname_letter(curp: str) -> str:
+    return curp[0].upper()
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    starts_on: date
+    ends_on: date
+    letters: str = Field(default="A-Z", max_length=80, description="p. ej. «A-F» o «A-C,M»")
+    min_age: int = Field(default=0, ge=0, le=MAX_AGE)
+    max_age: int = Field(default=MAX_AGE, ge=0, le=MAX_AGE)
+    label: str | None = Field(default=None, max_length=120)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.ends_on < self.starts_on:
+            raise ValueError("ends_on: termina antes de empezar")
+        if self.max_age < self.min_age:
+            raise ValueError("max_age: es menor que min_age")
+        letter_set(self.letters)  # raises with the reason
+        return self
+
+    @property
+    def letter_set(self) -> frozenset[str]:
+        return letter_set(self.letters)
+
+    def covers(self, letter: str, age: int, day: date) -> bool:
+        return (
+            self.starts_on <= day <= self.ends_on
+            and self.min_age <= age <= self.max_age
+            and letter in self.letter_set
+        )
+
+
+class Calendar(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=80)
+    rules: list[Rule] = Field(min_length=1, max_length=2000)
+
+    def allows(self, letter: str, birth: date, day: date) -> bool:
+        age = age_on(birth, day)
+        return any(r.covers(letter, age, day) for r in self.rules)
+
+    def days_for(self, letter: str, birth: date, start: date, end: date) -> list[date]:
+        """Every day in [start, end] this person may come."""
+        out: list[date] = []
+        day = start
+        while day <= end:
+            if self.allows(letter, birth, day):
+                out.append(day)
+            day += timedelta(days=1)
+        return out
+
+    def span(self) -> tuple[date, date]:
+        return min(r.starts_on for r in self.rules), max(r.ends_on for r in self.rules)
+
+
+class Phase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=80)
+    starts_on: date
+    ends_on: date | None = None
+    states: list[StateKey] = Field(min_length=1, max_length=32, description="claves INEGI")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.ends_on is not None and self.ends_on < self.starts_on:
+            raise ValueError("ends_on: termina antes de empezar")
+        return self
+
+    def opens(self, state: str, day: date) -> bool:
+        in_force = self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
+        return in_force and state in self.states
+
+
+def state_open(phases: list[Phase], state: str, day: date) -> bool:
+    return any(p.opens(state, day) for p in phases)
+
+
+def weekday_open(weekdays: str, day: date) -> bool:
+    """`weekdays` lists ISO weekdays the module works ("12345" = Monday to Friday)."""
+    return str(day.isoweekday()) in weekdays

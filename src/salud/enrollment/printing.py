@@ -1,0 +1,190 @@
+"""The print queue and delivery: batches of cards per module, their print file, shipping,
+reception at the module (the people are told their card is ready), and delivery after an
+identity check. A batch not received by its due day is overdue.
+
+    created --(print file)--> printed --> shipped --> received
+    cards:   issued  -------> printed ---------------> ready_for_pickup --> delivered"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.credentials import service as credentials
+from salud.credentials.schemas import StatusChange
+from salud.enrollment import repository
+from salud.enrollment.booking import check_runs_module, module, new_folio
+from salud.enrollment.models import Notification, PrintBatch, PrintBatchCard, RegistrationModule
+from salud.enrollment.schemas import (
+    BatchCardRead,
+    BatchCreate,
+    BatchRead,
+    BatchStatus,
+    DeliveryIn,
+)
+from salud.enrollment.service import Issuance
+from salud.errors import Conflict, NotFound
+from salud.kit.clock import today_mx, utcnow
+
+# Printing and shipping take at most three weeks, so the card waits at the module before the
+# pickup window (four to six weeks after the visit) opens.
+BATCH_DUE_DAYS = 21
+_NEXT = {"printed": "shipped", "shipped": "received"}
+
+
+def _read(b: PrintBatch, m: RegistrationModule, cards: list[BatchCardRead]) -> BatchRead:
+    overdue = b.status != "received" and b.due_on < today_mx()
+    return BatchRead(
+        code=b.code, module_code=m.code, status=BatchStatus(b.status), card_count=b.card_count,
+        due_on=b.due_on, overdue=overdue, created_at=b.created_at, printed_at=b.printed_at,
+        shipped_at=b.shipped_at, received_at=b.received_at, cards=cards,
+    )  # fmt: skip
+
+
+async def _cards(session: AsyncSession, b: PrintBatch) -> list[BatchCardRead]:
+    return [
+        BatchCardRead(
+            credential_id=c.credential_id,
+            person_curp=c.person_curp,
+            card_status=s,
+            delivered_at=c.delivered_at,
+            delivered_by=c.delivered_by,
+        )
+        for c, s in await repository.batch_cards(session, b.id)
+    ]
+
+
+async def _batch(
+    session: AsyncSession, code: str, caller: Caller, action: str
+) -> tuple[PrintBatch, RegistrationModule]:
+    await caller.allow(Permission.CREDENTIAL_PRINT, action, "print-batch", subject_id=code)
+    b = await repository.batch_by_code(session, code, lock=True)
+    if b is None:
+        raise NotFound(f"no hay un lote con la clave {code}")
+    m = await repository.module_by_id(session, b.module_id)
+    return b, m
+
+
+async def create_batch(session: AsyncSession, data: BatchCreate, caller: Caller) -> BatchRead:
+    """Gather the module's issued cards not yet in a batch (first cards and reissues)."""
+    await caller.allow(Permission.CREDENTIAL_PRINT, "enrollment:batch:create", "print-batch")
+    m = await module(session, data.module_code)
+    check_runs_module(caller, m)
+    found = await repository.cards_to_print(session, m.id, data.limit)
+    if not found:
+        raise Conflict(f"no hay tarjetas por imprimir del módulo {m.code}")
+    now = utcnow()
+    b = PrintBatch(
+        code=new_folio(f"L{m.state}-", 8), module_id=m.id, status="created",
+        card_count=len(found), due_on=today_mx() + timedelta(days=BATCH_DUE_DAYS),
+        created_at=now, created_by=caller.actor,
+    )  # fmt: skip
+    session.add(b)
+    await session.flush()
+    for credential_id, curp in found:
+        session.add(PrintBatchCard(batch_id=b.id, credential_id=credential_id, person_curp=curp))
+    await session.flush()  # a card already in another batch fails here (unique credential_id)
+    await caller.record(
+        "enrollment:batch:create", "print-batch", subject_id=b.code, within=session,
+        detail={"cards": len(found), "module": m.code},
+    )  # fmt: skip
+    return _read(b, m, await _cards(session, b))
+
+
+async def print_file(session: AsyncSession, issuance: Issuance, code: str, caller: Caller) -> bytes:
+    """The batch's PDF (the credential's renderer); the batch and its cards become printed.
+    Produced once: the print shop keeps the file (a reprint is a reissue of the card)."""
+    b, _ = await _batch(session, code, caller, "enrollment:batch:print")
+    if b.status != "created":
+        raise Conflict(f"el lote {code} ya se imprimió ({b.status})")
+    # A card superseded or revoked since the batch was formed is not printed.
+    ids = [c.credential_id for c, s in await repository.batch_cards(session, b.id) if s == "issued"]
+    if not ids:
+        raise Conflict(f"ninguna tarjeta del lote {code} sigue vigente para imprimirse")
+    document = await credentials.print_file(session, issuance.ring, issuance.config, ids, caller)
+    b.status, b.printed_at = "printed", utcnow()
+    await session.flush()
+    await caller.record("enrollment:batch:print", "print-batch", subject_id=code, within=session)
+    return document
+
+
+async def advance(session: AsyncSession, code: str, step: str, caller: Caller) -> BatchRead:
+    """printed -> shipped (print shop) -> received (the module; the cards become ready for
+    pickup and each person is notified)."""
+    b, m = await _batch(session, code, caller, f"enrollment:batch:{step}")
+    if _NEXT.get(b.status) != step:
+        raise Conflict(f"un lote en estado {b.status} no pasa a {step}")
+    now = utcnow()
+    if step == "received":
+        check_runs_module(caller, m)
+        for card, status in await repository.batch_cards(session, b.id):
+            if status != "printed":  # revoked or superseded meanwhile: not handed over
+                continue
+            await credentials.change_status(
+                session, card.credential_id,
+                StatusChange(status="ready_for_pickup", note=f"lote {code}"), caller,
+            )  # fmt: skip
+            session.add(Notification(
+                person_curp=card.person_curp, kind="card_ready",
+                message=(f"Su credencial de salud está lista. Recójala en {m.name}, {m.address}, "
+                         f"de {m.opens_at} a {m.closes_at}, con una identificación."),
+                created_at=now, sent_at=None,
+            ))  # fmt: skip
+        b.received_at, b.received_by = now, caller.actor
+    else:
+        b.shipped_at = now
+    b.status = step
+    await session.flush()
+    await caller.record(f"enrollment:batch:{step}", "print-batch", subject_id=code, within=session)
+    return _read(b, m, await _cards(session, b))
+
+
+async def deliver(
+    session: AsyncSession, credential_id: str, data: DeliveryIn, caller: Caller
+) -> BatchCardRead:
+    """Hand the card over after checking who takes it (recorded by the operator)."""
+    await caller.allow(
+        Permission.CREDENTIAL_PRINT, "enrollment:card:deliver", "credential",
+        subject_id=credential_id,
+    )  # fmt: skip
+    card = await repository.batch_card(session, credential_id)
+    if card is None:
+        raise NotFound("esa tarjeta no está en ningún lote")
+    b = await session.get(PrintBatch, card.batch_id)
+    assert b is not None
+    check_runs_module(caller, await repository.module_by_id(session, b.module_id))
+    if b.status != "received":
+        raise Conflict("el lote de esa tarjeta aún no llega al módulo")
+    read = await credentials.change_status(
+        session, credential_id,
+        StatusChange(status="delivered", note=f"entrega: {data.identity_check.value}"), caller,
+    )  # fmt: skip
+    now = utcnow()
+    card.delivered_at, card.delivered_by = now, caller.actor
+    card.identity_check = data.identity_check.value
+    await session.flush()
+    return BatchCardRead(
+        credential_id=credential_id, person_curp=card.person_curp, card_status=read.status.value,
+        delivered_at=now, delivered_by=caller.actor,
+    )  # fmt: skip
+
+
+async def list_batches(
+    session: AsyncSession, caller: Caller, module_code: str | None, overdue: bool
+) -> list[BatchRead]:
+    await caller.allow(Permission.CREDENTIAL_PRINT, "enrollment:batch:list", "print-batch")
+    module_id = None
+    if module_code:
+        module_id = (await module(session, module_code)).id
+    found = await repository.batches(session, module_id, today_mx() if overdue else None)
+    return [_read(b, await repository.module_by_id(session, b.module_id), []) for b in found]
+
+
+async def get_batch(session: AsyncSession, code: str, caller: Caller) -> BatchRead:
+    b, m = await _batch(session, code, caller, "enrollment:batch:read")
+    cards = await _cards(session, b)
+    await caller.record_persons("enrollment:batch:read", [c.person_curp for c in cards])
+    return _read(b, m, cards)

@@ -1,0 +1,312 @@
+"""All SQL of credentialization."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.credentials.models import Credential
+from salud.enrollment.models import (
+    Appointment,
+    DuplicateReview,
+    Enrollment,
+    EnrollmentCalendar,
+    EnrollmentPhase,
+    Fingerprint,
+    ModuleDay,
+    PrintBatch,
+    PrintBatchCard,
+    RegistrationModule,
+)
+from salud.identity.models import Person, PersonPhoto
+from salud.storage.engine import dialect_name
+
+# --- modules, phases, calendars -------------------------------------------------------------
+
+
+async def module_by_code(
+    session: AsyncSession, code: str, *, lock: bool = False
+) -> RegistrationModule | None:
+    stmt = select(RegistrationModule).where(RegistrationModule.code == code)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def module_by_id(session: AsyncSession, module_id: int) -> RegistrationModule:
+    found = await session.get(RegistrationModule, module_id)
+    assert found is not None  # a foreign key points at it
+    return found
+
+
+async def modules(
+    session: AsyncSession, state: str | None, status: str | None
+) -> Sequence[RegistrationModule]:
+    stmt = select(RegistrationModule).order_by(RegistrationModule.code)
+    if state:
+        stmt = stmt.where(RegistrationModule.state == state)
+    if status:
+        stmt = stmt.where(RegistrationModule.status == status)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def phases(session: AsyncSession) -> Sequence[EnrollmentPhase]:
+    stmt = select(EnrollmentPhase).order_by(EnrollmentPhase.starts_on, EnrollmentPhase.name)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def calendars(session: AsyncSession) -> Sequence[EnrollmentCalendar]:
+    stmt = select(EnrollmentCalendar).order_by(EnrollmentCalendar.name)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def calendar_by_name(session: AsyncSession, name: str) -> EnrollmentCalendar | None:
+    stmt = select(EnrollmentCalendar).where(EnrollmentCalendar.name == name)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def active_calendar(session: AsyncSession) -> EnrollmentCalendar | None:
+    stmt = select(EnrollmentCalendar).where(EnrollmentCalendar.active.is_(True))
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def deactivate_calendars(session: AsyncSession) -> None:
+    await session.execute(
+        update(EnrollmentCalendar).where(EnrollmentCalendar.active.is_(True)).values(active=False)
+    )
+    await session.flush()
+
+
+# --- places and appointments ----------------------------------------------------------------
+
+
+async def day_counts(
+    session: AsyncSession, module_id: int, start: date, end: date
+) -> dict[date, tuple[int, int]]:
+    rows = await session.execute(
+        select(ModuleDay.day, ModuleDay.capacity, ModuleDay.booked).where(
+            ModuleDay.module_id == module_id, ModuleDay.day.between(start, end)
+        )
+    )
+    return {r.day: (r.capacity, r.booked) for r in rows}
+
+
+async def ensure_day(session: AsyncSession, module_id: int, day: date, capacity: int) -> None:
+    """The day's counter row, created by whoever books first (a concurrent creator wins
+    harmlessly: ON CONFLICT DO NOTHING)."""
+    values: dict[str, Any] = {"module_id": module_id, "day": day, "capacity": capacity, "booked": 0}
+    if dialect_name(session) == "postgresql":
+        stmt: Any = pg_insert(ModuleDay).values(values).on_conflict_do_nothing()
+    else:
+        stmt = sqlite_insert(ModuleDay).values(values).on_conflict_do_nothing()
+    await session.execute(stmt)
+
+
+async def take_place(session: AsyncSession, module_id: int, day: date) -> bool:
+    """One place, if one is left: a single conditional UPDATE. On PostgreSQL a concurrent
+    booking of the same day waits for this row's lock and then re-checks `booked < capacity`
+    (READ COMMITTED re-evaluates the WHERE on the updated row); SQLite has one writer."""
+    result = await session.execute(
+        update(ModuleDay)
+        .where(
+            ModuleDay.module_id == module_id,
+            ModuleDay.day == day,
+            ModuleDay.booked < ModuleDay.capacity,
+        )
+        .values(booked=ModuleDay.booked + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def free_place(session: AsyncSession, module_id: int, day: date) -> None:
+    await session.execute(
+        update(ModuleDay)
+        .where(ModuleDay.module_id == module_id, ModuleDay.day == day, ModuleDay.booked > 0)
+        .values(booked=ModuleDay.booked - 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def appointment_by_folio(
+    session: AsyncSession, folio: str, *, lock: bool = False
+) -> Appointment | None:
+    stmt = select(Appointment).where(Appointment.folio == folio)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def booked_for(session: AsyncSession, curp: str) -> Appointment | None:
+    stmt = select(Appointment).where(
+        Appointment.person_curp == curp, Appointment.status == "booked"
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def agenda(session: AsyncSession, module_id: int, day: date) -> Sequence[Appointment]:
+    stmt = (
+        select(Appointment)
+        .where(Appointment.module_id == module_id, Appointment.day == day)
+        .order_by(Appointment.booked_at)
+    )
+    return (await session.execute(stmt)).scalars().all()
+
+
+# --- enrollments --------------------------------------------------------------------------
+
+
+async def enrollment_by_folio(
+    session: AsyncSession, folio: str, *, lock: bool = False
+) -> Enrollment | None:
+    stmt = select(Enrollment).where(Enrollment.folio == folio)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def live_enrollment_for(session: AsyncSession, curp: str) -> Enrollment | None:
+    stmt = select(Enrollment).where(
+        Enrollment.person_curp == curp, Enrollment.status != "cancelled"
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def probable_duplicates(session: AsyncSession, person: Person) -> list[str]:
+    """Other CURPs with the same names, birth date and state of birth."""
+    stmt = select(Person.curp).where(
+        Person.first_surname_key == person.first_surname_key,
+        Person.given_names_key == person.given_names_key,
+        Person.birth_date == person.birth_date,
+        Person.birth_state == person.birth_state,
+        Person.curp != person.curp,
+    )
+    return list((await session.execute(stmt.limit(20))).scalars())
+
+
+async def has_photo(session: AsyncSession, curp: str) -> bool:
+    found = await session.scalar(select(PersonPhoto.id).where(PersonPhoto.person_curp == curp))
+    return found is not None
+
+
+async def fingers_of(session: AsyncSession, curp: str) -> list[int]:
+    stmt = select(Fingerprint.finger).where(Fingerprint.person_curp == curp)
+    return sorted((await session.execute(stmt)).scalars())
+
+
+async def fingerprint(session: AsyncSession, curp: str, finger: int) -> Fingerprint | None:
+    stmt = (
+        select(Fingerprint)
+        .where(Fingerprint.person_curp == curp, Fingerprint.finger == finger)
+        .with_for_update()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def fingerprints(session: AsyncSession, curp: str) -> Sequence[Fingerprint]:
+    stmt = select(Fingerprint).where(Fingerprint.person_curp == curp).order_by(Fingerprint.finger)
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def all_fingerprints(session: AsyncSession) -> Sequence[Fingerprint]:
+    return (await session.execute(select(Fingerprint))).scalars().all()
+
+
+async def pending_reviews(session: AsyncSession, enrollment_id: int) -> int:
+    found = await session.scalar(
+        select(func.count())
+        .select_from(DuplicateReview)
+        .where(DuplicateReview.enrollment_id == enrollment_id, DuplicateReview.status == "pending")
+    )
+    return int(found or 0)
+
+
+async def reviews(
+    session: AsyncSession, status: str | None, module_id: int | None
+) -> Sequence[tuple[DuplicateReview, str]]:
+    stmt = (
+        select(DuplicateReview, Enrollment.folio)
+        .join(Enrollment, Enrollment.id == DuplicateReview.enrollment_id)
+        .order_by(DuplicateReview.id)
+    )
+    if status:
+        stmt = stmt.where(DuplicateReview.status == status)
+    if module_id is not None:
+        stmt = stmt.where(Enrollment.module_id == module_id)
+    return [(r, f) for r, f in (await session.execute(stmt.limit(500))).all()]
+
+
+async def review_by_id(session: AsyncSession, review_id: int) -> DuplicateReview | None:
+    stmt = select(DuplicateReview).where(DuplicateReview.id == review_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# --- printing -------------------------------------------------------------------------------
+
+
+async def cards_to_print(
+    session: AsyncSession, module_id: int, limit: int
+) -> list[tuple[str, str]]:
+    """Issued cards (first cards and reissues) of persons enrolled at this module, in no
+    batch yet; oldest first."""
+    stmt = (
+        select(Credential.credential_id, Credential.person_curp)
+        .join(
+            Enrollment,
+            and_(
+                Enrollment.person_curp == Credential.person_curp,
+                Enrollment.status == "completed",
+                Enrollment.module_id == module_id,
+            ),
+        )
+        .outerjoin(PrintBatchCard, PrintBatchCard.credential_id == Credential.credential_id)
+        .where(Credential.status == "issued", PrintBatchCard.id.is_(None))
+        .order_by(Credential.issued_at)
+        .limit(limit)
+    )
+    return [(c, p) for c, p in (await session.execute(stmt)).all()]
+
+
+async def batch_by_code(
+    session: AsyncSession, code: str, *, lock: bool = False
+) -> PrintBatch | None:
+    stmt = select(PrintBatch).where(PrintBatch.code == code)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def batches(
+    session: AsyncSession, module_id: int | None, overdue_on: date | None
+) -> Sequence[PrintBatch]:
+    stmt = select(PrintBatch).order_by(PrintBatch.created_at.desc(), PrintBatch.id.desc())
+    if module_id is not None:
+        stmt = stmt.where(PrintBatch.module_id == module_id)
+    if overdue_on is not None:
+        stmt = stmt.where(PrintBatch.status != "received", PrintBatch.due_on < overdue_on)
+    return (await session.execute(stmt.limit(500))).scalars().all()
+
+
+async def batch_cards(session: AsyncSession, batch_id: int) -> list[tuple[PrintBatchCard, str]]:
+    stmt = (
+        select(PrintBatchCard, Credential.status)
+        .join(Credential, Credential.credential_id == PrintBatchCard.credential_id)
+        .where(PrintBatchCard.batch_id == batch_id)
+        .order_by(PrintBatchCard.id)
+    )
+    return [(c, s) for c, s in (await session.execute(stmt)).all()]
+
+
+async def batch_card(session: AsyncSession, credential_id: str) -> PrintBatchCard | None:
+    stmt = (
+        select(PrintBatchCard)
+        .where(PrintBatchCard.credential_id == credential_id)
+        .with_for_update()
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -1,0 +1,476 @@
+"""Enrollment at the module: find or register the person, check documents, take the photo and
+fingerprints, hold probable duplicates for a supervisor, and on completion issue the
+credential (the digital card works at once) and hand over a receipt with the pickup window.
+
+Every step is one transaction and is audited; the operator acts only at their own module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.credentials import service as credentials
+from salud.credentials.schemas import IssueReason
+from salud.credentials.signing import Signer
+from salud.enrollment import biometrics, repository
+from salud.enrollment.biometrics import Matcher
+from salud.enrollment.booking import check_runs_module, new_folio
+from salud.enrollment.calendar import age_on
+from salud.enrollment.documents import LABELS, Document, DocumentKind, checklist, is_minor
+from salud.enrollment.models import DuplicateReview, Enrollment, Fingerprint, RegistrationModule
+from salud.enrollment.schemas import (
+    DocumentsIn,
+    DuplicateDecision,
+    DuplicateReviewRead,
+    EnrollmentRead,
+    EnrollmentStart,
+    EnrollmentStatus,
+    ExceptionIn,
+    MissingRead,
+    ReceiptRead,
+    Relationship,
+)
+from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
+from salud.identity import curp as curp_rules
+from salud.identity import photos
+from salud.identity import repository as persons
+from salud.identity import service as identity
+from salud.identity.models import Person
+from salud.kit.clock import today_mx, utcnow
+from salud.kit.sealing import Keyring, seal
+
+# The plastic is ready four to six weeks after the visit (printing and shipping in batches).
+PICKUP_FROM_DAYS, PICKUP_TO_DAYS = 28, 42
+FINGERPRINTS = "fingerprints"
+
+
+@dataclass(frozen=True, slots=True)
+class Issuance:
+    """What completing an enrollment needs from the credential domain."""
+
+    signer: Signer
+    ring: Keyring
+    config: credentials.CredentialConfig
+
+
+def _fingerprint_aad(curp: str, finger: int) -> bytes:
+    return f"fingerprint:{curp}:{finger}".encode()
+
+
+async def _operator_module(session: AsyncSession, caller: Caller) -> RegistrationModule:
+    code = caller.principal.module_code
+    if not code:
+        raise Forbidden("su cuenta no está asignada a ningún módulo de registro")
+    m = await repository.module_by_code(session, code)
+    if m is None:
+        raise Forbidden(f"el módulo {code} de su cuenta no existe")
+    return m
+
+
+async def _enrollment(
+    session: AsyncSession, folio: str, caller: Caller, action: str, permission: Permission
+) -> tuple[Enrollment, RegistrationModule]:
+    await caller.allow(permission, action, "enrollment", subject_id=folio)
+    row = await repository.enrollment_by_folio(session, folio, lock=True)
+    if row is None:
+        raise NotFound(f"no hay un registro con el folio {folio}")
+    m = await repository.module_by_id(session, row.module_id)
+    check_runs_module(caller, m)
+    return row, m
+
+
+def _editable(row: Enrollment) -> None:
+    if row.status in ("completed", "cancelled"):
+        raise Conflict(f"el registro {row.folio} ya está {row.status}: no cambia")
+
+
+def _full_name(p: Person) -> str:
+    return " ".join(x for x in (p.given_names, p.first_surname, p.second_surname) if x)
+
+
+def _check_name_matches_curp(p: Person) -> None:
+    """The CURP's first 16 characters follow from the names, birth date, sex and state
+    (RENAPO rules in identity/curp.py); a CURP typed for another person is caught here."""
+    try:
+        expected = curp_rules.generate(
+            p.given_names, p.first_surname, p.second_surname, p.birth_date, p.sex, p.birth_state
+        )
+    except ValueError as exc:
+        raise InvalidInput.on("person", str(exc)) from None
+    if expected[:16] != p.curp[:16]:
+        raise InvalidInput.on(
+            "curp",
+            f"no corresponde al nombre y los datos de la persona (se esperaba {expected[:16]}…)",
+        )
+
+
+async def _person(session: AsyncSession, curp: str) -> Person:
+    person = await persons.get_by_curp(session, curp)
+    if person is None:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    return person
+
+
+async def _missing(session: AsyncSession, row: Enrollment, person: Person) -> list[MissingRead]:
+    waived = frozenset(DocumentKind(w) for w in row.waived if w != FINGERPRINTS)
+    docs = [Document.model_validate(d) for d in row.documents]
+    out = [
+        MissingRead(item=m.kind.value, label=LABELS[m.kind], reason=m.reason)
+        for m in checklist(person.birth_date, row.visit_day, docs, waived)
+    ]
+    if is_minor(person.birth_date, row.visit_day) and row.guardian_curp is None:
+        why = "registre la CURP y el parentesco de quien acompaña"
+        out.append(MissingRead(item="guardian", label="Madre, padre o tutor", reason=why))
+    if not await repository.has_photo(session, row.person_curp):
+        out.append(MissingRead(item="photo", label="Fotografía", reason="falta"))
+    if FINGERPRINTS not in row.waived:
+        need = biometrics.required_fingers(age_on(person.birth_date, row.visit_day))
+        have = set(await repository.fingers_of(session, row.person_curp))
+        lacking = [f for f in need if f not in have]
+        if lacking:
+            why = f"faltan los dedos {', '.join(map(str, lacking))}"
+            out.append(MissingRead(item=FINGERPRINTS, label="Huellas dactilares", reason=why))
+    if row.status == "review":
+        out.append(MissingRead(item="duplicate_review", label="Revisión de posible duplicado",
+                               reason="un supervisor debe resolverla"))  # fmt: skip
+    return out
+
+
+async def _read(session: AsyncSession, row: Enrollment, m: RegistrationModule) -> EnrollmentRead:
+    person = await _person(session, row.person_curp)
+    age = age_on(person.birth_date, row.visit_day)
+    return EnrollmentRead(
+        folio=row.folio, curp=row.person_curp, full_name=_full_name(person),
+        birth_date=person.birth_date, minor=is_minor(person.birth_date, row.visit_day),
+        module_code=m.code, operator=row.operator, status=EnrollmentStatus(row.status),
+        visit_day=row.visit_day, documents=[Document.model_validate(d) for d in row.documents],
+        waived=row.waived, exception_reason=row.exception_reason, exception_by=row.exception_by,
+        guardian_curp=row.guardian_curp,
+        guardian_relationship=Relationship(row.guardian_relationship)
+        if row.guardian_relationship else None,
+        has_photo=await repository.has_photo(session, row.person_curp),
+        fingers=await repository.fingers_of(session, row.person_curp),
+        fingers_required=list(biometrics.required_fingers(age)),
+        missing=[] if row.status in ("completed", "cancelled")
+        else await _missing(session, row, person),
+        credential_id=row.credential_id, pickup_from=row.pickup_from, pickup_to=row.pickup_to,
+        started_at=row.started_at, completed_at=row.completed_at,
+    )  # fmt: skip
+
+
+async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) -> EnrollmentRead:
+    """Open an enrollment at the operator's module: the person is found by CURP or registered
+    from the data given; probable duplicates go to the supervisors' review queue."""
+    identity.check_curp(data.curp)
+    await caller.allow(
+        Permission.ENROLL, "enrollment:enrollment:start", "enrollment", person_curp=data.curp
+    )
+    m = await _operator_module(session, caller)
+    if m.status != "open":
+        raise Conflict(f"el módulo {m.code} no está abierto")
+    person = await persons.get_by_curp(session, data.curp)
+    if person is None:
+        if data.person is None:
+            raise InvalidInput.on("person", "la CURP no está en el padrón: capture los datos")
+        if data.person.curp != data.curp:
+            raise InvalidInput.on("person.curp", "no es la CURP del registro")
+        candidate = Person(
+            curp=data.person.curp, given_names=data.person.given_names,
+            first_surname=data.person.first_surname, second_surname=data.person.second_surname,
+            birth_date=data.person.birth_date, sex=str(data.person.sex),
+            birth_state=data.person.birth_state,
+        )  # fmt: skip
+        _check_name_matches_curp(candidate)
+        await identity.register(session, data.person, caller)
+        person = await _person(session, data.curp)
+    elif data.person is not None:
+        raise Conflict(
+            "la persona ya está en el padrón: no vuelva a capturar sus datos (corríjalos con una "
+            "rectificación)", [FieldProblem("person", "ya registrada")],
+        )  # fmt: skip
+    live = await repository.live_enrollment_for(session, data.curp)
+    if live is not None:
+        if live.status == "completed":
+            raise Conflict(f"esta CURP ya fue credencializada (folio {live.folio})")
+        raise Conflict(f"esta CURP tiene un registro en curso (folio {live.folio})")
+    appointment = await repository.booked_for(session, data.curp)
+    if data.appointment_folio and (
+        appointment is None or appointment.folio != data.appointment_folio
+    ):
+        raise InvalidInput.on("appointment_folio", "no es una cita vigente de esta CURP")
+    now, today = utcnow(), today_mx()
+    if appointment is not None and appointment.module_id == m.id and appointment.day == today:
+        appointment.status, appointment.changed_at = "kept", now
+    else:
+        appointment = None  # a walk-in, or a booking for another day or module (left as is)
+    duplicates = await repository.probable_duplicates(session, person)
+    row = Enrollment(
+        folio=new_folio("R", 10), person_curp=data.curp, module_id=m.id,
+        appointment_id=appointment.id if appointment else None, operator=caller.actor,
+        status="review" if duplicates else "open", visit_day=today, documents=[], waived=[],
+        exception_reason=None, exception_by=None, exception_at=None, guardian_curp=None,
+        guardian_relationship=None, started_at=now, completed_at=None, credential_id=None,
+        pickup_from=None, pickup_to=None,
+    )  # fmt: skip
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:  # another operator started this CURP at the same moment
+        raise Conflict("esta CURP ya tiene un registro en curso") from None
+    for other in duplicates:
+        session.add(DuplicateReview(
+            enrollment_id=row.id, person_curp=data.curp, candidate_curp=other,
+            reason="mismo nombre, fecha y entidad de nacimiento con otra CURP",
+            status="pending", created_at=now, decided_by=None, decided_at=None, note=None,
+        ))  # fmt: skip
+    await session.flush()
+    await caller.record(
+        "enrollment:enrollment:start", "enrollment", person_curp=data.curp, subject_id=row.folio,
+        within=session, detail={"module": m.code, "duplicates": len(duplicates)},
+    )  # fmt: skip
+    return await _read(session, row, m)
+
+
+async def get(session: AsyncSession, folio: str, caller: Caller) -> EnrollmentRead:
+    row, m = await _enrollment(
+        session, folio, caller, "enrollment:enrollment:read", Permission.ENROLL
+    )
+    await caller.record(
+        "enrollment:enrollment:read", "enrollment", person_curp=row.person_curp, subject_id=folio
+    )
+    return await _read(session, row, m)
+
+
+async def set_documents(
+    session: AsyncSession, folio: str, data: DocumentsIn, caller: Caller
+) -> EnrollmentRead:
+    row, m = await _enrollment(
+        session, folio, caller, "enrollment:documents:update", Permission.ENROLL
+    )
+    _editable(row)
+    today = today_mx()
+    for i, doc in enumerate(data.documents):
+        if doc.issued_on is not None and doc.issued_on > today:
+            raise InvalidInput.on(f"documents[{i}].issued_on", "la fecha está en el futuro")
+    if data.guardian_curp is not None:
+        identity.check_curp(data.guardian_curp)
+        if data.guardian_curp == row.person_curp:
+            raise InvalidInput.on("guardian_curp", "es la CURP de la misma persona")
+        guardian_birth = curp_rules.parse(data.guardian_curp).birth_date
+        if is_minor(guardian_birth, today):
+            raise InvalidInput.on(
+                "guardian_curp", "quien acompaña a un menor debe ser mayor de edad"
+            )
+    row.documents = [d.model_dump(mode="json") for d in data.documents]
+    row.guardian_curp = data.guardian_curp
+    row.guardian_relationship = (
+        data.guardian_relationship.value if data.guardian_relationship else None
+    )
+    await session.flush()
+    await caller.record(
+        "enrollment:documents:update", "enrollment", person_curp=row.person_curp,
+        subject_id=folio, within=session,
+        detail={"documents": [d.kind.value for d in data.documents],
+                "guardian": data.guardian_curp is not None},
+    )  # fmt: skip
+    return await _read(session, row, m)
+
+
+async def put_photo(
+    session: AsyncSession, ring: Keyring, folio: str, image: bytes, caller: Caller
+) -> EnrollmentRead:
+    row, m = await _enrollment(session, folio, caller, "enrollment:photo:update", Permission.ENROLL)
+    _editable(row)
+    await photos.put_photo(session, ring, row.person_curp, image, caller)
+    return await _read(session, row, m)
+
+
+async def put_fingerprint(
+    session: AsyncSession, ring: Keyring, folio: str, finger: int, image: bytes, caller: Caller
+) -> EnrollmentRead:
+    row, m = await _enrollment(
+        session, folio, caller, "enrollment:fingerprint:update", Permission.ENROLL
+    )
+    _editable(row)
+    checked = biometrics.check_fingerprint(image, finger)
+    sealed = seal(checked.data, ring, _fingerprint_aad(row.person_curp, finger))
+    now = utcnow()
+    existing = await repository.fingerprint(session, row.person_curp, finger)
+    if existing is None:
+        session.add(Fingerprint(
+            person_curp=row.person_curp, finger=finger, image_sealed=sealed,
+            media_type=checked.media_type, width=checked.width, height=checked.height,
+            quality=checked.quality, captured_at=now, captured_by=caller.actor,
+        ))  # fmt: skip
+    else:
+        existing.image_sealed, existing.media_type = sealed, checked.media_type
+        existing.width, existing.height, existing.quality = (
+            checked.width,
+            checked.height,
+            checked.quality,
+        )
+        existing.captured_at, existing.captured_by = now, caller.actor
+    await session.flush()
+    await caller.record(
+        "enrollment:fingerprint:update", "fingerprint", person_curp=row.person_curp,
+        subject_id=str(finger), within=session, detail={"quality": checked.quality},
+    )  # fmt: skip
+    return await _read(session, row, m)
+
+
+async def approve_exception(
+    session: AsyncSession, folio: str, data: ExceptionIn, caller: Caller
+) -> EnrollmentRead:
+    """A supervisor excuses documents (or fingerprints) with a recorded reason."""
+    row, m = await _enrollment(
+        session, folio, caller, "enrollment:exception:approve", Permission.ENROLLMENT_APPROVE
+    )
+    _editable(row)
+    waived = {w.value for w in data.waive} | ({FINGERPRINTS} if data.waive_fingerprints else set())
+    row.waived = sorted(set(row.waived) | waived)
+    row.exception_reason, row.exception_by, row.exception_at = data.reason, caller.actor, utcnow()
+    await session.flush()
+    await caller.record(
+        "enrollment:exception:approve", "enrollment", person_curp=row.person_curp,
+        subject_id=folio, within=session,
+        detail={"waived": sorted(waived), "reason": data.reason},
+    )  # fmt: skip
+    return await _read(session, row, m)
+
+
+async def complete(
+    session: AsyncSession, issuance: Issuance, matcher: Matcher, folio: str, caller: Caller
+) -> ReceiptRead:
+    """Close the enrollment: nothing may be missing; the credential is issued with the digital
+    card active at once; the receipt gives the pickup window at this module."""
+    row, m = await _enrollment(
+        session, folio, caller, "enrollment:enrollment:complete", Permission.ENROLL
+    )
+    _editable(row)
+    person = await _person(session, row.person_curp)
+    missing = await _missing(session, row, person)
+    if missing:
+        raise Conflict(
+            "el registro no puede concluir: "
+            + "; ".join(f"{x.label}: {x.reason}" for x in missing),
+            [FieldProblem(x.item, x.reason) for x in missing],
+        )
+    prints = {
+        f.finger: f.image_sealed for f in await repository.fingerprints(session, row.person_curp)
+    }
+    matches = matcher.candidates(row.person_curp, prints)
+    if matches:
+        now = utcnow()
+        for other in matches:
+            session.add(DuplicateReview(
+                enrollment_id=row.id, person_curp=row.person_curp, candidate_curp=other,
+                reason=f"coincidencia biométrica ({matcher.name})", status="pending",
+                created_at=now, decided_by=None, decided_at=None, note=None,
+            ))  # fmt: skip
+        row.status = "review"
+        await session.flush()
+        raise Conflict("las huellas coinciden con otra persona: pasa a revisión del supervisor")
+    card = await credentials.issue(
+        session, issuance.signer, issuance.ring, issuance.config, row.person_curp,
+        IssueReason.FIRST, caller,
+    )  # fmt: skip
+    now = utcnow()
+    row.status, row.completed_at, row.credential_id = "completed", now, card.credential_id
+    row.pickup_from = row.visit_day + timedelta(days=PICKUP_FROM_DAYS)
+    row.pickup_to = row.visit_day + timedelta(days=PICKUP_TO_DAYS)
+    await session.flush()
+    await caller.record(
+        "enrollment:enrollment:complete", "enrollment", person_curp=row.person_curp,
+        subject_id=folio, within=session, detail={"credential": card.credential_id},
+    )  # fmt: skip
+    return _receipt(row, m, person, issuance.config)
+
+
+def _receipt(
+    row: Enrollment, m: RegistrationModule, person: Person, config: credentials.CredentialConfig
+) -> ReceiptRead:
+    assert row.credential_id
+    assert row.completed_at
+    assert row.pickup_from
+    assert row.pickup_to
+    return ReceiptRead(
+        folio=row.folio, curp=row.person_curp, full_name=_full_name(person), module_code=m.code,
+        module_name=m.name, module_address=m.address, opens_at=m.opens_at, closes_at=m.closes_at,
+        credential_id=row.credential_id,
+        digital_card_url=f"{config.public_base_url.rstrip('/')}/credencial/",
+        pickup_from=row.pickup_from, pickup_to=row.pickup_to, completed_at=row.completed_at,
+    )  # fmt: skip
+
+
+async def receipt(
+    session: AsyncSession, config: credentials.CredentialConfig, folio: str, caller: Caller
+) -> ReceiptRead:
+    row, m = await _enrollment(session, folio, caller, "enrollment:receipt:read", Permission.ENROLL)
+    if row.status != "completed":
+        raise Conflict("el registro aún no concluye: no hay comprobante")
+    person = await _person(session, row.person_curp)
+    await caller.record(
+        "enrollment:receipt:read", "enrollment", person_curp=row.person_curp, subject_id=folio
+    )
+    return _receipt(row, m, person, config)
+
+
+# --- the duplicate review queue ---------------------------------------------------------------
+
+
+def _review_read(r: DuplicateReview, folio: str) -> DuplicateReviewRead:
+    return DuplicateReviewRead(
+        id=r.id, enrollment_folio=folio, person_curp=r.person_curp,
+        candidate_curp=r.candidate_curp, reason=r.reason, status=r.status,
+        created_at=r.created_at, decided_by=r.decided_by, note=r.note,
+    )  # fmt: skip
+
+
+async def list_reviews(
+    session: AsyncSession, caller: Caller, status: str | None = "pending"
+) -> list[DuplicateReviewRead]:
+    await caller.allow(Permission.ENROLLMENT_APPROVE, "enrollment:review:list", "review")
+    module_id = None
+    if caller.principal.module_code:
+        m = await repository.module_by_code(session, caller.principal.module_code)
+        module_id = m.id if m else -1
+    found = await repository.reviews(session, status, module_id)
+    curps = {c for r, _ in found for c in (r.person_curp, r.candidate_curp)}
+    await caller.record_persons("enrollment:review:list", sorted(curps))
+    return [_review_read(r, f) for r, f in found]
+
+
+async def decide_review(
+    session: AsyncSession, review_id: int, data: DuplicateDecision, caller: Caller
+) -> DuplicateReviewRead:
+    """`distinct`: two people (the enrollment goes on when no review is left pending);
+    `duplicate`: the same person under two CURPs (the enrollment is cancelled; the registry
+    keeps both records for the RENAPO correction, noted in the review)."""
+    await caller.allow(Permission.ENROLLMENT_APPROVE, "enrollment:review:decide", "review")
+    review = await repository.review_by_id(session, review_id)
+    if review is None:
+        raise NotFound("no hay esa revisión")
+    if review.status != "pending":
+        raise Conflict(f"la revisión ya se resolvió ({review.status})")
+    row = await session.get(Enrollment, review.enrollment_id, with_for_update=True)
+    assert row is not None
+    check_runs_module(caller, await repository.module_by_id(session, row.module_id))
+    review.status, review.note = data.decision, data.note
+    review.decided_by, review.decided_at = caller.actor, utcnow()
+    await session.flush()
+    if data.decision == "duplicate":
+        row.status = "cancelled"
+    elif row.status == "review" and await repository.pending_reviews(session, row.id) == 0:
+        row.status = "open"
+    await session.flush()
+    await caller.record(
+        "enrollment:review:decide", "review", person_curp=review.person_curp,
+        subject_id=str(review_id), within=session,
+        detail={"decision": data.decision, "candidate": review.candidate_curp},
+    )  # fmt: skip
+    return _review_read(review, row.folio)

@@ -1,0 +1,229 @@
+"""Appointments: the calendar decides the days, capacity holds (also under parallel requests
+on a real server), cancelling frees the place and rebooking works."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.models import AuditEvent
+from salud.access.permissions import Role
+from salud.enrollment.models import ModuleDay
+from salud.kit.clock import today_mx
+from tests.conftest import TokenFor
+from tests.enrollment.conftest import MODULE, Drive, E, open_module
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+
+async def _book(
+    c: httpx.AsyncClient,
+    curp: str,
+    day: date,
+    headers: dict[str, str] | None = None,
+    module: str = MODULE,
+) -> httpx.Response:
+    return await c.post(
+        f"{E}/appointments",
+        json={"curp": curp, "module_code": module, "day": day.isoformat()},
+        headers=headers or {},
+    )
+
+
+async def test_availability_booking_and_the_count_of_places(
+    anonymous: httpx.AsyncClient, drive: Drive
+) -> None:
+    curp = person_doc()["curp"]
+    found = await anonymous.get(f"{E}/modules/{MODULE}/availability", params={"curp": curp})
+    assert found.status_code == 200, found.text
+    days = found.json()["days"]
+    assert days, "an open module in an open state has days"
+    assert all(date.fromisoformat(d["day"]).isoweekday() != 7 for d in days)
+    day = date.fromisoformat(days[0]["day"])
+    booked = await _book(anonymous, curp, day)
+    assert booked.status_code == 201, booked.text
+    assert booked.json()["status"] == "booked"
+    after = await anonymous.get(f"{E}/modules/{MODULE}/availability", params={"curp": curp})
+    first = after.json()["days"][0]
+    assert (first["booked"], first["free"]) == (1, days[0]["free"] - 1)
+    again = await _book(anonymous, curp, day)
+    assert again.status_code == 409
+    assert "ya tiene una cita" in again.json()["detail"]
+
+
+async def test_the_calendar_and_phase_decide_the_days(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    admin = token_for(Role.SUPERVISOR)
+    start = today_mx() + timedelta(days=1)
+    made = await anonymous.post(
+        f"{E}/calendars",
+        headers=admin,
+        json={
+            "name": "mayores primero",
+            "active": True,
+            "rules": [
+                {
+                    "starts_on": start.isoformat(),
+                    "ends_on": (start + timedelta(days=6)).isoformat(),
+                    "min_age": 60,
+                },
+                {
+                    "starts_on": (start + timedelta(days=7)).isoformat(),
+                    "ends_on": (start + timedelta(days=20)).isoformat(),
+                    "letters": "A-M",
+                },
+            ],
+        },
+    )
+    assert made.status_code == 201, made.text
+    calendars = (await anonymous.get(f"{E}/calendars")).json()
+    assert [c["name"] for c in calendars if c["active"]] == ["mayores primero"]
+    young = person_doc(first_surname="PÉREZ", birth_date="1990-04-04")["curp"]  # P: not A-M
+    senior = person_doc(first_surname="PÉREZ", birth_date="1950-04-04")["curp"]
+    day = drive.next_open_day()
+    refused = await _book(anonymous, young, day)
+    assert refused.status_code == 422
+    problem = refused.json()
+    assert problem["errors"][0]["field"] == "day"
+    assert "calendario" in problem["errors"][0]["reason"]
+    assert (await _book(anonymous, senior, day)).status_code == 201
+    days = (
+        await anonymous.get(
+            f"{E}/modules/{MODULE}/availability", params={"curp": young, "days": 60}
+        )
+    ).json()["days"]
+    assert days == []  # P is in no rule for the young
+    # A module in a state no phase opens takes no appointments.
+    other = await open_module(anonymous, token_for, code="MR-07-0001", state="07")
+    senior2 = person_doc(birth_date="1951-01-01")["curp"]
+    closed = await _book(anonymous, senior2, day, module=other.module)
+    assert closed.status_code == 422, closed.text
+    assert "estado" in closed.json()["errors"][0]["reason"]
+
+
+async def test_cancel_frees_the_place_and_reschedule_keeps_the_old_one_if_full(
+    anonymous: httpx.AsyncClient, token_for: TokenFor, drive: Drive
+) -> None:
+    small = await open_module(anonymous, token_for, code="MR-13-0002", capacity=1)
+    day = drive.next_open_day()
+    a, b = person_doc()["curp"], person_doc()["curp"]
+    first = await _book(anonymous, a, day, module=small.module)
+    assert first.status_code == 201
+    full = await _book(anonymous, b, day, module=small.module)
+    assert full.status_code == 409
+    assert "no quedan lugares" in full.json()["detail"]
+    # b books elsewhere, then tries to move into the full day: b keeps the first booking.
+    elsewhere = await _book(anonymous, b, day)
+    folio_b = elsewhere.json()["folio"]
+    moved = await anonymous.post(
+        f"{E}/appointments/{folio_b}/reschedule",
+        json={"curp": b, "module_code": small.module, "day": day.isoformat()},
+    )
+    assert moved.status_code == 409
+    assert (await _book(anonymous, b, day)).status_code == 409  # still booked
+    # Someone who does not know the CURP cannot cancel; the holder can.
+    folio_a = first.json()["folio"]
+    stranger = await anonymous.post(f"{E}/appointments/{folio_a}/cancel", json={"curp": b})
+    assert stranger.status_code == 404
+    cancelled = await anonymous.post(f"{E}/appointments/{folio_a}/cancel", json={"curp": a})
+    assert cancelled.json()["status"] == "cancelled"
+    moved = await anonymous.post(
+        f"{E}/appointments/{folio_b}/reschedule",
+        json={"curp": b, "module_code": small.module, "day": day.isoformat()},
+    )
+    assert moved.status_code == 201, moved.text
+    assert moved.json()["module_code"] == small.module
+    twice = await anonymous.post(f"{E}/appointments/{folio_a}/cancel", json={"curp": a})
+    assert twice.status_code == 409
+
+
+async def test_a_citizen_books_only_for_themselves_and_anonymous_bookings_are_audited(
+    anonymous: httpx.AsyncClient,
+    token_for: TokenFor,
+    drive: Drive,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    mine, theirs = person_doc()["curp"], person_doc()["curp"]
+    me = token_for(Role.CITIZEN, curp=mine)
+    day = drive.next_open_day()
+    assert (await _book(anonymous, theirs, day, headers=me)).status_code == 403
+    assert (await _book(anonymous, mine, day, headers=me)).status_code == 201
+    assert (await _book(anonymous, theirs, day)).status_code == 201  # no token: by CURP
+    async with sessions() as s:
+        rows = (
+            await s.execute(
+                select(AuditEvent.actor, AuditEvent.outcome).where(
+                    AuditEvent.person_curp == theirs,
+                    AuditEvent.action == "enrollment:appointment:book",
+                )
+            )
+        ).all()
+    assert sorted(rows) == [("anonimo", "success"), ("citizen.prueba", "denied")]
+
+
+async def test_bad_input_names_the_field(anonymous: httpx.AsyncClient, drive: Drive) -> None:
+    bad_curp = await _book(anonymous, "XXXX000000XXXXXX00", drive.next_open_day())
+    assert bad_curp.status_code == 422
+    assert bad_curp.json()["errors"][0]["field"] == "curp"
+    past = await _book(anonymous, person_doc()["curp"], today_mx() - timedelta(days=1))
+    assert past.status_code == 422
+    assert "pasó" in past.json()["errors"][0]["reason"]
+    far = await _book(anonymous, person_doc()["curp"], today_mx() + timedelta(days=200))
+    assert far.status_code == 422
+    sunday = drive.next_open_day()
+    while sunday.isoweekday() != 7:
+        sunday += timedelta(days=1)
+    closed = await _book(anonymous, person_doc()["curp"], sunday)
+    assert "día de la semana" in closed.json()["errors"][0]["reason"]
+    unknown = await _book(
+        anonymous, person_doc()["curp"], drive.next_open_day(), module="MR-99-9999"
+    )
+    assert unknown.status_code == 404
+
+
+async def test_two_people_never_take_the_last_place_under_parallel_requests(
+    live_server: str, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Real HTTP requests in parallel against uvicorn (on PostgreSQL: concurrent
+    transactions on separate connections), for a module with 5 places and 24 people."""
+    capacity, people = 5, 24
+    async with httpx.AsyncClient(base_url=live_server, timeout=30) as c:
+        admin = token_for(Role.SUPERVISOR)
+        today = today_mx()
+        await c.post(
+            f"{E}/phases",
+            headers=admin,
+            json={"name": "F", "starts_on": today.isoformat(), "states": ["13"]},
+        )
+        await c.post(
+            f"{E}/calendars",
+            headers=admin,
+            json={
+                "name": "t",
+                "active": True,
+                "rules": [
+                    {
+                        "starts_on": today.isoformat(),
+                        "ends_on": (today + timedelta(days=30)).isoformat(),
+                    }
+                ],
+            },
+        )
+        drive = await open_module(c, token_for, capacity=capacity)
+        day = drive.next_open_day()
+        curps = [person_doc()["curp"] for _ in range(people)]
+        answers = await asyncio.gather(
+            *(_book(c, curp, day, headers=token_for(Role.CITIZEN, curp=curp)) for curp in curps)
+        )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] * capacity + [409] * (people - capacity), [a.text for a in answers]
+    async with sessions() as s:
+        counter = (await s.execute(select(ModuleDay.booked, ModuleDay.capacity))).one()
+    assert tuple(counter) == (capacity, capacity)

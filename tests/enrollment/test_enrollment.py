@@ -1,0 +1,322 @@
+"""Enrollment at the module: documents, photo, fingerprints, duplicates, exceptions, and the
+credential issued at completion (the digital card works at once)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.permissions import Role
+from salud.enrollment.models import Appointment, Fingerprint
+from salud.identity import curp as curp_rules
+from salud.identity.synth import synthetic_face, synthetic_fingerprint
+from salud.kit.clock import today_mx
+from tests.conftest import TokenFor
+from tests.enrollment.conftest import MODULE, Drive, E, open_module
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+
+def adult_documents(address_on: date | None = None) -> dict[str, Any]:
+    proof = address_on or today_mx() - timedelta(days=30)
+    return {
+        "documents": [
+            {"kind": "photo_id", "reference": "INE 123"},
+            {"kind": "curp"},
+            {"kind": "address_proof", "issued_on": proof.isoformat()},
+        ]
+    }
+
+
+async def start(
+    c: httpx.AsyncClient, drive: Drive, doc: dict[str, Any], registered: bool = False
+) -> httpx.Response:
+    body: dict[str, Any] = {"curp": doc["curp"]}
+    if not registered:
+        body["person"] = doc
+    return await c.post(f"{E}/enrollments", json=body, headers=drive.operator)
+
+
+async def capture(c: httpx.AsyncClient, drive: Drive, folio: str, seed: int) -> dict[str, Any]:
+    h = drive.operator
+    photo = await c.put(
+        f"{E}/enrollments/{folio}/photo",
+        content=synthetic_face(seed),
+        headers={**h, "content-type": "image/jpeg"},
+    )
+    assert photo.status_code == 200, photo.text
+    for finger in (2, 7):
+        print_ = await c.put(
+            f"{E}/enrollments/{folio}/fingerprints/{finger}",
+            content=synthetic_fingerprint(seed * 10 + finger),
+            headers={**h, "content-type": "image/png"},
+        )
+        assert print_.status_code == 200, print_.text
+    result: dict[str, Any] = print_.json()
+    return result
+
+
+async def enroll_adult(c: httpx.AsyncClient, drive: Drive, seed: int = 1) -> dict[str, Any]:
+    doc = person_doc()
+    started = await start(c, drive, doc)
+    assert started.status_code == 201, started.text
+    folio = started.json()["folio"]
+    docs = await c.put(
+        f"{E}/enrollments/{folio}/documents", json=adult_documents(), headers=drive.operator
+    )
+    assert docs.status_code == 200, docs.text
+    await capture(c, drive, folio, seed)
+    done = await c.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+    receipt: dict[str, Any] = done.json()
+    return receipt
+
+
+async def test_an_adult_is_enrolled_and_the_digital_card_works_at_once(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    doc = person_doc()
+    day = today_mx()
+    # A same-day booking (the module works today unless it is Sunday).
+    booked = await anonymous.post(
+        f"{E}/appointments",
+        json={"curp": doc["curp"], "module_code": MODULE, "day": day.isoformat()},
+    )
+    started = await start(anonymous, drive, doc)
+    assert started.status_code == 201, started.text
+    enrollment = started.json()
+    assert enrollment["status"] == "open"
+    assert {m["item"] for m in enrollment["missing"]} == {
+        "photo_id",
+        "curp",
+        "address_proof",
+        "photo",
+        "fingerprints",
+    }
+    folio = enrollment["folio"]
+    refused = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert refused.status_code == 409
+    assert {e["field"] for e in refused.json()["errors"]} >= {"photo", "fingerprints"}
+    await anonymous.put(
+        f"{E}/enrollments/{folio}/documents", json=adult_documents(), headers=drive.operator
+    )
+    state = await capture(anonymous, drive, folio, 3)
+    assert state["missing"] == []
+    assert state["fingers"] == [2, 7]
+    done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+    receipt = done.json()
+    visit = date.fromisoformat(state["visit_day"])
+    assert date.fromisoformat(receipt["pickup_from"]) == visit + timedelta(days=28)
+    assert date.fromisoformat(receipt["pickup_to"]) == visit + timedelta(days=42)
+    assert receipt["module_name"].startswith("Módulo")
+    # The credential exists, its digital card is active, and the citizen can open it now.
+    cards = await anonymous.get(
+        f"/api/v1/persons/{doc['curp']}/credentials", headers=drive.operator
+    )
+    assert cards.status_code == 200, cards.text
+    [card] = cards.json()
+    assert (card["credential_id"], card["status"], card["digital_active"]) == (
+        receipt["credential_id"],
+        "issued",
+        True,
+    )
+    digital = await anonymous.get(
+        "/api/v1/me/digital-card", headers=token_for(Role.CITIZEN, curp=doc["curp"])
+    )
+    assert digital.status_code == 200, digital.text
+    assert digital.json()["qr"]
+    # Enrolled once: a second enrollment of the same CURP is refused.
+    again = await start(anonymous, drive, doc, registered=True)
+    assert again.status_code == 409
+    assert "ya fue credencializada" in again.json()["detail"]
+    if booked.status_code == 201:  # not a Sunday: the appointment was kept
+        async with sessions() as s:
+            kept = await s.scalar(select(Appointment.status))
+        assert kept == "kept"
+    # Fingerprints are sealed at rest: the stored bytes are not the PNG.
+    async with sessions() as s:
+        stored = (await s.execute(select(Fingerprint.image_sealed))).scalars().all()
+    assert len(stored) == 2
+    assert all(b"\x89PNG" not in blob and b"IHDR" not in blob for blob in stored)
+
+
+async def test_stale_address_proof_blocks_until_a_supervisor_excuses_it(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+) -> None:
+    doc = person_doc()
+    folio = (await start(anonymous, drive, doc)).json()["folio"]
+    stale = adult_documents(address_on=today_mx() - timedelta(days=250))
+    state = (
+        await anonymous.put(
+            f"{E}/enrollments/{folio}/documents", json=stale, headers=drive.operator
+        )
+    ).json()
+    [address] = [m for m in state["missing"] if m["item"] == "address_proof"]
+    assert "más de 6 meses" in address["reason"]
+    await capture(anonymous, drive, folio, 5)
+    blocked = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert blocked.status_code == 409
+    assert "más de 6 meses" in blocked.json()["detail"]
+    # The operator cannot approve an exception; the supervisor can, with a reason.
+    body = {"waive": ["address_proof"], "reason": "vive en albergue tras la inundación"}
+    operator_try = await anonymous.post(
+        f"{E}/enrollments/{folio}/exception", json=body, headers=drive.operator
+    )
+    assert operator_try.status_code == 403
+    short = await anonymous.post(
+        f"{E}/enrollments/{folio}/exception",
+        json={"waive": ["address_proof"], "reason": "no"},
+        headers=drive.supervisor,
+    )
+    assert short.status_code == 422
+    approved = await anonymous.post(
+        f"{E}/enrollments/{folio}/exception", json=body, headers=drive.supervisor
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["exception_by"] == "supervisor.prueba"
+    assert approved.json()["missing"] == []
+    done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+
+
+async def test_a_minor_needs_a_guardian_who_is_an_adult(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+) -> None:
+    child = person_doc(birth_date=(today_mx() - timedelta(days=365 * 9)).isoformat())
+    folio = (await start(anonymous, drive, child)).json()["folio"]
+    minor_docs = {
+        "documents": [{"kind": "birth_certificate"}, {"kind": "curp"}, {"kind": "guardian_id"}]
+    }
+    state = (
+        await anonymous.put(
+            f"{E}/enrollments/{folio}/documents", json=minor_docs, headers=drive.operator
+        )
+    ).json()
+    assert state["minor"] is True
+    assert [m["item"] for m in state["missing"]] == ["guardian", "photo", "fingerprints"]
+    teen = person_doc(birth_date=(today_mx() - timedelta(days=365 * 15)).isoformat())["curp"]
+    refused = await anonymous.put(
+        f"{E}/enrollments/{folio}/documents",
+        json={**minor_docs, "guardian_curp": teen, "guardian_relationship": "guardian"},
+        headers=drive.operator,
+    )
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "guardian_curp"
+    mother = person_doc(sex="M")["curp"]
+    linked = await anonymous.put(
+        f"{E}/enrollments/{folio}/documents",
+        json={**minor_docs, "guardian_curp": mother, "guardian_relationship": "mother"},
+        headers=drive.operator,
+    )
+    assert linked.json()["guardian_curp"] == mother
+    await capture(anonymous, drive, folio, 7)
+    done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+
+
+async def test_a_probable_duplicate_waits_for_the_supervisor(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+) -> None:
+    first = person_doc(
+        given_names="JUANA",
+        first_surname="PÉREZ",
+        second_surname="LÓPEZ",
+        birth_date="1980-01-02",
+        sex="M",
+    )
+    assert (
+        await anonymous.post("/api/v1/persons", json=first, headers=drive.supervisor)
+    ).status_code == 201
+    # Same names, birth date and state; another homonym differentiator: another CURP.
+    twin_curp = curp_rules.generate("JUANA", "PÉREZ", "LÓPEZ", date(1980, 1, 2), "M", "HG", "7")
+    assert twin_curp != first["curp"]
+    twin = {**first, "curp": twin_curp}
+    started = await start(anonymous, drive, twin)
+    assert started.status_code == 201, started.text
+    assert started.json()["status"] == "review"
+    folio = started.json()["folio"]
+    await anonymous.put(
+        f"{E}/enrollments/{folio}/documents", json=adult_documents(), headers=drive.operator
+    )
+    await capture(anonymous, drive, folio, 9)
+    blocked = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert blocked.status_code == 409
+    assert "duplicate_review" in {e["field"] for e in blocked.json()["errors"]}
+    queue = await anonymous.get(f"{E}/reviews", headers=drive.supervisor)
+    [review] = queue.json()
+    assert (review["person_curp"], review["candidate_curp"]) == (twin_curp, first["curp"])
+    assert (await anonymous.get(f"{E}/reviews", headers=drive.operator)).status_code == 403
+    decided = await anonymous.post(
+        f"{E}/reviews/{review['id']}", json={"decision": "distinct"}, headers=drive.supervisor
+    )
+    assert decided.status_code == 200, decided.text
+    done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+
+
+async def test_curp_and_images_are_checked(anonymous: httpx.AsyncClient, drive: Drive) -> None:
+    doc = person_doc(
+        given_names="PEDRO",
+        first_surname="LÓPEZ",
+        second_surname="OCHOA",
+        birth_date="1980-01-02",
+        sex="H",
+    )
+    # A CURP of the same birth data but another name: only the name letters disagree.
+    other = curp_rules.generate("JUANA", "PÉREZ", "LÓPEZ", date(1980, 1, 2), "H", "HG", "3")
+    wrong = await anonymous.post(
+        f"{E}/enrollments",
+        headers=drive.operator,
+        json={"curp": other, "person": {**doc, "curp": other}},
+    )
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.json()["errors"][0]["field"] == "curp"
+    assert "no corresponde al nombre" in wrong.json()["errors"][0]["reason"]
+    unregistered = await anonymous.post(
+        f"{E}/enrollments", headers=drive.operator, json={"curp": doc["curp"]}
+    )
+    assert unregistered.status_code == 422
+    assert unregistered.json()["errors"][0]["field"] == "person"
+    folio = (await start(anonymous, drive, doc)).json()["folio"]
+    blank = await anonymous.put(
+        f"{E}/enrollments/{folio}/fingerprints/2", content=b"not an image", headers=drive.operator
+    )
+    assert blank.status_code == 422
+    assert blank.json()["errors"][0]["field"] == "fingerprints.2"
+    small = await anonymous.put(
+        f"{E}/enrollments/{folio}/photo",
+        content=synthetic_face(1, (100, 120)),
+        headers=drive.operator,
+    )
+    assert small.status_code == 422
+    assert small.json()["errors"][0]["field"] == "photo"
+
+
+async def test_staff_act_only_at_their_module(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    doc = person_doc()
+    folio = (await start(anonymous, drive, doc)).json()["folio"]
+    elsewhere = await open_module(anonymous, token_for, code="MR-13-0009")
+    foreign = await anonymous.get(f"{E}/enrollments/{folio}", headers=elsewhere.operator)
+    assert foreign.status_code == 403
+    unassigned = token_for(Role.REGISTRATION_OPERATOR)
+    refused = await anonymous.post(
+        f"{E}/enrollments", headers=unassigned, json={"curp": person_doc()["curp"]}
+    )
+    assert refused.status_code == 403
+    assert "no está asignada" in refused.json()["detail"]
+    mine = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
+    assert mine.status_code == 200
+    assert mine.json()["full_name"].startswith(doc["given_names"])

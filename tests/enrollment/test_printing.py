@@ -1,0 +1,122 @@
+"""The print queue: a batch per module, its print file, shipping, reception (people are told),
+delivery after an identity check, overdue batches, and a lost card's reissue."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pypdfium2
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.enrollment.models import Notification, PrintBatch
+from salud.kit.clock import today_mx
+from tests.enrollment.conftest import MODULE, Drive, E
+from tests.enrollment.test_enrollment import enroll_adult
+
+pytestmark = pytest.mark.db
+
+
+async def test_a_batch_goes_from_print_to_the_persons_hands(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    receipts = [await enroll_adult(anonymous, drive, seed) for seed in (11, 12, 13)]
+    op = drive.operator
+    made = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    assert made.status_code == 201, made.text
+    batch = made.json()
+    assert batch["card_count"] == 3
+    assert {c["credential_id"] for c in batch["cards"]} == {r["credential_id"] for r in receipts}
+    code = batch["code"]
+    empty = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    assert empty.status_code == 409  # every card is in a batch already
+    early = await anonymous.post(
+        f"{E}/cards/{receipts[0]['credential_id']}/delivery",
+        json={"identity_check": "photo_id"},
+        headers=op,
+    )
+    assert early.status_code == 409
+    pdf = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)
+    assert pdf.status_code == 200, pdf.text
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert len(pypdfium2.PdfDocument(pdf.content)) == 6  # front and back of each card
+    again = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)
+    assert again.status_code == 409
+    wrong_order = await anonymous.post(
+        f"{E}/print-batches/{code}/status", json={"status": "received"}, headers=op
+    )
+    assert wrong_order.status_code == 409
+    for step in ("shipped", "received"):
+        moved = await anonymous.post(
+            f"{E}/print-batches/{code}/status", json={"status": step}, headers=op
+        )
+        assert moved.status_code == 200, moved.text
+    state = moved.json()
+    assert {c["card_status"] for c in state["cards"]} == {"ready_for_pickup"}
+    async with sessions() as s:
+        told = (await s.execute(select(Notification.person_curp, Notification.kind))).all()
+    assert sorted(told) == sorted((r["curp"], "card_ready") for r in receipts)
+    handed = await anonymous.post(
+        f"{E}/cards/{receipts[0]['credential_id']}/delivery",
+        json={"identity_check": "photo_id"},
+        headers=op,
+    )
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["card_status"] == "delivered"
+    twice = await anonymous.post(
+        f"{E}/cards/{receipts[0]['credential_id']}/delivery",
+        json={"identity_check": "photo_id"},
+        headers=op,
+    )
+    assert twice.status_code == 409
+
+
+async def test_overdue_batches_are_listed(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await enroll_adult(anonymous, drive, 21)
+    op = drive.operator
+    code = (
+        await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    ).json()["code"]
+    listed = await anonymous.get(f"{E}/print-batches", params={"overdue": "true"}, headers=op)
+    assert listed.json() == []
+    async with sessions() as s, s.begin():
+        await s.execute(update(PrintBatch).values(due_on=today_mx() - timedelta(days=1)))
+    listed = await anonymous.get(f"{E}/print-batches", params={"overdue": "true"}, headers=op)
+    assert [(b["code"], b["overdue"]) for b in listed.json()] == [(code, True)]
+
+
+async def test_a_lost_card_is_reissued_and_goes_to_the_next_batch(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+) -> None:
+    receipt = await enroll_adult(anonymous, drive, 31)
+    other = await enroll_adult(anonymous, drive, 32)
+    op = drive.operator
+    first = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    reissued = await anonymous.post(
+        f"/api/v1/persons/{receipt['curp']}/credentials", json={"reason": "lost"}, headers=op
+    )
+    assert reissued.status_code == 201, reissued.text
+    new_id = reissued.json()["credential_id"]
+    cards = (
+        await anonymous.get(f"/api/v1/persons/{receipt['curp']}/credentials", headers=op)
+    ).json()
+    states = {c["credential_id"]: c["status"] for c in cards}
+    assert states == {receipt["credential_id"]: "superseded", new_id: "issued"}
+    batch = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    assert [c["credential_id"] for c in batch.json()["cards"]] == [new_id]
+    # The first batch still prints, without the card that was lost meanwhile.
+    pdf = await anonymous.post(f"{E}/print-batches/{first.json()['code']}/print-file", headers=op)
+    assert pdf.status_code == 200, pdf.text
+    assert len(pypdfium2.PdfDocument(pdf.content)) == 2
+    cards = (await anonymous.get(f"/api/v1/persons/{other['curp']}/credentials", headers=op)).json()
+    assert [c["status"] for c in cards] == ["printed"]
