@@ -10,12 +10,15 @@ from bench import (
     credential_verify,
     http_read,
     nearest,
+    planner,
 )
 
 
 def main() -> None:
     print("== nearest units ==")
     nearest.run(20_000, 5)
+    print("== enrollment planner ==")
+    planner.run(9)
     print("== person read over HTTP ==")
     http_read.run(100_000, 10, 3, 32)
     print("== authorization + audit, in process ==")

@@ -14,6 +14,7 @@ from salud.cli import (
     facilities,
     keys,
     persons,
+    plan,
     serve,
     synth,
 )
@@ -33,6 +34,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(keys.app, name="keys")
 app.add_typer(clients.app, name="clients")
 app.add_typer(credentials.app, name="credentials")
+app.add_typer(plan.app, name="plan")
 app.command(name="serve")(serve.serve)
 
 if __name__ == "__main__":
