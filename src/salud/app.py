@@ -28,6 +28,7 @@ from salud.api import (
     oidc,
     persons,
     problems,
+    progress,
     security_headers,
 )
 from salud.config import Settings, get_settings
@@ -41,6 +42,7 @@ from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 from salud.storage.fastread import FastReader
 from salud.web import pages
+from salud.web import progress as progress_page
 
 API_PREFIX = "/api/v1"
 
@@ -150,9 +152,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(facilities.router, prefix=API_PREFIX)
     app.include_router(credentials.router, prefix=API_PREFIX)
     app.include_router(enrollment.router, prefix=API_PREFIX)
+    app.include_router(progress.router, prefix=API_PREFIX)
     app.include_router(credentials.wellknown)
     fhir.install(app)
     app.include_router(pages.router)
+    app.include_router(progress_page.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")
     app.router.routes[0:0] = [
         *persons.fast_routes(API_PREFIX),

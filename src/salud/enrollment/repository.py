@@ -310,3 +310,90 @@ async def batch_card(session: AsyncSession, credential_id: str) -> PrintBatchCar
         .with_for_update()
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# --- progress (aggregates only; see progress.py) --------------------------------------------
+
+
+async def enrolled_by_state(session: AsyncSession) -> dict[str | None, int]:
+    """Completed enrollments by the person's registered state (None: no address state)."""
+    stmt = (
+        select(Person.address_state, func.count())
+        .select_from(Enrollment)
+        .join(Person, Person.curp == Enrollment.person_curp)
+        .where(Enrollment.status == "completed")
+        .group_by(Person.address_state)
+    )
+    return {s: int(n) for s, n in (await session.execute(stmt)).all()}
+
+
+async def enrolled_by_municipality(session: AsyncSession, state: str) -> dict[str | None, int]:
+    stmt = (
+        select(Person.address_municipality, func.count())
+        .select_from(Enrollment)
+        .join(Person, Person.curp == Enrollment.person_curp)
+        .where(Enrollment.status == "completed", Person.address_state == state)
+        .group_by(Person.address_municipality)
+    )
+    return {m: int(n) for m, n in (await session.execute(stmt)).all()}
+
+
+async def appointments_by_state(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Appointments by the module's state and their status."""
+    stmt = (
+        select(RegistrationModule.state, Appointment.status, func.count())
+        .select_from(Appointment)
+        .join(RegistrationModule, RegistrationModule.id == Appointment.module_id)
+        .group_by(RegistrationModule.state, Appointment.status)
+    )
+    return {(s, st): int(n) for s, st, n in (await session.execute(stmt)).all()}
+
+
+async def lapsed_appointments_by_state(session: AsyncSession, today: date) -> dict[str, int]:
+    """Appointments still booked for a day before `today`: nobody came."""
+    stmt = (
+        select(RegistrationModule.state, func.count())
+        .select_from(Appointment)
+        .join(RegistrationModule, RegistrationModule.id == Appointment.module_id)
+        .where(Appointment.status == "booked", Appointment.day < today)
+        .group_by(RegistrationModule.state)
+    )
+    return {s: int(n) for s, n in (await session.execute(stmt)).all()}
+
+
+async def cards_by_module_state(
+    session: AsyncSession, statuses: Sequence[str]
+) -> dict[tuple[str, str], int]:
+    """Cards in these statuses by the state of the module where their holder was enrolled
+    (a person has one completed enrollment at most, so no card counts twice)."""
+    stmt = (
+        select(RegistrationModule.state, Credential.status, func.count())
+        .select_from(Credential)
+        .join(
+            Enrollment,
+            and_(
+                Enrollment.person_curp == Credential.person_curp,
+                Enrollment.status == "completed",
+            ),
+        )
+        .join(RegistrationModule, RegistrationModule.id == Enrollment.module_id)
+        .where(Credential.status.in_(statuses))
+        .group_by(RegistrationModule.state, Credential.status)
+    )
+    return {(s, st): int(n) for s, st, n in (await session.execute(stmt)).all()}
+
+
+async def completed_by_module_day(
+    session: AsyncSession, start: date, end: date, state: str | None
+) -> dict[tuple[int, date], int]:
+    """Completed enrollments per module and day of the visit, between two days inclusive."""
+    stmt = (
+        select(Enrollment.module_id, Enrollment.visit_day, func.count())
+        .where(Enrollment.status == "completed", Enrollment.visit_day.between(start, end))
+        .group_by(Enrollment.module_id, Enrollment.visit_day)
+    )
+    if state:
+        stmt = stmt.join(RegistrationModule, RegistrationModule.id == Enrollment.module_id).where(
+            RegistrationModule.state == state
+        )
+    return {(m, d): int(n) for m, d, n in (await session.execute(stmt)).all()}

@@ -1,0 +1,286 @@
+"""Progress of the drive (avance de la credencialización): enrolled persons against the INEGI
+population by state and municipality, appointments, each module's daily throughput, and the
+cards that have not reached their holders yet; as JSON models and as CSV.
+
+Only counts leave this module, never a CURP or a name, so no per-person audit entry is due;
+the read itself is audited once. Coverage counts a person where their registered address is,
+not where they enrolled: the population it is compared with lives at those addresses."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.enrollment import repository
+from salud.enrollment.progress_schemas import (
+    AppointmentFigures,
+    AreaProgress,
+    CardFigures,
+    DayCount,
+    ModuleThroughput,
+    ProgressRead,
+    StateProgress,
+    ThroughputRead,
+)
+from salud.errors import InvalidInput
+from salud.kit.clock import today_mx
+
+ACTION = "enrollment:progress:read"
+POPULATION_FILE = "municipios_inegi.csv"
+POPULATION_SOURCE = "INEGI, Censo de Población y Vivienda 2020 (municipios_inegi.csv)"
+NATIONAL_KEY, NATIONAL_NAME = "00", "Estados Unidos Mexicanos"  # INEGI's key for the country
+WAITING = ("issued", "printed", "ready_for_pickup")
+MAX_DAYS = 90
+
+
+# --- population ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    key: str
+    name: str
+    population: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatePopulation:
+    key: str
+    name: str
+    population: int
+    municipalities: tuple[Area, ...]
+
+
+@lru_cache(maxsize=4)
+def population(inegi_dir: Path) -> dict[str, StatePopulation]:
+    """The INEGI 2020 census population of each state and municipality (states in key order),
+    read once per process from the shared data folder."""
+    path = inegi_dir / POPULATION_FILE
+    if not path.is_file():
+        raise RuntimeError(
+            f"falta el catálogo {path}; SALUD_SHARED_DATA_DIR indica la carpeta de catálogos"
+        )
+    names: dict[str, str] = {}
+    municipalities: dict[str, list[Area]] = {}
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for line, row in enumerate(csv.DictReader(fh), start=2):
+            state, municipality = row["cve_entidad"].strip(), row["cve_municipio"].strip()
+            people = row["poblacion_total"].strip()
+            if len(state) != 2 or len(municipality) != 3 or not people.isdigit():
+                raise RuntimeError(f"{path}, línea {line}: clave o población no válida")
+            names.setdefault(state, row["nom_entidad"].strip())
+            municipalities.setdefault(state, []).append(
+                Area(municipality, row["nom_municipio"].strip(), int(people))
+            )
+    return {
+        key: StatePopulation(
+            key=key,
+            name=names[key],
+            population=sum(m.population for m in municipalities[key]),
+            municipalities=tuple(sorted(municipalities[key], key=lambda m: m.key)),
+        )
+        for key in sorted(names)
+    }
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def coverage_pct(enrolled: int, people: int) -> float:
+    return round(100 * enrolled / people, 6) if people else 0.0
+
+
+def _appointments(by_status: Mapping[str, int], lapsed: int) -> AppointmentFigures:
+    """A booking still `booked` whose day has passed is a no-show: the person did not come
+    (or enrolled elsewhere without it, which leaves it untouched)."""
+    return AppointmentFigures(
+        booked=sum(by_status.values()),
+        pending=by_status.get("booked", 0) - lapsed,
+        kept=by_status.get("kept", 0),
+        cancelled=by_status.get("cancelled", 0),
+        no_show=by_status.get("no_show", 0) + lapsed,
+    )
+
+
+def _cards(by_status: Mapping[str, int]) -> CardFigures:
+    to_print, printed = by_status.get("issued", 0), by_status.get("printed", 0)
+    ready = by_status.get("ready_for_pickup", 0)
+    return CardFigures(
+        to_print=to_print,
+        printed=printed,
+        ready_for_pickup=ready,
+        waiting=to_print + printed + ready,
+    )
+
+
+def _for_state(counts: Mapping[tuple[str, str], int], state: str | None) -> dict[str, int]:
+    """status -> count for one state (None: every state together)."""
+    out: dict[str, int] = {}
+    for (key, status), n in counts.items():
+        if state is None or key == state:
+            out[status] = out.get(status, 0) + n
+    return out
+
+
+async def progress(
+    session: AsyncSession, caller: Caller, inegi_dir: Path, state: str | None = None
+) -> ProgressRead:
+    """The country and each state; with `state`, also that state's municipalities."""
+    await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
+    states = population(inegi_dir)
+    if state is not None and state not in states:
+        raise InvalidInput.on("state", "no es una clave de entidad del INEGI (01 a 32)")
+    today = today_mx()
+    enrolled = await repository.enrolled_by_state(session)
+    appointments = await repository.appointments_by_state(session)
+    lapsed = await repository.lapsed_appointments_by_state(session, today)
+    cards = await repository.cards_by_module_state(session, WAITING)
+
+    def figures(key: str, name: str, people: int, n: int, scope: str | None) -> StateProgress:
+        gone = sum(lapsed.values()) if scope is None else lapsed.get(scope, 0)
+        return StateProgress(
+            key=key, name=name, population=people, enrolled=n,
+            coverage_pct=coverage_pct(n, people),
+            appointments=_appointments(_for_state(appointments, scope), gone),
+            cards=_cards(_for_state(cards, scope)),
+        )  # fmt: skip
+
+    national_people = sum(s.population for s in states.values())
+    national = figures(NATIONAL_KEY, NATIONAL_NAME, national_people, sum(enrolled.values()), None)
+    rows = [
+        figures(s.key, s.name, s.population, enrolled.get(s.key, 0), s.key) for s in states.values()
+    ]
+    municipalities = None
+    if state is not None:
+        by_municipality = await repository.enrolled_by_municipality(session, state)
+        municipalities = [
+            AreaProgress(
+                key=m.key,
+                name=m.name,
+                population=m.population,
+                enrolled=by_municipality.get(m.key, 0),
+                coverage_pct=coverage_pct(by_municipality.get(m.key, 0), m.population),
+            )
+            for m in states[state].municipalities
+        ]
+    await caller.record(ACTION, "progress", subject_id="states", detail={"state": state})
+    return ProgressRead(
+        as_of=today, population_source=POPULATION_SOURCE, national=national,
+        enrolled_without_address=enrolled.get(None, 0), states=rows, state=state,
+        municipalities=municipalities,
+    )  # fmt: skip
+
+
+async def throughput(
+    session: AsyncSession, caller: Caller, days: int = 14, state: str | None = None
+) -> ThroughputRead:
+    """Completed enrollments per module and day of the visit over the last `days` days.
+    Modules that are open, or that enrolled someone in the period, are listed."""
+    await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput.on("days", f"de 1 a {MAX_DAYS} días")
+    end = today_mx()
+    start = end - timedelta(days=days - 1)
+    span = [start + timedelta(days=i) for i in range(days)]
+    counts = await repository.completed_by_module_day(session, start, end, state)
+    active = {module_id for module_id, _ in counts}
+    modules = []
+    for m in await repository.modules(session, state, None):
+        if m.status != "open" and m.id not in active:
+            continue
+        series = [DayCount(day=d, completed=counts.get((m.id, d), 0)) for d in span]
+        modules.append(
+            ModuleThroughput(
+                code=m.code,
+                name=m.name,
+                state=m.state,
+                municipality=m.municipality,
+                status=m.status,
+                daily_capacity=m.daily_capacity,
+                total=sum(d.completed for d in series),
+                days=series,
+            )
+        )
+    await caller.record(
+        ACTION, "progress", subject_id="modules", detail={"state": state, "days": days}
+    )
+    return ThroughputRead(as_of=end, start=start, end=end, days=days, state=state, modules=modules)
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+STATE_COLUMNS = (
+    "cve_entidad", "nom_entidad", "poblacion_total", "personas_credencializadas",
+    "cobertura_pct", "citas_agendadas", "citas_por_atender", "citas_cumplidas",
+    "citas_canceladas", "citas_no_asistidas", "tarjetas_por_imprimir", "tarjetas_impresas",
+    "tarjetas_para_entrega", "tarjetas_en_espera",
+)  # fmt: skip
+MUNICIPALITY_COLUMNS = (
+    "cve_entidad", "nom_entidad", "cve_municipio", "nom_municipio", "poblacion_total",
+    "personas_credencializadas", "cobertura_pct",
+)  # fmt: skip
+MODULE_COLUMNS = (
+    "cve_modulo", "nom_modulo", "cve_entidad", "cve_municipio", "estado_modulo",
+    "capacidad_diaria", "fecha", "registros_concluidos",
+)  # fmt: skip
+
+
+def _cell(value: object) -> str:
+    """Text as a spreadsheet will not run it: a cell starting with = + - @ or a control
+    character is a formula there (OWASP "CSV injection"), so it gets a leading apostrophe."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _pct(value: float) -> str:
+    return f"{value:.6f}"
+
+
+def _write(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)  # RFC 4180: CRLF line ends, quotes where needed
+    writer.writerow(header)
+    writer.writerows([_cell(v) for v in row] for row in rows)
+    return out.getvalue()
+
+
+def _state_row(s: StateProgress) -> list[object]:
+    a, c = s.appointments, s.cards
+    return [
+        s.key, s.name, s.population, s.enrolled, _pct(s.coverage_pct),
+        a.booked, a.pending, a.kept, a.cancelled, a.no_show,
+        c.to_print, c.printed, c.ready_for_pickup, c.waiting,
+    ]  # fmt: skip
+
+
+def progress_csv(report: ProgressRead) -> str:
+    """The national row (key 00) and one row per state; with a state chosen, one row per
+    municipality of that state instead."""
+    if report.municipalities is None:
+        return _write(STATE_COLUMNS, map(_state_row, (report.national, *report.states)))
+    chosen = next(s for s in report.states if s.key == report.state)
+    rows = [
+        [chosen.key, chosen.name, m.key, m.name, m.population, m.enrolled, _pct(m.coverage_pct)]
+        for m in report.municipalities
+    ]
+    return _write(MUNICIPALITY_COLUMNS, rows)
+
+
+def throughput_csv(report: ThroughputRead) -> str:
+    """One row per module and day (long format, ready for a pivot table)."""
+    rows = [
+        [m.code, m.name, m.state, m.municipality or "", m.status, m.daily_capacity,
+         d.day.isoformat(), d.completed]
+        for m in report.modules
+        for d in m.days
+    ]  # fmt: skip
+    return _write(MODULE_COLUMNS, rows)

@@ -1,0 +1,469 @@
+"""The progress dashboard: its figures follow what was done (enrollments, bookings,
+cancellations, a reschedule, a lapsed booking, a print batch and a delivery), the CSV says
+the same as the JSON, it needs the permission, and the page draws its charts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyotp
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access import repository as accounts
+from salud.access import service as access
+from salud.access.models import AuditEvent
+from salud.access.permissions import Role
+from salud.access.schemas import AccountCreate
+from salud.config import Settings
+from salud.enrollment.models import Appointment
+from salud.kit.clock import today_mx
+from tests.conftest import TokenFor, keyring_of
+from tests.enrollment.conftest import MODULE, Drive, E
+from tests.enrollment.test_enrollment import adult_documents, capture, enroll_adult, start
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+P = f"{E}/progress"
+CDMX_MODULE = "MR-09-0007"
+PASSWORD = "Prueba-Segura-2026"
+
+
+# --- what INEGI says, read here independently of the code under test -------------------------
+
+
+def inegi_rows(shared_data: Path) -> list[dict[str, str]]:
+    with (shared_data / "inegi" / "municipios_inegi.csv").open(encoding="utf-8-sig") as fh:
+        return list(csv.DictReader(fh))
+
+
+def population_of(rows: list[dict[str, str]], state: str, municipality: str | None = None) -> int:
+    return sum(
+        int(r["poblacion_total"])
+        for r in rows
+        if r["cve_entidad"] == state and municipality in (None, r["cve_municipio"])
+    )
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+async def cdmx_module(c: httpx.AsyncClient, token_for: TokenFor) -> Drive:
+    """A second module, in Mexico City, open every day of the week (so a same-day booking
+    works whatever day the test runs)."""
+    supervisor = token_for(Role.SUPERVISOR, username="supervisor.cdmx", module=CDMX_MODULE)
+    operator = token_for(Role.REGISTRATION_OPERATOR, username="operador.cdmx", module=CDMX_MODULE)
+    made = await c.post(
+        f"{E}/modules",
+        headers=supervisor,
+        json={"code": CDMX_MODULE, "name": "Módulo Centro Histórico", "state": "09",
+              "municipality": "015", "address": "Av. 5 de Mayo 10, Centro, Cuauhtémoc",
+              "weekdays": "1234567", "daily_capacity": 80},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    opened = await c.post(
+        f"{E}/modules/{CDMX_MODULE}/status", headers=supervisor, json={"status": "open"}
+    )
+    assert opened.status_code == 200, opened.text
+    return Drive(CDMX_MODULE, supervisor, operator)
+
+
+async def book(c: httpx.AsyncClient, curp: str, module: str, day: date) -> str:
+    made = await c.post(
+        f"{E}/appointments", json={"curp": curp, "module_code": module, "day": day.isoformat()}
+    )
+    assert made.status_code == 201, made.text
+    folio: str = made.json()["folio"]
+    return folio
+
+
+async def enroll_with_appointment(c: httpx.AsyncClient, drive: Drive, seed: int) -> dict[str, Any]:
+    """Book today at the module, come, and be enrolled: the appointment is kept."""
+    doc = person_doc()
+    await book(c, doc["curp"], drive.module, today_mx())
+    started = await start(c, drive, doc)
+    assert started.status_code == 201, started.text
+    folio = started.json()["folio"]
+    docs = await c.put(
+        f"{E}/enrollments/{folio}/documents", json=adult_documents(), headers=drive.operator
+    )
+    assert docs.status_code == 200, docs.text
+    await capture(c, drive, folio, seed)
+    done = await c.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+    receipt: dict[str, Any] = done.json()
+    return receipt
+
+
+class Expected:
+    """The figures, counted as the actions happen."""
+
+    def __init__(self) -> None:
+        self.enrolled: Counter[tuple[str, str]] = Counter()  # (state, municipality) of address
+        self.appointments: defaultdict[str, Counter[str]] = defaultdict(Counter)  # module state
+        self.cards: defaultdict[str, Counter[str]] = defaultdict(Counter)  # module state
+        self.completed: Counter[str] = Counter()  # module code, today
+
+    def enrolled_person(self, module: str, module_state: str) -> None:
+        self.enrolled[("13", "048")] += 1  # person_doc's address: Pachuca de Soto, Hidalgo
+        self.completed[module] += 1
+        self.cards[module_state]["to_print"] += 1
+
+    def booked(self, state: str) -> None:
+        self.appointments[state]["booked"] += 1
+        self.appointments[state]["pending"] += 1
+
+    def moved(self, state: str, status: str) -> None:
+        self.appointments[state]["pending"] -= 1
+        self.appointments[state][status] += 1
+
+    def cards_moved(self, state: str, source: str, target: str | None, n: int = 1) -> None:
+        self.cards[state][source] -= n
+        if target:
+            self.cards[state][target] += n
+
+
+async def act(
+    c: httpx.AsyncClient,
+    drive: Drive,
+    cdmx: Drive,
+    sessions: async_sessionmaker[AsyncSession],
+) -> Expected:
+    x = Expected()
+    for seed in (21, 22):
+        await enroll_adult(c, drive, seed)
+        x.enrolled_person(MODULE, "13")
+    # Booked today in Mexico City, kept, enrolled there: the person's address is in Hidalgo.
+    x.booked("09")
+    await enroll_with_appointment(c, cdmx, 23)
+    x.moved("09", "kept")
+    x.enrolled_person(CDMX_MODULE, "09")
+
+    # Started and not finished: not enrolled, no throughput, no card.
+    unfinished = await start(c, drive, person_doc())
+    assert unfinished.status_code == 201, unfinished.text
+
+    later = drive.next_open_day()
+    curps = [person_doc()["curp"] for _ in range(4)]
+    folios = []
+    for curp in curps:
+        folios.append(await book(c, curp, MODULE, later))
+        x.booked("13")
+    cancelled = await c.post(f"{E}/appointments/{folios[0]}/cancel", json={"curp": curps[0]})
+    assert cancelled.status_code == 200, cancelled.text
+    x.moved("13", "cancelled")
+    moved = await c.post(
+        f"{E}/appointments/{folios[1]}/reschedule",
+        json={"curp": curps[1], "module_code": CDMX_MODULE, "day": later.isoformat()},
+    )
+    assert moved.status_code == 201, moved.text
+    x.moved("13", "cancelled")
+    x.booked("09")
+    # Time passes for one booking: its day is over and nobody came.
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(Appointment)
+            .where(Appointment.folio == folios[2])
+            .values(day=today_mx() - timedelta(days=1))
+        )
+    x.moved("13", "no_show")
+
+    # Hidalgo's cards go through a batch to the module; one is handed over.
+    op = drive.operator
+    made = await c.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    assert made.status_code == 201, made.text
+    batch = made.json()
+    code = batch["code"]
+    assert (await c.post(f"{E}/print-batches/{code}/print-file", headers=op)).status_code == 200
+    x.cards_moved("13", "to_print", "printed", batch["card_count"])
+    for step in ("shipped", "received"):
+        went = await c.post(f"{E}/print-batches/{code}/status", json={"status": step}, headers=op)
+        assert went.status_code == 200, went.text
+    x.cards_moved("13", "printed", "ready_for_pickup", batch["card_count"])
+    handed = await c.post(
+        f"{E}/cards/{batch['cards'][0]['credential_id']}/delivery",
+        json={"identity_check": "photo_id"},
+        headers=op,
+    )
+    assert handed.status_code == 200, handed.text
+    x.cards_moved("13", "ready_for_pickup", None)
+    return x
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+APPOINTMENT_KEYS = ("booked", "pending", "kept", "cancelled", "no_show")
+CARD_KEYS = ("to_print", "printed", "ready_for_pickup")
+
+
+def check_state(row: dict[str, Any], x: Expected, state: str, people: int) -> None:
+    enrolled = sum(n for (s, _), n in x.enrolled.items() if s == state)
+    assert (row["population"], row["enrolled"]) == (people, enrolled), state
+    assert row["coverage_pct"] == pytest.approx(100 * enrolled / people, abs=5e-7)
+    assert {k: row["appointments"][k] for k in APPOINTMENT_KEYS} == {
+        k: x.appointments[state][k] for k in APPOINTMENT_KEYS
+    }, state
+    assert {k: row["cards"][k] for k in CARD_KEYS} == {k: x.cards[state][k] for k in CARD_KEYS}
+    assert row["cards"]["waiting"] == sum(x.cards[state][k] for k in CARD_KEYS)
+    a = row["appointments"]
+    assert a["booked"] == a["pending"] + a["kept"] + a["cancelled"] + a["no_show"]
+
+
+async def test_the_figures_follow_what_was_done(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+    shared_data: Path,
+) -> None:
+    cdmx = await cdmx_module(anonymous, token_for)
+    x = await act(anonymous, drive, cdmx, sessions)
+    rows = inegi_rows(shared_data)
+    ministry = token_for(Role.INSTITUTION_ADMIN)
+
+    answer = await anonymous.get(P, headers=ministry)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["municipalities"] is None
+    keys = sorted({r["cve_entidad"] for r in rows})
+    assert [s["key"] for s in report["states"]] == keys
+    assert len(keys) == 32
+    for row in report["states"]:
+        check_state(row, x, row["key"], population_of(rows, row["key"]))
+    # Enrolled at a module in Mexico City, counted where they live (Hidalgo).
+    by_key = {s["key"]: s for s in report["states"]}
+    assert by_key["09"]["enrolled"] == 0
+    assert by_key["09"]["appointments"]["kept"] == 1
+    national = report["national"]
+    assert national["population"] == sum(int(r["poblacion_total"]) for r in rows)
+    assert national["enrolled"] == sum(x.enrolled.values())
+    assert report["enrolled_without_address"] == 0
+    for k in APPOINTMENT_KEYS:
+        assert national["appointments"][k] == sum(c[k] for c in x.appointments.values())
+    for k in CARD_KEYS:
+        assert national["cards"][k] == sum(c[k] for c in x.cards.values())
+
+    hidalgo = (await anonymous.get(P, params={"state": "13"}, headers=ministry)).json()
+    towns = {m["key"]: m for m in hidalgo["municipalities"]}
+    assert set(towns) == {r["cve_municipio"] for r in rows if r["cve_entidad"] == "13"}
+    for key, town in towns.items():
+        people = population_of(rows, "13", key)
+        assert (town["population"], town["enrolled"]) == (people, x.enrolled[("13", key)])
+    assert towns["048"]["name"] == "Pachuca de Soto"
+    assert towns["048"]["enrolled"] == 3
+
+    flow = await anonymous.get(f"{P}/modules", params={"days": 7}, headers=ministry)
+    assert flow.status_code == 200, flow.text
+    today = today_mx()
+    modules = {m["code"]: m for m in flow.json()["modules"]}
+    assert set(modules) == {MODULE, CDMX_MODULE}
+    for code, m in modules.items():
+        assert [d["day"] for d in m["days"]] == [
+            (today - timedelta(days=6 - i)).isoformat() for i in range(7)
+        ]
+        assert m["days"][-1]["completed"] == x.completed[code]
+        assert sum(d["completed"] for d in m["days"]) == m["total"] == x.completed[code]
+    only_cdmx = await anonymous.get(f"{P}/modules", params={"state": "09"}, headers=ministry)
+    assert [m["code"] for m in only_cdmx.json()["modules"]] == [CDMX_MODULE]
+
+    for params, field in (({"state": "33"}, "state"), ({"state": "1"}, "state")):
+        bad = await anonymous.get(P, params=params, headers=ministry)
+        assert bad.status_code == 422, params
+        assert field in bad.text
+    for days in (0, 91):
+        bad = await anonymous.get(f"{P}/modules", params={"days": days}, headers=ministry)
+        assert bad.status_code == 422, days
+
+
+def parse_csv(answer: httpx.Response) -> list[dict[str, str]]:
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+    assert answer.headers["content-disposition"].startswith("attachment;")
+    return list(csv.DictReader(io.StringIO(answer.content.decode("utf-8"), newline="")))
+
+
+async def test_the_csv_says_what_the_json_says(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, token_for: TokenFor
+) -> None:
+    await enroll_adult(anonymous, drive, 31)
+    await book(anonymous, person_doc()["curp"], MODULE, drive.next_open_day())
+    boss = drive.supervisor
+
+    report = (await anonymous.get(P, headers=boss)).json()
+    table = parse_csv(await anonymous.get(f"{P}.csv", headers=boss))
+    assert list(table[0]) == [
+        "cve_entidad", "nom_entidad", "poblacion_total", "personas_credencializadas",
+        "cobertura_pct", "citas_agendadas", "citas_por_atender", "citas_cumplidas",
+        "citas_canceladas", "citas_no_asistidas", "tarjetas_por_imprimir", "tarjetas_impresas",
+        "tarjetas_para_entrega", "tarjetas_en_espera",
+    ]  # fmt: skip
+    assert len(table) == 1 + len(report["states"])
+    for line, row in zip(table, [report["national"], *report["states"]], strict=True):
+        a, c = row["appointments"], row["cards"]
+        assert line == {
+            "cve_entidad": row["key"], "nom_entidad": row["name"],
+            "poblacion_total": str(row["population"]),
+            "personas_credencializadas": str(row["enrolled"]),
+            "cobertura_pct": f"{row['coverage_pct']:.6f}",
+            "citas_agendadas": str(a["booked"]), "citas_por_atender": str(a["pending"]),
+            "citas_cumplidas": str(a["kept"]), "citas_canceladas": str(a["cancelled"]),
+            "citas_no_asistidas": str(a["no_show"]), "tarjetas_por_imprimir": str(c["to_print"]),
+            "tarjetas_impresas": str(c["printed"]),
+            "tarjetas_para_entrega": str(c["ready_for_pickup"]),
+            "tarjetas_en_espera": str(c["waiting"]),
+        }  # fmt: skip
+        assert float(line["cobertura_pct"]) == pytest.approx(row["coverage_pct"], abs=1e-12)
+    hidalgo = next(line for line in table if line["cve_entidad"] == "13")
+    assert hidalgo["nom_entidad"] == "Hidalgo"
+    assert (hidalgo["personas_credencializadas"], hidalgo["citas_por_atender"]) == ("1", "1")
+    assert hidalgo["tarjetas_por_imprimir"] == "1"
+
+    towns_json = (await anonymous.get(P, params={"state": "13"}, headers=boss)).json()
+    towns = parse_csv(await anonymous.get(f"{P}.csv", params={"state": "13"}, headers=boss))
+    assert [(t["cve_municipio"], t["nom_municipio"], int(t["poblacion_total"]),
+             int(t["personas_credencializadas"]), float(t["cobertura_pct"]))
+            for t in towns] == [
+        (m["key"], m["name"], m["population"], m["enrolled"], m["coverage_pct"])
+        for m in towns_json["municipalities"]
+    ]  # fmt: skip
+    assert {t["cve_entidad"] for t in towns} == {"13"}
+
+    flow = (await anonymous.get(f"{P}/modules", params={"days": 3}, headers=boss)).json()
+    lines = parse_csv(await anonymous.get(f"{P}/modules.csv", params={"days": 3}, headers=boss))
+    assert [(r["cve_modulo"], r["fecha"], int(r["registros_concluidos"])) for r in lines] == [
+        (m["code"], d["day"], d["completed"]) for m in flow["modules"] for d in m["days"]
+    ]
+    assert lines[-1] == {
+        "cve_modulo": MODULE, "nom_modulo": "Módulo Centro de Salud Pachuca",
+        "cve_entidad": "13", "cve_municipio": "048", "estado_modulo": "open",
+        "capacidad_diaria": "120", "fecha": today_mx().isoformat(), "registros_concluidos": "1",
+    }  # fmt: skip
+
+
+async def test_only_roles_with_the_permission_see_it_and_each_read_is_audited(
+    anonymous: httpx.AsyncClient,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    urls = (P, f"{P}.csv", f"{P}/modules", f"{P}/modules.csv")
+    for url in urls:
+        assert (await anonymous.get(url)).status_code == 401, url
+        for role in (Role.REGISTRATION_OPERATOR, Role.VERIFIER, Role.CITIZEN, Role.AUDITOR):
+            refused = await anonymous.get(url, headers=token_for(role, curp="X" * 18))
+            assert refused.status_code == 403, (url, role)
+            assert refused.headers["content-type"] == "application/problem+json"
+        for role in (Role.SUPERVISOR, Role.INSTITUTION_ADMIN):
+            assert (await anonymous.get(url, headers=token_for(role))).status_code == 200
+    async with sessions() as s:
+        rows = (
+            await s.execute(
+                select(AuditEvent.role, AuditEvent.outcome, AuditEvent.person_curp).where(
+                    AuditEvent.action == "enrollment:progress:read"
+                )
+            )
+        ).all()
+    outcomes = Counter((role, outcome) for role, outcome, _ in rows)
+    assert outcomes == {
+        **{(r.value, "denied"): len(urls) for r in (Role.REGISTRATION_OPERATOR, Role.VERIFIER,
+                                                     Role.CITIZEN, Role.AUDITOR)},
+        (Role.SUPERVISOR.value, "success"): len(urls),
+        (Role.INSTITUTION_ADMIN.value, "success"): len(urls),
+    }  # fmt: skip
+    assert {curp for _, _, curp in rows} == {None}  # nothing about a person
+
+
+async def sign_in_supervisor(
+    c: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> httpx.Response:
+    ring = keyring_of(settings)
+    async with sessions() as session, session.begin():
+        await access.create_account(
+            session,
+            AccountCreate(username="supervisora.avance", display_name="Supervisora",
+                          role=Role.SUPERVISOR, password=PASSWORD, module_code=MODULE),
+            ring,
+        )  # fmt: skip
+        account = await accounts.by_username(session, "supervisora.avance")
+        assert account is not None
+        secret = access.totp_secret(account, ring)
+    assert secret is not None
+    form = await c.get("/entrar", params={"next": "/avance"})
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert token is not None
+    return await c.post(
+        "/entrar",
+        data={"username": "supervisora.avance", "password": PASSWORD,
+              "totp": pyotp.TOTP(secret).now(), "next": "/avance", "csrf": token.group(1)},
+    )  # fmt: skip
+
+
+async def test_the_page_draws_the_charts_for_a_signed_in_supervisor(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    await enroll_adult(anonymous, drive, 41)
+    away = await anonymous.get("/avance")
+    assert away.status_code == 303
+    assert away.headers["location"] == "/entrar?next=/avance"
+
+    signed = await sign_in_supervisor(anonymous, sessions, settings)
+    assert signed.status_code == 303, signed.text
+    assert signed.headers["location"] == "/avance"
+    page = await anonymous.get("/avance")
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert "Avance de la credencialización" in html
+    assert html.count("<svg") == 2
+    assert "<script" not in html  # the charts need no script,
+    assert "style=" not in html  # and no inline style (the CSP allows neither)
+    # One bar per state, Hidalgo's with its coverage in the tooltip; the module's column today.
+    coverage_chart, module_chart = (part.split("</svg>")[0] for part in html.split("<svg")[1:])
+    assert coverage_chart.count('class="chart-bar"') == 32
+    assert module_chart.count('class="chart-bar"') == 14  # one module, 14 days
+    widths = [float(w) for w in re.findall(r'class="chart-bar"[^>]* width="([\d.]+)"', html)]
+    drawn = [i for i, w in enumerate(widths[:32]) if w > 0]
+    assert drawn == [12]  # Hidalgo (13), the only state with someone enrolled
+    heights = [
+        float(h) for h in re.findall(r'class="chart-bar"[^>]* height="([\d.]+)"', module_chart)
+    ]
+    assert [h > 0 for h in heights] == [False] * 13 + [True]  # today only
+    assert re.search(r"<title>Hidalgo: 1 de [\d,]+ \(", html)
+    assert f"<title>{MODULE}, {today_mx().strftime('%d/%m')}: 1</title>" in html
+    assert 'href="/avance/entidades.csv"' in html
+
+    towns = await anonymous.get("/avance", params={"state": "13", "days": 7})
+    assert towns.status_code == 200
+    assert "Pachuca de Soto" in towns.text
+    assert "<svg" in towns.text
+    assert "selected>Hidalgo</option>" in towns.text
+    download = await anonymous.get("/avance/entidades.csv", params={"state": "13"})
+    table = parse_csv(download)
+    assert next(t for t in table if t["cve_municipio"] == "048")["personas_credencializadas"] == "1"
+    modules = parse_csv(await anonymous.get("/avance/modulos.csv", params={"days": 2}))
+    assert [r["registros_concluidos"] for r in modules] == ["0", "1"]
+    whole_country = await anonymous.get("/avance", params={"state": ""})
+    assert whole_country.status_code == 200
+
+    # A role without the permission sees the refusal page (and the attempt is audited).
+    anonymous.cookies.clear()
+    verifier = token_for(Role.VERIFIER)["Authorization"].removeprefix("Bearer ")
+    anonymous.cookies.set("salud_session", verifier)
+    refused = await anonymous.get("/avance")
+    assert refused.status_code == 403
+    assert "<svg" not in refused.text
+    assert (await anonymous.get("/avance/entidades.csv")).status_code == 403
