@@ -62,8 +62,7 @@ async def open_module(
     return Drive(code, supervisor, operator)
 
 
-@pytest.fixture
-async def drive(anonymous: httpx.AsyncClient, token_for: TokenFor) -> Drive:
+async def make_drive(anonymous: httpx.AsyncClient, token_for: TokenFor) -> Drive:
     admin = token_for(Role.SUPERVISOR)
     today = today_mx()
     phase = await anonymous.post(
@@ -88,3 +87,8 @@ async def drive(anonymous: httpx.AsyncClient, token_for: TokenFor) -> Drive:
     )
     assert calendar.status_code == 201, calendar.text
     return await open_module(anonymous, token_for)
+
+
+@pytest.fixture
+async def drive(anonymous: httpx.AsyncClient, token_for: TokenFor) -> Drive:
+    return await make_drive(anonymous, token_for)

@@ -8,14 +8,14 @@ from datetime import date, timedelta
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.models import AuditEvent
 from salud.access.permissions import Role
 from salud.enrollment.models import ModuleDay
 from salud.kit.clock import today_mx
-from tests.conftest import TokenFor
+from tests.conftest import TokenFor, backend
 from tests.enrollment.conftest import MODULE, Drive, E, open_module
 from tests.factories.persons import person_doc
 
@@ -227,3 +227,42 @@ async def test_two_people_never_take_the_last_place_under_parallel_requests(
     async with sessions() as s:
         counter = (await s.execute(select(ModuleDay.booked, ModuleDay.capacity))).one()
     assert tuple(counter) == (capacity, capacity)
+
+
+@pytest.mark.skipif(backend() != "postgresql", reason="a commit slowed by a PL/pgSQL trigger")
+async def test_a_write_is_committed_before_its_answer_leaves(
+    live_server: str, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A client that gets 201 and at once acts on what it created must find it: the
+    transaction commits before the response is sent (not after it, in the background). A
+    deferred trigger makes each booking's commit take 0.3 s, so a late commit is seen."""
+    async with sessions() as s, s.begin():
+        await s.execute(text(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$"
+        ))  # fmt: skip
+        await s.execute(text(
+            "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON appointments "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        ))  # fmt: skip
+    try:
+        async with httpx.AsyncClient(base_url=live_server, timeout=30) as c:
+            admin = token_for(Role.SUPERVISOR)
+            today = today_mx()
+            phase = {"name": "F", "starts_on": today.isoformat(), "states": ["13"]}
+            await c.post(f"{E}/phases", headers=admin, json=phase)
+            rule = {"starts_on": today.isoformat(),
+                    "ends_on": (today + timedelta(days=30)).isoformat()}  # fmt: skip
+            await c.post(f"{E}/calendars", headers=admin,
+                         json={"name": "t", "active": True, "rules": [rule]})  # fmt: skip
+            drive = await open_module(c, token_for)
+            curp = person_doc()["curp"]
+            made = await _book(c, curp, drive.next_open_day(), headers=drive.operator)
+            assert made.status_code == 201, made.text
+            gone = await c.post(f"{E}/appointments/{made.json()['folio']}/cancel",
+                                json={"curp": curp}, headers=drive.operator)  # fmt: skip
+            assert gone.status_code == 200, gone.text
+    finally:
+        async with sessions() as s, s.begin():
+            await s.execute(text("DROP TRIGGER slow_commit ON appointments"))
+            await s.execute(text("DROP FUNCTION slow_commit()"))

@@ -239,7 +239,8 @@ async def test_a_probable_duplicate_waits_for_the_supervisor(
         await anonymous.post("/api/v1/persons", json=first, headers=drive.supervisor)
     ).status_code == 201
     # Same names, birth date and state; another homonym differentiator: another CURP.
-    twin_curp = curp_rules.generate("JUANA", "PÉREZ", "LÓPEZ", date(1980, 1, 2), "M", "HG", "7")
+    other = str((int(first["curp"][16]) + 1) % 10)
+    twin_curp = curp_rules.generate("JUANA", "PÉREZ", "LÓPEZ", date(1980, 1, 2), "M", "HG", other)
     assert twin_curp != first["curp"]
     twin = {**first, "curp": twin_curp}
     started = await start(anonymous, drive, twin)

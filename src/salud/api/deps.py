@@ -39,9 +39,11 @@ async def reader(request: Request) -> FastReader:
     return found
 
 
-Session = Annotated[AsyncSession, Depends(session)]
+# scope="function": the transaction ends (commits, or rolls back) before the response is sent,
+# so a client never sees a 2xx for a write that is not yet durable, or that then failed.
+Session = Annotated[AsyncSession, Depends(session, scope="function")]
 Reader = Annotated[FastReader, Depends(reader)]
-ReadSession = Annotated[AsyncSession, Depends(read_session)]
+ReadSession = Annotated[AsyncSession, Depends(read_session, scope="function")]
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -10,8 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from salud.access.context import Caller
-from salud.access.permissions import Permission, Role
-from salud.access.principal import Principal
+from salud.access.permissions import Permission
 from salud.access.schemas import AccountRead
 from salud.api.credentials import TooManyRequests
 from salud.api.deps import CurrentCaller, ReadSession, Session, caller_of
@@ -80,8 +79,7 @@ def booking_caller(request: Request, curp: str) -> Caller:
     wait = request.app.state.booking_limiter.hit(host)
     if wait:
         raise TooManyRequests(wait)
-    anonymous = Principal(subject="anonymous", username="anonimo", role=Role.CITIZEN, curp=curp)
-    return Caller(anonymous, request.app.state.audit, purpose="cita")
+    return Caller(booking.anonymous_principal(curp), request.app.state.audit, purpose="cita")
 
 
 # --- modules --------------------------------------------------------------------------------

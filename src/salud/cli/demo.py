@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import date, timedelta
 from pathlib import Path
 
 import typer
@@ -27,13 +28,19 @@ from salud.credentials import signing
 from salud.credentials.models import Credential, SigningKey
 from salud.credentials.schemas import IssueReason
 from salud.credentials.signing import Signer
+from salud.enrollment import booking
+from salud.enrollment.calendar import Rule
+from salud.enrollment.models import RegistrationModule
+from salud.enrollment.schemas import CalendarCreate, ModuleCreate, ModuleStatus, PhaseCreate
 from salud.facilities import service as facilities_service
 from salud.facilities.models import HealthUnit
 from salud.identity import bulk, photos, synth
 from salud.identity.models import Person
+from salud.kit.clock import today_mx
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 
+INEGI_KEYS = [f"{n:02d}" for n in range(1, 33)]
 app = typer.Typer(help="Datos de demostración (solo desarrollo).", no_args_is_help=True)
 err = Console(stderr=True)
 
@@ -65,6 +72,7 @@ async def _load(persons: int, seed: int) -> None:
                 "  salud facilities import ESTABLECIMIENTO_SALUD_AAAAMM.xlsx"
             )
         print_demo_accounts(await create_demo_accounts())
+        await _demo_drive(sessions, settings)
         if people:
             err.print(f"Padrón ya cargado ({people:,} personas).")
             await _demo_credentials(sessions, settings)
@@ -79,6 +87,64 @@ async def _load(persons: int, seed: int) -> None:
         await _demo_credentials(sessions, settings)
     finally:
         await engine.dispose()
+
+
+DEMO_MODULES = [
+    ModuleCreate(code="MR-13-0001", name="Módulo Pachuca Centro (demo)", state="13",
+                 municipality="048", address="Plaza Juárez s/n, Centro, Pachuca, Hgo.",
+                 latitude=20.1235, longitude=-98.7364, daily_capacity=120,
+                 supervisor="supervisor.demo"),
+    ModuleCreate(code="MR-09-0001", name="Módulo Cuauhtémoc (demo)", state="09",
+                 municipality="015", address="Av. Juárez 50, Centro, Cuauhtémoc, CDMX",
+                 latitude=19.4353, longitude=-99.1412, daily_capacity=200,
+                 supervisor="supervisor.demo"),
+]  # fmt: skip
+
+
+def demo_calendar(start: date) -> CalendarCreate:
+    """Older adults first (a week), then by the first surname's letter, then open to all."""
+    week = timedelta(days=7)
+    return CalendarCreate(
+        name="Demostración: personas mayores primero", active=True,
+        rules=[
+            Rule(starts_on=start, ends_on=start + week - timedelta(days=1), min_age=60,
+                 label="60 años o más"),
+            Rule(starts_on=start + week, ends_on=start + 3 * week - timedelta(days=1),
+                 letters="A-L", label="apellidos A-L"),
+            Rule(starts_on=start + 3 * week, ends_on=start + 5 * week - timedelta(days=1),
+                 letters="M-Z", label="apellidos M-Z"),
+            Rule(starts_on=start + 5 * week, ends_on=start + 40 * week, label="todas las personas"),
+        ],
+    )  # fmt: skip
+
+
+async def _demo_drive(sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    """Two open registration modules, a national phase and the active calendar; the demo
+    operator and supervisor work at the Pachuca module."""
+    async with sessions() as session:
+        if await session.scalar(select(func.count()).select_from(RegistrationModule)):
+            return
+    audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
+    await audit.start()
+    caller = Caller(
+        Principal("demo", "supervisor.demo", Role.SUPERVISOR, 10, module_code="MR-13-0001"),
+        audit, "registro",
+    )  # fmt: skip
+    today = today_mx()
+    try:
+        async with sessions() as session, session.begin():
+            phase = PhaseCreate(name="Nacional (demo)", starts_on=today, states=INEGI_KEYS)
+            await booking.create_phase(session, phase, caller)
+            await booking.create_calendar(session, demo_calendar(today), caller)
+            for module in DEMO_MODULES:
+                await booking.create_module(session, module, caller)
+                await booking.set_module_status(session, module.code, ModuleStatus.OPEN, caller)
+            for username in ("operador.demo", "supervisor.demo"):
+                await accounts_service.assign_module(session, username, "MR-13-0001")
+    finally:
+        await audit.close()
+    err.print("Módulos de registro de demostración abiertos: MR-13-0001 (Pachuca), MR-09-0001 "
+              "(CDMX). Citas: http://127.0.0.1:8000/cita · Módulo: /modulo")  # fmt: skip
 
 
 DEMO_CARDS = 20

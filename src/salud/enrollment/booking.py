@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.access import service as accounts
 from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
+from salud.access.principal import Principal
 from salud.access.schemas import AccountRead
 from salud.enrollment import repository
 from salud.enrollment.calendar import Calendar, Phase, state_open, surname_letter, weekday_open
@@ -49,6 +50,12 @@ _FOLIO_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud 
 
 def new_folio(prefix: str, length: int = 8) -> str:
     return prefix + "".join(secrets.choice(_FOLIO_ALPHABET) for _ in range(length))
+
+
+def anonymous_principal(curp: str) -> Principal:
+    """Whoever books with only a CURP (as the government's booking site allows): recorded in
+    the audit log as `anonimo` acting for that CURP. Adapters rate-limit it per address."""
+    return Principal(subject="anonymous", username="anonimo", role=Role.CITIZEN, curp=curp)
 
 
 def module_read(m: RegistrationModule) -> ModuleRead:

@@ -44,8 +44,9 @@ async def _read_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield s
 
 
-WriteSession = Annotated[AsyncSession, Depends(_write_session)]
-ReadSession = Annotated[AsyncSession, Depends(_read_session)]
+# The transaction ends before the page is sent (see api/deps.py).
+WriteSession = Annotated[AsyncSession, Depends(_write_session, scope="function")]
+ReadSession = Annotated[AsyncSession, Depends(_read_session, scope="function")]
 
 
 def _secret(request: Request) -> bytes:
@@ -137,7 +138,8 @@ async def sign_in(
         await session.commit()  # the failure counter persists
         error = "Usuario, contraseña o código incorrectos."
         return _page(request, "signin.html", {"next": next, "error": error}, 401)
-    landing = "/credencial/" if principal.role is Role.CITIZEN else "/verificar"
+    landing = {Role.CITIZEN: "/credencial/", Role.REGISTRATION_OPERATOR: "/modulo",
+               Role.SUPERVISOR: "/modulo"}.get(principal.role, "/verificar")  # fmt: skip
     answer = RedirectResponse(_safe_next(next) or landing, status_code=303)
     tokens = request.app.state.tokens
     answer.set_cookie(SESSION, tokens.issue(principal), max_age=tokens.ttl_seconds,

@@ -1,0 +1,576 @@
+"""Credentialization pages (Spanish): the citizen's booking (/cita), the operator's and
+supervisor's module desk (/modulo…), print batches and delivery, the duplicate review queue,
+and the citizen's report of a lost card. Thin: each handler checks the session and the CSRF
+token, calls the same services as the API, and renders the result or the error's reason."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission, Role
+from salud.access.principal import Principal
+from salud.credentials import service as credentials
+from salud.credentials.schemas import IssueReason
+from salud.enrollment import booking, printing, service
+from salud.enrollment.documents import ADULT, LABELS, MINOR, Document, DocumentKind
+from salud.enrollment.schemas import (
+    BatchCreate,
+    BookingIn,
+    DeliveryIn,
+    DocumentsIn,
+    DuplicateDecision,
+    EnrollmentStart,
+    ExceptionIn,
+    IdentityCheck,
+    ModuleStatus,
+)
+from salud.errors import DomainError, FieldProblem, InvalidInput
+from salud.identity.schemas import PersonCreate
+from salud.kit.clock import today_mx
+from salud.web import csrf
+from salud.web.pages import (
+    ReadSession,
+    WriteSession,
+    _caller,
+    _check_csrf,
+    _page,
+    _principal,
+)
+
+router = APIRouter(include_in_schema=False)
+MAX_IMAGE = 2_000_000
+FINGER_NAMES = {
+    1: "pulgar derecho", 2: "índice derecho", 3: "medio derecho", 4: "anular derecho",
+    5: "meñique derecho", 6: "pulgar izquierdo", 7: "índice izquierdo", 8: "medio izquierdo",
+    9: "anular izquierdo", 10: "meñique izquierdo",
+}  # fmt: skip
+INEGI_STATES = {
+    "01": "Aguascalientes", "02": "Baja California", "03": "Baja California Sur",
+    "04": "Campeche", "05": "Coahuila", "06": "Colima", "07": "Chiapas", "08": "Chihuahua",
+    "09": "Ciudad de México", "10": "Durango", "11": "Guanajuato", "12": "Guerrero",
+    "13": "Hidalgo", "14": "Jalisco", "15": "México", "16": "Michoacán", "17": "Morelos",
+    "18": "Nayarit", "19": "Nuevo León", "20": "Oaxaca", "21": "Puebla", "22": "Querétaro",
+    "23": "Quintana Roo", "24": "San Luis Potosí", "25": "Sinaloa", "26": "Sonora",
+    "27": "Tabasco", "28": "Tamaulipas", "29": "Tlaxcala", "30": "Veracruz", "31": "Yucatán",
+    "32": "Zacatecas",
+}  # fmt: skip
+
+
+def _reason(exc: DomainError | ValidationError) -> str:
+    """One readable sentence from a domain error or a pydantic validation error."""
+    if isinstance(exc, ValidationError):
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e["loc"])
+            parts.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
+        return "; ".join(parts)
+    problems: list[FieldProblem] = exc.problems
+    if problems and not exc.detail.startswith("el registro no puede"):
+        return "; ".join(f"{p.field}: {p.reason}" for p in problems)
+    return exc.detail
+
+
+def _staff(request: Request, purpose: str) -> tuple[Principal | None, Response | None]:
+    """The signed-in module staff, or the page to answer instead (sign in / forbidden)."""
+    principal = _principal(request)
+    if principal is None:
+        target = request.url.path
+        return None, RedirectResponse(f"/entrar?next={target}", status_code=303)
+    if not (principal.may(Permission.ENROLL) or principal.may(Permission.MODULE_MANAGE)):
+        return None, _page(request, "forbidden.html", {"principal": principal}, 403)
+    return principal, None
+
+
+def _back(path: str, message: str | None = None) -> Response:
+    return RedirectResponse(path + (f"?aviso={message}" if message else ""), status_code=303)
+
+
+# --- the citizen's booking ----------------------------------------------------------------
+
+
+def _booking_caller(request: Request, curp: str) -> Caller:
+    principal = _principal(request)
+    if principal is not None:
+        return Caller(principal, request.app.state.audit, purpose="cita")
+    host = request.client.host if request.client else "?"
+    if request.app.state.booking_limiter.hit(host):
+        raise InvalidInput.on("curp", "demasiadas solicitudes desde esta dirección; espere")
+    return Caller(booking.anonymous_principal(curp), request.app.state.audit, purpose="cita")
+
+
+@router.get("/cita", response_class=HTMLResponse)
+async def booking_page(
+    request: Request,
+    session: ReadSession,
+    curp: Annotated[str, Query(max_length=18)] = "",
+    state: Annotated[str, Query(max_length=2)] = "",
+    module: Annotated[str, Query(max_length=20)] = "",
+) -> Response:
+    curp = curp.strip().upper()
+    context: dict[str, Any] = {
+        "principal": _principal(request), "curp": curp, "state": state, "module": module,
+        "states": INEGI_STATES, "modules": [], "availability": None, "error": None,
+    }  # fmt: skip
+    if state:
+        context["modules"] = await booking.list_modules(session, state, "open")
+    if curp and module:
+        try:
+            context["availability"] = await booking.availability(session, module, curp)
+        except DomainError as exc:
+            context["error"] = _reason(exc)
+    return _page(request, "booking.html", context)
+
+
+@router.post("/cita", response_class=HTMLResponse)
+async def book(
+    request: Request,
+    session: WriteSession,
+    curp: Annotated[str, Form(max_length=18)],
+    module: Annotated[str, Form(max_length=20)],
+    day: Annotated[date, Form()],
+    contact: Annotated[str, Form(max_length=254)] = "",
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    try:
+        data = BookingIn(curp=curp, module_code=module, day=day, contact=contact or None)
+        done = await booking.book(session, data, _booking_caller(request, data.curp))
+    except (DomainError, ValidationError) as exc:
+        await session.rollback()
+        failed = {"principal": _principal(request), "error": _reason(exc), "appointment": None}
+        return _page(request, "booked.html", failed, 409)
+    context: dict[str, Any] = {"principal": _principal(request), "error": None, "appointment": done}
+    return _page(request, "booked.html", context, 201)
+
+
+@router.post("/cita/cancelar", response_class=HTMLResponse)
+async def cancel_booking(
+    request: Request,
+    session: WriteSession,
+    curp: Annotated[str, Form(max_length=18)],
+    folio: Annotated[str, Form(max_length=12)],
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    curp = curp.strip().upper()
+    try:
+        done = await booking.cancel(session, folio.strip().upper(), curp,
+                                    _booking_caller(request, curp))  # fmt: skip
+    except DomainError as exc:
+        await session.rollback()
+        failed = {"principal": _principal(request), "error": _reason(exc), "appointment": None}
+        return _page(request, "booked.html", failed, exc.status)
+    context: dict[str, Any] = {"principal": _principal(request), "error": None, "appointment": done}
+    return _page(request, "booked.html", context)
+
+
+# --- the module desk ------------------------------------------------------------------------
+
+
+@router.get("/modulo", response_class=HTMLResponse)
+async def desk(
+    request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
+) -> Response:
+    principal, answer = _staff(request, "registro")
+    if answer is not None:
+        return answer
+    assert principal is not None
+    context: dict[str, Any] = {"principal": principal, "notice": aviso, "module": None,
+                               "agenda": [], "today": today_mx()}  # fmt: skip
+    if principal.module_code:
+        try:
+            context["module"] = await booking.get_module(session, principal.module_code)
+            caller = _caller(request, "registro")
+            context["agenda"] = await booking.module_agenda(
+                session, principal.module_code, today_mx(), caller
+            )
+        except DomainError as exc:
+            context["notice"] = _reason(exc)
+    return _page(request, "desk.html", context)
+
+
+@router.post("/modulo/estado")
+async def module_status(
+    request: Request,
+    session: WriteSession,
+    status: Annotated[ModuleStatus, Form()],
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "registro")
+    code = caller.principal.module_code or ""
+    try:
+        await booking.set_module_status(session, code, status, caller)
+    except DomainError as exc:
+        await session.rollback()
+        return _back("/modulo", _reason(exc))
+    return _back("/modulo", "Módulo abierto." if status is ModuleStatus.OPEN else "Módulo cerrado.")
+
+
+@router.post("/modulo/registro", response_class=HTMLResponse)
+async def start(request: Request, session: WriteSession) -> Response:
+    """Find the person by CURP or, with the form's data, register them; open the enrollment."""
+    form = await request.form()
+    _check_csrf(request, str(form.get(csrf.FIELD, "")))
+    caller = _caller(request, "registro")
+    curp = str(form.get("curp", "")).strip().upper()
+    fields = {k: str(v).strip() for k, v in form.items() if k != csrf.FIELD and str(v).strip()}
+    try:
+        person = None
+        if fields.get("given_names"):
+            person = PersonCreate.model_validate({
+                "curp": curp, "given_names": fields["given_names"],
+                "first_surname": fields.get("first_surname", ""),
+                "second_surname": fields.get("second_surname") or None,
+                "blood_type": fields.get("blood_type", "unknown"),
+                "phone": fields.get("phone") or None,
+                "address": {"state": fields.get("address_state", ""),
+                            "municipality": fields.get("address_municipality") or None,
+                            "postal_code": fields.get("postal_code") or None,
+                            "street": fields.get("street") or None},
+            })  # fmt: skip
+        data = EnrollmentStart(curp=curp, appointment_folio=None, person=person)
+        started = await service.start(session, data, caller)
+    except (DomainError, ValidationError) as exc:
+        await session.rollback()
+        needs_person = isinstance(exc, DomainError) and any(
+            p.field == "person" for p in exc.problems
+        )
+        context = {"principal": caller.principal, "error": _reason(exc), "form": fields,
+                   "needs_person": needs_person or bool(fields.get("given_names")),
+                   "states": INEGI_STATES}  # fmt: skip
+        return _page(request, "enroll_start.html", context, 422)
+    return RedirectResponse(f"/modulo/registro/{started.folio}", status_code=303)
+
+
+@router.get("/modulo/registro/{folio}", response_class=HTMLResponse)
+async def enrollment_page(
+    request: Request,
+    folio: str,
+    session: WriteSession,
+    aviso: Annotated[str, Query(max_length=500)] = "",
+) -> Response:
+    principal, answer = _staff(request, "registro")
+    if answer is not None:
+        return answer
+    assert principal is not None
+    try:
+        found = await service.get(session, folio, _caller(request, "registro"))
+    except DomainError as exc:
+        return _page(request, "forbidden.html", {"principal": principal,
+                                                 "message": _reason(exc)}, exc.status)  # fmt: skip
+    required = MINOR if found.minor else ADULT
+    context = {
+        "principal": principal, "e": found, "notice": aviso, "labels": LABELS,
+        "required": required, "given": {d.kind: d for d in found.documents},
+        "finger_names": FINGER_NAMES, "supervisor": principal.may(Permission.ENROLLMENT_APPROVE),
+        "next_finger": next((f for f in found.fingers_required if f not in found.fingers), 1),
+    }  # fmt: skip
+    return _page(request, "enrollment.html", context)
+
+
+@router.post("/modulo/registro/{folio}/documentos")
+async def documents(request: Request, folio: str, session: WriteSession) -> Response:
+    form = await request.form()
+    _check_csrf(request, str(form.get(csrf.FIELD, "")))
+    caller = _caller(request, "registro")
+    try:
+        docs = []
+        for kind in DocumentKind:
+            if form.get(f"doc_{kind.value}") != "on":
+                continue
+            issued = str(form.get(f"date_{kind.value}", "")).strip()
+            reference = str(form.get(f"ref_{kind.value}", "")).strip()
+            on = date.fromisoformat(issued) if issued else None
+            docs.append(Document(kind=kind, issued_on=on, reference=reference or None))
+        guardian = str(form.get("guardian_curp", "")).strip().upper() or None
+        relation = str(form.get("guardian_relationship", "")).strip() or None
+        data = DocumentsIn.model_validate({"documents": docs, "guardian_curp": guardian,
+                                           "guardian_relationship": relation})  # fmt: skip
+        await service.set_documents(session, folio, data, caller)
+    except (DomainError, ValidationError, ValueError) as exc:
+        await session.rollback()
+        message = _reason(exc) if isinstance(exc, DomainError | ValidationError) else str(exc)
+        return _back(f"/modulo/registro/{folio}", message)
+    return _back(f"/modulo/registro/{folio}", "Documentos guardados.")
+
+
+async def _image_of(request: Request, field: str) -> bytes:
+    """The image of a form upload (file input) or of a camera capture posted as the body."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form()
+        _check_csrf(request, str(form.get(csrf.FIELD, "")))
+        upload = form.get(field)
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput.on(field, "elija un archivo de imagen")
+        data = await upload.read(MAX_IMAGE + 1)
+    else:
+        _check_csrf(request, request.headers.get(csrf.HEADER))
+        data = await request.body()
+    if len(data) > MAX_IMAGE:
+        raise InvalidInput.on(field, "la imagen pesa más de 2 MB")
+    return data
+
+
+@router.post("/modulo/registro/{folio}/foto")
+async def photo(request: Request, folio: str, session: WriteSession) -> Response:
+    caller = _caller(request, "registro")
+    try:
+        image = await _image_of(request, "photo")
+        await service.put_photo(session, request.app.state.keyring, folio, image, caller)
+    except DomainError as exc:
+        await session.rollback()
+        return _back(f"/modulo/registro/{folio}", _reason(exc))
+    return _back(f"/modulo/registro/{folio}", "Fotografía guardada.")
+
+
+@router.post("/modulo/registro/{folio}/huella")
+async def fingerprint(request: Request, folio: str, session: WriteSession) -> Response:
+    caller = _caller(request, "registro")
+    form = await request.form()
+    try:
+        finger = int(str(form.get("finger", "0")))
+        image = await _image_of(request, "image")
+        ring = request.app.state.keyring
+        await service.put_fingerprint(session, ring, folio, finger, image, caller)
+    except (DomainError, ValueError) as exc:
+        await session.rollback()
+        return _back(f"/modulo/registro/{folio}", _reason(exc) if isinstance(exc, DomainError)
+                     else "indique el dedo")  # fmt: skip
+    return _back(f"/modulo/registro/{folio}", f"Huella del {FINGER_NAMES[finger]} guardada.")
+
+
+@router.post("/modulo/registro/{folio}/excepcion")
+async def exception(request: Request, folio: str, session: WriteSession) -> Response:
+    form = await request.form()
+    _check_csrf(request, str(form.get(csrf.FIELD, "")))
+    caller = _caller(request, "registro")
+    try:
+        data = ExceptionIn(
+            waive=[DocumentKind(str(v)) for v in form.getlist("waive") if v != "fingerprints"],
+            waive_fingerprints="fingerprints" in form.getlist("waive"),
+            reason=str(form.get("reason", "")),
+        )
+        await service.approve_exception(session, folio, data, caller)
+    except (DomainError, ValidationError) as exc:
+        await session.rollback()
+        return _back(f"/modulo/registro/{folio}", _reason(exc))
+    return _back(f"/modulo/registro/{folio}", "Excepción registrada.")
+
+
+@router.post("/modulo/registro/{folio}/concluir")
+async def complete(
+    request: Request,
+    folio: str,
+    session: WriteSession,
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "registro")
+    state = request.app.state
+    issuance = service.Issuance(state.signer, state.keyring, state.credential_config)
+    try:
+        await service.complete(session, issuance, state.biometric_matcher, folio, caller)
+    except DomainError as exc:
+        await session.rollback()
+        return _back(f"/modulo/registro/{folio}", _reason(exc))
+    return RedirectResponse(f"/modulo/registro/{folio}/comprobante", status_code=303)
+
+
+@router.get("/modulo/registro/{folio}/comprobante", response_class=HTMLResponse)
+async def receipt(request: Request, folio: str, session: WriteSession) -> Response:
+    principal, answer = _staff(request, "registro")
+    if answer is not None:
+        return answer
+    caller = _caller(request, "registro")
+    found = await service.receipt(session, request.app.state.credential_config, folio, caller)
+    return _page(request, "receipt.html", {"principal": principal, "r": found})
+
+
+# --- print batches and delivery -------------------------------------------------------------
+
+
+@router.get("/modulo/lotes", response_class=HTMLResponse)
+async def batches(
+    request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
+) -> Response:
+    principal, answer = _staff(request, "impresion")
+    if answer is not None:
+        return answer
+    assert principal is not None
+    caller = _caller(request, "impresion")
+    found = await printing.list_batches(session, caller, principal.module_code, False)
+    return _page(request, "batches.html", {"principal": principal, "batches": found,
+                                           "notice": aviso})  # fmt: skip
+
+
+@router.post("/modulo/lotes")
+async def create_batch(
+    request: Request,
+    session: WriteSession,
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "impresion")
+    try:
+        made = await printing.create_batch(
+            session, BatchCreate(module_code=caller.principal.module_code or "X00"), caller
+        )
+    except (DomainError, ValidationError) as exc:
+        await session.rollback()
+        return _back("/modulo/lotes", _reason(exc))
+    return _back(f"/modulo/lotes/{made.code}", f"Lote {made.code} formado.")
+
+
+@router.get("/modulo/lotes/{code}", response_class=HTMLResponse)
+async def batch_page(
+    request: Request,
+    code: str,
+    session: WriteSession,
+    aviso: Annotated[str, Query(max_length=300)] = "",
+) -> Response:
+    principal, answer = _staff(request, "impresion")
+    if answer is not None:
+        return answer
+    found = await printing.get_batch(session, code, _caller(request, "impresion"))
+    return _page(request, "batch.html", {"principal": principal, "b": found, "notice": aviso,
+                                         "checks": list(IdentityCheck)})  # fmt: skip
+
+
+@router.post("/modulo/lotes/{code}/archivo")
+async def batch_file(
+    request: Request,
+    code: str,
+    session: WriteSession,
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "impresion")
+    state = request.app.state
+    issuance = service.Issuance(state.signer, state.keyring, state.credential_config)
+    try:
+        pdf = await printing.print_file(session, issuance, code, caller)
+    except DomainError as exc:
+        await session.rollback()
+        return _back(f"/modulo/lotes/{code}", _reason(exc))
+    disposition = f'attachment; filename="{code}.pdf"'
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": disposition})  # fmt: skip
+
+
+@router.post("/modulo/lotes/{code}/estado")
+async def batch_step(
+    request: Request,
+    code: str,
+    session: WriteSession,
+    status: Annotated[str, Form(max_length=10)],
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "impresion")
+    try:
+        await printing.advance(session, code, status, caller)
+    except DomainError as exc:
+        await session.rollback()
+        return _back(f"/modulo/lotes/{code}", _reason(exc))
+    said = {"shipped": "Lote enviado.", "received": "Lote recibido: se avisó a las personas."}
+    return _back(f"/modulo/lotes/{code}", said.get(status, ""))
+
+
+@router.post("/modulo/lotes/{code}/entrega")
+async def deliver(
+    request: Request,
+    code: str,
+    session: WriteSession,
+    credential_id: Annotated[str, Form(max_length=32)],
+    identity_check: Annotated[IdentityCheck, Form()],
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "entrega")
+    try:
+        await printing.deliver(session, credential_id, DeliveryIn(identity_check=identity_check),
+                               caller)  # fmt: skip
+    except DomainError as exc:
+        await session.rollback()
+        return _back(f"/modulo/lotes/{code}", _reason(exc))
+    return _back(f"/modulo/lotes/{code}", "Tarjeta entregada.")
+
+
+# --- the duplicate review queue -------------------------------------------------------------
+
+
+@router.get("/modulo/revisiones", response_class=HTMLResponse)
+async def reviews(
+    request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
+) -> Response:
+    principal, answer = _staff(request, "supervision")
+    if answer is not None:
+        return answer
+    if principal is None or not principal.may(Permission.ENROLLMENT_APPROVE):
+        return _page(request, "forbidden.html", {"principal": principal}, 403)
+    found = await service.list_reviews(session, _caller(request, "supervision"))
+    return _page(request, "reviews.html", {"principal": principal, "reviews": found,
+                                           "notice": aviso})  # fmt: skip
+
+
+@router.post("/modulo/revisiones/{review_id}")
+async def decide(
+    request: Request,
+    review_id: int,
+    session: WriteSession,
+    decision: Annotated[str, Form(max_length=10)],
+    note: Annotated[str, Form(max_length=500)] = "",
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "supervision")
+    try:
+        data = DuplicateDecision.model_validate({"decision": decision, "note": note or None})
+        await service.decide_review(session, review_id, data, caller)
+    except (DomainError, ValidationError) as exc:
+        await session.rollback()
+        return _back("/modulo/revisiones", _reason(exc))
+    return _back("/modulo/revisiones", "Revisión resuelta.")
+
+
+# --- the citizen reports a lost card ----------------------------------------------------
+
+
+@router.get("/credencial/reposicion", response_class=HTMLResponse)
+async def reissue_page(request: Request) -> Response:
+    principal = _principal(request)
+    if principal is None:
+        return RedirectResponse("/entrar?next=/credencial/reposicion", status_code=303)
+    if principal.role is not Role.CITIZEN:
+        return _page(request, "forbidden.html", {"principal": principal}, 403)
+    return _page(request, "reissue.html", {"principal": principal, "done": None, "error": None})
+
+
+@router.post("/credencial/reposicion", response_class=HTMLResponse)
+async def reissue(
+    request: Request,
+    session: WriteSession,
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "reposicion")
+    state = request.app.state
+    try:
+        done = await credentials.issue(
+            session, state.signer, state.keyring, state.credential_config,
+            caller.principal.curp or "", IssueReason.LOST, caller,
+        )  # fmt: skip
+    except DomainError as exc:
+        await session.rollback()
+        return _page(request, "reissue.html", {"principal": caller.principal, "done": None,
+                                               "error": _reason(exc)}, exc.status)  # fmt: skip
+    return _page(request, "reissue.html", {"principal": caller.principal, "done": done,
+                                           "error": None})  # fmt: skip

@@ -1,0 +1,90 @@
+"""The credentialization pages without a browser: booking by CURP with the CSRF token, the
+module desk only for module staff, and a citizen's report of a lost card."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from salud.access.permissions import Role
+from salud.web.pages import SESSION
+from tests.conftest import TokenFor
+from tests.enrollment.conftest import MODULE, Drive, make_drive
+from tests.enrollment.test_enrollment import enroll_adult
+from tests.factories.persons import person_doc
+
+pytestmark = [pytest.mark.db, pytest.mark.usefixtures("signing_key")]
+
+
+@pytest.fixture
+async def drive(anonymous: httpx.AsyncClient, token_for: TokenFor) -> Drive:
+    return await make_drive(anonymous, token_for)
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def _cookie(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    client.cookies.set(SESSION, headers["Authorization"].removeprefix("Bearer "))
+
+
+async def test_booking_by_curp_needs_the_csrf_token(
+    anonymous: httpx.AsyncClient, drive: Drive
+) -> None:
+    curp = person_doc()["curp"]
+    page = await anonymous.get("/cita", params={"curp": curp, "state": "13", "module": MODULE})
+    assert page.status_code == 200
+    assert MODULE in page.text
+    day = re.search(r'name="day" value="([0-9-]+)"', page.text)
+    assert day is not None
+    fields = {"curp": curp, "module": MODULE, "day": day.group(1)}
+    assert (await anonymous.post("/cita", data=fields)).status_code == 403
+    booked = await anonymous.post("/cita", data={**fields, "csrf": _csrf(page.text)})
+    assert booked.status_code == 201
+    folio = re.search(r'id="folio">([A-Z0-9]+)<', booked.text)
+    assert folio is not None
+    again = await anonymous.post("/cita", data={**fields, "csrf": _csrf(page.text)})
+    assert again.status_code == 409
+    assert "ya tiene una cita" in again.text
+    cancelled = await anonymous.post(
+        "/cita/cancelar", data={"curp": curp, "folio": folio.group(1), "csrf": _csrf(page.text)}
+    )
+    assert cancelled.status_code == 200
+    assert "Cita cancelada" in cancelled.text
+
+
+async def test_the_desk_is_for_module_staff(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    away = await anonymous.get("/modulo")
+    assert away.status_code == 303
+    assert away.headers["location"] == "/entrar?next=/modulo"
+    _cookie(anonymous, token_for(Role.VERIFIER))
+    assert (await anonymous.get("/modulo")).status_code == 403
+    _cookie(anonymous, drive.operator)
+    desk = await anonymous.get("/modulo")
+    assert desk.status_code == 200
+    assert "Módulo Centro de Salud Pachuca" in desk.text
+    assert "Abrir el módulo" not in desk.text  # an operator does not open or close it
+
+
+async def test_a_citizen_reports_a_lost_card(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    receipt = await enroll_adult(anonymous, drive, 41)
+    _cookie(anonymous, token_for(Role.CITIZEN, curp=receipt["curp"]))
+    page = await anonymous.get("/credencial/reposicion")
+    assert page.status_code == 200
+    done = await anonymous.post("/credencial/reposicion", data={"csrf": _csrf(page.text)})
+    assert done.status_code == 200, done.text
+    assert "tarjeta número 2" in done.text
+    cards = await anonymous.get(
+        f"/api/v1/persons/{receipt['curp']}/credentials", headers=drive.operator
+    )
+    states = sorted(c["status"] for c in cards.json())
+    assert states == ["issued", "superseded"]
