@@ -11,8 +11,8 @@ receipt) — six transactions, each audited in its transaction.
 Two ways, alternating, medians of the rounds:
 - *service*: the same service calls the HTTP routes make, from `--concurrency` asyncio tasks in
   this process (no HTTP), each step its own session and transaction;
-- *http*: the real app under uvicorn (one worker, uvloop) and `--concurrency` clients in a
-  separate process (httpx), six requests per enrollment.
+- *http*: the real app under uvicorn (`--workers`, default one; uvloop) and `--concurrency`
+  clients in a separate process (httpx), six requests per enrollment.
 Target (issue 6): 120 enrollments/s (2,900 modules x one per 4 minutes x 10).
 """
 
@@ -218,7 +218,7 @@ def _operator_token() -> str:
     return tokens.issue(who)
 
 
-def run(seconds: float, concurrency: int, rounds: int) -> dict[str, float]:
+def run(seconds: float, concurrency: int, rounds: int, workers: int = 1) -> dict[str, float]:
     per_round = int(seconds * 400) + 1000  # more people than any round can enroll
     people = _people(per_round * rounds * 2, 2026)
     chunks = iter([people[i : i + per_round] for i in range(0, len(people), per_round)])
@@ -226,7 +226,7 @@ def run(seconds: float, concurrency: int, rounds: int) -> dict[str, float]:
     http_rates: list[float] = []
     with fresh_postgresql() as url:
         asyncio.run(_prepare(url))
-        with server(url) as base:
+        with server(url, workers=workers) as base:
             token = _operator_token()
             for _ in range(rounds):
                 service_rates.append(
@@ -257,8 +257,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = parser.parse_args()
-    run(args.seconds, args.concurrency, args.rounds)
+    run(args.seconds, args.concurrency, args.rounds, args.workers)
 
 
 if __name__ == "__main__":

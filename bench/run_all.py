@@ -8,6 +8,7 @@ from bench import (
     card_render,
     credential_http,
     credential_verify,
+    enrollment,
     http_read,
     nearest,
     planner,
@@ -17,6 +18,8 @@ from bench import (
 def main() -> None:
     print("== nearest units ==")
     nearest.run(20_000, 5)
+    print("== enrollments per second ==")
+    enrollment.run(10, 16, 3)
     print("== enrollment planner ==")
     planner.run(9)
     print("== person read over HTTP ==")

@@ -67,7 +67,7 @@ def check_fingerprint(data: bytes, finger: int) -> FingerprintImage:
     try:
         with Image.open(io.BytesIO(data)) as image:
             kind, (width, height) = image.format, image.size
-            gray = np.asarray(image.convert("L"), dtype=np.float32)
+            gray = np.asarray(image if image.mode == "L" else image.convert("L"), np.float32)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise InvalidInput.on(field, "no es una imagen PNG, JPEG o TIFF legible") from None
     if kind not in _MEDIA:

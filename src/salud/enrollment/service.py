@@ -110,13 +110,27 @@ def _check_name_matches_curp(p: Person) -> None:
 
 
 async def _person(session: AsyncSession, curp: str) -> Person:
-    person = await persons.get_by_curp(session, curp)
+    person = await persons.get_by_curp(session, curp, affiliations=False)
     if person is None:
         raise NotFound("no hay ninguna persona registrada con esa CURP")
     return person
 
 
-async def _missing(session: AsyncSession, row: Enrollment, person: Person) -> list[MissingRead]:
+@dataclass(frozen=True, slots=True)
+class _Captured:
+    """What the person has on file for this visit, read once per step."""
+
+    has_photo: bool
+    fingers: list[int]
+
+
+async def _captured(session: AsyncSession, curp: str) -> _Captured:
+    return _Captured(
+        await repository.has_photo(session, curp), await repository.fingers_of(session, curp)
+    )
+
+
+def _missing(row: Enrollment, person: Person, captured: _Captured) -> list[MissingRead]:
     waived = frozenset(DocumentKind(w) for w in row.waived if w != FINGERPRINTS)
     docs = [Document.model_validate(d) for d in row.documents]
     out = [
@@ -126,12 +140,11 @@ async def _missing(session: AsyncSession, row: Enrollment, person: Person) -> li
     if is_minor(person.birth_date, row.visit_day) and row.guardian_curp is None:
         why = "registre la CURP y el parentesco de quien acompaña"
         out.append(MissingRead(item="guardian", label="Madre, padre o tutor", reason=why))
-    if not await repository.has_photo(session, row.person_curp):
+    if not captured.has_photo:
         out.append(MissingRead(item="photo", label="Fotografía", reason="falta"))
     if FINGERPRINTS not in row.waived:
         need = biometrics.required_fingers(age_on(person.birth_date, row.visit_day))
-        have = set(await repository.fingers_of(session, row.person_curp))
-        lacking = [f for f in need if f not in have]
+        lacking = [f for f in need if f not in captured.fingers]
         if lacking:
             why = f"faltan los dedos {', '.join(map(str, lacking))}"
             out.append(MissingRead(item=FINGERPRINTS, label="Huellas dactilares", reason=why))
@@ -141,8 +154,11 @@ async def _missing(session: AsyncSession, row: Enrollment, person: Person) -> li
     return out
 
 
-async def _read(session: AsyncSession, row: Enrollment, m: RegistrationModule) -> EnrollmentRead:
-    person = await _person(session, row.person_curp)
+async def _read(
+    session: AsyncSession, row: Enrollment, m: RegistrationModule, person: Person | None = None
+) -> EnrollmentRead:
+    person = person or await _person(session, row.person_curp)
+    captured = await _captured(session, row.person_curp)
     age = age_on(person.birth_date, row.visit_day)
     return EnrollmentRead(
         folio=row.folio, curp=row.person_curp, full_name=_full_name(person),
@@ -153,11 +169,10 @@ async def _read(session: AsyncSession, row: Enrollment, m: RegistrationModule) -
         guardian_curp=row.guardian_curp,
         guardian_relationship=Relationship(row.guardian_relationship)
         if row.guardian_relationship else None,
-        has_photo=await repository.has_photo(session, row.person_curp),
-        fingers=await repository.fingers_of(session, row.person_curp),
+        has_photo=captured.has_photo, fingers=captured.fingers,
         fingers_required=list(biometrics.required_fingers(age)),
         missing=[] if row.status in ("completed", "cancelled")
-        else await _missing(session, row, person),
+        else _missing(row, person, captured),
         credential_id=row.credential_id, pickup_from=row.pickup_from, pickup_to=row.pickup_to,
         started_at=row.started_at, completed_at=row.completed_at,
     )  # fmt: skip
@@ -233,7 +248,7 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
         "enrollment:enrollment:start", "enrollment", person_curp=data.curp, subject_id=row.folio,
         within=session, detail={"module": m.code, "duplicates": len(duplicates)},
     )  # fmt: skip
-    return await _read(session, row, m)
+    return await _read(session, row, m, person)
 
 
 async def get(session: AsyncSession, folio: str, caller: Caller) -> EnrollmentRead:
@@ -353,7 +368,7 @@ async def complete(
     )
     _editable(row)
     person = await _person(session, row.person_curp)
-    missing = await _missing(session, row, person)
+    missing = _missing(row, person, await _captured(session, row.person_curp))
     if missing:
         raise Conflict(
             "el registro no puede concluir: "

@@ -24,9 +24,12 @@ AFFILIATION_COLUMNS: tuple[str, ...] = tuple(
 
 
 async def get_by_curp(
-    session: AsyncSession, curp: str, *, for_update: bool = False
+    session: AsyncSession, curp: str, *, for_update: bool = False, affiliations: bool = True
 ) -> Person | None:
-    stmt = select(Person).where(Person.curp == curp).options(selectinload(Person.affiliations))
+    """The person (with affiliations unless told otherwise: one query fewer)."""
+    stmt = select(Person).where(Person.curp == curp)
+    if affiliations:
+        stmt = stmt.options(selectinload(Person.affiliations))
     if for_update:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
