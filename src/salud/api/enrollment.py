@@ -14,7 +14,7 @@ from salud.access.permissions import Permission
 from salud.access.schemas import AccountRead
 from salud.api.credentials import TooManyRequests
 from salud.api.deps import CurrentCaller, ReadSession, Session, caller_of
-from salud.enrollment import booking, printing, service
+from salud.enrollment import booking, notify, printing, service
 from salud.enrollment.biometrics import Matcher
 from salud.enrollment.calendar import Phase
 from salud.enrollment.schemas import (
@@ -424,3 +424,13 @@ async def deliver(
     credential_id: CredentialId, body: DeliveryIn, session: Session, caller: CurrentCaller
 ) -> BatchCardRead:
     return await printing.deliver(session, credential_id, body, caller)
+
+
+@router.get(
+    "/me/notifications", summary="Mis avisos (p. ej. «su tarjeta está lista»)",
+    openapi_extra=_x(Permission.CREDENTIAL_READ),
+)  # fmt: skip
+async def my_notifications(
+    session: ReadSession, caller: CurrentCaller
+) -> list[notify.NotificationRead]:
+    return await notify.mine(session, caller)

@@ -11,6 +11,7 @@ from salud.cli import (
     credentials,
     db,
     demo,
+    enrollment,
     facilities,
     keys,
     persons,
@@ -35,6 +36,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(clients.app, name="clients")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(plan.app, name="plan")
+app.add_typer(enrollment.app, name="enrollment")
 app.command(name="serve")(serve.serve)
 
 if __name__ == "__main__":

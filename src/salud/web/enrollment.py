@@ -18,7 +18,7 @@ from salud.access.permissions import Permission, Role
 from salud.access.principal import Principal
 from salud.credentials import service as credentials
 from salud.credentials.schemas import IssueReason
-from salud.enrollment import booking, printing, service
+from salud.enrollment import booking, notify, printing, service
 from salud.enrollment.documents import ADULT, LABELS, MINOR, Document, DocumentKind
 from salud.enrollment.schemas import (
     BatchCreate,
@@ -539,6 +539,20 @@ async def decide(
         await session.rollback()
         return _back("/modulo/revisiones", _reason(exc))
     return _back("/modulo/revisiones", "Revisión resuelta.")
+
+
+# --- the citizen's notices --------------------------------------------------------------
+
+
+@router.get("/avisos", response_class=HTMLResponse)
+async def notices(request: Request, session: ReadSession) -> Response:
+    principal = _principal(request)
+    if principal is None:
+        return RedirectResponse("/entrar?next=/avisos", status_code=303)
+    if principal.curp is None:
+        return _page(request, "forbidden.html", {"principal": principal}, 403)
+    found = await notify.mine(session, _caller(request, "avisos"))
+    return _page(request, "notices.html", {"principal": principal, "notices": found})
 
 
 # --- the citizen reports a lost card ----------------------------------------------------
