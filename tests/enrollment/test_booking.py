@@ -106,6 +106,24 @@ async def test_the_calendar_and_phase_decide_the_days(
     closed = await _book(anonymous, senior2, day, module=other.module)
     assert closed.status_code == 422, closed.text
     assert "estado" in closed.json()["errors"][0]["reason"]
+    # A phase may open one region (municipalities) of a state: Tuxtla (07101) opens.
+    region = await anonymous.post(
+        f"{E}/phases", headers=admin,
+        json={"name": "Región Tuxtla", "starts_on": today_mx().isoformat(),
+              "municipalities": ["07101"]},
+    )  # fmt: skip
+    assert region.status_code == 201, region.text
+    assert (await _book(anonymous, senior2, day, module=other.module)).status_code == 422
+    tuxtla = await anonymous.post(
+        f"{E}/modules", headers=other.supervisor,
+        json={"code": "MR-07-0101", "name": "Módulo Tuxtla", "state": "07",
+              "municipality": "101", "address": "Av. Central s/n, Tuxtla Gutiérrez"},
+    )  # fmt: skip
+    assert tuxtla.status_code == 201, tuxtla.text
+    await anonymous.post(f"{E}/modules/MR-07-0101/status", headers=admin | {
+        "Authorization": token_for(Role.SUPERVISOR, module="MR-07-0101")["Authorization"]},
+        json={"status": "open"})  # fmt: skip
+    assert (await _book(anonymous, senior2, day, module="MR-07-0101")).status_code == 201
 
 
 async def test_cancel_frees_the_place_and_reschedule_keeps_the_old_one_if_full(

@@ -131,6 +131,18 @@ def test_phases_and_weekdays() -> None:
     assert not weekday_open("12345", date(2026, 12, 6))  # a Sunday
     with pytest.raises(ValidationError):
         Phase(name="x", starts_on=VISIT, states=["33"])
+    with pytest.raises(ValidationError, match="states"):
+        Phase(name="vacía", starts_on=VISIT)
+
+
+def test_a_phase_may_open_single_municipalities() -> None:
+    region = Phase(name="Valle del Mezquital", starts_on=VISIT, municipalities=["13030", "13041"])
+    assert state_open([region], "13", VISIT, "030")
+    assert not state_open([region], "13", VISIT, "048")  # Pachuca is not in the region
+    assert not state_open([region], "13", VISIT)  # a module without municipality: no
+    assert not state_open([region], "14", VISIT, "030")  # same municipality key, other state
+    with pytest.raises(ValidationError):
+        Phase(name="x", starts_on=VISIT, municipalities=["1304"])
 
 
 # --- documents ------------------------------------------------------------------------------

@@ -162,10 +162,11 @@ async def staff(session: AsyncSession, code: str, caller: Caller) -> list[Accoun
 async def create_phase(session: AsyncSession, data: PhaseCreate, caller: Caller) -> Phase:
     await caller.allow(Permission.CALENDAR_MANAGE, "enrollment:phase:create", "phase")
     phase = Phase(name=data.name, starts_on=data.starts_on, ends_on=data.ends_on,
-                  states=sorted(set(data.states)))  # fmt: skip
+                  states=sorted(set(data.states)),
+                  municipalities=sorted(set(data.municipalities)))  # fmt: skip
     session.add(EnrollmentPhase(
         name=phase.name, starts_on=phase.starts_on, ends_on=phase.ends_on, states=phase.states,
-        created_at=utcnow(), created_by=caller.actor,
+        municipalities=phase.municipalities, created_at=utcnow(), created_by=caller.actor,
     ))  # fmt: skip
     try:
         await session.flush()
@@ -179,7 +180,13 @@ async def create_phase(session: AsyncSession, data: PhaseCreate, caller: Caller)
 
 async def list_phases(session: AsyncSession) -> list[Phase]:
     return [
-        Phase(name=p.name, starts_on=p.starts_on, ends_on=p.ends_on, states=p.states)
+        Phase(
+            name=p.name,
+            starts_on=p.starts_on,
+            ends_on=p.ends_on,
+            states=p.states,
+            municipalities=p.municipalities,
+        )
         for p in await repository.phases(session)
     ]
 
@@ -251,7 +258,9 @@ async def _bookable_days(
     counts = await repository.day_counts(session, m.id, start, end)
     out: list[DayRead] = []
     for day in calendar.days_for(letter, birth, start, end):
-        if not weekday_open(m.weekdays, day) or not state_open(phases, m.state, day):
+        if not weekday_open(m.weekdays, day) or not state_open(
+            phases, m.state, day, m.municipality
+        ):
             continue
         capacity, booked = counts.get(day, (m.daily_capacity, 0))
         out.append(DayRead(day=day, capacity=capacity, booked=booked, free=capacity - booked))
@@ -292,8 +301,8 @@ async def _why_not(
         return f"solo se agenda con hasta {BOOKING_HORIZON_DAYS} días de anticipación"
     if not weekday_open(m.weekdays, day):
         return "el módulo no abre ese día de la semana"
-    if not state_open(await list_phases(session), m.state, day):
-        return "la credencialización aún no abre en ese estado ese día"
+    if not state_open(await list_phases(session), m.state, day, m.municipality):
+        return "la credencialización aún no abre en ese estado o municipio ese día"
     calendar = await active_calendar(session)
     if not calendar.allows(surname_letter(curp), _birth(curp), day):
         return (

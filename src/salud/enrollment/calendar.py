@@ -6,8 +6,9 @@ may come. The letter is the first character of the CURP, which RENAPO takes from
 surname (an initial Ñ is written X in the CURP, so Ñ surnames follow X), so a person can be
 told their days from the CURP alone, before they are in the registry.
 
-A *phase* opens states progressively: a module takes appointments on a day only when its state
-is in a phase in force that day."""
+A *phase* opens states (or, within a state, single municipalities: regions) progressively: a
+module takes appointments on a day only when a phase in force that day opens its state or its
+municipality."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SPEC = re.compile(r"^[A-Z](-[A-Z])?(,[A-Z](-[A-Z])?)*$")
 MAX_AGE = 130
 StateKey = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|[12][0-9]|3[0-2])$")]
+# A municipality as INEGI's five-digit key: state (2) + municipality (3), e.g. "13048".
+MunicipalityKey = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|[12][0-9]|3[0-2])[0-9]{3}$")]
 
 
 def letter_set(spec: str) -> frozenset[str]:
@@ -107,21 +110,31 @@ class Phase(BaseModel):
     name: str = Field(min_length=1, max_length=80)
     starts_on: date
     ends_on: date | None = None
-    states: list[StateKey] = Field(min_length=1, max_length=32, description="claves INEGI")
+    states: list[StateKey] = Field(default_factory=list, max_length=32, description="claves INEGI")
+    municipalities: list[MunicipalityKey] = Field(
+        default_factory=list, max_length=2500, description="claves INEGI de 5 dígitos"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.ends_on is not None and self.ends_on < self.starts_on:
             raise ValueError("ends_on: termina antes de empezar")
+        if not self.states and not self.municipalities:
+            raise ValueError("states: indique estados o municipios que la fase abre")
         return self
 
-    def opens(self, state: str, day: date) -> bool:
+    def opens(self, state: str, day: date, municipality: str | None = None) -> bool:
         in_force = self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
-        return in_force and state in self.states
+        if not in_force:
+            return False
+        return state in self.states or (
+            municipality is not None and f"{state}{municipality}" in self.municipalities
+        )
 
 
-def state_open(phases: list[Phase], state: str, day: date) -> bool:
-    return any(p.opens(state, day) for p in phases)
+def state_open(phases: list[Phase], state: str, day: date, municipality: str | None = None) -> bool:
+    """Whether a phase in force on `day` opens the state, or this municipality of it."""
+    return any(p.opens(state, day, municipality) for p in phases)
 
 
 def weekday_open(weekdays: str, day: date) -> bool:

@@ -76,7 +76,7 @@ class ModuleDay(Base):
 
 
 class EnrollmentPhase(Base):
-    """A phase of the drive: the states it opens, from a day (and until a day)."""
+    """A phase of the drive: the states (or municipalities) it opens, from a day (and until)."""
 
     __tablename__ = "enrollment_phases"
 
@@ -85,6 +85,7 @@ class EnrollmentPhase(Base):
     starts_on: Mapped[date] = mapped_column(Date)
     ends_on: Mapped[date | None] = mapped_column(Date)
     states: Mapped[list[str]] = mapped_column(Json)
+    municipalities: Mapped[list[str]] = mapped_column(Json)  # "13048": regions within a state
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(100))
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from salud.enrollment.calendar import Rule, StateKey
+from salud.enrollment.calendar import MunicipalityKey, Rule, StateKey
 from salud.enrollment.documents import Document, DocumentKind
 from salud.identity.schemas import PersonCreate
 
@@ -82,7 +82,10 @@ class PhaseCreate(_In):
     name: str = Field(min_length=1, max_length=80)
     starts_on: date
     ends_on: date | None = None
-    states: list[StateKey] = Field(min_length=1, max_length=32)
+    states: list[StateKey] = Field(default_factory=list, max_length=32)
+    municipalities: list[MunicipalityKey] = Field(
+        default_factory=list, max_length=2500, description="claves INEGI de 5 dígitos (regiones)"
+    )
 
 
 class CalendarCreate(_In):
