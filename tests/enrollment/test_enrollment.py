@@ -62,8 +62,11 @@ async def capture(c: httpx.AsyncClient, drive: Drive, folio: str, seed: int) -> 
     return result
 
 
-async def enroll_adult(c: httpx.AsyncClient, drive: Drive, seed: int = 1) -> dict[str, Any]:
-    doc = person_doc()
+async def enroll_adult(
+    c: httpx.AsyncClient, drive: Drive, seed: int = 1, doc: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A new adult through the whole visit (a given registration document, or a new one)."""
+    doc = doc or person_doc()
     started = await start(c, drive, doc)
     assert started.status_code == 201, started.text
     folio = started.json()["folio"]

@@ -28,7 +28,7 @@ from salud.enrollment.models import Appointment
 from salud.kit.clock import today_mx
 from tests.conftest import TokenFor, keyring_of
 from tests.enrollment.conftest import MODULE, Drive, E
-from tests.enrollment.test_enrollment import adult_documents, capture, enroll_adult, start
+from tests.enrollment.test_enrollment import enroll_adult, start
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -90,18 +90,7 @@ async def enroll_with_appointment(c: httpx.AsyncClient, drive: Drive, seed: int)
     """Book today at the module, come, and be enrolled: the appointment is kept."""
     doc = person_doc()
     await book(c, doc["curp"], drive.module, today_mx())
-    started = await start(c, drive, doc)
-    assert started.status_code == 201, started.text
-    folio = started.json()["folio"]
-    docs = await c.put(
-        f"{E}/enrollments/{folio}/documents", json=adult_documents(), headers=drive.operator
-    )
-    assert docs.status_code == 200, docs.text
-    await capture(c, drive, folio, seed)
-    done = await c.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
-    assert done.status_code == 200, done.text
-    receipt: dict[str, Any] = done.json()
-    return receipt
+    return await enroll_adult(c, drive, seed, doc)
 
 
 class Expected:
