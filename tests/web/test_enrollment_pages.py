@@ -4,6 +4,7 @@ module desk only for module staff, and a citizen's report of a lost card."""
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote_plus
 
 import httpx
 import pytest
@@ -88,3 +89,25 @@ async def test_a_citizen_reports_a_lost_card(
     )
     states = sorted(c["status"] for c in cards.json())
     assert states == ["issued", "superseded"]
+
+
+async def test_the_desk_reissues_a_lost_card(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    receipt = await enroll_adult(anonymous, drive, 43)
+    _cookie(anonymous, drive.operator)
+    desk = await anonymous.get("/modulo")
+    token = _csrf(desk.text)
+    first = await anonymous.post(
+        "/modulo/reposicion", data={"curp": receipt["curp"], "reason": "first", "csrf": token}
+    )
+    assert "primera tarjeta" in unquote_plus(first.headers["location"])
+    done = await anonymous.post(
+        "/modulo/reposicion", data={"curp": receipt["curp"], "reason": "lost", "csrf": token}
+    )
+    assert done.status_code == 303
+    assert "Tarjeta número 2 expedida" in unquote_plus(done.headers["location"])
+    cards = await anonymous.get(
+        f"/api/v1/persons/{receipt['curp']}/credentials", headers=drive.operator
+    )
+    assert sorted(c["status"] for c in cards.json()) == ["issued", "superseded"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -89,7 +90,8 @@ def _staff(request: Request, purpose: str) -> tuple[Principal | None, Response |
 
 
 def _back(path: str, message: str | None = None) -> Response:
-    return RedirectResponse(path + (f"?aviso={message}" if message else ""), status_code=303)
+    query = f"?{urlencode({'aviso': message})}" if message else ""
+    return RedirectResponse(path + query, status_code=303)
 
 
 # --- the citizen's booking ----------------------------------------------------------------
@@ -394,6 +396,32 @@ async def receipt(request: Request, folio: str, session: WriteSession) -> Respon
     return _page(request, "receipt.html", {"principal": principal, "r": found})
 
 
+@router.post("/modulo/reposicion")
+async def module_reissue(
+    request: Request,
+    session: WriteSession,
+    curp: Annotated[str, Form(max_length=18)],
+    reason: Annotated[IssueReason, Form()] = IssueReason.LOST,
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+) -> Response:
+    """A lost (or damaged) card reissued at the desk: the old card is void at once and the new
+    one joins the module's next print batch."""
+    _check_csrf(request, csrf_token)
+    caller = _caller(request, "reposicion")
+    state = request.app.state
+    try:
+        if reason is IssueReason.FIRST:
+            raise InvalidInput.on("reason", "la primera tarjeta se expide al concluir el registro")
+        done = await credentials.issue(
+            session, state.signer, state.keyring, state.credential_config,
+            curp.strip().upper(), reason, caller,
+        )  # fmt: skip
+    except DomainError as exc:
+        await session.rollback()
+        return _back("/modulo", _reason(exc))
+    return _back("/modulo", f"Tarjeta número {done.sequence} expedida; la anterior quedó anulada.")
+
+
 # --- print batches and delivery -------------------------------------------------------------
 
 
@@ -517,8 +545,9 @@ async def reviews(
     if principal is None or not principal.may(Permission.ENROLLMENT_APPROVE):
         return _page(request, "forbidden.html", {"principal": principal}, 403)
     found = await service.list_reviews(session, _caller(request, "supervision"))
+    matcher = request.app.state.biometric_matcher.name
     return _page(request, "reviews.html", {"principal": principal, "reviews": found,
-                                           "notice": aviso})  # fmt: skip
+                                           "notice": aviso, "matcher_name": matcher})  # fmt: skip
 
 
 @router.post("/modulo/revisiones/{review_id}")
