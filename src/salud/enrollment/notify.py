@@ -61,9 +61,7 @@ async def mine(session: AsyncSession, caller: Caller) -> list[NotificationRead]:
     )
     await caller.record("enrollment:notification:read", "notification", person_curp=curp)
     return [
-        NotificationRead(
-            kind=n.kind, message=n.message, created_at=n.created_at, sent_at=n.sent_at
-        )
+        NotificationRead(kind=n.kind, message=n.message, created_at=n.created_at, sent_at=n.sent_at)
         for n in rows.scalars()
     ]
 
