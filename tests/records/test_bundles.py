@@ -160,35 +160,37 @@ async def test_bad_paging_and_versions_are_400_and_conditional_create_works_for_
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
     doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
-    bad_count = await client.get("/fhir/Organization/_history?_count=muchos", headers=doctor)
+    bad_count = await client.get("/fhir/Practitioner/_history?_count=muchos", headers=doctor)
     assert bad_count.status_code == 400
     assert outcome(bad_count)["issue"][0]["expression"] == ["_count"]
-    org = {
-        "resourceType": "Organization",
-        "name": "Hospital de prueba",
-        "identifier": [{"system": "urn:oid:2.16.840.1.113883.4.631", "value": "HGIMS000010"}],
+    # Organization and Location mirror the catalogs (records/mirror.py): Practitioner is a
+    # type that belongs to nobody's record and is still written through the API.
+    doc = {
+        "resourceType": "Practitioner",
+        "name": [{"family": "Pérez", "given": ["Ana"]}],
+        "identifier": [{"system": "https://www.cedulaprofesional.sep.gob.mx", "value": "1234567"}],
     }
     condition_header = {
         **doctor,
-        "If-None-Exist": "identifier=urn:oid:2.16.840.1.113883.4.631|HGIMS000010",
+        "If-None-Exist": "identifier=https://www.cedulaprofesional.sep.gob.mx|1234567",
     }
-    first = await client.post("/fhir/Organization", json=org, headers=condition_header)
+    first = await client.post("/fhir/Practitioner", json=doc, headers=condition_header)
     assert first.status_code == 201, first.text
-    again = await client.post("/fhir/Organization", json=org, headers=condition_header)
+    again = await client.post("/fhir/Practitioner", json=doc, headers=condition_header)
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
-    org_id = first.json()["id"]
-    put = {"method": "PUT", "url": f"Organization/{org_id}", "ifMatch": "ayer"}
+    doc_id = first.json()["id"]
+    put = {"method": "PUT", "url": f"Practitioner/{doc_id}", "ifMatch": "ayer"}
     stale = {
         "resourceType": "Bundle",
         "type": "transaction",
-        "entry": [{"resource": {**org, "id": org_id}, "request": put}],
+        "entry": [{"resource": {**doc, "id": doc_id}, "request": put}],
     }
     refused = await client.post("/fhir", json=stale, headers=doctor)
     assert refused.status_code == 400
     assert "ifMatch" in outcome(refused)["issue"][0]["expression"][0]
     header = await client.put(
-        f"/fhir/Organization/{first.json()['id']}", json={**org, "id": first.json()["id"]},
+        f"/fhir/Practitioner/{first.json()['id']}", json={**doc, "id": first.json()["id"]},
         headers={**doctor, "If-Match": "W/\"uno\""},
     )  # fmt: skip
     assert header.status_code == 400

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from salud import __version__
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.errors import DomainError
-from salud.records import auditevents, bundles, service, summary
+from salud.records import auditevents, bundles, mirror, mirrored, service, summary
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse, validate
@@ -63,6 +63,8 @@ async def _guard(call: Callable[[], Awaitable[Response]]) -> Response:
 async def _render(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FhirError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status == 405:  # RFC 9110 §15.5.6: a 405 names the methods the resource allows
+        headers = {"Allow": "GET"}
     return _fhir(operation_outcome(exc.issues), exc.status, headers)
 
 
@@ -220,6 +222,7 @@ async def search(kind: str, request: Request, session: ReadSession, reader: Read
 @router.post("/{kind}")
 async def create(kind: str, request: Request, session: Session, reader: Reader) -> Response:
     async def run() -> Response:
+        mirror.refuse_write(kind)
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
         condition = request.headers.get("if-none-exist")
@@ -272,6 +275,7 @@ async def update(
     kind: str, fhir_id: str, request: Request, session: Session, reader: Reader
 ) -> Response:
     async def run() -> Response:
+        mirror.refuse_write(kind)
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
         stored, created = await service.update(
@@ -360,6 +364,8 @@ def capability_statement(base: str) -> dict[str, Any]:
         }
     ]
     for kind, params in sorted(PARAMS.items()):
+        if kind in mirrored.KINDS:  # read and search only: appended below
+            continue
         interactions = ["read", "vread", "update", "delete", "history-instance", "create",
                         "search-type"]  # fmt: skip
         if kind not in PATIENT_PATH:
@@ -387,7 +393,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                     f"{other}:{n}"
                     for other, ps in PARAMS.items()
                     for n, p in ps.items()
-                    if p.kind == "reference" and other != kind
+                    if p.kind == "reference" and other != kind and other not in mirrored.KINDS
                 ),
                 "searchParam": [
                     {"name": n, "type": kinds[p.kind]} for n, p in sorted(params.items())
@@ -395,6 +401,7 @@ def capability_statement(base: str) -> dict[str, Any]:
                 + [{"name": "_id", "type": "token"}, {"name": "_lastUpdated", "type": "date"}],
             }
         )
+    resources += mirrored.capabilities()
     resources.append(
         {
             "type": "AuditEvent",

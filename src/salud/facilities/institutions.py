@@ -49,6 +49,16 @@ _BY_AFFILIATION: dict[int, frozenset[str]] = {
 }
 
 
+# The same institution under its CLUES letters and its DGIS AFILIACION code: who it is, not
+# who may be served where (that is `_BY_AFFILIATION`). IMO is IMSS's own IMSS-Bienestar
+# programme (DGIS 10, "régimen Bienestar"); IMB the decentralized Servicios de Salud
+# IMSS-Bienestar (DGIS 14, "OPD IMSS Bienestar"). The other CLUES institutions (SSA, DIF, Cruz
+# Roja, private units…) carry no DGIS affiliation code.
+AFFILIATION_CODE: dict[str, int] = {
+    "IMS": 2, "IST": 3, "PMX": 4, "SDN": 5, "SMA": 6, "IMO": 10, "IMB": 14,
+}  # fmt: skip
+
+
 def institution_name(code: str) -> str | None:
     return INSTITUTIONS.get(code)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.facilities.models import HealthUnit, HealthUnitVersion
@@ -98,6 +98,49 @@ async def search(
     )
     units = list((await session.execute(query)).scalars())
     return units, total
+
+
+async def find(
+    session: AsyncSession,
+    *,
+    clues: Collection[str] | None = None,
+    state_codes: Collection[str] | None = None,
+    institution_codes: Collection[str] | None = None,
+    name_key: str | None = None,
+    name_prefix: bool = False,
+    in_operation: bool | None = None,
+    limit: int,
+    offset: int,
+) -> tuple[list[HealthUnit], int]:
+    """Units matching every given filter (a collection: any of its values), by CLUES key;
+    the FHIR Location search. `name_key` is a folded name: the start of the unit's name
+    (`name_prefix`) or any part of it."""
+    conditions: list[ColumnElement[bool]] = []
+    for column, values in (
+        (HealthUnit.clues, clues),
+        (HealthUnit.state_code, state_codes),
+        (HealthUnit.institution_code, institution_codes),
+    ):
+        if values is not None:
+            conditions.append(column.in_(sorted(values)))
+    if name_key:  # letters and spaces only: no LIKE wildcards to escape
+        key = HealthUnit.name_key
+        conditions.append(key.startswith(name_key) if name_prefix else key.contains(name_key))
+    if in_operation is not None:
+        conditions.append(HealthUnit.in_operation.is_(in_operation))
+    total = await session.scalar(select(func.count()).select_from(HealthUnit).where(*conditions))
+    query = (
+        select(HealthUnit).where(*conditions).order_by(HealthUnit.clues).limit(limit).offset(offset)
+    )
+    return list((await session.execute(query)).scalars()), int(total or 0)
+
+
+async def existing(session: AsyncSession, keys: Collection[str]) -> set[str]:
+    """Which of these CLUES keys are units of the catalog."""
+    found = await session.scalars(
+        select(HealthUnit.clues).where(HealthUnit.clues.in_(sorted(keys)))
+    )
+    return set(found)
 
 
 async def versions(session: AsyncSession, clues: str) -> list[HealthUnitVersion]:

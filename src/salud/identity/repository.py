@@ -77,6 +77,18 @@ async def existing_curps(session: AsyncSession, curps: Sequence[str]) -> set[str
     return set(await session.scalars(stmt))
 
 
+async def affiliation_keys(
+    session: AsyncSession, curps: Sequence[str]
+) -> set[tuple[str, int, str | None]]:
+    """(CURP, institution code, member number) of every affiliation of these persons."""
+    stmt = (
+        select(Person.curp, Affiliation.institution_code, Affiliation.member_number)
+        .join(Affiliation, Affiliation.person_id == Person.id)
+        .where(Person.curp.in_(curps))
+    )
+    return {(r[0], r[1], r[2]) for r in (await session.execute(stmt)).all()}
+
+
 async def curp_exists(session: AsyncSession, curp: str) -> bool:
     found = await session.execute(select(Person.id).where(Person.curp == curp))
     return found.first() is not None

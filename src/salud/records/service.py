@@ -28,7 +28,7 @@ from salud.identity import repository as persons
 from salud.identity.catalogs import affiliation_catalog
 from salud.identity.models import Person
 from salud.kit.clock import utcnow
-from salud.records import repository
+from salud.records import mirror, mirrored, repository
 from salud.records.indexing import (
     PARAMS,
     PATIENT_PATH,
@@ -142,6 +142,8 @@ async def check_references(session: AsyncSession, *docs: dict[str, Any]) -> None
     for kind, ids in sorted(wanted.items()):
         if kind == "Patient":
             found = await persons.existing_curps(session, sorted(ids))
+        elif kind in mirror.KINDS:  # the catalogs and the registry (records/mirror.py)
+            found = await mirrored.existing(session, kind, sorted(ids))
         elif kind in PARAMS:
             found = await repository.live_ids(session, kind, sorted(ids))
         else:
@@ -180,6 +182,7 @@ async def create(
     fhir_id: str | None = None, *, check_refs: bool = True,
 ) -> Stored:  # fmt: skip
     kind = doc["resourceType"]
+    mirror.refuse_write(kind)
     validate(doc)
     curp = _patient_curp(doc)
     who = await _may(
@@ -211,6 +214,7 @@ async def update(
     doc: dict[str, Any], if_match: int | None, *, check_refs: bool = True,
 ) -> tuple[Stored, bool]:  # fmt: skip
     """Replace a resource (a new version); (stored, created). A stale If-Match is 412."""
+    mirror.refuse_write(kind)
     if doc.get("id") != fhir_id:
         raise FhirError.one(400, "invalid", "el id del recurso debe ser el de la URL", f"{kind}.id")
     row = await repository.current(session, kind, fhir_id, for_update=True)
@@ -251,6 +255,7 @@ async def remove(
     session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str
 ) -> None:
     """Delete: a new, deleted version; nothing is erased (history keeps every version)."""
+    mirror.refuse_write(kind)
     row = await repository.current(session, kind, fhir_id, for_update=True)
     if row is None or row.deleted:
         return  # FHIR: deleting what is not there succeeds
@@ -274,6 +279,9 @@ async def read(
 ) -> Stored:  # fmt: skip
     if kind == "Patient":
         return await _read_patient(session, reader, caller, fhir_id)
+    if kind in mirror.KINDS and mirror.owns(kind, fhir_id):
+        shown = await mirrored.read(session, reader, caller, kind, fhir_id, version_id, _may)
+        return Stored(*shown)
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     row: _Row | FhirResource | FhirResourceVersion | None
@@ -335,6 +343,8 @@ async def history(
     fhir_id: str | None, count: int,
 ) -> dict[str, Any]:  # fmt: skip
     """Instance or type history as a `history` Bundle, newest first."""
+    if kind in mirror.KINDS and (fhir_id is None or mirror.owns(kind, fhir_id)):
+        raise mirror.no_history(kind)
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     curp, row = None, None
@@ -494,8 +504,10 @@ async def everything(
     await who.record(action, "Patient", person_curp=curp, subject_id=f"Patient/{curp}",
                      detail={"total": total})  # fmt: skip
     entries: list[dict[str, Any]] = []
+    covered = mirrored.coverages_for(caller, person)  # the Patient compartment's Coverage
     if offset == 0:
         entries.append({"fullUrl": f"{base}/Patient/{curp}", "resource": to_patient(person)})
+        entries += [{"fullUrl": f"{base}/Coverage/{c['id']}", "resource": c} for c in covered]
     entries += [
         {"fullUrl": f"{base}/{kind}/{rid}", "resource": orjson.loads(content)}
         for kind, rid, content in rows
@@ -504,8 +516,8 @@ async def everything(
     links = [{"relation": "self", "url": page + (f"&_offset={offset}" if offset else "")}]
     if offset + count < total:
         links.append({"relation": "next", "url": f"{page}&_offset={offset + count}"})
-    return {"resourceType": "Bundle", "type": "searchset", "total": total + 1, "link": links,
-            "entry": entries}  # fmt: skip
+    return {"resourceType": "Bundle", "type": "searchset", "total": total + 1 + len(covered),
+            "link": links, "entry": entries}  # fmt: skip
 
 
 def _token_value(raw: str) -> tuple[str | None, str]:
@@ -530,6 +542,8 @@ async def search(
     query: list[tuple[str, str]],
 ) -> dict[str, Any]:  # fmt: skip
     """A searchset Bundle with paging links. Unknown parameters are refused, by name."""
+    if kind in mirror.KINDS:
+        return await mirrored.search(session, reader, caller, base, kind, query, _may)
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     known = PARAMS[kind]
