@@ -16,6 +16,7 @@ from salud.cli import (
     keys,
     persons,
     plan,
+    records,
     serve,
     synth,
 )
@@ -36,6 +37,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(clients.app, name="clients")
 app.add_typer(credentials.app, name="credentials")
 app.add_typer(plan.app, name="plan")
+app.add_typer(records.app, name="records")
 app.add_typer(enrollment.app, name="enrollment")
 app.command(name="serve")(serve.serve)
 

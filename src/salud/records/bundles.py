@@ -25,6 +25,7 @@ from salud.access.audit_tx import record_in_transaction
 from salud.access.context import Caller
 from salud.errors import DomainError
 from salud.records import service
+from salud.records.indexing import local_references, unresolved_references
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
 from salud.storage.fastread import FastReader
@@ -60,6 +61,17 @@ def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
             raise FhirError.one(
                 400, "required", "falta request.url", f"Bundle.entry[{i}].request.url"
             )
+        if "://" in request["url"].split("?")[0]:  # R4 entry.request.url: relative to base
+            raise FhirError.one(
+                400, "not-supported", "request.url debe ser relativa a la base del servidor",
+                f"Bundle.entry[{i}].request.url",
+            )  # fmt: skip
+        conditional = sorted({"ifNoneExist", "ifNoneMatch", "ifModifiedSince"} & set(request))
+        if conditional:  # not done, so not silently ignored either
+            raise FhirError.one(
+                400, "not-supported", f"{', '.join(conditional)} no admitido en un Bundle",
+                f"Bundle.entry[{i}].request",
+            )  # fmt: skip
     return entries
 
 
@@ -141,11 +153,13 @@ def _failure(exc: Exception, index: int) -> FhirError:
 
 
 async def transaction(
-    session: AsyncSession, reader: FastReader, caller: Caller, base: str, bundle: dict[str, Any]
-) -> dict[str, Any]:
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, bundle: dict[str, Any],
+    *, lenient: bool = False,
+) -> dict[str, Any]:  # fmt: skip
     """Process a transaction in `session` (the caller commits, or rolls back on error). Every
     audit entry goes into the same transaction: kept if it commits, gone with it if not (the
-    adapter then records the failed attempt)."""
+    adapter then records the failed attempt). `lenient` (bulk loads only, never the API): a
+    reference to nothing is a warning in its entry's `response.outcome`, not a refusal."""
     pending: list[AuditEntry] = []
     caller = replace(caller, within=session, pending=pending, bases={})
     entries = _entries(bundle)
@@ -153,6 +167,7 @@ async def transaction(
     order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
     responses: dict[int, dict[str, Any]] = {}
     written: list[dict[str, Any]] = []
+    written_at: list[int] = []
     for i in order:
         try:
             response, result = await _one(session, reader, caller, base, entries[i], ids, False)
@@ -161,10 +176,20 @@ async def transaction(
         responses[i] = {"response": response}
         if result and entries[i]["request"]["method"] in ("POST", "PUT"):
             written.append(result["resource"])
+            written_at.append(i)
         elif result:
             responses[i]["resource"] = result["resource"]
     # Every reference, now that the whole transaction is written (one query per type).
-    await service.check_references(session, *written)
+    if lenient:
+        missing = set(await service.dangling_references(session, *written))
+        for i, doc in zip(written_at, written, strict=True):
+            refs = sorted((set(local_references(doc)) | set(unresolved_references(doc))) & missing)
+            if refs:
+                text = "referencia a un recurso que no existe: " + ", ".join(refs)
+                issue = Issue("not-found", text, None, "warning")
+                responses[i]["response"]["outcome"] = operation_outcome([issue])
+    else:
+        await service.check_references(session, *written)
     if pending:  # the transaction's audit entries, appended together
         await record_in_transaction(session, caller.audit.key, pending)
     return {

@@ -115,8 +115,14 @@ PATIENT_PATH: dict[str, str] = {
 }
 
 
-def _values(node: Any, path: str) -> Iterator[Any]:
-    """Every value at a dotted path; lists are walked; `name[x]` tries every choice."""
+# The choice types a date parameter indexes (R4 search parameters such as onset-date are
+# `onset.as(dateTime) | onset.as(Period)`: an onsetString or onsetAge is not a date).
+_DATE_CHOICES = ("DateTime", "Period", "Instant", "Date")
+
+
+def _values(node: Any, path: str, choices: tuple[str, ...] | None = None) -> Iterator[Any]:
+    """Every value at a dotted path; lists are walked; `name[x]` tries every choice (or
+    only those whose type is in `choices`)."""
     head, _, rest = path.partition(".")
     nodes = node if isinstance(node, list) else [node]
     for item in nodes:
@@ -125,13 +131,17 @@ def _values(node: Any, path: str) -> Iterator[Any]:
         if head.endswith("[x]"):
             stem = head[:-3]
             found = [
-                v for k, v in item.items() if k.startswith(stem) and k[len(stem) :][:1].isupper()
+                v
+                for k, v in item.items()
+                if k.startswith(stem)
+                and k[len(stem) :][:1].isupper()
+                and (choices is None or k[len(stem) :] in choices)
             ]
         else:
             found = [item[head]] if head in item else []
         for value in found:
             if rest:
-                yield from _values(value, rest)
+                yield from _values(value, rest, choices)
             elif isinstance(value, list):
                 yield from value
             else:
@@ -207,7 +217,8 @@ def index(resource: dict[str, Any]) -> Index:
     out = Index([], [], [])
     for name, param in PARAMS.get(resource["resourceType"], {}).items():
         for path in param.paths:
-            for value in _values(resource, path):
+            choices = _DATE_CHOICES if param.kind == "date" else None
+            for value in _values(resource, path, choices):
                 if param.kind == "token":
                     out.tokens.extend((name, s, c[:200]) for s, c in tokens(value))
                 elif param.kind == "reference":

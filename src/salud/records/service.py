@@ -29,6 +29,7 @@ from salud.identity.catalogs import affiliation_catalog
 from salud.identity.models import Person
 from salud.kit.clock import utcnow
 from salud.records import mirror, mirrored, repository
+from salud.records.compartment import MAX_PATIENT_ID, partition
 from salud.records.indexing import (
     PARAMS,
     PATIENT_PATH,
@@ -42,6 +43,7 @@ from salud.records.models import FhirResource, FhirResourceVersion
 from salud.records.outcome import FhirError
 from salud.records.patient import to_patient
 from salud.records.sensitivity import CATEGORIES, LABELS, categories
+from salud.records.types import STORED_TYPES
 from salud.records.validation import validate
 from salud.storage.fastread import FastReader
 
@@ -116,23 +118,23 @@ def person_scope(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _patient_curp(doc: dict[str, Any]) -> str | None:
-    path = PATIENT_PATH.get(doc["resourceType"])
-    if path is None:
-        return None
-    patient = patient_of(doc)
-    if patient is None:
-        raise FhirError.one(
-            422, "required",
-            f"{doc['resourceType']} debe referir a su paciente (Patient/CURP) en {path}",
-            f"{doc['resourceType']}.{path}",
-        )  # fmt: skip
-    return patient
+    return partition(doc)
 
 
 async def check_references(session: AsyncSession, *docs: dict[str, Any]) -> None:
     """Interactive writes refuse a reference to nothing (FHIR R4 §3.1.1.4, referential
-    integrity): every relative reference must name a live resource or a registered person.
-    One query per referenced type, however many resources are checked together."""
+    integrity): every relative reference must name a live resource or a registered person."""
+    missing = await dangling_references(session, *docs)
+    if missing:
+        raise FhirError.one(
+            422, "not-found", "referencia a un recurso que no existe: " + ", ".join(missing)
+        )
+
+
+async def dangling_references(session: AsyncSession, *docs: dict[str, Any]) -> list[str]:
+    """The references of these resources that name nothing: not a live resource, not a
+    registered person, not a Patient kept outside the registry. One query per referenced
+    type, however many resources are checked together."""
     missing = sorted({ref for doc in docs for ref in unresolved_references(doc)})
     wanted: dict[str, set[str]] = {}
     for doc in docs:
@@ -142,17 +144,16 @@ async def check_references(session: AsyncSession, *docs: dict[str, Any]) -> None
     for kind, ids in sorted(wanted.items()):
         if kind == "Patient":
             found = await persons.existing_curps(session, sorted(ids))
+            if ids - found:
+                found |= await repository.live_ids(session, kind, sorted(ids - found))
         elif kind in mirror.KINDS:  # the catalogs and the registry (records/mirror.py)
             found = await mirrored.existing(session, kind, sorted(ids))
-        elif kind in PARAMS:
+        elif kind in STORED_TYPES:
             found = await repository.live_ids(session, kind, sorted(ids))
         else:
             found = set()
         missing += [f"{kind}/{i}" for i in sorted(ids - found)]
-    if missing:
-        raise FhirError.one(
-            422, "not-found", "referencia a un recurso que no existe: " + ", ".join(missing)
-        )
+    return missing
 
 
 def _with_meta(
@@ -277,12 +278,14 @@ async def read(
     session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str,
     version_id: int | None = None,
 ) -> Stored:  # fmt: skip
+    if kind == "Patient" and len(fhir_id) > MAX_PATIENT_ID:  # no such partition key
+        raise FhirError.one(404, "not-found", f"no existe Patient/{fhir_id}")
     if kind == "Patient":
         return await _read_patient(session, reader, caller, fhir_id)
     if kind in mirror.KINDS and mirror.owns(kind, fhir_id):
         shown = await mirrored.read(session, reader, caller, kind, fhir_id, version_id, _may)
         return Stored(*shown)
-    if kind not in PARAMS:
+    if kind not in STORED_TYPES:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     row: _Row | FhirResource | FhirResourceVersion | None
     if version_id is None:  # the hot path: raw statements through the FastReader, no ORM
@@ -323,7 +326,13 @@ async def _read_patient(
         reader, caller, Permission.RECORD_READ, "records:Patient:read", "Patient", curp, curp
     )
     person = await persons.get_by_curp(session, curp)
-    if person is None:
+    if person is None:  # a Patient kept outside the registry (bulk loads), else nothing
+        found = await repository.current_fast(reader, "Patient", curp)
+        if found is not None and not found["deleted"]:
+            await who.record(
+                "records:Patient:read", "Patient", person_curp=curp, subject_id=f"Patient/{curp}"
+            )
+            return Stored(curp, found["version_id"], found["last_updated"], found["content"])
         await who.record("records:Patient:read", "Patient", person_curp=curp, outcome="not_found")
         raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
     await who.record(
@@ -345,7 +354,7 @@ async def history(
     """Instance or type history as a `history` Bundle, newest first."""
     if kind in mirror.KINDS and (fhir_id is None or mirror.owns(kind, fhir_id)):
         raise mirror.no_history(kind)
-    if kind not in PARAMS:
+    if kind not in STORED_TYPES or (fhir_id is None and kind not in PARAMS):
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     curp, row = None, None
     if fhir_id is not None:

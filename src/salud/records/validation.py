@@ -9,12 +9,11 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from salud.identity import curp
 from salud.records.codes import CIE10_SYSTEMS, cie10_known
-from salud.records.indexing import PARAMS
+from salud.records.compartment import MAX_PATIENT_ID
 from salud.records.outcome import FhirError, Issue
-
-# Types stored in the FHIR store (Patient comes from the registry).
-STORED_TYPES = frozenset(PARAMS)
+from salud.records.types import STORED_TYPES, refusal
 
 
 def parse(body: bytes, expected_type: str | None = None) -> dict[str, Any]:
@@ -46,13 +45,17 @@ def _expression(loc: tuple[Any, ...], kind: str) -> str:
     return ".".join(parts)
 
 
-def validate(doc: dict[str, Any]) -> None:
-    """Check a resource against its R4B model and our rules; FhirError names each problem."""
+def validate(doc: dict[str, Any], *, unregistered_patient: bool = False) -> None:
+    """Check a resource against its R4B model and our rules; FhirError names each problem.
+    `unregistered_patient`: a Patient outside the registry is accepted (bulk loads only)."""
     kind = doc["resourceType"]
-    if kind not in STORED_TYPES:
+    if kind == "Patient" and unregistered_patient:
+        _check_unregistered_patient(doc)
+    elif kind not in STORED_TYPES:
         raise FhirError.one(
-            400, "not-supported", f"este servidor no guarda recursos {kind}", "resourceType"
-        )
+            400, "not-supported", f"este servidor no guarda recursos {kind}: {refusal(kind)}",
+            "resourceType",
+        )  # fmt: skip
     try:
         get_fhir_model_class(kind).model_validate(doc)
     except ValidationError as exc:
@@ -62,6 +65,25 @@ def validate(doc: dict[str, Any]) -> None:
         ]
         raise FhirError(400, issues) from None
     _check_codes(doc)
+
+
+def _check_unregistered_patient(doc: dict[str, Any]) -> None:
+    """A Patient kept in the store is its own record's partition key: an id of at most 18
+    characters that is not a CURP (a CURP's Patient is the registry's person)."""
+    fhir_id = doc.get("id")
+    if not isinstance(fhir_id, str) or not 0 < len(fhir_id) <= MAX_PATIENT_ID:
+        raise FhirError.one(
+            422, "business-rule",
+            f"un Patient fuera del padrón necesita un id de 1 a {MAX_PATIENT_ID} caracteres",
+            "Patient.id",
+        )  # fmt: skip
+    if curp.is_valid(fhir_id):
+        raise FhirError.one(
+            422, "business-rule",
+            f"Patient/{fhir_id} es una CURP: esa persona se registra en el padrón "
+            "(salud persons import), no como recurso",
+            "Patient.id",
+        )  # fmt: skip
 
 
 def _check_codes(doc: dict[str, Any]) -> None:

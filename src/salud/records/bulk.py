@@ -1,0 +1,357 @@
+"""Bulk import of FHIR resources from NDJSON (one resource per line): `salud records import`.
+
+Each line is checked exactly as an interactive write checks it (records/validation.py: the
+R4B model, then our rules; records/compartment.py: whose record it is) and stored in the
+same tables in the same way (records/bulk_repository.py: the current row, the earlier
+version when it changes, the index rows from records/indexing.py, the person as partition
+key, the sensitive categories, `meta` with the writing institution and unit).
+
+- Chunks: the lines of a chunk are one transaction, with their audit entries. A rejected line
+  does not stop its chunk: it goes to the rejects file (`FILE.rechazos.ndjson`: line,
+  resource, reason) and the rest of the chunk is written.
+- Idempotent where a line carries its id: a resource already stored with the same content
+  (apart from the server's `meta`) is left alone; with other content it gets a new version.
+  A line without an id is a new resource each time (the server assigns the id), so such a
+  file is not safe to re-run. The file is applied in order: a later line with the same type
+  and id is a new version of the resource.
+- References: a reference must name a resource already stored, a registered person, or a
+  resource of the same chunk (a file should list the resources others point at first, as
+  `$export`'s Patient, Practitioner… files do). A reference to nothing refuses the line with
+  the reason, as an interactive write does; with `lenient` the line is stored and each such
+  reference is written to `FILE.sin-destino.ndjson` and counted in the report instead.
+- Organization, Location and Coverage with the mirror's own ids (`inst-…`, a CLUES key,
+  `CURP-code…`) are the registry's and the catalogs' (records/mirror.py): refused; other ids
+  of these types are kept, as the mirror expects of bulk loads.
+- Patient: a line whose id is a CURP is rejected (that person belongs in the registry:
+  `salud persons import`); any other Patient is kept in the store as a Patient outside the
+  registry, its own record's partition (see docs/fhir.md).
+- Audit: one entry per person per chunk (`records:bulk:import`, with the counts), and one per
+  chunk for the resources that belong to nobody's record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.audit import AuditEntry
+from salud.access.audit_tx import record_in_transaction
+from salud.access.context import Caller
+from salud.access.permissions import Permission, Role
+from salud.access.scopes import allows
+from salud.kit.clock import utcnow
+from salud.records import bulk_repository, mirror, service
+from salud.records.bulk_repository import Existing
+from salud.records.compartment import partition
+from salud.records.indexing import Index, index, local_references, unresolved_references
+from salud.records.outcome import FhirError
+from salud.records.sensitivity import categories
+from salud.records.validation import parse, validate
+
+REJECTS_SUFFIX = ".rechazos.ndjson"
+DANGLING_SUFFIX = ".sin-destino.ndjson"
+ACTION = "records:bulk:import"
+_KEPT = 1000  # rejects and dangling references kept in the report (all go to the files)
+_SERVER_META = frozenset({"versionId", "lastUpdated", "source"})
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    line: int
+    resource: str  # "Type/id", or "" when the line could not be read that far
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dangling:
+    line: int
+    resource: str
+    target: str
+
+
+@dataclass
+class ImportReport:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    dangling: int = 0
+    rejects: list[Rejected] = field(default_factory=list)
+    danglings: list[Dangling] = field(default_factory=list)
+    by_type: Counter[str] = field(default_factory=Counter)  # created or updated
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    line: int
+    kind: str
+    fhir_id: str
+    curp: str | None
+    doc: dict[str, Any]
+    comparable: bytes
+    sensitivity: str
+    index: Index
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.fhir_id}"
+
+
+def reason_of(exc: FhirError) -> str:
+    return "; ".join(
+        f"{i.expression}: {i.diagnostics}" if i.expression else i.diagnostics for i in exc.issues
+    )
+
+
+def comparable(doc: dict[str, Any]) -> bytes:
+    """The resource as compared for "same content": without its id and without what the
+    server writes into `meta` (version, time, source, the institution's tag)."""
+    out = {k: v for k, v in doc.items() if k not in ("id", "meta")}
+    meta = {k: v for k, v in (doc.get("meta") or {}).items() if k not in _SERVER_META}
+    tags = [t for t in meta.get("tag") or [] if t.get("system") != service.INSTITUTION_TAG]
+    meta.pop("tag", None)
+    if tags:
+        meta["tag"] = tags
+    if meta:
+        out["meta"] = meta
+    return orjson.dumps(out, option=orjson.OPT_SORT_KEYS)
+
+
+def check_caller(caller: Caller) -> None:
+    """A bulk import is a system's work: a machine principal allowed to write the record."""
+    p = caller.principal
+    if p.role is not Role.CLIENT or not p.may(Permission.RECORD_WRITE):
+        raise FhirError.one(
+            403, "forbidden", "la importación masiva la hace un sistema con scopes de escritura"
+        )
+
+
+def prepare(line: int, raw: bytes, caller: Caller) -> _Item | Rejected:
+    """Read and check one line, as an interactive write would (nothing stored yet)."""
+    resource = ""
+    try:
+        doc = parse(raw)
+        kind = doc["resourceType"]
+        given = doc.get("id")
+        resource = f"{kind}/{given}" if isinstance(given, str) else kind
+        validate(doc, unregistered_patient=True)
+        if kind in mirror.KINDS and isinstance(given, str) and mirror.owns(kind, given):
+            raise mirror.read_only(kind)  # the mirror answers that id (records/mirror.py)
+        if not allows(caller.principal.scopes, kind, True):
+            raise FhirError.one(403, "forbidden", f"los scopes del importador no cubren {kind}")
+        curp = partition(doc)
+    except FhirError as exc:
+        return Rejected(line, resource, reason_of(exc))
+    fhir_id = given if isinstance(given, str) else str(uuid.uuid4())
+    return _Item(
+        line, kind, fhir_id, curp, doc, comparable(doc), ",".join(sorted(categories(doc))),
+        index(doc),
+    )  # fmt: skip
+
+
+def _row(item: _Item, version: int, now: datetime, caller: Caller) -> tuple[Any, ...]:
+    p = caller.principal
+    content = service._with_meta(item.doc, item.fhir_id, version, now, caller)
+    return (
+        item.kind, item.fhir_id, version, now, False, item.curp, p.institution_code, p.clues,
+        p.username, item.sensitivity, content,
+    )  # fmt: skip
+
+
+class _Chunk:
+    """What one chunk did, for the report and the audit log."""
+
+    def __init__(self) -> None:
+        self.rejects: list[Rejected] = []
+        self.danglings: list[Dangling] = []
+        self.created: list[_Item] = []
+        self.updated: list[_Item] = []
+        self.unchanged = 0
+
+
+async def _classify(
+    session: AsyncSession, items: list[_Item], out: _Chunk
+) -> tuple[list[_Item], list[tuple[_Item, Existing]]]:
+    """Split into new resources and new versions; same content is left alone; a resource
+    that would change patient is refused."""
+    wanted: dict[str, list[str]] = {}
+    for item in items:
+        wanted.setdefault(item.kind, []).append(item.fhir_id)
+    found = await bulk_repository.existing(session, wanted)
+    new: list[_Item] = []
+    changed: list[tuple[_Item, Existing]] = []
+    for item in items:
+        row = found.get((item.kind, item.fhir_id))
+        if row is None:
+            new.append(item)
+        elif row.person_curp != item.curp:
+            was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
+            out.rejects.append(
+                Rejected(item.line, item.key, f"un recurso no cambia de paciente (era {was})")
+            )
+        elif not row.deleted and comparable(orjson.loads(row.content)) == item.comparable:
+            out.unchanged += 1
+        else:
+            changed.append((item, row))
+    return new, changed
+
+
+async def _references(
+    session: AsyncSession, alive: list[_Item], lenient: bool, out: _Chunk
+) -> list[_Item]:
+    """Check every reference against the store and the chunk; the items still to write."""
+    missing = set(await service.dangling_references(session, *(i.doc for i in alive)))
+    refs = {i.key: set(local_references(i.doc)) & missing for i in alive}
+    while True:
+        keys = {i.key for i in alive}
+        bad = {
+            i.key: sorted(refs[i.key] - keys) + sorted(set(unresolved_references(i.doc)))
+            for i in alive
+        }
+        bad = {k: v for k, v in bad.items() if v}
+        if lenient or not bad:
+            break
+        for item in alive:
+            if item.key in bad:
+                reason = "referencia a un recurso que no existe: " + ", ".join(bad[item.key])
+                out.rejects.append(Rejected(item.line, item.key, reason))
+        alive = [i for i in alive if i.key not in bad]  # their referrers are checked again
+    for item in alive:
+        out.danglings += [Dangling(item.line, item.key, t) for t in bad.get(item.key, [])]
+    return alive
+
+
+async def write_chunk(
+    session: AsyncSession, caller: Caller, items: list[_Item], *, lenient: bool, source: str
+) -> _Chunk:
+    """One chunk in the session's transaction (the caller commits), audit entries included."""
+    out = _Chunk()
+    new, changed = await _classify(session, items, out)
+    alive = await _references(session, new + [i for i, _ in changed], lenient, out)
+    keep = {i.key for i in alive}
+    new = [i for i in new if i.key in keep]
+    changed = [(i, row) for i, row in changed if i.key in keep]
+    now = utcnow()
+    pks = await bulk_repository.insert_new(session, [_row(i, 1, now, caller) for i in new])
+    await bulk_repository.replace(
+        session, [(row.pk, _row(i, row.version_id + 1, now, caller)) for i, row in changed]
+    )
+    await bulk_repository.insert_index(
+        session,
+        [(pk, i.index) for pk, i in zip(pks, new, strict=True)]
+        + [(row.pk, i.index) for i, row in changed],
+    )
+    out.created, out.updated = new, [i for i, _ in changed]
+    await _audit(session, caller, out, source)
+    return out
+
+
+async def _audit(session: AsyncSession, caller: Caller, out: _Chunk, source: str) -> None:
+    """One entry per person whose record the chunk wrote, one for the rest (no person)."""
+    counts: dict[str | None, Counter[str]] = {}
+    for label, items in (("created", out.created), ("updated", out.updated)):
+        for item in items:
+            counts.setdefault(item.curp, Counter())[label] += 1
+    if not counts:
+        return
+    pending: list[AuditEntry] = []
+    who = replace(caller, within=session, pending=pending, purpose="importacion")
+    lines = sorted(i.line for i in out.created + out.updated)
+    for curp, tally in sorted(counts.items(), key=lambda kv: kv[0] or ""):
+        await who.record(
+            ACTION, "import", person_curp=curp, subject_id=source[:100],
+            detail={**tally, "lines": [lines[0], lines[-1]]},
+        )  # fmt: skip
+    await record_in_transaction(session, caller.audit.key, pending)
+
+
+def ndjson_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of every non-blank line."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if raw.strip():
+                yield number, raw
+
+
+async def import_lines(
+    sessions: async_sessionmaker[AsyncSession],
+    caller: Caller,
+    lines: Iterable[tuple[int, bytes]],
+    *,
+    source: str,
+    lenient: bool = False,
+    chunk_size: int = 5000,
+    rejects_out: IO[bytes] | None = None,
+    dangling_out: IO[bytes] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import (line number, NDJSON bytes) pairs in chunks; see the module's docstring."""
+    check_caller(caller)
+    report = ImportReport()
+
+    def reject(r: Rejected) -> None:
+        report.rejected += 1
+        if len(report.rejects) < _KEPT:
+            report.rejects.append(r)
+        if rejects_out is not None:
+            rejects_out.write(
+                orjson.dumps({"linea": r.line, "recurso": r.resource or None, "motivo": r.reason})
+                + b"\n"
+            )
+
+    early: list[Rejected] = []  # refused before writing: reported with their chunk, in order
+
+    async def flush(items: list[_Item]) -> None:
+        found = list(early)
+        early.clear()
+        if items:
+            async with sessions() as session, session.begin():
+                out = await write_chunk(session, caller, items, lenient=lenient, source=source)
+            report.created += len(out.created)
+            report.updated += len(out.updated)
+            report.unchanged += out.unchanged
+            report.by_type.update(i.kind for i in out.created + out.updated)
+            found += out.rejects
+            for d in out.danglings:
+                report.dangling += 1
+                if len(report.danglings) < _KEPT:
+                    report.danglings.append(d)
+                if dangling_out is not None:
+                    dangling_out.write(
+                        orjson.dumps(
+                            {"linea": d.line, "recurso": d.resource, "referencia": d.target}
+                        )
+                        + b"\n"
+                    )
+        for r in sorted(found, key=lambda r: r.line):
+            reject(r)
+        if progress is not None:
+            progress(report.read)
+
+    chunk: list[_Item] = []
+    keys: set[str] = set()
+    for number, raw in lines:
+        report.read += 1
+        item = prepare(number, raw, caller)
+        if isinstance(item, Rejected):
+            early.append(item)
+            if len(early) >= chunk_size:  # a file of mostly bad lines: bounded memory
+                await flush(chunk)
+                chunk, keys = [], set()
+            continue
+        if item.key in keys or len(chunk) >= chunk_size:
+            await flush(chunk)  # a repeated id is a new version: it goes in the next chunk
+            chunk, keys = [], set()
+        chunk.append(item)
+        keys.add(item.key)
+    await flush(chunk)
+    return report

@@ -1,0 +1,227 @@
+"""The SQL of the bulk paths (NDJSON import, $export), beside repository.py and on the same
+tables: the current row, the earlier version, the token, reference and date index rows.
+
+On PostgreSQL new rows go in with COPY (asyncpg `copy_records_to_table`) with their keys
+drawn from the sequence first, so that their index rows can be written in the same way;
+elsewhere with executemany. Per-row INSERTs through the ORM are 10–50x slower than COPY
+(GUIDE.md). Nothing here commits: the caller's transaction is the chunk."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from salud.identity.models import Person
+from salud.records.indexing import Index
+from salud.records.models import (
+    FhirDate,
+    FhirReference,
+    FhirResource,
+    FhirResourceVersion,
+    FhirToken,
+    RecordRestriction,
+)
+from salud.storage.engine import dialect_name
+
+# The columns of a version row, in the order of `Row.values()`.
+COLUMNS = (
+    "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
+    "institution_code", "clues", "author", "sensitivity", "content",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    pk: int
+    version_id: int
+    deleted: bool
+    person_curp: str | None
+    content: str
+
+
+async def _asyncpg(session: AsyncSession) -> Any:
+    """The asyncpg connection under the session, inside its transaction."""
+    conn = await session.connection()
+    await conn.exec_driver_sql("SELECT 1")  # the adapter begins its transaction lazily
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+async def existing(
+    session: AsyncSession, wanted: dict[str, list[str]]
+) -> dict[tuple[str, str], Existing]:
+    """The current rows of these (type -> ids), one indexed query per type."""
+    found: dict[tuple[str, str], Existing] = {}
+    for kind, ids in wanted.items():
+        stmt = select(
+            FhirResource.fhir_id, FhirResource.id, FhirResource.version_id,
+            FhirResource.deleted, FhirResource.person_curp, FhirResource.content,
+        ).where(FhirResource.resource_type == kind, FhirResource.fhir_id.in_(ids))  # fmt: skip
+        for fhir_id, pk, version_id, deleted, curp, content in (await session.execute(stmt)).all():
+            found[(kind, fhir_id)] = Existing(pk, version_id, deleted, curp, content)
+    return found
+
+
+async def insert_new(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Insert current rows (tuples in COLUMNS order); their keys, in the same order."""
+    if not rows:
+        return []
+    if dialect_name(session) == "postgresql":
+        raw = await _asyncpg(session)
+        # A chunk's commit need not wait for the WAL flush: re-running the import restores
+        # what a server crash right after it would lose (the import is idempotent by id).
+        await raw.execute("SET LOCAL synchronous_commit TO OFF")
+        keys = [
+            r[0]
+            for r in await raw.fetch(
+                "SELECT nextval(pg_get_serial_sequence('fhir_resources', 'id')) "
+                "FROM generate_series(1, $1)",
+                len(rows),
+            )
+        ]
+        await raw.copy_records_to_table(
+            "fhir_resources",
+            records=[(k, *r) for k, r in zip(keys, rows, strict=True)],
+            columns=["id", *COLUMNS],
+        )
+        return keys
+    await session.execute(insert(FhirResource), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
+    by_key: dict[tuple[str, str], int] = {}
+    kinds: dict[str, list[str]] = {}
+    for r in rows:
+        kinds.setdefault(r[0], []).append(r[1])
+    for kind, ids in kinds.items():
+        for start in range(0, len(ids), 500):
+            stmt = select(FhirResource.fhir_id, FhirResource.id).where(
+                FhirResource.resource_type == kind,
+                FhirResource.fhir_id.in_(ids[start : start + 500]),
+            )
+            by_key.update({(kind, i): pk for i, pk in (await session.execute(stmt)).all()})
+    return [by_key[(r[0], r[1])] for r in rows]
+
+
+async def replace(session: AsyncSession, changed: Sequence[tuple[int, tuple[Any, ...]]]) -> None:
+    """New versions of existing resources: (key, row in COLUMNS order). The current rows are
+    first copied into fhir_resource_versions, as an interactive update does."""
+    if not changed:
+        return
+    pks = [pk for pk, _ in changed]
+    source = select(*(getattr(FhirResource, c) for c in COLUMNS)).where(FhirResource.id.in_(pks))
+    await session.execute(insert(FhirResourceVersion).from_select(list(COLUMNS), source))
+    await session.execute(  # ORM bulk UPDATE by primary key: one executemany
+        update(FhirResource),
+        [{"id": pk, **dict(zip(COLUMNS, row, strict=True))} for pk, row in changed],
+    )
+    for model in (FhirToken, FhirReference, FhirDate):
+        await session.execute(delete(model).where(model.resource_pk.in_(pks)))
+
+
+async def insert_index(session: AsyncSession, indexes: Sequence[tuple[int, Index]]) -> None:
+    """The token, reference and date rows of these resources (key, Index)."""
+    tokens = [(pk, p, s, c) for pk, idx in indexes for p, s, c in idx.tokens]
+    references = [(pk, p, t) for pk, idx in indexes for p, t in idx.references]
+    dates = [(pk, p, a, b) for pk, idx in indexes for p, a, b in idx.dates]
+    tables: list[tuple[Any, list[str], list[tuple[Any, ...]]]] = [
+        (FhirToken, ["resource_pk", "param", "system", "code"], tokens),
+        (FhirReference, ["resource_pk", "param", "target"], references),
+        (FhirDate, ["resource_pk", "param", "start", "end"], dates),
+    ]
+    postgresql = dialect_name(session) == "postgresql"
+    raw = await _asyncpg(session) if postgresql else None
+    for model, columns, rows in tables:
+        if not rows:
+            continue
+        if raw is not None:
+            await raw.copy_records_to_table(model.__tablename__, records=rows, columns=columns)
+        else:
+            await session.execute(insert(model), [dict(zip(columns, r, strict=True)) for r in rows])
+
+
+# --- $export ---------------------------------------------------------------------------
+
+
+async def persons_page(
+    session: AsyncSession, after: str, limit: int, since: datetime | None, until: datetime
+) -> list[Person]:
+    """Registered persons in CURP order after `after` (keyset paging), changed in the
+    window when `since` is given."""
+    stmt = (
+        select(Person)
+        .options(selectinload(Person.affiliations))  # their Coverage (records/mirror.py)
+        .where(Person.curp > after, Person.updated_at <= until)
+    )
+    if since is not None:
+        stmt = stmt.where(Person.updated_at > since)
+    return list(await session.scalars(stmt.order_by(Person.curp).limit(limit)))
+
+
+async def partitions_page(session: AsyncSession, after: str, limit: int) -> list[str]:
+    """Patients that have a record in the store (registered or not), after `after`."""
+    stmt = (
+        select(FhirResource.person_curp)
+        .where(FhirResource.person_curp.is_not(None), FhirResource.person_curp > after)
+        .group_by(FhirResource.person_curp)
+        .order_by(FhirResource.person_curp)
+        .limit(limit)
+    )
+    return [c for c in await session.scalars(stmt) if c is not None]
+
+
+def _persons(column: Any, after: str, upto: str | None, only: str | None) -> list[Any]:
+    if only is not None:
+        return [column == only]
+    return [column > after] + ([column <= upto] if upto is not None else [])
+
+
+async def record_rows(
+    session: AsyncSession,
+    kinds: Sequence[str],
+    since: datetime | None,
+    until: datetime,
+    *,
+    after: str = "",
+    upto: str | None = None,
+    only: str | None = None,
+) -> AsyncIterator[tuple[str, str, str | None, int | None, str, str]]:
+    """(type, person, sensitivity, institution, id, content) of the live resources of these
+    types, of the persons in (after, upto] (or `only` one), written in the window; by
+    person, then type."""
+    conditions = [
+        *_persons(FhirResource.person_curp, after, upto, only),
+        FhirResource.resource_type.in_(kinds),
+        FhirResource.deleted.is_(False),
+        FhirResource.last_updated <= until,
+    ]
+    if since is not None:
+        conditions.append(FhirResource.last_updated > since)
+    stmt = (
+        select(
+            FhirResource.resource_type, FhirResource.person_curp, FhirResource.sensitivity,
+            FhirResource.institution_code, FhirResource.fhir_id, FhirResource.content,
+        )
+        .where(and_(*conditions))
+        .order_by(FhirResource.person_curp, FhirResource.resource_type, FhirResource.id)
+    )  # fmt: skip
+    result = await session.stream(stmt.execution_options(yield_per=1000))
+    async for row in result:
+        yield row[0], row[1] or "", row[2], row[3], row[4], row[5]
+
+
+async def restrictions_of(
+    session: AsyncSession, after: str = "", upto: str | None = None, only: str | None = None
+) -> dict[str, set[str]]:
+    """The categories each person in (after, upto] (or `only` one) restricted to the
+    recording institution."""
+    stmt = select(RecordRestriction.person_curp, RecordRestriction.category).where(
+        *_persons(RecordRestriction.person_curp, after, upto, only)
+    )
+    out: dict[str, set[str]] = {}
+    for curp, category in (await session.execute(stmt)).all():
+        out.setdefault(curp, set()).add(category)
+    return out

@@ -1,0 +1,63 @@
+"""Whose record a resource belongs to: the person (Patient id) that partitions the store.
+
+A clinical resource of a searchable type names its patient where its `patient` search
+parameter says (records/indexing.py `PATIENT_PATH`), and must. A resource of any other kept
+type belongs to the first Patient it refers to, looked for in `subject`, `patient` and
+`beneficiary` first and then anywhere in it (FHIR R4 CompartmentDefinition-patient names
+such elements for each type); one that names no Patient belongs to nobody's record
+(Organization, Practitioner, ValueSet…). A Patient outside the registry is its own record.
+Belonging to a person is what makes a resource subject to that person's access rules, so a
+type is bound to a patient whenever it names one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from salud.records.indexing import PARAMS, PATIENT_PATH, local_references, patient_of
+from salud.records.outcome import FhirError
+
+# The width of the partition key (fhir_resources.person_curp, audit_events.person_curp): a
+# CURP. The registry's Patients are CURPs; a Patient outside it needs an id this short too.
+MAX_PATIENT_ID = 18
+_FIRST = ("subject", "patient", "beneficiary")
+
+
+def _first_patient(node: Any) -> str | None:
+    for target in local_references(node):
+        if target.startswith("Patient/"):
+            return target.split("/", 1)[1]
+    return None
+
+
+def patient_in(doc: dict[str, Any]) -> str | None:
+    """The id of the Patient whose record this resource is part of, if any."""
+    kind = doc["resourceType"]
+    if kind == "Patient":
+        found = doc.get("id")
+        return found if isinstance(found, str) else None
+    if kind in PARAMS:
+        return patient_of(doc)
+    for key in _FIRST:
+        found = _first_patient(doc.get(key))
+        if found is not None:
+            return found
+    return _first_patient(doc)
+
+
+def partition(doc: dict[str, Any]) -> str | None:
+    """The person a resource is stored under; FhirError when it cannot be stored under one."""
+    kind = doc["resourceType"]
+    patient = patient_in(doc)
+    path = PATIENT_PATH.get(kind)
+    if path is not None and patient is None:
+        raise FhirError.one(
+            422, "required", f"{kind} debe referir a su paciente (Patient/CURP) en {path}",
+            f"{kind}.{path}",
+        )  # fmt: skip
+    if patient is not None and len(patient) > MAX_PATIENT_ID:
+        raise FhirError.one(
+            422, "business-rule",
+            f"Patient/{patient}: el id de un Patient de este servidor es una CURP o tiene a lo "
+            f"más {MAX_PATIENT_ID} caracteres",
+        )  # fmt: skip
+    return patient

@@ -1,0 +1,247 @@
+"""Bulk NDJSON import: each line checked as the API checks a write, stored as the API stores
+it (versions, index rows, the person, sensitivity, meta), rejects with line and reason,
+chunked transactions, idempotent by id, audited; `--lenient` reports references to nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from salud.access.context import Caller
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.cli.main import app as cli
+from salud.records import bulk
+from tests.conftest import TokenFor
+from tests.records.test_fhir_api import (
+    IMSS_UNIT,
+    ISSSTE_UNIT,
+    cared_for,
+    clinician,
+    condition,
+    patient,
+)
+
+pytestmark = pytest.mark.db
+AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
+
+
+def importer(app: Any, institution: int | None = 2, clues: str | None = IMSS_UNIT) -> Caller:
+    principal = Principal(
+        "cli:prueba.ndjson", "importacion:prueba.ndjson", Role.CLIENT, institution, clues,
+        scopes=frozenset({"system/*.read", "system/*.write"}),
+    )  # fmt: skip
+    return Caller(principal, app.state.audit, purpose="importacion")
+
+
+def encounter(curp: str, fhir_id: str) -> dict[str, Any]:
+    return {"resourceType": "Encounter", "id": fhir_id, "status": "finished", "class": AMB,
+            "subject": {"reference": f"Patient/{curp}"}}  # fmt: skip
+
+
+def heart_rate(curp: str, fhir_id: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": fhir_id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": f"Patient/{curp}"},
+            "valueQuantity": {"value": 72, "unit": "/min"}, **extra}  # fmt: skip
+
+
+def ndjson(*lines: dict[str, Any] | bytes) -> list[tuple[int, bytes]]:
+    return [
+        (n, line if isinstance(line, bytes) else orjson.dumps(line))
+        for n, line in enumerate(lines, 1)
+    ]
+
+
+def _without_meta(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k != "meta"}
+
+
+async def test_bulk_import_checks_and_stores_like_the_api(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp, other = await patient(client), await patient(client)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    issste = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    for person in (curp, other):
+        for doctor in (imss, issste):
+            await cared_for(client, person, doctor)
+    dx1 = {**condition(curp), "id": "dx-1", "encounter": {"reference": "Encounter/enc-1"}}
+    lines = ndjson(
+        encounter(curp, "enc-1"),  # 1
+        dx1,  # 2: points at line 1, same chunk
+        b"{no es json",  # 3
+        {**condition(curp, onsetDateTime="ayer"), "id": "dx-2"},  # 4
+        {**condition(curp, "Q99.99"), "id": "dx-3"},  # 5: not in the DGIS catalog
+        {**condition(curp), "id": "dx-4", "encounter": {"reference": "Encounter/nada"}},  # 6
+        heart_rate(curp, "obs-2", focus=[{"reference": "Condition/dx-4"}]),  # 7: points at 6
+        {"resourceType": "Patient", "id": curp},  # 8: the registry's person
+        {**condition(curp, "F32.9"), "id": "dx-5"},  # 9: mental health
+        condition(other, "I10"),  # 10: no id, the server gives one
+        heart_rate(curp, "obs-1", encounter={"reference": "Encounter/enc-1"}),  # 11
+        heart_rate(curp, "obs-3", encounter={"reference": "Encounter/enc-9"}),  # 12: later
+        encounter(curp, "enc-9"),  # 13
+        {"resourceType": "Patient", "id": "externo-1", "gender": "female"},  # 14
+        heart_rate("externo-1", "obs-4"),  # 15
+    )
+    rejects = bytearray()
+
+    class Sink:
+        def write(self, data: bytes) -> int:
+            rejects.extend(data)
+            return len(data)
+
+    report = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="prueba.ndjson", chunk_size=2,
+        rejects_out=Sink(),  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert (report.read, report.created, report.rejected) == (15, 8, 7)
+    written = [orjson.loads(line) for line in bytes(rejects).splitlines()]
+    reasons = {r["linea"]: r["motivo"] for r in written}
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 12]
+    assert "JSON mal formado" in reasons[3]
+    assert reasons[4].startswith("Condition.onsetDateTime")
+    assert "CIE-10" in reasons[5]
+    assert "Encounter/nada" in reasons[6]
+    assert "Condition/dx-4" in reasons[7]  # its target was refused in the same chunk
+    assert "padrón" in reasons[8]
+    assert "Encounter/enc-9" in reasons[12]  # a target must come first
+    assert {r["recurso"] for r in written if r["linea"] == 6} == {"Condition/dx-4"}
+
+    # Stored as the API stores: meta says who wrote it; it reads back as it came.
+    read = (await client.get("/fhir/Condition/dx-1", headers=imss)).json()
+    assert _without_meta(read) == dx1
+    assert read["meta"]["versionId"] == "1"
+    assert read["meta"]["source"] == f"urn:clues:{IMSS_UNIT}"
+    assert read["meta"]["tag"][0]["code"] == "2"
+    # Indexed: searches find the imported resources; the person partitions them.
+    found = await client.get(f"/fhir/Condition?patient={curp}&code=E11.9", headers=imss)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == ["dx-1"]
+    by_encounter = await client.get(
+        f"/fhir/Observation?patient={curp}&encounter=Encounter/enc-1", headers=imss
+    )
+    assert [e["resource"]["id"] for e in by_encounter.json()["entry"]] == ["obs-1"]
+    theirs = (await client.get(f"/fhir/Condition?patient={other}", headers=imss)).json()
+    assert [e["resource"]["code"]["coding"][0]["code"] for e in theirs["entry"]] == ["I10"]
+    # Classified: the person restricts mental health; ISSSTE no longer sees it, IMSS does.
+    me = token_for(Role.CITIZEN, curp=curp)
+    await client.put(f"/api/v1/persons/{curp}/record-restrictions",
+                     json={"categories": ["mental_health"]}, headers=me)  # fmt: skip
+    assert (await client.get("/fhir/Condition/dx-5", headers=issste)).status_code == 403
+    assert (await client.get("/fhir/Condition/dx-5", headers=imss)).status_code == 200
+    # A Patient outside the registry is kept, and is its own record's partition.
+    tokens = app.state.tokens
+    machine = Principal("client:lector", "lector", Role.CLIENT, 2,
+                        scopes=frozenset({"system/*.read"}))  # fmt: skip
+    system = {"Authorization": f"Bearer {tokens.issue(machine)}"}
+    outside = (await client.get("/fhir/Patient/externo-1", headers=system)).json()
+    assert outside["gender"] == "female"
+    assert (await client.get("/fhir/Patient/externo-1", headers=imss)).status_code == 403
+    assert (await client.get("/fhir/Observation/obs-4", headers=system)).status_code == 200
+    # Audited: one entry per person per chunk, the importer named.
+    auditor = token_for(Role.AUDITOR)
+    log = (await client.get("/api/v1/audit/events?action=records:bulk:import",
+                            headers=auditor)).json()["items"]  # fmt: skip
+    assert {e["person_curp"] for e in log} == {curp, other, "externo-1"}
+    assert {e["actor"] for e in log} == {"importacion:prueba.ndjson"}
+    # Chunks of two accepted lines: [1,2] [6,7] (nothing written) [9,10] (two persons)
+    # [11,12] [13,14] (two persons) [15].
+    assert len(log) == 7
+
+    # Again: same ids and same content are left alone; a line without id is new each time;
+    # line 12 now finds its target (stored by the first run).
+    again = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="prueba.ndjson", chunk_size=2
+    )
+    assert (again.created, again.updated, again.unchanged, again.rejected) == (2, 0, 7, 6)
+    assert sorted(r.line for r in again.rejects) == [3, 4, 5, 6, 7, 8]
+    # Changed content is a new version; the earlier one stays in the history.
+    noted = {**dx1, "note": [{"text": "control con dieta"}]}
+    moved = {**condition(other), "id": "dx-1"}  # would move it to another person's record
+    third = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(noted, moved), source="cambios.ndjson",
+        chunk_size=5,
+    )  # fmt: skip
+    assert (third.updated, third.rejected) == (1, 1)
+    assert "no cambia de paciente" in third.rejects[0].reason
+    history = (await client.get("/fhir/Condition/dx-1/_history", headers=imss)).json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["2", "1"]
+    assert "note" not in history["entry"][1]["resource"]
+    # Only a system imports; a clinician's principal is refused before anything is read.
+    doctor = Caller(Principal("account:x", "medica", Role.CLINICIAN, 2), app.state.audit)
+    with pytest.raises(bulk.FhirError):
+        await bulk.import_lines(app.state.sessions, doctor, lines, source="x")
+
+
+async def test_lenient_import_stores_and_reports_references_to_nothing(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    lines = ndjson(
+        heart_rate(curp, "obs-a", encounter={"reference": "Encounter/nada"}),
+        heart_rate(curp, "obs-b", hasMember=[{"reference": "urn:uuid:sin-bundle"}]),
+        heart_rate("inexistente", "obs-c"),
+    )
+    dangling = bytearray()
+
+    class Sink:
+        def write(self, data: bytes) -> int:
+            dangling.extend(data)
+            return len(data)
+
+    report = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="laxa.ndjson", lenient=True,
+        dangling_out=Sink(),  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert (report.created, report.rejected, report.dangling) == (3, 0, 3)
+    found = sorted(
+        (d["linea"], d["referencia"]) for d in map(orjson.loads, bytes(dangling).split(b"\n")[:-1])
+    )
+    assert found == [(1, "Encounter/nada"), (2, "urn:uuid:sin-bundle"), (3, "Patient/inexistente")]
+    # The same lines are left alone now (same ids, same content); under new ids, without
+    # lenient, the same references refuse them.
+    again = await bulk.import_lines(app.state.sessions, importer(app), lines, source="otra")
+    assert (again.created, again.unchanged) == (0, 3)
+    renamed = [(n, raw.replace(b'"obs-', b'"nueva-')) for n, raw in lines]
+    strict = await bulk.import_lines(
+        app.state.sessions, importer(app), renamed, source="estricta.ndjson"
+    )
+    assert (strict.created, strict.rejected) == (0, 3)
+
+
+def test_import_command(cli_env: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "personal.ndjson"
+    lines = [
+        {"resourceType": "Practitioner", "id": "dra-1", "name": [{"family": "Pérez"}]},
+        {"resourceType": "PractitionerRole", "id": "rol-1",
+         "practitioner": {"reference": "Practitioner/dra-1"}},
+        {"resourceType": "PractitionerRole", "id": "rol-2",
+         "practitioner": {"reference": "Practitioner/nadie"}},
+        {"resourceType": "Basic", "id": "b-1", "code": {"text": "nota"}},
+        {"resourceType": "Practitioner", "id": "dra-2", "birthDate": "ayer"},
+    ]  # fmt: skip
+    path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    result = cli_env.invoke(cli, ["records", "import", str(path), "--chunk", "2", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "nuevos 3" in result.output
+    rejects = [
+        orjson.loads(x) for x in (tmp_path / "personal.rechazos.ndjson").read_bytes().splitlines()
+    ]
+    assert [(r["linea"], r["recurso"]) for r in rejects] == [(3, "PractitionerRole/rol-2"),
+                                                             (5, "Practitioner/dra-2")]  # fmt: skip
+    assert "Practitioner/nadie" in rejects[0]["motivo"]
+    assert not (tmp_path / "personal.sin-destino.ndjson").exists()
+    lenient = cli_env.invoke(cli, ["records", "import", str(path), "--lenient", "-q"])
+    assert lenient.exit_code == 0, lenient.output
+    assert "nuevos 1" in lenient.output
+    assert "sin cambios 3" in lenient.output
+    dangling = orjson.loads((tmp_path / "personal.sin-destino.ndjson").read_bytes())
+    assert dangling == {"linea": 3, "recurso": "PractitionerRole/rol-2",
+                        "referencia": "Practitioner/nadie"}  # fmt: skip
