@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     log_json: bool = False
     # Longest page a search may return.
     max_page_size: int = 200
+    # FHIR bulk $export: each job's state (job.json) and its NDJSON files, one folder per job.
+    export_dir: Path = PROJECT_ROOT / "var" / "exports"
 
     # Secrets. The defaults exist only so that development starts with no set-up; they are
     # public (they are in this file), and production refuses to start with any of them.

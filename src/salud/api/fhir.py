@@ -12,11 +12,13 @@ import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from salud import __version__
+from salud.api import fhir_bulk
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.errors import DomainError
 from salud.records import auditevents, bundles, mirror, mirrored, service, summary
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, operation_outcome
+from salud.records.types import STORED_TYPES
 from salud.records.validation import parse, validate
 
 FHIR_JSON = "application/fhir+json"
@@ -69,6 +71,7 @@ async def _render(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
+    app.include_router(fhir_bulk.router)  # first: /fhir/bulk/… and …/$export are not /{kind}/{id}
     app.include_router(router)
     app.add_exception_handler(FhirError, _render)
 
@@ -360,6 +363,15 @@ def capability_statement(base: str) -> dict[str, Any]:
                     "y problemas pasados cuando los hay. No se declara conformidad con los "
                     "perfiles del IPS.",
                 },
+                {
+                    "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+                    "documentation": "Bulk Data (asíncrono: Prefer: respond-async; _type, _since). "
+                    "GET Patient/$export: todos los pacientes, solo un sistema con scope "
+                    "system/*.read. GET Patient/[CURP]/$export (extensión de este servidor): el "
+                    "expediente de una persona, para quien puede abrirlo. Archivos NDJSON con el "
+                    "mismo token.",
+                },
             ],
         }
     ]
@@ -402,6 +414,25 @@ def capability_statement(base: str) -> dict[str, Any]:
             }
         )
     resources += mirrored.capabilities()
+    for kind in sorted(STORED_TYPES - set(PARAMS)):  # kept and read by id, never searched
+        resources.append(
+            {
+                "type": kind,
+                "documentation": "Se guarda y se lee por id (sin búsqueda); pertenece al "
+                "expediente del primer Patient al que refiere.",
+                "interaction": [{"code": c} for c in ("read", "vread", "update", "delete",
+                                                      "history-instance", "create")],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": True,
+                "operation": [
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    }
+                ],
+            }
+        )  # fmt: skip
     resources.append(
         {
             "type": "AuditEvent",

@@ -1,0 +1,112 @@
+"""FHIR Bulk Data export over HTTP (records/export.py): the kick-off, the status URL and the
+files, all behind the same bearer token (the manifest says `requiresAccessToken: true`).
+
+    GET /fhir/Patient/$export            every patient (a system with system/*.read)
+    GET /fhir/Patient/{CURP}/$export     one person's record (who may open that record)
+    GET /fhir/bulk/{job}                 202 while running (X-Progress), 200 + manifest
+    DELETE /fhir/bulk/{job}              cancel, or delete the files
+    GET /fhir/bulk/{job}/{Type}.ndjson   one output file (application/fhir+ndjson)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+
+from salud.api.deps import Reader, Session, caller_of
+from salud.errors import DomainError
+from salud.records import export
+from salud.records.outcome import FhirError, Issue
+
+router = APIRouter(prefix="/fhir", include_in_schema=False)
+NDJSON = "application/fhir+ndjson"
+
+
+async def _guard(call: Callable[[], Awaitable[Response]]) -> Response:
+    """Every refusal as a FhirError (an OperationOutcome), as api/fhir.py's routes do."""
+    try:
+        return await call()
+    except DomainError as exc:
+        code = {401: "login", 403: "forbidden", 404: "not-found"}.get(exc.status, "processing")
+        raise FhirError(exc.status, [Issue(code, exc.detail)]) from None
+
+
+def _root(request: Request) -> Path:
+    root: Path = request.app.state.settings.export_dir
+    return root
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+async def _kick_off(
+    request: Request, session: Session, reader: Reader, curp: str | None
+) -> Response:
+    """FHIR asynchronous request pattern: 202 + Content-Location of the status URL."""
+    caller = caller_of(request)
+    if "respond-async" not in request.headers.get("prefer", ""):
+        raise FhirError.one(
+            400, "required", "$export es asíncrono: envíe el encabezado Prefer: respond-async"
+        )
+    query = dict(request.query_params)
+    if len(query) != len(request.query_params.multi_items()):
+        raise FhirError.one(400, "invalid", "cada parámetro de $export va una sola vez")
+    job, who, person = await export.kick_off(
+        session, reader, caller, _root(request), base=_base(request), request=str(request.url),
+        curp=curp, query=query,
+    )  # fmt: skip
+    # The job reads with sessions of its own: it outlives this request and its session.
+    export.start(request.app.state.sessions, _root(request), job, who, person)
+    status = f"{_base(request)}/bulk/{job.id}"
+    return Response(status_code=202, headers={"Content-Location": status})
+
+
+@router.get("/Patient/$export")
+async def export_everyone(request: Request, session: Session, reader: Reader) -> Response:
+    return await _guard(lambda: _kick_off(request, session, reader, None))
+
+
+@router.get("/Patient/{curp}/$export")
+async def export_one(curp: str, request: Request, session: Session, reader: Reader) -> Response:
+    return await _guard(lambda: _kick_off(request, session, reader, curp))
+
+
+def _job(request: Request, job_id: str) -> export.Job:
+    return export.load_job(_root(request), job_id, caller_of(request).principal.subject)
+
+
+@router.get("/bulk/{job_id}")
+async def status(job_id: str, request: Request) -> Response:
+    async def run() -> Response:
+        job = _job(request, job_id)
+        if job.status == "running":
+            progress = f"{job.persons} personas exportadas"
+            return Response(status_code=202, headers={"X-Progress": progress, "Retry-After": "2"})
+        if job.status == "failed":
+            raise FhirError.one(500, "exception", job.error or "la exportación falló")
+        return Response(orjson.dumps(job.manifest()), media_type="application/json")
+
+    return await _guard(run)
+
+
+@router.delete("/bulk/{job_id}")
+async def delete(job_id: str, request: Request) -> Response:
+    async def run() -> Response:
+        export.delete_job(_root(request), _job(request, job_id))
+        return Response(status_code=202)
+
+    return await _guard(run)
+
+
+@router.get("/bulk/{job_id}/{name}")
+async def output(job_id: str, name: str, request: Request) -> Response:
+    async def run() -> Response:
+        path = export.output_file(_root(request), _job(request, job_id), name)
+        return FileResponse(path, media_type=NDJSON)
+
+    return await _guard(run)

@@ -1,0 +1,348 @@
+"""FHIR Bulk Data export (https://hl7.org/fhir/uv/bulkdata/, v2): `Patient/$export` for
+every patient, and `Patient/{CURP}/$export` for one person's record.
+
+Who may export what follows the record's access model:
+- every patient: only a machine client holding `system/*.read` (a clinician, or a system
+  with narrower scopes, never lists everybody's record);
+- one person: whoever may open that person's record (`service.open_record`: the permission,
+  a clinician's basis of care, consent or emergency, the person themselves).
+What the person restricted to the recording institution stays out, as in every read.
+
+A job is asynchronous (FHIR asynchronous request pattern): the kick-off writes the job's
+state to `job.json` in a folder of its own under `SALUD_EXPORT_DIR` and starts an asyncio
+task in the server process; the task writes one NDJSON file per resource type into that
+folder and then marks the job done. The state is in a file, so the status answer does not
+depend on the request that started the job, and any process of the server may answer it;
+the task renews a heartbeat in `job.json` as it goes, so a job whose process died (restart,
+crash) is reported as failed instead of running forever. A job is deleted by DELETE on its
+status URL (there is no automatic expiry yet).
+
+Audit: the kick-off is one entry (`records:export:start`, refused ones included), and every
+person whose data went into the files is one entry (`records:Patient:export`, with the
+job and the number of resources), as a list or search records each person it discloses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.audit import AuditEntry
+from salud.access.context import Caller
+from salud.access.permissions import Role
+from salud.access.scopes import allows
+from salud.identity.models import Person
+from salud.kit.clock import utcnow
+from salud.records import bulk_repository, mirrored, service
+from salud.records.indexing import interval
+from salud.records.outcome import FhirError
+from salud.records.patient import to_patient
+from salud.records.types import STORED_TYPES
+from salud.storage.fastread import FastReader
+
+OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
+PARAMETERS = frozenset({"_type", "_since", "_outputFormat"})
+EXPORTABLE = STORED_TYPES | {"Patient"}
+STALE_AFTER = timedelta(minutes=2)  # a running job's heartbeat older than this: it died
+_PAGE = 500  # persons per page (one read of their resources, one audit append)
+_TASKS: dict[str, asyncio.Task[None]] = {}  # running jobs of this process (kept referenced)
+
+
+@dataclass
+class Job:
+    id: str
+    owner: str  # the principal's subject: only it may see the status and the files
+    request: str
+    base: str  # where the files are served: {base}/bulk/{id}/{Type}.ndjson
+    types: list[str]
+    since: str | None
+    patient: str | None  # one person's export, or None for every patient
+    transaction_time: str
+    status: str = "running"  # running | done | failed
+    heartbeat: str = ""
+    persons: int = 0
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        """The completed job's manifest (Bulk Data IG, "Response - Complete Status")."""
+        return {
+            "transactionTime": self.transaction_time,
+            "request": self.request,
+            "requiresAccessToken": True,
+            "output": [
+                {
+                    "type": o["type"],
+                    "url": f"{self.base}/bulk/{self.id}/{o['type']}.ndjson",
+                    "count": o["count"],
+                }
+                for o in self.outputs
+            ],
+            "error": [],
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _folder(root: Path, job_id: str) -> Path:
+    if not job_id.isalnum():  # ids are uuid4 hex: nothing else names a folder
+        raise FhirError.one(404, "not-found", "no existe esa exportación")
+    return root / job_id
+
+
+def _save(root: Path, job: Job) -> None:
+    """job.json, replaced atomically (a reader sees the old state or the new one)."""
+    folder = _folder(root, job.id)
+    tmp = folder / "job.json.tmp"
+    tmp.write_bytes(orjson.dumps(asdict(job)))
+    os.replace(tmp, folder / "job.json")
+
+
+def load_job(root: Path, job_id: str, owner: str) -> Job:
+    """The job's state, for its owner only (anyone else: 404, as if it did not exist)."""
+    path = _folder(root, job_id) / "job.json"
+    try:
+        job = Job(**orjson.loads(path.read_bytes()))
+    except FileNotFoundError:
+        raise FhirError.one(404, "not-found", "no existe esa exportación") from None
+    if job.owner != owner:
+        raise FhirError.one(404, "not-found", "no existe esa exportación")
+    if job.status == "running" and job.heartbeat:
+        beat = datetime.fromisoformat(job.heartbeat.replace("Z", "+00:00"))
+        if utcnow() - beat > STALE_AFTER and job.id not in _TASKS:
+            job.status, job.error = "failed", "la exportación se interrumpió: vuelva a pedirla"
+    return job
+
+
+def output_file(root: Path, job: Job, name: str) -> Path:
+    """The path of one of a completed job's files."""
+    if job.status != "done" or name not in {f"{o['type']}.ndjson" for o in job.outputs}:
+        raise FhirError.one(404, "not-found", f"la exportación no tiene el archivo {name}")
+    return _folder(root, job.id) / name
+
+
+def delete_job(root: Path, job: Job) -> None:
+    task = _TASKS.pop(job.id, None)
+    if task is not None:
+        task.cancel()
+    shutil.rmtree(_folder(root, job.id), ignore_errors=True)
+
+
+def _types(raw: str | None, caller: Caller) -> list[str]:
+    p = caller.principal
+    if raw is None:
+        kinds = sorted(EXPORTABLE)
+        return [k for k in kinds if p.role is not Role.CLIENT or allows(p.scopes, k, False)]
+    kinds = sorted({k.strip() for k in raw.split(",") if k.strip()})
+    unknown = [k for k in kinds if k not in EXPORTABLE]
+    if unknown or not kinds:
+        raise FhirError.one(
+            400, "not-supported", f"_type: tipos que no se exportan: {', '.join(unknown)}", "_type"
+        )
+    if p.role is Role.CLIENT:
+        denied = [k for k in kinds if not allows(p.scopes, k, False)]
+        if denied:
+            raise FhirError.one(403, "forbidden", f"los scopes no cubren {', '.join(denied)}")
+    return kinds
+
+
+def _since(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        moment = interval(raw)[0]
+    except ValueError:
+        raise FhirError.one(400, "invalid", f"_since: «{raw}» no es un instante FHIR") from None
+    return moment.astimezone(UTC)
+
+
+def may_export_everyone(caller: Caller) -> bool:
+    """Every patient's record: a system with `system/*.read` (or `system/*.*`) only."""
+    p = caller.principal
+    return p.role is Role.CLIENT and bool({"system/*.read", "system/*.*"} & p.scopes)
+
+
+async def kick_off(
+    session: AsyncSession, reader: FastReader, caller: Caller, root: Path, *, base: str,
+    request: str, curp: str | None, query: dict[str, str],
+) -> tuple[Job, Caller, Person | None]:  # fmt: skip
+    """Check the request and the caller, write the job's state; (job, the Caller to audit
+    the export with, the person of a one-person export). The task is `run`."""
+    unknown = sorted(set(query) - PARAMETERS)
+    if unknown:
+        raise FhirError.one(400, "not-supported", f"$export no admite {', '.join(unknown)}")
+    fmt = query.get("_outputFormat")
+    if fmt is not None and fmt not in OUTPUT_FORMATS:
+        raise FhirError.one(400, "not-supported", "_outputFormat: solo application/fhir+ndjson")
+    types, since = _types(query.get("_type"), caller), _since(query.get("_since"))
+    person: Person | None = None
+    who = caller
+    if curp is None:
+        if not may_export_everyone(caller):
+            await caller.record("records:export:start", "export", outcome="denied")
+            raise FhirError.one(
+                403, "forbidden",
+                "exportar el expediente de todos es solo para un sistema con scope system/*.read",
+            )  # fmt: skip
+    else:
+        action = "records:Patient:export"
+        who, person, _ = await service.open_record(session, reader, caller, curp, action)
+    now = utcnow()
+    job = Job(
+        uuid.uuid4().hex, caller.principal.subject, request, base, types,
+        _iso(since) if since else None, curp, _iso(now), heartbeat=_iso(now),
+    )  # fmt: skip
+    _folder(root, job.id).mkdir(parents=True)
+    _save(root, job)
+    await who.record(
+        "records:export:start", "export", person_curp=curp, subject_id=f"export/{job.id}",
+        detail={"types": len(types), "since": job.since},
+    )  # fmt: skip
+    return job, who, person
+
+
+class _Files:
+    """The job's NDJSON files, one per type, opened as the first line of each arrives."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.handles: dict[str, IO[bytes]] = {}
+        self.counts: dict[str, int] = {}
+
+    def write(self, kind: str, content: str | bytes) -> None:
+        if kind not in self.handles:
+            self.handles[kind] = (self.folder / f"{kind}.ndjson").open("wb")
+            self.counts[kind] = 0
+        data = content.encode() if isinstance(content, str) else content
+        self.handles[kind].write(data + b"\n")
+        self.counts[kind] += 1
+
+    def close(self) -> list[dict[str, Any]]:
+        for handle in self.handles.values():
+            handle.close()
+        return [{"type": k, "count": self.counts[k]} for k in sorted(self.counts)]
+
+
+def _hidden(row_sensitivity: str | None, row_institution: int | None, restricted: set[str],
+            caller: Caller) -> bool:  # fmt: skip
+    """What the person restricted to the recording institution (as `service` reads do)."""
+    if not row_sensitivity or not restricted:
+        return False
+    mine = caller.principal.institution_code
+    return bool(set(row_sensitivity.split(",")) & restricted) and row_institution != mine
+
+
+async def run(
+    sessions: async_sessionmaker[AsyncSession], root: Path, job: Job, who: Caller,
+    person: Person | None,
+) -> None:  # fmt: skip
+    """Write the job's files, then mark it done (or failed, with the reason)."""
+    files = _Files(_folder(root, job.id))
+    until = datetime.fromisoformat(job.transaction_time.replace("Z", "+00:00"))
+    since = datetime.fromisoformat(job.since.replace("Z", "+00:00")) if job.since else None
+    kinds = [k for k in job.types if k != "Patient"]
+    own = who.principal.role is Role.CITIZEN and who.principal.curp == job.patient
+    try:
+        if job.patient is not None:
+            assert person is not None
+            await _page(sessions, who, job, files, [person], kinds, since, until, own,
+                        only=job.patient)  # fmt: skip
+        else:
+            # Every person once: the registry's persons and the store's records are walked
+            # together in CURP order, one range (after, upto] per page.
+            after = ""
+            while True:
+                async with sessions() as session:
+                    people = await bulk_repository.persons_page(session, after, _PAGE, since, until)
+                    parts = await bulk_repository.partitions_page(session, after, _PAGE)
+                full = [x[-1] for x in ([p.curp for p in people], parts) if len(x) == _PAGE]
+                upto = min(full) if full else None
+                people = [p for p in people if upto is None or p.curp <= upto]
+                await _page(sessions, who, job, files, people, job.types, since, until, own,
+                            after=after, upto=upto)  # fmt: skip
+                if upto is None:
+                    break
+                after = upto
+                _beat(root, job)
+        job.outputs, job.status = files.close(), "done"
+    except asyncio.CancelledError:
+        files.close()
+        raise
+    except Exception as exc:
+        files.close()
+        job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
+    finally:
+        _TASKS.pop(job.id, None)
+    with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+        _save(root, job)
+
+
+def _beat(root: Path, job: Job) -> None:
+    job.heartbeat = _iso(utcnow())
+    with contextlib.suppress(FileNotFoundError):
+        _save(root, job)
+
+
+async def _page(
+    sessions: async_sessionmaker[AsyncSession], who: Caller, job: Job, files: _Files,
+    people: Sequence[Person], kinds: Sequence[str], since: datetime | None, until: datetime,
+    own: bool, *, after: str = "", upto: str | None = None, only: str | None = None,
+) -> None:  # fmt: skip
+    """One page: these registry persons' Patient and Coverage, the resources of the persons in
+    (after, upto] (or `only` one); then one audit entry per person whose data went out."""
+    sent: dict[str, int] = {}
+    for person in people:  # the registry's: the Patient, and Coverage from the affiliations
+        if since is not None and person.updated_at <= since:
+            continue
+        mirrored_docs = [to_patient(person)] if "Patient" in job.types else []
+        if "Coverage" in job.types:
+            mirrored_docs += mirrored.coverages_for(who, person)
+        for doc in mirrored_docs:
+            files.write(doc["resourceType"], orjson.dumps(doc))
+            sent[person.curp] = sent.get(person.curp, 0) + 1
+    if kinds:
+        async with sessions() as session:
+            restricted = (
+                {} if own else await bulk_repository.restrictions_of(session, after, upto, only)
+            )
+            rows = bulk_repository.record_rows(
+                session, kinds, since, until, after=after, upto=upto, only=only
+            )
+            async for kind, curp, sensitivity, institution, _, content in rows:
+                if _hidden(sensitivity, institution, restricted.get(curp, set()), who):
+                    continue
+                files.write(kind, content)
+                sent[curp] = sent.get(curp, 0) + 1
+    if sent:
+        pending: list[AuditEntry] = []
+        recorder = replace(who, within=None, pending=pending)
+        for curp, count in sorted(sent.items()):
+            await recorder.record(
+                "records:Patient:export", "Patient", person_curp=curp,
+                subject_id=f"Patient/{curp}", detail={"export": job.id, "resources": count},
+            )  # fmt: skip
+        await who.audit.record_many(pending)
+        job.persons += len(sent)
+
+
+def start(
+    sessions: async_sessionmaker[AsyncSession], root: Path, job: Job, who: Caller,
+    person: Person | None,
+) -> None:  # fmt: skip
+    """Run the job as a task of this process (it outlives the request that started it)."""
+    _TASKS[job.id] = asyncio.get_running_loop().create_task(
+        run(sessions, root, job, who, person), name=f"export-{job.id}"
+    )

@@ -1,0 +1,223 @@
+"""FHIR Bulk Data $export: every patient for a system with system/*.read only, one person's
+record for whoever may open it, asynchronous (202, status URL, manifest), NDJSON files
+behind the same token, `_type` and `_since`, restrictions kept, every person audited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from fhir.resources.R4B import get_fhir_model_class
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.app import create_app
+from salud.config import Settings
+from salud.records import export
+from tests.conftest import TokenFor
+from tests.records.test_fhir_api import (
+    IMSS_UNIT,
+    ISSSTE_UNIT,
+    cared_for,
+    clinician,
+    condition,
+    outcome,
+    patient,
+)
+
+pytestmark = pytest.mark.db
+ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+
+
+@pytest.fixture
+async def bulk(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path,
+    token_for: TokenFor,
+) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
+    """The app with its export folder under the test's tmp_path, signed in as a supervisor."""
+    app = create_app(settings.model_copy(update={"export_dir": tmp_path / "exports"}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            c.headers.update(token_for(Role.SUPERVISOR))
+            yield c
+
+
+def system(
+    client: httpx.AsyncClient, name: str, *scopes: str, institution: int = 3
+) -> dict[str, str]:
+    app = client._transport.app  # type: ignore[attr-defined]
+    principal = Principal(f"client:{name}", name, Role.CLIENT, institution,
+                          scopes=frozenset(scopes))  # fmt: skip
+    return {"Authorization": f"Bearer {app.state.tokens.issue(principal)}"}
+
+
+async def finished(client: httpx.AsyncClient, status_url: str, headers: dict[str, str]) -> Any:
+    """Poll the status URL (202 while running) until the manifest (200)."""
+    for _ in range(400):
+        answer = await client.get(status_url, headers=headers)
+        if answer.status_code != 202:
+            assert answer.status_code == 200, answer.text
+            return answer.json()
+        assert "X-Progress" in answer.headers
+        await asyncio.sleep(0.025)
+    raise AssertionError("the export did not finish")
+
+
+async def files(
+    client: httpx.AsyncClient, manifest: Any, headers: dict[str, str]
+) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for item in manifest["output"]:
+        answer = await client.get(item["url"], headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/fhir+ndjson")
+        lines = [orjson.loads(line) for line in answer.content.splitlines()]
+        assert len(lines) == item["count"]
+        for resource in lines:
+            get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        out[item["type"]] = lines
+    return out
+
+
+async def test_every_patient_only_for_a_system_with_system_read(
+    bulk: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    first, second = await patient(bulk), await patient(bulk)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    for curp in (first, second):
+        await cared_for(bulk, curp, imss)
+    for curp, code in ((first, "E11.9"), (first, "F32.9"), (second, "I10")):
+        answer = await bulk.post("/fhir/Condition", json=condition(curp, code), headers=imss)
+        assert answer.status_code == 201, answer.text
+    me = token_for(Role.CITIZEN, curp=first)
+    restricted = await bulk.put(f"/api/v1/persons/{first}/record-restrictions",
+                                json={"categories": ["mental_health"]}, headers=me)  # fmt: skip
+    assert restricted.status_code == 200
+
+    # Who may not: a clinician, a system with narrower scopes; and a request that is not async.
+    everyone = "/fhir/Patient/$export"
+    refused = await bulk.get(everyone, headers={**imss, **ASYNC})
+    assert refused.status_code == 403
+    assert "system/*.read" in outcome(refused)["issue"][0]["diagnostics"]
+    narrow = system(bulk, "his.condiciones", "system/Condition.read")
+    assert (await bulk.get(everyone, headers={**narrow, **ASYNC})).status_code == 403
+    reader = system(bulk, "his.issste", "system/*.read")
+    assert (await bulk.get(everyone, headers=reader)).status_code == 400  # no Prefer
+    for query in ("_type=Nada", "_since=ayer", "_elements=id", "_outputFormat=text/csv"):
+        answer = await bulk.get(f"{everyone}?{query}", headers={**reader, **ASYNC})
+        assert answer.status_code == 400, (query, answer.text)
+
+    kicked = await bulk.get(everyone, headers={**reader, **ASYNC})
+    assert kicked.status_code == 202, kicked.text
+    status_url = kicked.headers["content-location"]
+    assert status_url.startswith("http://test/fhir/bulk/")
+    other = system(bulk, "otro.sistema", "system/*.read")
+    assert (await bulk.get(status_url, headers=other)).status_code == 404  # not its job
+    manifest = await finished(bulk, status_url, reader)
+    assert manifest["requiresAccessToken"] is True
+    assert manifest["request"].endswith("/fhir/Patient/$export")
+    assert manifest["transactionTime"].endswith("Z")
+    got = await files(bulk, manifest, reader)
+    assert sorted(p["id"] for p in got["Patient"]) == sorted([first, second])
+    # Each person's affiliation as its Coverage (the registry's mirror, records/mirror.py).
+    beneficiaries = sorted(c["beneficiary"]["reference"] for c in got["Coverage"])
+    assert beneficiaries == sorted([f"Patient/{first}", f"Patient/{second}"])
+    codes = sorted(
+        (c["subject"]["reference"], c["code"]["coding"][0]["code"]) for c in got["Condition"]
+    )
+    # The depression entry stays with IMSS: the person restricted mental health.
+    assert codes == sorted([(f"Patient/{first}", "E11.9"), (f"Patient/{second}", "I10")])
+    url = manifest["output"][0]["url"]
+    assert (await bulk.get(url, headers=other)).status_code == 404
+    assert (await bulk.get(url, headers={"Authorization": ""})).status_code == 401
+
+    auditor = token_for(Role.AUDITOR)
+    log = (await bulk.get("/api/v1/audit/events?action=records:Patient:export",
+                          headers=auditor)).json()["items"]  # fmt: skip
+    assert sorted(e["person_curp"] for e in log) == sorted([first, second])
+    started = (await bulk.get("/api/v1/audit/events?action=records:export:start",
+                              headers=auditor)).json()["items"]  # fmt: skip
+    assert sorted(e["outcome"] for e in started) == ["denied", "denied", "success"]
+
+    # _type and _since narrow it; nothing written after _since: no files at all.
+    later = await bulk.get(
+        f"{everyone}?_type=Condition&_since={manifest['transactionTime']}",
+        headers={**reader, **ASYNC},
+    )
+    assert (await finished(bulk, later.headers["content-location"], reader))["output"] == []
+    only = await bulk.get(f"{everyone}?_type=Condition", headers={**reader, **ASYNC})
+    typed = await finished(bulk, only.headers["content-location"], reader)
+    assert [o["type"] for o in typed["output"]] == ["Condition"]
+
+    assert (await bulk.delete(status_url, headers=reader)).status_code == 202
+    assert (await bulk.get(status_url, headers=reader)).status_code == 404
+
+
+async def test_one_persons_record_for_whoever_may_open_it(
+    bulk: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp, other = await patient(bulk), await patient(bulk)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    issste = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    for person in (curp, other):
+        await cared_for(bulk, person, imss)
+    allergy = {"resourceType": "AllergyIntolerance", "patient": {"reference": f"Patient/{curp}"},
+               "code": {"text": "Penicilina"}}  # fmt: skip
+    assert (await bulk.post("/fhir/AllergyIntolerance", json=allergy, headers=imss)).is_success
+    await bulk.post("/fhir/Condition", json=condition(curp, "F32.9"), headers=imss)
+    await bulk.post("/fhir/Condition", json=condition(other, "I10"), headers=imss)
+    me = token_for(Role.CITIZEN, curp=curp)
+    await bulk.put(f"/api/v1/persons/{curp}/record-restrictions",
+                   json={"categories": ["mental_health"]}, headers=me)  # fmt: skip
+
+    url = f"/fhir/Patient/{curp}/$export"
+    assert (await bulk.get(url, headers={**issste, **ASYNC})).status_code == 403  # no basis
+    stranger = token_for(Role.CITIZEN, curp=other)
+    assert (await bulk.get(url, headers={**stranger, **ASYNC})).status_code == 403
+    await cared_for(bulk, curp, issste)
+    for headers, conditions in ((issste, 0), (me, 1)):
+        kicked = await bulk.get(url, headers={**headers, **ASYNC})
+        assert kicked.status_code == 202, kicked.text
+        manifest = await finished(bulk, kicked.headers["content-location"], headers)
+        got = await files(bulk, manifest, headers)
+        assert [p["id"] for p in got["Patient"]] == [curp]
+        assert [c["beneficiary"]["reference"] for c in got["Coverage"]] == [f"Patient/{curp}"]
+        assert [a["code"]["text"] for a in got["AllergyIntolerance"]] == ["Penicilina"]
+        # The person sees the entry they restricted; ISSSTE does not; nobody else's data.
+        assert len(got.get("Condition", [])) == conditions
+    auditor = token_for(Role.AUDITOR)
+    log = (await bulk.get("/api/v1/audit/events?action=records:Patient:export",
+                          headers=auditor)).json()["items"]  # fmt: skip
+    # The two refusals and the two exports, all of this person's record, nobody else's.
+    assert {e["person_curp"] for e in log} == {curp}
+    assert sorted(e["outcome"] for e in log) == ["denied", "denied", "success", "success"]
+    missing = await bulk.get("/fhir/Patient/XEXX010101HNEXXXA4/$export", headers={**imss, **ASYNC})
+    assert missing.status_code in (403, 404)
+
+
+async def test_a_job_whose_process_died_is_reported_failed(
+    bulk: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The state lives in job.json: a running job with no heartbeat for a while, and no task
+    in this process, was cut short (a restart): the status says so instead of 202 forever."""
+    reader = system(bulk, "his.issste", "system/*.read")
+    kicked = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+    status_url = kicked.headers["content-location"]
+    await finished(bulk, status_url, reader)
+    root = tmp_path / "exports"
+    job = export.load_job(root, status_url.rsplit("/", 1)[1], "client:his.issste")
+    job.status, job.heartbeat = "running", "2026-01-01T00:00:00.000Z"
+    export._save(root, job)
+    answer = await bulk.get(status_url, headers=reader)
+    assert answer.status_code == 500
+    assert "interrumpió" in outcome(answer)["issue"][0]["diagnostics"]
+    job.heartbeat = export._iso(export.utcnow())  # a live heartbeat from another process
+    export._save(root, job)
+    assert (await bulk.get(status_url, headers=reader)).status_code == 202
