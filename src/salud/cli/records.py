@@ -75,9 +75,12 @@ def _count_lines(path: Path) -> int:
 
 async def _import(
     path: Path, lenient: bool, chunk: int, institution: int | None, clues: str | None,
-    quiet: bool,
+    quiet: bool, workers: int | None,
 ) -> bulk.ImportReport:  # fmt: skip
     total = _count_lines(path)
+    if workers is None:  # starting a process costs ~2 s; SQLite has one writer anyway
+        url = get_settings().database_url
+        workers = 2 if url.startswith("postgresql") and total > 20_000 else 0
     async with _environment() as env:
         caller = _caller(path.name, env.audit, institution, clues)
         with (
@@ -92,7 +95,7 @@ async def _import(
             return await bulk.import_lines(
                 env.sessions, caller, bulk.ndjson_lines(path), source=path.name,
                 lenient=lenient, chunk_size=chunk, rejects_out=rejects, dangling_out=dangling,
-                progress=lambda n: progress.update(task, completed=n),
+                progress=lambda n: progress.update(task, completed=n), workers=workers,
             )  # fmt: skip
 
 
@@ -111,11 +114,17 @@ def import_(
     ),
     clues: str | None = typer.Option(None, help="Unidad que escribe (CLUES), en meta.source"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Sin barra de progreso"),
+    workers: int | None = typer.Option(
+        None,
+        min=0,
+        max=16,
+        help="Procesos que revisan las líneas (por omisión 2 en PostgreSQL si son más de 20 000)",
+    ),
 ) -> None:
     """Importa recursos FHIR (uno por línea). Repetirla no duplica los que traen id."""
     rejects, dangling = sibling(path, bulk.REJECTS_SUFFIX), sibling(path, bulk.DANGLING_SUFFIX)
     try:
-        report = asyncio.run(_import(path, lenient, chunk, institution, clues, quiet))
+        report = asyncio.run(_import(path, lenient, chunk, institution, clues, quiet, workers))
     except FhirError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None

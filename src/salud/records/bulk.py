@@ -31,11 +31,15 @@ key, the sensitive categories, `meta` with the writing institution and unit).
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,6 +104,8 @@ class _Item:
     comparable: bytes
     sensitivity: str
     index: Index
+    refs: frozenset[str]  # "Type/id" it refers to
+    urns: tuple[str, ...]  # urn:… references (a Bundle's, unresolved outside one)
 
     @property
     def key(self) -> str:
@@ -135,7 +141,7 @@ def check_caller(caller: Caller) -> None:
         )
 
 
-def prepare(line: int, raw: bytes, caller: Caller) -> _Item | Rejected:
+def prepare(line: int, raw: bytes, scopes: frozenset[str]) -> _Item | Rejected:
     """Read and check one line, as an interactive write would (nothing stored yet)."""
     resource = ""
     try:
@@ -146,15 +152,16 @@ def prepare(line: int, raw: bytes, caller: Caller) -> _Item | Rejected:
         validate(doc, unregistered_patient=True)
         if kind in mirror.KINDS and isinstance(given, str) and mirror.owns(kind, given):
             raise mirror.read_only(kind)  # the mirror answers that id (records/mirror.py)
-        if not allows(caller.principal.scopes, kind, True):
+        if not allows(scopes, kind, True):
             raise FhirError.one(403, "forbidden", f"los scopes del importador no cubren {kind}")
         curp = partition(doc)
     except FhirError as exc:
         return Rejected(line, resource, reason_of(exc))
     fhir_id = given if isinstance(given, str) else str(uuid.uuid4())
+    urns = tuple(sorted(set(unresolved_references(doc))))
     return _Item(
         line, kind, fhir_id, curp, doc, comparable(doc), ",".join(sorted(categories(doc))),
-        index(doc),
+        index(doc), frozenset(local_references(doc)), urns,
     )  # fmt: skip
 
 
@@ -206,17 +213,15 @@ async def _classify(
 
 
 async def _references(
-    session: AsyncSession, alive: list[_Item], lenient: bool, out: _Chunk
+    session: AsyncSession, alive: list[_Item], new: set[str], lenient: bool, out: _Chunk
 ) -> list[_Item]:
-    """Check every reference against the store and the chunk; the items still to write."""
-    missing = set(await service.dangling_references(session, *(i.doc for i in alive)))
-    refs = {i.key: set(local_references(i.doc)) & missing for i in alive}
-    while True:
+    """Check every reference against the store and the chunk; the items still to write.
+    `new`: the keys of the chunk's resources not stored yet (no need to look them up)."""
+    targets = set().union(*(i.refs for i in alive)) - new
+    missing = set(await service.missing_targets(session, targets)) | new
+    while True:  # a reference to a line refused in this chunk is to nothing, too
         keys = {i.key for i in alive}
-        bad = {
-            i.key: sorted(refs[i.key] - keys) + sorted(set(unresolved_references(i.doc)))
-            for i in alive
-        }
+        bad = {i.key: sorted((i.refs & missing) - keys) + list(i.urns) for i in alive}
         bad = {k: v for k, v in bad.items() if v}
         if lenient or not bad:
             break
@@ -235,8 +240,11 @@ async def write_chunk(
 ) -> _Chunk:
     """One chunk in the session's transaction (the caller commits), audit entries included."""
     out = _Chunk()
+    await bulk_repository.begin_chunk(session)
     new, changed = await _classify(session, items, out)
-    alive = await _references(session, new + [i for i, _ in changed], lenient, out)
+    alive = await _references(
+        session, new + [i for i, _ in changed], {i.key for i in new}, lenient, out
+    )
     keep = {i.key for i in alive}
     new = [i for i in new if i.key in keep]
     changed = [(i, row) for i, row in changed if i.key in keep]
@@ -274,6 +282,37 @@ async def _audit(session: AsyncSession, caller: Caller, out: _Chunk, source: str
     await record_in_transaction(session, caller.audit.key, pending)
 
 
+def _prepare_batch(
+    lines: list[tuple[int, bytes]], scopes: frozenset[str]
+) -> list[_Item | Rejected]:
+    return [prepare(number, raw, scopes) for number, raw in lines]
+
+
+async def _prepared(
+    lines: Iterable[tuple[int, bytes]], scopes: frozenset[str], workers: int
+) -> AsyncIterator[_Item | Rejected]:
+    """The lines checked, in file order; with `workers`, in that many processes, which go
+    on checking the next lines while this one writes a chunk (validation is most of the CPU
+    time: the R4B models)."""
+    if workers <= 0:
+        for number, raw in lines:
+            yield prepare(number, raw, scopes)
+        return
+    loop = asyncio.get_running_loop()
+    source = iter(lines)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        in_flight: deque[asyncio.Future[list[_Item | Rejected]]] = deque()
+        while batch := list(islice(source, 500)):
+            in_flight.append(loop.run_in_executor(pool, _prepare_batch, batch, scopes))
+            while len(in_flight) >= workers * 3:
+                for item in await in_flight.popleft():
+                    yield item
+        while in_flight:
+            for item in await in_flight.popleft():
+                yield item
+
+
 def ndjson_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of every non-blank line."""
     with path.open("rb") as fh:
@@ -293,8 +332,10 @@ async def import_lines(
     rejects_out: IO[bytes] | None = None,
     dangling_out: IO[bytes] | None = None,
     progress: Callable[[int], None] | None = None,
+    workers: int = 0,
 ) -> ImportReport:
-    """Import (line number, NDJSON bytes) pairs in chunks; see the module's docstring."""
+    """Import (line number, NDJSON bytes) pairs in chunks; see the module's docstring.
+    `workers` > 0 checks the lines in that many processes (worth it for large files)."""
     check_caller(caller)
     report = ImportReport()
 
@@ -339,9 +380,8 @@ async def import_lines(
 
     chunk: list[_Item] = []
     keys: set[str] = set()
-    for number, raw in lines:
+    async for item in _prepared(lines, caller.principal.scopes, workers):
         report.read += 1
-        item = prepare(number, raw, caller)
         if isinstance(item, Rejected):
             early.append(item)
             if len(early) >= chunk_size:  # a file of mostly bad lines: bounded memory

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -53,11 +53,31 @@ async def _asyncpg(session: AsyncSession) -> Any:
     return raw.driver_connection
 
 
+async def begin_chunk(session: AsyncSession) -> None:
+    """PostgreSQL: plan this transaction's statements for the table as it is now. The same
+    statement runs for every chunk while the tables grow from empty; a plan cached while they
+    were empty (a scan of every row of a type instead of the (type, id) index) made each
+    chunk slower than the last (measured: 190,000 resources in 4 minutes)."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
 async def existing(
     session: AsyncSession, wanted: dict[str, list[str]]
 ) -> dict[tuple[str, str], Existing]:
     """The current rows of these (type -> ids), one indexed query per type."""
     found: dict[tuple[str, str], Existing] = {}
+    if dialect_name(session) == "postgresql":  # one array parameter, not thousands
+        raw = await _asyncpg(session)
+        for kind, ids in wanted.items():
+            rows = await raw.fetch(
+                "SELECT fhir_id, id, version_id, deleted, person_curp, content "
+                "FROM fhir_resources WHERE resource_type = $1 AND fhir_id = ANY($2::varchar[])",
+                kind, ids,
+            )  # fmt: skip
+            for r in rows:
+                found[(kind, r[0])] = Existing(r[1], r[2], r[3], r[4], r[5])
+        return found
     for kind, ids in wanted.items():
         stmt = select(
             FhirResource.fhir_id, FhirResource.id, FhirResource.version_id,

@@ -136,11 +136,17 @@ async def dangling_references(session: AsyncSession, *docs: dict[str, Any]) -> l
     registered person, not a Patient kept outside the registry. One query per referenced
     type, however many resources are checked together."""
     missing = sorted({ref for doc in docs for ref in unresolved_references(doc)})
+    targets = {target for doc in docs for target in local_references(doc)}
+    return missing + await missing_targets(session, targets)
+
+
+async def missing_targets(session: AsyncSession, targets: set[str]) -> list[str]:
+    """Which of these "Type/id" name nothing (one query per type)."""
+    missing: list[str] = []
     wanted: dict[str, set[str]] = {}
-    for doc in docs:
-        for target in local_references(doc):
-            kind, _, fhir_id = target.partition("/")
-            wanted.setdefault(kind, set()).add(fhir_id)
+    for target in targets:
+        kind, _, fhir_id = target.partition("/")
+        wanted.setdefault(kind, set()).add(fhir_id)
     for kind, ids in sorted(wanted.items()):
         if kind == "Patient":
             found = await persons.existing_curps(session, sorted(ids))
