@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -18,6 +19,7 @@ from salud.credentials import signing
 from salud.credentials.claims import to_cbor
 from salud.credentials.models import SigningKey
 from salud.credentials.verify import verify
+from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, SealError
 from tests.conftest import keyring_of
 from tests.credentials.keys import claims
@@ -39,10 +41,13 @@ async def test_private_keys_are_sealed_and_survive_a_kek_rotation(
     assert len(row.private_key_sealed) > 32 + 60
     # Only the new KEK is needed now: the signer opens the key and its cards verify.
     signer = signing.Signer(sessions, Keyring.from_config("2027", new_kek))
-    text, kid = await signer.sign_text(to_cbor(claims()))
+    # Issued now (the key entered service at the start of this test, not at a fixed date).
+    issued = utcnow().replace(microsecond=0)
+    card = claims(issued_at=issued, not_before=issued, expires_at=issued + timedelta(days=3650))
+    text, kid = await signer.sign_text(to_cbor(card))
     assert kid.hex() == signing_key
     keys = await signer.keys()
-    assert verify(text, keys, now=claims().issued_at).claims == claims()
+    assert verify(text, keys, now=issued).claims == card
     stale = signing.Signer(sessions, keyring_of(settings))
     with pytest.raises(SealError):  # the old KEK alone no longer opens it
         await stale.sign_text(to_cbor(claims()))
