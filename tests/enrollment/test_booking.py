@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.models import AuditEvent
 from salud.access.permissions import Role
+from salud.enrollment.booking import NOT_BOOKABLE
 from salud.enrollment.models import ModuleDay
 from salud.kit.clock import today_mx
 from tests.conftest import TokenFor, backend
@@ -54,7 +55,8 @@ async def test_availability_booking_and_the_count_of_places(
     assert (first["booked"], first["free"]) == (1, days[0]["free"] - 1)
     again = await _book(anonymous, curp, day)
     assert again.status_code == 409
-    assert "ya tiene una cita" in again.json()["detail"]
+    # Without signing in, "already booked" and "already enrolled" answer alike (no oracle).
+    assert again.json()["detail"] == NOT_BOOKABLE
 
 
 async def test_the_calendar_and_phase_decide_the_days(
@@ -184,6 +186,27 @@ async def test_a_citizen_books_only_for_themselves_and_anonymous_bookings_are_au
             )
         ).all()
     assert sorted(rows) == [("anonimo", "success"), ("citizen.prueba", "denied")]
+
+
+async def test_nonsense_is_refused_with_the_field_not_a_500(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    admin = token_for(Role.SUPERVISOR)
+    phase = {"name": "X", "starts_on": "2027-02-01", "ends_on": "2027-01-01", "states": ["13"]}
+    backwards = await anonymous.post(f"{E}/phases", headers=admin, json=phase)
+    assert backwards.status_code == 422
+    empty = await anonymous.post(f"{E}/phases", headers=admin,
+                                 json={"name": "Y", "starts_on": "2027-02-01"})  # fmt: skip
+    assert empty.status_code == 422
+    assert "estados o municipios" in empty.text
+    query = {"curp": person_doc()["curp"], "start": "9999-12-30"}
+    far = await anonymous.get(f"{E}/modules/{MODULE}/availability", params=query)
+    assert far.status_code == 200  # clamped to the booking horizon, not an overflow
+    horizon = today_mx() + timedelta(days=90)
+    assert all(date.fromisoformat(d["day"]) <= horizon for d in far.json()["days"])
+    huge = await anonymous.post(f"{E}/reviews/{10**20}", json={"decision": "distinct"},
+                                headers=drive.supervisor)  # fmt: skip
+    assert huge.status_code == 422
 
 
 async def test_bad_input_names_the_field(anonymous: httpx.AsyncClient, drive: Drive) -> None:

@@ -11,12 +11,20 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.audit import AuditLog
+from salud.access.context import Caller
 from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.cli.credentials import config_of
+from salud.config import Settings
+from salud.credentials.signing import Signer
 from salud.enrollment.models import Appointment, Fingerprint
+from salud.enrollment.schemas import EnrollmentRead
+from salud.enrollment.service import Issuance, complete
 from salud.identity import curp as curp_rules
 from salud.identity.synth import synthetic_face, synthetic_fingerprint
 from salud.kit.clock import today_mx
-from tests.conftest import TokenFor
+from tests.conftest import TokenFor, keyring_of
 from tests.enrollment.conftest import MODULE, Drive, E, open_module
 from tests.factories.persons import person_doc
 
@@ -324,3 +332,49 @@ async def test_staff_act_only_at_their_module(
     mine = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
     assert mine.status_code == 200
     assert mine.json()["full_name"].startswith(doc["given_names"])
+
+
+class _AlwaysMatches:
+    """A matcher that finds every person's prints under one other CURP (a test double of
+    the pluggable interface, standing for a real 1:N search that finds a hit)."""
+
+    name = "coincide siempre (prueba)"
+
+    def __init__(self, other: str) -> None:
+        self.other = other
+
+    def candidates(self, curp: str, prints: dict[int, bytes]) -> list[str]:
+        return [self.other]
+
+
+async def test_a_biometric_match_goes_to_review_and_stays_there(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    doc = person_doc()
+    folio = (await start(anonymous, drive, doc)).json()["folio"]
+    await anonymous.put(f"{E}/enrollments/{folio}/documents", json=adult_documents(),
+                        headers=drive.operator)  # fmt: skip
+    await capture(anonymous, drive, folio, 71)
+    ring = keyring_of(settings)
+    audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
+    await audit.start()
+    who = Principal("t", "operador.prueba", Role.REGISTRATION_OPERATOR, 10, module_code=MODULE)
+    try:
+        async with sessions() as s, s.begin():
+            issuance = Issuance(Signer(sessions, ring), ring, config_of(settings))
+            held = await complete(
+                s, issuance, _AlwaysMatches("XEXX010101HNEXXXA4"), folio, Caller(who, audit)
+            )
+    finally:
+        await audit.close()
+    assert isinstance(held, EnrollmentRead)
+    assert held.status.value == "review"
+    # Committed: the review is in the supervisors' queue and completion waits for it.
+    queue = (await anonymous.get(f"{E}/reviews", headers=drive.supervisor)).json()
+    assert [(r["person_curp"], r["candidate_curp"]) for r in queue] == [
+        (doc["curp"], "XEXX010101HNEXXXA4")
+    ]
+    assert "coincidencia biométrica" in queue[0]["reason"]
+    blocked = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert blocked.status_code == 409

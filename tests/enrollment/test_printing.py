@@ -11,10 +11,13 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.permissions import Role
 from salud.enrollment.models import Notification, PrintBatch
 from salud.kit.clock import today_mx
+from tests.conftest import TokenFor
 from tests.enrollment.conftest import MODULE, Drive, E
 from tests.enrollment.test_enrollment import enroll_adult
+from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
 
@@ -120,3 +123,38 @@ async def test_a_lost_card_is_reissued_and_goes_to_the_next_batch(
     assert len(pypdfium2.PdfDocument(pdf.content)) == 2
     cards = (await anonymous.get(f"/api/v1/persons/{other['curp']}/credentials", headers=op)).json()
     assert [c["status"] for c in cards] == ["printed"]
+
+
+async def test_a_batch_is_for_its_module_staff_only(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, token_for: TokenFor
+) -> None:
+    await enroll_adult(anonymous, drive, 61)
+    made = await anonymous.post(
+        f"{E}/print-batches", json={"module_code": MODULE}, headers=drive.operator
+    )
+    code = made.json()["code"]
+    elsewhere = token_for(Role.REGISTRATION_OPERATOR, username="otro", module="MR-09-0001")
+    nowhere = token_for(Role.REGISTRATION_OPERATOR, username="nadie")
+    for headers in (elsewhere, nowhere):
+        assert (
+            await anonymous.get(f"{E}/print-batches/{code}", headers=headers)
+        ).status_code == 403
+        printed = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=headers)
+        assert printed.status_code == 403
+        listed = await anonymous.get(f"{E}/print-batches", headers=headers)
+        assert listed.status_code in (403, 404)
+        assert code not in listed.text
+
+
+async def test_a_reissue_needs_a_card_to_replace(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+) -> None:
+    """A 'lost card' for someone who never had one would be a first card that skipped the
+    enrollment: refused, whoever asks."""
+    doc = person_doc()
+    assert (await anonymous.post("/api/v1/persons", json=doc,
+                                 headers=drive.supervisor)).status_code == 201  # fmt: skip
+    refused = await anonymous.post(f"/api/v1/persons/{doc['curp']}/credentials",
+                                   json={"reason": "lost"}, headers=drive.operator)  # fmt: skip
+    assert refused.status_code == 409
+    assert "no hay una credencial vigente" in refused.json()["detail"]

@@ -14,6 +14,7 @@ from salud.access.permissions import Permission
 from salud.access.schemas import AccountRead
 from salud.api.credentials import TooManyRequests
 from salud.api.deps import CurrentCaller, ReadSession, Session, caller_of
+from salud.api.problems import problem
 from salud.enrollment import booking, notify, printing, service
 from salud.enrollment.biometrics import Matcher
 from salud.enrollment.calendar import Phase
@@ -309,12 +310,18 @@ async def exception(
 @router.post(
     "/enrollments/{folio}/complete",
     summary="Concluir: se expide la credencial (la digital funciona de inmediato)",
+    response_model=ReceiptRead,
     openapi_extra=_x(Permission.ENROLL),
 )
 async def complete(
     folio: Folio, request: Request, session: Session, caller: CurrentCaller
-) -> ReceiptRead:
-    return await service.complete(session, issuance(request), _matcher(request), folio, caller)
+) -> ReceiptRead | Response:
+    done = await service.complete(session, issuance(request), _matcher(request), folio, caller)
+    if isinstance(done, EnrollmentRead):  # held for review: committed, answered as a conflict
+        detail = "las huellas coinciden con otra persona: pasa a revisión del supervisor"
+        errors = [{"field": "fingerprints", "reason": "coincidencia biométrica"}]
+        return problem(409, "Conflicto", detail, "conflict", errors, request.url.path)
+    return done
 
 
 @router.get(
@@ -346,7 +353,7 @@ async def reviews(
     openapi_extra=_x(Permission.ENROLLMENT_APPROVE),
 )  # fmt: skip
 async def decide(
-    review_id: Annotated[int, Path(ge=1)],
+    review_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     body: DuplicateDecision,
     session: Session,
     caller: CurrentCaller,

@@ -184,7 +184,9 @@ async def issue(
             "la persona ya tiene una credencial vigente; para reponerla indique el motivo "
             "(lost, damaged, renewal o update)"
         )
-    if previous is None and reason is not IssueReason.FIRST and caller.principal.curp == curp:
+    if previous is None and reason is not IssueReason.FIRST:
+        # A reissue replaces a card: without one it would be a first card that skipped
+        # enrollment (documents, photo, fingerprints, duplicate review).
         raise Conflict("no hay una credencial vigente que reponer")
     sequence = (
         await session.scalar(

@@ -66,16 +66,19 @@ def check_fingerprint(data: bytes, finger: int) -> FingerprintImage:
         raise InvalidInput.on(field, "la imagen pesa más de 1 MB")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            # Format and size come from the header: checked before any pixel is decoded, so
+            # a small file claiming a huge image costs nothing.
             kind, (width, height) = image.format, image.size
+            if kind not in _MEDIA:
+                raise InvalidInput.on(field, f"formato {kind} no admitido (PNG, JPEG o TIFF)")
+            if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
+                raise InvalidInput.on(
+                    field,
+                    f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px",
+                )
             gray = np.asarray(image if image.mode == "L" else image.convert("L"), np.float32)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise InvalidInput.on(field, "no es una imagen PNG, JPEG o TIFF legible") from None
-    if kind not in _MEDIA:
-        raise InvalidInput.on(field, f"formato {kind} no admitido (PNG, JPEG o TIFF)")
-    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
-        raise InvalidInput.on(
-            field, f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px"
-        )
     quality = quality_of(gray)
     if quality < MIN_QUALITY:
         raise InvalidInput.on(

@@ -52,10 +52,17 @@ def new_folio(prefix: str, length: int = 8) -> str:
     return prefix + "".join(secrets.choice(_FOLIO_ALPHABET) for _ in range(length))
 
 
+ANONYMOUS = "anonymous"
+NOT_BOOKABLE = (
+    "no es posible agendar con esa CURP: si ya tiene una cita o ya acudió a un módulo, "
+    "consulte su folio o inicie sesión"
+)
+
+
 def anonymous_principal(curp: str) -> Principal:
     """Whoever books with only a CURP (as the government's booking site allows): recorded in
     the audit log as `anonimo` acting for that CURP. Adapters rate-limit it per address."""
-    return Principal(subject="anonymous", username="anonimo", role=Role.CITIZEN, curp=curp)
+    return Principal(subject=ANONYMOUS, username="anonimo", role=Role.CITIZEN, curp=curp)
 
 
 def module_read(m: RegistrationModule) -> ModuleRead:
@@ -273,7 +280,8 @@ async def availability(
     """The days this person may come to this module, with the places left (public: it says
     nothing about the person that the CURP does not already say)."""
     m = await module(session, code)
-    start = max(start or today_mx(), today_mx())
+    last = today_mx() + timedelta(days=BOOKING_HORIZON_DAYS)
+    start = min(max(start or today_mx(), today_mx()), last)
     end = min(start + timedelta(days=max(1, min(days, BOOKING_HORIZON_DAYS)) - 1),
               today_mx() + timedelta(days=BOOKING_HORIZON_DAYS))  # fmt: skip
     found = [] if m.status != "open" else await _bookable_days(session, m, curp, start, end)
@@ -331,15 +339,17 @@ async def book(session: AsyncSession, data: BookingIn, caller: Caller) -> Appoin
     reason = await _why_not(session, m, data.curp, data.day)
     if reason:
         raise InvalidInput.on("day", reason)
+    # Whoever books without signing in gets one answer for "already booked" and "already
+    # enrolled", so the public form does not tell who has been enrolled.
+    anonymous = caller.principal.subject == ANONYMOUS
     if await repository.booked_for(session, data.curp) is not None:
-        raise Conflict(
-            "esa CURP ya tiene una cita; cancélela o cámbiela antes de agendar otra",
-            [FieldProblem("curp", "ya tiene una cita")],
-        )
+        raise Conflict(NOT_BOOKABLE if anonymous else
+                       "esa CURP ya tiene una cita; cancélela o cámbiela antes de agendar otra",
+                       [FieldProblem("curp", "no se puede agendar")])  # fmt: skip
     if (live := await repository.live_enrollment_for(session, data.curp)) is not None:
         done = live.status == "completed"
-        raise Conflict("esa persona ya fue credencializada" if done else
-                       "esa persona tiene un registro en curso en un módulo")  # fmt: skip
+        raise Conflict(NOT_BOOKABLE if anonymous else "esa persona ya fue credencializada" if done
+                       else "esa persona tiene un registro en curso en un módulo")  # fmt: skip
     await _take(session, m, data.day)
     now = utcnow()
     row = Appointment(
@@ -351,7 +361,7 @@ async def book(session: AsyncSession, data: BookingIn, caller: Caller) -> Appoin
     try:
         await session.flush()
     except IntegrityError:  # the same CURP booked at the same moment elsewhere
-        raise Conflict("esa CURP ya tiene una cita") from None
+        raise Conflict(NOT_BOOKABLE if anonymous else "esa CURP ya tiene una cita") from None
     await caller.record(
         "enrollment:appointment:book", "appointment", person_curp=data.curp,
         subject_id=row.folio, within=session,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -26,6 +27,7 @@ StateKey = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|[12][0-9]|3[0-2])
 MunicipalityKey = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|[12][0-9]|3[0-2])[0-9]{3}$")]
 
 
+@lru_cache(maxsize=4096)  # a calendar asks for the same few specs on every day it checks
 def letter_set(spec: str) -> frozenset[str]:
     """`"A-C,M,X-Z"` → {A, B, C, M, X, Y, Z}. ValueError names what is wrong."""
     if not _SPEC.match(spec):

@@ -26,7 +26,7 @@ from salud.enrollment.schemas import (
     DeliveryIn,
 )
 from salud.enrollment.service import Issuance
-from salud.errors import Conflict, NotFound
+from salud.errors import Conflict, Forbidden, NotFound
 from salud.kit.clock import today_mx, utcnow
 
 # Printing and shipping take at most three weeks, so the card waits at the module before the
@@ -65,14 +65,19 @@ async def _batch(
     if b is None:
         raise NotFound(f"no hay un lote con la clave {code}")
     m = await repository.module_by_id(session, b.module_id)
+    check_runs_module(caller, m)  # a batch carries personal data: its module's staff only
     return b, m
 
 
 async def create_batch(session: AsyncSession, data: BatchCreate, caller: Caller) -> BatchRead:
     """Gather the module's issued cards not yet in a batch (first cards and reissues)."""
     await caller.allow(Permission.CREDENTIAL_PRINT, "enrollment:batch:create", "print-batch")
-    m = await module(session, data.module_code)
+    m = await repository.module_by_code(session, data.module_code, lock=True)
+    if m is None:
+        raise NotFound(f"no hay un módulo con la clave {data.module_code}")
     check_runs_module(caller, m)
+    # The module row's lock makes two batches formed at once wait for each other, so a card
+    # lands in one of them (the second finds nothing left) instead of failing on a duplicate.
     found = await repository.cards_to_print(session, m.id, data.limit)
     if not found:
         raise Conflict(f"no hay tarjetas por imprimir del módulo {m.code}")
@@ -119,7 +124,6 @@ async def advance(session: AsyncSession, code: str, step: str, caller: Caller) -
         raise Conflict(f"un lote en estado {b.status} no pasa a {step}")
     now = utcnow()
     if step == "received":
-        check_runs_module(caller, m)
         for card, status in await repository.batch_cards(session, b.id):
             if status != "printed":  # revoked or superseded meanwhile: not handed over
                 continue
@@ -176,9 +180,12 @@ async def list_batches(
     session: AsyncSession, caller: Caller, module_code: str | None, overdue: bool
 ) -> list[BatchRead]:
     await caller.allow(Permission.CREDENTIAL_PRINT, "enrollment:batch:list", "print-batch")
-    module_id = None
-    if module_code:
-        module_id = (await module(session, module_code)).id
+    code = module_code or caller.principal.module_code
+    if not code:
+        raise Forbidden("su cuenta no está asignada a un módulo: indique el módulo")
+    m = await module(session, code)
+    check_runs_module(caller, m)
+    module_id = m.id
     found = await repository.batches(session, module_id, today_mx() if overdue else None)
     return [_read(b, await repository.module_by_id(session, b.module_id), []) for b in found]
 

@@ -87,6 +87,14 @@ class PhaseCreate(_In):
         default_factory=list, max_length=2500, description="claves INEGI de 5 dígitos (regiones)"
     )
 
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.ends_on is not None and self.ends_on < self.starts_on:
+            raise ValueError("ends_on: termina antes de empezar")
+        if not self.states and not self.municipalities:
+            raise ValueError("states: indique estados o municipios que la fase abre")
+        return self
+
 
 class CalendarCreate(_In):
     name: str = Field(min_length=1, max_length=80)

@@ -360,9 +360,11 @@ async def approve_exception(
 
 async def complete(
     session: AsyncSession, issuance: Issuance, matcher: Matcher, folio: str, caller: Caller
-) -> ReceiptRead:
+) -> ReceiptRead | EnrollmentRead:
     """Close the enrollment: nothing may be missing; the credential is issued with the digital
-    card active at once; the receipt gives the pickup window at this module."""
+    card active at once; the receipt gives the pickup window at this module. When the
+    biometric matcher finds the prints enrolled under another CURP, the enrollment goes to
+    the supervisors' review instead, and its state (status `review`) is returned."""
     row, m = await _enrollment(
         session, folio, caller, "enrollment:enrollment:complete", Permission.ENROLL
     )
@@ -389,7 +391,13 @@ async def complete(
             ))  # fmt: skip
         row.status = "review"
         await session.flush()
-        raise Conflict("las huellas coinciden con otra persona: pasa a revisión del supervisor")
+        await caller.record(
+            "enrollment:enrollment:review", "enrollment", person_curp=row.person_curp,
+            subject_id=folio, within=session, detail={"biometric_matches": len(matches)},
+        )  # fmt: skip
+        # Returned, not raised: the reviews must be committed (an error would roll them back);
+        # the adapter answers 409 with this state.
+        return await _read(session, row, m, person)
     card = await credentials.issue(
         session, issuance.signer, issuance.ring, issuance.config, row.person_curp,
         IssueReason.FIRST, caller,

@@ -39,18 +39,21 @@ def check_photo(data: bytes) -> Photo:
         raise InvalidInput.on("photo", f"pesa más de {MAX_BYTES // 1_000_000} MB")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            kind, (width, height) = image.format, image.size
+            # Checked from the header, before any pixel is decoded (a small file may claim
+            # a huge image).
+            if kind not in _MEDIA:
+                raise InvalidInput.on("photo", f"formato {kind} no admitido (JPEG, PNG o WebP)")
+            if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
+                raise InvalidInput.on(
+                    "photo",
+                    f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px",
+                )
             image.verify()
         with Image.open(io.BytesIO(data)) as image:
-            kind, (width, height) = image.format, image.size
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise InvalidInput.on("photo", "no es una imagen JPEG, PNG o WebP legible") from None
-    if kind not in _MEDIA:
-        raise InvalidInput.on("photo", f"formato {kind} no admitido (JPEG, PNG o WebP)")
-    if min(width, height) < MIN_SIDE or max(width, height) > MAX_SIDE:
-        raise InvalidInput.on(
-            "photo", f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px"
-        )
     if width > height * 1.1:
         raise InvalidInput.on("photo", "debe ser vertical o cuadrada (retrato)")
     return Photo(data, _MEDIA[kind], width, height)

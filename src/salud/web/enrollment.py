@@ -9,7 +9,7 @@ from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -31,6 +31,7 @@ from salud.enrollment.schemas import (
     ExceptionIn,
     IdentityCheck,
     ModuleStatus,
+    ReceiptRead,
 )
 from salud.errors import DomainError, FieldProblem, InvalidInput
 from salud.identity.schemas import PersonCreate
@@ -73,7 +74,7 @@ def _reason(exc: DomainError | ValidationError) -> str:
             parts.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
         return "; ".join(parts)
     problems: list[FieldProblem] = exc.problems
-    if problems and not exc.detail.startswith("el registro no puede"):
+    if problems and exc.status != 409:  # a conflict's sentence says it all
         return "; ".join(f"{p.field}: {p.reason}" for p in problems)
     return exc.detail
 
@@ -364,6 +365,9 @@ async def exception(request: Request, folio: str, session: WriteSession) -> Resp
     except (DomainError, ValidationError) as exc:
         await session.rollback()
         return _back(f"/modulo/registro/{folio}", _reason(exc))
+    except ValueError:  # a waiver that is no document kind
+        await session.rollback()
+        return _back(f"/modulo/registro/{folio}", "waive: documento desconocido")
     return _back(f"/modulo/registro/{folio}", "Excepción registrada.")
 
 
@@ -379,10 +383,13 @@ async def complete(
     state = request.app.state
     issuance = service.Issuance(state.signer, state.keyring, state.credential_config)
     try:
-        await service.complete(session, issuance, state.biometric_matcher, folio, caller)
+        done = await service.complete(session, issuance, state.biometric_matcher, folio, caller)
     except DomainError as exc:
         await session.rollback()
         return _back(f"/modulo/registro/{folio}", _reason(exc))
+    if not isinstance(done, ReceiptRead):
+        return _back(f"/modulo/registro/{folio}", "huellas: coinciden con otra persona; "
+                     "el registro pasa a revisión del supervisor")  # fmt: skip
     return RedirectResponse(f"/modulo/registro/{folio}/comprobante", status_code=303)
 
 
@@ -553,7 +560,7 @@ async def reviews(
 @router.post("/modulo/revisiones/{review_id}")
 async def decide(
     request: Request,
-    review_id: int,
+    review_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     session: WriteSession,
     decision: Annotated[str, Form(max_length=10)],
     note: Annotated[str, Form(max_length=500)] = "",
