@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.audit import AuditLog
 from salud.access.context import Caller
+from salud.access.models import AuditEvent
 from salud.access.permissions import Role
 from salud.access.principal import Principal
+from salud.access.schemas import AccountCreate
+from salud.access.service import create_account
 from salud.cli.credentials import config_of
 from salud.config import Settings
 from salud.credentials.signing import Signer
@@ -237,7 +240,7 @@ async def test_a_minor_needs_a_guardian_who_is_an_adult(
 
 
 async def test_a_probable_duplicate_waits_for_the_supervisor(
-    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, token_for: TokenFor
 ) -> None:
     first = person_doc(
         given_names="JUANA",
@@ -267,6 +270,9 @@ async def test_a_probable_duplicate_waits_for_the_supervisor(
     assert "duplicate_review" in {e["field"] for e in blocked.json()["errors"]}
     queue = await anonymous.get(f"{E}/reviews", headers=drive.supervisor)
     [review] = queue.json()
+    stranger = token_for(Role.SUPERVISOR, username="supervisora.ajena")
+    unbound = await anonymous.get(f"{E}/reviews", headers=stranger)
+    assert unbound.status_code == 403  # a supervisor of no module sees no one's reviews
     assert (review["person_curp"], review["candidate_curp"]) == (twin_curp, first["curp"])
     assert (await anonymous.get(f"{E}/reviews", headers=drive.operator)).status_code == 403
     decided = await anonymous.post(
@@ -316,13 +322,29 @@ async def test_curp_and_images_are_checked(anonymous: httpx.AsyncClient, drive: 
 
 
 async def test_staff_act_only_at_their_module(
-    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
-) -> None:
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor, settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
     doc = person_doc()
     folio = (await start(anonymous, drive, doc)).json()["folio"]
     elsewhere = await open_module(anonymous, token_for, code="MR-13-0009")
     foreign = await anonymous.get(f"{E}/enrollments/{folio}", headers=elsewhere.operator)
     assert foreign.status_code == 403
+    async with sessions() as s:  # the refusal is in the audit log
+        denied = await s.scalar(
+            select(AuditEvent.outcome).where(AuditEvent.action == "enrollment:module:access")
+        )
+    assert denied == "denied"
+    # A supervisor cannot take an operator who works at another module.
+    async with sessions() as s, s.begin():
+        await create_account(s, AccountCreate(
+            username="operador.otro", display_name="Otro", role=Role.REGISTRATION_OPERATOR,
+            password="Prueba-Segura-2026", module_code="MR-13-0009", totp=True,
+        ), keyring_of(settings))  # fmt: skip
+    taken = await anonymous.post(f"{E}/modules/{MODULE}/staff", headers=drive.supervisor,
+                                 json={"username": "operador.otro"})  # fmt: skip
+    assert taken.status_code == 409, taken.text
+    assert "MR-13-0009" in taken.json()["detail"]
     unassigned = token_for(Role.REGISTRATION_OPERATOR)
     refused = await anonymous.post(
         f"{E}/enrollments", headers=unassigned, json={"curp": person_doc()["curp"]}

@@ -158,3 +158,26 @@ async def test_a_reissue_needs_a_card_to_replace(
                                    json={"reason": "lost"}, headers=drive.operator)  # fmt: skip
     assert refused.status_code == 409
     assert "no hay una credencial vigente" in refused.json()["detail"]
+
+
+async def test_a_card_suspended_before_printing_leaves_the_batch_and_can_return(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+) -> None:
+    kept = await enroll_adult(anonymous, drive, 81)
+    paused = await enroll_adult(anonymous, drive, 82)
+    op = drive.operator
+    code = (
+        await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    ).json()["code"]
+    card = f"/api/v1/credentials/{paused['credential_id']}/status"
+    suspended = await anonymous.post(card, json={"status": "suspended"}, headers=drive.supervisor)
+    assert suspended.status_code == 200, suspended.text
+    pdf = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)
+    assert len(pypdfium2.PdfDocument(pdf.content)) == 2  # only the card still in force
+    batch = (await anonymous.get(f"{E}/print-batches/{code}", headers=op)).json()
+    assert batch["card_count"] == 1
+    assert [c["credential_id"] for c in batch["cards"]] == [kept["credential_id"]]
+    again = await anonymous.post(card, json={"status": "active"}, headers=drive.supervisor)
+    assert again.json()["status"] == "issued"
+    later = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    assert [c["credential_id"] for c in later.json()["cards"]] == [paused["credential_id"]]

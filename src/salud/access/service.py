@@ -153,6 +153,11 @@ async def assign_module(
         raise InvalidInput.on("username", "no existe esa cuenta")
     if Role(account.role) not in MODULE_ROLES:
         raise InvalidInput.on("username", "solo operadores y supervisores trabajan en un módulo")
+    if module_code and account.module_code not in (None, module_code):
+        raise Conflict(
+            f"la cuenta trabaja en el módulo {account.module_code}: que ese módulo la libere",
+            [FieldProblem("username", "asignada a otro módulo")],
+        )
     account.module_code = module_code
     await session.flush()
     return _read(account)

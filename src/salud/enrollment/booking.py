@@ -82,12 +82,27 @@ async def module(session: AsyncSession, code: str) -> RegistrationModule:
     return found
 
 
-def check_runs_module(caller: Caller, m: RegistrationModule) -> None:
-    """Staff act only at their own module (a supervisor also at the modules they supervise)."""
+async def check_runs_module(caller: Caller, m: RegistrationModule) -> None:
+    """Staff act only at their own module (a supervisor also at the modules they supervise).
+    A refusal is recorded, like any denied access."""
     p = caller.principal
     if p.module_code == m.code or (p.role is Role.SUPERVISOR and m.supervisor == p.username):
         return
+    await caller.record(
+        "enrollment:module:access", "module", subject_id=m.code, outcome="denied",
+        detail={"module_of_account": p.module_code},
+    )  # fmt: skip
     raise Forbidden(f"su cuenta no está asignada al módulo {m.code}")
+
+
+def runs_modules(caller: Caller, modules: list[RegistrationModule]) -> list[int]:
+    """Ids of the modules among these the caller works at or supervises."""
+    p = caller.principal
+    return [
+        m.id
+        for m in modules
+        if p.module_code == m.code or (p.role is Role.SUPERVISOR and m.supervisor == p.username)
+    ]
 
 
 # --- modules ------------------------------------------------------------------------------
@@ -129,7 +144,7 @@ async def set_module_status(
     m = await repository.module_by_code(session, code, lock=True)
     if m is None:
         raise NotFound(f"no hay un módulo con la clave {code}")
-    check_runs_module(caller, m)
+    await check_runs_module(caller, m)
     if m.status == status.value:
         raise Conflict(f"el módulo ya está {status.value}")
     m.status = status.value
@@ -147,7 +162,7 @@ async def assign_staff(
 ) -> list[AccountRead]:
     await caller.allow(Permission.MODULE_MANAGE, "enrollment:module:assign", "module")
     m = await module(session, code)
-    check_runs_module(caller, m)
+    await check_runs_module(caller, m)
     await accounts.assign_module(session, username, code)
     await caller.record(
         "enrollment:module:assign", "module", subject_id=code, within=session,
@@ -159,7 +174,7 @@ async def assign_staff(
 async def staff(session: AsyncSession, code: str, caller: Caller) -> list[AccountRead]:
     await caller.allow(Permission.MODULE_MANAGE, "enrollment:module:staff", "module")
     m = await module(session, code)
-    check_runs_module(caller, m)
+    await check_runs_module(caller, m)
     return await accounts.staff_at_module(session, code)
 
 
@@ -424,7 +439,7 @@ async def module_agenda(
 ) -> list[AppointmentRead]:
     await caller.allow(Permission.APPOINTMENT_READ, "enrollment:agenda:read", "module")
     m = await module(session, code)
-    check_runs_module(caller, m)
+    await check_runs_module(caller, m)
     rows = await repository.agenda(session, m.id, day)
     await caller.record_persons("enrollment:agenda:read", [r.person_curp for r in rows])
     return [_appointment_read(r, m) for r in rows]

@@ -65,7 +65,7 @@ async def _batch(
     if b is None:
         raise NotFound(f"no hay un lote con la clave {code}")
     m = await repository.module_by_id(session, b.module_id)
-    check_runs_module(caller, m)  # a batch carries personal data: its module's staff only
+    await check_runs_module(caller, m)  # a batch carries personal data: its module's staff only
     return b, m
 
 
@@ -75,7 +75,7 @@ async def create_batch(session: AsyncSession, data: BatchCreate, caller: Caller)
     m = await repository.module_by_code(session, data.module_code, lock=True)
     if m is None:
         raise NotFound(f"no hay un módulo con la clave {data.module_code}")
-    check_runs_module(caller, m)
+    await check_runs_module(caller, m)
     # The module row's lock makes two batches formed at once wait for each other, so a card
     # lands in one of them (the second finds nothing left) instead of failing on a duplicate.
     found = await repository.cards_to_print(session, m.id, data.limit)
@@ -106,7 +106,12 @@ async def print_file(session: AsyncSession, issuance: Issuance, code: str, calle
     if b.status != "created":
         raise Conflict(f"el lote {code} ya se imprimió ({b.status})")
     # A card superseded or revoked since the batch was formed is not printed.
-    ids = [c.credential_id for c, s in await repository.batch_cards(session, b.id) if s == "issued"]
+    cards = await repository.batch_cards(session, b.id)
+    ids = [c.credential_id for c, s in cards if s == "issued"]
+    for card, status in cards:
+        if status != "issued":  # leaves the batch: if reactivated, a later batch takes it
+            await session.delete(card)
+    b.card_count = len(ids)
     if not ids:
         raise Conflict(f"ninguna tarjeta del lote {code} sigue vigente para imprimirse")
     document = await credentials.print_file(session, issuance.ring, issuance.config, ids, caller)
@@ -159,7 +164,7 @@ async def deliver(
         raise NotFound("esa tarjeta no está en ningún lote")
     b = await session.get(PrintBatch, card.batch_id)
     assert b is not None
-    check_runs_module(caller, await repository.module_by_id(session, b.module_id))
+    await check_runs_module(caller, await repository.module_by_id(session, b.module_id))
     if b.status != "received":
         raise Conflict("el lote de esa tarjeta aún no llega al módulo")
     read = await credentials.change_status(
@@ -184,7 +189,7 @@ async def list_batches(
     if not code:
         raise Forbidden("su cuenta no está asignada a un módulo: indique el módulo")
     m = await module(session, code)
-    check_runs_module(caller, m)
+    await check_runs_module(caller, m)
     module_id = m.id
     found = await repository.batches(session, module_id, today_mx() if overdue else None)
     return [_read(b, await repository.module_by_id(session, b.module_id), []) for b in found]

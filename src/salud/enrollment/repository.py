@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -227,8 +227,23 @@ async def pending_reviews(session: AsyncSession, enrollment_id: int) -> int:
     return int(found or 0)
 
 
+async def modules_run_by(
+    session: AsyncSession, module_code: str | None, supervisor: str | None
+) -> list[int]:
+    """Ids of the module an account works at and of the modules a supervisor supervises."""
+    conditions = []
+    if module_code:
+        conditions.append(RegistrationModule.code == module_code)
+    if supervisor:
+        conditions.append(RegistrationModule.supervisor == supervisor)
+    if not conditions:
+        return []
+    stmt = select(RegistrationModule.id).where(or_(*conditions))
+    return list((await session.execute(stmt)).scalars())
+
+
 async def reviews(
-    session: AsyncSession, status: str | None, module_id: int | None
+    session: AsyncSession, status: str | None, module_ids: list[int]
 ) -> Sequence[tuple[DuplicateReview, str]]:
     stmt = (
         select(DuplicateReview, Enrollment.folio)
@@ -237,8 +252,7 @@ async def reviews(
     )
     if status:
         stmt = stmt.where(DuplicateReview.status == status)
-    if module_id is not None:
-        stmt = stmt.where(Enrollment.module_id == module_id)
+    stmt = stmt.where(Enrollment.module_id.in_(module_ids))
     return [(r, f) for r, f in (await session.execute(stmt.limit(500))).all()]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.context import Caller
-from salud.access.permissions import Permission
+from salud.access.permissions import Permission, Role
 from salud.credentials import service as credentials
 from salud.credentials.schemas import IssueReason
 from salud.credentials.signing import Signer
@@ -80,7 +80,7 @@ async def _enrollment(
     if row is None:
         raise NotFound(f"no hay un registro con el folio {folio}")
     m = await repository.module_by_id(session, row.module_id)
-    check_runs_module(caller, m)
+    await check_runs_module(caller, m)
     return row, m
 
 
@@ -458,11 +458,12 @@ async def list_reviews(
     session: AsyncSession, caller: Caller, status: str | None = "pending"
 ) -> list[DuplicateReviewRead]:
     await caller.allow(Permission.ENROLLMENT_APPROVE, "enrollment:review:list", "review")
-    module_id = None
-    if caller.principal.module_code:
-        m = await repository.module_by_code(session, caller.principal.module_code)
-        module_id = m.id if m else -1
-    found = await repository.reviews(session, status, module_id)
+    p = caller.principal
+    supervised = p.username if p.role is Role.SUPERVISOR else None
+    module_ids = await repository.modules_run_by(session, p.module_code, supervised)
+    if not module_ids:
+        raise Forbidden("su cuenta no está asignada a ningún módulo de registro")
+    found = await repository.reviews(session, status, module_ids)
     curps = {c for r, _ in found for c in (r.person_curp, r.candidate_curp)}
     await caller.record_persons("enrollment:review:list", sorted(curps))
     return [_review_read(r, f) for r, f in found]
@@ -482,7 +483,7 @@ async def decide_review(
         raise Conflict(f"la revisión ya se resolvió ({review.status})")
     row = await session.get(Enrollment, review.enrollment_id, with_for_update=True)
     assert row is not None
-    check_runs_module(caller, await repository.module_by_id(session, row.module_id))
+    await check_runs_module(caller, await repository.module_by_id(session, row.module_id))
     review.status, review.note = data.decision, data.note
     review.decided_by, review.decided_at = caller.actor, utcnow()
     await session.flush()

@@ -551,7 +551,11 @@ async def reviews(
         return answer
     if principal is None or not principal.may(Permission.ENROLLMENT_APPROVE):
         return _page(request, "forbidden.html", {"principal": principal}, 403)
-    found = await service.list_reviews(session, _caller(request, "supervision"))
+    try:
+        found = await service.list_reviews(session, _caller(request, "supervision"))
+    except DomainError as exc:
+        return _page(request, "forbidden.html", {"principal": principal,
+                                                 "message": _reason(exc)}, exc.status)  # fmt: skip
     matcher = request.app.state.biometric_matcher.name
     return _page(request, "reviews.html", {"principal": principal, "reviews": found,
                                            "notice": aviso, "matcher_name": matcher})  # fmt: skip
