@@ -319,6 +319,11 @@ async def test_curp_and_images_are_checked(anonymous: httpx.AsyncClient, drive: 
     )
     assert small.status_code == 422
     assert small.json()["errors"][0]["field"] == "photo"
+    huge = await anonymous.put(f"{E}/enrollments/{folio}/fingerprints/7",
+                               content=b"\0" * 2_100_000, headers=drive.operator)  # fmt: skip
+    assert huge.status_code == 422
+    assert huge.json()["errors"][0] == {"field": "fingerprints.7",
+                                        "reason": "la imagen pesa más de 2 MB"}  # fmt: skip
 
 
 async def test_staff_act_only_at_their_module(

@@ -45,6 +45,7 @@ from salud.enrollment.schemas import (
     RescheduleIn,
     StaffAssign,
 )
+from salud.errors import InvalidInput
 from salud.kit.clock import today_mx
 
 router = APIRouter(prefix="/enrollment", tags=["credencialización"])
@@ -58,6 +59,22 @@ IMAGE_BODY: dict[str, Any] = {"content": {t: {} for t in IMAGE_TYPES}}
 def _x(permission: Permission | str, **extra: Any) -> dict[str, Any]:
     value = permission if isinstance(permission, str) else permission.value
     return {"x-permission": value, **extra}
+
+
+MAX_IMAGE_BYTES = 2_000_000
+
+
+async def _image_body(request: Request, caller: Caller, field: str, folio: str) -> bytes:
+    """The uploaded image, read only after the permission is checked and never past 2 MB
+    (the checks after it refuse anything over 1-2 MB anyway)."""
+    await caller.allow(Permission.ENROLL, "enrollment:capture:upload", "enrollment",
+                       subject_id=folio)  # fmt: skip
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_IMAGE_BYTES:
+            raise InvalidInput.on(field, "la imagen pesa más de 2 MB")
+    return bytes(data)
 
 
 def issuance(request: Request) -> service.Issuance:
@@ -276,7 +293,7 @@ async def documents(
 async def photo(
     folio: Folio, request: Request, session: Session, caller: CurrentCaller
 ) -> EnrollmentRead:
-    raw = await request.body()
+    raw = await _image_body(request, caller, "photo", folio)
     return await service.put_photo(session, request.app.state.keyring, folio, raw, caller)
 
 
@@ -292,7 +309,7 @@ async def fingerprint(
     session: Session,
     caller: CurrentCaller,
 ) -> EnrollmentRead:
-    raw = await request.body()
+    raw = await _image_body(request, caller, f"fingerprints.{finger}", folio)
     ring = request.app.state.keyring
     return await service.put_fingerprint(session, ring, folio, finger, raw, caller)
 
