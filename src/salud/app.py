@@ -163,5 +163,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes[0:0] = [
         *persons.fast_routes(API_PREFIX),
         *credentials.fast_routes(API_PREFIX),
+        *fhir.fast_routes(),
     ]
     return app

@@ -10,6 +10,10 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.requests import Request as StarletteRequest
+from starlette.routing import BaseRoute, Route
 
 from salud import __version__
 from salud.api import fhir_bulk
@@ -20,6 +24,7 @@ from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.types import STORED_TYPES
 from salud.records.validation import parse, validate
+from salud.storage.fastread import FastReader
 
 FHIR_JSON = "application/fhir+json"
 # FHIR R4 RESTful API, content types (http.html#mime-type): `_format` names the format of
@@ -266,6 +271,12 @@ async def type_history(
 async def read(
     kind: str, fhir_id: str, request: Request, session: ReadSession, reader: Reader
 ) -> Response:
+    return await _read_response(request, session, reader, kind, fhir_id)
+
+
+async def _read_response(
+    request: Request, session: AsyncSession | None, reader: FastReader, kind: str, fhir_id: str
+) -> Response:
     async def run() -> Response:
         stored = await service.read(session, reader, caller_of(request), kind, fhir_id)
         return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
@@ -466,3 +477,57 @@ def capability_statement(base: str) -> dict[str, Any]:
             }
         ],
     }
+
+
+# --- the hot read as a plain Starlette route ---------------------------------------------
+# GUIDE.md allows a plain endpoint on a hot path when its benchmark shows FastAPI's
+# per-request layer costing too much (bench/RESULTS.md, "The FHIR record"). The route only
+# matches what a read by id can be: a resource type (capitalised) and a FHIR id
+# ([A-Za-z0-9.-]{1,64}, R4 datatypes.html#id), so `_history`, `$operations` and the bulk
+# routes still reach the FastAPI router. The same handler runs, with the same errors.
+
+
+class _ResourceType(Convertor[str]):
+    regex = "(?!AuditEvent/)[A-Z][A-Za-z]{1,63}"  # AuditEvent is the audit log's own route
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class _FhirId(Convertor[str]):
+    regex = "[A-Za-z0-9.-]{1,64}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("fhirtype", _ResourceType())
+register_url_convertor("fhirid", _FhirId())
+
+
+async def _read_fast(request: StarletteRequest) -> Response:
+    kind, fhir_id = request.path_params["kind"], request.path_params["fhir_id"]
+    reader: FastReader = request.app.state.reader
+    try:
+        await _json_only(request)
+        if kind == "Patient" or kind in mirror.KINDS:  # read from the registry or catalog
+            async with request.app.state.read_sessions() as session:
+                return await _read_response(
+                    request, session, request.app.state.reader, kind, fhir_id
+                )
+        # A stored resource's current version is read through the FastReader: the session
+        # is never used, so none is opened (an unused AsyncSession still costs its set-up).
+        return await _read_response(request, None, reader, kind, fhir_id)
+    except FhirError as exc:
+        return await _render(request, exc)
+
+
+def fast_routes() -> list[BaseRoute]:
+    """Routes to put ahead of the FastAPI router (app.py)."""
+    return [Route("/fhir/{kind:fhirtype}/{fhir_id:fhirid}", _read_fast, methods=["GET"])]

@@ -281,15 +281,20 @@ async def remove(
 
 
 async def read(
-    session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str,
+    session: AsyncSession | None, reader: FastReader, caller: Caller, kind: str, fhir_id: str,
     version_id: int | None = None,
 ) -> Stored:  # fmt: skip
+    """A resource by id. The current version of a stored type is read through the FastReader
+    alone (the hot path passes no session); Patient, the mirrored types and an earlier
+    version need the session."""
     if kind == "Patient" and len(fhir_id) > MAX_PATIENT_ID:  # no such partition key
         raise FhirError.one(404, "not-found", f"no existe Patient/{fhir_id}")
     if kind == "Patient":
-        return await _read_patient(session, reader, caller, fhir_id)
+        return await _read_patient(_needed(session), reader, caller, fhir_id)
     if kind in mirror.KINDS and mirror.owns(kind, fhir_id):
-        shown = await mirrored.read(session, reader, caller, kind, fhir_id, version_id, _may)
+        shown = await mirrored.read(
+            _needed(session), reader, caller, kind, fhir_id, version_id, _may
+        )
         return Stored(*shown)
     if kind not in STORED_TYPES:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
@@ -298,7 +303,7 @@ async def read(
         found = await repository.current_fast(reader, kind, fhir_id)
         row = _Row(**found) if found is not None else None
     else:
-        row = await repository.version(session, kind, fhir_id, version_id)
+        row = await repository.version(_needed(session), kind, fhir_id, version_id)
     if row is None:
         raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
     action = f"records:{kind}:read"
@@ -310,6 +315,12 @@ async def read(
     if row.deleted:
         raise FhirError.one(410, "deleted", f"{kind}/{fhir_id} fue eliminado")
     return Stored(fhir_id, row.version_id, row.last_updated, row.content)
+
+
+def _needed(session: AsyncSession | None) -> AsyncSession:
+    if session is None:  # a caller's mistake, not the client's: the hot path passes none
+        raise RuntimeError("esta lectura necesita una sesión de base de datos")
+    return session
 
 
 @dataclass(frozen=True, slots=True)
