@@ -41,7 +41,8 @@ from salud.kit.ratelimit import WindowLimiter
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 from salud.storage.fastread import FastReader
-from salud.web import enrollment as web_enrollment
+from salud.web import citizen as citizen_pages
+from salud.web import desk as desk_pages
 from salud.web import pages
 from salud.web import progress as progress_page
 
@@ -156,7 +157,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(progress.router, prefix=API_PREFIX)
     app.include_router(credentials.wellknown)
     fhir.install(app)
-    app.include_router(web_enrollment.router)
+    app.include_router(citizen_pages.router)
+    app.include_router(desk_pages.router)
     app.include_router(pages.router)
     app.include_router(progress_page.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")

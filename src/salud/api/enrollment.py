@@ -16,6 +16,7 @@ from salud.api.credentials import TooManyRequests
 from salud.api.deps import CurrentCaller, ReadSession, Session, caller_of
 from salud.api.problems import problem
 from salud.enrollment import booking, notify, printing, service
+from salud.enrollment import reviews as duplicate_reviews
 from salud.enrollment.biometrics import Matcher
 from salud.enrollment.calendar import Phase
 from salud.enrollment.schemas import (
@@ -362,7 +363,7 @@ async def reviews(
         str | None, Query(alias="status", pattern="^(pending|distinct|duplicate)$")
     ] = "pending",
 ) -> list[DuplicateReviewRead]:
-    return await service.list_reviews(session, caller, review_status)
+    return await duplicate_reviews.list_reviews(session, caller, review_status)
 
 
 @router.post(
@@ -375,7 +376,7 @@ async def decide(
     session: Session,
     caller: CurrentCaller,
 ) -> DuplicateReviewRead:
-    return await service.decide_review(session, review_id, body, caller)
+    return await duplicate_reviews.decide_review(session, review_id, body, caller)
 
 
 # --- printing and delivery ------------------------------------------------------------------

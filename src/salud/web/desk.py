@@ -1,29 +1,26 @@
-"""Credentialization pages (Spanish): the citizen's booking (/cita), the operator's and
-supervisor's module desk (/modulo…), print batches and delivery, the duplicate review queue,
-and the citizen's report of a lost card. Thin: each handler checks the session and the CSRF
-token, calls the same services as the API, and renders the result or the error's reason."""
+"""The registration module's desk (Spanish; operators and supervisors): today's agenda,
+enrollment step by step (documents, camera photo, scanner fingerprints, exceptions,
+completion and receipt), card reissue, print batches and delivery, and the duplicate review
+queue. Thin: each handler checks the session and the CSRF token and calls the services."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from salud.access.context import Caller
-from salud.access.permissions import Permission, Role
-from salud.access.principal import Principal
+from salud.access.permissions import Permission
 from salud.credentials import service as credentials
 from salud.credentials.schemas import IssueReason
-from salud.enrollment import booking, notify, printing, service
+from salud.enrollment import booking, printing, service
+from salud.enrollment import reviews as duplicate_reviews
 from salud.enrollment.documents import ADULT, LABELS, MINOR, Document, DocumentKind
 from salud.enrollment.schemas import (
     BatchCreate,
-    BookingIn,
     DeliveryIn,
     DocumentsIn,
     DuplicateDecision,
@@ -33,146 +30,20 @@ from salud.enrollment.schemas import (
     ModuleStatus,
     ReceiptRead,
 )
-from salud.errors import DomainError, FieldProblem, InvalidInput
+from salud.errors import DomainError, InvalidInput
 from salud.identity.schemas import PersonCreate
 from salud.kit.clock import today_mx
 from salud.web import csrf
+from salud.web.forms import FINGER_NAMES, INEGI_STATES, MAX_IMAGE, back_to, reason_of, staff_gate
 from salud.web.pages import (
     ReadSession,
     WriteSession,
     _caller,
     _check_csrf,
     _page,
-    _principal,
 )
 
 router = APIRouter(include_in_schema=False)
-MAX_IMAGE = 2_000_000
-FINGER_NAMES = {
-    1: "pulgar derecho", 2: "índice derecho", 3: "medio derecho", 4: "anular derecho",
-    5: "meñique derecho", 6: "pulgar izquierdo", 7: "índice izquierdo", 8: "medio izquierdo",
-    9: "anular izquierdo", 10: "meñique izquierdo",
-}  # fmt: skip
-INEGI_STATES = {
-    "01": "Aguascalientes", "02": "Baja California", "03": "Baja California Sur",
-    "04": "Campeche", "05": "Coahuila", "06": "Colima", "07": "Chiapas", "08": "Chihuahua",
-    "09": "Ciudad de México", "10": "Durango", "11": "Guanajuato", "12": "Guerrero",
-    "13": "Hidalgo", "14": "Jalisco", "15": "México", "16": "Michoacán", "17": "Morelos",
-    "18": "Nayarit", "19": "Nuevo León", "20": "Oaxaca", "21": "Puebla", "22": "Querétaro",
-    "23": "Quintana Roo", "24": "San Luis Potosí", "25": "Sinaloa", "26": "Sonora",
-    "27": "Tabasco", "28": "Tamaulipas", "29": "Tlaxcala", "30": "Veracruz", "31": "Yucatán",
-    "32": "Zacatecas",
-}  # fmt: skip
-
-
-def _reason(exc: DomainError | ValidationError) -> str:
-    """One readable sentence from a domain error or a pydantic validation error."""
-    if isinstance(exc, ValidationError):
-        parts = []
-        for e in exc.errors():
-            where = ".".join(str(x) for x in e["loc"])
-            parts.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
-        return "; ".join(parts)
-    problems: list[FieldProblem] = exc.problems
-    if problems and exc.status != 409:  # a conflict's sentence says it all
-        return "; ".join(f"{p.field}: {p.reason}" for p in problems)
-    return exc.detail
-
-
-def _staff(request: Request, purpose: str) -> tuple[Principal | None, Response | None]:
-    """The signed-in module staff, or the page to answer instead (sign in / forbidden)."""
-    principal = _principal(request)
-    if principal is None:
-        target = request.url.path
-        return None, RedirectResponse(f"/entrar?next={target}", status_code=303)
-    if not (principal.may(Permission.ENROLL) or principal.may(Permission.MODULE_MANAGE)):
-        return None, _page(request, "forbidden.html", {"principal": principal}, 403)
-    return principal, None
-
-
-def _back(path: str, message: str | None = None) -> Response:
-    query = f"?{urlencode({'aviso': message})}" if message else ""
-    return RedirectResponse(path + query, status_code=303)
-
-
-# --- the citizen's booking ----------------------------------------------------------------
-
-
-def _booking_caller(request: Request, curp: str) -> Caller:
-    principal = _principal(request)
-    if principal is not None:
-        return Caller(principal, request.app.state.audit, purpose="cita")
-    host = request.client.host if request.client else "?"
-    if request.app.state.booking_limiter.hit(host):
-        raise InvalidInput.on("curp", "demasiadas solicitudes desde esta dirección; espere")
-    return Caller(booking.anonymous_principal(curp), request.app.state.audit, purpose="cita")
-
-
-@router.get("/cita", response_class=HTMLResponse)
-async def booking_page(
-    request: Request,
-    session: ReadSession,
-    curp: Annotated[str, Query(max_length=18)] = "",
-    state: Annotated[str, Query(max_length=2)] = "",
-    module: Annotated[str, Query(max_length=20)] = "",
-) -> Response:
-    curp = curp.strip().upper()
-    context: dict[str, Any] = {
-        "principal": _principal(request), "curp": curp, "state": state, "module": module,
-        "states": INEGI_STATES, "modules": [], "availability": None, "error": None,
-    }  # fmt: skip
-    if state:
-        context["modules"] = await booking.list_modules(session, state, "open")
-    if curp and module:
-        try:
-            context["availability"] = await booking.availability(session, module, curp)
-        except DomainError as exc:
-            context["error"] = _reason(exc)
-    return _page(request, "booking.html", context)
-
-
-@router.post("/cita", response_class=HTMLResponse)
-async def book(
-    request: Request,
-    session: WriteSession,
-    curp: Annotated[str, Form(max_length=18)],
-    module: Annotated[str, Form(max_length=20)],
-    day: Annotated[date, Form()],
-    contact: Annotated[str, Form(max_length=254)] = "",
-    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-) -> Response:
-    _check_csrf(request, csrf_token)
-    try:
-        data = BookingIn(curp=curp, module_code=module, day=day, contact=contact or None)
-        done = await booking.book(session, data, _booking_caller(request, data.curp))
-    except (DomainError, ValidationError) as exc:
-        await session.rollback()
-        failed = {"principal": _principal(request), "error": _reason(exc), "appointment": None}
-        return _page(request, "booked.html", failed, 409)
-    context: dict[str, Any] = {"principal": _principal(request), "error": None, "appointment": done}
-    return _page(request, "booked.html", context, 201)
-
-
-@router.post("/cita/cancelar", response_class=HTMLResponse)
-async def cancel_booking(
-    request: Request,
-    session: WriteSession,
-    curp: Annotated[str, Form(max_length=18)],
-    folio: Annotated[str, Form(max_length=12)],
-    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-) -> Response:
-    _check_csrf(request, csrf_token)
-    curp = curp.strip().upper()
-    try:
-        done = await booking.cancel(session, folio.strip().upper(), curp,
-                                    _booking_caller(request, curp))  # fmt: skip
-    except DomainError as exc:
-        await session.rollback()
-        failed = {"principal": _principal(request), "error": _reason(exc), "appointment": None}
-        return _page(request, "booked.html", failed, exc.status)
-    context: dict[str, Any] = {"principal": _principal(request), "error": None, "appointment": done}
-    return _page(request, "booked.html", context)
-
 
 # --- the module desk ------------------------------------------------------------------------
 
@@ -181,7 +52,7 @@ async def cancel_booking(
 async def desk(
     request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
 ) -> Response:
-    principal, answer = _staff(request, "registro")
+    principal, answer = staff_gate(request, "registro")
     if answer is not None:
         return answer
     assert principal is not None
@@ -195,7 +66,7 @@ async def desk(
                 session, principal.module_code, today_mx(), caller
             )
         except DomainError as exc:
-            context["notice"] = _reason(exc)
+            context["notice"] = reason_of(exc)
     return _page(request, "desk.html", context)
 
 
@@ -213,8 +84,10 @@ async def module_status(
         await booking.set_module_status(session, code, status, caller)
     except DomainError as exc:
         await session.rollback()
-        return _back("/modulo", _reason(exc))
-    return _back("/modulo", "Módulo abierto." if status is ModuleStatus.OPEN else "Módulo cerrado.")
+        return back_to("/modulo", reason_of(exc))
+    return back_to(
+        "/modulo", "Módulo abierto." if status is ModuleStatus.OPEN else "Módulo cerrado."
+    )
 
 
 @router.post("/modulo/registro", response_class=HTMLResponse)
@@ -246,7 +119,7 @@ async def start(request: Request, session: WriteSession) -> Response:
         needs_person = isinstance(exc, DomainError) and any(
             p.field == "person" for p in exc.problems
         )
-        context = {"principal": caller.principal, "error": _reason(exc), "form": fields,
+        context = {"principal": caller.principal, "error": reason_of(exc), "form": fields,
                    "needs_person": needs_person or bool(fields.get("given_names")),
                    "states": INEGI_STATES}  # fmt: skip
         return _page(request, "enroll_start.html", context, 422)
@@ -260,15 +133,15 @@ async def enrollment_page(
     session: WriteSession,
     aviso: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
-    principal, answer = _staff(request, "registro")
+    principal, answer = staff_gate(request, "registro")
     if answer is not None:
         return answer
     assert principal is not None
     try:
         found = await service.get(session, folio, _caller(request, "registro"))
     except DomainError as exc:
-        return _page(request, "forbidden.html", {"principal": principal,
-                                                 "message": _reason(exc)}, exc.status)  # fmt: skip
+        context = {"principal": principal, "message": reason_of(exc)}
+        return _page(request, "forbidden.html", context, exc.status)
     required = MINOR if found.minor else ADULT
     context = {
         "principal": principal, "e": found, "notice": aviso, "labels": LABELS,
@@ -300,9 +173,9 @@ async def documents(request: Request, folio: str, session: WriteSession) -> Resp
         await service.set_documents(session, folio, data, caller)
     except (DomainError, ValidationError, ValueError) as exc:
         await session.rollback()
-        message = _reason(exc) if isinstance(exc, DomainError | ValidationError) else str(exc)
-        return _back(f"/modulo/registro/{folio}", message)
-    return _back(f"/modulo/registro/{folio}", "Documentos guardados.")
+        message = reason_of(exc) if isinstance(exc, DomainError | ValidationError) else str(exc)
+        return back_to(f"/modulo/registro/{folio}", message)
+    return back_to(f"/modulo/registro/{folio}", "Documentos guardados.")
 
 
 async def _image_of(request: Request, field: str) -> bytes:
@@ -330,8 +203,8 @@ async def photo(request: Request, folio: str, session: WriteSession) -> Response
         await service.put_photo(session, request.app.state.keyring, folio, image, caller)
     except DomainError as exc:
         await session.rollback()
-        return _back(f"/modulo/registro/{folio}", _reason(exc))
-    return _back(f"/modulo/registro/{folio}", "Fotografía guardada.")
+        return back_to(f"/modulo/registro/{folio}", reason_of(exc))
+    return back_to(f"/modulo/registro/{folio}", "Fotografía guardada.")
 
 
 @router.post("/modulo/registro/{folio}/huella")
@@ -345,9 +218,9 @@ async def fingerprint(request: Request, folio: str, session: WriteSession) -> Re
         await service.put_fingerprint(session, ring, folio, finger, image, caller)
     except (DomainError, ValueError) as exc:
         await session.rollback()
-        return _back(f"/modulo/registro/{folio}", _reason(exc) if isinstance(exc, DomainError)
+        return back_to(f"/modulo/registro/{folio}", reason_of(exc) if isinstance(exc, DomainError)
                      else "indique el dedo")  # fmt: skip
-    return _back(f"/modulo/registro/{folio}", f"Huella del {FINGER_NAMES[finger]} guardada.")
+    return back_to(f"/modulo/registro/{folio}", f"Huella del {FINGER_NAMES[finger]} guardada.")
 
 
 @router.post("/modulo/registro/{folio}/excepcion")
@@ -364,11 +237,11 @@ async def exception(request: Request, folio: str, session: WriteSession) -> Resp
         await service.approve_exception(session, folio, data, caller)
     except (DomainError, ValidationError) as exc:
         await session.rollback()
-        return _back(f"/modulo/registro/{folio}", _reason(exc))
+        return back_to(f"/modulo/registro/{folio}", reason_of(exc))
     except ValueError:  # a waiver that is no document kind
         await session.rollback()
-        return _back(f"/modulo/registro/{folio}", "waive: documento desconocido")
-    return _back(f"/modulo/registro/{folio}", "Excepción registrada.")
+        return back_to(f"/modulo/registro/{folio}", "waive: documento desconocido")
+    return back_to(f"/modulo/registro/{folio}", "Excepción registrada.")
 
 
 @router.post("/modulo/registro/{folio}/concluir")
@@ -386,16 +259,16 @@ async def complete(
         done = await service.complete(session, issuance, state.biometric_matcher, folio, caller)
     except DomainError as exc:
         await session.rollback()
-        return _back(f"/modulo/registro/{folio}", _reason(exc))
+        return back_to(f"/modulo/registro/{folio}", reason_of(exc))
     if not isinstance(done, ReceiptRead):
-        return _back(f"/modulo/registro/{folio}", "huellas: coinciden con otra persona; "
+        return back_to(f"/modulo/registro/{folio}", "huellas: coinciden con otra persona; "
                      "el registro pasa a revisión del supervisor")  # fmt: skip
     return RedirectResponse(f"/modulo/registro/{folio}/comprobante", status_code=303)
 
 
 @router.get("/modulo/registro/{folio}/comprobante", response_class=HTMLResponse)
 async def receipt(request: Request, folio: str, session: WriteSession) -> Response:
-    principal, answer = _staff(request, "registro")
+    principal, answer = staff_gate(request, "registro")
     if answer is not None:
         return answer
     caller = _caller(request, "registro")
@@ -425,8 +298,10 @@ async def module_reissue(
         )  # fmt: skip
     except DomainError as exc:
         await session.rollback()
-        return _back("/modulo", _reason(exc))
-    return _back("/modulo", f"Tarjeta número {done.sequence} expedida; la anterior quedó anulada.")
+        return back_to("/modulo", reason_of(exc))
+    return back_to(
+        "/modulo", f"Tarjeta número {done.sequence} expedida; la anterior quedó anulada."
+    )
 
 
 # --- print batches and delivery -------------------------------------------------------------
@@ -436,7 +311,7 @@ async def module_reissue(
 async def batches(
     request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
 ) -> Response:
-    principal, answer = _staff(request, "impresion")
+    principal, answer = staff_gate(request, "impresion")
     if answer is not None:
         return answer
     assert principal is not None
@@ -460,8 +335,8 @@ async def create_batch(
         )
     except (DomainError, ValidationError) as exc:
         await session.rollback()
-        return _back("/modulo/lotes", _reason(exc))
-    return _back(f"/modulo/lotes/{made.code}", f"Lote {made.code} formado.")
+        return back_to("/modulo/lotes", reason_of(exc))
+    return back_to(f"/modulo/lotes/{made.code}", f"Lote {made.code} formado.")
 
 
 @router.get("/modulo/lotes/{code}", response_class=HTMLResponse)
@@ -471,7 +346,7 @@ async def batch_page(
     session: WriteSession,
     aviso: Annotated[str, Query(max_length=300)] = "",
 ) -> Response:
-    principal, answer = _staff(request, "impresion")
+    principal, answer = staff_gate(request, "impresion")
     if answer is not None:
         return answer
     found = await printing.get_batch(session, code, _caller(request, "impresion"))
@@ -494,7 +369,7 @@ async def batch_file(
         pdf = await printing.print_file(session, issuance, code, caller)
     except DomainError as exc:
         await session.rollback()
-        return _back(f"/modulo/lotes/{code}", _reason(exc))
+        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
     disposition = f'attachment; filename="{code}.pdf"'
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": disposition})  # fmt: skip
@@ -514,9 +389,9 @@ async def batch_step(
         await printing.advance(session, code, status, caller)
     except DomainError as exc:
         await session.rollback()
-        return _back(f"/modulo/lotes/{code}", _reason(exc))
+        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
     said = {"shipped": "Lote enviado.", "received": "Lote recibido: se avisó a las personas."}
-    return _back(f"/modulo/lotes/{code}", said.get(status, ""))
+    return back_to(f"/modulo/lotes/{code}", said.get(status, ""))
 
 
 @router.post("/modulo/lotes/{code}/entrega")
@@ -535,8 +410,8 @@ async def deliver(
                                caller)  # fmt: skip
     except DomainError as exc:
         await session.rollback()
-        return _back(f"/modulo/lotes/{code}", _reason(exc))
-    return _back(f"/modulo/lotes/{code}", "Tarjeta entregada.")
+        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
+    return back_to(f"/modulo/lotes/{code}", "Tarjeta entregada.")
 
 
 # --- the duplicate review queue -------------------------------------------------------------
@@ -546,16 +421,16 @@ async def deliver(
 async def reviews(
     request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
 ) -> Response:
-    principal, answer = _staff(request, "supervision")
+    principal, answer = staff_gate(request, "supervision")
     if answer is not None:
         return answer
     if principal is None or not principal.may(Permission.ENROLLMENT_APPROVE):
         return _page(request, "forbidden.html", {"principal": principal}, 403)
     try:
-        found = await service.list_reviews(session, _caller(request, "supervision"))
+        found = await duplicate_reviews.list_reviews(session, _caller(request, "supervision"))
     except DomainError as exc:
-        return _page(request, "forbidden.html", {"principal": principal,
-                                                 "message": _reason(exc)}, exc.status)  # fmt: skip
+        context = {"principal": principal, "message": reason_of(exc)}
+        return _page(request, "forbidden.html", context, exc.status)
     matcher = request.app.state.biometric_matcher.name
     return _page(request, "reviews.html", {"principal": principal, "reviews": found,
                                            "notice": aviso, "matcher_name": matcher})  # fmt: skip
@@ -574,57 +449,8 @@ async def decide(
     caller = _caller(request, "supervision")
     try:
         data = DuplicateDecision.model_validate({"decision": decision, "note": note or None})
-        await service.decide_review(session, review_id, data, caller)
+        await duplicate_reviews.decide_review(session, review_id, data, caller)
     except (DomainError, ValidationError) as exc:
         await session.rollback()
-        return _back("/modulo/revisiones", _reason(exc))
-    return _back("/modulo/revisiones", "Revisión resuelta.")
-
-
-# --- the citizen's notices --------------------------------------------------------------
-
-
-@router.get("/avisos", response_class=HTMLResponse)
-async def notices(request: Request, session: ReadSession) -> Response:
-    principal = _principal(request)
-    if principal is None:
-        return RedirectResponse("/entrar?next=/avisos", status_code=303)
-    if principal.curp is None:
-        return _page(request, "forbidden.html", {"principal": principal}, 403)
-    found = await notify.mine(session, _caller(request, "avisos"))
-    return _page(request, "notices.html", {"principal": principal, "notices": found})
-
-
-# --- the citizen reports a lost card ----------------------------------------------------
-
-
-@router.get("/credencial/reposicion", response_class=HTMLResponse)
-async def reissue_page(request: Request) -> Response:
-    principal = _principal(request)
-    if principal is None:
-        return RedirectResponse("/entrar?next=/credencial/reposicion", status_code=303)
-    if principal.role is not Role.CITIZEN:
-        return _page(request, "forbidden.html", {"principal": principal}, 403)
-    return _page(request, "reissue.html", {"principal": principal, "done": None, "error": None})
-
-
-@router.post("/credencial/reposicion", response_class=HTMLResponse)
-async def reissue(
-    request: Request,
-    session: WriteSession,
-    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-) -> Response:
-    _check_csrf(request, csrf_token)
-    caller = _caller(request, "reposicion")
-    state = request.app.state
-    try:
-        done = await credentials.issue(
-            session, state.signer, state.keyring, state.credential_config,
-            caller.principal.curp or "", IssueReason.LOST, caller,
-        )  # fmt: skip
-    except DomainError as exc:
-        await session.rollback()
-        return _page(request, "reissue.html", {"principal": caller.principal, "done": None,
-                                               "error": _reason(exc)}, exc.status)  # fmt: skip
-    return _page(request, "reissue.html", {"principal": caller.principal, "done": done,
-                                           "error": None})  # fmt: skip
+        return back_to("/modulo/revisiones", reason_of(exc))
+    return back_to("/modulo/revisiones", "Revisión resuelta.")
