@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from salud.access.context import Caller
@@ -248,3 +249,28 @@ def test_import_command(cli_env: CliRunner, tmp_path: Path) -> None:
     dangling = orjson.loads((tmp_path / "personal.sin-destino.ndjson").read_bytes())
     assert dangling == {"linea": 3, "recurso": "PractitionerRole/rol-2",
                         "referencia": "Practitioner/nadie"}  # fmt: skip
+
+
+async def test_a_large_import_refreshes_the_planner_statistics(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """After a big load the tables are analyzed (at 1 M resources, searches planned on an
+    empty table's statistics fell to 6/s). Here "big" is lowered to one resource."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    lines = ndjson(encounter(curp, "enc-s1"), {**condition(curp), "id": "dx-s1"})
+    report = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="s.ndjson", analyze_after=1
+    )
+    assert report.created == 2
+    async with app.state.sessions() as s:
+        if s.bind.dialect.name == "postgresql":
+            analyzed = await s.scalar(text(
+                "SELECT count(*) FROM pg_stat_user_tables "
+                "WHERE relname = 'fhir_tokens' AND last_analyze IS NOT NULL"
+            ))  # fmt: skip
+        else:
+            analyzed = await s.scalar(
+                text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'fhir_tokens'")
+            )
+    assert analyzed == 1

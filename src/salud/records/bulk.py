@@ -321,6 +321,9 @@ def ndjson_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, raw
 
 
+ANALYZE_AFTER = 10_000  # resources written by one import before statistics are refreshed
+
+
 async def import_lines(
     sessions: async_sessionmaker[AsyncSession],
     caller: Caller,
@@ -333,9 +336,11 @@ async def import_lines(
     dangling_out: IO[bytes] | None = None,
     progress: Callable[[int], None] | None = None,
     workers: int = 0,
+    analyze_after: int = ANALYZE_AFTER,
 ) -> ImportReport:
     """Import (line number, NDJSON bytes) pairs in chunks; see the module's docstring.
-    `workers` > 0 checks the lines in that many processes (worth it for large files)."""
+    `workers` > 0 checks the lines in that many processes (worth it for large files).
+    After `analyze_after` resources or more, the store's statistics are refreshed."""
     check_caller(caller)
     report = ImportReport()
 
@@ -394,4 +399,10 @@ async def import_lines(
         chunk.append(item)
         keys.add(item.key)
     await flush(chunk)
+    if report.created + report.updated >= analyze_after:
+        # A large load changes the tables' statistics wholesale; searches planned on the old
+        # ones (an empty table's) can scan everything. Measured at 1 M resources: search by
+        # patient and code fell to 6 requests/s until the tables were analyzed.
+        async with sessions() as session, session.begin():
+            await bulk_repository.refresh_statistics(session)
     return report

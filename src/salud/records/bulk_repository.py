@@ -245,3 +245,12 @@ async def restrictions_of(
     for curp, category in (await session.execute(stmt)).all():
         out.setdefault(curp, set()).add(category)
     return out
+
+
+STATISTICS_TABLES = ("fhir_resources", "fhir_tokens", "fhir_references", "fhir_dates")
+
+
+async def refresh_statistics(session: AsyncSession) -> None:
+    """ANALYZE the store's tables (PostgreSQL and SQLite both take `ANALYZE table`)."""
+    for table in STATISTICS_TABLES:
+        await session.execute(text(f"ANALYZE {table}"))
