@@ -273,4 +273,4 @@ async def test_a_large_import_refreshes_the_planner_statistics(
             analyzed = await s.scalar(
                 text("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'fhir_tokens'")
             )
-    assert analyzed == 1
+    assert analyzed >= 1  # SQLite keeps a row per index; PostgreSQL one per table
