@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 import orjson
 
-from bench.common import OUT, fresh_postgresql, machine, server, synthetic_file
+from bench import fhir_http
+from bench.common import OUT, _ms, fresh_postgresql, machine, server, synthetic_file
 from bench.fhir_bulk import _import, _persons, records_file
-from bench.fhir_http import _token
 
 SAMPLE = 2000
 _P95 = 'done = function(summary, latency, requests)\n  io.write(string.format("p95us %d\\n", latency:percentile(95)))\nend\n'  # noqa: E501
@@ -44,27 +44,12 @@ class Run:
 
 
 def _script(name: str, paths: list[str] | None) -> Path:
+    """bench.fhir_http's request script (or none, for hello-world) with a p95 report."""
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.lua"
-    text = ""
-    if paths is not None:
-        body = ",\n".join(f'"{p}"' for p in paths)
-        text = (
-            f"local paths = {{\n{body}\n}}\nlocal n = #paths\nmath.randomseed(3)\n"
-            f"local auth = 'Bearer {_token()}'\n"
-            "request = function()\n"
-            "  return wrk.format('GET', paths[math.random(n)], {['Authorization'] = auth})\n"
-            "end\n"
-        )
+    path = Path(fhir_http._script(name, paths)) if paths is not None else OUT / f"{name}.lua"
+    text = path.read_text() if paths is not None else ""
     path.write_text(text + _P95)
     return path
-
-
-def _ms(text: str) -> float:
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
-    assert m, text
-    value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
 def _wrk(url: str, script: Path, seconds: int) -> Run:
@@ -81,7 +66,7 @@ def _wrk(url: str, script: Path, seconds: int) -> Run:
 
 
 async def _care(base: str, curps: list[str]) -> None:
-    headers = {"Authorization": f"Bearer {_token()}"}
+    headers = {"Authorization": f"Bearer {fhir_http._token()}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
         queue = list(curps)
 

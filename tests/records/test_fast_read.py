@@ -34,6 +34,9 @@ async def test_the_fast_read_answers_like_the_router(
     assert read.headers["etag"] == 'W/"1"'
     assert read.headers["content-type"].startswith("application/fhir+json")
     assert read.json() == made
+    # The router's vread of the same version answers the same resource and ETag.
+    routed = await client.get(f"/fhir/Condition/{made['id']}/_history/1", headers=doctor)
+    assert (routed.json(), routed.headers["etag"]) == (read.json(), read.headers["etag"])
     # Errors are the same OperationOutcomes.
     refused = await client.get(f"/fhir/Condition/{made['id']}")  # the supervisor: no record:read
     assert refused.status_code == 403
@@ -47,7 +50,20 @@ async def test_the_fast_read_answers_like_the_router(
     assert unknown.status_code == 404
     # Not a read by id: history, the audit log, operations, the registry's Patient.
     history = await client.get("/fhir/Condition/_history", headers=doctor)
-    assert "no existe" not in history.text, history.text  # the router answered, not the read
+    assert "no existe Condition/_history" not in history.text, history.text  # the router's
+    # Digits int() refuses ("²" is a digit to str.isdigit) are a 400 or 404, never a 500.
+    for url in (
+        f"/fhir/Condition?patient={curp}&_count=%C2%B2",
+        "/fhir/Condition/_history?_count=%C2%B2",
+        f"/fhir/Patient/{curp}/$everything?_count=%C2%B2",
+        "/fhir/AuditEvent?_count=%C2%B2",
+    ):
+        assert (await client.get(url, headers=doctor)).status_code == 400, url
+    odd = await client.get(f"/fhir/Condition/{made['id']}/_history/%C2%B2", headers=doctor)
+    assert odd.status_code == 404
+    superscript = {**doctor, "If-Match": 'W/"\xb2"'.encode("latin-1")}
+    stale = await client.put(f"/fhir/Condition/{made['id']}", json=made, headers=superscript)
+    assert stale.status_code == 400
     assert (await client.get(f"/fhir/Patient/{curp}", headers=doctor)).json()["id"] == curp
     audit = await client.get("/fhir/AuditEvent/1", headers=doctor)  # the log's own route
     assert "no admitido" not in audit.text

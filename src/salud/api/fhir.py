@@ -21,7 +21,7 @@ from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.errors import DomainError
 from salud.records import auditevents, bundles, mirror, mirrored, service, summary
 from salud.records.indexing import PARAMS, PATIENT_PATH
-from salud.records.outcome import FhirError, Issue, operation_outcome
+from salud.records.outcome import FhirError, Issue, is_number, operation_outcome
 from salud.records.types import STORED_TYPES
 from salud.records.validation import parse, validate
 from salud.storage.fastread import FastReader
@@ -135,7 +135,7 @@ async def everything(curp: str, request: Request, session: ReadSession, reader: 
     async def run() -> Response:
         count = request.query_params.get("_count", "100")
         offset = request.query_params.get("_offset", "0")
-        if not count.isdigit() or not 1 <= int(count) <= 500 or not offset.isdigit():
+        if not is_number(count) or not 1 <= int(count) <= 500 or not is_number(offset):
             raise FhirError.one(400, "invalid", "_count de 1 a 500 y _offset entero")
         bundle = await service.everything(
             session, reader, caller_of(request), _base(request), curp, int(count), int(offset)
@@ -257,7 +257,7 @@ async def type_history(
 ) -> Response:
     async def run() -> Response:
         count = request.query_params.get("_count", "50")
-        if not count.isdigit() or not 1 <= int(count) <= 200:
+        if not is_number(count) or not 1 <= int(count) <= 200:
             raise FhirError.one(400, "invalid", "_count debe ser un entero de 1 a 200", "_count")
         bundle = await service.history(
             session, reader, caller_of(request), _base(request), kind, None, int(count)
@@ -338,7 +338,7 @@ async def vread(
     reader: Reader,
 ) -> Response:  # fmt: skip
     async def run() -> Response:
-        if not version_id.isdigit():
+        if not is_number(version_id, 9):
             raise FhirError.one(404, "not-found", f"no hay versión «{version_id}»")
         stored = await service.read(
             session, reader, caller_of(request), kind, fhir_id, int(version_id)
@@ -518,9 +518,7 @@ async def _read_fast(request: StarletteRequest) -> Response:
         await _json_only(request)
         if kind == "Patient" or kind in mirror.KINDS:  # read from the registry or catalog
             async with request.app.state.read_sessions() as session:
-                return await _read_response(
-                    request, session, request.app.state.reader, kind, fhir_id
-                )
+                return await _read_response(request, session, reader, kind, fhir_id)
         # A stored resource's current version is read through the FastReader: the session
         # is never used, so none is opened (an unused AsyncSession still costs its set-up).
         return await _read_response(request, None, reader, kind, fhir_id)

@@ -20,6 +20,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from salud.enrollment.calendar import LETTERS, MAX_AGE, Calendar, Phase, Rule
+from salud.enrollment.population import population
 
 AreaKey = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|[12][0-9]|3[0-2])([0-9]{3})?$")]
 Floats = npt.NDArray[np.float64]
@@ -129,25 +130,17 @@ class PopulationTable:
 
 
 def read_population(inegi_dir: Path, *, by_municipality: bool = False) -> PopulationTable:
-    """Population of the 2020 census per state (or per municipality) from
-    `municipios_inegi.csv` in the INEGI folder of the shared data (SALUD_SHARED_DATA_DIR)."""
-    path = inegi_dir / "municipios_inegi.csv"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"falta {path}; SALUD_SHARED_DATA_DIR indica la carpeta de catálogos"
-        )
-    counts: dict[str, int] = {}
-    names: dict[str, str] = {}
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        for row in csv.DictReader(fh):
-            state = row["cve_entidad"].strip()
-            if by_municipality:
-                key = state + row["cve_municipio"].strip()
-                names[key] = f"{row['nom_municipio'].strip()}, {row['nom_abr_entidad'].strip()}"
-            else:
-                key = state
-                names[key] = row["nom_entidad"].strip()
-            counts[key] = counts.get(key, 0) + int(row["poblacion_total"])
+    """Population of the 2020 census per state (or per municipality), from the shared reader
+    of `municipios_inegi.csv` (enrollment/population.py)."""
+    states = population(inegi_dir).values()
+    if not by_municipality:
+        return PopulationTable({s.key: s.population for s in states},
+                               {s.key: s.name for s in states})  # fmt: skip
+    counts, names = {}, {}
+    for s in states:
+        for m in s.municipalities:
+            counts[s.key + m.key] = m.population
+            names[s.key + m.key] = f"{m.name}, {s.abbreviation}"
     return PopulationTable(counts, names)
 
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.enrollment import repository
+from salud.enrollment.population import population
 from salud.enrollment.progress_schemas import (
     AppointmentFigures,
     AreaProgress,
@@ -35,61 +34,10 @@ from salud.errors import InvalidInput
 from salud.kit.clock import today_mx
 
 ACTION = "enrollment:progress:read"
-POPULATION_FILE = "municipios_inegi.csv"
 POPULATION_SOURCE = "INEGI, Censo de Población y Vivienda 2020 (municipios_inegi.csv)"
 NATIONAL_KEY, NATIONAL_NAME = "00", "Estados Unidos Mexicanos"  # INEGI's key for the country
 WAITING = ("issued", "printed", "ready_for_pickup")
 MAX_DAYS = 90
-
-
-# --- population ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Area:
-    key: str
-    name: str
-    population: int
-
-
-@dataclass(frozen=True, slots=True)
-class StatePopulation:
-    key: str
-    name: str
-    population: int
-    municipalities: tuple[Area, ...]
-
-
-@lru_cache(maxsize=4)
-def population(inegi_dir: Path) -> dict[str, StatePopulation]:
-    """The INEGI 2020 census population of each state and municipality (states in key order),
-    read once per process from the shared data folder."""
-    path = inegi_dir / POPULATION_FILE
-    if not path.is_file():
-        raise RuntimeError(
-            f"falta el catálogo {path}; SALUD_SHARED_DATA_DIR indica la carpeta de catálogos"
-        )
-    names: dict[str, str] = {}
-    municipalities: dict[str, list[Area]] = {}
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        for line, row in enumerate(csv.DictReader(fh), start=2):
-            state, municipality = row["cve_entidad"].strip(), row["cve_municipio"].strip()
-            people = row["poblacion_total"].strip()
-            if len(state) != 2 or len(municipality) != 3 or not people.isdigit():
-                raise RuntimeError(f"{path}, línea {line}: clave o población no válida")
-            names.setdefault(state, row["nom_entidad"].strip())
-            municipalities.setdefault(state, []).append(
-                Area(municipality, row["nom_municipio"].strip(), int(people))
-            )
-    return {
-        key: StatePopulation(
-            key=key,
-            name=names[key],
-            population=sum(m.population for m in municipalities[key]),
-            municipalities=tuple(sorted(municipalities[key], key=lambda m: m.key)),
-        )
-        for key in sorted(names)
-    }
 
 
 # --- figures ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from salud.access.context import Caller
 from salud.access.models import AuditEvent
 from salud.access.permissions import Permission
 from salud.identity.catalogs import affiliation_catalog
-from salud.records.outcome import FhirError
+from salud.records.outcome import FhirError, is_number
 
 _TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 _ACTION = "https://salud.gob.mx/fhir/CodeSystem/accion-auditada"
@@ -111,9 +111,9 @@ async def search(
     curp = given.get("patient", "").removeprefix("Patient/") or None
     count = given.get("_count", "50")
     before = given.get("_before")
-    if not count.isdigit() or not 1 <= int(count) <= 200:
+    if not is_number(count) or not 1 <= int(count) <= 200:
         raise FhirError.one(400, "invalid", "_count debe ser un entero de 1 a 200")
-    if before is not None and not before.isdigit():
+    if before is not None and not is_number(before):
         raise FhirError.one(400, "invalid", "_before debe ser un número de entrada")
     await _allowed(caller, curp)
     limit = int(count)
@@ -150,7 +150,7 @@ async def search(
 
 
 async def read(session: AsyncSession, caller: Caller, seq: str) -> dict[str, Any]:
-    if not seq.isdigit() or len(seq) > 18:
+    if not is_number(seq):
         raise FhirError.one(404, "not-found", f"no existe AuditEvent/{seq}")
     row = await session.scalar(select(AuditEvent).where(AuditEvent.seq == int(seq)))
     if row is None:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from salud.kit.text import search_key
 from salud.records.mirror import CLUES_SYSTEM, KINDS
-from salud.records.outcome import FhirError
+from salud.records.outcome import FhirError, bounded_int
 
 # Search parameters (FHIR R4 names) -> type; `string` ones take :contains and :exact.
 PARAMS: dict[str, dict[str, str]] = {
@@ -50,12 +50,6 @@ class Query:
     terms: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
-def _int(raw: str, name: str, low: int, high: int) -> int:
-    if not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
-        raise FhirError.one(400, "invalid", f"{name} debe ser un entero de {low} a {high}")
-    return int(raw)
-
-
 def parse_query(kind: str, query: list[tuple[str, str]]) -> Query:
     """The query, every unknown parameter, modifier or _include refused by name."""
     known = PARAMS[kind]
@@ -71,9 +65,9 @@ def parse_query(kind: str, query: list[tuple[str, str]]) -> Query:
     terms: list[tuple[str, str, tuple[str, ...]]] = []
     for name, raw in query:
         if name == "_count":
-            q.count = _int(raw, name, 1, MAX_COUNT)
+            q.count = bounded_int(raw, name, 1, MAX_COUNT)
         elif name == "_offset":
-            q.offset = _int(raw, name, 0, 10_000)
+            q.offset = bounded_int(raw, name, 0, 10_000)
         elif name == "_include":
             if raw.removesuffix(":iterate") not in INCLUDES[kind]:
                 allowed = ", ".join(INCLUDES[kind]) or "ninguno"

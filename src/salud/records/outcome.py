@@ -42,3 +42,16 @@ def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
             item["expression"] = [i.expression]
         out.append(item)
     return {"resourceType": "OperationOutcome", "issue": out}
+
+
+def is_number(raw: str, max_digits: int = 18) -> bool:
+    """ASCII digits only, and few enough for a 64-bit column: `str.isdigit()` alone also
+    accepts "²" and other digits that `int()` refuses (that was a 500)."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= max_digits
+
+
+def bounded_int(raw: str, name: str, low: int, high: int) -> int:
+    """A query parameter that must be an integer from `low` to `high`, or a 400 naming it."""
+    if not is_number(raw) or not low <= int(raw) <= high:
+        raise FhirError.one(400, "invalid", f"{name} debe ser un entero de {low} a {high}")
+    return int(raw)

@@ -40,7 +40,7 @@ from salud.records.indexing import (
     unresolved_references,
 )
 from salud.records.models import FhirResource, FhirResourceVersion
-from salud.records.outcome import FhirError
+from salud.records.outcome import FhirError, bounded_int, is_number
 from salud.records.patient import to_patient
 from salud.records.sensitivity import CATEGORIES, LABELS, categories
 from salud.records.types import STORED_TYPES
@@ -104,7 +104,7 @@ def etag_version(value: Any, where: str) -> int | None:
     if value is None:
         return None
     digits = value.removeprefix("W/").strip('"') if isinstance(value, str) else ""
-    if not digits.isdigit() or len(digits) > 9:
+    if not is_number(digits, 9):
         raise FhirError.one(400, "invalid", 'debe ser W/"<versionId>"', where)
     return int(digits)
 
@@ -584,9 +584,9 @@ async def search(
     count, offset, order, curp = DEFAULT_COUNT, 0, "-_lastUpdated", None
     for name, raw in query:
         if name == "_count":
-            count = _int(raw, name, 1, MAX_COUNT)
+            count = bounded_int(raw, name, 1, MAX_COUNT)
         elif name == "_offset":
-            offset = _int(raw, name, 0, 10_000)
+            offset = bounded_int(raw, name, 0, 10_000)
         elif name == "_sort":
             if raw not in ("_lastUpdated", "-_lastUpdated"):
                 raise FhirError.one(
@@ -715,12 +715,6 @@ async def _included(
                 out.append({**_bundle_entry(base, t_kind, t_id, found),
                             "search": {"mode": "include"}})  # fmt: skip
     return out
-
-
-def _int(raw: str, name: str, low: int, high: int) -> int:
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise FhirError.one(400, "invalid", f"{name} debe ser un entero de {low} a {high}")
-    return int(raw)
 
 
 def _page_url(base: str, kind: str, query: list[tuple[str, str]], offset: int) -> str:

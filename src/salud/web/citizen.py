@@ -21,7 +21,7 @@ from salud.enrollment.schemas import (
 )
 from salud.errors import DomainError, InvalidInput
 from salud.web import csrf
-from salud.web.forms import INEGI_STATES, reason_of
+from salud.web.forms import reason_of, state_names
 from salud.web.pages import (
     ReadSession,
     WriteSession,
@@ -57,7 +57,7 @@ async def booking_page(
     curp = curp.strip().upper()
     context: dict[str, Any] = {
         "principal": _principal(request), "curp": curp, "state": state, "module": module,
-        "states": INEGI_STATES, "modules": [], "availability": None, "error": None,
+        "states": state_names(request), "modules": [], "availability": None, "error": None,
     }  # fmt: skip
     if state:
         context["modules"] = await booking.list_modules(session, state, "open")

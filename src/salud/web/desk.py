@@ -34,7 +34,7 @@ from salud.errors import DomainError, InvalidInput
 from salud.identity.schemas import PersonCreate
 from salud.kit.clock import today_mx
 from salud.web import csrf
-from salud.web.forms import FINGER_NAMES, INEGI_STATES, MAX_IMAGE, back_to, reason_of, staff_gate
+from salud.web.forms import FINGER_NAMES, MAX_IMAGE, back_to, reason_of, staff_gate, state_names
 from salud.web.pages import (
     ReadSession,
     WriteSession,
@@ -52,7 +52,7 @@ router = APIRouter(include_in_schema=False)
 async def desk(
     request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
 ) -> Response:
-    principal, answer = staff_gate(request, "registro")
+    principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     assert principal is not None
@@ -121,7 +121,7 @@ async def start(request: Request, session: WriteSession) -> Response:
         )
         context = {"principal": caller.principal, "error": reason_of(exc), "form": fields,
                    "needs_person": needs_person or bool(fields.get("given_names")),
-                   "states": INEGI_STATES}  # fmt: skip
+                   "states": state_names(request)}  # fmt: skip
         return _page(request, "enroll_start.html", context, 422)
     return RedirectResponse(f"/modulo/registro/{started.folio}", status_code=303)
 
@@ -133,7 +133,7 @@ async def enrollment_page(
     session: WriteSession,
     aviso: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
-    principal, answer = staff_gate(request, "registro")
+    principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     assert principal is not None
@@ -268,7 +268,7 @@ async def complete(
 
 @router.get("/modulo/registro/{folio}/comprobante", response_class=HTMLResponse)
 async def receipt(request: Request, folio: str, session: WriteSession) -> Response:
-    principal, answer = staff_gate(request, "registro")
+    principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     caller = _caller(request, "registro")
@@ -311,7 +311,7 @@ async def module_reissue(
 async def batches(
     request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
 ) -> Response:
-    principal, answer = staff_gate(request, "impresion")
+    principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     assert principal is not None
@@ -346,7 +346,7 @@ async def batch_page(
     session: WriteSession,
     aviso: Annotated[str, Query(max_length=300)] = "",
 ) -> Response:
-    principal, answer = staff_gate(request, "impresion")
+    principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     found = await printing.get_batch(session, code, _caller(request, "impresion"))
@@ -421,7 +421,7 @@ async def deliver(
 async def reviews(
     request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
 ) -> Response:
-    principal, answer = staff_gate(request, "supervision")
+    principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     if principal is None or not principal.may(Permission.ENROLLMENT_APPROVE):

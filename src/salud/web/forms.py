@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from salud.access.permissions import Permission
 from salud.access.principal import Principal
+from salud.enrollment.population import population
 from salud.errors import DomainError, FieldProblem
 from salud.web.pages import (
     _page,
@@ -23,16 +24,12 @@ FINGER_NAMES = {
     5: "meñique derecho", 6: "pulgar izquierdo", 7: "índice izquierdo", 8: "medio izquierdo",
     9: "anular izquierdo", 10: "meñique izquierdo",
 }  # fmt: skip
-INEGI_STATES = {
-    "01": "Aguascalientes", "02": "Baja California", "03": "Baja California Sur",
-    "04": "Campeche", "05": "Coahuila", "06": "Colima", "07": "Chiapas", "08": "Chihuahua",
-    "09": "Ciudad de México", "10": "Durango", "11": "Guanajuato", "12": "Guerrero",
-    "13": "Hidalgo", "14": "Jalisco", "15": "México", "16": "Michoacán", "17": "Morelos",
-    "18": "Nayarit", "19": "Nuevo León", "20": "Oaxaca", "21": "Puebla", "22": "Querétaro",
-    "23": "Quintana Roo", "24": "San Luis Potosí", "25": "Sinaloa", "26": "Sonora",
-    "27": "Tabasco", "28": "Tamaulipas", "29": "Tlaxcala", "30": "Veracruz", "31": "Yucatán",
-    "32": "Zacatecas",
-}  # fmt: skip
+
+
+def state_names(request: Request) -> dict[str, str]:
+    """INEGI key → state name, from the census file the dashboard reads (cached)."""
+    inegi = request.app.state.settings.shared_data_dir / "inegi"
+    return {key: state.name for key, state in population(inegi).items()}
 
 
 def reason_of(exc: DomainError | ValidationError) -> str:
@@ -49,7 +46,7 @@ def reason_of(exc: DomainError | ValidationError) -> str:
     return exc.detail
 
 
-def staff_gate(request: Request, purpose: str) -> tuple[Principal | None, Response | None]:
+def staff_gate(request: Request) -> tuple[Principal | None, Response | None]:
     """The signed-in module staff, or the page to answer instead (sign in / forbidden)."""
     principal = _principal(request)
     if principal is None:
