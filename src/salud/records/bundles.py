@@ -91,6 +91,19 @@ def _assign_ids(entries: list[dict[str, Any]]) -> dict[str, str]:
     return ids
 
 
+def _resource(entry: dict[str, Any], kind: str, ids: dict[str, str]) -> dict[str, Any]:
+    """The entry's resource, its references to other entries rewritten."""
+    resource = entry.get("resource")
+    if not isinstance(resource, dict):
+        raise FhirError.one(400, "required", f"{entry['request']['method']} necesita resource")
+    return parse(orjson.dumps(_rewrite(resource, ids)), kind)
+
+
+def _post_id(entry: dict[str, Any], kind: str, ids: dict[str, str]) -> str:
+    """The id a POST gets: the one assigned to its fullUrl, or a new one."""
+    return ids.get(entry.get("fullUrl") or "", f"{kind}/{uuid.uuid4()}").split("/", 1)[1]
+
+
 async def _one(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str,
     entry: dict[str, Any], ids: dict[str, str], check_refs: bool,
@@ -112,13 +125,10 @@ async def _one(
             raise FhirError.one(400, "not-supported", "DELETE condicional no admitido")
         await service.remove(session, reader, caller, kind, parts[1])
         return {"status": "204 No Content"}, None
-    resource = entry.get("resource")
-    if not isinstance(resource, dict):
-        raise FhirError.one(400, "required", f"{method} necesita resource")
-    doc = parse(orjson.dumps(_rewrite(resource, ids)), kind)
+    doc = _resource(entry, kind, ids)
     if method == "POST":
-        new_id = ids.get(entry.get("fullUrl") or "", f"{kind}/{uuid.uuid4()}").split("/", 1)[1]
         doc.pop("id", None)
+        new_id = _post_id(entry, kind, ids)
         stored = await service.create(session, reader, caller, doc, new_id, check_refs=check_refs)
         return _response(201, base, kind, stored), {"resource": doc}
     if len(parts) != 2:
@@ -129,6 +139,32 @@ async def _one(
         session, reader, caller, kind, parts[1], doc, version, check_refs=check_refs
     )
     return _response(201 if created else 200, base, kind, stored), {"resource": doc}
+
+
+async def _posts(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str,
+    entries: list[dict[str, Any]], posts: list[int], ids: dict[str, str],
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:  # fmt: skip
+    """The transaction's POST entries: each checked (a failure names its entry), then all
+    inserted together; (response, written resource) of each, in `posts`' order."""
+    prepared: list[service.NewResource] = []
+    docs: list[dict[str, Any]] = []
+    for i in posts:
+        entry = entries[i]
+        kind = entry["request"]["url"].lstrip("/").partition("?")[0].split("/")[0]
+        try:
+            doc = _resource(entry, kind, ids)
+            doc.pop("id", None)
+            new_id = _post_id(entry, kind, ids)
+            prepared.append(await service.prepare_create(reader, caller, doc, new_id))
+        except (FhirError, DomainError) as exc:
+            raise _failure(exc, i) from None
+        docs.append(doc)
+    stored = await service.write_new(session, prepared)
+    return [
+        (_response(201, base, n.kind, s), doc)
+        for n, s, doc in zip(prepared, stored, docs, strict=True)
+    ]
 
 
 def _response(status: int, base: str, kind: str, stored: service.Stored) -> dict[str, Any]:
@@ -168,7 +204,18 @@ async def transaction(
     responses: dict[int, dict[str, Any]] = {}
     written: list[dict[str, Any]] = []
     written_at: list[int] = []
+    posts = [i for i in order if entries[i]["request"]["method"] == "POST"]
     for i in order:
+        if i in responses:
+            continue
+        if posts and i == posts[0]:  # all POSTs at once: prepared one by one, written together
+            for j, (response, doc) in zip(
+                posts, await _posts(session, reader, caller, base, entries, posts, ids), strict=True
+            ):
+                responses[j] = {"response": response}
+                written.append(doc)
+                written_at.append(j)
+            continue
         try:
             response, result = await _one(session, reader, caller, base, entries[i], ids, False)
         except (FhirError, DomainError) as exc:

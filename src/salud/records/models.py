@@ -5,10 +5,10 @@ resource carries the CURP of its patient, and every index leads with it where it
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    ForeignKey,
     Index,
     Integer,
     SmallInteger,
@@ -80,19 +80,28 @@ class RecordRestriction(Base):
     created_by: Mapped[str] = mapped_column(String(100))
 
 
+# The index tables hold derived rows, written only by the repository in the same transaction
+# as their resource (and rebuilt from it): no surrogate key and no foreign key, which would
+# cost a sequence, a third B-tree and a trigger lookup per row on every write (they were a
+# large part of ingest time). The ORM needs an identity, so each mapper names one; the
+# database has none. `tests/records/test_index_rows.py` checks nothing is ever orphaned.
+
+
+def _identity(*columns: str) -> dict[str, Any]:
+    return {"primary_key": list(columns)}
+
+
 class FhirToken(Base):
     """A token search value (code, status, category, identifier) of a current resource."""
 
     __tablename__ = "fhir_tokens"
     __table_args__ = (Index("ix_fhir_tokens_param_code", "param", "code", "resource_pk"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    resource_pk: Mapped[int] = mapped_column(
-        BigId, ForeignKey("fhir_resources.id", ondelete="CASCADE"), index=True
-    )
+    resource_pk: Mapped[int] = mapped_column(BigId, index=True)
     param: Mapped[str] = mapped_column(String(40))
     system: Mapped[str | None] = mapped_column(String(200))
     code: Mapped[str] = mapped_column(String(200))
+    __mapper_args__ = _identity("resource_pk", "param", "code")
 
 
 class FhirReference(Base):
@@ -101,12 +110,10 @@ class FhirReference(Base):
     __tablename__ = "fhir_references"
     __table_args__ = (Index("ix_fhir_references_param_target", "param", "target", "resource_pk"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    resource_pk: Mapped[int] = mapped_column(
-        BigId, ForeignKey("fhir_resources.id", ondelete="CASCADE"), index=True
-    )
+    resource_pk: Mapped[int] = mapped_column(BigId, index=True)
     param: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(120))
+    __mapper_args__ = _identity("resource_pk", "param", "target")
 
 
 class FhirDate(Base):
@@ -115,10 +122,8 @@ class FhirDate(Base):
     __tablename__ = "fhir_dates"
     __table_args__ = (Index("ix_fhir_dates_param_start", "param", "start", "resource_pk"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    resource_pk: Mapped[int] = mapped_column(
-        BigId, ForeignKey("fhir_resources.id", ondelete="CASCADE"), index=True
-    )
+    resource_pk: Mapped[int] = mapped_column(BigId, index=True)
     param: Mapped[str] = mapped_column(String(40))
     start: Mapped[datetime] = mapped_column(UTCDateTime)
     end: Mapped[datetime] = mapped_column(UTCDateTime)
+    __mapper_args__ = _identity("resource_pk", "param", "start")

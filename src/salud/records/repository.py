@@ -18,8 +18,10 @@ from salud.records.models import (
     FhirToken,
     RecordRestriction,
 )
+from salud.storage.base import Base
 from salud.storage.fastread import FastQuery, FastReader
 
+_TABLES = Base.metadata.tables  # Core inserts: no ORM bookkeeping for rows never loaded
 _VERSION_COLUMNS = (
     "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
     "institution_code", "clues", "author", "sensitivity", "content",
@@ -99,6 +101,15 @@ async def freeze(session: AsyncSession, row: FhirResource) -> None:
     )
 
 
+async def insert_current(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert new current versions in one statement; their keys, in the rows' order."""
+    stmt = insert(_TABLES["fhir_resources"]).returning(
+        _TABLES["fhir_resources"].c.id, sort_by_parameter_order=True
+    )
+    conn = await session.connection()
+    return list((await conn.execute(stmt, rows)).scalars())
+
+
 async def write_index(
     session: AsyncSession, resource_pk: int, idx: Index, *, fresh: bool = False
 ) -> None:
@@ -107,23 +118,22 @@ async def write_index(
         await session.execute(delete(FhirToken).where(FhirToken.resource_pk == resource_pk))
         await session.execute(delete(FhirReference).where(FhirReference.resource_pk == resource_pk))
         await session.execute(delete(FhirDate).where(FhirDate.resource_pk == resource_pk))
-    if idx.tokens:
-        await session.execute(
-            insert(FhirToken),
-            [{"resource_pk": resource_pk, "param": p, "system": s, "code": c}
-             for p, s, c in idx.tokens],
-        )  # fmt: skip
-    if idx.references:
-        await session.execute(
-            insert(FhirReference),
-            [{"resource_pk": resource_pk, "param": p, "target": t} for p, t in idx.references],
-        )
-    if idx.dates:
-        await session.execute(
-            insert(FhirDate),
-            [{"resource_pk": resource_pk, "param": p, "start": a, "end": b}
-             for p, a, b in idx.dates],
-        )  # fmt: skip
+    await write_indexes(session, [(resource_pk, idx)])
+
+
+async def write_indexes(session: AsyncSession, items: list[tuple[int, Index]]) -> None:
+    """Insert the index rows of new resources: one statement per index table."""
+    tokens = [{"resource_pk": pk, "param": p, "system": s, "code": c}
+              for pk, idx in items for p, s, c in idx.tokens]  # fmt: skip
+    references = [{"resource_pk": pk, "param": p, "target": t}
+                  for pk, idx in items for p, t in idx.references]  # fmt: skip
+    dates = [{"resource_pk": pk, "param": p, "start": a, "end": b}
+             for pk, idx in items for p, a, b in idx.dates]  # fmt: skip
+    conn = await session.connection()
+    for table, rows in (("fhir_tokens", tokens), ("fhir_references", references),
+                        ("fhir_dates", dates)):  # fmt: skip
+        if rows:
+            await conn.execute(insert(_TABLES[table]), rows)
 
 
 async def history(

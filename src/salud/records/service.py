@@ -33,6 +33,7 @@ from salud.records.compartment import MAX_PATIENT_ID, partition
 from salud.records.indexing import (
     PARAMS,
     PATIENT_PATH,
+    Index,
     index,
     interval,
     local_references,
@@ -184,10 +185,22 @@ def _with_meta(
     return orjson.dumps(out).decode()
 
 
-async def create(
-    session: AsyncSession, reader: FastReader, caller: Caller, doc: dict[str, Any],
-    fhir_id: str | None = None, *, check_refs: bool = True,
-) -> Stored:  # fmt: skip
+@dataclass(slots=True)
+class NewResource:
+    """A resource checked and ready to insert: its row's values, index rows and auditor."""
+
+    kind: str
+    fhir_id: str
+    curp: str | None
+    row: dict[str, Any]
+    idx: Index
+    who: Caller
+
+
+async def prepare_create(
+    reader: FastReader, caller: Caller, doc: dict[str, Any], fhir_id: str | None = None
+) -> NewResource:
+    """Everything about a create but the writing: type, validation, permission and basis."""
     kind = doc["resourceType"]
     mirror.refuse_write(kind)
     validate(doc)
@@ -195,25 +208,38 @@ async def create(
     who = await _may(
         reader, caller, Permission.RECORD_WRITE, f"records:{kind}:create", kind, curp, None
     )
-    if check_refs:
-        await check_references(session, doc)
     fhir_id = fhir_id or str(uuid.uuid4())
     now = utcnow()
     p = caller.principal
-    row = FhirResource(
-        resource_type=kind, fhir_id=fhir_id, version_id=1, last_updated=now, deleted=False,
-        person_curp=curp, institution_code=p.institution_code, clues=p.clues,
-        author=p.username, sensitivity=",".join(sorted(categories(doc))),
-        content=_with_meta(doc, fhir_id, 1, now, caller),
-    )  # fmt: skip
-    session.add(row)
-    await session.flush()
-    await repository.write_index(session, row.id, index(doc), fresh=True)
-    await who.record(
-        f"records:{kind}:create", kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}",
-        within=session,
-    )  # fmt: skip
-    return Stored(fhir_id, 1, now, row.content)
+    row = {
+        "resource_type": kind, "fhir_id": fhir_id, "version_id": 1, "last_updated": now,
+        "deleted": False, "person_curp": curp, "institution_code": p.institution_code,
+        "clues": p.clues, "author": p.username, "sensitivity": ",".join(sorted(categories(doc))),
+        "content": _with_meta(doc, fhir_id, 1, now, caller),
+    }  # fmt: skip
+    return NewResource(kind, fhir_id, curp, row, index(doc), who)
+
+
+async def write_new(session: AsyncSession, news: list[NewResource]) -> list[Stored]:
+    """Insert prepared resources together (one statement per table) and audit each."""
+    pks = await repository.insert_current(session, [n.row for n in news])
+    await repository.write_indexes(session, list(zip(pks, (n.idx for n in news), strict=True)))
+    for n in news:
+        await n.who.record(
+            f"records:{n.kind}:create", n.kind, person_curp=n.curp,
+            subject_id=f"{n.kind}/{n.fhir_id}", within=session,
+        )  # fmt: skip
+    return [Stored(n.fhir_id, 1, n.row["last_updated"], n.row["content"]) for n in news]
+
+
+async def create(
+    session: AsyncSession, reader: FastReader, caller: Caller, doc: dict[str, Any],
+    fhir_id: str | None = None, *, check_refs: bool = True,
+) -> Stored:  # fmt: skip
+    new = await prepare_create(reader, caller, doc, fhir_id)
+    if check_refs:
+        await check_references(session, doc)
+    return (await write_new(session, [new]))[0]
 
 
 async def update(
