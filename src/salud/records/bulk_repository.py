@@ -13,18 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, text, update
+from sqlalchemy import and_, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from salud.identity.models import Person
+from salud.records import repository
 from salud.records.indexing import Index
 from salud.records.models import (
-    FhirDate,
-    FhirReference,
     FhirResource,
     FhirResourceVersion,
-    FhirToken,
     RecordRestriction,
 )
 from salud.storage.engine import dialect_name
@@ -138,29 +136,19 @@ async def replace(session: AsyncSession, changed: Sequence[tuple[int, tuple[Any,
         update(FhirResource),
         [{"id": pk, **dict(zip(COLUMNS, row, strict=True))} for pk, row in changed],
     )
-    for model in (FhirToken, FhirReference, FhirDate):
-        await session.execute(delete(model).where(model.resource_pk.in_(pks)))
+    await repository.delete_indexes(session, pks)
 
 
 async def insert_index(session: AsyncSession, indexes: Sequence[tuple[int, Index]]) -> None:
     """The token, reference and date rows of these resources (key, Index)."""
-    tokens = [(pk, p, s, c) for pk, idx in indexes for p, s, c in idx.tokens]
-    references = [(pk, p, t) for pk, idx in indexes for p, t in idx.references]
-    dates = [(pk, p, a, b) for pk, idx in indexes for p, a, b in idx.dates]
-    tables: list[tuple[Any, list[str], list[tuple[Any, ...]]]] = [
-        (FhirToken, ["resource_pk", "param", "system", "code"], tokens),
-        (FhirReference, ["resource_pk", "param", "target"], references),
-        (FhirDate, ["resource_pk", "param", "start", "end"], dates),
-    ]
-    postgresql = dialect_name(session) == "postgresql"
-    raw = await _asyncpg(session) if postgresql else None
-    for model, columns, rows in tables:
-        if not rows:
-            continue
-        if raw is not None:
-            await raw.copy_records_to_table(model.__tablename__, records=rows, columns=columns)
-        else:
-            await session.execute(insert(model), [dict(zip(columns, r, strict=True)) for r in rows])
+    if dialect_name(session) != "postgresql":
+        await repository.write_indexes(session, indexes)
+        return
+    raw = await _asyncpg(session)
+    for table, rows in repository.index_rows(indexes).items():
+        if rows:
+            columns = list(repository.INDEX_COLUMNS[table])
+            await raw.copy_records_to_table(table, records=rows, columns=columns)
 
 
 # --- $export ---------------------------------------------------------------------------

@@ -110,30 +110,45 @@ async def insert_current(session: AsyncSession, rows: list[dict[str, Any]]) -> l
     return list((await conn.execute(stmt, rows)).scalars())
 
 
+INDEX_COLUMNS = {
+    "fhir_tokens": ("resource_pk", "param", "system", "code"),
+    "fhir_references": ("resource_pk", "param", "target"),
+    "fhir_dates": ("resource_pk", "param", "start", "end"),
+}
+
+
+def index_rows(items: Sequence[tuple[int, Index]]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of each index table (in `INDEX_COLUMNS` order) for resources (key, Index)."""
+    return {
+        "fhir_tokens": [(pk, *row) for pk, idx in items for row in idx.tokens],
+        "fhir_references": [(pk, *row) for pk, idx in items for row in idx.references],
+        "fhir_dates": [(pk, *row) for pk, idx in items for row in idx.dates],
+    }
+
+
+async def delete_indexes(session: AsyncSession, pks: Sequence[int]) -> None:
+    for model in (FhirToken, FhirReference, FhirDate):
+        await session.execute(delete(model).where(model.resource_pk.in_(pks)))
+
+
 async def write_index(
     session: AsyncSession, resource_pk: int, idx: Index, *, fresh: bool = False
 ) -> None:
     """Replace a resource's index rows (`fresh`: a new resource, nothing to delete)."""
     if not fresh:
-        await session.execute(delete(FhirToken).where(FhirToken.resource_pk == resource_pk))
-        await session.execute(delete(FhirReference).where(FhirReference.resource_pk == resource_pk))
-        await session.execute(delete(FhirDate).where(FhirDate.resource_pk == resource_pk))
+        await delete_indexes(session, [resource_pk])
     await write_indexes(session, [(resource_pk, idx)])
 
 
-async def write_indexes(session: AsyncSession, items: list[tuple[int, Index]]) -> None:
+async def write_indexes(session: AsyncSession, items: Sequence[tuple[int, Index]]) -> None:
     """Insert the index rows of new resources: one statement per index table."""
-    tokens = [{"resource_pk": pk, "param": p, "system": s, "code": c}
-              for pk, idx in items for p, s, c in idx.tokens]  # fmt: skip
-    references = [{"resource_pk": pk, "param": p, "target": t}
-                  for pk, idx in items for p, t in idx.references]  # fmt: skip
-    dates = [{"resource_pk": pk, "param": p, "start": a, "end": b}
-             for pk, idx in items for p, a, b in idx.dates]  # fmt: skip
     conn = await session.connection()
-    for table, rows in (("fhir_tokens", tokens), ("fhir_references", references),
-                        ("fhir_dates", dates)):  # fmt: skip
+    for table, rows in index_rows(items).items():
         if rows:
-            await conn.execute(insert(_TABLES[table]), rows)
+            columns = INDEX_COLUMNS[table]
+            await conn.execute(
+                insert(_TABLES[table]), [dict(zip(columns, row, strict=True)) for row in rows]
+            )
 
 
 async def history(

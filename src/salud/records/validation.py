@@ -10,6 +10,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from salud.identity import curp
+from salud.records.bindings import binding_issues
 from salud.records.codes import CIE10_SYSTEMS, cie10_known
 from salud.records.compartment import MAX_PATIENT_ID
 from salud.records.outcome import FhirError, Issue
@@ -64,6 +65,8 @@ def validate(doc: dict[str, Any], *, unregistered_patient: bool = False) -> None
             for e in exc.errors()[:20]
         ]
         raise FhirError(400, issues) from None
+    if bound := binding_issues(doc):
+        raise FhirError(400, bound)
     _check_codes(doc)
 
 
