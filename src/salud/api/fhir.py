@@ -19,7 +19,7 @@ from salud import __version__
 from salud.api import fhir_bulk
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.errors import DomainError
-from salud.records import auditevents, bundles, mirror, mirrored, service, summary
+from salud.records import auditevents, bundles, mirror, mirrored, searching, service, summary
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, is_number, operation_outcome
 from salud.records.types import STORED_TYPES
@@ -219,7 +219,7 @@ async def audit_write(request: Request) -> Response:
 async def search(kind: str, request: Request, session: ReadSession, reader: Reader) -> Response:
     async def run() -> Response:
         query = list(request.query_params.multi_items())
-        bundle = await service.search(
+        bundle = await searching.search(
             session, reader, caller_of(request), _base(request), kind, query
         )
         return _fhir(bundle)
@@ -236,7 +236,7 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
         condition = request.headers.get("if-none-exist")
         if condition:
             query = [tuple(p.split("=", 1)) for p in condition.split("&") if "=" in p]
-            found = await service.search(
+            found = await searching.search(
                 session, reader, caller, _base(request), kind,
                 [(str(n), str(v)) for n, v in query] + service.person_scope(doc),
             )  # fmt: skip

@@ -167,7 +167,7 @@ def prepare(line: int, raw: bytes, scopes: frozenset[str]) -> _Item | Rejected:
 
 def _row(item: _Item, version: int, now: datetime, caller: Caller) -> tuple[Any, ...]:
     p = caller.principal
-    content = service._with_meta(item.doc, item.fhir_id, version, now, caller)
+    content = service.with_meta(item.doc, item.fhir_id, version, now, caller)
     return (
         item.kind, item.fhir_id, version, now, False, item.curp, p.institution_code, p.clues,
         p.username, item.sensitivity, content,

@@ -24,7 +24,7 @@ from salud.access.audit import AuditEntry
 from salud.access.audit_tx import record_in_transaction
 from salud.access.context import Caller
 from salud.errors import DomainError
-from salud.records import service
+from salud.records import searching, service
 from salud.records.indexing import local_references, unresolved_references
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
@@ -116,7 +116,7 @@ async def _one(
     kind = parts[0]
     if method == "GET":
         if len(parts) == 1:
-            found = await service.search(session, reader, caller, base, kind, parse_qsl(query))
+            found = await searching.search(session, reader, caller, base, kind, parse_qsl(query))
             return {"status": "200 OK"}, {"resource": found}
         stored = await service.read(session, reader, caller, kind, parts[1])
         return _response(200, base, kind, stored), {"resource": orjson.loads(stored.content)}

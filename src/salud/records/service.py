@@ -13,7 +13,6 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 from sqlalchemy import ColumnElement, or_
@@ -35,13 +34,12 @@ from salud.records.indexing import (
     PATIENT_PATH,
     Index,
     index,
-    interval,
     local_references,
     patient_of,
     unresolved_references,
 )
 from salud.records.models import FhirResource, FhirResourceVersion
-from salud.records.outcome import FhirError, bounded_int, is_number
+from salud.records.outcome import FhirError, is_number
 from salud.records.patient import to_patient
 from salud.records.sensitivity import CATEGORIES, LABELS, categories
 from salud.records.types import STORED_TYPES
@@ -49,11 +47,6 @@ from salud.records.validation import validate
 from salud.storage.fastread import FastReader
 
 INSTITUTION_TAG = "https://salud.gob.mx/fhir/CodeSystem/institucion"
-MAX_COUNT, DEFAULT_COUNT = 200, 50
-_GLOBAL = frozenset(
-    {"_id", "_lastUpdated", "_count", "_sort", "_offset", "_format", "_include", "_revinclude"}
-)
-_PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +61,7 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def _may(
+async def may(
     reader: FastReader, caller: Caller, permission: Permission, action: str, kind: str,
     curp: str | None, fhir_id: str | None,
 ) -> Caller:  # fmt: skip
@@ -163,9 +156,7 @@ async def missing_targets(session: AsyncSession, targets: set[str]) -> list[str]
     return missing
 
 
-def _with_meta(
-    doc: dict[str, Any], fhir_id: str, version: int, at: datetime, caller: Caller
-) -> str:
+def with_meta(doc: dict[str, Any], fhir_id: str, version: int, at: datetime, caller: Caller) -> str:
     p = caller.principal
     meta = dict(doc.get("meta") or {})
     meta.update({"versionId": str(version), "lastUpdated": _iso(at)})
@@ -205,7 +196,7 @@ async def prepare_create(
     mirror.refuse_write(kind)
     validate(doc)
     curp = _patient_curp(doc)
-    who = await _may(
+    who = await may(
         reader, caller, Permission.RECORD_WRITE, f"records:{kind}:create", kind, curp, None
     )
     fhir_id = fhir_id or str(uuid.uuid4())
@@ -215,7 +206,7 @@ async def prepare_create(
         "resource_type": kind, "fhir_id": fhir_id, "version_id": 1, "last_updated": now,
         "deleted": False, "person_curp": curp, "institution_code": p.institution_code,
         "clues": p.clues, "author": p.username, "sensitivity": ",".join(sorted(categories(doc))),
-        "content": _with_meta(doc, fhir_id, 1, now, caller),
+        "content": with_meta(doc, fhir_id, 1, now, caller),
     }  # fmt: skip
     return NewResource(kind, fhir_id, curp, row, index(doc), who)
 
@@ -258,9 +249,7 @@ async def update(
     validate(doc)
     curp = _patient_curp(doc)
     action = f"records:{kind}:update"
-    who = await _may(
-        reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id
-    )
+    who = await may(reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id)
     if curp != row.person_curp:
         raise FhirError.one(422, "business-rule", "un recurso no cambia de paciente")
     if if_match is not None and if_match != row.version_id:
@@ -277,7 +266,7 @@ async def update(
     row.last_updated, row.deleted = now, False
     row.institution_code, row.clues, row.author = p.institution_code, p.clues, p.username
     row.sensitivity = ",".join(sorted(categories(doc)))
-    row.content = _with_meta(doc, fhir_id, row.version_id, now, caller)
+    row.content = with_meta(doc, fhir_id, row.version_id, now, caller)
     await session.flush()
     await repository.write_index(session, row.id, index(doc))
     await who.record(action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}", within=session)
@@ -293,9 +282,7 @@ async def remove(
     if row is None or row.deleted:
         return  # FHIR: deleting what is not there succeeds
     action = f"records:{kind}:delete"
-    who = await _may(
-        reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id
-    )
+    who = await may(reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id)
     await repository.freeze(session, row)
     row.version_id += 1
     row.deleted, row.last_updated, row.author = True, utcnow(), caller.principal.username
@@ -319,7 +306,7 @@ async def read(
         return await _read_patient(_needed(session), reader, caller, fhir_id)
     if kind in mirror.KINDS and mirror.owns(kind, fhir_id):
         shown = await mirrored.read(
-            _needed(session), reader, caller, kind, fhir_id, version_id, _may
+            _needed(session), reader, caller, kind, fhir_id, version_id, may
         )
         return Stored(*shown)
     if kind not in STORED_TYPES:
@@ -333,7 +320,7 @@ async def read(
     if row is None:
         raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
     action = f"records:{kind}:read"
-    who = await _may(reader, caller, Permission.RECORD_READ, action, kind, row.person_curp, fhir_id)
+    who = await may(reader, caller, Permission.RECORD_READ, action, kind, row.person_curp, fhir_id)
     if row.sensitivity and row.person_curp and not _is_the_person(who, row.person_curp):
         restricted = set(await repository.restrictions_fast(reader, row.person_curp))
         await _refuse_restricted(who, action, kind, fhir_id, row, restricted)
@@ -365,7 +352,7 @@ class _Row:
 async def _read_patient(
     session: AsyncSession, reader: FastReader, caller: Caller, curp: str
 ) -> Stored:
-    who = await _may(
+    who = await may(
         reader, caller, Permission.RECORD_READ, "records:Patient:read", "Patient", curp, curp
     )
     person = await persons.get_by_curp(session, curp)
@@ -386,7 +373,7 @@ async def _read_patient(
     )
 
 
-def _bundle_entry(base: str, kind: str, fhir_id: str, content: str) -> dict[str, Any]:
+def bundle_entry(base: str, kind: str, fhir_id: str, content: str) -> dict[str, Any]:
     return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": orjson.loads(content)}
 
 
@@ -411,7 +398,7 @@ async def history(
             f"no se sirve la historia de todos los {kind}: pida la de un recurso",
         )  # fmt: skip
     action = f"records:{kind}:history"
-    who = await _may(reader, caller, Permission.RECORD_READ, action, kind, curp, fhir_id)
+    who = await may(reader, caller, Permission.RECORD_READ, action, kind, curp, fhir_id)
     if fhir_id is not None and row is not None:
         await _refuse_if_restricted(session, who, action, kind, fhir_id, row)
     rows = await repository.history(session, kind, fhir_id, count, None)
@@ -476,7 +463,7 @@ async def _refuse_restricted(
         )  # fmt: skip
 
 
-async def _restriction_filters(
+async def restriction_filters(
     session: AsyncSession, caller: Caller, curp: str
 ) -> list[ColumnElement[bool]]:
     """Search conditions that leave out what the person restricted to other institutions."""
@@ -530,12 +517,12 @@ async def open_record(
     out what the person restricted to other institutions and, for a machine client, the
     types its scopes do not name. Returns the Caller to record the read with (its purpose is
     the basis)."""
-    who = await _may(reader, caller, Permission.RECORD_READ, action, "Patient", curp, curp)
+    who = await may(reader, caller, Permission.RECORD_READ, action, "Patient", curp, curp)
     person = await persons.get_by_curp(session, curp)
     if person is None:
         await who.record(action, "Patient", person_curp=curp, outcome="not_found")
         raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
-    hidden = await _restriction_filters(session, who, curp)
+    hidden = await restriction_filters(session, who, curp)
     p = caller.principal
     if p.role is Role.CLIENT:  # a machine client reads only the types its scopes name
         readable = [k for k in sorted(PARAMS) if allows(p.scopes, k, False)]
@@ -570,181 +557,3 @@ async def everything(
         links.append({"relation": "next", "url": f"{page}&_offset={offset + count}"})
     return {"resourceType": "Bundle", "type": "searchset", "total": total + 1 + len(covered),
             "link": links, "entry": entries}  # fmt: skip
-
-
-def _token_value(raw: str) -> tuple[str | None, str]:
-    if "|" in raw:
-        system, _, code = raw.partition("|")
-        return system, code
-    return None, raw
-
-
-def _date_value(raw: str, name: str) -> tuple[str, datetime, datetime]:
-    prefix = raw[:2] if raw[:2] in _PREFIXES else "eq"
-    text = raw[2:] if raw[:2] in _PREFIXES else raw
-    try:
-        start, end = interval(text)
-    except ValueError:
-        raise FhirError.one(400, "invalid", f"{name}: «{raw}» no es una fecha FHIR") from None
-    return prefix, start, end
-
-
-async def search(
-    session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
-    query: list[tuple[str, str]],
-) -> dict[str, Any]:  # fmt: skip
-    """A searchset Bundle with paging links. Unknown parameters are refused, by name."""
-    if kind in mirror.KINDS:
-        return await mirrored.search(session, reader, caller, base, kind, query, _may)
-    if kind not in PARAMS:
-        raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
-    known = PARAMS[kind]
-    unknown = sorted({n for n, _ in query if n.split(":")[0] not in known and n not in _GLOBAL})
-    if unknown:
-        raise FhirError.one(
-            400, "not-supported",
-            f"parámetros de búsqueda no admitidos para {kind}: {', '.join(unknown)} "
-            f"(admitidos: {', '.join(sorted(set(known) | _GLOBAL))})",
-        )  # fmt: skip
-    where: list[ColumnElement[bool]] = []
-    count, offset, order, curp = DEFAULT_COUNT, 0, "-_lastUpdated", None
-    for name, raw in query:
-        if name == "_count":
-            count = bounded_int(raw, name, 1, MAX_COUNT)
-        elif name == "_offset":
-            offset = bounded_int(raw, name, 0, 10_000)
-        elif name == "_sort":
-            if raw not in ("_lastUpdated", "-_lastUpdated"):
-                raise FhirError.one(
-                    400, "not-supported", "_sort admite _lastUpdated o -_lastUpdated"
-                )
-            order = raw
-        elif name in ("_format", "_include", "_revinclude"):
-            continue
-        elif name == "_id":
-            where.append(FhirResource.fhir_id.in_(raw.split(",")))
-        elif name == "_lastUpdated":
-            prefix, start, end = _date_value(raw, name)
-            column = FhirResource.last_updated
-            where.append(
-                {
-                    "eq": (column >= start) & (column <= end),
-                    "ne": (column < start) | (column > end),
-                    "ge": column >= start,
-                    "gt": column > end,
-                    "le": column <= end,
-                    "lt": column < start,
-                }[prefix]
-            )
-        else:
-            param = known[name]
-            alternatives: list[ColumnElement[bool]] = []
-            for value in raw.split(","):
-                if param.kind == "token":
-                    system, code = _token_value(value)
-                    alternatives.append(repository.token_match(name, system, code))
-                elif param.kind == "reference":
-                    target = value if "/" in value else (
-                        f"Patient/{value}" if name in ("patient", "beneficiary") else value
-                    )  # fmt: skip
-                    if name in ("patient", "subject", "beneficiary") and target.startswith(
-                        "Patient/"
-                    ):
-                        if curp is not None and curp != target[8:]:
-                            raise FhirError.one(
-                                400, "not-supported", "busque de una persona a la vez"
-                            )
-                        curp = target[8:]
-                    alternatives.append(repository.reference_match(name, target))
-                else:
-                    alternatives.append(repository.date_match(name, *_date_value(value, name)))
-            where.append(or_(*alternatives))
-    if kind in PATIENT_PATH and curp is None:
-        raise FhirError.one(
-            400, "required",
-            f"indique la persona: {kind}?patient=CURP (el expediente se consulta por persona)",
-        )  # fmt: skip
-    action = f"records:{kind}:search"
-    who = await _may(reader, caller, Permission.RECORD_READ, action, kind, curp, None)
-    if curp is not None:
-        where.append(FhirResource.person_curp == curp)
-        where.extend(await _restriction_filters(session, who, curp))
-    includes = _include_specs(kind, query)
-    total, rows = await repository.search(session, kind, where, order, count, offset)
-    extra = await _included(session, who, base, curp, kind, [i for i, _ in rows], includes)
-    await who.record(action, kind, person_curp=curp, detail={"total": total})
-    links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]
-    if offset + count < total:
-        links.append({"relation": "next", "url": _page_url(base, kind, query, offset + count)})
-    if offset > 0:
-        links.append(
-            {"relation": "previous", "url": _page_url(base, kind, query, max(0, offset - count))}
-        )
-    return {
-        "resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
-        "entry": [
-            {**_bundle_entry(base, kind, i, c), "search": {"mode": "match"}} for i, c in rows
-        ]
-        + extra,
-    }  # fmt: skip
-
-
-def _include_specs(kind: str, query: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """("include" | "revinclude", source type, reference parameter) of _include and
-    _revinclude (FHIR R4 §3.1.1.5.3: `Type:param`); unknown ones are refused by name."""
-    specs = []
-    for name, raw in query:
-        if name not in ("_include", "_revinclude"):
-            continue
-        source, _, param = raw.partition(":")
-        spec = PARAMS.get(source, {}).get(param.split(":")[0])
-        if spec is None or spec.kind != "reference":
-            raise FhirError.one(
-                400, "not-supported", f"{name}={raw}: no es Tipo:parámetro de referencia"
-            )
-        if name == "_include" and source != kind:
-            raise FhirError.one(400, "not-supported", f"_include={raw}: el tipo debe ser {kind}")
-        specs.append((name[1:], source, param.split(":")[0]))
-    return specs
-
-
-async def _included(
-    session: AsyncSession, caller: Caller, base: str, curp: str | None, kind: str,
-    ids: list[str], specs: list[tuple[str, str, str]],
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Entries brought in by _include / _revinclude, within the same person's record."""
-    if not specs or not ids or curp is None:
-        return []
-    restricted = await _restriction_filters(session, caller, curp)
-    seen: set[str] = set()
-    out: list[dict[str, Any]] = []
-    for mode, source, param in specs:
-        if mode == "include":
-            targets = await repository.reference_targets(session, kind, ids, param)
-        else:
-            targets = await repository.referring(
-                session, source, param, [f"{kind}/{i}" for i in ids]
-            )
-        for target in targets:
-            if target in seen:
-                continue
-            seen.add(target)
-            t_kind, _, t_id = target.partition("/")
-            if t_kind == "Patient":
-                person = await persons.get_by_curp(session, t_id) if t_id == curp else None
-                if person is not None:
-                    out.append({"fullUrl": f"{base}/{target}", "resource": to_patient(person),
-                                "search": {"mode": "include"}})  # fmt: skip
-                continue
-            found = await repository.live_in_record(session, t_kind, t_id, curp, restricted)
-            if found is not None:
-                out.append({**_bundle_entry(base, t_kind, t_id, found),
-                            "search": {"mode": "include"}})  # fmt: skip
-    return out
-
-
-def _page_url(base: str, kind: str, query: list[tuple[str, str]], offset: int) -> str:
-    kept = [(n, v) for n, v in query if n != "_offset"]
-    if offset:
-        kept.append(("_offset", str(offset)))
-    return f"{base}/{kind}" + (f"?{urlencode(kept)}" if kept else "")

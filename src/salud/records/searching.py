@@ -1,0 +1,207 @@
+"""FHIR search (R4 §3.1.1.5): a searchset Bundle with paging links, `_include` and
+`_revinclude`, through the same access rules and audit as every read (records/service.py).
+Unknown parameters are refused by name, never ignored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import ColumnElement, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.identity import repository as persons
+from salud.records import mirror, mirrored, repository
+from salud.records.indexing import PARAMS, PATIENT_PATH, interval
+from salud.records.models import FhirResource
+from salud.records.outcome import FhirError, bounded_int
+from salud.records.patient import to_patient
+from salud.records.service import bundle_entry, may, restriction_filters
+from salud.storage.fastread import FastReader
+
+MAX_COUNT, DEFAULT_COUNT = 200, 50
+_GLOBAL = frozenset(
+    {"_id", "_lastUpdated", "_count", "_sort", "_offset", "_format", "_include", "_revinclude"}
+)
+_PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt")
+
+
+def _token_value(raw: str) -> tuple[str | None, str]:
+    if "|" in raw:
+        system, _, code = raw.partition("|")
+        return system, code
+    return None, raw
+
+
+def _date_value(raw: str, name: str) -> tuple[str, datetime, datetime]:
+    prefix = raw[:2] if raw[:2] in _PREFIXES else "eq"
+    text = raw[2:] if raw[:2] in _PREFIXES else raw
+    try:
+        start, end = interval(text)
+    except ValueError:
+        raise FhirError.one(400, "invalid", f"{name}: «{raw}» no es una fecha FHIR") from None
+    return prefix, start, end
+
+
+async def search(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
+    query: list[tuple[str, str]],
+) -> dict[str, Any]:  # fmt: skip
+    """A searchset Bundle with paging links. Unknown parameters are refused, by name."""
+    if kind in mirror.KINDS:
+        return await mirrored.search(session, reader, caller, base, kind, query, may)
+    if kind not in PARAMS:
+        raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
+    known = PARAMS[kind]
+    unknown = sorted({n for n, _ in query if n.split(":")[0] not in known and n not in _GLOBAL})
+    if unknown:
+        raise FhirError.one(
+            400, "not-supported",
+            f"parámetros de búsqueda no admitidos para {kind}: {', '.join(unknown)} "
+            f"(admitidos: {', '.join(sorted(set(known) | _GLOBAL))})",
+        )  # fmt: skip
+    where: list[ColumnElement[bool]] = []
+    count, offset, order, curp = DEFAULT_COUNT, 0, "-_lastUpdated", None
+    for name, raw in query:
+        if name == "_count":
+            count = bounded_int(raw, name, 1, MAX_COUNT)
+        elif name == "_offset":
+            offset = bounded_int(raw, name, 0, 10_000)
+        elif name == "_sort":
+            if raw not in ("_lastUpdated", "-_lastUpdated"):
+                raise FhirError.one(
+                    400, "not-supported", "_sort admite _lastUpdated o -_lastUpdated"
+                )
+            order = raw
+        elif name in ("_format", "_include", "_revinclude"):
+            continue
+        elif name == "_id":
+            where.append(FhirResource.fhir_id.in_(raw.split(",")))
+        elif name == "_lastUpdated":
+            prefix, start, end = _date_value(raw, name)
+            column = FhirResource.last_updated
+            where.append(
+                {
+                    "eq": (column >= start) & (column <= end),
+                    "ne": (column < start) | (column > end),
+                    "ge": column >= start,
+                    "gt": column > end,
+                    "le": column <= end,
+                    "lt": column < start,
+                }[prefix]
+            )
+        else:
+            param = known[name]
+            alternatives: list[ColumnElement[bool]] = []
+            for value in raw.split(","):
+                if param.kind == "token":
+                    system, code = _token_value(value)
+                    alternatives.append(repository.token_match(name, system, code))
+                elif param.kind == "reference":
+                    target = value if "/" in value else (
+                        f"Patient/{value}" if name in ("patient", "beneficiary") else value
+                    )  # fmt: skip
+                    if name in ("patient", "subject", "beneficiary") and target.startswith(
+                        "Patient/"
+                    ):
+                        if curp is not None and curp != target[8:]:
+                            raise FhirError.one(
+                                400, "not-supported", "busque de una persona a la vez"
+                            )
+                        curp = target[8:]
+                    alternatives.append(repository.reference_match(name, target))
+                else:
+                    alternatives.append(repository.date_match(name, *_date_value(value, name)))
+            where.append(or_(*alternatives))
+    if kind in PATIENT_PATH and curp is None:
+        raise FhirError.one(
+            400, "required",
+            f"indique la persona: {kind}?patient=CURP (el expediente se consulta por persona)",
+        )  # fmt: skip
+    action = f"records:{kind}:search"
+    who = await may(reader, caller, Permission.RECORD_READ, action, kind, curp, None)
+    if curp is not None:
+        where.append(FhirResource.person_curp == curp)
+        where.extend(await restriction_filters(session, who, curp))
+    includes = _include_specs(kind, query)
+    total, rows = await repository.search(session, kind, where, order, count, offset)
+    extra = await _included(session, who, base, curp, kind, [i for i, _ in rows], includes)
+    await who.record(action, kind, person_curp=curp, detail={"total": total})
+    links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]
+    if offset + count < total:
+        links.append({"relation": "next", "url": _page_url(base, kind, query, offset + count)})
+    if offset > 0:
+        links.append(
+            {"relation": "previous", "url": _page_url(base, kind, query, max(0, offset - count))}
+        )
+    return {
+        "resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
+        "entry": [
+            {**bundle_entry(base, kind, i, c), "search": {"mode": "match"}} for i, c in rows
+        ]
+        + extra,
+    }  # fmt: skip
+
+
+def _include_specs(kind: str, query: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """("include" | "revinclude", source type, reference parameter) of _include and
+    _revinclude (FHIR R4 §3.1.1.5.3: `Type:param`); unknown ones are refused by name."""
+    specs = []
+    for name, raw in query:
+        if name not in ("_include", "_revinclude"):
+            continue
+        source, _, param = raw.partition(":")
+        spec = PARAMS.get(source, {}).get(param.split(":")[0])
+        if spec is None or spec.kind != "reference":
+            raise FhirError.one(
+                400, "not-supported", f"{name}={raw}: no es Tipo:parámetro de referencia"
+            )
+        if name == "_include" and source != kind:
+            raise FhirError.one(400, "not-supported", f"_include={raw}: el tipo debe ser {kind}")
+        specs.append((name[1:], source, param.split(":")[0]))
+    return specs
+
+
+async def _included(
+    session: AsyncSession, caller: Caller, base: str, curp: str | None, kind: str,
+    ids: list[str], specs: list[tuple[str, str, str]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Entries brought in by _include / _revinclude, within the same person's record."""
+    if not specs or not ids or curp is None:
+        return []
+    restricted = await restriction_filters(session, caller, curp)
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for mode, source, param in specs:
+        if mode == "include":
+            targets = await repository.reference_targets(session, kind, ids, param)
+        else:
+            targets = await repository.referring(
+                session, source, param, [f"{kind}/{i}" for i in ids]
+            )
+        for target in targets:
+            if target in seen:
+                continue
+            seen.add(target)
+            t_kind, _, t_id = target.partition("/")
+            if t_kind == "Patient":
+                person = await persons.get_by_curp(session, t_id) if t_id == curp else None
+                if person is not None:
+                    out.append({"fullUrl": f"{base}/{target}", "resource": to_patient(person),
+                                "search": {"mode": "include"}})  # fmt: skip
+                continue
+            found = await repository.live_in_record(session, t_kind, t_id, curp, restricted)
+            if found is not None:
+                out.append({**bundle_entry(base, t_kind, t_id, found),
+                            "search": {"mode": "include"}})  # fmt: skip
+    return out
+
+
+def _page_url(base: str, kind: str, query: list[tuple[str, str]], offset: int) -> str:
+    kept = [(n, v) for n, v in query if n != "_offset"]
+    if offset:
+        kept.append(("_offset", str(offset)))
+    return f"{base}/{kind}" + (f"?{urlencode(kept)}" if kept else "")
