@@ -226,9 +226,13 @@ async def transaction(
             written_at.append(i)
         elif result:
             responses[i]["resource"] = result["resource"]
-    # Every reference, now that the whole transaction is written (one query per type).
+    # Every reference, now that the whole transaction is written (one query per type; the
+    # resources this transaction wrote are live, as their responses say).
+    live = frozenset(
+        "/".join(responses[i]["response"]["location"].split("/")[:2]) for i in written_at
+    )
     if lenient:
-        missing = set(await service.dangling_references(session, *written))
+        missing = set(await service.dangling_references(session, *written, live=live))
         for i, doc in zip(written_at, written, strict=True):
             refs = sorted((set(local_references(doc)) | set(unresolved_references(doc))) & missing)
             if refs:
@@ -236,7 +240,7 @@ async def transaction(
                 issue = Issue("not-found", text, None, "warning")
                 responses[i]["response"]["outcome"] = operation_outcome([issue])
     else:
-        await service.check_references(session, *written)
+        await service.check_references(session, *written, live=live)
     if pending:  # the transaction's audit entries, appended together
         await record_in_transaction(session, caller.audit.key, pending)
     return {

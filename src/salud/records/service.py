@@ -115,22 +115,27 @@ def _patient_curp(doc: dict[str, Any]) -> str | None:
     return partition(doc)
 
 
-async def check_references(session: AsyncSession, *docs: dict[str, Any]) -> None:
+async def check_references(
+    session: AsyncSession, *docs: dict[str, Any], live: frozenset[str] = frozenset()
+) -> None:
     """Interactive writes refuse a reference to nothing (FHIR R4 §3.1.1.4, referential
-    integrity): every relative reference must name a live resource or a registered person."""
-    missing = await dangling_references(session, *docs)
+    integrity): every relative reference must name a live resource or a registered person.
+    `live`: "Type/id" known to be live (written by this transaction), not looked up."""
+    missing = await dangling_references(session, *docs, live=live)
     if missing:
         raise FhirError.one(
             422, "not-found", "referencia a un recurso que no existe: " + ", ".join(missing)
         )
 
 
-async def dangling_references(session: AsyncSession, *docs: dict[str, Any]) -> list[str]:
+async def dangling_references(
+    session: AsyncSession, *docs: dict[str, Any], live: frozenset[str] = frozenset()
+) -> list[str]:
     """The references of these resources that name nothing: not a live resource, not a
     registered person, not a Patient kept outside the registry. One query per referenced
-    type, however many resources are checked together."""
+    type, however many resources are checked together (none for those in `live`)."""
     missing = sorted({ref for doc in docs for ref in unresolved_references(doc)})
-    targets = {target for doc in docs for target in local_references(doc)}
+    targets = {target for doc in docs for target in local_references(doc)} - live
     return missing + await missing_targets(session, targets)
 
 
