@@ -41,6 +41,7 @@ from salud.kit.ratelimit import WindowLimiter
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 from salud.storage.fastread import FastReader
+from salud.web import batches as batch_pages
 from salud.web import citizen as citizen_pages
 from salud.web import desk as desk_pages
 from salud.web import pages
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     fhir.install(app)
     app.include_router(citizen_pages.router)
     app.include_router(desk_pages.router)
+    app.include_router(batch_pages.router)
     app.include_router(pages.router)
     app.include_router(progress_page.router)
     app.mount("/static", StaticFiles(directory=pages.HERE / "static"), name="static")

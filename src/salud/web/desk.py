@@ -1,7 +1,8 @@
 """The registration module's desk (Spanish; operators and supervisors): today's agenda,
 enrollment step by step (documents, camera photo, scanner fingerprints, exceptions,
-completion and receipt), card reissue, print batches and delivery, and the duplicate review
-queue. Thin: each handler checks the session and the CSRF token and calls the services."""
+completion and receipt), card reissue and the duplicate review queue (print batches and
+delivery: web/batches.py). Thin: each handler checks the session and the CSRF token and
+calls the services."""
 
 from __future__ import annotations
 
@@ -16,17 +17,14 @@ from starlette.datastructures import UploadFile
 from salud.access.permissions import Permission
 from salud.credentials import service as credentials
 from salud.credentials.schemas import IssueReason
-from salud.enrollment import booking, printing, service
+from salud.enrollment import booking, service
 from salud.enrollment import reviews as duplicate_reviews
 from salud.enrollment.documents import ADULT, LABELS, MINOR, Document, DocumentKind
 from salud.enrollment.schemas import (
-    BatchCreate,
-    DeliveryIn,
     DocumentsIn,
     DuplicateDecision,
     EnrollmentStart,
     ExceptionIn,
-    IdentityCheck,
     ModuleStatus,
     ReceiptRead,
 )
@@ -302,116 +300,6 @@ async def module_reissue(
     return back_to(
         "/modulo", f"Tarjeta número {done.sequence} expedida; la anterior quedó anulada."
     )
-
-
-# --- print batches and delivery -------------------------------------------------------------
-
-
-@router.get("/modulo/lotes", response_class=HTMLResponse)
-async def batches(
-    request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
-) -> Response:
-    principal, answer = staff_gate(request)
-    if answer is not None:
-        return answer
-    assert principal is not None
-    caller = _caller(request, "impresion")
-    found = await printing.list_batches(session, caller, principal.module_code, False)
-    return _page(request, "batches.html", {"principal": principal, "batches": found,
-                                           "notice": aviso})  # fmt: skip
-
-
-@router.post("/modulo/lotes")
-async def create_batch(
-    request: Request,
-    session: WriteSession,
-    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-) -> Response:
-    _check_csrf(request, csrf_token)
-    caller = _caller(request, "impresion")
-    try:
-        made = await printing.create_batch(
-            session, BatchCreate(module_code=caller.principal.module_code or "X00"), caller
-        )
-    except (DomainError, ValidationError) as exc:
-        await session.rollback()
-        return back_to("/modulo/lotes", reason_of(exc))
-    return back_to(f"/modulo/lotes/{made.code}", f"Lote {made.code} formado.")
-
-
-@router.get("/modulo/lotes/{code}", response_class=HTMLResponse)
-async def batch_page(
-    request: Request,
-    code: str,
-    session: WriteSession,
-    aviso: Annotated[str, Query(max_length=300)] = "",
-) -> Response:
-    principal, answer = staff_gate(request)
-    if answer is not None:
-        return answer
-    found = await printing.get_batch(session, code, _caller(request, "impresion"))
-    return _page(request, "batch.html", {"principal": principal, "b": found, "notice": aviso,
-                                         "checks": list(IdentityCheck)})  # fmt: skip
-
-
-@router.post("/modulo/lotes/{code}/archivo")
-async def batch_file(
-    request: Request,
-    code: str,
-    session: WriteSession,
-    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-) -> Response:
-    _check_csrf(request, csrf_token)
-    caller = _caller(request, "impresion")
-    state = request.app.state
-    issuance = service.Issuance(state.signer, state.keyring, state.credential_config)
-    try:
-        pdf = await printing.print_file(session, issuance, code, caller)
-    except DomainError as exc:
-        await session.rollback()
-        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
-    disposition = f'attachment; filename="{code}.pdf"'
-    return Response(pdf, media_type="application/pdf",
-                    headers={"Content-Disposition": disposition})  # fmt: skip
-
-
-@router.post("/modulo/lotes/{code}/estado")
-async def batch_step(
-    request: Request,
-    code: str,
-    session: WriteSession,
-    status: Annotated[str, Form(max_length=10)],
-    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-) -> Response:
-    _check_csrf(request, csrf_token)
-    caller = _caller(request, "impresion")
-    try:
-        await printing.advance(session, code, status, caller)
-    except DomainError as exc:
-        await session.rollback()
-        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
-    said = {"shipped": "Lote enviado.", "received": "Lote recibido: se avisó a las personas."}
-    return back_to(f"/modulo/lotes/{code}", said.get(status, ""))
-
-
-@router.post("/modulo/lotes/{code}/entrega")
-async def deliver(
-    request: Request,
-    code: str,
-    session: WriteSession,
-    credential_id: Annotated[str, Form(max_length=32)],
-    identity_check: Annotated[IdentityCheck, Form()],
-    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-) -> Response:
-    _check_csrf(request, csrf_token)
-    caller = _caller(request, "entrega")
-    try:
-        await printing.deliver(session, credential_id, DeliveryIn(identity_check=identity_check),
-                               caller)  # fmt: skip
-    except DomainError as exc:
-        await session.rollback()
-        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
-    return back_to(f"/modulo/lotes/{code}", "Tarjeta entregada.")
 
 
 # --- the duplicate review queue -------------------------------------------------------------
