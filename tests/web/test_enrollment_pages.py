@@ -52,6 +52,10 @@ async def test_booking_by_curp_needs_the_csrf_token(
     again = await anonymous.post("/cita", data={**fields, "csrf": _csrf(page.text)})
     assert again.status_code == 409
     assert "no es posible agendar" in again.text
+    malformed = {**fields, "curp": "NO-ES-CURP", "csrf": _csrf(page.text)}
+    refused = await anonymous.post("/cita", data=malformed)
+    assert refused.status_code == 422  # bad input is not a conflict
+    assert "curp" in refused.text.lower()
     cancelled = await anonymous.post(
         "/cita/cancelar", data={"curp": curp, "folio": folio.group(1), "csrf": _csrf(page.text)}
     )

@@ -114,7 +114,7 @@ class Phase(BaseModel):
     ends_on: date | None = None
     states: list[StateKey] = Field(default_factory=list, max_length=32, description="claves INEGI")
     municipalities: list[MunicipalityKey] = Field(
-        default_factory=list, max_length=2500, description="claves INEGI de 5 dígitos"
+        default_factory=list, max_length=2500, description="claves INEGI de 5 dígitos (regiones)"
     )
 
     @model_validator(mode="after")

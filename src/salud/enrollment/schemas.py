@@ -8,7 +8,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from salud.enrollment.calendar import MunicipalityKey, Rule, StateKey
+from salud.enrollment.calendar import Phase, Rule, StateKey
 from salud.enrollment.documents import Document, DocumentKind
 from salud.identity.schemas import PersonCreate
 
@@ -78,22 +78,10 @@ class StaffAssign(_In):
     username: str = Field(min_length=1, max_length=80)
 
 
-class PhaseCreate(_In):
-    name: str = Field(min_length=1, max_length=80)
-    starts_on: date
-    ends_on: date | None = None
-    states: list[StateKey] = Field(default_factory=list, max_length=32)
-    municipalities: list[MunicipalityKey] = Field(
-        default_factory=list, max_length=2500, description="claves INEGI de 5 dígitos (regiones)"
-    )
+class PhaseCreate(Phase):
+    """A phase as the API receives it: the domain's Phase (fields and checks), stripped."""
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        if self.ends_on is not None and self.ends_on < self.starts_on:
-            raise ValueError("ends_on: termina antes de empezar")
-        if not self.states and not self.municipalities:
-            raise ValueError("states: indique estados o municipios que la fase abre")
-        return self
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
 class CalendarCreate(_In):

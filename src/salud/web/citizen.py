@@ -86,7 +86,8 @@ async def book(
     except (DomainError, ValidationError) as exc:
         await session.rollback()
         failed = {"principal": _principal(request), "error": reason_of(exc), "appointment": None}
-        return _page(request, "booked.html", failed, 409)
+        status = exc.status if isinstance(exc, DomainError) else 422  # a form error
+        return _page(request, "booked.html", failed, status)
     context: dict[str, Any] = {"principal": _principal(request), "error": None, "appointment": done}
     return _page(request, "booked.html", context, 201)
 
