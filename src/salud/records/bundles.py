@@ -99,9 +99,18 @@ def _resource(entry: dict[str, Any], kind: str, ids: dict[str, str]) -> dict[str
     return parse(orjson.dumps(_rewrite(resource, ids)), kind)
 
 
-def _post_id(entry: dict[str, Any], kind: str, ids: dict[str, str]) -> str:
-    """The id a POST gets: the one assigned to its fullUrl, or a new one."""
-    return ids.get(entry.get("fullUrl") or "", f"{kind}/{uuid.uuid4()}").split("/", 1)[1]
+def _post_resource(entry: dict[str, Any], kind: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A POST's resource with the id it gets: the one assigned to its fullUrl, or a new one
+    (an id the client put in it is not the server's to keep, FHIR R4 §3.1.0.11.2)."""
+    doc = _resource(entry, kind, ids)
+    doc["id"] = ids.get(entry.get("fullUrl") or "", f"{kind}/{uuid.uuid4()}").split("/", 1)[1]
+    return doc
+
+
+def _target(entry: dict[str, Any]) -> tuple[list[str], str]:
+    """The parts of the entry's request path ("Type", then "id"…) and its query."""
+    path, _, query = entry["request"]["url"].lstrip("/").partition("?")
+    return path.split("/"), query
 
 
 async def _one(
@@ -110,9 +119,8 @@ async def _one(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
     """(response, written resource or None) of one entry."""
     request = entry["request"]
-    method, url = request["method"], request["url"].lstrip("/")
-    path, _, query = url.partition("?")
-    parts = path.split("/")
+    method = request["method"]
+    parts, query = _target(entry)
     kind = parts[0]
     if method == "GET":
         if len(parts) == 1:
@@ -125,12 +133,13 @@ async def _one(
             raise FhirError.one(400, "not-supported", "DELETE condicional no admitido")
         await service.remove(session, reader, caller, kind, parts[1])
         return {"status": "204 No Content"}, None
-    doc = _resource(entry, kind, ids)
     if method == "POST":
-        doc.pop("id", None)
-        new_id = _post_id(entry, kind, ids)
-        stored = await service.create(session, reader, caller, doc, new_id, check_refs=check_refs)
+        doc = _post_resource(entry, kind, ids)
+        stored = await service.create(
+            session, reader, caller, doc, doc["id"], check_refs=check_refs
+        )
         return _response(201, base, kind, stored), {"resource": doc}
+    doc = _resource(entry, kind, ids)
     if len(parts) != 2:
         raise FhirError.one(400, "not-supported", "PUT condicional no admitido")
     if_match = request.get("ifMatch")
@@ -150,13 +159,10 @@ async def _posts(
     prepared: list[service.NewResource] = []
     docs: list[dict[str, Any]] = []
     for i in posts:
-        entry = entries[i]
-        kind = entry["request"]["url"].lstrip("/").partition("?")[0].split("/")[0]
+        kind = _target(entries[i])[0][0]
         try:
-            doc = _resource(entry, kind, ids)
-            doc.pop("id", None)
-            new_id = _post_id(entry, kind, ids)
-            prepared.append(await service.prepare_create(reader, caller, doc, new_id))
+            doc = _post_resource(entries[i], kind, ids)
+            prepared.append(await service.prepare_create(reader, caller, doc, doc["id"]))
         except (FhirError, DomainError) as exc:
             raise _failure(exc, i) from None
         docs.append(doc)
@@ -200,47 +206,47 @@ async def transaction(
     caller = replace(caller, within=session, pending=pending, bases={})
     entries = _entries(bundle)
     ids = _assign_ids(entries)
-    order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
+    methods = [str(e["request"]["method"]) for e in entries]
+    order = sorted(range(len(entries)), key=lambda i: _ORDER[methods[i]])
     responses: dict[int, dict[str, Any]] = {}
-    written: list[dict[str, Any]] = []
-    written_at: list[int] = []
-    posts = [i for i in order if entries[i]["request"]["method"] == "POST"]
-    for i in order:
-        if i in responses:
-            continue
-        if posts and i == posts[0]:  # all POSTs at once: prepared one by one, written together
-            for j, (response, doc) in zip(
-                posts, await _posts(session, reader, caller, base, entries, posts, ids), strict=True
-            ):
-                responses[j] = {"response": response}
-                written.append(doc)
-                written_at.append(j)
-            continue
+    written: dict[int, dict[str, Any]] = {}  # entry -> the resource it wrote (POST, PUT)
+
+    async def one(i: int) -> None:
         try:
             response, result = await _one(session, reader, caller, base, entries[i], ids, False)
         except (FhirError, DomainError) as exc:
             raise _failure(exc, i) from None
         responses[i] = {"response": response}
-        if result and entries[i]["request"]["method"] in ("POST", "PUT"):
-            written.append(result["resource"])
-            written_at.append(i)
+        if result and methods[i] == "PUT":
+            written[i] = result["resource"]
         elif result:
             responses[i]["resource"] = result["resource"]
-    # Every reference, now that the whole transaction is written (one query per type; the
-    # resources this transaction wrote are live, as their responses say).
-    live = frozenset(
-        "/".join(responses[i]["response"]["location"].split("/")[:2]) for i in written_at
-    )
+
+    for i in order:  # DELETEs first
+        if methods[i] == "DELETE":
+            await one(i)
+    posts = [i for i in order if methods[i] == "POST"]
+    if posts:  # then the POSTs: prepared one by one, written together
+        made = await _posts(session, reader, caller, base, entries, posts, ids)
+        for i, (response, doc) in zip(posts, made, strict=True):
+            responses[i] = {"response": response}
+            written[i] = doc
+    for i in order:  # then PUTs and reads, which see everything written before them
+        if methods[i] not in ("DELETE", "POST"):
+            await one(i)
+    # Every reference, now that the whole transaction is written (one query per type; what
+    # this transaction wrote is live and not looked up).
+    live = frozenset(f"{d['resourceType']}/{d['id']}" for d in written.values())
     if lenient:
-        missing = set(await service.dangling_references(session, *written, live=live))
-        for i, doc in zip(written_at, written, strict=True):
+        missing = set(await service.dangling_references(session, *written.values(), live=live))
+        for i, doc in written.items():
             refs = sorted((set(local_references(doc)) | set(unresolved_references(doc))) & missing)
             if refs:
                 text = "referencia a un recurso que no existe: " + ", ".join(refs)
                 issue = Issue("not-found", text, None, "warning")
                 responses[i]["response"]["outcome"] = operation_outcome([issue])
     else:
-        await service.check_references(session, *written, live=live)
+        await service.check_references(session, *written.values(), live=live)
     if pending:  # the transaction's audit entries, appended together
         await record_in_transaction(session, caller.audit.key, pending)
     return {
