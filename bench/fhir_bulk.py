@@ -25,6 +25,7 @@ import orjson
 from sqlalchemy import text
 
 from bench.common import OUT, fresh_postgresql, machine, synthetic_file
+from bench.fhir_http import visit
 from salud.access.audit import AuditLog
 from salud.access.context import Caller
 from salud.access.permissions import Role
@@ -34,34 +35,13 @@ from salud.identity import bulk as person_bulk
 from salud.records import bulk
 from salud.storage.engine import create_engine, session_factory
 
-ICD10 = "http://hl7.org/fhir/sid/icd-10"
-CODES = ["E11.9", "I10", "J45.9", "K29.7", "E78.5", "M54.5", "N39.0", "J06.9"]
-AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
-HEART_RATE = {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
-
 
 def _records(curp: str, n: int, per_person: int, rng: random.Random) -> list[dict[str, Any]]:
-    subject = {"reference": f"Patient/{curp}"}
-    enc = f"enc-{n}"
-    out: list[dict[str, Any]] = [
-        {"resourceType": "Encounter", "id": enc, "status": "finished", "class": AMB,
-         "subject": subject,
-         "period": {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T10:30:00Z"}}
-    ]  # fmt: skip
-    for i in range(per_person - 1):
-        resource: dict[str, Any] = {"id": f"r-{n}-{i}", "subject": subject,
-                                    "encounter": {"reference": f"Encounter/{enc}"}}  # fmt: skip
-        if i % 3 == 0:
-            resource["resourceType"] = "Condition"
-            resource["recordedDate"] = "2026-11-20"
-            resource["code"] = {"coding": [{"system": ICD10, "code": rng.choice(CODES)}]}
-        else:
-            resource["resourceType"] = "Observation"
-            resource["status"] = "final"
-            resource["code"] = HEART_RATE
-            resource["effectiveDateTime"] = "2026-11-20T10:05:00Z"
-            resource["valueQuantity"] = {"value": rng.randint(50, 110), "unit": "/min"}
-        out.append(resource)
+    """Person n's visit (bench.fhir_http.visit), every line with its id: enc-{n}, r-{n}-{i}."""
+    out = visit(curp, f"Encounter/enc-{n}", per_person, rng)
+    out[0]["id"] = f"enc-{n}"
+    for i, resource in enumerate(out[1:]):
+        resource["id"] = f"r-{n}-{i}"
     return out
 
 

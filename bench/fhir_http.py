@@ -47,18 +47,16 @@ ICD10 = "http://hl7.org/fhir/sid/icd-10"
 HEART_RATE = {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
 
 
-def _bundle(curp: str, per_person: int, rng: random.Random) -> dict[str, Any]:
-    enc = f"urn:uuid:{rng.getrandbits(128):032x}"
+def visit(curp: str, encounter: str, per_person: int, rng: random.Random) -> list[dict[str, Any]]:
+    """One person's visit, `per_person` resources: an Encounter, then Conditions (CIE-10) and
+    heart-rate Observations that point at it by `encounter` (a reference or a fullUrl)."""
     subject = {"reference": f"Patient/{curp}"}
-    entries: list[dict[str, Any]] = [{
-        "fullUrl": enc,
-        "resource": {"resourceType": "Encounter", "status": "finished", "class": AMB,
-                     "subject": subject,
-                     "period": {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T10:30:00Z"}},
-        "request": {"method": "POST", "url": "Encounter"},
-    }]  # fmt: skip
+    out: list[dict[str, Any]] = [
+        {"resourceType": "Encounter", "status": "finished", "class": AMB, "subject": subject,
+         "period": {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T10:30:00Z"}}
+    ]  # fmt: skip
     for i in range(per_person - 1):
-        resource: dict[str, Any] = {"subject": subject, "encounter": {"reference": enc}}
+        resource: dict[str, Any] = {"subject": subject, "encounter": {"reference": encounter}}
         if i % 3 == 0:
             resource["resourceType"] = "Condition"
             resource["recordedDate"] = "2026-11-20"
@@ -69,8 +67,18 @@ def _bundle(curp: str, per_person: int, rng: random.Random) -> dict[str, Any]:
             resource["code"] = HEART_RATE
             resource["effectiveDateTime"] = "2026-11-20T10:05:00Z"
             resource["valueQuantity"] = {"value": rng.randint(50, 110), "unit": "/min"}
-        request = {"method": "POST", "url": resource["resourceType"]}
-        entries.append({"resource": resource, "request": request})
+        out.append(resource)
+    return out
+
+
+def _bundle(curp: str, per_person: int, rng: random.Random) -> dict[str, Any]:
+    """The visit as one transaction: the Encounter's fullUrl resolved by the server."""
+    enc = f"urn:uuid:{rng.getrandbits(128):032x}"
+    resources = visit(curp, enc, per_person, rng)
+    entries: list[dict[str, Any]] = [
+        {"resource": r, "request": {"method": "POST", "url": r["resourceType"]}} for r in resources
+    ]
+    entries[0]["fullUrl"] = enc
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
