@@ -123,6 +123,12 @@ async def test_a_batch_answers_each_entry_on_its_own(
         "/fhir", json={"resourceType": "Bundle", "type": "collection"}, headers=doctor
     )
     assert wrong.status_code == 400
+    # PATCH is not served: refused, never taken for a PUT of the resource it carries.
+    entry = {"resource": condition(curp), "request": {"method": "PATCH", "url": "Condition/x"}}
+    patch = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+    refused = await client.post("/fhir", json=patch, headers=doctor)
+    assert refused.status_code == 400
+    assert outcome(refused)["issue"][0]["expression"] == ["Bundle.entry[0].request.method"]
 
 
 async def test_include_and_revinclude_stay_within_the_persons_record(

@@ -30,7 +30,8 @@ from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
 from salud.storage.fastread import FastReader
 
-_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+_NOT_DONE = frozenset({"PATCH", "HEAD"})  # R4 HTTPVerb values this server does not serve
 _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
@@ -52,6 +53,11 @@ def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
         raise FhirError.one(400, "structure", "Bundle.entry debe ser una lista de objetos")
     for i, entry in enumerate(entries):
         request = entry.get("request")
+        if isinstance(request, dict) and request.get("method") in _NOT_DONE:
+            raise FhirError.one(
+                400, "not-supported", f"{request['method']} no admitido en un Bundle",
+                f"Bundle.entry[{i}].request.method",
+            )  # fmt: skip
         if not isinstance(request, dict) or request.get("method") not in _ORDER:
             raise FhirError.one(
                 400, "required", "cada entrada necesita request.method (GET, POST, PUT, DELETE)",
