@@ -155,13 +155,14 @@ def prepare(line: int, raw: bytes, scopes: frozenset[str]) -> _Item | Rejected:
         if not allows(scopes, kind, True):
             raise FhirError.one(403, "forbidden", f"los scopes del importador no cubren {kind}")
         curp = partition(doc)
+        indexed = index(doc)  # a date it cannot index is this line's refusal, not the file's
     except FhirError as exc:
         return Rejected(line, resource, reason_of(exc))
     fhir_id = given if isinstance(given, str) else str(uuid.uuid4())
     urns = tuple(sorted(set(unresolved_references(doc))))
     return _Item(
         line, kind, fhir_id, curp, doc, comparable(doc), ",".join(sorted(categories(doc))),
-        index(doc), frozenset(local_references(doc)), urns,
+        indexed, frozenset(local_references(doc)), urns,
     )  # fmt: skip
 
 

@@ -45,7 +45,7 @@ from salud.access.scopes import allows
 from salud.identity.models import Person
 from salud.kit.clock import utcnow
 from salud.records import bulk_repository, mirrored, service
-from salud.records.indexing import interval
+from salud.records.indexing import interval, is_instant
 from salud.records.outcome import FhirError
 from salud.records.patient import to_patient
 from salud.records.types import STORED_TYPES
@@ -163,9 +163,13 @@ def _since(raw: str | None) -> datetime | None:
     if raw is None:
         return None
     try:
+        if not is_instant(raw):  # Bulk Data v2: an instant, a time with its zone
+            raise ValueError(raw)
         moment = interval(raw)[0]
     except ValueError:
-        raise FhirError.one(400, "invalid", f"_since: «{raw}» no es un instante FHIR") from None
+        raise FhirError.one(
+            400, "invalid", f"_since: «{raw}» no es un instante FHIR (fecha, hora y zona)", "_since"
+        ) from None
     return moment.astimezone(UTC)
 
 

@@ -6,10 +6,13 @@ token, reference and date index tables, and the search translates queries onto t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+
+from salud.records.outcome import FhirError
 
 Kind = Literal["token", "reference", "date"]
 FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -176,8 +179,34 @@ def reference(value: Any) -> str | None:
     return "/".join(parts) if len(parts) == 2 and all(parts) else None
 
 
+# FHIR's date, dateTime and instant grammar (ASCII digits; a time needs hours and minutes;
+# seconds may be the leap second 60), loose only where a search value may stop early.
+_DATE = re.compile(
+    r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?)?)?)?"
+)
+
+_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+                      r"(Z|[+-][0-9]{2}:[0-9]{2})")  # fmt: skip
+
+
+def is_instant(text: str) -> bool:
+    """A FHIR instant: date, time to the second and the zone."""
+    return _INSTANT.fullmatch(text) is not None
+
+
 def interval(text: str) -> tuple[datetime, datetime]:
-    """A FHIR date, dateTime or instant as the closed UTC interval it covers."""
+    """A FHIR date, dateTime or instant as the closed UTC interval it covers; ValueError for
+    anything else, including a moment outside the years 1 to 9999 once in UTC."""
+    if not _DATE.fullmatch(text):
+        raise ValueError(f"not a FHIR date it can represent: {text!r}")
+    try:
+        return _interval(text)
+    except (OverflowError, ValueError):  # month 13, hour 25, a year past 9999 in UTC…
+        raise ValueError(f"not a FHIR date it can represent: {text!r}") from None
+
+
+def _interval(text: str) -> tuple[datetime, datetime]:
     if len(text) == 4:
         start = datetime(int(text), 1, 1, tzinfo=UTC)
         return start, start.replace(year=start.year + 1) - timedelta(microseconds=1)
@@ -189,7 +218,12 @@ def interval(text: str) -> tuple[datetime, datetime]:
     if len(text) == 10:
         start = datetime.fromisoformat(text).replace(tzinfo=UTC)
         return start, start + timedelta(days=1) - timedelta(microseconds=1)
+    leap = text[17:19] == "60"  # 23:59:60 lies in the last second of its minute
+    if leap:
+        text = text[:17] + "59" + text[19:]
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if leap:
+        moment = moment.replace(microsecond=999_999)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
@@ -226,7 +260,14 @@ def index(resource: dict[str, Any]) -> Index:
                     if target and (name != "patient" or target.startswith("Patient/")):
                         out.references.append((name, target))
                 else:
-                    out.dates.extend((name, a, b) for a, b in dates(value))
+                    try:
+                        out.dates.extend((name, a, b) for a, b in dates(value))
+                    except ValueError:
+                        raise FhirError.one(
+                            400, "invalid", f"{name}: «{value}» no es una fecha que se pueda "
+                            "indexar (fuera de los años 1 a 9999 en UTC)",
+                            f"{resource['resourceType']}.{path}",
+                        ) from None  # fmt: skip
     return out
 
 
