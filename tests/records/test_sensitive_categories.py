@@ -7,8 +7,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from salud.access.context import Caller
 from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.records import bulk
 from salud.records.sensitivity import HIV, MENTAL, SEXUAL, categories
+from salud.records.service import hidden_from
 from tests.conftest import TokenFor
 from tests.records.test_fhir_api import (
     ICD10,
@@ -20,6 +24,7 @@ from tests.records.test_fhir_api import (
     outcome,
     patient,
 )
+from tests.records.test_fhir_bulk_import import importer, ndjson
 
 
 def test_classification_by_cie10_and_security_labels() -> None:
@@ -100,3 +105,50 @@ async def test_restricted_categories_stay_with_the_recording_institution(
     assert any(e["action"] == "records:Condition:read" and e["outcome"] == "denied" for e in log)
     assert (await client.put(url, json={"categories": []}, headers=me)).status_code == 200
     assert await codes(issste) == ["F32.9", "E11.9"]
+
+
+def test_only_the_recording_institution_is_exempt() -> None:
+    """The one rule behind reads, searches and $export (service.hidden_from)."""
+
+    def caller(institution: int | None) -> Caller:
+        principal = Principal("client:x", "x", Role.CLIENT, institution)
+        return Caller(principal, None)  # type: ignore[arg-type]
+
+    restricted = {MENTAL}
+    assert hidden_from(caller(2), MENTAL, 2, restricted) == set()  # IMSS recorded, IMSS reads
+    assert hidden_from(caller(3), MENTAL, 2, restricted) == {MENTAL}
+    assert hidden_from(caller(None), MENTAL, 2, restricted) == {MENTAL}
+    assert hidden_from(caller(None), MENTAL, None, restricted) == {MENTAL}  # nobody's, not mine
+    assert hidden_from(caller(2), MENTAL, None, restricted) == {MENTAL}
+    assert hidden_from(caller(3), f"{MENTAL},{HIV}", 2, {HIV}) == {HIV}
+    assert hidden_from(caller(3), "", 2, restricted) == set()
+    assert hidden_from(caller(3), MENTAL, 2, set()) == set()  # nothing restricted
+
+
+@pytest.mark.db
+async def test_a_caller_without_an_institution_sees_no_restricted_entry(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, imss)
+    await client.post("/fhir/Condition", json=condition(curp, "F32.9"), headers=imss)
+    unsourced = ndjson({**condition(curp, "F41.1"), "id": "sin-institucion"})  # no institution
+    report = await bulk.import_lines(
+        app.state.sessions, importer(app, institution=None, clues=None), unsourced, source="f"
+    )
+    assert report.created == 1
+    me = token_for(Role.CITIZEN, curp=curp)
+    url = f"/api/v1/persons/{curp}/record-restrictions"
+    assert (await client.put(url, json={"categories": [MENTAL]}, headers=me)).status_code == 200
+    nobody = Principal("client:sin", "sin.institucion", Role.CLIENT, None,
+                       scopes=frozenset({"system/*.read"}))  # fmt: skip
+    headers = {"Authorization": f"Bearer {app.state.tokens.issue(nobody)}"}
+    found = await client.get(f"/fhir/Condition?patient={curp}", headers=headers)
+    assert found.status_code == 200, found.text
+    assert found.json()["total"] == 0  # neither IMSS's entry nor the one of no institution
+    direct = await client.get("/fhir/Condition/sin-institucion", headers=headers)
+    assert direct.status_code == 403
+    mine = await client.get(f"/fhir/Condition?patient={curp}", headers=me)
+    assert mine.json()["total"] == 2

@@ -240,15 +240,6 @@ class _Files:
         return [{"type": k, "count": self.counts[k]} for k in sorted(self.counts)]
 
 
-def _hidden(row_sensitivity: str | None, row_institution: int | None, restricted: set[str],
-            caller: Caller) -> bool:  # fmt: skip
-    """What the person restricted to the recording institution (as `service` reads do)."""
-    if not row_sensitivity or not restricted:
-        return False
-    mine = caller.principal.institution_code
-    return bool(set(row_sensitivity.split(",")) & restricted) and row_institution != mine
-
-
 async def run(
     sessions: async_sessionmaker[AsyncSession], root: Path, job: Job, who: Caller,
     person: Person | None,
@@ -258,7 +249,7 @@ async def run(
     until = datetime.fromisoformat(job.transaction_time.replace("Z", "+00:00"))
     since = datetime.fromisoformat(job.since.replace("Z", "+00:00")) if job.since else None
     kinds = [k for k in job.types if k != "Patient"]
-    own = who.principal.role is Role.CITIZEN and who.principal.curp == job.patient
+    own = service.is_the_person(who, job.patient)
     try:
         if job.patient is not None:
             assert person is not None
@@ -326,7 +317,7 @@ async def _page(
                 session, kinds, since, until, after=after, upto=upto, only=only
             )
             async for kind, curp, sensitivity, institution, _, content in rows:
-                if _hidden(sensitivity, institution, restricted.get(curp, set()), who):
+                if service.hidden_from(who, sensitivity, institution, restricted.get(curp, set())):
                     continue
                 files.write(kind, content)
                 sent[curp] = sent.get(curp, 0) + 1

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, or_, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access import care
@@ -326,7 +326,7 @@ async def read(
         raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
     action = f"records:{kind}:read"
     who = await may(reader, caller, Permission.RECORD_READ, action, kind, row.person_curp, fhir_id)
-    if row.sensitivity and row.person_curp and not _is_the_person(who, row.person_curp):
+    if row.sensitivity and row.person_curp and not is_the_person(who, row.person_curp):
         restricted = set(await repository.restrictions_fast(reader, row.person_curp))
         await _refuse_restricted(who, action, kind, fhir_id, row, restricted)
     await who.record(action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}")
@@ -428,14 +428,29 @@ async def history(
 # --- restricted sensitive categories ---------------------------------------------------
 
 
-def _is_the_person(caller: Caller, curp: str | None) -> bool:
+def is_the_person(caller: Caller, curp: str | None) -> bool:
     p = caller.principal
     return p.role is Role.CITIZEN and p.curp is not None and p.curp == curp
 
 
+def hidden_from(caller: Caller, sensitivity: str | None, institution: int | None,
+                restricted: set[str]) -> set[str]:  # fmt: skip
+    """The one rule of a restriction: the categories of an entry (its `sensitivity`, recorded
+    by `institution`) that the person restricted (`restricted`, empty for the person) and
+    this caller may not see: all of them, unless the caller's own institution recorded it. A
+    caller without an institution, or an entry recorded without one, is never "the recording
+    institution". `restriction_filters` is the same rule as SQL."""
+    if not sensitivity or not restricted:
+        return set()
+    mine = caller.principal.institution_code
+    if mine is not None and institution == mine:
+        return set()
+    return set(sensitivity.split(",")) & restricted
+
+
 async def _restricted_for(session: AsyncSession, caller: Caller, curp: str | None) -> set[str]:
     """The categories this caller may not see in this person's record (none for the person)."""
-    if curp is None or _is_the_person(caller, curp):
+    if curp is None or is_the_person(caller, curp):
         return set()
     return set(await repository.restrictions(session, curp))
 
@@ -454,8 +469,8 @@ async def _refuse_restricted(
     caller: Caller, action: str, kind: str, fhir_id: str,
     row: FhirResource | FhirResourceVersion | _Row, restricted: set[str],
 ) -> None:  # fmt: skip
-    hidden = set(row.sensitivity.split(",")) & restricted if row.sensitivity else set()
-    if hidden and row.institution_code != caller.principal.institution_code:
+    hidden = hidden_from(caller, row.sensitivity, row.institution_code, restricted)
+    if hidden:
         await caller.record(
             action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}",
             outcome="denied", detail={"restricted": sorted(hidden)},
@@ -471,11 +486,12 @@ async def _refuse_restricted(
 async def restriction_filters(
     session: AsyncSession, caller: Caller, curp: str
 ) -> list[ColumnElement[bool]]:
-    """Search conditions that leave out what the person restricted to other institutions."""
+    """Search conditions that leave out what the person restricted to other institutions
+    (`hidden_from` as SQL: for a caller without an institution every entry is another's)."""
     mine = caller.principal.institution_code
-    other: ColumnElement[bool] = FhirResource.institution_code.is_(None)
+    other: ColumnElement[bool] = true()
     if mine is not None:
-        other = or_(other, FhirResource.institution_code != mine)
+        other = or_(FhirResource.institution_code.is_(None), FhirResource.institution_code != mine)
     return [
         ~(FhirResource.sensitivity.contains(c) & other)
         for c in sorted(await _restricted_for(session, caller, curp))
