@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.permissions import Role
+from salud.access.principal import Principal
 from salud.facilities import service as facilities
 from salud.facilities.gazetteer import Gazetteer
 from salud.facilities.hours import is_open
@@ -227,6 +228,31 @@ async def test_locations_are_the_clues_units(client: httpx.AsyncClient) -> None:
 
 
 # --- Coverage -------------------------------------------------------------------------------
+
+
+async def test_an_include_is_a_read_of_its_own_type(client: httpx.AsyncClient) -> None:
+    """A system allowed Coverage only gets no Patient or Organization through _include."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await _person(client)
+
+    def system(*scopes: str) -> dict[str, str]:
+        principal = Principal(f"client:{scopes[0]}", "his.coberturas", Role.CLIENT, 3,
+                              scopes=frozenset(scopes))  # fmt: skip
+        return {"Authorization": f"Bearer {app.state.tokens.issue(principal)}"}
+
+    narrow = system("system/Coverage.read")
+    base = f"/fhir/Coverage?patient={curp}"
+    assert (await client.get(base, headers=narrow)).status_code == 200
+    for include in ("Coverage:beneficiary", "Coverage:patient", "Coverage:payor"):
+        answer = await client.get(f"{base}&_include={include}", headers=narrow)
+        assert answer.status_code == 403, (include, answer.text)
+    located = "/fhir/Location?_id=HGIMB000011&_include=Location:organization"
+    assert (await client.get(located, headers=system("system/Location.read"))).status_code == 403
+    wide = system("system/*.read")  # what a read of the Patient itself needs
+    both = await client.get(f"{base}&_include=Coverage:beneficiary", headers=wide)
+    assert both.status_code == 200, both.text
+    assert [e["resource"]["id"] for e in both.json()["entry"]
+            if e["search"]["mode"] == "include"] == [curp]  # fmt: skip
 
 
 async def test_coverage_mirrors_the_affiliations_under_the_persons_rules(

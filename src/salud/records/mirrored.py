@@ -228,6 +228,7 @@ async def search(
         _catalog_access(caller, kind)
         total, page = await _search_locations(session, q, d)
         if q.includes:
+            _catalog_access(caller, "Organization")
             ids = sorted({r for doc in page if (r := _managing(doc)) is not None})
             included = [organization(d.by_id[i], d.updated) for i in ids]
     return searchset(base, kind, query, q, total, page, included)
@@ -270,9 +271,13 @@ async def _search_coverage(
         person is not None
         and page
         and {"Coverage:patient", "Coverage:beneficiary"} & set(q.includes)
-    ):
+    ):  # the Patient included is a Patient read: its own permission, scopes and audit entry
+        read = "records:Patient:read"
+        reading = await gate(reader, caller, Permission.RECORD_READ, read, "Patient", curp, curp)
         included.append(to_patient(person))
+        await reading.record(read, "Patient", person_curp=curp, subject_id=f"Patient/{curp}")
     if "Coverage:payor" in q.includes:
+        _catalog_access(caller, "Organization")
         payors = {i.fhir_id: i for c in page for p in c["payor"] if (i := _payor(d, p))}
         included += [organization(payors[i], d.updated) for i in sorted(payors)]
     return len(matched), page, included
