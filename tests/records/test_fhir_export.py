@@ -120,6 +120,9 @@ async def test_every_patient_only_for_a_system_with_system_read(
     ):
         answer = await bulk.get(f"{everyone}?{query}", headers={**reader, **ASYNC})
         assert answer.status_code == 400, (query, answer.text)
+    purpose = {**reader, **ASYNC, "X-Salud-Purpose": "x" * 61}
+    named = outcome(await bulk.get(everyone, headers=purpose))["issue"]
+    assert "X-Salud-Purpose" in [e.get("expression", [None])[0] for e in named]
 
     kicked = await bulk.get(everyone, headers={**reader, **ASYNC})
     assert kicked.status_code == 202, kicked.text

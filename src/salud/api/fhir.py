@@ -5,7 +5,6 @@ CapabilityStatement (`GET /fhir/metadata`), which lists exactly what is implemen
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from salud import __version__
 from salud.api import fhir_bulk
 from salud.api.deps import Reader, ReadSession, Session, caller_of
+from salud.api.fhir_refusals import base_url, guard
 from salud.errors import DomainError
 from salud.records import auditevents, bundles, mirror, mirrored, searching, service, summary
 from salud.records.indexing import PARAMS, PATIENT_PATH
@@ -46,25 +46,11 @@ async def _json_only(request: Request) -> None:
 
 
 router = APIRouter(prefix="/fhir", include_in_schema=False, dependencies=[Depends(_json_only)])
-_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
-          412: "conflict", 422: "processing", 423: "lock-error", 503: "transient"}  # fmt: skip
 
 
 def _fhir(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     body = content.encode() if isinstance(content, str) else orjson.dumps(content)
     return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
-
-
-async def _guard(call: Callable[[], Awaitable[Response]]) -> Response:
-    """Run a handler; every refusal leaves as a FhirError, so that the request's transaction
-    rolls back (a transaction Bundle is all or nothing) and `install` renders it as an
-    OperationOutcome with its status."""
-    try:
-        return await call()
-    except DomainError as exc:
-        issues = [Issue(_CODES.get(exc.status, "processing"), exc.detail)]
-        issues += [Issue("invalid", p.reason, p.field) for p in exc.problems]
-        raise FhirError(exc.status, issues) from None
 
 
 async def _render(request: Request, exc: Exception) -> Response:
@@ -81,21 +67,17 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _render)
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
-
-
 def _stored_headers(request: Request, kind: str, stored: service.Stored) -> dict[str, str]:
     return {
         "ETag": f'W/"{stored.version_id}"',
         "Last-Modified": stored.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        "Location": f"{_base(request)}/{kind}/{stored.fhir_id}/_history/{stored.version_id}",
+        "Location": f"{base_url(request)}/{kind}/{stored.fhir_id}/_history/{stored.version_id}",
     }
 
 
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
-    return _fhir(capability_statement(_base(request)))
+    return _fhir(capability_statement(base_url(request)))
 
 
 @router.post("")
@@ -107,7 +89,7 @@ async def bundle(request: Request, reader: Reader) -> Response:
     async def run() -> Response:
         caller = caller_of(request)
         doc = parse(await request.body(), "Bundle")
-        kind, base = doc.get("type"), _base(request)
+        kind, base = doc.get("type"), base_url(request)
         sessions = request.app.state.sessions
         if kind == "batch":
             return _fhir(await bundles.batch(sessions, reader, caller, base, doc))
@@ -127,7 +109,7 @@ async def bundle(request: Request, reader: Reader) -> Response:
             raise
         return _fhir(result)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/Patient/{curp}/$everything")
@@ -138,11 +120,11 @@ async def everything(curp: str, request: Request, session: ReadSession, reader: 
         if not is_number(count) or not 1 <= int(count) <= 500 or not is_number(offset):
             raise FhirError.one(400, "invalid", "_count de 1 a 500 y _offset entero")
         bundle = await service.everything(
-            session, reader, caller_of(request), _base(request), curp, int(count), int(offset)
+            session, reader, caller_of(request), base_url(request), curp, int(count), int(offset)
         )
         return _fhir(bundle)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/Patient/{curp}/$summary")
@@ -157,10 +139,10 @@ async def patient_summary(
             raise FhirError.one(
                 400, "not-supported", f"$summary no admite parámetros: {', '.join(unknown)}"
             )
-        bundle = await summary.summary(session, reader, caller_of(request), _base(request), curp)
+        bundle = await summary.summary(session, reader, caller_of(request), base_url(request), curp)
         return _fhir(bundle)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.post("/{kind}/$validate")
@@ -187,17 +169,17 @@ async def validate_operation(kind: str, request: Request) -> Response:
         ok = Issue("informational", "sin problemas", None, "information")
         return _fhir(operation_outcome([ok]), 200)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/AuditEvent")
 async def audit_search(request: Request, session: ReadSession) -> Response:
     async def run() -> Response:
         query = list(request.query_params.multi_items())
-        bundle = await auditevents.search(session, caller_of(request), _base(request), query)
+        bundle = await auditevents.search(session, caller_of(request), base_url(request), query)
         return _fhir(bundle)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/AuditEvent/{seq}")
@@ -205,7 +187,7 @@ async def audit_read(seq: str, request: Request, session: ReadSession) -> Respon
     async def run() -> Response:
         return _fhir(await auditevents.read(session, caller_of(request), seq))
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.api_route("/AuditEvent", methods=["POST", "PUT", "DELETE", "PATCH"])
@@ -220,11 +202,11 @@ async def search(kind: str, request: Request, session: ReadSession, reader: Read
     async def run() -> Response:
         query = list(request.query_params.multi_items())
         bundle = await searching.search(
-            session, reader, caller_of(request), _base(request), kind, query
+            session, reader, caller_of(request), base_url(request), kind, query
         )
         return _fhir(bundle)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.post("/{kind}")
@@ -237,7 +219,7 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
         if condition:
             query = [tuple(p.split("=", 1)) for p in condition.split("&") if "=" in p]
             found = await searching.search(
-                session, reader, caller, _base(request), kind,
+                session, reader, caller, base_url(request), kind,
                 [(str(n), str(v)) for n, v in query] + service.person_scope(doc),
             )  # fmt: skip
             if found["total"] == 1:
@@ -248,7 +230,7 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
         stored = await service.create(session, reader, caller, doc)
         return _fhir(stored.content, 201, _stored_headers(request, kind, stored))
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/{kind}/_history")
@@ -260,11 +242,11 @@ async def type_history(
         if not is_number(count) or not 1 <= int(count) <= 200:
             raise FhirError.one(400, "invalid", "_count debe ser un entero de 1 a 200", "_count")
         bundle = await service.history(
-            session, reader, caller_of(request), _base(request), kind, None, int(count)
+            session, reader, caller_of(request), base_url(request), kind, None, int(count)
         )
         return _fhir(bundle)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/{kind}/{fhir_id}")
@@ -281,7 +263,7 @@ async def _read_response(
         stored = await service.read(session, reader, caller_of(request), kind, fhir_id)
         return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.put("/{kind}/{fhir_id}")
@@ -305,7 +287,7 @@ async def update(
             stored.content, 201 if created else 200, _stored_headers(request, kind, stored)
         )
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.delete("/{kind}/{fhir_id}")
@@ -316,7 +298,7 @@ async def delete(
         await service.remove(session, reader, caller_of(request), kind, fhir_id)
         return Response(status_code=204)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/{kind}/{fhir_id}/_history")
@@ -325,11 +307,11 @@ async def instance_history(
 ) -> Response:
     async def run() -> Response:
         bundle = await service.history(
-            session, reader, caller_of(request), _base(request), kind, fhir_id, 200
+            session, reader, caller_of(request), base_url(request), kind, fhir_id, 200
         )
         return _fhir(bundle)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/{kind}/{fhir_id}/_history/{version_id}")
@@ -345,7 +327,7 @@ async def vread(
         )
         return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
 
-    return await _guard(run)
+    return await guard(run)
 
 
 _SECURITY = "http://terminology.hl7.org/CodeSystem/restful-security-service"

@@ -10,7 +10,6 @@ files, all behind the same bearer token (the manifest says `requiresAccessToken:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
@@ -18,30 +17,17 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse
 
 from salud.api.deps import Reader, Session, caller_of
-from salud.errors import DomainError
+from salud.api.fhir_refusals import base_url, guard
 from salud.records import export
-from salud.records.outcome import FhirError, Issue
+from salud.records.outcome import FhirError
 
 router = APIRouter(prefix="/fhir", include_in_schema=False)
 NDJSON = "application/fhir+ndjson"
 
 
-async def _guard(call: Callable[[], Awaitable[Response]]) -> Response:
-    """Every refusal as a FhirError (an OperationOutcome), as api/fhir.py's routes do."""
-    try:
-        return await call()
-    except DomainError as exc:
-        code = {401: "login", 403: "forbidden", 404: "not-found"}.get(exc.status, "processing")
-        raise FhirError(exc.status, [Issue(code, exc.detail)]) from None
-
-
 def _root(request: Request) -> Path:
     root: Path = request.app.state.settings.export_dir
     return root
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
 
 
 async def _kick_off(
@@ -57,23 +43,23 @@ async def _kick_off(
     if len(query) != len(request.query_params.multi_items()):
         raise FhirError.one(400, "invalid", "cada parámetro de $export va una sola vez")
     job, who, person = await export.kick_off(
-        session, reader, caller, _root(request), base=_base(request), request=str(request.url),
+        session, reader, caller, _root(request), base=base_url(request), request=str(request.url),
         curp=curp, query=query,
     )  # fmt: skip
     # The job reads with sessions of its own: it outlives this request and its session.
     export.start(request.app.state.sessions, _root(request), job, who, person)
-    status = f"{_base(request)}/bulk/{job.id}"
+    status = f"{base_url(request)}/bulk/{job.id}"
     return Response(status_code=202, headers={"Content-Location": status})
 
 
 @router.get("/Patient/$export")
 async def export_everyone(request: Request, session: Session, reader: Reader) -> Response:
-    return await _guard(lambda: _kick_off(request, session, reader, None))
+    return await guard(lambda: _kick_off(request, session, reader, None))
 
 
 @router.get("/Patient/{curp}/$export")
 async def export_one(curp: str, request: Request, session: Session, reader: Reader) -> Response:
-    return await _guard(lambda: _kick_off(request, session, reader, curp))
+    return await guard(lambda: _kick_off(request, session, reader, curp))
 
 
 def _job(request: Request, job_id: str) -> export.Job:
@@ -91,7 +77,7 @@ async def status(job_id: str, request: Request) -> Response:
             raise FhirError.one(500, "exception", job.error or "la exportación falló")
         return Response(orjson.dumps(job.manifest()), media_type="application/json")
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.delete("/bulk/{job_id}")
@@ -100,7 +86,7 @@ async def delete(job_id: str, request: Request) -> Response:
         export.delete_job(_root(request), _job(request, job_id))
         return Response(status_code=202)
 
-    return await _guard(run)
+    return await guard(run)
 
 
 @router.get("/bulk/{job_id}/{name}")
@@ -109,4 +95,4 @@ async def output(job_id: str, name: str, request: Request) -> Response:
         path = export.output_file(_root(request), _job(request, job_id), name)
         return FileResponse(path, media_type=NDJSON)
 
-    return await _guard(run)
+    return await guard(run)

@@ -1,0 +1,31 @@
+"""What every FHIR route shares (api/fhir.py, api/fhir_bulk.py): a refusal of the domain
+turned into a FhirError (rendered as an OperationOutcome with its status, each field's
+problem as an issue that names it), and the server's FHIR base URL."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+
+from salud.errors import DomainError
+from salud.records.outcome import FhirError, Issue
+
+CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
+         412: "conflict", 422: "processing", 423: "lock-error", 503: "transient"}  # fmt: skip
+
+
+async def guard(call: Callable[[], Awaitable[Response]]) -> Response:
+    """Run a handler; every refusal leaves as a FhirError, so that the request's transaction
+    rolls back (a transaction Bundle is all or nothing) and the handler installed by
+    api/fhir.py renders it as an OperationOutcome with its status."""
+    try:
+        return await call()
+    except DomainError as exc:
+        issues = [Issue(CODES.get(exc.status, "processing"), exc.detail)]
+        issues += [Issue("invalid", p.reason, p.field) for p in exc.problems]
+        raise FhirError(exc.status, issues) from None
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
