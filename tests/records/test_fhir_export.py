@@ -112,6 +112,7 @@ async def test_every_patient_only_for_a_system_with_system_read(
     assert (await bulk.get(everyone, headers=reader)).status_code == 400  # no Prefer
     for query in (
         "_type=Nada",
+        "_type=,",
         "_since=ayer",
         "_since=2024-01-01T10:00:00",  # no zone
         "_since=0001-01-01T00:00:00%2B14:00",

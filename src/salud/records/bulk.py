@@ -15,8 +15,8 @@ key, the sensitive categories, `meta` with the writing institution and unit).
   file is not safe to re-run. The file is applied in order: a later line with the same type
   and id is a new version of the resource.
 - References: a reference must name a resource already stored, a registered person, or a
-  resource of the same chunk (a file should list the resources others point at first, as
-  `$export`'s Patient, Practitioner… files do). A reference to nothing refuses the line with
+  resource of the same chunk (a file should list the resources others point at first: an
+  `$export`'s Patient file before the others). A reference to nothing refuses the line with
   the reason, as an interactive write does; with `lenient` the line is stored and each such
   reference is written to `FILE.sin-destino.ndjson` and counted in the report instead.
 - Organization, Location and Coverage with the mirror's own ids (`inst-…`, a CLUES key,

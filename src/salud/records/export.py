@@ -147,8 +147,10 @@ def _types(raw: str | None, caller: Caller) -> list[str]:
         kinds = sorted(EXPORTABLE)
         return [k for k in kinds if p.role is not Role.CLIENT or allows(p.scopes, k, False)]
     kinds = sorted({k.strip() for k in raw.split(",") if k.strip()})
+    if not kinds:
+        raise FhirError.one(400, "required", "_type: indique al menos un tipo", "_type")
     unknown = [k for k in kinds if k not in EXPORTABLE]
-    if unknown or not kinds:
+    if unknown:
         raise FhirError.one(
             400, "not-supported", f"_type: tipos que no se exportan: {', '.join(unknown)}", "_type"
         )
