@@ -215,6 +215,11 @@ async def test_locations_are_the_clues_units(client: httpx.AsyncClient) -> None:
     assert wrong_system.json()["total"] == 0
     assert (await client.get("/fhir/Location?address-state=DF")).json()["total"] == 0
     assert (await client.get("/fhir/Location?status=inactive")).json()["total"] == 0
+    # A value that could only match nothing is refused, naming the parameter.
+    for query in ("Location?status=cerrada", "Location?name=a,b", "Organization?active=yes",
+                  "Organization?name=", "Location?_id=,HGIMB000011"):  # fmt: skip
+        refused = await client.get(f"/fhir/{query}")
+        assert refused.status_code == 400, (query, refused.text)
     with_owner = await client.get(
         f"/fhir/Location?_id={IMSS_UNITS[1]},HGIMB000011&_include=Location:organization"
     )
@@ -293,6 +298,8 @@ async def test_coverage_mirrors_the_affiliations_under_the_persons_rules(
     assert sorted(_ids(included.json(), "include")) == [curp, "inst-2", "inst-3"]
     nobody = await client.get("/fhir/Coverage?status=active", headers=me)
     assert nobody.status_code == 400
+    for query in ("patient=", f"patient={curp}&status=vigente"):
+        assert (await client.get(f"/fhir/Coverage?{query}", headers=me)).status_code == 400
     assert (await client.get(f"/fhir/Coverage/{curp}-5", headers=me)).status_code == 404
 
     # A clinician with no basis for this person is refused, and the refusal is audited.

@@ -77,9 +77,34 @@ def parse_query(kind: str, query: list[tuple[str, str]]) -> Query:
             q.includes += (raw.removesuffix(":iterate"),)
         elif name != "_format":
             param, _, modifier = name.partition(":")
-            terms.append((param, modifier, tuple(raw.split(","))))
+            values = tuple(raw.split(","))
+            _check_values(kind, param, values)
+            terms.append((param, modifier, values))
     q.terms = tuple(terms)
     return q
+
+
+# The values a token parameter can take (anything else would silently match nothing).
+_CLOSED = {
+    ("Organization", "active"): frozenset({"true", "false"}),
+    ("Coverage", "status"): frozenset({"active", "cancelled", "draft", "entered-in-error"}),
+    ("Location", "status"): frozenset({"active", "suspended", "inactive"}),
+}
+
+
+def _check_values(kind: str, param: str, values: tuple[str, ...]) -> None:
+    """Refuse an empty value, and a value a closed token parameter cannot take."""
+    if any(not v.strip() for v in values):
+        raise FhirError.one(400, "invalid", f"{param}: falta el valor", param)
+    allowed = _CLOSED.get((kind, param))
+    bad = [v for v in values if allowed is not None and v.rsplit("|", 1)[-1] not in allowed]
+    if bad:
+        raise FhirError.one(
+            400, "invalid",
+            f"{param}: «{', '.join(bad)}» no es un valor de {kind}.{param} "
+            f"({', '.join(sorted(allowed or ()))})",
+            param,
+        )  # fmt: skip
 
 
 def _known(known: dict[str, str], name: str) -> bool:

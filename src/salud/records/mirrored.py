@@ -318,7 +318,9 @@ async def _search_locations(
             codes = {v.removeprefix(f"{LOCATION_STATUS}|") for v in values}
             operating = narrow(operating, {c == "active" for c in codes & {"active", "inactive"}})
         else:
-            names.append((modifier, ",".join(values)))
+            if len(values) > 1:
+                raise FhirError.one(400, "not-supported", "Location admite un solo name", "name")
+            names.append((modifier, values[0]))
     if len(names) > 1 or any(m == "exact" for m, _ in names):
         raise FhirError.one(
             400, "not-supported", "Location admite un solo name (o name:contains), sin :exact"
