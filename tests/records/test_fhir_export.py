@@ -137,6 +137,9 @@ async def test_every_patient_only_for_a_system_with_system_read(
     assert manifest["transactionTime"].endswith("Z")
     got = await files(bulk, manifest, reader)
     assert sorted(p["id"] for p in got["Patient"]) == sorted([first, second])
+    for unlisted in ("job.json", "Nada.ndjson", "..%2Fjob.json", "%2E%2E%2Fjob.json"):
+        answer = await bulk.get(f"{status_url}/{unlisted}", headers=reader)
+        assert answer.status_code == 404, (unlisted, answer.text)  # only the manifest's files
     # Each person's affiliation as its Coverage (the registry's mirror, records/mirror.py).
     beneficiaries = sorted(c["beneficiary"]["reference"] for c in got["Coverage"])
     assert beneficiaries == sorted([f"Patient/{first}", f"Patient/{second}"])
@@ -209,8 +212,10 @@ async def test_one_persons_record_for_whoever_may_open_it(
     # The two refusals and the two exports, all of this person's record, nobody else's.
     assert {e["person_curp"] for e in log} == {curp}
     assert sorted(e["outcome"] for e in log) == ["denied", "denied", "success", "success"]
-    missing = await bulk.get("/fhir/Patient/XEXX010101HNEXXXA4/$export", headers={**imss, **ASYNC})
-    assert missing.status_code in (403, 404)
+    nowhere = "/fhir/Patient/XEXX010101HNEXXXA4/$export"  # a CURP nobody registered
+    assert (await bulk.get(nowhere, headers={**imss, **ASYNC})).status_code == 403  # no basis
+    owner = token_for(Role.CITIZEN, curp="XEXX010101HNEXXXA4")  # past the access check
+    assert (await bulk.get(nowhere, headers={**owner, **ASYNC})).status_code == 404
 
 
 async def test_a_job_whose_process_died_is_reported_failed(
