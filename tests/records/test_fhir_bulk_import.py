@@ -229,6 +229,11 @@ def test_import_command(cli_env: CliRunner, tmp_path: Path) -> None:
         {"resourceType": "Practitioner", "id": "dra-2", "birthDate": "ayer"},
     ]  # fmt: skip
     path.write_bytes(b"\n".join(orjson.dumps(line) for line in lines) + b"\n")
+    for option in (["--institution", "999"], ["--clues", "HGIMS"]):  # a typo is refused
+        refused = cli_env.invoke(cli, ["records", "import", str(path), "-q", *option])
+        assert refused.exit_code == 2, (option, refused.output)
+        assert option[0] in refused.output
+    assert not (tmp_path / "personal.rechazos.ndjson").exists()  # nothing was read
     # One worker process checks the lines (the path large files take on PostgreSQL).
     result = cli_env.invoke(
         cli, ["records", "import", str(path), "--chunk", "2", "-q", "--workers", "1"]

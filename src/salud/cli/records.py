@@ -20,6 +20,9 @@ from salud.access.context import Caller
 from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.config import get_settings
+from salud.errors import DomainError
+from salud.facilities.service import check_clues
+from salud.identity.catalogs import affiliation_catalog
 from salud.records import bulk, examples
 from salud.records.outcome import FhirError
 from salud.storage.engine import create_engine, session_factory
@@ -122,6 +125,16 @@ def import_(
     ),
 ) -> None:
     """Importa recursos FHIR (uno por línea). Repetirla no duplica los que traen id."""
+    # Who wrote the resources decides who sees what a person restricted: no typo passes.
+    if institution is not None and institution not in affiliation_catalog():
+        err.print(f"[red]--institution {institution}: no es un código DGIS de institución[/]")
+        raise typer.Exit(2)
+    if clues is not None:
+        try:
+            clues = check_clues(clues, "--clues")
+        except DomainError as exc:
+            err.print(f"[red]{exc.problems[0].field}: {exc.problems[0].reason}[/]")
+            raise typer.Exit(2) from None
     rejects, dangling = sibling(path, bulk.REJECTS_SUFFIX), sibling(path, bulk.DANGLING_SUFFIX)
     try:
         report = asyncio.run(_import(path, lenient, chunk, institution, clues, quiet, workers))
