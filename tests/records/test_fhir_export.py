@@ -20,6 +20,7 @@ from salud.access.principal import Principal
 from salud.app import create_app
 from salud.config import Settings
 from salud.records import export
+from salud.records.indexing import fhir_instant
 from tests.conftest import TokenFor
 from tests.records.test_fhir_api import (
     IMSS_UNIT,
@@ -234,6 +235,6 @@ async def test_a_job_whose_process_died_is_reported_failed(
     answer = await bulk.get(status_url, headers=reader)
     assert answer.status_code == 500
     assert "interrumpió" in outcome(answer)["issue"][0]["diagnostics"]
-    job.heartbeat = export._iso(export.utcnow())  # a live heartbeat from another process
+    job.heartbeat = fhir_instant(export.utcnow())  # a live heartbeat from another process
     export._save(root, job)
     assert (await bulk.get(status_url, headers=reader)).status_code == 202

@@ -15,6 +15,7 @@ from salud.access.context import Caller
 from salud.access.models import AuditEvent
 from salud.access.permissions import Permission
 from salud.identity.catalogs import affiliation_catalog
+from salud.records.indexing import fhir_instant
 from salud.records.outcome import FhirError, is_number
 
 _TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
@@ -71,7 +72,7 @@ def to_fhir(e: AuditEvent) -> dict[str, Any]:
         "type": {"system": _TYPE, "code": "rest", "display": "RESTful Operation"},
         "subtype": [{"system": _ACTION, "code": e.action}],
         "action": _VERBS.get(verb, "E"),
-        "recorded": e.at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "recorded": fhir_instant(e.at),
         "outcome": _OUTCOME.get(e.outcome, "8"),
         "outcomeDesc": e.outcome,
         "agent": agents,

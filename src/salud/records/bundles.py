@@ -25,7 +25,7 @@ from salud.access.audit_tx import record_in_transaction
 from salud.access.context import Caller
 from salud.errors import DomainError
 from salud.records import searching, service
-from salud.records.indexing import local_references, unresolved_references
+from salud.records.indexing import fhir_instant, local_references, unresolved_references
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
 from salud.storage.fastread import FastReader
@@ -184,9 +184,7 @@ def _response(status: int, base: str, kind: str, stored: service.Stored) -> dict
         "status": _STATUS_TEXT[status],
         "location": f"{kind}/{stored.fhir_id}/_history/{stored.version_id}",
         "etag": f'W/"{stored.version_id}"',
-        "lastModified": stored.last_updated.isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
-        ),
+        "lastModified": fhir_instant(stored.last_updated),
     }
 
 

@@ -45,7 +45,7 @@ from salud.access.scopes import allows
 from salud.identity.models import Person
 from salud.kit.clock import utcnow
 from salud.records import bulk_repository, mirrored, service
-from salud.records.indexing import interval, is_instant
+from salud.records.indexing import fhir_instant, interval, is_instant
 from salud.records.outcome import FhirError
 from salud.records.patient import to_patient
 from salud.records.types import STORED_TYPES
@@ -91,10 +91,6 @@ class Job:
             ],
             "error": [],
         }
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _folder(root: Path, job_id: str) -> Path:
@@ -206,10 +202,10 @@ async def kick_off(
     else:
         action = "records:Patient:export"
         who, person, _ = await service.open_record(session, reader, caller, curp, action)
-    now = utcnow()
+    now = fhir_instant(utcnow())
     job = Job(
         uuid.uuid4().hex, caller.principal.subject, request, base, types,
-        _iso(since) if since else None, curp, _iso(now), heartbeat=_iso(now),
+        fhir_instant(since) if since else None, curp, now, heartbeat=now,
     )  # fmt: skip
     _folder(root, job.id).mkdir(parents=True)
     _save(root, job)
@@ -288,7 +284,7 @@ async def run(
 
 
 def _beat(root: Path, job: Job) -> None:
-    job.heartbeat = _iso(utcnow())
+    job.heartbeat = fhir_instant(utcnow())
     with contextlib.suppress(FileNotFoundError):
         _save(root, job)
 

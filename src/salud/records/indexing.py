@@ -190,6 +190,11 @@ _INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.
                       r"(Z|[+-][0-9]{2}:[0-9]{2})")  # fmt: skip
 
 
+def fhir_instant(moment: datetime) -> str:
+    """A moment as a FHIR instant, to the millisecond, in UTC written "Z"."""
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def is_instant(text: str) -> bool:
     """A FHIR instant: date, time to the second and the zone."""
     return _INSTANT.fullmatch(text) is not None

@@ -29,6 +29,7 @@ from salud.facilities.importers import CLUES_RE
 from salud.facilities.models import HealthUnit
 from salud.identity.catalogs import NON_INSTITUTION_CODES, AffiliationInstitution
 from salud.identity.models import Affiliation
+from salud.records.indexing import fhir_instant
 from salud.records.outcome import FhirError
 
 KINDS = frozenset({"Coverage", "Location", "Organization"})
@@ -92,12 +93,8 @@ def refuse_write(kind: str) -> None:
         raise read_only(kind)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _meta(version: int, updated: datetime) -> dict[str, str]:
-    return {"versionId": str(version), "lastUpdated": _iso(updated)}
+    return {"versionId": str(version), "lastUpdated": fhir_instant(updated)}
 
 
 # --- Organization ---------------------------------------------------------------------------

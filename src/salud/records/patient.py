@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from salud.identity.models import Person
+from salud.records.indexing import fhir_instant
 
 CURP_SYSTEM = "urn:oid:2.16.840.1.113883.4.629"
 _GENDER = {"H": "male", "M": "female", "X": "other"}
@@ -21,9 +22,7 @@ def to_patient(person: Person) -> dict[str, Any]:
         "id": person.curp,
         "meta": {
             "versionId": str(person.version),
-            "lastUpdated": person.updated_at.isoformat(timespec="milliseconds").replace(
-                "+00:00", "Z"
-            ),
+            "lastUpdated": fhir_instant(person.updated_at),
         },
         "identifier": [{"use": "official", "system": CURP_SYSTEM, "value": person.curp}],
         "active": True,

@@ -33,6 +33,7 @@ from salud.records.indexing import (
     PARAMS,
     PATIENT_PATH,
     Index,
+    fhir_instant,
     index,
     local_references,
     patient_of,
@@ -55,10 +56,6 @@ class Stored:
     version_id: int
     last_updated: datetime
     content: str  # JSON
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def may(
@@ -164,7 +161,7 @@ async def missing_targets(session: AsyncSession, targets: set[str]) -> list[str]
 def with_meta(doc: dict[str, Any], fhir_id: str, version: int, at: datetime, caller: Caller) -> str:
     p = caller.principal
     meta = dict(doc.get("meta") or {})
-    meta.update({"versionId": str(version), "lastUpdated": _iso(at)})
+    meta.update({"versionId": str(version), "lastUpdated": fhir_instant(at)})
     if p.clues:
         meta["source"] = f"urn:clues:{p.clues}"
     tags = [t for t in meta.get("tag") or [] if t.get("system") != INSTITUTION_TAG]
@@ -416,8 +413,9 @@ async def history(
             "method": "DELETE" if deleted else ("POST" if version_id == 1 else "PUT"),
             "url": f"{kind}/{rid}" if version_id == 1 else f"{kind}/{rid}/_history/{version_id}",
         }
-        entry["response"] = {"status": "204" if deleted else ("201" if version_id == 1 else "200"),
-                             "lastModified": _iso(at), "etag": f'W/"{version_id}"'}  # fmt: skip
+        status = "204" if deleted else ("201" if version_id == 1 else "200")
+        entry["response"] = {"status": status, "lastModified": fhir_instant(at),
+                             "etag": f'W/"{version_id}"'}  # fmt: skip
         entries.append(entry)
     await who.record(
         action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}" if fhir_id else kind

@@ -36,7 +36,7 @@ from salud import __version__
 from salud.access.context import Caller
 from salud.kit.clock import utcnow
 from salud.records import repository, service
-from salud.records.indexing import PARAMS, local_references
+from salud.records.indexing import PARAMS, fhir_instant, local_references
 from salud.records.narrative import (
     codes,
     concept,
@@ -253,7 +253,7 @@ async def summary(
             listed += shown
     referenced = await _referenced(session, curp, listed, hidden)
 
-    now = utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    now = fhir_instant(utcnow())
     patient_url = f"{base}/Patient/{curp}"
     author = uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/Device/salud-universal")
     composition_id = str(uuid.uuid4())
