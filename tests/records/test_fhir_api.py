@@ -239,7 +239,7 @@ async def test_the_capability_statement_says_what_is_there(client: httpx.AsyncCl
     kinds = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert {"Condition", "Observation", "AllergyIntolerance", "Patient"} <= set(kinds)
     assert "code" in {p["name"] for p in kinds["Condition"]["searchParam"]}
-    assert [i["code"] for i in kinds["Patient"]["interaction"]] == ["read"]
+    assert [i["code"] for i in kinds["Patient"]["interaction"]] == ["read", "search-type"]
 
 
 async def test_fhirpy_drives_the_live_server(
@@ -265,6 +265,9 @@ async def test_fhirpy_drives_the_live_server(
     assert fresh["meta"]["versionId"] == "2"
     history = await fhir.execute(f"Observation/{observation.id}/_history", method="get")
     assert history["total"] == 2
+    curp_system = "urn:oid:2.16.840.1.113883.4.629"
+    patients = await fhir.resources("Patient").search(identifier=f"{curp_system}|{curp}").fetch()
+    assert [p.id for p in patients] == [curp]
 
 
 async def test_a_machine_client_reads_only_the_types_its_scopes_name(

@@ -19,7 +19,16 @@ from salud.api import fhir_bulk
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.api.fhir_refusals import base_url, guard
 from salud.errors import DomainError
-from salud.records import auditevents, bundles, mirror, mirrored, searching, service, summary
+from salud.records import (
+    auditevents,
+    bundles,
+    mirror,
+    mirrored,
+    patient_search,
+    searching,
+    service,
+    summary,
+)
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, is_number, operation_outcome
 from salud.records.types import STORED_TYPES
@@ -338,10 +347,7 @@ def capability_statement(base: str) -> dict[str, Any]:
     kinds = {"token": "token", "reference": "reference", "date": "date"}
     resources: list[dict[str, Any]] = [
         {
-            "type": "Patient",
-            "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
-            "documentation": "El Patient es la persona del padrón (id = CURP); solo lectura.",
-            "interaction": [{"code": "read"}],
+            **patient_search.capability(),
             "operation": [
                 {
                     "name": "everything",

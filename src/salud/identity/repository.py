@@ -71,6 +71,12 @@ async def read_by_curp(
     return person, affiliations
 
 
+async def by_curps(session: AsyncSession, curps: Sequence[str]) -> Sequence[Person]:
+    """The registered persons among these CURPs, in CURP order (without affiliations)."""
+    stmt = select(Person).where(Person.curp.in_(curps)).order_by(Person.curp)
+    return (await session.execute(stmt)).scalars().all()
+
+
 async def existing_curps(session: AsyncSession, curps: Sequence[str]) -> set[str]:
     """Which of these CURPs are registered."""
     stmt = select(Person.curp).where(Person.curp.in_(curps))

@@ -273,7 +273,7 @@ async def _search_coverage(
         and {"Coverage:patient", "Coverage:beneficiary"} & set(q.includes)
     ):  # the Patient included is a Patient read: its own permission, scopes and audit entry
         read = "records:Patient:read"
-        reading = await gate(reader, caller, Permission.RECORD_READ, read, "Patient", curp, curp)
+        reading = await gate(reader, caller, Permission.PERSON_READ, read, "Patient", curp, curp)
         included.append(to_patient(person))
         await reading.record(read, "Patient", person_curp=curp, subject_id=f"Patient/{curp}")
     if "Coverage:payor" in q.includes:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.identity import repository as persons
-from salud.records import mirror, mirrored, repository
+from salud.records import mirror, mirrored, patient_search, repository
 from salud.records.indexing import PARAMS, PATIENT_PATH, interval
 from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
@@ -53,6 +53,8 @@ async def search(
     """A searchset Bundle with paging links. Unknown parameters are refused, by name."""
     if kind in mirror.KINDS:
         return await mirrored.search(session, reader, caller, base, kind, query, may)
+    if kind == "Patient":
+        return await patient_search.search(session, reader, caller, base, query)
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     known = PARAMS[kind]

@@ -354,8 +354,10 @@ class _Row:
 async def _read_patient(
     session: AsyncSession, reader: FastReader, caller: Caller, curp: str
 ) -> Stored:
+    # The Patient is the registry's person: reading it is a read of the person (as the
+    # registry's own API, and what `system/Patient.read` grants), not of the clinical record.
     who = await may(
-        reader, caller, Permission.RECORD_READ, "records:Patient:read", "Patient", curp, curp
+        reader, caller, Permission.PERSON_READ, "records:Patient:read", "Patient", curp, curp
     )
     person = await persons.get_by_curp(session, curp)
     if person is None:  # a Patient kept outside the registry (bulk loads), else nothing
