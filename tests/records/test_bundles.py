@@ -162,6 +162,57 @@ async def test_include_and_revinclude_stay_within_the_persons_record(
     assert "_include" in outcome(bad)["issue"][0]["diagnostics"]
 
 
+async def test_included_types_are_reads_of_their_own_for_a_machine_client(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A client allowed Observations only does not get Encounters or the Patient through
+    _include, nor Conditions through _revinclude; an included Patient is a Patient read."""
+    from salud.access.principal import Principal
+    from salud.access.tokens import TokenService
+
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    assert (await client.post("/fhir", json=visit(curp), headers=doctor)).status_code == 200
+    app_tokens: TokenService = client._transport.app.state.tokens  # type: ignore[attr-defined]
+
+    def machine(*scopes: str) -> dict[str, str]:
+        his = Principal("client:his", "his.hospital", Role.CLIENT, 2, scopes=frozenset(scopes))
+        return {"Authorization": f"Bearer {app_tokens.issue(his)}"}
+
+    narrow = machine("system/Observation.read", "system/Encounter.read")
+    observations = f"/fhir/Observation?patient={curp}"
+    for include, missing in (("Observation:encounter", None), ("Observation:subject", "Patient")):
+        answer = await client.get(f"{observations}&_include={include}", headers=narrow)
+        if missing is None:
+            kinds = [e["resource"]["resourceType"] for e in answer.json()["entry"]]
+            assert kinds == ["Observation", "Encounter"], answer.text
+        else:
+            assert answer.status_code == 403
+            assert missing in outcome(answer)["issue"][0]["diagnostics"]
+    only = machine("system/Observation.read")
+    answer = await client.get(f"{observations}&_include=Observation:encounter", headers=only)
+    assert answer.status_code == 403
+    assert "Encounter" in outcome(answer)["issue"][0]["diagnostics"]
+    revinclude = f"/fhir/Encounter?patient={curp}&_revinclude=Condition:encounter"
+    answer = await client.get(revinclude, headers=narrow)
+    assert answer.status_code == 403
+    assert "Condition" in outcome(answer)["issue"][0]["diagnostics"]
+
+    wide = machine("system/Observation.read", "system/Patient.read")
+    answer = await client.get(f"{observations}&_include=Observation:subject", headers=wide)
+    assert [e["resource"]["resourceType"] for e in answer.json()["entry"]] == [
+        "Observation", "Patient",
+    ]  # fmt: skip
+    me = token_for(Role.CITIZEN, curp=curp)
+    log = (await client.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
+    patient_reads = [
+        (e["outcome"]) for e in log
+        if e["action"] == "records:Patient:read" and e["actor"] == "his.hospital"
+    ]  # fmt: skip
+    assert sorted(patient_reads) == ["denied", "success"]
+
+
 async def test_bad_paging_and_versions_are_400_and_conditional_create_works_for_shared_types(
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:

@@ -12,7 +12,8 @@ from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.context import Caller
-from salud.access.permissions import Permission
+from salud.access.permissions import Permission, Role
+from salud.access.scopes import allows
 from salud.identity import repository as persons
 from salud.records import mirror, mirrored, patient_search, repository
 from salud.records.indexing import PARAMS, PATIENT_PATH, interval
@@ -130,7 +131,7 @@ async def search(
         where.extend(await restriction_filters(session, who, curp))
     includes = _include_specs(kind, query)
     total, rows = await repository.search(session, kind, where, order, count, offset)
-    extra = await _included(session, who, base, curp, kind, [i for i, _ in rows], includes)
+    extra = await _included(session, reader, who, base, curp, kind, [i for i, _ in rows], includes)
     await who.record(action, kind, person_curp=curp, detail={"total": total})
     links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]
     if offset + count < total:
@@ -168,12 +169,18 @@ def _include_specs(kind: str, query: list[tuple[str, str]]) -> list[tuple[str, s
 
 
 async def _included(
-    session: AsyncSession, caller: Caller, base: str, curp: str | None, kind: str,
-    ids: list[str], specs: list[tuple[str, str, str]],
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, curp: str | None,
+    kind: str, ids: list[str], specs: list[tuple[str, str, str]],
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Entries brought in by _include / _revinclude, within the same person's record."""
+    """Entries brought in by _include / _revinclude, within the same person's record. Each is
+    a read of its own type: a machine client gets only the types its scopes name (403 naming
+    the type otherwise), and the person's Patient is a Patient read, permitted and audited as
+    one."""
     if not specs or not ids or curp is None:
         return []
+    for mode, source, _ in specs:
+        if mode == "revinclude":
+            await _covered(caller, source, curp)
     restricted = await restriction_filters(session, caller, curp)
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
@@ -192,14 +199,29 @@ async def _included(
             if t_kind == "Patient":
                 person = await persons.get_by_curp(session, t_id) if t_id == curp else None
                 if person is not None:
+                    read = "records:Patient:read"
+                    who = await may(reader, caller, Permission.PERSON_READ, read, "Patient",
+                                    curp, curp)  # fmt: skip
+                    await who.record(read, "Patient", person_curp=curp, subject_id=target)
                     out.append({"fullUrl": f"{base}/{target}", "resource": to_patient(person),
                                 "search": {"mode": "include"}})  # fmt: skip
                 continue
+            await _covered(caller, t_kind, curp)
             found = await repository.live_in_record(session, t_kind, t_id, curp, restricted)
             if found is not None:
                 out.append({**bundle_entry(base, t_kind, t_id, found),
                             "search": {"mode": "include"}})  # fmt: skip
     return out
+
+
+async def _covered(caller: Caller, kind: str, curp: str) -> None:
+    """403 (recorded) unless the caller's scopes cover reading this type; staff roles read
+    every clinical type with the permission the search already checked."""
+    p = caller.principal
+    if p.role is Role.CLIENT and not allows(p.scopes, kind, False):
+        action = f"records:{kind}:read"
+        await caller.record(action, kind, person_curp=curp, outcome="denied")
+        raise FhirError.one(403, "forbidden", f"los scopes del cliente no cubren {kind}")
 
 
 def _page_url(base: str, kind: str, query: list[tuple[str, str]], offset: int) -> str:
