@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     max_page_size: int = 200
     # FHIR bulk $export: each job's state (job.json) and its NDJSON files, one folder per job.
     export_dir: Path = PROJECT_ROOT / "var" / "exports"
+    # A finished export's files (health data of many people) are removed this long after it
+    # finished; one client may run this many exports at once (one more is 429).
+    export_ttl_hours: int = Field(default=24, ge=1, le=720)
+    export_max_running: int = Field(default=2, ge=1, le=50)
 
     # Secrets. The defaults exist only so that development starts with no set-up; they are
     # public (they are in this file), and production refuses to start with any of them.

@@ -5,7 +5,10 @@ behind the same token, `_type` and `_since`, restrictions kept, every person aud
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from tests.records.test_fhir_api import (
 
 pytestmark = pytest.mark.db
 ASYNC = {"Prefer": "respond-async", "Accept": "application/fhir+json"}
+DAY = timedelta(hours=24)
 
 
 @pytest.fixture
@@ -229,7 +233,7 @@ async def test_a_job_whose_process_died_is_reported_failed(
     status_url = kicked.headers["content-location"]
     await finished(bulk, status_url, reader)
     root = tmp_path / "exports"
-    job = export.load_job(root, status_url.rsplit("/", 1)[1], "client:his.issste")
+    job = export.load_job(root, status_url.rsplit("/", 1)[1], "client:his.issste", DAY)
     job.status, job.heartbeat = "running", "2026-01-01T00:00:00.000Z"
     export._save(root, job)
     answer = await bulk.get(status_url, headers=reader)
@@ -238,3 +242,91 @@ async def test_a_job_whose_process_died_is_reported_failed(
     job.heartbeat = fhir_instant(export.utcnow())  # a live heartbeat from another process
     export._save(root, job)
     assert (await bulk.get(status_url, headers=reader)).status_code == 202
+
+
+async def test_finished_jobs_expire_and_their_files_are_removed(
+    bulk: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """The manifest says when its files go (Expires); after that the status and the files
+    are 404 and the folder is gone; a kick-off sweeps every expired folder, and one left
+    without its job.json."""
+    reader = system(bulk, "his.issste", "system/*.read")
+    kicked = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+    status_url = kicked.headers["content-location"]
+    await finished(bulk, status_url, reader)
+    answer = await bulk.get(status_url, headers=reader)
+    ends = parsedate_to_datetime(answer.headers["Expires"])
+    assert timedelta(hours=23) < ends - export.utcnow() <= DAY
+    root = tmp_path / "exports"
+    job_id = status_url.rsplit("/", 1)[1]
+    job = export.load_job(root, job_id, "client:his.issste", DAY)
+    job.finished = fhir_instant(export.utcnow() - DAY - timedelta(seconds=1))
+    export._save(root, job)
+    gone = await bulk.get(status_url, headers=reader)
+    assert gone.status_code == 404
+    assert "expiró" in outcome(gone)["issue"][0]["diagnostics"]
+    assert not (root / job_id).exists()
+
+    kicked = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+    await finished(bulk, kicked.headers["content-location"], reader)
+    old = export.load_job(root, kicked.headers["content-location"].rsplit("/", 1)[1],
+                          "client:his.issste", DAY)  # fmt: skip
+    old.finished = "2026-01-01T00:00:00.000Z"
+    export._save(root, old)
+    orphan = root / "0123abcd"
+    orphan.mkdir()
+    os.utime(orphan, (0, 0))
+    newer = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+    assert newer.status_code == 202
+    assert not (root / old.id).exists()
+    assert not orphan.exists()
+    assert (root / newer.headers["content-location"].rsplit("/", 1)[1]).exists()
+
+
+async def test_an_owner_may_run_only_so_many_exports_at_once(
+    settings: Settings, bulk: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    limit = settings.export_max_running
+    reader = system(bulk, "his.issste", "system/*.read")
+    root = tmp_path / "exports"
+    running = []
+    for _ in range(limit):
+        kicked = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+        assert kicked.status_code == 202
+        status_url = kicked.headers["content-location"]
+        await finished(bulk, status_url, reader)
+        job = export.load_job(root, status_url.rsplit("/", 1)[1], "client:his.issste", DAY)
+        # Still running in another process: a fresh heartbeat, no task here.
+        job.status, job.heartbeat, job.finished = "running", fhir_instant(export.utcnow()), None
+        export._save(root, job)
+        running.append(status_url)
+    refused = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"].isdigit()
+    assert outcome(refused)["issue"][0]["code"] == "throttled"
+    other = system(bulk, "his.imss", "system/*.read", institution=2)
+    assert (await bulk.get("/fhir/Patient/$export", headers={**other, **ASYNC})).status_code == 202
+    assert (await bulk.delete(running[0], headers=reader)).status_code == 202
+    again = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+    assert again.status_code == 202
+
+
+async def test_an_export_without_patient_or_coverage_does_not_read_the_registry(
+    bulk: httpx.AsyncClient, token_for: TokenFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    curp = await patient(bulk)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(bulk, curp, doctor)
+    assert (
+        await bulk.post("/fhir/Condition", json=condition(curp), headers=doctor)
+    ).status_code == 201
+
+    async def no_registry(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the registry was read")
+
+    monkeypatch.setattr(export.bulk_repository, "persons_page", no_registry)
+    reader = system(bulk, "his.issste", "system/*.read")
+    kicked = await bulk.get("/fhir/Patient/$export?_type=Condition", headers={**reader, **ASYNC})
+    manifest = await finished(bulk, kicked.headers["content-location"], reader)
+    conditions = (await files(bulk, manifest, reader))["Condition"]
+    assert curp in {c["subject"]["reference"].removeprefix("Patient/") for c in conditions}

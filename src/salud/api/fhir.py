@@ -67,6 +67,8 @@ async def _render(request: Request, exc: Exception) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if exc.status == 405:  # RFC 9110 §15.5.6: a 405 names the methods the resource allows
         headers = {"Allow": "GET"}
+    if exc.status == 429:  # too many at once (running exports): when to try again
+        headers = {"Retry-After": "30"}
     return _fhir(operation_outcome(exc.issues), exc.status, headers)
 
 

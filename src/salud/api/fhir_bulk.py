@@ -10,6 +10,8 @@ files, all behind the same bearer token (the manifest says `requiresAccessToken:
 
 from __future__ import annotations
 
+from datetime import timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import orjson
@@ -30,6 +32,11 @@ def _root(request: Request) -> Path:
     return root
 
 
+def _limits(request: Request) -> export.Limits:
+    settings = request.app.state.settings
+    return export.Limits(timedelta(hours=settings.export_ttl_hours), settings.export_max_running)
+
+
 async def _kick_off(
     request: Request, session: Session, reader: Reader, curp: str | None
 ) -> Response:
@@ -44,7 +51,7 @@ async def _kick_off(
         raise FhirError.one(400, "invalid", "cada parámetro de $export va una sola vez")
     job, who, person = await export.kick_off(
         session, reader, caller, _root(request), base=base_url(request), request=str(request.url),
-        curp=curp, query=query,
+        curp=curp, query=query, limits=_limits(request),
     )  # fmt: skip
     # The job reads with sessions of its own: it outlives this request and its session.
     export.start(request.app.state.sessions, _root(request), job, who, person)
@@ -63,7 +70,8 @@ async def export_one(curp: str, request: Request, session: Session, reader: Read
 
 
 def _job(request: Request, job_id: str) -> export.Job:
-    return export.load_job(_root(request), job_id, caller_of(request).principal.subject)
+    subject = caller_of(request).principal.subject
+    return export.load_job(_root(request), job_id, subject, _limits(request).ttl)
 
 
 @router.get("/bulk/{job_id}")
@@ -75,7 +83,11 @@ async def status(job_id: str, request: Request) -> Response:
             return Response(status_code=202, headers={"X-Progress": progress, "Retry-After": "2"})
         if job.status == "failed":
             raise FhirError.one(500, "exception", job.error or "la exportación falló")
-        return Response(orjson.dumps(job.manifest()), media_type="application/json")
+        # When the files will be removed (Bulk Data IG: the Expires header of the manifest).
+        ends = export.expires(job, _limits(request).ttl)
+        headers = {"Expires": format_datetime(ends, usegmt=True)} if ends else {}
+        return Response(orjson.dumps(job.manifest()), media_type="application/json",
+                        headers=headers)  # fmt: skip
 
     return await guard(run)
 

@@ -15,7 +15,12 @@ folder and then marks the job done. The state is in a file, so the status answer
 depend on the request that started the job, and any process of the server may answer it;
 the task renews a heartbeat in `job.json` as it goes, so a job whose process died (restart,
 crash) is reported as failed instead of running forever. A job is deleted by DELETE on its
-status URL (there is no automatic expiry yet).
+status URL, and expires by itself: a finished job's folder is removed `SALUD_EXPORT_TTL_HOURS`
+after it finished (the manifest's answer carries that moment as `Expires`, as the IG
+suggests); expired folders are swept at every kick-off and when their status is asked. An
+owner may have at most `SALUD_EXPORT_MAX_RUNNING` jobs running at once: one more is 429 with
+Retry-After (a soft limit within a process; two processes kicking off at the same instant
+may both pass it).
 
 Audit: the kick-off is one entry (`records:export:start`, refused ones included), and every
 person whose data went into the files is one entry (`records:Patient:export`, with the
@@ -71,6 +76,7 @@ class Job:
     transaction_time: str
     status: str = "running"  # running | done | failed
     heartbeat: str = ""
+    finished: str | None = None  # when it became done or failed; it expires from there
     persons: int = 0
     outputs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
@@ -107,20 +113,79 @@ def _save(root: Path, job: Job) -> None:
     os.replace(tmp, folder / "job.json")
 
 
-def load_job(root: Path, job_id: str, owner: str) -> Job:
-    """The job's state, for its owner only (anyone else: 404, as if it did not exist)."""
-    path = _folder(root, job_id) / "job.json"
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _read(folder: Path) -> Job | None:
     try:
-        job = Job(**orjson.loads(path.read_bytes()))
+        return Job(**orjson.loads((folder / "job.json").read_bytes()))
     except FileNotFoundError:
-        raise FhirError.one(404, "not-found", "no existe esa exportación") from None
-    if job.owner != owner:
-        raise FhirError.one(404, "not-found", "no existe esa exportación")
+        return None
+
+
+def _settle(job: Job, now: datetime) -> Job:
+    """A running job whose heartbeat stopped (its process died) is failed from then on."""
     if job.status == "running" and job.heartbeat:
-        beat = datetime.fromisoformat(job.heartbeat.replace("Z", "+00:00"))
-        if utcnow() - beat > STALE_AFTER and job.id not in _TASKS:
+        beat = _instant(job.heartbeat)
+        if now - beat > STALE_AFTER and job.id not in _TASKS:
             job.status, job.error = "failed", "la exportación se interrumpió: vuelva a pedirla"
+            job.finished = job.finished or fhir_instant(beat)
     return job
+
+
+def expires(job: Job, ttl: timedelta) -> datetime | None:
+    """When a finished job's files are removed (None while it runs)."""
+    return _instant(job.finished) + ttl if job.finished else None
+
+
+def load_job(root: Path, job_id: str, owner: str, ttl: timedelta) -> Job:
+    """The job's state, for its owner only (anyone else: 404, as if it did not exist). An
+    expired job is removed and is 404 too."""
+    job = _read(_folder(root, job_id))
+    if job is None or job.owner != owner:
+        raise FhirError.one(404, "not-found", "no existe esa exportación")
+    now = utcnow()
+    job = _settle(job, now)
+    ends = expires(job, ttl)
+    if ends is not None and now >= ends:
+        delete_job(root, job)
+        raise FhirError.one(404, "not-found", "la exportación expiró: vuelva a pedirla")
+    return job
+
+
+def sweep(root: Path, ttl: timedelta) -> int:
+    """Remove every expired job's folder (and a folder left without its job.json, older
+    than the time to live); how many were removed."""
+    if not root.is_dir():
+        return 0
+    now, removed = utcnow(), 0
+    for folder in root.iterdir():
+        if not folder.is_dir() or not folder.name.isalnum():
+            continue
+        job = _read(folder)
+        if job is None:
+            born = datetime.fromtimestamp(folder.stat().st_mtime, UTC)
+            gone = now - born > ttl
+        else:
+            ends = expires(_settle(job, now), ttl)
+            gone = ends is not None and now >= ends
+        if gone:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def running_of(root: Path, owner: str) -> int:
+    """How many of this owner's jobs are running (a dead one is not)."""
+    if not root.is_dir():
+        return 0
+    now, count = utcnow(), 0
+    for folder in root.iterdir():
+        job = _read(folder) if folder.is_dir() and folder.name.isalnum() else None
+        if job is not None and job.owner == owner and _settle(job, now).status == "running":
+            count += 1
+    return count
 
 
 def output_file(root: Path, job: Job, name: str) -> Path:
@@ -177,9 +242,15 @@ def may_export_everyone(caller: Caller) -> bool:
     return p.role is Role.CLIENT and bool({"system/*.read", "system/*.*"} & p.scopes)
 
 
+@dataclass(frozen=True)
+class Limits:
+    ttl: timedelta  # how long a finished job's files are kept
+    max_running: int  # jobs one owner may have running at once
+
+
 async def kick_off(
     session: AsyncSession, reader: FastReader, caller: Caller, root: Path, *, base: str,
-    request: str, curp: str | None, query: dict[str, str],
+    request: str, curp: str | None, query: dict[str, str], limits: Limits,
 ) -> tuple[Job, Caller, Person | None]:  # fmt: skip
     """Check the request and the caller, write the job's state; (job, the Caller to audit
     the export with, the person of a one-person export). The task is `run`."""
@@ -202,6 +273,15 @@ async def kick_off(
     else:
         action = "records:Patient:export"
         who, person, _ = await service.open_record(session, reader, caller, curp, action)
+    sweep(root, limits.ttl)
+    if running_of(root, caller.principal.subject) >= limits.max_running:
+        await who.record("records:export:start", "export", person_curp=curp, outcome="denied",
+                         detail={"running": limits.max_running})  # fmt: skip
+        raise FhirError.one(
+            429, "throttled",
+            f"ya tiene {limits.max_running} exportaciones en curso: espere a que terminen o "
+            "cancele una (DELETE en su URL de estado)",
+        )  # fmt: skip
     now = fhir_instant(utcnow())
     job = Job(
         uuid.uuid4().hex, caller.principal.subject, request, base, types,
@@ -247,6 +327,7 @@ async def run(
     until = datetime.fromisoformat(job.transaction_time.replace("Z", "+00:00"))
     since = datetime.fromisoformat(job.since.replace("Z", "+00:00")) if job.since else None
     kinds = [k for k in job.types if k != "Patient"]
+    registry = bool({"Patient", "Coverage"} & set(job.types))  # read from the registry
     own = service.is_the_person(who, job.patient)
     try:
         if job.patient is not None:
@@ -259,7 +340,11 @@ async def run(
             after = ""
             while True:
                 async with sessions() as session:
-                    people = await bulk_repository.persons_page(session, after, _PAGE, since, until)
+                    people = (
+                        await bulk_repository.persons_page(session, after, _PAGE, since, until)
+                        if registry
+                        else []
+                    )
                     parts = await bulk_repository.partitions_page(session, after, _PAGE)
                 full = [x[-1] for x in ([p.curp for p in people], parts) if len(x) == _PAGE]
                 upto = min(full) if full else None
@@ -279,6 +364,7 @@ async def run(
         job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
     finally:
         _TASKS.pop(job.id, None)
+    job.finished = fhir_instant(utcnow())
     with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
         _save(root, job)
 
