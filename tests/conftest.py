@@ -95,7 +95,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, shared_data: Path) -> Settings:
-    return Settings(environment="test", database_url=database_url, shared_data_dir=shared_data)
+    # The dashboard counts on every request here (its snapshots: tests/enrollment/test_progress.py).
+    return Settings(
+        environment="test", database_url=database_url, shared_data_dir=shared_data,
+        progress_refresh_seconds=0,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +200,7 @@ def live_server(settings: Settings) -> Iterator[str]:
         "SALUD_SHARED_DATA_DIR": str(settings.shared_data_dir),
         "SALUD_PUBLIC_BASE_URL": base,
         "SALUD_LOG_LEVEL": "WARNING",
+        "SALUD_PROGRESS_REFRESH_SECONDS": str(settings.progress_refresh_seconds),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "salud.app:create_app", "--factory",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -34,6 +37,7 @@ from salud.api import (
 from salud.config import Settings, get_settings
 from salud.credentials.service import CredentialConfig
 from salud.credentials.signing import Signer
+from salud.enrollment import progress as drive_progress
 from salud.enrollment.biometrics import NoMatcher
 from salud.facilities.nearest import IndexCache
 from salud.kit.logging import configure_logging
@@ -104,9 +108,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.environment != "test":
             gc.collect()
             gc.freeze()
+        refresher = None
+        if settings.progress_refresh_seconds > 0:  # the dashboard's figures, in the background
+            every = timedelta(seconds=settings.progress_refresh_seconds)
+            refresher = asyncio.get_running_loop().create_task(
+                drive_progress.refresher(app.state.sessions, every), name="progress-refresher"
+            )
         try:
             yield
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
             await http.aclose()
             await app.state.audit.close()
             await app.state.reader.close()

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # finished; one client may run this many exports at once (one more is 429).
     export_ttl_hours: int = Field(default=24, ge=1, le=720)
     export_max_running: int = Field(default=2, ge=1, le=50)
+    # The progress dashboard reads a snapshot of its figures that the server takes every this
+    # many seconds (counting the whole drive takes minutes at the national scale); 0: no
+    # snapshots, every request counts (small databases, the tests).
+    progress_refresh_seconds: int = Field(default=300, ge=0, le=86_400)
 
     # Secrets. The defaults exist only so that development starts with no set-up; they are
     # public (they are in this file), and production refuses to start with any of them.

@@ -4,27 +4,36 @@ the same as the JSON, it needs the permission, and the page draws its charts."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 import re
 from collections import Counter, defaultdict
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import select, update
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typer.testing import CliRunner
 
 from salud.access import repository as accounts
 from salud.access import service as access
 from salud.access.models import AuditEvent
 from salud.access.permissions import Role
 from salud.access.schemas import AccountCreate
+from salud.app import create_app
+from salud.cli.main import app as cli
 from salud.config import Settings
-from salud.enrollment.models import Appointment
+from salud.enrollment import progress
+from salud.enrollment import repository as enrollment_repository
+from salud.enrollment.models import Appointment, ProgressSnapshot
 from salud.kit.clock import today_mx
 from tests.conftest import TokenFor, keyring_of
 from tests.enrollment.conftest import MODULE, Drive, E
@@ -417,6 +426,7 @@ async def test_the_page_draws_the_charts_for_a_signed_in_supervisor(
     assert page.status_code == 200, page.text
     html = page.text
     assert "Avance de la credencialización" in html
+    assert re.search(r"Cifras al \d\d/\d\d/\d{4} \d\d:\d\d", html)  # when they were counted
     assert html.count("<svg") == 2
     assert "<script" not in html  # the charts need no script,
     assert "style=" not in html  # and no inline style (the CSP allows neither)
@@ -456,3 +466,117 @@ async def test_the_page_draws_the_charts_for_a_signed_in_supervisor(
     assert refused.status_code == 403
     assert "<svg" not in refused.text
     assert (await anonymous.get("/avance/entidades.csv")).status_code == 403
+
+
+# --- snapshots: the figures the server counts in the background ------------------------------
+
+
+def _counts(f: progress.Figures) -> dict[str, Any]:
+    """A snapshot's counts, order aside (what must equal a live count)."""
+    doc = f.to_json()
+    return {k: sorted(map(str, v)) if isinstance(v, list) else v for k, v in doc.items()}
+
+
+_KEYS = st.one_of(st.none(), st.text("0123456789", min_size=2, max_size=3))
+
+
+@given(
+    enrolled=st.dictionaries(st.tuples(_KEYS, _KEYS), st.integers(0, 10**9), max_size=5),
+    appointments=st.dictionaries(
+        st.tuples(st.sampled_from(["09", "13"]), st.sampled_from(["booked", "kept"])),
+        st.integers(0, 10**9),
+    ),
+    completed=st.dictionaries(
+        st.tuples(st.integers(1, 2**40), st.dates()), st.integers(0, 10**6), max_size=5
+    ),
+)
+def test_a_snapshot_keeps_every_count_through_json(
+    enrolled: dict[tuple[str | None, str | None], int],
+    appointments: dict[tuple[str, str], int],
+    completed: dict[tuple[int, date], int],
+) -> None:
+    figures = progress.Figures(
+        computed_at=datetime(2026, 12, 1, 17, 0, tzinfo=UTC), day=date(2026, 12, 1),
+        enrolled=enrolled, appointments=appointments, lapsed={"09": 2}, cards={("13", "issued"): 1},
+        completed=completed,
+    )  # fmt: skip
+    stored = json.loads(json.dumps(figures.to_json()))  # as the JSON column gives it back
+    assert progress.Figures.from_json(figures.computed_at, stored) == figures
+
+
+async def test_the_dashboard_reads_the_latest_snapshot_which_equals_a_live_count(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await enroll_adult(anonymous, drive, 41)
+    async with sessions() as session:
+        live = await progress.compute(session)
+    taken = await progress.refresh(sessions)
+    assert taken is not None
+    assert _counts(taken) == _counts(live)
+    assert await progress.refresh(sessions, unless_newer_than=timedelta(minutes=5)) is None
+
+    boss = drive.supervisor
+    snapshotting = create_app(settings.model_copy(update={"progress_refresh_seconds": 3600}))
+    async with snapshotting.router.lifespan_context(snapshotting):
+        transport = httpx.ASGITransport(app=snapshotting)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            first = (await c.get(P, headers=boss)).json()
+            assert first["computed_at"] == taken.computed_at.isoformat().replace("+00:00", "Z")
+            flow = (await c.get(f"{P}/modules", headers=boss)).json()
+            await enroll_adult(anonymous, drive, 42)
+            # Until the next snapshot, the dashboard shows the figures as they were counted,
+            # and says when; a request that counts sees the new enrollment.
+            again = (await c.get(P, headers=boss)).json()
+            assert again["national"]["enrolled"] == first["national"]["enrolled"]
+            assert again["computed_at"] == first["computed_at"]
+            counted = (await anonymous.get(P, headers=boss)).json()
+            assert counted["national"]["enrolled"] == first["national"]["enrolled"] + 1
+            await progress.refresh(sessions)
+            fresh = (await c.get(P, headers=boss)).json()
+            assert fresh["national"]["enrolled"] == counted["national"]["enrolled"]
+            assert fresh["computed_at"] > first["computed_at"]
+            fresh_flow = (await c.get(f"{P}/modules", headers=boss)).json()
+            totals = {m["code"]: m["total"] for m in fresh_flow["modules"]}
+            before = {m["code"]: m["total"] for m in flow["modules"]}
+            assert totals[drive.module] == before[drive.module] + 1
+    async with sessions() as session:
+        kept = (await session.execute(select(func.count()).select_from(ProgressSnapshot))).scalar()
+    assert kept is not None
+    assert kept <= progress.KEEP
+
+
+async def test_the_server_takes_snapshots_in_the_background(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions() as session:
+        await session.execute(delete(ProgressSnapshot))
+        await session.commit()
+    app = create_app(settings.model_copy(update={"progress_refresh_seconds": 3600}))
+    async with app.router.lifespan_context(app):
+        for _ in range(200):
+            async with sessions() as session:
+                if await enrollment_repository.latest_snapshot(session) is not None:
+                    break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("no snapshot was taken")
+
+
+async def test_the_command_takes_a_snapshot(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, cli_env: CliRunner,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    await enroll_adult(anonymous, drive, 43)
+    result = await asyncio.to_thread(cli_env.invoke, cli, ["enrollment", "progress-snapshot"])
+    assert result.exit_code == 0, result.output
+    async with sessions() as session:
+        latest = await enrollment_repository.latest_snapshot(session)
+        live = await progress.compute(session)
+    assert latest is not None
+    enrolled = sum(n for _, _, n in latest.figures["enrolled"])
+    assert enrolled == sum(live.enrolled.values()) >= 1
+    assert f"{enrolled} personas credencializadas" in result.output

@@ -29,6 +29,11 @@ def inegi_dir(request: Request) -> Path:
     return folder
 
 
+def snapshots(request: Request) -> bool:
+    """Whether the server takes snapshots of the figures (then requests read the latest)."""
+    return bool(request.app.state.settings.progress_refresh_seconds > 0)
+
+
 def csv_response(text: str, filename: str) -> Response:
     return Response(
         text, media_type=CSV_TYPE,
@@ -43,7 +48,9 @@ def csv_response(text: str, filename: str) -> Response:
 async def overview(
     request: Request, session: ReadSession, caller: CurrentCaller, state: StateKey = None
 ) -> ProgressRead:
-    return await progress.progress(session, caller, inegi_dir(request), state)
+    return await progress.progress(
+        session, caller, inegi_dir(request), state, snapshots=snapshots(request)
+    )
 
 
 @router.get(
@@ -53,7 +60,9 @@ async def overview(
 async def overview_csv(
     request: Request, session: ReadSession, caller: CurrentCaller, state: StateKey = None
 ) -> Response:
-    report = await progress.progress(session, caller, inegi_dir(request), state)
+    report = await progress.progress(
+        session, caller, inegi_dir(request), state, snapshots=snapshots(request)
+    )
     name = f"avance-{state}.csv" if state else "avance.csv"
     return csv_response(progress.progress_csv(report), name)
 
@@ -62,9 +71,13 @@ async def overview_csv(
     "/modules", summary="Registros concluidos por módulo y día", openapi_extra=_X,
 )  # fmt: skip
 async def modules(
-    session: ReadSession, caller: CurrentCaller, days: Days = 14, state: StateKey = None
+    request: Request,
+    session: ReadSession,
+    caller: CurrentCaller,
+    days: Days = 14,
+    state: StateKey = None,
 ) -> ThroughputRead:
-    return await progress.throughput(session, caller, days, state)
+    return await progress.throughput(session, caller, days, state, snapshots=snapshots(request))
 
 
 @router.get(
@@ -72,7 +85,11 @@ async def modules(
     response_class=Response, openapi_extra=_CSV,
 )  # fmt: skip
 async def modules_csv(
-    session: ReadSession, caller: CurrentCaller, days: Days = 14, state: StateKey = None
+    request: Request,
+    session: ReadSession,
+    caller: CurrentCaller,
+    days: Days = 14,
+    state: StateKey = None,
 ) -> Response:
-    report = await progress.throughput(session, caller, days, state)
+    report = await progress.throughput(session, caller, days, state, snapshots=snapshots(request))
     return csv_response(progress.throughput_csv(report), f"avance-modulos-{report.end}.csv")

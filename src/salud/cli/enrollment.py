@@ -1,4 +1,5 @@
-"""salud enrollment: the drive's daily jobs (send pending messages, close the day)."""
+"""salud enrollment: the drive's jobs (send pending messages, close the day, count the
+progress dashboard's figures)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import typer
 from rich.console import Console
 
 from salud.config import get_settings
-from salud.enrollment import notify
+from salud.enrollment import notify, progress
 from salud.kit.clock import today_mx
 from salud.storage.engine import create_engine, session_factory
 
@@ -48,3 +49,22 @@ def close_day() -> None:
     """Marca como «no asistió» las citas de días anteriores que siguen agendadas."""
     closed = asyncio.run(_close_day())
     err.print(f"{closed} citas marcadas como no asistidas")
+
+
+async def _snapshot() -> progress.Figures | None:
+    engine = create_engine(get_settings().database_url)
+    try:
+        return await progress.refresh(session_factory(engine))
+    finally:
+        await engine.dispose()
+
+
+@app.command("progress-snapshot")
+def progress_snapshot() -> None:
+    """Cuenta ahora las cifras del tablero de avance (el servidor lo hace solo cada
+    SALUD_PROGRESS_REFRESH_SECONDS)."""
+    figures = asyncio.run(_snapshot())
+    assert figures is not None
+    enrolled = sum(figures.enrolled.values())
+    when = f"{figures.computed_at:%Y-%m-%d %H:%M:%S} UTC"
+    err.print(f"cifras al {when}: {enrolled} personas credencializadas")

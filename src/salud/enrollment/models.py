@@ -273,3 +273,17 @@ class Notification(Base):
     message: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ProgressSnapshot(Base):
+    """The progress dashboard's figures as of `taken_at` (counts only, never a person).
+
+    Counting every enrollment against the registry takes minutes at the national scale, so the
+    server takes a snapshot in the background every few minutes (progress.refresh) and the
+    dashboard reads the latest one instead of counting on every request."""
+
+    __tablename__ = "progress_snapshots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    figures: Mapped[dict[str, Any]] = mapped_column(Json)

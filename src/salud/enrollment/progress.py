@@ -8,13 +8,17 @@ not where they enrolled: the population it is compared with lives at those addre
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.context import Caller
 from salud.access.permissions import Permission
@@ -31,13 +35,15 @@ from salud.enrollment.progress_schemas import (
     ThroughputRead,
 )
 from salud.errors import InvalidInput
-from salud.kit.clock import today_mx
+from salud.kit.clock import today_mx, utcnow
 
 ACTION = "enrollment:progress:read"
 POPULATION_SOURCE = "INEGI, Censo de Población y Vivienda 2020 (municipios_inegi.csv)"
 NATIONAL_KEY, NATIONAL_NAME = "00", "Estados Unidos Mexicanos"  # INEGI's key for the country
 WAITING = ("issued", "printed", "ready_for_pickup")
 MAX_DAYS = 90
+KEEP = 3  # snapshots kept (the newest is read)
+log = structlog.get_logger("salud.progress")
 
 
 # --- figures ---------------------------------------------------------------------------------
@@ -79,27 +85,114 @@ def _for_state(counts: Mapping[tuple[str, str], int], state: str | None) -> dict
     return out
 
 
+@dataclass(frozen=True)
+class Figures:
+    """Every count the dashboard shows, taken together: live, or from a snapshot."""
+
+    computed_at: datetime
+    day: date  # the civil day in Mexico they were counted on (lapsed bookings are before it)
+    enrolled: dict[tuple[str | None, str | None], int]  # by registered state and municipality
+    appointments: dict[tuple[str, str], int]  # by the module's state and status
+    lapsed: dict[str, int]  # booked for a day before `day`, by the module's state
+    cards: dict[tuple[str, str], int]  # waiting cards by the enrolling module's state, status
+    completed: dict[tuple[int, date], int]  # by module and visit day, the last MAX_DAYS days
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "enrolled": [[s, m, n] for (s, m), n in self.enrolled.items()],
+            "appointments": [[s, st, n] for (s, st), n in self.appointments.items()],
+            "lapsed": [[s, n] for s, n in self.lapsed.items()],
+            "cards": [[s, st, n] for (s, st), n in self.cards.items()],
+            "completed": [[m, d.isoformat(), n] for (m, d), n in self.completed.items()],
+        }
+
+    @classmethod
+    def from_json(cls, computed_at: datetime, doc: dict[str, Any]) -> Figures:
+        return cls(
+            computed_at=computed_at,
+            day=date.fromisoformat(doc["day"]),
+            enrolled={(s, m): n for s, m, n in doc["enrolled"]},
+            appointments={(s, st): n for s, st, n in doc["appointments"]},
+            lapsed=dict(doc["lapsed"]),
+            cards={(s, st): n for s, st, n in doc["cards"]},
+            completed={(m, date.fromisoformat(d)): n for m, d, n in doc["completed"]},
+        )
+
+
+async def compute(session: AsyncSession) -> Figures:
+    """Count everything from the tables (minutes at the national scale: see `refresh`)."""
+    day = today_mx()
+    since = day - timedelta(days=MAX_DAYS - 1)
+    return Figures(
+        computed_at=utcnow(),
+        day=day,
+        enrolled=await repository.enrolled_by_area(session),
+        appointments=await repository.appointments_by_state(session),
+        lapsed=await repository.lapsed_appointments_by_state(session, day),
+        cards=await repository.cards_by_module_state(session, WAITING),
+        completed=await repository.completed_by_module_day(session, since, day, None),
+    )
+
+
+async def refresh(
+    sessions: async_sessionmaker[AsyncSession], *, unless_newer_than: timedelta | None = None
+) -> Figures | None:
+    """Take a snapshot of the figures (one transaction); None if the latest one is newer
+    than `unless_newer_than` (another process of the server took it)."""
+    async with sessions() as session:
+        if unless_newer_than is not None:
+            latest = await repository.latest_snapshot(session)
+            if latest is not None and utcnow() - latest.taken_at < unless_newer_than:
+                return None
+        figures = await compute(session)
+        await repository.save_snapshot(session, figures.computed_at, figures.to_json(), KEEP)
+        await session.commit()
+    return figures
+
+
+async def figures_of(session: AsyncSession, snapshots: bool) -> Figures:
+    """The latest snapshot when the server takes them (and one was taken), else live."""
+    if snapshots:
+        latest = await repository.latest_snapshot(session)
+        if latest is not None:
+            return Figures.from_json(latest.taken_at, latest.figures)
+    return await compute(session)
+
+
+async def refresher(sessions: async_sessionmaker[AsyncSession], every: timedelta) -> None:
+    """The server's background task: a snapshot now and then every `every` (the app's
+    lifespan starts it when SALUD_PROGRESS_REFRESH_SECONDS > 0). A failed refresh is logged
+    and tried again at the next turn; the dashboard keeps showing the latest snapshot."""
+    while True:
+        try:
+            await refresh(sessions, unless_newer_than=every / 2)
+        except Exception:
+            log.exception("progress_refresh_failed")
+        await asyncio.sleep(every.total_seconds())
+
+
 async def progress(
-    session: AsyncSession, caller: Caller, inegi_dir: Path, state: str | None = None
-) -> ProgressRead:
+    session: AsyncSession, caller: Caller, inegi_dir: Path, state: str | None = None,
+    *, snapshots: bool = False,
+) -> ProgressRead:  # fmt: skip
     """The country and each state; with `state`, also that state's municipalities."""
     await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
     states = population(inegi_dir)
     if state is not None and state not in states:
         raise InvalidInput.on("state", "no es una clave de entidad del INEGI (01 a 32)")
-    today = today_mx()
-    enrolled = await repository.enrolled_by_state(session)
-    appointments = await repository.appointments_by_state(session)
-    lapsed = await repository.lapsed_appointments_by_state(session, today)
-    cards = await repository.cards_by_module_state(session, WAITING)
+    f = await figures_of(session, snapshots)
+    enrolled: dict[str | None, int] = {}
+    for (key, _), n in f.enrolled.items():
+        enrolled[key] = enrolled.get(key, 0) + n
 
     def figures(key: str, name: str, people: int, n: int, scope: str | None) -> StateProgress:
-        gone = sum(lapsed.values()) if scope is None else lapsed.get(scope, 0)
+        gone = sum(f.lapsed.values()) if scope is None else f.lapsed.get(scope, 0)
         return StateProgress(
             key=key, name=name, population=people, enrolled=n,
             coverage_pct=coverage_pct(n, people),
-            appointments=_appointments(_for_state(appointments, scope), gone),
-            cards=_cards(_for_state(cards, scope)),
+            appointments=_appointments(_for_state(f.appointments, scope), gone),
+            cards=_cards(_for_state(f.cards, scope)),
         )  # fmt: skip
 
     national_people = sum(s.population for s in states.values())
@@ -109,7 +202,7 @@ async def progress(
     ]
     municipalities = None
     if state is not None:
-        by_municipality = await repository.enrolled_by_municipality(session, state)
+        by_municipality = {m: n for (s, m), n in f.enrolled.items() if s == state}
         municipalities = [
             AreaProgress(
                 key=m.key,
@@ -122,24 +215,26 @@ async def progress(
         ]
     await caller.record(ACTION, "progress", subject_id="states", detail={"state": state})
     return ProgressRead(
-        as_of=today, population_source=POPULATION_SOURCE, national=national,
-        enrolled_without_address=enrolled.get(None, 0), states=rows, state=state,
-        municipalities=municipalities,
+        as_of=f.day, computed_at=f.computed_at, population_source=POPULATION_SOURCE,
+        national=national, enrolled_without_address=enrolled.get(None, 0), states=rows,
+        state=state, municipalities=municipalities,
     )  # fmt: skip
 
 
 async def throughput(
-    session: AsyncSession, caller: Caller, days: int = 14, state: str | None = None
-) -> ThroughputRead:
+    session: AsyncSession, caller: Caller, days: int = 14, state: str | None = None,
+    *, snapshots: bool = False,
+) -> ThroughputRead:  # fmt: skip
     """Completed enrollments per module and day of the visit over the last `days` days.
     Modules that are open, or that enrolled someone in the period, are listed."""
     await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
     if not 1 <= days <= MAX_DAYS:
         raise InvalidInput.on("days", f"de 1 a {MAX_DAYS} días")
-    end = today_mx()
+    f = await figures_of(session, snapshots)
+    end = f.day
     start = end - timedelta(days=days - 1)
     span = [start + timedelta(days=i) for i in range(days)]
-    counts = await repository.completed_by_module_day(session, start, end, state)
+    counts = {key: n for key, n in f.completed.items() if start <= key[1] <= end}
     active = {module_id for module_id, _ in counts}
     modules = []
     for m in await repository.modules(session, state, None):
@@ -161,7 +256,10 @@ async def throughput(
     await caller.record(
         ACTION, "progress", subject_id="modules", detail={"state": state, "days": days}
     )
-    return ThroughputRead(as_of=end, start=start, end=end, days=days, state=state, modules=modules)
+    return ThroughputRead(
+        as_of=end, computed_at=f.computed_at, start=start, end=end, days=days, state=state,
+        modules=modules,
+    )  # fmt: skip
 
 
 # --- CSV -------------------------------------------------------------------------------------

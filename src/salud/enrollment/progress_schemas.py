@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
@@ -48,6 +48,10 @@ class StateProgress(AreaProgress):
 
 class ProgressRead(BaseModel):
     as_of: date
+    computed_at: datetime = Field(
+        description="cuándo se contaron estas cifras (una instantánea que el servidor toma "
+        "cada pocos minutos, o en el momento)"
+    )
     population_source: str
     national: StateProgress
     enrolled_without_address: int = Field(
@@ -79,6 +83,7 @@ class ThroughputRead(BaseModel):
     (today included); every day is present, with 0 when nobody was enrolled."""
 
     as_of: date
+    computed_at: datetime = Field(description="cuándo se contaron estas cifras")
     start: date
     end: date
     days: int

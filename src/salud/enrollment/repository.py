@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +22,7 @@ from salud.enrollment.models import (
     ModuleDay,
     PrintBatch,
     PrintBatchCard,
+    ProgressSnapshot,
     RegistrationModule,
 )
 from salud.identity.models import Person, PersonPhoto
@@ -329,27 +330,32 @@ async def batch_card(session: AsyncSession, credential_id: str) -> PrintBatchCar
 # --- progress (aggregates only; see progress.py) --------------------------------------------
 
 
-async def enrolled_by_state(session: AsyncSession) -> dict[str | None, int]:
-    """Completed enrollments by the person's registered state (None: no address state)."""
+async def enrolled_by_area(session: AsyncSession) -> dict[tuple[str | None, str | None], int]:
+    """Completed enrollments by the person's registered state and municipality, in one pass
+    (the snapshot's figure; states are the sums of their municipalities)."""
     stmt = (
-        select(Person.address_state, func.count())
+        select(Person.address_state, Person.address_municipality, func.count())
         .select_from(Enrollment)
         .join(Person, Person.curp == Enrollment.person_curp)
         .where(Enrollment.status == "completed")
-        .group_by(Person.address_state)
+        .group_by(Person.address_state, Person.address_municipality)
     )
-    return {s: int(n) for s, n in (await session.execute(stmt)).all()}
+    return {(s, m): int(n) for s, m, n in (await session.execute(stmt)).all()}
 
 
-async def enrolled_by_municipality(session: AsyncSession, state: str) -> dict[str | None, int]:
-    stmt = (
-        select(Person.address_municipality, func.count())
-        .select_from(Enrollment)
-        .join(Person, Person.curp == Enrollment.person_curp)
-        .where(Enrollment.status == "completed", Person.address_state == state)
-        .group_by(Person.address_municipality)
-    )
-    return {m: int(n) for m, n in (await session.execute(stmt)).all()}
+async def latest_snapshot(session: AsyncSession) -> ProgressSnapshot | None:
+    stmt = select(ProgressSnapshot).order_by(ProgressSnapshot.taken_at.desc()).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def save_snapshot(
+    session: AsyncSession, taken_at: datetime, figures: dict[str, Any], keep: int
+) -> None:
+    """Store a snapshot and drop all but the `keep` newest."""
+    session.add(ProgressSnapshot(taken_at=taken_at, figures=figures))
+    await session.flush()
+    kept = select(ProgressSnapshot.id).order_by(ProgressSnapshot.taken_at.desc()).limit(keep)
+    await session.execute(delete(ProgressSnapshot).where(ProgressSnapshot.id.not_in(kept)))
 
 
 async def appointments_by_state(session: AsyncSession) -> dict[tuple[str, str], int]:

@@ -18,6 +18,7 @@ from salud.access.principal import Principal
 from salud.enrollment import progress
 from salud.enrollment.progress_schemas import AreaProgress, ModuleThroughput
 from salud.errors import Forbidden
+from salud.kit.clock import MEXICO_CITY
 from salud.web.pages import ReadSession, _page, _principal
 
 router = APIRouter(include_in_schema=False)
@@ -118,6 +119,10 @@ def _inegi_dir(request: Request) -> Path:
     return folder
 
 
+def _snapshots(request: Request) -> bool:
+    return bool(request.app.state.settings.progress_refresh_seconds > 0)
+
+
 def _caller(principal: Principal, request: Request) -> Caller:
     return Caller(principal, request.app.state.audit, purpose=PURPOSE)
 
@@ -132,8 +137,12 @@ async def progress_page(
         return RedirectResponse("/entrar?next=/avance", status_code=303)
     caller = _caller(principal, request)
     try:
-        report = await progress.progress(session, caller, _inegi_dir(request), state)
-        flow = await progress.throughput(session, caller, days, state)
+        report = await progress.progress(
+            session, caller, _inegi_dir(request), state, snapshots=_snapshots(request)
+        )
+        flow = await progress.throughput(
+            session, caller, days, state, snapshots=_snapshots(request)
+        )
     except Forbidden:  # the denial is in the audit log already
         return _page(request, "forbidden.html", {"principal": principal}, 403)
     if report.municipalities is not None:
@@ -153,6 +162,8 @@ async def progress_page(
                      "module_row": MODULE_ROW_H, "module_label": MODULE_LABEL_W,
                      "module_value": MODULE_VALUE_W},
         "pct": pct_text, "days": days, "day_text": _day_text,
+        "counted": report.computed_at.astimezone(MEXICO_CITY).strftime("%d/%m/%Y %H:%M"),
+        "refresh_minutes": round(request.app.state.settings.progress_refresh_seconds / 60, 1),
         "csv_areas": f"/avance/entidades.csv{query}",
         "csv_modules": f"/avance/modulos.csv?days={days}" + (f"&state={state}" if state else ""),
     }  # fmt: skip
@@ -182,7 +193,9 @@ async def progress_csv(request: Request, session: ReadSession, state: StateKey =
     caller = _csv_caller(request)
     if isinstance(caller, Response):
         return caller
-    report = await progress.progress(session, caller, _inegi_dir(request), state)
+    report = await progress.progress(
+        session, caller, _inegi_dir(request), state, snapshots=_snapshots(request)
+    )
     return _csv(progress.progress_csv(report), f"avance-{state}.csv" if state else "avance.csv")
 
 
@@ -193,5 +206,5 @@ async def modules_csv(
     caller = _csv_caller(request)
     if isinstance(caller, Response):
         return caller
-    flow = await progress.throughput(session, caller, days, state)
+    flow = await progress.throughput(session, caller, days, state, snapshots=_snapshots(request))
     return _csv(progress.throughput_csv(flow), f"avance-modulos-{flow.end}.csv")
