@@ -107,6 +107,39 @@ async def test_restricted_categories_stay_with_the_recording_institution(
     assert await codes(issste) == ["F32.9", "E11.9"]
 
 
+async def test_an_earlier_version_keeps_its_restriction_in_the_history(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A diagnosis recorded as depression and then recoded: its first version is still a
+    mental-health entry, which the history shows only to whom the restriction allows."""
+    curp = await patient(client)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    issste = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    for doctor in (imss, issste):
+        await cared_for(client, curp, doctor)
+    me = token_for(Role.CITIZEN, curp=curp)
+    url = f"/api/v1/persons/{curp}/record-restrictions"
+    assert (
+        await client.put(url, json={"categories": ["mental_health"]}, headers=me)
+    ).status_code == 200
+    first = (await client.post("/fhir/Condition", json=condition(curp, "F32.9"),
+                               headers=imss)).json()  # fmt: skip
+    recoded = {**condition(curp, "I10"), "id": first["id"]}
+    changed = await client.put(f"/fhir/Condition/{first['id']}", json=recoded, headers=imss)
+    assert changed.status_code == 200, changed.text
+
+    async def versions(headers: dict[str, str]) -> list[str]:
+        answer = await client.get(f"/fhir/Condition/{first['id']}/_history", headers=headers)
+        assert answer.status_code == 200, answer.text
+        return [e["resource"]["code"]["coding"][0]["code"] for e in answer.json()["entry"]]
+
+    assert await versions(issste) == ["I10"]
+    assert await versions(imss) == ["I10", "F32.9"]
+    assert await versions(me) == ["I10", "F32.9"]
+    old = await client.get(f"/fhir/Condition/{first['id']}/_history/1", headers=issste)
+    assert old.status_code == 403
+
+
 def test_only_the_recording_institution_is_exempt() -> None:
     """The one rule behind reads, searches and $export (service.hidden_from)."""
 

@@ -151,21 +151,28 @@ async def write_indexes(session: AsyncSession, items: Sequence[tuple[int, Index]
             )
 
 
+HistoryRow = tuple[int, datetime, bool, str, str, str, int | None]
+
+
 async def history(
     session: AsyncSession, kind: str, fhir_id: str | None, limit: int, since: datetime | None
-) -> list[tuple[int, datetime, bool, str, str]]:
-    """(version, last_updated, deleted, id, content), newest first, current ones included."""
-    rows: list[tuple[int, datetime, bool, str, str]] = []
+) -> list[HistoryRow]:
+    """(version, last_updated, deleted, id, content, sensitivity, institution_code), newest
+    first, current ones included."""
+    rows: list[HistoryRow] = []
     for model in (FhirResource, FhirResourceVersion):
         stmt = select(
-            model.version_id, model.last_updated, model.deleted, model.fhir_id, model.content
-        ).where(model.resource_type == kind)
+            model.version_id, model.last_updated, model.deleted, model.fhir_id, model.content,
+            model.sensitivity, model.institution_code,
+        ).where(model.resource_type == kind)  # fmt: skip
         if fhir_id is not None:
             stmt = stmt.where(model.fhir_id == fhir_id)
         if since is not None:
             stmt = stmt.where(model.last_updated >= since)
         stmt = stmt.order_by(model.last_updated.desc()).limit(limit)
-        rows.extend((r[0], r[1], r[2], r[3], r[4]) for r in (await session.execute(stmt)).all())
+        rows.extend(
+            (r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in (await session.execute(stmt)).all()
+        )
     rows.sort(key=lambda r: (r[1], r[0]), reverse=True)
     return rows[:limit]
 

@@ -406,8 +406,14 @@ async def history(
     if fhir_id is not None and row is not None:
         await _refuse_if_restricted(session, who, action, kind, fhir_id, row)
     rows = await repository.history(session, kind, fhir_id, count, None)
-    entries = []
-    for version_id, at, deleted, rid, content in rows:
+    # An earlier version may hold what the person restricted (a diagnosis since recoded):
+    # each version is shown only to whom its own categories allow.
+    restricted = await _restricted_for(session, who, curp)
+    entries, withheld = [], 0
+    for version_id, at, deleted, rid, content, sensitivity, institution in rows:
+        if hidden_from(who, sensitivity, institution, restricted):
+            withheld += 1
+            continue
         entry: dict[str, Any] = {"fullUrl": f"{base}/{kind}/{rid}"}
         if not deleted:
             entry["resource"] = orjson.loads(content)
@@ -420,8 +426,9 @@ async def history(
                              "etag": f'W/"{version_id}"'}  # fmt: skip
         entries.append(entry)
     await who.record(
-        action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}" if fhir_id else kind
-    )
+        action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}" if fhir_id else kind,
+        detail={"withheld": withheld} if withheld else None,
+    )  # fmt: skip
     return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
 
 
