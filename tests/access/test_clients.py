@@ -105,3 +105,37 @@ async def test_registration_refuses_bad_scopes(
         with pytest.raises(InvalidInput) as bad:
             await clients.register(session, "x", ["todo"])
         assert bad.value.problems[0].field == "scopes"
+
+
+async def test_a_coverage_scope_does_not_open_the_registry(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """system/Coverage.read reads the person's Coverage (which needs person:read), but the
+    registry's own API answers only to the Patient scopes; Coverage.write grants nothing."""
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    curp = doc["curp"]
+    payer = await _client(sessions, ["system/Coverage.read", "system/Coverage.write"])
+    answer = await anonymous.post(
+        "/api/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(payer.client_id, payer.client_secret),
+    )
+    assert answer.status_code == 200, answer.text
+    headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    coverage = await anonymous.get(f"/fhir/Coverage?patient={curp}", headers=headers)
+    assert coverage.status_code == 200, coverage.text
+    assert coverage.json()["total"] == 1
+    refused = await anonymous.get(f"/api/v1/persons/{curp}", headers=headers)
+    assert refused.status_code == 403
+    assert "Patient" in refused.text
+    found = await anonymous.get("/api/v1/persons", params={"curp": curp}, headers=headers)
+    assert found.status_code == 403
+    change = await anonymous.patch(
+        f"/api/v1/persons/{curp}", json={"blood_type": "A+"},
+        headers={**headers, "If-Match": 'W/"1"'},
+    )  # fmt: skip
+    assert change.status_code == 403
+    assert (await anonymous.get(f"/fhir/Patient/{curp}", headers=headers)).status_code == 403

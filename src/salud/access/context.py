@@ -16,7 +16,14 @@ from salud.access.audit import AuditEntry, AuditLog
 from salud.access.audit_tx import record_in_transaction
 from salud.access.permissions import Permission, Role
 from salud.access.principal import Principal
+from salud.access.scopes import allows
 from salud.errors import Forbidden
+
+_P = Permission
+# The registry's permissions, which a machine client holds through the Patient scopes.
+_REGISTRY = frozenset({_P.PERSON_READ, _P.PERSON_SEARCH, _P.PERSON_HISTORY, _P.PERSON_CREATE,
+                       _P.PERSON_UPDATE})  # fmt: skip
+_WRITES = frozenset({_P.PERSON_CREATE, _P.PERSON_UPDATE, _P.RECORD_WRITE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +79,20 @@ class Caller:
         *,
         person_curp: str | None = None,
         subject_id: str | None = None,
+        resource: str | None = None,
     ) -> None:
         """Raise Forbidden (and record the denial) unless the caller may do this. A citizen
-        may only ever touch their own record."""
+        may only ever touch their own record. A machine client's scopes name resource types:
+        the registry's person is the Patient (`resource`, by default for the person:*
+        permissions), so `system/Coverage.read`, which also grants person:read for the
+        person's Coverage, does not open the registry's own API."""
         p = self.principal
         own = p.role is not Role.CITIZEN or (person_curp is not None and person_curp == p.curp)
-        if p.may(permission) and own:
+        scoped = True
+        if p.role is Role.CLIENT:
+            kind = resource or ("Patient" if permission in _REGISTRY else None)
+            scoped = kind is None or allows(p.scopes, kind, permission in _WRITES)
+        if p.may(permission) and own and scoped:
             return
         denial = self._entry(
             action,
@@ -95,6 +110,8 @@ class Caller:
             await self.audit.record(denial)
         if not own:
             raise Forbidden("una persona solo puede consultar sus propios datos")
+        if not scoped:
+            raise Forbidden(f"los scopes del cliente no cubren {resource or 'Patient'}")
         raise Forbidden(f"el rol {p.role.value} no tiene el permiso {permission.value}")
 
     async def record(

@@ -18,7 +18,8 @@ _GRANTS: dict[str, tuple[frozenset[Permission], frozenset[Permission]]] = {
         frozenset({_P.PERSON_READ, _P.PERSON_SEARCH}),
         frozenset({_P.PERSON_CREATE, _P.PERSON_UPDATE}),
     ),
-    "Coverage": (frozenset({_P.PERSON_READ}), frozenset({_P.PERSON_UPDATE})),
+    # Coverage is read-only (the registry's affiliations): its write scope grants nothing.
+    "Coverage": (frozenset({_P.PERSON_READ}), frozenset()),
     "Location": (frozenset({_P.FACILITY_READ}), frozenset()),
     "Organization": (frozenset({_P.FACILITY_READ}), frozenset()),
     "AuditEvent": (frozenset({_P.AUDIT_READ}), frozenset()),

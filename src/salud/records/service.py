@@ -68,7 +68,9 @@ async def may(
     if p.role is Role.CLIENT and not allows(p.scopes, kind, permission is Permission.RECORD_WRITE):
         await caller.record(action, kind, person_curp=curp, subject_id=subject, outcome="denied")
         raise FhirError.one(403, "forbidden", f"los scopes del cliente no cubren {kind}")
-    await caller.allow(permission, action, kind, person_curp=curp, subject_id=subject)
+    await caller.allow(
+        permission, action, kind, person_curp=curp, subject_id=subject, resource=kind
+    )
     if curp is not None and care.needs_basis(caller.principal):
         if caller.bases is not None and curp in caller.bases:
             basis = caller.bases[curp]
