@@ -50,10 +50,12 @@ _SETUP = [
                current_date - (p.id % 60)::int, '[]', '[]', now(), now()
         FROM persons p""",
     """INSERT INTO credentials (credential_id, person_curp, sequence, status, digital_active,
-        reason, kid, qr_text, issued_at, valid_from, valid_until)
+        reason, kid, qr_text, link_code, issued_at, expires_at, issued_by, status_changed_at,
+        status_changed_by)
         SELECT 'K' || lpad(p.id::text, 20, '0'), p.curp, 1,
-               (ARRAY['issued','printed','ready_for_pickup'])[1 + p.id % 3], true, 'first',
-               'bench', 'HC1:', now(), current_date, current_date + 3650
+               (ARRAY['issued','printed','ready_for_pickup'])[1 + p.id / 3 % 3], true, 'first',
+               'bench', 'HC1:', 'L' || lpad(p.id::text, 15, '0'), now(),
+               now() + interval '10 years', 'bench', now(), 'bench'
         FROM persons p WHERE p.id % 3 = 0""",
     "ANALYZE",
 ]

@@ -1,0 +1,49 @@
+"""Re-wrapping a column of sealed values under the current key-encryption key, in chunks.
+
+After a KEK rotation every sealed value must have its data key wrapped by the new KEK before
+the old one is retired (`salud keys rewrap`). Photos and fingerprints are tables of the
+country's size, so they are walked by primary key, `chunk` rows per transaction: a failure
+loses nothing (a chunk is all or nothing, values already re-wrapped are left alone on the
+next run) and memory stays flat. Only the wrapped data key changes; the body is not
+re-encrypted (`kit.sealing.rewrap`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.kit.sealing import Keyring, rewrap
+
+
+async def count(sessions: async_sessionmaker[AsyncSession], table: Table) -> int:
+    async with sessions() as session:
+        return int((await session.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def rewrap_column(
+    sessions: async_sessionmaker[AsyncSession], table: Table, column: str, ring: Keyring,
+    *, chunk: int = 500, progress: Callable[[int], None] | None = None,
+) -> int:  # fmt: skip
+    """Re-wrap every value of `table.column` not yet under the current KEK; how many moved."""
+    key, sealed = table.c.id, table.c[column]
+    change = update(table).where(key == bindparam("row_id")).values({column: bindparam("blob")})
+    moved, after = 0, 0
+    while True:
+        async with sessions() as session, session.begin():
+            stmt = select(key, sealed).where(key > after).order_by(key).limit(chunk)
+            rows = (await session.execute(stmt)).all()
+            if not rows:
+                return moved
+            fresh = [
+                {"row_id": row_id, "blob": new}
+                for row_id, blob in rows
+                if blob is not None and (new := rewrap(blob, ring)) != blob
+            ]
+            if fresh:
+                await session.execute(change, fresh)
+        moved += len(fresh)
+        after = rows[-1][0]
+        if progress is not None:
+            progress(len(rows))
