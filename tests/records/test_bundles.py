@@ -236,6 +236,18 @@ async def test_bad_paging_and_versions_are_400_and_conditional_create_works_for_
     again = await client.post("/fhir/Practitioner", json=doc, headers=condition_header)
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
+    # The header is a query string: URL-encoded, it names the same search.
+    encoded = {**doctor, "If-None-Exist": "identifier=https%3A%2F%2Fwww.cedulaprofesional.sep"
+               ".gob.mx%7C1234567"}  # fmt: skip
+    third = await client.post("/fhir/Practitioner", json=doc, headers=encoded)
+    assert third.status_code == 200
+    assert third.json()["id"] == first.json()["id"]
+    for bad in ("identifier", "", "=1234567", "identifier="):
+        vague = await client.post(
+            "/fhir/Practitioner", json=doc, headers={**doctor, "If-None-Exist": bad}
+        )
+        assert vague.status_code == 400, bad
+        assert outcome(vague)["issue"][0]["expression"] == ["If-None-Exist"]
     doc_id = first.json()["id"]
     put = {"method": "PUT", "url": f"Practitioner/{doc_id}", "ifMatch": "ayer"}
     stale = {

@@ -232,3 +232,27 @@ async def test_the_capability_statement_declares_the_patient_search(
     patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
     assert {"code": "search-type"} in patient["interaction"]
     assert {p["name"] for p in patient["searchParam"]} == set(patient_search.PARAMS)
+
+
+@pytest.mark.db
+async def test_search_modifiers_are_refused_by_name_not_a_500(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    curp = doc["curp"]
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    for query in ("code:text=diabetes", "subject:Patient=" + curp, "date:missing=false"):
+        answer = await client.get(f"/fhir/Condition?patient={curp}&{query}", headers=doctor)
+        assert answer.status_code == 400, query
+        assert query.split("=")[0] in outcome(answer)["issue"][0]["diagnostics"]
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": f"Condition?patient={curp}&code:text=x"}},
+        {"request": {"method": "GET", "url": f"Condition?patient={curp}"}},
+    ]}  # fmt: skip
+    answer = await client.post("/fhir", json=batch, headers=doctor)
+    assert answer.status_code == 200, answer.text
+    statuses = [e["response"]["status"] for e in answer.json()["entry"]]
+    assert statuses[0].startswith("400")
+    assert statuses[1].startswith("200")

@@ -6,6 +6,7 @@ CapabilityStatement (`GET /fhir/metadata`), which lists exactly what is implemen
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -227,11 +228,10 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
         condition = request.headers.get("if-none-exist")
-        if condition:
-            query = [tuple(p.split("=", 1)) for p in condition.split("&") if "=" in p]
+        if condition is not None:
             found = await searching.search(
                 session, reader, caller, base_url(request), kind,
-                [(str(n), str(v)) for n, v in query] + service.person_scope(doc),
+                if_none_exist(condition) + service.person_scope(doc),
             )  # fmt: skip
             if found["total"] == 1:
                 return _fhir(found["entry"][0]["resource"], 200)
@@ -242,6 +242,23 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
         return _fhir(stored.content, 201, _stored_headers(request, kind, stored))
 
     return await guard(run)
+
+
+def if_none_exist(header: str) -> list[tuple[str, str]]:
+    """The search of a conditional create (`If-None-Exist: identifier=sys%7C123`, URL-encoded
+    as a query string, with or without `?`): at least one parameter=value, or a 400."""
+    try:
+        query = parse_qsl(header.partition("?")[2] if "?" in header else header,
+                          keep_blank_values=True, strict_parsing=True)  # fmt: skip
+    except ValueError:
+        query = []
+    if not query or any(not name or not value for name, value in query):
+        raise FhirError.one(
+            400, "invalid",
+            "If-None-Exist debe ser una búsqueda parámetro=valor (p. ej. identifier=sistema|valor)",
+            "If-None-Exist",
+        )  # fmt: skip
+    return query
 
 
 @router.get("/{kind}/_history")

@@ -59,7 +59,14 @@ async def search(
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     known = PARAMS[kind]
-    unknown = sorted({n for n, _ in query if n.split(":")[0] not in known and n not in _GLOBAL})
+    modified = sorted({n for n, _ in query if ":" in n})
+    if modified:  # :missing, :text, :not, :exact, Type-qualified references…
+        raise FhirError.one(
+            400, "not-supported",
+            f"modificadores de búsqueda no admitidos: {', '.join(modified)} "
+            "(busque por el valor del parámetro, sin modificador)",
+        )  # fmt: skip
+    unknown = sorted({n for n, _ in query if n not in known and n not in _GLOBAL})
     if unknown:
         raise FhirError.one(
             400, "not-supported",
