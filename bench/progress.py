@@ -6,10 +6,9 @@ PostgreSQL; `--persons` synthetic persons registered (the bulk importer), each e
 (completed) at one of 2,900 modules over the last 60 days, with an appointment kept, and a card
 in one of the waiting states for a third of them (plain SQL, not timed). Then, alternating,
 medians of the rounds:
-- live: the figures computed from the tables, as every dashboard request did before the
-  snapshot (`progress.compute`);
-- snapshot: what a dashboard request does now (`progress.progress` and `progress.throughput`
-  from the latest snapshot);
+- live: what the dashboard page asks (the country, one state's municipalities, 14 days of
+  module throughput) counted from the tables, as every request did before the snapshots;
+- snapshot: the same three answers from the latest snapshot, as requests do now;
 - refresh: taking a snapshot (`progress.refresh`), which the server does in the background.
 """
 
@@ -75,15 +74,18 @@ async def _run(url: str, persons: int, rounds: int) -> dict[str, float]:
     caller = Caller(Principal("account:1", "supervisora", Role.SUPERVISOR, 2), audit)
     inegi = SHARED / "inegi"
 
-    async def live() -> None:
+    async def page(snapshots: bool) -> None:
+        """What the dashboard page asks: the country, a state's municipalities, 14 days."""
         async with sessions() as session:
-            await progress.compute(session)
+            await progress.progress(session, caller, inegi, None, snapshots=snapshots)
+            await progress.progress(session, caller, inegi, "09", snapshots=snapshots)
+            await progress.throughput(session, caller, 14, None, snapshots=snapshots)
+
+    async def live() -> None:
+        await page(snapshots=False)
 
     async def snapshot() -> None:
-        async with sessions() as session:
-            await progress.progress(session, caller, inegi, None)
-            await progress.progress(session, caller, inegi, "09")
-            await progress.throughput(session, caller, 14, None)
+        await page(snapshots=True)
 
     async def refresh() -> None:
         await progress.refresh(sessions)

@@ -240,9 +240,11 @@ async def throughput(
     for m in await repository.modules(session, state, None):
         if m.status != "open" and m.id not in active:
             continue
-        series = [DayCount(day=d, completed=counts.get((m.id, d), 0)) for d in span]
+        # Built without validation (model_construct): the values are our own counts, and
+        # validating 2,900 modules x 90 days took seconds.
+        series = [DayCount.model_construct(day=d, completed=counts.get((m.id, d), 0)) for d in span]
         modules.append(
-            ModuleThroughput(
+            ModuleThroughput.model_construct(
                 code=m.code,
                 name=m.name,
                 state=m.state,
