@@ -130,3 +130,38 @@ async def test_out_of_range_numbers_are_422_not_database_errors(
         await anonymous.get("/api/v1/facilities", params={"offset": huge}, headers=me),
     ]
     assert [a.status_code for a in answers] == [422, 422, 422, 422]
+
+
+async def test_a_malformed_or_unregistered_curp_is_refused_by_name(
+    anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A CURP of the wrong shape is a 422 naming it (it was a 500 on PostgreSQL, the value too
+    long for its column); a well-formed CURP nobody has gets no care relationship and no
+    emergency access (404), and that is told only to whom may ask."""
+    reception = token_for(Role.VERIFIER, institution=3, clues=ISSSTE_UNIT)
+    doctor = token_for(Role.CLINICIAN, username="dra.issste", institution=3, clues=ISSSTE_UNIT)
+    me = token_for(Role.CITIZEN, curp="GODE561231HDFRRN09")
+    long_one = "X" * 30
+    for path, headers, body in (
+        ("care-relationships", reception, {"hours": 2}),
+        ("emergency-access", doctor, {"reason": "paciente inconsciente en urgencias"}),
+        ("consents", me, {"institution_code": 2}),
+    ):
+        bad = await anonymous.post(f"/api/v1/persons/{long_one}/{path}", headers=headers,
+                                   json=body)  # fmt: skip
+        assert bad.status_code == 422, (path, bad.text)
+        assert "curp" in bad.text
+    nobody = person_doc()["curp"]  # well formed, never registered
+    care = await anonymous.post(
+        f"/api/v1/persons/{nobody}/care-relationships", headers=reception, json={"hours": 2}
+    )
+    assert care.status_code == 404
+    emergency = await anonymous.post(
+        f"/api/v1/persons/{nobody}/emergency-access", headers=doctor,
+        json={"reason": "paciente inconsciente en urgencias"},
+    )  # fmt: skip
+    assert emergency.status_code == 404
+    citizen = await anonymous.post(
+        f"/api/v1/persons/{nobody}/care-relationships", headers=me, json={"hours": 2}
+    )
+    assert citizen.status_code == 403  # not 404: no permission, nothing told

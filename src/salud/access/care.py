@@ -65,6 +65,11 @@ async def clinical_basis(
     return None
 
 
+def _must_be_registered(registered: bool) -> None:
+    if not registered:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+
+
 def _unit(caller: Caller) -> str:
     if not caller.principal.clues:
         raise InvalidInput.on("clues", "su cuenta no está adscrita a una unidad (CLUES)")
@@ -72,10 +77,13 @@ def _unit(caller: Caller) -> str:
 
 
 async def record_care(
-    session: AsyncSession, caller: Caller, curp: str, data: CareCreate
+    session: AsyncSession, caller: Caller, curp: str, data: CareCreate, registered: bool
 ) -> CareRead:
-    """The person is being cared for at the caller's own unit (reception or clinician)."""
+    """The person is being cared for at the caller's own unit (reception or clinician).
+    `registered`: whether the CURP is in the registry (looked up by the caller, told only
+    after the permission check, so that it reveals nothing to whom may not ask)."""
     await caller.allow(Permission.CARE_RECORD, "access:care:record", "person", person_curp=curp)
+    _must_be_registered(registered)
     now = utcnow()
     care = CareRelationship(
         person_curp=curp,
@@ -157,12 +165,13 @@ async def revoke_consent(
 
 
 async def open_emergency(
-    session: AsyncSession, caller: Caller, curp: str, data: EmergencyOpen
+    session: AsyncSession, caller: Caller, curp: str, data: EmergencyOpen, registered: bool
 ) -> EmergencyRead:
     """Break the glass: allowed to clinicians only, with a reason, for a few hours."""
     await caller.allow(
         Permission.EMERGENCY_OPEN, "access:emergency:open", "person", person_curp=curp
     )
+    _must_be_registered(registered)
     now = utcnow()
     emergency = EmergencyAccess(
         person_curp=curp,

@@ -18,11 +18,21 @@ from salud.access.schemas import (
     EmergencyReview,
 )
 from salud.api.deps import CurrentCaller, ReadSession, Session
+from salud.identity import repository as persons
 from salud.records import service as records
 from salud.records.schemas import Restrictions
 
 router = APIRouter(tags=["atención y consentimiento"])
 _MAX_ID = 2**63 - 1  # BIGINT: a larger number is a 422, not a database error
+# The CURP's shape (18 characters, letters and digits where the standard puts them): anything
+# else is a 422 naming `curp`, before any permission or database work.
+Curp = Annotated[
+    str, Path(pattern=r"^[A-Z]{4}[0-9]{6}[HMX][A-Z]{5}[0-9A-Z][0-9]$", description="CURP")
+]
+
+
+async def _registered(session: Session, curp: str) -> bool:
+    return await persons.curp_exists(session, curp)
 
 
 def _x(permission: Permission) -> dict[str, str]:
@@ -36,9 +46,9 @@ def _x(permission: Permission) -> dict[str, str]:
     openapi_extra=_x(Permission.CARE_RECORD),
 )
 async def record_care(
-    curp: str, body: CareCreate, session: Session, caller: CurrentCaller
+    curp: Curp, body: CareCreate, session: Session, caller: CurrentCaller
 ) -> CareRead:
-    return await care.record_care(session, caller, curp, body)
+    return await care.record_care(session, caller, curp, body, await _registered(session, curp))
 
 
 @router.post(
@@ -48,7 +58,7 @@ async def record_care(
     openapi_extra=_x(Permission.CONSENT_MANAGE),
 )
 async def grant_consent(
-    curp: str, body: ConsentCreate, session: Session, caller: CurrentCaller
+    curp: Curp, body: ConsentCreate, session: Session, caller: CurrentCaller
 ) -> ConsentRead:
     return await care.grant_consent(session, caller, curp, body)
 
@@ -59,7 +69,7 @@ async def grant_consent(
     openapi_extra=_x(Permission.CONSENT_MANAGE),
 )
 async def list_consents(
-    curp: str, session: ReadSession, caller: CurrentCaller
+    curp: Curp, session: ReadSession, caller: CurrentCaller
 ) -> list[ConsentRead]:
     return await care.consents(session, caller, curp)
 
@@ -70,7 +80,7 @@ async def list_consents(
     openapi_extra=_x(Permission.CONSENT_MANAGE),
 )
 async def revoke_consent(
-    curp: str,
+    curp: Curp,
     consent_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
     session: Session,
     caller: CurrentCaller,
@@ -85,9 +95,10 @@ async def revoke_consent(
     openapi_extra=_x(Permission.EMERGENCY_OPEN),
 )
 async def open_emergency(
-    curp: str, body: EmergencyOpen, session: Session, caller: CurrentCaller
+    curp: Curp, body: EmergencyOpen, session: Session, caller: CurrentCaller
 ) -> EmergencyRead:
-    return await care.open_emergency(session, caller, curp, body)
+    registered = await _registered(session, curp)
+    return await care.open_emergency(session, caller, curp, body, registered)
 
 
 @router.get(
@@ -123,7 +134,7 @@ async def review(
     openapi_extra=_x(Permission.CONSENT_MANAGE),
 )
 async def record_restrictions(
-    curp: str, session: ReadSession, caller: CurrentCaller
+    curp: Curp, session: ReadSession, caller: CurrentCaller
 ) -> Restrictions:
     found = await records.restrictions(session, caller, curp)
     return Restrictions.model_validate({"categories": found})
@@ -135,7 +146,7 @@ async def record_restrictions(
     openapi_extra=_x(Permission.CONSENT_MANAGE),
 )
 async def set_record_restrictions(
-    curp: str, body: Restrictions, session: Session, caller: CurrentCaller
+    curp: Curp, body: Restrictions, session: Session, caller: CurrentCaller
 ) -> Restrictions:
     chosen = await records.set_restrictions(session, caller, curp, list(body.categories))
     return Restrictions.model_validate({"categories": chosen})
