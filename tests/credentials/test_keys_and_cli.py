@@ -85,3 +85,26 @@ def test_rotate_list_print_and_verify_from_the_command_line(
     )
     assert refused.exit_code == 1
     assert "not_zlib" in refused.output or "not_base45" in refused.output
+
+
+async def test_a_card_signed_by_a_process_that_has_not_seen_the_rotation_verifies(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, signing_key: str
+) -> None:
+    """Another server process keeps its signing key cached for a while after a rotation
+    (signing.CACHE_SECONDS): the retired key's window covers that while, so what it signs
+    verifies instead of being refused forever as signed by an unknown key."""
+    ring = keyring_of(settings)
+    elsewhere = signing.Signer(sessions, ring)
+    await elsewhere.sign_text(to_cbor(claims()))  # its key is cached now
+    async with sessions() as session, session.begin():  # the rotation, from another process
+        new_kid = await signing.rotate(session, ring, "admin")
+    # Issued a few seconds after the rotation, while that process's cache still holds.
+    issued = utcnow().replace(microsecond=0) + timedelta(seconds=10)
+    card = claims(issued_at=issued, not_before=issued, expires_at=issued + timedelta(days=3650))
+    text, kid = await elsewhere.sign_text(to_cbor(card))
+    assert kid.hex() == signing_key != new_kid  # still the retired key, from the cache
+    published = await signing.Signer(sessions, ring).keys()
+    assert verify(text, published, now=issued).claims == card
+    fresh, fresh_kid = await signing.Signer(sessions, ring).sign_text(to_cbor(card))
+    assert fresh_kid.hex() == new_kid
+    assert verify(fresh, published, now=issued).claims == card

@@ -12,6 +12,7 @@ import hashlib
 import time
 import zlib
 from dataclasses import dataclass
+from datetime import timedelta
 
 import base45
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +29,7 @@ from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
 
 CACHE_SECONDS = 30.0  # how soon a rotation made by another process is seen
+RETIRE_GRACE = timedelta(seconds=CACHE_SECONDS + 30)  # a retired key's overlap with the new one
 
 
 def _associated(kid: str) -> bytes:
@@ -72,10 +74,13 @@ async def rotate(session: AsyncSession, ring: Keyring, actor: str, alg: int = AL
     if alg not in (ALG_EDDSA, ALG_ES256):
         raise ValueError("alg must be -8 (EdDSA) or -7 (ES256)")
     now = utcnow().replace(microsecond=0)  # published windows are whole seconds
+    # The retired key stays valid for a grace period as long as a signer's cache: another
+    # server process may still sign with it until its cache expires, and a card it signs
+    # then must verify (its `iat` inside the key's window), not be refused as unknown forever.
     for row in await session.scalars(
         select(SigningKey).where(SigningKey.valid_to.is_(None)).with_for_update()
     ):
-        row.valid_to = now
+        row.valid_to = now + RETIRE_GRACE
     public, private = _new_key(alg)
     kid = kid_of(public).hex()
     session.add(
