@@ -151,12 +151,23 @@ async def refresh(
     return figures
 
 
+_parsed: dict[int, Figures] = {}  # the latest snapshot read, by id (one per process)
+
+
 async def figures_of(session: AsyncSession, snapshots: bool) -> Figures:
-    """The latest snapshot when the server takes them (and one was taken), else live."""
+    """The latest snapshot when the server takes them (and one was taken), else live. A
+    snapshot is read and parsed once per process: then each request asks only for the
+    latest id (the national snapshot holds ~200,000 module-day counts)."""
     if snapshots:
-        latest = await repository.latest_snapshot(session)
+        latest = await repository.latest_snapshot_id(session)
         if latest is not None:
-            return Figures.from_json(latest.taken_at, latest.figures)
+            if latest not in _parsed:
+                row = await repository.snapshot(session, latest)
+                if row is not None:
+                    _parsed.clear()
+                    _parsed[latest] = Figures.from_json(row.taken_at, row.figures)
+            if latest in _parsed:
+                return _parsed[latest]
     return await compute(session)
 
 

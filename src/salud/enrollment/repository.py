@@ -343,6 +343,15 @@ async def enrolled_by_area(session: AsyncSession) -> dict[tuple[str | None, str 
     return {(s, m): int(n) for s, m, n in (await session.execute(stmt)).all()}
 
 
+async def latest_snapshot_id(session: AsyncSession) -> int | None:
+    stmt = select(ProgressSnapshot.id).order_by(ProgressSnapshot.taken_at.desc()).limit(1)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def snapshot(session: AsyncSession, snapshot_id: int) -> ProgressSnapshot | None:
+    return await session.get(ProgressSnapshot, snapshot_id)
+
+
 async def latest_snapshot(session: AsyncSession) -> ProgressSnapshot | None:
     stmt = select(ProgressSnapshot).order_by(ProgressSnapshot.taken_at.desc()).limit(1)
     return (await session.execute(stmt)).scalar_one_or_none()
