@@ -263,3 +263,27 @@ async def test_bad_paging_and_versions_are_400_and_conditional_create_works_for_
         headers={**doctor, "If-Match": "W/\"uno\""},
     )  # fmt: skip
     assert header.status_code == 400
+
+
+async def test_a_bundle_get_that_is_not_a_search_or_a_read_is_refused_not_misread(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """`Condition/{id}/_history/1` inside a batch used to answer the current version, and
+    `Patient/X/$everything` the Patient alone; the Patient's vread answered the current
+    version under any number."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    made = (await client.post("/fhir/Condition", json=condition(curp), headers=doctor)).json()
+    urls = [f"Condition/{made['id']}/_history/1", f"Patient/{curp}/$everything",
+            f"Condition/{made['id']}/_history", f"Condition/{made['id']}"]  # fmt: skip
+    batch = {"resourceType": "Bundle", "type": "batch",
+             "entry": [{"request": {"method": "GET", "url": u}} for u in urls]}  # fmt: skip
+    answer = await client.post("/fhir", json=batch, headers=doctor)
+    assert answer.status_code == 200, answer.text
+    statuses = [e["response"]["status"][:3] for e in answer.json()["entry"]]
+    assert statuses == ["400", "400", "400", "200"]
+    assert (await client.get(f"/fhir/Patient/{curp}/_history/1", headers=doctor)).status_code == 200
+    other = await client.get(f"/fhir/Patient/{curp}/_history/999", headers=doctor)
+    assert other.status_code == 404
+    assert "/history" in outcome(other)["issue"][0]["diagnostics"]

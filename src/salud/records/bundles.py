@@ -132,6 +132,13 @@ async def _one(
         if len(parts) == 1:
             found = await searching.search(session, reader, caller, base, kind, parse_qsl(query))
             return {"status": "200 OK"}, {"resource": found}
+        if len(parts) != 2:  # _history, vread, $operations: only through their REST URLs
+            raise FhirError.one(
+                400, "not-supported",
+                "en un Bundle, GET admite Tipo?búsqueda y Tipo/id (historia, versiones y "
+                "operaciones, por su URL)",
+                "Bundle.entry.request.url",
+            )  # fmt: skip
         stored = await service.read(session, reader, caller, kind, parts[1])
         return _response(200, base, kind, stored), {"resource": orjson.loads(stored.content)}
     if method == "DELETE":

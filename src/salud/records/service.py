@@ -307,7 +307,7 @@ async def read(
     if kind == "Patient" and len(fhir_id) > MAX_PATIENT_ID:  # no such partition key
         raise FhirError.one(404, "not-found", f"no existe Patient/{fhir_id}")
     if kind == "Patient":
-        return await _read_patient(_needed(session), reader, caller, fhir_id)
+        return await _read_patient(_needed(session), reader, caller, fhir_id, version_id)
     if kind in mirror.KINDS and mirror.owns(kind, fhir_id):
         shown = await mirrored.read(
             _needed(session), reader, caller, kind, fhir_id, version_id, may
@@ -354,8 +354,12 @@ class _Row:
 
 
 async def _read_patient(
-    session: AsyncSession, reader: FastReader, caller: Caller, curp: str
-) -> Stored:
+    session: AsyncSession, reader: FastReader, caller: Caller, curp: str,
+    version_id: int | None = None,
+) -> Stored:  # fmt: skip
+    """The registry's person as a Patient. Only its current version is served as FHIR (the
+    registry keeps every earlier one: /api/v1/persons/{CURP}/history): a vread of another
+    version is a 404 that says so, not the current version under another number."""
     # The Patient is the registry's person: reading it is a read of the person (as the
     # registry's own API, and what `system/Patient.read` grants), not of the clinical record.
     who = await may(
@@ -364,6 +368,12 @@ async def _read_patient(
     person = await persons.get_by_curp(session, curp)
     if person is None:  # a Patient kept outside the registry (bulk loads), else nothing
         found = await repository.current_fast(reader, "Patient", curp)
+        if version_id is not None and found is not None and found["version_id"] != version_id:
+            kept = await repository.version(session, "Patient", curp, version_id)
+            found = None if kept is None else {
+                "version_id": kept.version_id, "last_updated": kept.last_updated,
+                "content": kept.content, "deleted": kept.deleted,
+            }  # fmt: skip
         if found is not None and not found["deleted"]:
             await who.record(
                 "records:Patient:read", "Patient", person_curp=curp, subject_id=f"Patient/{curp}"
@@ -371,6 +381,16 @@ async def _read_patient(
             return Stored(curp, found["version_id"], found["last_updated"], found["content"])
         await who.record("records:Patient:read", "Patient", person_curp=curp, outcome="not_found")
         raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
+    if version_id is not None and version_id != person.version:
+        await who.record(
+            "records:Patient:read", "Patient", person_curp=curp, outcome="not_found",
+            subject_id=f"Patient/{curp}/_history/{version_id}",
+        )  # fmt: skip
+        raise FhirError.one(
+            404, "not-found",
+            f"Patient/{curp} está en su versión {person.version}; las anteriores se consultan "
+            f"en /api/v1/persons/{curp}/history",
+        )  # fmt: skip
     await who.record(
         "records:Patient:read", "Patient", person_curp=curp, subject_id=f"Patient/{curp}"
     )
