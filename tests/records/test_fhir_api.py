@@ -364,3 +364,35 @@ async def test_fhirclient_reads_from_the_live_server(
     assert code == "E11.9"
     assert total == 1
     assert family
+
+
+async def test_token_system_only_and_unknown_parameters_of_other_interactions(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """`code=system|` is any code of that system (it matched nothing); `$everything` and the
+    histories report a parameter they do not know instead of ignoring it; instance history
+    takes `_count`."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    made = (await client.post("/fhir/Condition", json=condition(curp), headers=doctor)).json()
+    changed = {**condition(curp, "E11.9", note=[{"text": "control"}]), "id": made["id"]}
+    assert (await client.put(f"/fhir/Condition/{made['id']}", json=changed,
+                             headers=doctor)).status_code == 200  # fmt: skip
+    base = "/fhir/Condition"
+    for value, total in ((f"{ICD10}|", 1), ("http://otro|", 0), (f"{ICD10}|E11.9", 1),
+                         ("|E11.9", 0), ("E11.9", 1)):  # fmt: skip
+        answer = await client.get(base, params={"patient": curp, "code": value}, headers=doctor)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["total"] == total, value
+    for empty in ("", "|"):
+        answer = await client.get(base, params={"patient": curp, "code": empty}, headers=doctor)
+        assert answer.status_code == 400, empty
+    for url in (f"/fhir/Patient/{curp}/$everything?_type=Observation",
+                f"/fhir/Condition/{made['id']}/_history?_since=2030-01-01",
+                "/fhir/Practitioner/_history?bogus=1"):  # fmt: skip
+        answer = await client.get(url, headers=doctor)
+        assert answer.status_code == 400, url
+        assert outcome(answer)["issue"][0]["diagnostics"].startswith("parámetros no admitidos")
+    one = await client.get(f"/fhir/Condition/{made['id']}/_history?_count=1", headers=doctor)
+    assert [e["response"]["etag"] for e in one.json()["entry"]] == ['W/"2"']

@@ -55,6 +55,24 @@ async def _json_only(request: Request) -> None:
             )  # fmt: skip
 
 
+def _only(request: Request, *allowed: str) -> None:
+    """An interaction's parameters, the unknown ones refused by name (never ignored)."""
+    unknown = sorted(set(request.query_params) - {*allowed, "_format"})
+    if unknown:
+        raise FhirError.one(
+            400, "not-supported",
+            f"parámetros no admitidos aquí: {', '.join(unknown)} "
+            f"(admitidos: {', '.join(sorted({*allowed, '_format'}))})",
+        )  # fmt: skip
+
+
+def _count(request: Request, default: int, high: int) -> int:
+    count = request.query_params.get("_count", str(default))
+    if not is_number(count) or not 1 <= int(count) <= high:
+        raise FhirError.one(400, "invalid", f"_count debe ser un entero de 1 a {high}", "_count")
+    return int(count)
+
+
 router = APIRouter(prefix="/fhir", include_in_schema=False, dependencies=[Depends(_json_only)])
 
 
@@ -127,6 +145,7 @@ async def bundle(request: Request, reader: Reader) -> Response:
 @router.get("/Patient/{curp}/$everything")
 async def everything(curp: str, request: Request, session: ReadSession, reader: Reader) -> Response:
     async def run() -> Response:
+        _only(request, "_count", "_offset")
         count = request.query_params.get("_count", "100")
         offset = request.query_params.get("_offset", "0")
         if not is_number(count) or not 1 <= int(count) <= 500 or not is_number(offset):
@@ -266,11 +285,10 @@ async def type_history(
     kind: str, request: Request, session: ReadSession, reader: Reader
 ) -> Response:
     async def run() -> Response:
-        count = request.query_params.get("_count", "50")
-        if not is_number(count) or not 1 <= int(count) <= 200:
-            raise FhirError.one(400, "invalid", "_count debe ser un entero de 1 a 200", "_count")
+        _only(request, "_count")
+        count = _count(request, 50, 200)
         bundle = await service.history(
-            session, reader, caller_of(request), base_url(request), kind, None, int(count)
+            session, reader, caller_of(request), base_url(request), kind, None, count
         )
         return _fhir(bundle)
 
@@ -334,8 +352,10 @@ async def instance_history(
     kind: str, fhir_id: str, request: Request, session: ReadSession, reader: Reader
 ) -> Response:
     async def run() -> Response:
+        _only(request, "_count")
+        count = _count(request, 200, 200)
         bundle = await service.history(
-            session, reader, caller_of(request), base_url(request), kind, fhir_id, 200
+            session, reader, caller_of(request), base_url(request), kind, fhir_id, count
         )
         return _fhir(bundle)
 

@@ -178,8 +178,11 @@ async def history(
 
 
 def token_match(param: str, system: str | None, code: str) -> ColumnElement[bool]:
-    cond = [FhirToken.resource_pk == FhirResource.id, FhirToken.param == param,
-            FhirToken.code == code]  # fmt: skip
+    """FHIR token search (R4 §3.1.1.4.1): `code`, `system|code`, `|code` (no system) and
+    `system|` (any code of that system)."""
+    cond = [FhirToken.resource_pk == FhirResource.id, FhirToken.param == param]
+    if code or system is None:
+        cond.append(FhirToken.code == code)
     if system is not None:
         cond.append(FhirToken.system == system if system else FhirToken.system.is_(None))
     return exists().where(and_(*cond))

@@ -30,10 +30,14 @@ _GLOBAL = frozenset(
 _PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt")
 
 
-def _token_value(raw: str) -> tuple[str | None, str]:
+def _token_value(raw: str, name: str) -> tuple[str | None, str]:
     if "|" in raw:
         system, _, code = raw.partition("|")
+        if not system and not code:
+            raise FhirError.one(400, "invalid", f"{name}: «|» sin sistema ni código", name)
         return system, code
+    if not raw:
+        raise FhirError.one(400, "invalid", f"{name}: falta el valor", name)
     return None, raw
 
 
@@ -108,7 +112,7 @@ async def search(
             alternatives: list[ColumnElement[bool]] = []
             for value in raw.split(","):
                 if param.kind == "token":
-                    system, code = _token_value(value)
+                    system, code = _token_value(value, name)
                     alternatives.append(repository.token_match(name, system, code))
                 elif param.kind == "reference":
                     target = value if "/" in value else (
