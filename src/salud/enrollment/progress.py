@@ -253,7 +253,7 @@ async def throughput(
             continue
         # Built without validation (model_construct): the values are our own counts, and
         # validating 2,900 modules x 90 days took seconds.
-        series = [DayCount.model_construct(day=d, completed=counts.get((m.id, d), 0)) for d in span]
+        series = [DayCount(d, counts.get((m.id, d), 0)) for d in span]
         modules.append(
             ModuleThroughput.model_construct(
                 code=m.code,
