@@ -330,6 +330,18 @@ async def test_everything_and_validate(client: httpx.AsyncClient, token_for: Tok
     assert outcome(bad)["issue"][0]["code"] == "code-invalid"
     listed = (await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)).json()
     assert listed["total"] == 1  # $validate stores nothing
+    # What a create refuses for its content, $validate reports: no patient, a reference to
+    # nothing, a person nobody registered.
+    orphan = {"resourceType": "Observation", "status": "final", "code": {"text": "FC"}}
+    dangling = condition(curp, encounter={"reference": "Encounter/nada"})
+    nobody = condition("XEXX010101HNEXXXA4")
+    for doc, code in ((orphan, "required"), (dangling, "not-found"), (nobody, "not-found")):
+        kind = doc["resourceType"]
+        checked = await client.post(f"/fhir/{kind}/$validate", json=doc, headers=doctor)
+        assert checked.status_code == 200, checked.text
+        assert outcome(checked)["issue"][0]["severity"] == "error", doc
+        assert outcome(checked)["issue"][0]["code"] == code, outcome(checked)
+        assert (await client.post(f"/fhir/{kind}", json=doc, headers=doctor)).status_code >= 400
 
 
 def _fhirclient_reads(base: str, token: str, curp: str, condition_id: str) -> tuple[str, str, int]:

@@ -30,6 +30,7 @@ from salud.records import (
     service,
     summary,
 )
+from salud.records.compartment import partition
 from salud.records.indexing import PARAMS, PATIENT_PATH
 from salud.records.outcome import FhirError, Issue, is_number, operation_outcome
 from salud.records.types import STORED_TYPES
@@ -177,9 +178,11 @@ async def patient_summary(
 
 
 @router.post("/{kind}/$validate")
-async def validate_operation(kind: str, request: Request) -> Response:
-    """$validate: the resource checked as a create would check it, nothing stored. The
-    answer is an OperationOutcome: 200 with the problems (or "sin problemas")."""
+async def validate_operation(kind: str, request: Request, session: ReadSession) -> Response:
+    """$validate: the resource checked as a create would check its content, nothing stored:
+    the model and our rules, whose record it belongs to, and that its references name
+    something. The answer is an OperationOutcome: 200 with the problems (or "sin
+    problemas"). Whether this caller may write it is the create's question, not this one."""
 
     async def run() -> Response:
         caller_of(request)  # signed-in callers only
@@ -195,8 +198,13 @@ async def validate_operation(kind: str, request: Request) -> Response:
             raise FhirError.one(400, "invalid", f"el recurso no es un {kind}", "resourceType")
         try:
             validate(doc)
+            partition(doc)
         except FhirError as exc:
             return _fhir(operation_outcome(exc.issues), 200)
+        missing = await service.dangling_references(session, doc)
+        if missing:
+            problem = "referencia a un recurso que no existe: " + ", ".join(missing)
+            return _fhir(operation_outcome([Issue("not-found", problem)]), 200)
         ok = Issue("informational", "sin problemas", None, "information")
         return _fhir(operation_outcome([ok]), 200)
 
