@@ -296,6 +296,10 @@ async def test_bad_photos_are_refused_with_the_reason(client: httpx.AsyncClient)
         (b"not an image", "legible"),
         (_png(100, 100), "240"),
         (_png(800, 400), "vertical"),
+        (_png(300, 400), "contraste"),  # blank white
+        (_png(300, 400, "black"), "contraste"),
+        (_png(300, 400, noise=(0, 40)), "oscura"),  # a covered lens
+        (_png(300, 400, noise=(215, 255)), "clara"),  # a flash into the camera
     ):
         answer = await client.put(url, content=content, headers={"Content-Type": "image/png"})
         assert answer.status_code == 422, answer.text
@@ -303,10 +307,25 @@ async def test_bad_photos_are_refused_with_the_reason(client: httpx.AsyncClient)
         assert words in answer.text
 
 
-def _png(width: int, height: int) -> bytes:
+def _png(
+    width: int, height: int, colour: str = "white", noise: tuple[int, int] | None = None
+) -> bytes:
+    """A plain image, or wide grey stripes of two levels (contrast, but no light)."""
     out = io.BytesIO()
-    Image.new("RGB", (width, height), "white").save(out, "PNG")
+    image = Image.new("RGB", (width, height), colour)
+    if noise is not None:
+        row = bytes(noise[(x // 30) % 2] for x in range(width))
+        image = Image.frombytes("L", (width, height), row * height).convert("RGB")
+    image.save(out, "PNG")
     return out.getvalue()
+
+
+def test_a_drawn_portrait_passes_the_light_checks() -> None:
+    from salud.identity.photos import check_photo
+    from salud.identity.synth import synthetic_face
+
+    for seed in range(20):
+        assert check_photo(synthetic_face(seed)).width == 300
 
 
 @pytest.mark.postgresql

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageStat, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +20,8 @@ from salud.kit.sealing import Keyring, open_sealed, seal
 
 MAX_BYTES = 2_000_000
 MIN_SIDE, MAX_SIDE = 240, 4000
+# Brightness of the photo, 0-255 (see _check_light).
+MIN_CONTRAST, MIN_MEAN, MAX_MEAN = 12.0, 35.0, 225.0
 _MEDIA = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 
 
@@ -52,11 +54,33 @@ def check_photo(data: bytes) -> Photo:
             image.verify()
         with Image.open(io.BytesIO(data)) as image:
             image.load()
+            light = _light(image)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         raise InvalidInput.on("photo", "no es una imagen JPEG, PNG o WebP legible") from None
     if width > height * 1.1:
         raise InvalidInput.on("photo", "debe ser vertical o cuadrada (retrato)")
+    _check_light(*light)
     return Photo(data, _MEDIA[kind], width, height)
+
+
+def _light(image: Image.Image) -> tuple[float, float]:
+    """(mean, standard deviation) of the brightness, 0-255, on a small grey copy."""
+    grey = image.convert("L")
+    grey.thumbnail((96, 96))
+    stats = ImageStat.Stat(grey)
+    return float(stats.mean[0]), float(stats.stddev[0])
+
+
+def _check_light(mean: float, spread: float) -> None:
+    """A face must be seen on the card: not a blank or one-colour image, not too dark or too
+    bright (a lens covered, a flash into the camera). The thresholds are generous: they catch
+    failed captures, not a merely poor photo, which the operator judges on the screen."""
+    if spread < MIN_CONTRAST:
+        raise InvalidInput.on("photo", "no tiene contraste: parece en blanco o de un solo color")
+    if mean < MIN_MEAN:
+        raise InvalidInput.on("photo", "está demasiado oscura; tómela de nuevo con más luz")
+    if mean > MAX_MEAN:
+        raise InvalidInput.on("photo", "está demasiado clara (sobreexpuesta); tómela de nuevo")
 
 
 def _associated(curp: str) -> bytes:
