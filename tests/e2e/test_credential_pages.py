@@ -152,5 +152,20 @@ async def test_the_digital_card_verifies_and_opens_offline(
     await expect(page.locator("#curp")).to_have_text(doc["curp"])
     await page.screenshot(path=ARTIFACTS / "credencial-sin-conexion.png", full_page=True)
 
+    # Back online with the session over (it lasts minutes): the saved card, and a way in.
+    await context.set_offline(False)
+    await context.clear_cookies()
+    await page.reload()
+    await expect(page.locator("#status")).to_contain_text("Su sesión terminó", timeout=10_000)
+    await expect(page.locator("#curp")).to_have_text(doc["curp"])
+    # Signing out on a shared phone forgets the saved card (Clear-Site-Data).
+    await page.goto(f"{live_server}/entrar")
+    await sign_in(page, "persona.e2e", None)
+    await page.wait_for_url(f"{live_server}/credencial/")
+    assert await page.evaluate("localStorage.getItem('salud.credencial')") is not None
+    await page.locator("form.card-signout button").click()
+    await page.wait_for_url("**/entrar")
+    assert await page.evaluate("localStorage.getItem('salud.credencial')") is None
+
 
 pytestmark = pytest.mark.usefixtures("signing_key")

@@ -155,6 +155,9 @@ async def sign_out(
     _check_csrf(request, csrf_token)
     answer = RedirectResponse("/entrar", status_code=303)
     answer.delete_cookie(SESSION, path="/")
+    # A phone may be shared: the browser forgets what this site kept on it (the digital
+    # card saved for offline use, the service worker's cache). W3C Clear Site Data.
+    answer.headers["Clear-Site-Data"] = '"cache", "storage"'
     return answer
 
 

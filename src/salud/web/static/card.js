@@ -29,7 +29,19 @@
   async function refresh() {
     try {
       const answer = await fetch("/credencial/datos", { credentials: "same-origin", cache: "no-store" });
-      if (answer.status === 401) { location.href = "/entrar?next=/credencial/"; return; }
+      if (answer.status === 401) {
+        // The session ended (it lasts minutes): keep showing the saved card, as offline, with
+        // a way to sign in again; without a saved card, go to the sign-in page.
+        const saved = localStorage.getItem(KEY);
+        if (!saved) { location.href = "/entrar?next=/credencial/"; return; }
+        show(JSON.parse(saved), false);
+        $("status").textContent = "Su sesión terminó: se muestra la última credencial guardada. ";
+        const again = document.createElement("a");
+        again.href = "/entrar?next=/credencial/";
+        again.textContent = "Entrar para actualizarla";
+        $("status").append(again);
+        return;
+      }
       if (!answer.ok) throw new Error(String(answer.status));
       const card = await answer.json();
       localStorage.setItem(KEY, JSON.stringify(card));
