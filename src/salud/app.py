@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from salud import __version__
+from salud.access import repository as accounts
 from salud.access.audit import AuditLog
 from salud.access.oidc import OidcClient, OidcConfig
 from salud.access.tokens import TokenService
@@ -90,6 +91,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_sessions = session_factory(
             engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        if settings.environment == "production":
+            async with app.state.sessions() as session:
+                demo = await accounts.demo_usernames(session)
+            if demo:
+                await engine.dispose()
+                raise RuntimeError(
+                    "producción no arranca con cuentas de demostración: elimínelas ("
+                    + ", ".join(demo[:10])
+                    + (", …" if len(demo) > 10 else "")
+                    + ")"
+                )
         app.state.reader = FastReader(engine)
         await app.state.reader.start()
         app.state.audit = AuditLog(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pyotp
 import pytest
-from sqlalchemy import select
+from pydantic import SecretStr
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access import service
@@ -149,6 +150,32 @@ def test_production_refuses_default_secrets(settings: Settings) -> None:
 
     with pytest.raises(RuntimeError, match="SALUD_TOKEN_SECRET"):
         create_app(settings.model_copy(update={"environment": "production"}))
+
+
+async def test_production_refuses_to_start_with_demo_accounts(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    import base64
+    import os
+
+    from salud.access.models import Account
+    from salud.app import create_app
+
+    production = settings.model_copy(update={
+        "environment": "production",
+        "token_secret": SecretStr(base64.b64encode(os.urandom(32)).decode()),
+        "kek": SecretStr(base64.b64encode(os.urandom(32)).decode()),
+        "audit_key": SecretStr(base64.b64encode(os.urandom(32)).decode()),
+    })  # fmt: skip
+    await _staff(sessions, settings, "recepcion.demo")
+    app = create_app(production)
+    with pytest.raises(RuntimeError, match=r"cuentas de demostración.*recepcion\.demo"):
+        async with app.router.lifespan_context(app):
+            pass
+    async with sessions() as session, session.begin():
+        await session.execute(delete(Account).where(Account.username == "recepcion.demo"))
+    async with app.router.lifespan_context(app):  # without them it starts
+        pass
 
 
 async def test_kek_rotation_rewraps_totp_secrets_without_loss(

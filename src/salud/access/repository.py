@@ -47,3 +47,12 @@ async def at_module(session: AsyncSession, module_code: str) -> Sequence[Account
         select(Account).where(Account.module_code == module_code).order_by(Account.username)
     )
     return found.scalars().all()
+
+
+DEMO_SUFFIX = ".demo"  # every demonstration account's username ends so (salud demo load)
+
+
+async def demo_usernames(session: AsyncSession) -> list[str]:
+    """The demonstration accounts present (a production database must have none)."""
+    stmt = select(Account.username).where(Account.username.endswith(DEMO_SUFFIX, autoescape=True))
+    return list((await session.execute(stmt.order_by(Account.username))).scalars())
