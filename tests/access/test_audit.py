@@ -4,6 +4,7 @@ entry. Every tamper is done the way an intruder with database access would: plai
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -240,6 +241,30 @@ async def test_a_removed_entry_is_named(
     result = await verify(sessions, KEY)
     assert (result.ok, result.first_bad_seq, result.checked) == (False, 10, 8)
     assert result.problem == "falta la entrada 9 (se encontró la 10)"
+
+
+async def test_entries_removed_from_the_end_are_caught_by_the_anchor(
+    log: AuditLog, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A log cut short at its end is still a valid chain; the anchor kept from an earlier
+    verification (its last entry's seq and chain) is what shows the cut."""
+    await filled(log, 20)
+    earlier = await verify(sessions, KEY)
+    assert earlier.ok
+    assert earlier.last_chain is not None
+    anchor = (earlier.checked, earlier.last_chain)
+    assert await log.record_many([entry(i) for i in range(5)]) == [21, 22, 23, 24, 25]
+    assert (await verify(sessions, KEY, anchor=anchor)).ok  # grown since: fine
+    async with sessions() as session, session.begin():
+        await session.execute(delete(AUDIT_TABLE).where(AUDIT_TABLE.c.seq > 17))
+    assert (await verify(sessions, KEY)).ok  # without the anchor the cut goes unseen
+    cut = await verify(sessions, KEY, anchor=anchor)
+    assert (cut.ok, cut.first_bad_seq, cut.checked) == (False, 18, 17)
+    assert (
+        cut.problem == "faltan entradas al final: la bitácora termina en la 17 y el ancla es la 20"
+    )
+    wrong = await verify(sessions, KEY, anchor=(17, "0" * 64))
+    assert (wrong.ok, wrong.first_bad_seq) == (False, 17)
 
 
 async def test_a_missing_first_entry_is_named(
@@ -515,6 +540,15 @@ def test_cli_verify_says_intact_then_names_the_tampered_entry(
     assert intact.exit_code == 0, intact.output
     assert "íntegra" in intact.output
     assert "25 entradas" in intact.output
+
+    said = re.search(r"Ancla: (25:[0-9a-f]{64})", intact.output)
+    assert said is not None, intact.output
+    anchored = cli.invoke(audit_cli, ["verify", "--quiet", "--anchor", said.group(1)])
+    assert anchored.exit_code == 0, anchored.output
+    beyond = cli.invoke(audit_cli, ["verify", "--quiet", "--anchor", "26:" + "a" * 64])
+    assert beyond.exit_code == 1
+    assert "faltan entradas al final" in beyond.output
+    assert cli.invoke(audit_cli, ["verify", "--anchor", "26"]).exit_code == 2
 
     asyncio.run(_in_own_loop(database_url, tamper_seq=13))
     broken = cli.invoke(audit_cli, ["verify", "--quiet"])

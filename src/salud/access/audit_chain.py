@@ -40,6 +40,7 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None
     problem: str | None  # in Spanish, for the operator
+    last_chain: str | None = None  # the chain of the last entry checked: the next anchor
 
 
 # --- canonical bytes and the chain -------------------------------------------------------
@@ -169,10 +170,34 @@ async def verify(
     key: bytes,
     *,
     progress: Callable[[int], None] | None = None,
+    anchor: tuple[int, str] | None = None,
 ) -> VerifyResult:
     """Walk the whole log in seq order (keyset chunks, constant memory) and name the first
     entry that was edited, removed or moved. An empty log is intact. A log cut short at its
-    end stays a valid chain: compare `checked` with a count kept elsewhere to catch that."""
+    end is still a valid chain: that is what `anchor` catches, an entry's (seq, chain) kept
+    elsewhere (the last one of an earlier verification): it must still be there, unchanged."""
+    result = await _walk(sessions, key, progress)
+    if anchor is None or not result.ok:
+        return result
+    seq, chain = anchor
+    if result.checked < seq:
+        problem = (f"faltan entradas al final: la bitácora termina en la {result.checked} y el "
+                   f"ancla es la {seq}")  # fmt: skip
+        return VerifyResult(False, result.checked, result.checked + 1, problem, result.last_chain)
+    async with sessions() as session:
+        stored = (
+            await session.execute(select(AUDIT_TABLE.c.chain).where(AUDIT_TABLE.c.seq == seq))
+        ).scalar_one_or_none()
+    if stored is None or not hmac.compare_digest(str(stored).encode(), chain.encode()):
+        problem = f"la entrada {seq} no es la del ancla: la bitácora fue reescrita desde ahí"
+        return VerifyResult(False, seq - 1, seq, problem, result.last_chain)
+    return result
+
+
+async def _walk(
+    sessions: async_sessionmaker[AsyncSession], key: bytes,
+    progress: Callable[[int], None] | None,
+) -> VerifyResult:  # fmt: skip
     previous = GENESIS
     expected = 1
     after: int | None = None
@@ -183,7 +208,7 @@ async def verify(
             seq = await _first_unreadable(sessions, after, _VERIFY_CHUNK)
             return VerifyResult(False, expected - 1, seq, f"la entrada {seq} tiene datos ilegibles")
         if not rows:
-            return VerifyResult(True, expected - 1, None, None)
+            return VerifyResult(True, expected - 1, None, None, None if expected == 1 else previous)
         for row in rows:
             seq = int(row["seq"])
             if seq > expected:

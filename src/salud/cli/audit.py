@@ -72,7 +72,18 @@ def _entry_table(e: AuditEvent) -> Table:
     return table
 
 
-async def _verify(quiet: bool) -> tuple[audit.VerifyResult, AuditEvent | None]:
+def _anchor(raw: str | None) -> tuple[int, str] | None:
+    if raw is None:
+        return None
+    seq, _, chain = raw.partition(":")
+    if not seq.isdigit() or int(seq) < 1 or not re.fullmatch(r"[0-9a-f]{64}", chain):
+        raise typer.BadParameter("use NÚMERO:CADENA (64 hexadecimales)", param_hint="--anchor")
+    return int(seq), chain
+
+
+async def _verify(
+    quiet: bool, anchor: tuple[int, str] | None = None
+) -> tuple[audit.VerifyResult, AuditEvent | None]:
     settings = get_settings()
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -92,6 +103,7 @@ async def _verify(quiet: bool) -> tuple[audit.VerifyResult, AuditEvent | None]:
                 sessions,
                 settings.audit_key.get_secret_value().encode(),
                 progress=lambda n: progress.update(task, completed=n),
+                anchor=anchor,
             )
             progress.update(task, completed=result.checked)
         bad: AuditEvent | None = None
@@ -112,13 +124,23 @@ async def _verify(quiet: bool) -> tuple[audit.VerifyResult, AuditEvent | None]:
 @app.command()
 def verify(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Sin barra de progreso"),
+    anchor: str | None = typer.Option(
+        None,
+        "--anchor",
+        help="NÚMERO:CADENA de una verificación anterior (guardado fuera de la base): detecta "
+        "entradas borradas al final",
+    ),
 ) -> None:
     """Comprueba la cadena de la bitácora: ninguna entrada editada, borrada ni movida.
 
-    Sale con 0 si está íntegra y con 1 si fue alterada (nombra la primera entrada dañada)."""
-    result, bad = asyncio.run(_verify(quiet))
+    Sale con 0 si está íntegra y con 1 si fue alterada (nombra la primera entrada dañada).
+    Imprime el ancla de esta verificación (la última entrada): guárdela fuera de la base y
+    pásela con --anchor la próxima vez, para que un recorte al final no pase inadvertido."""
+    result, bad = asyncio.run(_verify(quiet, _anchor(anchor)))
     if result.ok:
         out.print(f"[green]Bitácora íntegra:[/] {result.checked:,} entradas verificadas.")
+        if result.last_chain is not None:
+            out.print(f"Ancla: {result.checked}:{result.last_chain}", soft_wrap=True)
         return
     out.print(f"[bold red]Bitácora alterada:[/] {result.problem}.")
     out.print(
