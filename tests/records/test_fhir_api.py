@@ -90,6 +90,13 @@ async def test_create_read_update_history_and_delete(
     assert "note" not in first
     assert first["meta"]["versionId"] == "1"
 
+    verifier = token_for(Role.VERIFIER)
+    assert (await client.delete(f"/fhir/Condition/{fhir_id}", headers=verifier)).status_code == 403
+    # Deleting what is not there: 204 for whom may delete, 403 (not 204) for anyone else,
+    # so that the answer does not tell whether it exists.
+    for nothing, status in ((doctor, 204), (verifier, 403)):
+        answer = await client.delete("/fhir/Condition/no-existe", headers=nothing)
+        assert answer.status_code == status
     assert (await client.delete(f"/fhir/Condition/{fhir_id}", headers=doctor)).status_code == 204
     gone = await client.get(f"/fhir/Condition/{fhir_id}", headers=doctor)
     assert gone.status_code == 410
@@ -268,6 +275,20 @@ async def test_fhirpy_drives_the_live_server(
     curp_system = "urn:oid:2.16.840.1.113883.4.629"
     patients = await fhir.resources("Patient").search(identifier=f"{curp_system}|{curp}").fetch()
     assert [p.id for p in patients] == [curp]
+    # A transaction through the client: both entries or neither.
+    pulse = {"resourceType": "Observation", "status": "final", "code": {"text": "FC"},
+             "subject": {"reference": f"Patient/{curp}"},
+             "valueQuantity": {"value": 70}}  # fmt: skip
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": pulse, "request": {"method": "POST", "url": "Observation"}},
+        {"resource": {**pulse, "valueQuantity": {"value": 75}},
+         "request": {"method": "POST", "url": "Observation"}},
+    ]}  # fmt: skip
+    done = await fhir.execute("", method="post", data=bundle)
+    assert done["type"] == "transaction-response"
+    assert [e["response"]["status"] for e in done["entry"]] == ["201 Created"] * 2
+    after = await fhir.resources("Observation").search(patient=curp).fetch_all()
+    assert len(after) == 3
 
 
 async def test_a_machine_client_reads_only_the_types_its_scopes_name(

@@ -282,10 +282,13 @@ async def remove(
 ) -> None:
     """Delete: a new, deleted version; nothing is erased (history keeps every version)."""
     mirror.refuse_write(kind)
+    action = f"records:{kind}:delete"
     row = await repository.current(session, kind, fhir_id, for_update=True)
     if row is None or row.deleted:
-        return  # FHIR: deleting what is not there succeeds
-    action = f"records:{kind}:delete"
+        # FHIR: deleting what is not there succeeds, but only for whom may delete this type
+        # (anyone else would learn from a 204 against a 403 whether it exists).
+        await may(reader, caller, Permission.RECORD_WRITE, action, kind, None, fhir_id)
+        return
     who = await may(reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id)
     await repository.freeze(session, row)
     row.version_id += 1
