@@ -18,6 +18,7 @@ from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.access.tokens import TokenService
 from salud.records import patient_search
+from salud.records.mirror_query import Query, searchset
 from salud.records.outcome import FhirError
 from salud.records.patient import CURP_SYSTEM
 from tests.conftest import TokenFor
@@ -256,3 +257,32 @@ async def test_search_modifiers_are_refused_by_name_not_a_500(
     statuses = [e["response"]["status"] for e in answer.json()["entry"]]
     assert statuses[0].startswith("400")
     assert statuses[1].startswith("200")
+
+
+def test_no_next_link_points_past_the_deepest_page() -> None:
+    from salud.records.mirror_query import MAX_OFFSET
+
+    for offset, count, total, has_next in ((0, 50, 51, True), (MAX_OFFSET - 100, 100, 10**6, True),
+                                           (MAX_OFFSET - 50, 100, 10**6, False)):  # fmt: skip
+        bundle = searchset("http://x/fhir", "Location", [], Query("Location", count, offset),
+                           total, [], [])  # fmt: skip
+        nexts = [link for link in bundle["link"] if link["relation"] == "next"]
+        assert bool(nexts) == has_next, (offset, count)
+    with pytest.raises(FhirError):
+        patient_search.parse([("_id", "X"), ("_offset", str(MAX_OFFSET + 1))])
+
+
+@pytest.mark.db
+async def test_include_outside_a_persons_record_is_refused_not_dropped(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    for url in ("/fhir/PractitionerRole?_include=PractitionerRole:practitioner",
+                "/fhir/Practitioner?_revinclude=PractitionerRole:practitioner"):  # fmt: skip
+        answer = await client.get(url, headers=doctor)
+        assert answer.status_code == 400, url
+        assert "patient=" in outcome(answer)["issue"][0]["diagnostics"]
+    statement = (await client.get("/fhir/metadata")).json()
+    kinds = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert kinds["PractitionerRole"]["searchInclude"] == []
+    assert kinds["Observation"]["searchInclude"]

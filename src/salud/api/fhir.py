@@ -444,15 +444,20 @@ def capability_statement(base: str) -> dict[str, Any]:
                 "conditionalUpdate": False,
                 "conditionalDelete": "not-supported",
                 "interaction": [{"code": c} for c in interactions],
+                # Within one person's record only (a search with patient=).
                 "searchInclude": [
                     f"{kind}:{n}" for n, p in sorted(params.items()) if p.kind == "reference"
-                ],
+                ]
+                if kind in PATIENT_PATH
+                else [],
                 "searchRevInclude": sorted(
                     f"{other}:{n}"
                     for other, ps in PARAMS.items()
                     for n, p in ps.items()
                     if p.kind == "reference" and other != kind and other not in mirrored.KINDS
-                ),
+                )
+                if kind in PATIENT_PATH
+                else [],
                 "searchParam": [
                     {"name": n, "type": kinds[p.kind]} for n, p in sorted(params.items())
                 ]

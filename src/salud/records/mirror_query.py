@@ -34,6 +34,9 @@ INCLUDES: dict[str, tuple[str, ...]] = {
 _CONTROL = frozenset({"_id", "_count", "_offset", "_format", "_include"})
 _MODIFIERS = frozenset({"contains", "exact"})  # of the string parameters
 MAX_COUNT, DEFAULT_COUNT = 200, 50
+# The deepest page a search may reach by _offset; past it, narrow the search. No next link
+# points beyond it (it would be a 400).
+MAX_OFFSET = 10_000
 FM_STATUS = "http://hl7.org/fhir/fm-status"
 LOCATION_STATUS = "http://hl7.org/fhir/location-status"
 
@@ -67,7 +70,7 @@ def parse_query(kind: str, query: list[tuple[str, str]]) -> Query:
         if name == "_count":
             q.count = bounded_int(raw, name, 1, MAX_COUNT)
         elif name == "_offset":
-            q.offset = bounded_int(raw, name, 0, 10_000)
+            q.offset = bounded_int(raw, name, 0, MAX_OFFSET)
         elif name == "_include":
             if raw.removesuffix(":iterate") not in INCLUDES[kind]:
                 allowed = ", ".join(INCLUDES[kind]) or "ninguno"
@@ -183,7 +186,7 @@ def searchset(
         return f"{base}/{kind}" + (f"?{urlencode(params)}" if params else "")
 
     links = [{"relation": "self", "url": url(q.offset)}]
-    if q.offset + q.count < total:
+    if q.offset + q.count < total and q.offset + q.count <= MAX_OFFSET:
         links.append({"relation": "next", "url": url(q.offset + q.count)})
     if q.offset > 0:
         links.append({"relation": "previous", "url": url(max(0, q.offset - q.count))})

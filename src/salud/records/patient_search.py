@@ -43,7 +43,14 @@ from salud.identity import repository as persons
 from salud.kit.text import search_key
 from salud.records import repository
 from salud.records.compartment import MAX_PATIENT_ID
-from salud.records.mirror_query import DEFAULT_COUNT, MAX_COUNT, Query, searchset, string_match
+from salud.records.mirror_query import (
+    DEFAULT_COUNT,
+    MAX_COUNT,
+    MAX_OFFSET,
+    Query,
+    searchset,
+    string_match,
+)
 from salud.records.outcome import FhirError, bounded_int
 from salud.records.patient import CURP_SYSTEM, to_patient
 from salud.storage.fastread import FastReader
@@ -97,7 +104,7 @@ def parse(query: list[tuple[str, str]]) -> Asked:
         if name == "_count":
             asked.count = bounded_int(raw, name, 1, MAX_COUNT)
         elif name == "_offset":
-            asked.offset = bounded_int(raw, name, 0, 10_000)
+            asked.offset = bounded_int(raw, name, 0, MAX_OFFSET)
         elif name == "_format":
             continue
         elif any(not v.strip() for v in raw.split(",")):

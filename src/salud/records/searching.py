@@ -17,6 +17,7 @@ from salud.access.scopes import allows
 from salud.identity import repository as persons
 from salud.records import mirror, mirrored, patient_search, repository
 from salud.records.indexing import PARAMS, PATIENT_PATH, interval
+from salud.records.mirror_query import MAX_OFFSET
 from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
 from salud.records.patient import to_patient
@@ -83,7 +84,7 @@ async def search(
         if name == "_count":
             count = bounded_int(raw, name, 1, MAX_COUNT)
         elif name == "_offset":
-            offset = bounded_int(raw, name, 0, 10_000)
+            offset = bounded_int(raw, name, 0, MAX_OFFSET)
         elif name == "_sort":
             if raw not in ("_lastUpdated", "-_lastUpdated"):
                 raise FhirError.one(
@@ -141,11 +142,16 @@ async def search(
         where.append(FhirResource.person_curp == curp)
         where.extend(await restriction_filters(session, who, curp))
     includes = _include_specs(kind, query)
+    if includes and curp is None:  # they stay within one person's record
+        raise FhirError.one(
+            400, "not-supported",
+            "_include y _revinclude se admiten en las búsquedas de una persona (patient=CURP)",
+        )  # fmt: skip
     total, rows = await repository.search(session, kind, where, order, count, offset)
     extra = await _included(session, reader, who, base, curp, kind, [i for i, _ in rows], includes)
     await who.record(action, kind, person_curp=curp, detail={"total": total})
     links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]
-    if offset + count < total:
+    if offset + count < total and offset + count <= MAX_OFFSET:
         links.append({"relation": "next", "url": _page_url(base, kind, query, offset + count)})
     if offset > 0:
         links.append(
