@@ -63,3 +63,27 @@ async def test_auditors_and_the_person_read_the_log_as_audit_events(
         "/fhir/AuditEvent", json={"resourceType": "AuditEvent"}, headers=auditor
     )
     assert write.status_code == 405
+
+
+async def test_patient_and_agent_together_page_through_every_entry_of_that_agent(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """The agent was filtered after fetching a page of the person's entries: an agent's older
+    entries behind other agents' newer ones never came, and no next link said so."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    for _ in range(3):
+        await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)
+    for _ in range(4):  # newer entries by another agent
+        await client.get(f"/api/v1/persons/{curp}")
+    auditor = token_for(Role.AUDITOR)
+    seen: list[str] = []
+    url: str | None = f"/fhir/AuditEvent?patient={curp}&agent=medica.imss&_count=2"
+    while url:
+        bundle = (await client.get(url, headers=auditor)).json()
+        seen += [e["resource"]["subtype"][0]["code"] for e in bundle["entry"]]
+        url = next((link["url"].replace("http://test", "") for link in bundle["link"]
+                    if link["relation"] == "next"), None)  # fmt: skip
+    assert seen.count("records:Condition:search") == 3
+    assert all(code != "identity:person:read" for code in seen)

@@ -339,10 +339,14 @@ class AuditLog:
 
 
 async def events_for_person(
-    session: AsyncSession, curp: str, *, limit: int = 50, before_seq: int | None = None
-) -> Sequence[AuditEvent]:
-    """Who touched this person's data, newest first (page on with before_seq)."""
+    session: AsyncSession, curp: str, *, limit: int = 50, before_seq: int | None = None,
+    actor: str | None = None,
+) -> Sequence[AuditEvent]:  # fmt: skip
+    """Who touched this person's data (or only `actor`'s entries), newest first (page on
+    with before_seq)."""
     stmt = select(AuditEvent).where(AuditEvent.person_curp == curp)
+    if actor is not None:
+        stmt = stmt.where(AuditEvent.actor == actor)
     if before_seq is not None:
         stmt = stmt.where(AuditEvent.seq < before_seq)
     stmt = stmt.order_by(AuditEvent.seq.desc()).limit(limit)

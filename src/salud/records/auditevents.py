@@ -120,11 +120,11 @@ async def search(
     limit = int(count)
     cursor = int(before) if before else None
     if curp is not None:
-        rows = list(
-            await audit.events_for_person(session, curp, limit=limit + 1, before_seq=cursor)
+        rows = list(  # the agent filtered in the query: a page is full when more exist
+            await audit.events_for_person(
+                session, curp, limit=limit + 1, before_seq=cursor, actor=given.get("agent")
+            )
         )
-        if "agent" in given:
-            rows = [r for r in rows if r.actor == given["agent"]]
     else:
         rows = list(
             await audit.events(
