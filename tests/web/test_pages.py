@@ -17,7 +17,7 @@ from salud.access import service as access
 from salud.access.permissions import Role
 from salud.access.schemas import AccountCreate
 from salud.config import Settings
-from tests.conftest import keyring_of
+from tests.conftest import TokenFor, keyring_of
 from tests.credentials.test_credentials_api import issued, registered, scan
 
 pytestmark = [pytest.mark.db, pytest.mark.usefixtures("signing_key")]
@@ -94,7 +94,7 @@ async def test_pages_need_a_session(anonymous: httpx.AsyncClient) -> None:
 
 
 async def test_the_second_qr_page_lists_units_without_naming_the_holder(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
     doc = await registered(client)
     card = await issued(client, doc["curp"])
@@ -108,3 +108,9 @@ async def test_the_second_qr_page_lists_units_without_naming_the_holder(
     assert doc["curp"] not in page.text
     assert doc["given_names"] not in page.text
     assert (await anonymous.get("/U/AAAAAAAA")).status_code == 404
+    # It read the holder's affiliations (and, without a location, the address): audited,
+    # and shown in the person's "who looked at my data".
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    log = (await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)).json()
+    opened = [e for e in log["items"] if e["action"] == "credentials:link:open"]
+    assert [(e["actor"], e["role"]) for e in opened] == [("anonimo", "public")]

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salud.access.audit import AuditEntry, AuditLog
 from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.credentials import render, repository, signing
@@ -546,9 +547,13 @@ async def public_validate(reader: FastReader, keys: KeySet, text: str) -> Public
     )  # fmt: skip
 
 
-async def link_target(session: AsyncSession, code: str) -> tuple[list[int], Person | None]:
+async def link_target(
+    session: AsyncSession, code: str, audit: AuditLog
+) -> tuple[list[int], Person | None]:
     """The second QR's page: the holder's institutions in force and the person (for the
-    registered address). The page shows units only, never who the holder is."""
+    registered address). The page shows units only, never who the holder is; still, it reads
+    the person's affiliations and address, so each opening is an audit entry (anonymous: the
+    link is printed on the card, whoever holds the card may open it)."""
     if not re.fullmatch(r"[A-Z2-7]{8}", code.upper()):
         raise NotFound("enlace desconocido")
     row = await session.scalar(select(Credential).where(Credential.link_code == code.upper()))
@@ -557,6 +562,13 @@ async def link_target(session: AsyncSession, code: str) -> tuple[list[int], Pers
     person = await persons.get_by_curp(session, row.person_curp)
     if person is None:
         raise NotFound("enlace desconocido")
+    await audit.record(
+        AuditEntry(
+            actor="anonimo", role="public", action="credentials:link:open",
+            subject_type="credential", person_curp=person.curp,
+            subject_id=row.credential_id, purpose="unidades cercanas",
+        )
+    )  # fmt: skip
     return [e.institution_code for e in entitlements(person, today_mx())], person
 
 

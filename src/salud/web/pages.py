@@ -276,7 +276,7 @@ async def nearest_units(
     lat: Annotated[float | None, Query(ge=14.0, le=33.5)] = None,
     lng: Annotated[float | None, Query(ge=-118.5, le=-86.0)] = None,
 ) -> Response:
-    institutions, person = await credentials.link_target(session, code)
+    institutions, person = await credentials.link_target(session, code, request.app.state.audit)
     origin = "su ubicación"
     if lat is None or lng is None:
         point = (
