@@ -429,3 +429,32 @@ async def test_token_system_only_and_unknown_parameters_of_other_interactions(
         assert outcome(answer)["issue"][0]["diagnostics"].startswith("parámetros no admitidos")
     one = await client.get(f"/fhir/Condition/{made['id']}/_history?_count=1", headers=doctor)
     assert [e["response"]["etag"] for e in one.json()["entry"]] == ['W/"2"']
+
+
+async def test_cie10_is_checked_wherever_a_diagnosis_is_coded(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+
+    def reason(code: str) -> list[dict[str, Any]]:
+        return [{"coding": [{"system": ICD10, "code": code}]}]
+
+    visit = {"resourceType": "Encounter", "status": "finished",
+             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                       "code": "AMB"},
+             "subject": {"reference": f"Patient/{curp}"}}  # fmt: skip
+    prescription = {"resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                    "medicationCodeableConcept": {"text": "Metformina"},
+                    "subject": {"reference": f"Patient/{curp}"}}  # fmt: skip
+    for doc, element in ((visit, "Encounter.reasonCode[0]"),
+                         (prescription, "MedicationRequest.reasonCode[0]")):  # fmt: skip
+        kind = doc["resourceType"]
+        bad = await client.post(f"/fhir/{kind}", json={**doc, "reasonCode": reason("Q99.99")},
+                                headers=doctor)  # fmt: skip
+        assert bad.status_code == 422, bad.text
+        assert outcome(bad)["issue"][0]["expression"] == [f"{element}.coding[0].code"]
+        good = await client.post(f"/fhir/{kind}", json={**doc, "reasonCode": reason("E11.9")},
+                                 headers=doctor)  # fmt: skip
+        assert good.status_code == 201, good.text

@@ -89,19 +89,45 @@ def _check_unregistered_patient(doc: dict[str, Any]) -> None:
         )  # fmt: skip
 
 
+# Where a diagnosis is coded, per type: the CodeableConcept elements (single or repeated)
+# whose CIE-10 codings must exist in the DGIS catalog.
+DIAGNOSIS_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "Condition": ("code",),
+    "Encounter": ("reasonCode",),
+    "Procedure": ("reasonCode", "complication"),
+    "MedicationRequest": ("reasonCode",),
+    "MedicationStatement": ("reasonCode",),
+    "DiagnosticReport": ("conclusionCode",),
+    "Observation": ("valueCodeableConcept",),
+    "AllergyIntolerance": ("code",),
+    "ServiceRequest": ("reasonCode",),
+    "Immunization": ("reasonCode",),
+}
+
+
 def _check_codes(doc: dict[str, Any]) -> None:
-    """CIE-10 diagnoses must exist in the DGIS catalog (an unknown code is refused)."""
-    if doc["resourceType"] != "Condition":
-        return
+    """CIE-10 codes must exist in the DGIS catalog (an unknown code is refused), wherever a
+    diagnosis is coded: Condition.code, the reasons of encounters, procedures, prescriptions,
+    a report's conclusions… (DIAGNOSIS_ELEMENTS)."""
+    kind = doc["resourceType"]
     issues = []
-    for i, coding in enumerate((doc.get("code") or {}).get("coding") or []):
-        if coding.get("system") in CIE10_SYSTEMS and not cie10_known(str(coding.get("code", ""))):
-            issues.append(
-                Issue(
-                    "code-invalid",
-                    f"el código CIE-10 «{coding.get('code')}» no está en el catálogo de la DGIS",
-                    f"Condition.code.coding[{i}].code",
-                )
-            )
+    for element in DIAGNOSIS_ELEMENTS.get(kind, ()):
+        value = doc.get(element)
+        concepts = value if isinstance(value, list) else [value] if value else []
+        for j, concept in enumerate(concepts):
+            if not isinstance(concept, dict):
+                continue
+            where = f"{kind}.{element}[{j}]" if isinstance(value, list) else f"{kind}.{element}"
+            for i, coding in enumerate(concept.get("coding") or []):
+                code = str(coding.get("code", ""))
+                if coding.get("system") in CIE10_SYSTEMS and not cie10_known(code):
+                    issues.append(
+                        Issue(
+                            "code-invalid",
+                            f"el código CIE-10 «{coding.get('code')}» no está en el catálogo "
+                            "de la DGIS",
+                            f"{where}.coding[{i}].code",
+                        )
+                    )
     if issues:
         raise FhirError(422, issues)
