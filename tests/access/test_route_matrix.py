@@ -185,3 +185,61 @@ async def test_a_forged_or_malformed_token_is_401(anonymous: httpx.AsyncClient) 
     for header in ("Bearer abc.def.ghi", "Basic dXNlcjpwYXNz", "Bearer "):
         answer = await anonymous.get("/api/v1/auth/me", headers={"Authorization": header})
         assert answer.status_code == 401, header
+
+
+# --- the FHIR API (outside the OpenAPI document: its routes are enumerated from the app) ------
+
+# Only the CapabilityStatement is public (FHIR: a client reads it before signing in).
+FHIR_PUBLIC = {("GET", "/fhir/metadata")}
+# Signed-in callers only, and they disclose nothing about anybody: checking a resource.
+FHIR_ANY = {("POST", "/fhir/{kind}/$validate")}
+
+
+def _fhir_url(path: str, curp: str) -> str:
+    path = path.replace("{kind:fhirtype}", "Condition").replace("{fhir_id:fhirid}", "x1")
+    path = path.replace("{kind}", "Condition").replace("{fhir_id}", "x1")
+    path = path.replace("{version_id}", "1").replace("{curp}", curp)
+    path = path.replace("{job_id}", "0123abcd").replace("{name}", "Condition.ndjson")
+    return path.replace("{seq}", "1")
+
+
+async def test_every_fhir_route_needs_credentials_and_a_permission(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Every FHIR route: 401 (an OperationOutcome, WWW-Authenticate) without credentials, and
+    never a 2xx for a role that holds no permission over the record (a system administrator:
+    accounts and keys only)."""
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    from salud.api import fhir, fhir_bulk
+
+    every = [*fhir.fast_routes(), *fhir.router.routes, *fhir_bulk.router.routes]
+    routes = sorted(
+        {
+            (method, route.path)
+            for route in every
+            for method in getattr(route, "methods", None) or ()
+            if method not in ("HEAD", "OPTIONS")
+        }
+    )
+    assert all(path.startswith("/fhir") for _, path in routes)
+    assert len(routes) >= 20, routes
+    admin = token_for(Role.SYSTEM_ADMIN)
+    body = {"resourceType": "Condition"}
+    for method, path in routes:
+        url = _fhir_url(path, doc["curp"])
+        headers = {"Authorization": "", "Prefer": "respond-async"}
+        bare = await anonymous.request(method, url, headers=headers, json=body)
+        if (method, path) in FHIR_PUBLIC:
+            assert bare.status_code == 200, (method, path)
+            continue
+        if bare.status_code == 405:  # a write to the read-only log: refused for everybody
+            continue
+        assert bare.status_code == 401, (method, path, bare.status_code, bare.text[:200])
+        assert bare.headers["www-authenticate"].startswith("Bearer"), (method, path)
+        assert bare.json()["resourceType"] == "OperationOutcome", (method, path)
+        signed = await anonymous.request(method, url, headers={**admin, "Prefer": "respond-async"},
+                                         json=body)  # fmt: skip
+        if (method, path) in FHIR_ANY:
+            continue
+        assert signed.status_code in (400, 403, 404, 405), (method, path, signed.status_code)
