@@ -54,9 +54,12 @@ async def app_client(
             yield c
 
 
-async def _sign_in(app_client: httpx.AsyncClient) -> tuple[httpx.Response, str, str]:
+async def _sign_in(
+    app_client: httpx.AsyncClient, next_page: str | None = None
+) -> tuple[httpx.Response, str, str]:
     """Play the browser: our login → the provider's authorize → back to our callback."""
-    start = await app_client.get("/api/v1/auth/oidc/login")
+    params = {"next": next_page} if next_page else None
+    start = await app_client.get("/api/v1/auth/oidc/login", params=params)
     assert start.status_code == 307, start.text
     authorize = start.headers["location"]
     query = parse_qs(urlparse(authorize).query)
@@ -114,3 +117,34 @@ async def test_state_mismatch_and_replayed_code_are_refused(
 async def test_without_configuration_citizen_sign_in_is_503(anonymous: httpx.AsyncClient) -> None:
     answer = await anonymous.get("/api/v1/auth/oidc/login")
     assert answer.status_code == 503
+
+
+async def test_a_citizen_signs_in_to_the_web_pages_through_the_provider(
+    app_client: httpx.AsyncClient, citizen: dict[str, object], token_for: TokenFor
+) -> None:
+    """The sign-in page's Llave MX button: the callback gives the browser the web session
+    and goes back to the page asked for (a path of this site only)."""
+    staff = token_for(Role.SUPERVISOR)
+    assert (
+        await app_client.post("/api/v1/persons", json=citizen, headers=staff)
+    ).status_code == 201
+    page = await app_client.get("/entrar", params={"next": "/credencial/"})
+    assert 'id="llave"' in page.text
+    assert "/api/v1/auth/oidc/login?next=/credencial/" in page.text
+    app_client.cookies.clear()
+    assert (await app_client.get("/credencial/datos")).status_code == 401
+    _, code, state = await _sign_in(app_client, "/credencial/")
+    back = await app_client.get("/api/v1/auth/oidc/callback", params={"code": code, "state": state})
+    assert back.status_code == 303, back.text
+    assert back.headers["location"] == "/credencial/"
+    assert "salud_session=" in back.headers["set-cookie"]
+    data = await app_client.get("/credencial/datos")
+    assert data.status_code != 401, data.text  # signed in (no card issued yet: not a 401)
+    # Anywhere else than a path of this site is ignored: the callback answers JSON.
+    app_client.cookies.clear()
+    _, code, state = await _sign_in(app_client, "/\\\\evil.example")
+    elsewhere = await app_client.get(
+        "/api/v1/auth/oidc/callback", params={"code": code, "state": state}
+    )
+    assert elsewhere.status_code == 200
+    assert elsewhere.json()["role"] == "citizen"

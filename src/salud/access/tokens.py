@@ -25,6 +25,10 @@ _CLAIMS = jwt.JWTClaimsRegistry(
 )
 
 
+# The web pages' session: the same bearer token, in an httponly cookie.
+SESSION_COOKIE = "salud_session"
+
+
 class TokenService:
     def __init__(self, secret: str, ttl_seconds: int, cache_size: int = 10_000) -> None:
         self._key = OctKey.import_key(secret.encode())

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from salud.access.oidc import OidcClient, OidcUnavailable
 from salud.access.schemas import TokenResponse
+from salud.access.tokens import SESSION_COOKIE
+from salud.kit.paths import local_path
 
 router = APIRouter(prefix="/auth/oidc", tags=["acceso"])
 COOKIE = "salud_oidc"
 COOKIE_PATH = "/api/v1/auth/oidc"
+NEXT_COOKIE = "salud_oidc_next"  # where a browser goes after signing in (a path of this site)
 
 
 def _client(request: Request) -> OidcClient:
@@ -28,18 +31,25 @@ def _client(request: Request) -> OidcClient:
     openapi_extra={"x-permission": "public"},
     status_code=307,
 )
-async def login(request: Request) -> RedirectResponse:
+async def login(
+    request: Request,
+    next: Annotated[
+        str | None,
+        Query(max_length=300, description="Página de este sitio a la que volver (web)"),
+    ] = None,
+) -> RedirectResponse:
+    """With `next` (the sign-in page's "Llave MX" button), the callback signs the browser in
+    to the web pages and goes there; without it, the callback answers the token as JSON (an
+    app)."""
     url, flow = await _client(request).start()
     answer = RedirectResponse(url, status_code=307)
-    answer.set_cookie(
-        COOKIE,
-        flow,
-        max_age=600,
-        path=COOKIE_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=request.app.state.settings.environment == "production",
-    )
+    secure = request.app.state.settings.environment == "production"
+    answer.set_cookie(COOKIE, flow, max_age=600, path=COOKIE_PATH, httponly=True,
+                      samesite="lax", secure=secure)  # fmt: skip
+    back = local_path(next)
+    if back:
+        answer.set_cookie(NEXT_COOKIE, back, max_age=600, path=COOKIE_PATH, httponly=True,
+                          samesite="lax", secure=secure)  # fmt: skip
     return answer
 
 
@@ -53,12 +63,20 @@ async def callback(
     request: Request,
     code: Annotated[str, Query(max_length=2000)],
     state: Annotated[str, Query(max_length=200)],
-) -> JSONResponse:
+) -> Response:
     principal = await _client(request).finish(code, state, request.cookies.get(COOKIE))
     tokens = request.app.state.tokens
-    body = TokenResponse(
-        access_token=tokens.issue(principal), expires_in=tokens.ttl_seconds, role=principal.role
-    )
-    answer = JSONResponse(body.model_dump(mode="json"))
+    token = tokens.issue(principal)
+    back = local_path(request.cookies.get(NEXT_COOKIE))
+    answer: Response
+    if back:  # a browser: the web pages' session, then where it was going
+        answer = RedirectResponse(back, status_code=303)
+        secure = request.app.state.settings.environment == "production"
+        answer.set_cookie(SESSION_COOKIE, token, max_age=tokens.ttl_seconds, httponly=True,
+                          samesite="strict", path="/", secure=secure)  # fmt: skip
+    else:
+        body = TokenResponse(access_token=token, expires_in=tokens.ttl_seconds, role=principal.role)
+        answer = JSONResponse(body.model_dump(mode="json"))
     answer.delete_cookie(COOKIE, path=COOKIE_PATH)
+    answer.delete_cookie(NEXT_COOKIE, path=COOKIE_PATH)
     return answer

@@ -21,16 +21,18 @@ from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
 from salud.access.principal import Principal
 from salud.access.schemas import SignIn
+from salud.access.tokens import SESSION_COOKIE
 from salud.credentials import service as credentials
 from salud.errors import DomainError, InvalidInput, Unauthorized
 from salud.facilities import service as facilities
 from salud.facilities.institutions import institutions_for_affiliations
+from salud.kit.paths import local_path
 from salud.web import csrf
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
-SESSION = "salud_session"
+SESSION = SESSION_COOKIE
 MAX_FRAME = 3_000_000
 
 
@@ -105,12 +107,13 @@ async def home(request: Request) -> Response:
 
 @router.get("/entrar", response_class=HTMLResponse)
 async def sign_in_form(request: Request, next: str = "") -> Response:
-    return _page(request, "signin.html", {"next": _safe_next(next), "error": None})
+    oidc = getattr(request.app.state, "oidc", None) is not None
+    return _page(request, "signin.html", {"next": _safe_next(next), "error": None, "oidc": oidc})
 
 
 def _safe_next(target: str) -> str:
-    # Only paths of this site: never an open redirect.
-    return target if target.startswith("/") and not target.startswith("//") else ""
+    # Only paths of this site: never an open redirect ("/\\evil.example" included).
+    return local_path(target)
 
 
 @router.post("/entrar", response_class=HTMLResponse)
