@@ -138,6 +138,7 @@ async def test_a_citizen_signs_in_to_the_web_pages_through_the_provider(
     assert back.status_code == 303, back.text
     assert back.headers["location"] == "/credencial/"
     assert "salud_session=" in back.headers["set-cookie"]
+    assert "samesite=lax" in back.headers["set-cookie"].lower()  # lands after a cross-site hop
     data = await app_client.get("/credencial/datos")
     assert data.status_code != 401, data.text  # signed in (no card issued yet: not a 401)
     # Anywhere else than a path of this site is ignored: the callback answers JSON.

@@ -242,7 +242,13 @@ async def test_bad_paging_and_versions_are_400_and_conditional_create_works_for_
     third = await client.post("/fhir/Practitioner", json=doc, headers=encoded)
     assert third.status_code == 200
     assert third.json()["id"] == first.json()["id"]
-    for bad in ("identifier", "", "=1234567", "identifier="):
+    for bad in (
+        "identifier",
+        "",
+        "=1234567",
+        "identifier=",
+        "identifier=https://www.cedulaprofesional.sep.gob.mx|1234567&_offset=1",
+    ):
         vague = await client.post(
             "/fhir/Practitioner", json=doc, headers={**doctor, "If-None-Exist": bad}
         )

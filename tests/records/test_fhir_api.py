@@ -352,17 +352,25 @@ async def test_everything_and_validate(client: httpx.AsyncClient, token_for: Tok
     listed = (await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)).json()
     assert listed["total"] == 1  # $validate stores nothing
     # What a create refuses for its content, $validate reports: no patient, a reference to
-    # nothing, a person nobody registered.
+    # nothing.
     orphan = {"resourceType": "Observation", "status": "final", "code": {"text": "FC"}}
     dangling = condition(curp, encounter={"reference": "Encounter/nada"})
-    nobody = condition("XEXX010101HNEXXXA4")
-    for doc, code in ((orphan, "required"), (dangling, "not-found"), (nobody, "not-found")):
+    for doc, code in ((orphan, "required"), (dangling, "not-found")):
         kind = doc["resourceType"]
         checked = await client.post(f"/fhir/{kind}/$validate", json=doc, headers=doctor)
         assert checked.status_code == 200, checked.text
         assert outcome(checked)["issue"][0]["severity"] == "error", doc
         assert outcome(checked)["issue"][0]["code"] == code, outcome(checked)
         assert (await client.post(f"/fhir/{kind}", json=doc, headers=doctor)).status_code >= 400
+    # Whether a person or a record exists is told only to whom may write in that record (as
+    # a create would): not to a clinician without a basis, a citizen for another, reception.
+    nobody = condition("XEXX010101HNEXXXA4")
+    someone = condition(await patient(client))
+    stranger = token_for(Role.CITIZEN, curp="XEXX010101HNEXXXA4")
+    for doc, headers in ((nobody, doctor), (someone, doctor), (dangling, stranger),
+                         (dangling, token_for(Role.VERIFIER))):  # fmt: skip
+        refused = await client.post("/fhir/Condition/$validate", json=doc, headers=headers)
+        assert refused.status_code == 403, refused.text
 
 
 def _fhirclient_reads(base: str, token: str, curp: str, condition_id: str) -> tuple[str, str, int]:

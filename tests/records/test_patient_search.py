@@ -286,3 +286,16 @@ async def test_include_outside_a_persons_record_is_refused_not_dropped(
     kinds = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert kinds["PractitionerRole"]["searchInclude"] == []
     assert kinds["Observation"]["searchInclude"]
+
+
+@pytest.mark.db
+async def test_a_first_surname_of_several_words_is_found(client: httpx.AsyncClient) -> None:
+    doc = person_doc(first_surname="De la Cruz", second_surname="Pérez", birth_date="1980-02-03")
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    for family in ("De la Cruz", "de la cruz pérez", "DE LA CRUZ PEREZ"):
+        found = await client.get("/fhir/Patient", params={"family": family,
+                                                          "birthdate": "1980-02-03"})  # fmt: skip
+        assert doc["curp"] in [e["resource"]["id"] for e in _entries(found)], family
+    partial = await client.get("/fhir/Patient", params={"family": "De la",
+                                                         "birthdate": "1980-02-03"})  # fmt: skip
+    assert doc["curp"] not in [e["resource"]["id"] for e in _entries(partial)]

@@ -16,6 +16,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.routing import BaseRoute, Route
 
 from salud import __version__
+from salud.access.permissions import Permission
 from salud.api import fhir_bulk
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.api.fhir_refusals import base_url, guard
@@ -178,14 +179,18 @@ async def patient_summary(
 
 
 @router.post("/{kind}/$validate")
-async def validate_operation(kind: str, request: Request, session: ReadSession) -> Response:
-    """$validate: the resource checked as a create would check its content, nothing stored:
-    the model and our rules, whose record it belongs to, and that its references name
-    something. The answer is an OperationOutcome: 200 with the problems (or "sin
-    problemas"). Whether this caller may write it is the create's question, not this one."""
+async def validate_operation(
+    kind: str, request: Request, session: ReadSession, reader: Reader
+) -> Response:
+    """$validate: the resource checked as a create would check it, nothing stored: the model
+    and our rules, whose record it belongs to, then (for whom may write it there: the
+    permission, a machine client's scopes, a clinician's basis, as a create) that its
+    references name something, which would otherwise tell anyone signed in whether a person
+    or a record exists. The answer is an OperationOutcome: 200 with the problems (or "sin
+    problemas"); a caller who may not write it there gets the create's 403."""
 
     async def run() -> Response:
-        caller_of(request)  # signed-in callers only
+        caller = caller_of(request)
         doc = parse(await request.body())
         if doc["resourceType"] == "Parameters":
             found = [
@@ -198,9 +203,11 @@ async def validate_operation(kind: str, request: Request, session: ReadSession) 
             raise FhirError.one(400, "invalid", f"el recurso no es un {kind}", "resourceType")
         try:
             validate(doc)
-            partition(doc)
+            curp = partition(doc)
         except FhirError as exc:
             return _fhir(operation_outcome(exc.issues), 200)
+        action = f"records:{kind}:validate"
+        await service.may(reader, caller, Permission.RECORD_WRITE, action, kind, curp, None)
         missing = await service.dangling_references(session, doc)
         if missing:
             problem = "referencia a un recurso que no existe: " + ", ".join(missing)
@@ -279,6 +286,13 @@ def if_none_exist(header: str) -> list[tuple[str, str]]:
                           keep_blank_values=True, strict_parsing=True)  # fmt: skip
     except ValueError:
         query = []
+    control = sorted({n for n, _ in query} & {"_offset", "_count", "_sort", "_include",
+                                               "_revinclude", "_format"})  # fmt: skip
+    if control:
+        raise FhirError.one(
+            400, "invalid", f"If-None-Exist es una búsqueda por valores: sin {', '.join(control)}",
+            "If-None-Exist",
+        )  # fmt: skip
     if not query or any(not name or not value for name, value in query):
         raise FhirError.one(
             400, "invalid",

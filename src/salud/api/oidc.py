@@ -72,8 +72,11 @@ async def callback(
     if back:  # a browser: the web pages' session, then where it was going
         answer = RedirectResponse(back, status_code=303)
         secure = request.app.state.settings.environment == "production"
+        # Lax, not Strict as the password sign-in's: this navigation began at the provider (a
+        # cross-site redirect chain), where a browser would not send a Strict cookie to the
+        # page it lands on. The forms still carry their CSRF tokens.
         answer.set_cookie(SESSION_COOKIE, token, max_age=tokens.ttl_seconds, httponly=True,
-                          samesite="strict", path="/", secure=secure)  # fmt: skip
+                          samesite="lax", path="/", secure=secure)  # fmt: skip
     else:
         body = TokenResponse(access_token=token, expires_in=tokens.ttl_seconds, role=principal.role)
         answer = JSONResponse(body.model_dump(mode="json"))

@@ -141,7 +141,7 @@ async def search(
     session: AsyncSession,
     *,
     curp: str | None,
-    first_surname_key: str | None,
+    first_surname_key: str | Sequence[str] | None,
     given_names_key: str | None,
     birth_date: date | None,
     birth_state: str | None,
@@ -152,8 +152,10 @@ async def search(
     stmt = select(Person).where(Person.id > after_id).order_by(Person.id).limit(limit)
     if curp:
         stmt = stmt.where(Person.curp == curp)
-    if first_surname_key:
+    if isinstance(first_surname_key, str):
         stmt = stmt.where(Person.first_surname_key == first_surname_key)
+    elif first_surname_key:  # any of these (an IN on the index's leading column)
+        stmt = stmt.where(Person.first_surname_key.in_(first_surname_key))
     if given_names_key:
         stmt = stmt.where(Person.given_names_key.startswith(given_names_key, autoescape=True))
     if birth_date:

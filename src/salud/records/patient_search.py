@@ -7,14 +7,15 @@ selective index look-up (the CURP's unique index, or surnames and birth date), s
 lets a caller walk the registry.
 
 - `_id`, `identifier`: one or more CURPs (comma-separated alternatives, at most 50). An
-  `identifier` with a system other than the CURP's matches nothing (no Patient carries one);
+  `identifier` with a system other than the CURP's matches nothing (the registry's Patients
+  carry only the CURP; a Patient kept outside the registry is found by `_id` only);
   `system|` alone (every value of the system) is refused; a malformed CURP is refused naming
   the reason. An `_id` that is no CURP may name a Patient kept outside the registry (a bulk
   load), as a read does.
 - `family`: starts with the first surname, complete (the registry indexes first surnames
-  whole), ignoring case and accents; `given`: any given name starts with it; `birthdate`: one
-  full date (`1990-05-17` or `eq1990-05-17`; a range would enumerate); `gender`: `male`,
-  `female`, `other`, `unknown`.
+  whole, "De la Cruz" included), ignoring case and accents; `given`: any given name starts
+  with it; `birthdate`: one full date (`1990-05-17` or `eq1990-05-17`; a range would
+  enumerate); `gender`: `male`, `female`, `other`, `unknown`.
 
 Who may search: PERSON_SEARCH (staff who identify people; a machine client with
 `system/Patient.read`). A match is a read of that person's Patient: a clinician sees only the
@@ -221,8 +222,12 @@ async def _candidates(
         return docs
     assert asked.family is not None
     assert asked.birthdate is not None
+    # The registry keeps the first surname whole ("DE LA CRUZ"); FHIR's family holds both
+    # surnames. Every leading run of words may be the first surname: one indexed IN.
+    words = asked.family.split(" ")
+    firsts = [" ".join(words[: i + 1]) for i in range(len(words))]
     found = await persons.search(
-        session, curp=None, first_surname_key=asked.family.split(" ")[0],
+        session, curp=None, first_surname_key=firsts,
         given_names_key=None, birth_date=asked.birthdate, birth_state=None,
         address_state=None, after_id=0, limit=MAX_MATCHES + 1,
     )  # fmt: skip

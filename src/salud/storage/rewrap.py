@@ -28,7 +28,13 @@ async def rewrap_column(
 ) -> int:  # fmt: skip
     """Re-wrap every value of `table.column` not yet under the current KEK; how many moved."""
     key, sealed = table.c.id, table.c[column]
-    change = update(table).where(key == bindparam("row_id")).values({column: bindparam("blob")})
+    # Only if the value is still the one read: a photo replaced meanwhile (read committed)
+    # is sealed under the current KEK already and must not be overwritten by the old image.
+    change = (
+        update(table)
+        .where(key == bindparam("row_id"), sealed == bindparam("old_blob"))
+        .values({column: bindparam("blob")})
+    )
     moved, after = 0, 0
     while True:
         async with sessions() as session, session.begin():
@@ -37,7 +43,7 @@ async def rewrap_column(
             if not rows:
                 return moved
             fresh = [
-                {"row_id": row_id, "blob": new}
+                {"row_id": row_id, "old_blob": blob, "blob": new}
                 for row_id, blob in rows
                 if blob is not None and (new := rewrap(blob, ring)) != blob
             ]
