@@ -580,3 +580,15 @@ async def test_the_command_takes_a_snapshot(
     enrolled = sum(n for _, _, n in latest.figures["enrolled"])
     assert enrolled == sum(live.enrolled.values()) >= 1
     assert f"{enrolled} personas credencializadas" in result.output
+
+
+@pytest.mark.postgresql
+async def test_one_process_counts_a_snapshot_at_a_time(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Server processes started together would all count every period: the one that holds
+    the lock counts, the others skip their turn."""
+    async with sessions() as other, other.begin():
+        assert await enrollment_repository.try_refresh_lock(other)  # another process counting
+        assert await progress.refresh(sessions) is None
+    assert await progress.refresh(sessions) is not None

@@ -21,6 +21,7 @@ from salud.access.principal import Principal
 from salud.access.tokens import TokenService
 from salud.cli.main import app as cli
 from salud.records import bulk, examples
+from salud.records.codes import CIE10_SYSTEMS, cie10_known
 
 pytestmark = pytest.mark.db
 # Where a resource of each of these types names its patient, and must (the record belongs to
@@ -75,7 +76,19 @@ def _own_rule(doc: dict[str, Any]) -> str | None:
             return "debe referir a su paciente"
     if any(r.startswith("Patient/") and len(r) > 8 + 18 for r in _references(doc)):
         return "18 caracteres"
+    if any(not cie10_known(code) for code in _icd10_codes(doc)):
+        return "catálogo de la DGIS"  # a CIE-10 code the DGIS catalog does not have
     return None
+
+
+def _icd10_codes(node: Any) -> list[str]:
+    """Every code of a coding in the CIE-10 system, anywhere in the resource."""
+    if isinstance(node, list):
+        return [c for v in node for c in _icd10_codes(v)]
+    if not isinstance(node, dict):
+        return []
+    own = [str(node["code"])] if node.get("system") in CIE10_SYSTEMS and "code" in node else []
+    return own + [c for v in node.values() for c in _icd10_codes(v)]
 
 
 def _without_meta(doc: dict[str, Any]) -> dict[str, Any]:

@@ -330,3 +330,20 @@ async def test_an_export_without_patient_or_coverage_does_not_read_the_registry(
     manifest = await finished(bulk, kicked.headers["content-location"], reader)
     conditions = (await files(bulk, manifest, reader))["Condition"]
     assert curp in {c["subject"]["reference"].removeprefix("Patient/") for c in conditions}
+
+
+async def test_a_job_finished_before_jobs_recorded_when_expires_from_its_heartbeat(
+    bulk: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    reader = system(bulk, "his.issste", "system/*.read")
+    kicked = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
+    status_url = kicked.headers["content-location"]
+    await finished(bulk, status_url, reader)
+    root = tmp_path / "exports"
+    job_id = status_url.rsplit("/", 1)[1]
+    state = orjson.loads((root / job_id / "job.json").read_bytes())
+    del state["finished"]  # as the job files of the earlier version were written
+    state["heartbeat"] = "2026-01-01T00:00:00.000Z"
+    (root / job_id / "job.json").write_bytes(orjson.dumps(state))
+    assert (await bulk.get(status_url, headers=reader)).status_code == 404
+    assert not (root / job_id).exists()

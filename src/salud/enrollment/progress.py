@@ -138,9 +138,12 @@ async def compute(session: AsyncSession) -> Figures:
 async def refresh(
     sessions: async_sessionmaker[AsyncSession], *, unless_newer_than: timedelta | None = None
 ) -> Figures | None:
-    """Take a snapshot of the figures (one transaction); None if the latest one is newer
-    than `unless_newer_than` (another process of the server took it)."""
+    """Take a snapshot of the figures (one transaction); None if another process is counting
+    one right now (an advisory lock on PostgreSQL), or if the latest one is newer than
+    `unless_newer_than` (another process took it)."""
     async with sessions() as session:
+        if not await repository.try_refresh_lock(session):
+            return None
         if unless_newer_than is not None:
             latest = await repository.latest_snapshot(session)
             if latest is not None and utcnow() - latest.taken_at < unless_newer_than:

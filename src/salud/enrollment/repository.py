@@ -343,6 +343,20 @@ async def enrolled_by_area(session: AsyncSession) -> dict[tuple[str | None, str 
     return {(s, m): int(n) for s, m, n in (await session.execute(stmt)).all()}
 
 
+# Key of the advisory lock one snapshot count holds ("saludPrg" as a signed int64).
+_REFRESH_LOCK = int.from_bytes(b"saludPrg", "big", signed=True)
+
+
+async def try_refresh_lock(session: AsyncSession) -> bool:
+    """Whether this transaction may count a snapshot: on PostgreSQL one at a time across
+    processes (a transaction-scoped advisory lock, taken without waiting); SQLite has one
+    writer anyway."""
+    if dialect_name(session) != "postgresql":
+        return True
+    taken = await session.execute(select(func.pg_try_advisory_xact_lock(_REFRESH_LOCK)))
+    return bool(taken.scalar_one())
+
+
 async def latest_snapshot_id(session: AsyncSession) -> int | None:
     stmt = select(ProgressSnapshot.id).order_by(ProgressSnapshot.taken_at.desc()).limit(1)
     return (await session.execute(stmt)).scalar_one_or_none()

@@ -125,7 +125,10 @@ def _read(folder: Path) -> Job | None:
 
 
 def _settle(job: Job, now: datetime) -> Job:
-    """A running job whose heartbeat stopped (its process died) is failed from then on."""
+    """A running job whose heartbeat stopped (its process died) is failed from then on. A
+    job finished before jobs recorded when (no `finished`) counts from its last heartbeat."""
+    if job.status != "running" and job.finished is None:
+        job.finished = job.heartbeat or job.transaction_time
     if job.status == "running" and job.heartbeat:
         beat = _instant(job.heartbeat)
         if now - beat > STALE_AFTER and job.id not in _TASKS:

@@ -3,6 +3,7 @@ agree on every resource type this server stores). Validated once, stored as rece
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -89,10 +90,10 @@ def _check_unregistered_patient(doc: dict[str, Any]) -> None:
         )  # fmt: skip
 
 
-# Where a diagnosis is coded, per type: the CodeableConcept elements (single or repeated)
+# Where a diagnosis is coded, per type: paths (dotted, through lists) to the CodeableConcepts
 # whose CIE-10 codings must exist in the DGIS catalog.
 DIAGNOSIS_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "Condition": ("code",),
+    "Condition": ("code", "evidence.code"),
     "Encounter": ("reasonCode",),
     "Procedure": ("reasonCode", "complication"),
     "MedicationRequest": ("reasonCode",),
@@ -102,25 +103,44 @@ DIAGNOSIS_ELEMENTS: dict[str, tuple[str, ...]] = {
     "AllergyIntolerance": ("code",),
     "ServiceRequest": ("reasonCode",),
     "Immunization": ("reasonCode",),
+    "FamilyMemberHistory": ("reasonCode", "condition.code"),
+    "ClinicalImpression": ("finding.itemCodeableConcept",),
+    "CarePlan": ("activity.detail.reasonCode",),
+    "ChargeItem": ("reason",),
+    "Claim": ("diagnosis.diagnosisCodeableConcept",),
+    "ExplanationOfBenefit": ("diagnosis.diagnosisCodeableConcept",),
 }
+
+
+def _concepts(node: Any, parts: list[str], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(FHIR path, CodeableConcept) at `parts` below `node`, through lists."""
+    if not parts:
+        if isinstance(node, dict):
+            yield where, node
+        return
+    value = node.get(parts[0]) if isinstance(node, dict) else None
+    if isinstance(value, list):
+        for j, item in enumerate(value):
+            yield from _concepts(item, parts[1:], f"{where}.{parts[0]}[{j}]")
+    elif value is not None:
+        yield from _concepts(value, parts[1:], f"{where}.{parts[0]}")
 
 
 def _check_codes(doc: dict[str, Any]) -> None:
     """CIE-10 codes must exist in the DGIS catalog (an unknown code is refused), wherever a
-    diagnosis is coded: Condition.code, the reasons of encounters, procedures, prescriptions,
-    a report's conclusions… (DIAGNOSIS_ELEMENTS)."""
+    diagnosis is coded (DIAGNOSIS_ELEMENTS): Condition.code, the reasons of encounters,
+    procedures and prescriptions, a report's conclusions, a relative's conditions…"""
     kind = doc["resourceType"]
     issues = []
-    for element in DIAGNOSIS_ELEMENTS.get(kind, ()):
-        value = doc.get(element)
-        concepts = value if isinstance(value, list) else [value] if value else []
-        for j, concept in enumerate(concepts):
-            if not isinstance(concept, dict):
-                continue
-            where = f"{kind}.{element}[{j}]" if isinstance(value, list) else f"{kind}.{element}"
+    for path in DIAGNOSIS_ELEMENTS.get(kind, ()):
+        for where, concept in _concepts(doc, path.split("."), kind):
             for i, coding in enumerate(concept.get("coding") or []):
-                code = str(coding.get("code", ""))
-                if coding.get("system") in CIE10_SYSTEMS and not cie10_known(code):
+                code = str(coding.get("code", "")) if isinstance(coding, dict) else ""
+                if (
+                    isinstance(coding, dict)
+                    and coding.get("system") in CIE10_SYSTEMS
+                    and (not cie10_known(code))
+                ):
                     issues.append(
                         Issue(
                             "code-invalid",
