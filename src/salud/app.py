@@ -121,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.collect()
             gc.freeze()
         refresher = None
-        if settings.progress_refresh_seconds > 0:  # the dashboard's figures, in the background
+        if settings.progress_snapshots:  # the dashboard's figures, in the background
             every = timedelta(seconds=settings.progress_refresh_seconds)
             refresher = asyncio.get_running_loop().create_task(
                 drive_progress.refresher(app.state.sessions, every), name="progress-refresher"

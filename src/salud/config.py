@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     max_failed_logins: int = 5
     lockout_seconds: int = 900
 
+    @property
+    def progress_snapshots(self) -> bool:
+        """Whether the server counts the dashboard in the background (requests then read the
+        latest snapshot) or every request counts."""
+        return self.progress_refresh_seconds > 0
+
     def insecure_defaults(self) -> list[str]:
         """Names of the settings still at their public development value."""
         found = []

@@ -30,8 +30,7 @@ def inegi_dir(request: Request) -> Path:
 
 
 def snapshots(request: Request) -> bool:
-    """Whether the server takes snapshots of the figures (then requests read the latest)."""
-    return bool(request.app.state.settings.progress_refresh_seconds > 0)
+    return bool(request.app.state.settings.progress_snapshots)
 
 
 def csv_response(text: str, filename: str) -> Response:

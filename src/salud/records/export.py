@@ -157,38 +157,28 @@ def load_job(root: Path, job_id: str, owner: str, ttl: timedelta) -> Job:
     return job
 
 
-def sweep(root: Path, ttl: timedelta) -> int:
-    """Remove every expired job's folder (and a folder left without its job.json, older
-    than the time to live); how many were removed."""
+def sweep(root: Path, ttl: timedelta, owner: str) -> int:
+    """Remove every expired job's folder (and a folder left without its job.json, older than
+    the time to live), in the same pass counting this owner's running jobs (a dead one is
+    not running); the count."""
     if not root.is_dir():
         return 0
-    now, removed = utcnow(), 0
+    now, running = utcnow(), 0
     for folder in root.iterdir():
         if not folder.is_dir() or not folder.name.isalnum():
             continue
         job = _read(folder)
         if job is None:
-            born = datetime.fromtimestamp(folder.stat().st_mtime, UTC)
-            gone = now - born > ttl
+            gone = now - datetime.fromtimestamp(folder.stat().st_mtime, UTC) > ttl
         else:
-            ends = expires(_settle(job, now), ttl)
+            job = _settle(job, now)
+            ends = expires(job, ttl)
             gone = ends is not None and now >= ends
+            if job.owner == owner and job.status == "running":
+                running += 1
         if gone:
             shutil.rmtree(folder, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def running_of(root: Path, owner: str) -> int:
-    """How many of this owner's jobs are running (a dead one is not)."""
-    if not root.is_dir():
-        return 0
-    now, count = utcnow(), 0
-    for folder in root.iterdir():
-        job = _read(folder) if folder.is_dir() and folder.name.isalnum() else None
-        if job is not None and job.owner == owner and _settle(job, now).status == "running":
-            count += 1
-    return count
+    return running
 
 
 def output_file(root: Path, job: Job, name: str) -> Path:
@@ -276,8 +266,7 @@ async def kick_off(
     else:
         action = "records:Patient:export"
         who, person, _ = await service.open_record(session, reader, caller, curp, action)
-    sweep(root, limits.ttl)
-    if running_of(root, caller.principal.subject) >= limits.max_running:
+    if sweep(root, limits.ttl, caller.principal.subject) >= limits.max_running:
         await who.record("records:export:start", "export", person_curp=curp, outcome="denied",
                          detail={"running": limits.max_running})  # fmt: skip
         raise FhirError.one(

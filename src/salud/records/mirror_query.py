@@ -175,21 +175,30 @@ def narrow(current: set[_T] | None, values: set[_T]) -> set[_T]:
     return values if current is None else current & values
 
 
+def paging_links(
+    base: str, kind: str, query: list[tuple[str, str]], offset: int, count: int, total: int
+) -> list[dict[str, str]]:
+    """A searchset's self, next and previous links (every search of this server pages by
+    `_offset`); no next link points past the deepest page `_offset` may reach."""
+    kept = [(n, v) for n, v in query if n != "_offset"]
+
+    def url(at: int) -> str:
+        params = kept + ([("_offset", str(at))] if at else [])
+        return f"{base}/{kind}" + (f"?{urlencode(params)}" if params else "")
+
+    links = [{"relation": "self", "url": url(offset)}]
+    if offset + count < total and offset + count <= MAX_OFFSET:
+        links.append({"relation": "next", "url": url(offset + count)})
+    if offset > 0:
+        links.append({"relation": "previous", "url": url(max(0, offset - count))})
+    return links
+
+
 def searchset(
     base: str, kind: str, query: list[tuple[str, str]], q: Query, total: int,
     page: list[dict[str, Any]], included: list[dict[str, Any]],
 ) -> dict[str, Any]:  # fmt: skip
-    kept = [(n, v) for n, v in query if n != "_offset"]
-
-    def url(offset: int) -> str:
-        params = kept + ([("_offset", str(offset))] if offset else [])
-        return f"{base}/{kind}" + (f"?{urlencode(params)}" if params else "")
-
-    links = [{"relation": "self", "url": url(q.offset)}]
-    if q.offset + q.count < total and q.offset + q.count <= MAX_OFFSET:
-        links.append({"relation": "next", "url": url(q.offset + q.count)})
-    if q.offset > 0:
-        links.append({"relation": "previous", "url": url(max(0, q.offset - q.count))})
+    links = paging_links(base, kind, query, q.offset, q.count, total)
     entries = [
         {"fullUrl": f"{base}/{doc['resourceType']}/{doc['id']}", "resource": doc,
          "search": {"mode": mode}}

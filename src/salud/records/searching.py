@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +16,7 @@ from salud.access.scopes import allows
 from salud.identity import repository as persons
 from salud.records import mirror, mirrored, patient_search, repository
 from salud.records.indexing import PARAMS, PATIENT_PATH, interval
-from salud.records.mirror_query import MAX_OFFSET
+from salud.records.mirror_query import MAX_OFFSET, paging_links
 from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
 from salud.records.patient import to_patient
@@ -150,13 +149,7 @@ async def search(
     total, rows = await repository.search(session, kind, where, order, count, offset)
     extra = await _included(session, reader, who, base, curp, kind, [i for i, _ in rows], includes)
     await who.record(action, kind, person_curp=curp, detail={"total": total})
-    links = [{"relation": "self", "url": _page_url(base, kind, query, offset)}]
-    if offset + count < total and offset + count <= MAX_OFFSET:
-        links.append({"relation": "next", "url": _page_url(base, kind, query, offset + count)})
-    if offset > 0:
-        links.append(
-            {"relation": "previous", "url": _page_url(base, kind, query, max(0, offset - count))}
-        )
+    links = paging_links(base, kind, query, offset, count, total)
     return {
         "resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
         "entry": [
@@ -239,10 +232,3 @@ async def _covered(caller: Caller, kind: str, curp: str) -> None:
         action = f"records:{kind}:read"
         await caller.record(action, kind, person_curp=curp, outcome="denied")
         raise FhirError.one(403, "forbidden", f"los scopes del cliente no cubren {kind}")
-
-
-def _page_url(base: str, kind: str, query: list[tuple[str, str]], offset: int) -> str:
-    kept = [(n, v) for n, v in query if n != "_offset"]
-    if offset:
-        kept.append(("_offset", str(offset)))
-    return f"{base}/{kind}" + (f"?{urlencode(kept)}" if kept else "")

@@ -428,12 +428,12 @@ async def history(
         )  # fmt: skip
     action = f"records:{kind}:history"
     who = await may(reader, caller, Permission.RECORD_READ, action, kind, curp, fhir_id)
+    restricted = await _restricted_for(session, who, curp)
     if fhir_id is not None and row is not None:
-        await _refuse_if_restricted(session, who, action, kind, fhir_id, row)
+        await _refuse_restricted(who, action, kind, fhir_id, row, restricted)
     rows = await repository.history(session, kind, fhir_id, count, None)
     # An earlier version may hold what the person restricted (a diagnosis since recoded):
     # each version is shown only to whom its own categories allow.
-    restricted = await _restricted_for(session, who, curp)
     entries, withheld = [], 0
     for version_id, at, deleted, rid, content, sensitivity, institution in rows:
         if hidden_from(who, sensitivity, institution, restricted):
@@ -485,16 +485,6 @@ async def _restricted_for(session: AsyncSession, caller: Caller, curp: str | Non
     if curp is None or is_the_person(caller, curp):
         return set()
     return set(await repository.restrictions(session, curp))
-
-
-async def _refuse_if_restricted(
-    session: AsyncSession, caller: Caller, action: str, kind: str, fhir_id: str,
-    row: FhirResource | FhirResourceVersion | _Row,
-) -> None:  # fmt: skip
-    if not row.sensitivity:
-        return
-    restricted = await _restricted_for(session, caller, row.person_curp)
-    await _refuse_restricted(caller, action, kind, fhir_id, row, restricted)
 
 
 async def _refuse_restricted(

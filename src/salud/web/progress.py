@@ -120,7 +120,7 @@ def _inegi_dir(request: Request) -> Path:
 
 
 def _snapshots(request: Request) -> bool:
-    return bool(request.app.state.settings.progress_refresh_seconds > 0)
+    return bool(request.app.state.settings.progress_snapshots)
 
 
 def _caller(principal: Principal, request: Request) -> Caller:
