@@ -293,3 +293,100 @@ async def test_a_bundle_get_that_is_not_a_search_or_a_read_is_refused_not_misrea
     other = await client.get(f"/fhir/Patient/{curp}/_history/999", headers=doctor)
     assert other.status_code == 404
     assert "/history" in outcome(other)["issue"][0]["diagnostics"]
+
+
+def _practitioner(cedula: str, family: str = "Pérez") -> dict[str, Any]:
+    return {
+        "resourceType": "Practitioner",
+        "name": [{"family": family, "given": ["Ana"]}],
+        "identifier": [{"system": "https://www.cedulaprofesional.sep.gob.mx", "value": cedula}],
+    }
+
+
+def _visit_by(curp: str, cedula: str, condition_text: str | None = None) -> dict[str, Any]:
+    """A diagnosis recorded by a practitioner sent along, created only if not yet there."""
+    author = "urn:uuid:44444444-4444-4444-4444-444444444444"
+    post = {"method": "POST", "url": "Practitioner",
+            "ifNoneExist": condition_text
+            or f"identifier=https://www.cedulaprofesional.sep.gob.mx|{cedula}"}  # fmt: skip
+    return {
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:55555555-5555-5555-5555-555555555555",
+             "resource": condition(curp, recorder={"reference": author}),
+             "request": {"method": "POST", "url": "Condition"}},
+            {"fullUrl": author, "resource": _practitioner(cedula), "request": post},
+        ],
+    }  # fmt: skip
+
+
+async def test_conditional_create_inside_bundles_finds_what_exists_and_names_it(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """`request.ifNoneExist` (R4 §3.1.0.11.2): an institution sends the practitioner with
+    every visit; the first transaction creates them, the next ones find them, and the
+    diagnosis points at the one practitioner either way."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    first = await client.post("/fhir", json=_visit_by(curp, "7654321"), headers=doctor)
+    assert first.status_code == 200, first.text
+    assert [e["response"]["status"] for e in first.json()["entry"]] == ["201 Created"] * 2
+    made = first.json()["entry"][1]["response"]["location"].split("/")[1]
+    second = await client.post("/fhir", json=_visit_by(curp, "7654321"), headers=doctor)
+    assert second.status_code == 200, second.text
+    statuses = [e["response"]["status"] for e in second.json()["entry"]]
+    assert statuses == ["201 Created", "200 OK"]
+    assert second.json()["entry"][1]["response"]["location"] == f"Practitioner/{made}/_history/1"
+    found = await client.get(
+        "/fhir/Practitioner?identifier=https://www.cedulaprofesional.sep.gob.mx|7654321",
+        headers=doctor,
+    )
+    assert found.json()["total"] == 1
+    diagnoses = (await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)).json()
+    recorders = {e["resource"]["recorder"]["reference"] for e in diagnoses["entry"]}
+    assert recorders == {f"Practitioner/{made}"}
+    # Written as a query string with its type first (as Bundle-xds does), it is the same.
+    typed = _visit_by(curp, "7654321", "Practitioner?identifier=https%3A%2F%2Fwww."
+                      "cedulaprofesional.sep.gob.mx%7C7654321")  # fmt: skip
+    again = await client.post("/fhir", json=typed, headers=doctor)
+    assert [e["response"]["status"] for e in again.json()["entry"]] == ["201 Created", "200 OK"]
+
+    # Two practitioners with one cédula: the condition is ambiguous, a 412, nothing written.
+    twin = await client.post("/fhir/Practitioner", json=_practitioner("7654321", "Gómez"),
+                             headers=doctor)  # fmt: skip
+    assert twin.status_code == 201
+    ambiguous = await client.post("/fhir", json=_visit_by(curp, "7654321"), headers=doctor)
+    assert ambiguous.status_code == 412
+    assert "entrada 1" in outcome(ambiguous)["issue"][0]["diagnostics"]
+    count = (await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)).json()["total"]
+    assert count == 3
+
+    # Refused by name, never ignored: a condition naming another type, control parameters,
+    # an ifNoneExist on a PUT, and the other conditional headers.
+    for bad in ("Condition?identifier=x|1", "identifier=x|1&_count=1", "identifier"):
+        wrong = await client.post("/fhir", json=_visit_by(curp, "1", bad), headers=doctor)
+        assert wrong.status_code == 400, bad
+        assert outcome(wrong)["issue"][0]["expression"] == ["Bundle.entry.request.ifNoneExist"]
+    put = {"method": "PUT", "url": f"Practitioner/{made}", "ifNoneExist": "identifier=x|1"}
+    entry = {"resource": {**_practitioner("7654321"), "id": made}, "request": put}
+    refused = await client.post(
+        "/fhir", json={"resourceType": "Bundle", "type": "transaction", "entry": [entry]},
+        headers=doctor,
+    )  # fmt: skip
+    assert refused.status_code == 400
+    assert "ifNoneExist" in outcome(refused)["issue"][0]["diagnostics"]
+
+    # In a batch, each entry on its own: the match answers 200, a new one is created.
+    post = {
+        "method": "POST",
+        "url": "Practitioner",
+        "ifNoneExist": "identifier=https://www.cedulaprofesional.sep.gob.mx|1112223",
+    }
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"resource": _practitioner("1112223"), "request": post}] * 2,
+    }
+    answered = await client.post("/fhir", json=batch, headers=doctor)
+    assert [e["response"]["status"] for e in answered.json()["entry"]] == ["201 Created", "200 OK"]

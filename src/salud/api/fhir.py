@@ -6,7 +6,6 @@ CapabilityStatement (`GET /fhir/metadata`), which lists exactly what is implemen
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -263,43 +262,16 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
         doc = parse(await request.body(), kind)
         condition = request.headers.get("if-none-exist")
         if condition is not None:
-            found = await searching.search(
-                session, reader, caller, base_url(request), kind,
-                if_none_exist(condition) + service.person_scope(doc),
-            )  # fmt: skip
-            if found["total"] == 1:
-                return _fhir(found["entry"][0]["resource"], 200)
-            if found["total"] > 1:
-                raise FhirError.one(412, "multiple-matches", "If-None-Exist encontró varios")
+            found = await searching.existing(
+                session, reader, caller, base_url(request), doc, condition, "If-None-Exist"
+            )
+            if found is not None:
+                return _fhir(found, 200)
         doc.pop("id", None)
         stored = await service.create(session, reader, caller, doc)
         return _fhir(stored.content, 201, _stored_headers(request, kind, stored))
 
     return await guard(run)
-
-
-def if_none_exist(header: str) -> list[tuple[str, str]]:
-    """The search of a conditional create (`If-None-Exist: identifier=sys%7C123`, URL-encoded
-    as a query string, with or without `?`): at least one parameter=value, or a 400."""
-    try:
-        query = parse_qsl(header.partition("?")[2] if "?" in header else header,
-                          keep_blank_values=True, strict_parsing=True)  # fmt: skip
-    except ValueError:
-        query = []
-    control = sorted({n for n, _ in query} & {"_offset", "_count", "_sort", "_include",
-                                               "_revinclude", "_format"})  # fmt: skip
-    if control:
-        raise FhirError.one(
-            400, "invalid", f"If-None-Exist es una búsqueda por valores: sin {', '.join(control)}",
-            "If-None-Exist",
-        )  # fmt: skip
-    if not query or any(not name or not value for name, value in query):
-        raise FhirError.one(
-            400, "invalid",
-            "If-None-Exist debe ser una búsqueda parámetro=valor (p. ej. identifier=sistema|valor)",
-            "If-None-Exist",
-        )  # fmt: skip
-    return query
 
 
 @router.get("/{kind}/_history")

@@ -3,9 +3,11 @@
 A transaction is all or nothing: every entry is processed in the request's one database
 transaction (audit entries included); the first failure rolls everything back and is
 reported with the entry's index. Entries are processed in FHIR's order (DELETE, POST, PUT,
-GET); each POST gets its id before anything is written, so references between entries
-(`urn:uuid:…` full URLs) are rewritten to `Type/id` first, forward references included, and
-the references of every written resource are checked once all are written.
+GET); a conditional create (`request.ifNoneExist`) that finds its resource stands for it
+(200, nothing written) and its fullUrl names what it found; every other POST gets its id
+before anything is written, so references between entries (`urn:uuid:…` full URLs) are
+rewritten to `Type/id` first, forward references included, and the references of every
+written resource are checked once all are written.
 
 A batch processes each entry on its own (a transaction each): a failure is that entry's
 response, the others stand."""
@@ -72,7 +74,9 @@ def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
                 400, "not-supported", "request.url debe ser relativa a la base del servidor",
                 f"Bundle.entry[{i}].request.url",
             )  # fmt: skip
-        conditional = sorted({"ifNoneExist", "ifNoneMatch", "ifModifiedSince"} & set(request))
+        conditional = sorted({"ifNoneMatch", "ifModifiedSince"} & set(request))
+        if "ifNoneExist" in request and request["method"] != "POST":
+            conditional.append("ifNoneExist (solo en POST)")
         if conditional:  # not done, so not silently ignored either
             raise FhirError.one(
                 400, "not-supported", f"{', '.join(conditional)} no admitido en un Bundle",
@@ -147,6 +151,9 @@ async def _one(
         await service.remove(session, reader, caller, kind, parts[1])
         return {"status": "204 No Content"}, None
     if method == "POST":
+        matched = await _matched(session, reader, caller, base, entry, kind, ids)
+        if matched is not None:
+            return matched
         doc = _post_resource(entry, kind, ids)
         stored = await service.create(
             session, reader, caller, doc, doc["id"], check_refs=check_refs
@@ -161,6 +168,33 @@ async def _one(
         session, reader, caller, kind, parts[1], doc, version, check_refs=check_refs
     )
     return _response(201 if created else 200, base, kind, stored), {"resource": doc}
+
+
+async def _matched(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str,
+    entry: dict[str, Any], kind: str, ids: dict[str, str],
+) -> tuple[dict[str, Any], dict[str, Any]] | None:  # fmt: skip
+    """A conditional create's match (`request.ifNoneExist`): (response, the resource found),
+    and the entry's fullUrl now names it; None when the POST is to create (no condition, or
+    nothing found). Several found is a 412."""
+    condition = entry["request"].get("ifNoneExist")
+    if condition is None:
+        return None
+    doc = _post_resource(entry, kind, ids)
+    where = "Bundle.entry.request.ifNoneExist"
+    found = await searching.existing(session, reader, caller, base, doc, condition, where)
+    if found is None:
+        return None
+    if isinstance(entry.get("fullUrl"), str):
+        ids[entry["fullUrl"]] = f"{kind}/{found['id']}"
+    meta = found.get("meta") or {}
+    response = {
+        "status": "200 OK",
+        "location": f"{kind}/{found['id']}/_history/{meta.get('versionId')}",
+        "etag": f'W/"{meta.get("versionId")}"',
+        "lastModified": meta.get("lastUpdated"),
+    }
+    return response, {"resource": found}
 
 
 async def _posts(
@@ -237,6 +271,15 @@ async def transaction(
         if methods[i] == "DELETE":
             await one(i)
     posts = [i for i in order if methods[i] == "POST"]
+    for i in posts:  # conditional creates first: a match stands for its entry from now on
+        kind = _target(entries[i])[0][0]
+        try:
+            matched = await _matched(session, reader, caller, base, entries[i], kind, ids)
+        except (FhirError, DomainError) as exc:
+            raise _failure(exc, i) from None
+        if matched is not None:
+            responses[i] = {"response": matched[0]}
+    posts = [i for i in posts if i not in responses]
     if posts:  # then the POSTs: prepared one by one, written together
         made = await _posts(session, reader, caller, base, entries, posts, ids)
         for i, (response, doc) in zip(posts, made, strict=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,7 +21,7 @@ from salud.records.mirror_query import MAX_OFFSET, paging_links
 from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
 from salud.records.patient import to_patient
-from salud.records.service import bundle_entry, may, restriction_filters
+from salud.records.service import bundle_entry, may, person_scope, restriction_filters
 from salud.storage.fastread import FastReader
 
 MAX_COUNT, DEFAULT_COUNT = 200, 50
@@ -49,6 +50,58 @@ def _date_value(raw: str, name: str) -> tuple[str, datetime, datetime]:
     except ValueError:
         raise FhirError.one(400, "invalid", f"{name}: «{raw}» no es una fecha FHIR") from None
     return prefix, start, end
+
+
+_CONTROL = frozenset({"_offset", "_count", "_sort", "_include", "_revinclude", "_format"})
+
+
+def condition_query(text: str, kind: str, where: str) -> list[tuple[str, str]]:
+    """The search of a conditional create (`identifier=sys%7C123`, URL-encoded as a query
+    string, with or without `Type?` before it): at least one parameter=value, or a 400 at
+    `where` (the `If-None-Exist` header, or a Bundle entry's `request.ifNoneExist`)."""
+    if not isinstance(text, str):
+        raise FhirError.one(400, "invalid", "debe ser texto", where)
+    target, mark, rest = text.partition("?")
+    if mark and target.strip("/") not in ("", kind):
+        raise FhirError.one(
+            400, "invalid", f"la búsqueda es de {target.strip('/')}, el recurso es {kind}", where
+        )
+    try:
+        query = parse_qsl(rest if mark else text, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        query = []
+    control = sorted({n for n, _ in query} & _CONTROL)
+    if control:
+        raise FhirError.one(
+            400, "invalid", f"una creación condicional busca por valores: sin {', '.join(control)}",
+            where,
+        )  # fmt: skip
+    if not query or any(not name or not value for name, value in query):
+        raise FhirError.one(
+            400, "invalid",
+            "debe ser una búsqueda parámetro=valor (p. ej. identifier=sistema|valor)", where,
+        )  # fmt: skip
+    return query
+
+
+async def existing(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, doc: dict[str, Any],
+    condition: str, where: str,
+) -> dict[str, Any] | None:  # fmt: skip
+    """Conditional create (R4 §3.1.0.8.1): the one resource the condition finds, within the
+    new resource's person (a search of a clinical type needs its patient), or None when it
+    finds none; several are a 412."""
+    kind = doc["resourceType"]
+    query = condition_query(condition, kind, where) + person_scope(doc)
+    found = await search(session, reader, caller, base, kind, query)
+    if found["total"] > 1:
+        raise FhirError.one(
+            412, "multiple-matches", f"la condición encontró {found['total']} recursos", where
+        )
+    if found["total"] == 1:
+        resource: dict[str, Any] = found["entry"][0]["resource"]
+        return resource
+    return None
 
 
 async def search(
