@@ -39,6 +39,7 @@ def _url(path: str, curp: str) -> str:
     path = re.sub(r"\{folio\}", "ARCO-2026-0000001", path)
     path = re.sub(r"\{(consent_id|emergency_id)\}", "1", path)
     path = path.replace("{credential_id}", "aaaaaaaaaaaaaaaa").replace("{side}", "front")
+    path = path.replace("{guardian_curp}", "GOMC850312HDFNRR09")
     return re.sub(r"\{curp\}", curp, re.sub(r"\{clues\}", "HGIMB000011", path))
 
 
@@ -62,6 +63,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/emergency-accesses/{emergency_id}/review"): {"outcome": "justified"},
     ("POST", "/api/v1/persons/{curp}/credentials"): {"reason": "first"},
+    ("POST", "/api/v1/persons/{curp}/guardians"): {
+        "guardian_curp": "GOMC850312HDFNRR09",
+        "relationship": "mother",
+        "reason": "acta de nacimiento",
+    },
+    ("POST", "/api/v1/persons/{curp}/guardians/{guardian_curp}/end"): {"reason": "por error"},
     ("POST", "/api/v1/credentials/{credential_id}/status"): {"status": "printed"},
     ("POST", "/api/v1/credentials/print-file"): {"credential_ids": ["aaaaaaaaaaaaaaaa"]},
     ("POST", "/api/v1/credentials/validate"): {"qr": "NOT A CARD"},

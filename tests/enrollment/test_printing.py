@@ -4,6 +4,7 @@ delivery after an identity check, overdue batches, and a lost card's reissue."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pypdfium2
@@ -16,7 +17,7 @@ from salud.enrollment.models import Notification, PrintBatch
 from salud.kit.clock import today_mx
 from tests.conftest import TokenFor
 from tests.enrollment.conftest import MODULE, Drive, E
-from tests.enrollment.test_enrollment import enroll_adult
+from tests.enrollment.test_enrollment import capture, enroll_adult, start
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -181,3 +182,111 @@ async def test_a_card_suspended_before_printing_leaves_the_batch_and_can_return(
     assert again.json()["status"] == "issued"
     later = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
     assert [c["credential_id"] for c in later.json()["cards"]] == [paused["credential_id"]]
+
+
+async def _enroll_minor(
+    c: httpx.AsyncClient, drive: Drive, seed: int, guardian: str
+) -> dict[str, Any]:
+    child = person_doc(birth_date=(today_mx() - timedelta(days=365 * 9)).isoformat())
+    folio = (await start(c, drive, child)).json()["folio"]
+    docs = {
+        "documents": [{"kind": "birth_certificate"}, {"kind": "curp"}, {"kind": "guardian_id"}],
+        "guardian_curp": guardian, "guardian_relationship": "mother",
+    }  # fmt: skip
+    answer = await c.put(f"{E}/enrollments/{folio}/documents", json=docs, headers=drive.operator)
+    assert answer.status_code == 200, answer.text
+    await capture(c, drive, folio, seed)
+    done = await c.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+    receipt: dict[str, Any] = done.json()
+    return receipt
+
+
+async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, token_for: TokenFor
+) -> None:
+    """Issue 6: the guardian is linked to the minor. Completing a minor's enrollment links
+    the adult whose ID was checked in the registry; the plastic is handed only to that adult
+    (checked with their ID, their CURP recorded); an adult takes their own card."""
+    op = drive.operator
+    mother = person_doc(sex="M", birth_date="1990-03-04")["curp"]
+    stranger = person_doc(birth_date="1985-07-08")["curp"]
+    minor = await _enroll_minor(anonymous, drive, 41, mother)
+    adult = await enroll_adult(anonymous, drive, 42)
+    links = await anonymous.get(f"/api/v1/persons/{minor['curp']}/guardians", headers=op)
+    assert links.status_code == 200, links.text
+    [link] = links.json()
+    assert (link["guardian_curp"], link["relationship"], link["active"]) == (mother, "mother", True)
+    assert link["source"] == f"registro {minor['folio']}"
+
+    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
+                                 headers=op)).json()["code"]  # fmt: skip
+    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
+    for step in ("shipped", "received"):
+        moved = await anonymous.post(f"{E}/print-batches/{code}/status", json={"status": step},
+                                     headers=op)  # fmt: skip
+        assert moved.status_code == 200, moved.text
+
+    async def hand(card: dict[str, Any], **body: str) -> httpx.Response:
+        url = f"{E}/cards/{card['credential_id']}/delivery"
+        return await anonymous.post(url, json=body, headers=op)
+
+    for body, field in (
+        ({"identity_check": "photo_id"}, "identity_check"),  # the child's own ID: no
+        ({"identity_check": "guardian_id"}, "receiver_curp"),  # who takes it?
+        ({"identity_check": "guardian_id", "receiver_curp": stranger}, "receiver_curp"),
+    ):
+        refused = await hand(minor, **body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["errors"][0]["field"] == field
+    handed = await hand(minor, identity_check="guardian_id", receiver_curp=mother)
+    assert handed.status_code == 200, handed.text
+    assert (handed.json()["card_status"], handed.json()["delivered_to"]) == ("delivered", mother)
+
+    for body in ({"identity_check": "guardian_id"},
+                 {"identity_check": "photo_id", "receiver_curp": mother}):  # fmt: skip
+        refused = await hand(adult, **body)
+        assert refused.status_code == 422, (body, refused.text)
+    handed = await hand(adult, identity_check="photo_id")
+    assert handed.json()["delivered_to"] == adult["curp"]
+
+    # Registry staff link another adult after checking documents, never a minor, and end a
+    # link with the reason: the row stays, no longer in force.
+    teen = person_doc(birth_date=(today_mx() - timedelta(days=365 * 16)).isoformat())["curp"]
+    url = f"/api/v1/persons/{minor['curp']}/guardians"
+    body = {"guardian_curp": teen, "relationship": "guardian", "reason": "resolución judicial"}
+    young = await anonymous.post(url, json=body, headers=op)
+    assert young.status_code == 422
+    assert young.json()["errors"][0]["field"] == "guardian_curp"
+    body = {"guardian_curp": stranger, "relationship": "father", "reason": "acta de nacimiento"}
+    added = await anonymous.post(url, json=body, headers=op)
+    assert added.status_code == 201, added.text
+    assert [x["guardian_curp"] for x in added.json()] == [mother, stranger]
+    for_adult = await anonymous.post(
+        f"/api/v1/persons/{adult['curp']}/guardians",
+        json={"guardian_curp": mother, "relationship": "mother", "reason": "acta"}, headers=op,
+    )  # fmt: skip
+    assert for_adult.status_code == 422
+    ended = await anonymous.post(f"{url}/{stranger}/end", json={"reason": "vinculado por error"},
+                                 headers=op)  # fmt: skip
+    assert ended.status_code == 200, ended.text
+    assert (ended.json()["active"], ended.json()["ended_by"]) == (False, "operador.prueba")
+    again = await anonymous.post(f"{url}/{stranger}/end", json={"reason": "vinculado por error"},
+                                 headers=op)  # fmt: skip
+    assert again.status_code == 404
+    history = (await anonymous.get(url, headers=op)).json()
+    assert [(x["guardian_curp"], x["active"]) for x in history] == [
+        (mother, True),
+        (stranger, False),
+    ]
+
+    # Who may read it: whoever may read the registry's entry (reception too: a parent brings
+    # the child); not a system administrator, nor another citizen.
+    for role in (Role.SYSTEM_ADMIN, Role.CITIZEN):
+        denied = await anonymous.get(url, headers=token_for(role, curp=mother))
+        assert denied.status_code == 403, role
+    auditor = token_for(Role.AUDITOR)
+    log = (await anonymous.get("/api/v1/audit/events", params={"person_curp": minor["curp"]},
+                               headers=auditor)).json()["items"]  # fmt: skip
+    actions = {e["action"] for e in log}
+    assert {"identity:guardian:link", "identity:guardian:end", "identity:guardian:list"} <= actions

@@ -17,8 +17,11 @@ from salud.errors import FieldProblem, InvalidInput
 from salud.facilities import service as facilities_service
 from salud.facilities.institutions import institutions_for_affiliations
 from salud.facilities.schemas import NearestResults
-from salud.identity import service
+from salud.identity import guardians, service
 from salud.identity.schemas import (
+    GuardianEnd,
+    GuardianLink,
+    GuardianRead,
     PersonCreate,
     PersonPage,
     PersonRead,
@@ -200,3 +203,40 @@ async def person_history(
     curp: str, session: ReadSession, caller: CurrentCaller
 ) -> list[PersonVersionRead]:
     return await service.history(session, curp, caller)
+
+
+@router.get(
+    "/{curp}/guardians",
+    summary="Madre, padre o tutor vinculados a la persona (con su historia)",
+    description="Los vínculos se hacen al concluir el registro de un menor o los hace el "
+    "personal del registro; nunca se borran: uno que termina queda con quién, cuándo y por qué. "
+    "`active`: vigente hoy (sin terminar y la persona aún es menor de edad).",
+    openapi_extra={"x-permission": Permission.PERSON_READ.value},
+)
+async def list_guardians(
+    curp: str, session: ReadSession, reader: Reader, caller: CurrentCaller
+) -> list[GuardianRead]:
+    return await guardians.list_guardians(session, reader, curp, caller)
+
+
+@router.post(
+    "/{curp}/guardians",
+    status_code=status.HTTP_201_CREATED,
+    summary="Vincular a la madre, padre o tutor de un menor (documentos revisados)",
+    openapi_extra={"x-permission": Permission.PERSON_UPDATE.value},
+)
+async def link_guardian(
+    curp: str, body: GuardianLink, session: Session, caller: CurrentCaller
+) -> list[GuardianRead]:
+    return await guardians.add(session, curp, body, caller)
+
+
+@router.post(
+    "/{curp}/guardians/{guardian_curp}/end",
+    summary="Terminar un vínculo vigente, con el motivo (el registro queda)",
+    openapi_extra={"x-permission": Permission.PERSON_UPDATE.value},
+)
+async def end_guardian(
+    curp: str, guardian_curp: str, body: GuardianEnd, session: Session, caller: CurrentCaller
+) -> GuardianRead:
+    return await guardians.end(session, curp, guardian_curp, body, caller)

@@ -19,6 +19,8 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from salud.kit.ages import age_on
+
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SPEC = re.compile(r"^[A-Z](-[A-Z])?(,[A-Z](-[A-Z])?)*$")
 MAX_AGE = 130
@@ -40,11 +42,6 @@ def letter_set(spec: str) -> frozenset[str]:
             raise ValueError(f"el rango {part} está al revés")
         out.update(LETTERS[LETTERS.index(first) : LETTERS.index(last) + 1])
     return frozenset(out)
-
-
-def age_on(birth: date, day: date) -> int:
-    """Completed years on `day` (someone born on 29 February turns a year older on 1 March)."""
-    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
 def surname_letter(curp: str) -> str:

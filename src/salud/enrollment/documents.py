@@ -14,9 +14,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from salud.enrollment.calendar import age_on
+from salud.kit.ages import is_minor
 
-ADULT_AGE = 18
 ADDRESS_PROOF_MONTHS = 6
 
 
@@ -53,10 +52,6 @@ class Document(BaseModel):
 class Missing:
     kind: DocumentKind
     reason: str
-
-
-def is_minor(birth: date, day: date) -> bool:
-    return age_on(birth, day) < ADULT_AGE
 
 
 def required(birth: date, day: date) -> tuple[DocumentKind, ...]:

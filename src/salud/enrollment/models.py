@@ -258,6 +258,8 @@ class PrintBatchCard(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     delivered_by: Mapped[str | None] = mapped_column(String(100))
     identity_check: Mapped[str | None] = mapped_column(String(40))
+    # Who took the card: the holder, or for a minor the linked mother, father or guardian.
+    delivered_to: Mapped[str | None] = mapped_column(String(18))
 
 
 class Notification(Base):

@@ -24,9 +24,13 @@ from salud.enrollment.schemas import (
     BatchRead,
     BatchStatus,
     DeliveryIn,
+    IdentityCheck,
 )
 from salud.enrollment.service import Issuance
-from salud.errors import Conflict, Forbidden, NotFound
+from salud.errors import Conflict, Forbidden, InvalidInput, NotFound
+from salud.identity import guardians
+from salud.identity import repository as persons
+from salud.kit.ages import is_minor
 from salud.kit.clock import today_mx, utcnow
 
 # Printing and shipping take at most three weeks, so the card waits at the module before the
@@ -52,6 +56,7 @@ async def _cards(session: AsyncSession, b: PrintBatch) -> list[BatchCardRead]:
             card_status=s,
             delivered_at=c.delivered_at,
             delivered_by=c.delivered_by,
+            delivered_to=c.delivered_to,
         )
         for c, s in await repository.batch_cards(session, b.id)
     ]
@@ -167,18 +172,48 @@ async def deliver(
     await check_runs_module(caller, await repository.module_by_id(session, b.module_id))
     if b.status != "received":
         raise Conflict("el lote de esa tarjeta aún no llega al módulo")
+    receiver = await _receiver(session, card.person_curp, data)
+    note = f"entrega: {data.identity_check.value}; recibe {receiver}"
     read = await credentials.change_status(
-        session, credential_id,
-        StatusChange(status="delivered", note=f"entrega: {data.identity_check.value}"), caller,
-    )  # fmt: skip
+        session, credential_id, StatusChange(status="delivered", note=note), caller
+    )
     now = utcnow()
     card.delivered_at, card.delivered_by = now, caller.actor
-    card.identity_check = data.identity_check.value
+    card.identity_check, card.delivered_to = data.identity_check.value, receiver
     await session.flush()
     return BatchCardRead(
         credential_id=credential_id, person_curp=card.person_curp, card_status=read.status.value,
-        delivered_at=now, delivered_by=caller.actor,
+        delivered_at=now, delivered_by=caller.actor, delivered_to=receiver,
     )  # fmt: skip
+
+
+async def _receiver(session: AsyncSession, holder_curp: str, data: DeliveryIn) -> str:
+    """Who may take the card: the holder, checked with their ID or face; a minor's card goes
+    to the mother, father or guardian linked in the registry (identity/guardians.py), checked
+    with their ID. The CURP of whoever takes it is recorded."""
+    holder = await persons.get_by_curp(session, holder_curp, affiliations=False)
+    assert holder is not None  # a card is issued only to a registered person
+    if is_minor(holder.birth_date, today_mx()):
+        if data.identity_check is not IdentityCheck.GUARDIAN_ID:
+            raise InvalidInput.on(
+                "identity_check", "la credencial de un menor se entrega a su madre, padre o "
+                "tutor vinculado, con su identificación (guardian_id)",
+            )  # fmt: skip
+        if data.receiver_curp is None:
+            raise InvalidInput.on("receiver_curp", "indique la CURP de quien recibe al menor")
+        if not await guardians.answers_for(session, holder, data.receiver_curp):
+            raise InvalidInput.on(
+                "receiver_curp", "no está vinculada como madre, padre o tutor de esta persona "
+                "en el padrón; el personal del registro puede vincularla con sus documentos",
+            )  # fmt: skip
+        return data.receiver_curp
+    if data.identity_check is IdentityCheck.GUARDIAN_ID:
+        raise InvalidInput.on(
+            "identity_check", "una persona mayor de edad recoge su propia credencial"
+        )
+    if data.receiver_curp not in (None, holder_curp):
+        raise InvalidInput.on("receiver_curp", "la credencial la recoge su titular")
+    return holder_curp
 
 
 async def list_batches(

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from salud.enrollment.calendar import Phase, Rule, StateKey
 from salud.enrollment.documents import Document, DocumentKind
-from salud.identity.schemas import PersonCreate
+from salud.identity.schemas import PersonCreate, Relationship
 
 Curp = Annotated[str, StringConstraints(min_length=18, max_length=18, to_upper=True)]
 ModuleCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{2,19}$")]
@@ -155,12 +155,6 @@ class EnrollmentStart(_In):
     )
 
 
-class Relationship(StrEnum):
-    MOTHER = "mother"
-    FATHER = "father"
-    GUARDIAN = "guardian"
-
-
 class DocumentsIn(_In):
     documents: list[Document] = Field(max_length=10)
     guardian_curp: Curp | None = None
@@ -279,6 +273,9 @@ class BatchCardRead(BaseModel):
     card_status: str
     delivered_at: datetime | None
     delivered_by: str | None
+    delivered_to: str | None = Field(
+        None, description="CURP de quien recibió: la persona, o la madre, padre o tutor de un menor"
+    )
 
 
 class BatchRead(BaseModel):
@@ -307,3 +304,8 @@ class IdentityCheck(StrEnum):
 
 class DeliveryIn(_In):
     identity_check: IdentityCheck
+    receiver_curp: Curp | None = Field(
+        None,
+        description="CURP de quien recibe: obligatoria para la credencial de un menor (su madre, "
+        "padre o tutor vinculado en el padrón); si se indica para un adulto, es la suya",
+    )

@@ -20,8 +20,7 @@ from salud.credentials.signing import Signer
 from salud.enrollment import biometrics, repository
 from salud.enrollment.biometrics import Matcher
 from salud.enrollment.booking import check_runs_module, new_folio
-from salud.enrollment.calendar import age_on
-from salud.enrollment.documents import LABELS, Document, DocumentKind, checklist, is_minor
+from salud.enrollment.documents import LABELS, Document, DocumentKind, checklist
 from salud.enrollment.models import DuplicateReview, Enrollment, Fingerprint, RegistrationModule
 from salud.enrollment.schemas import (
     DocumentsIn,
@@ -31,14 +30,15 @@ from salud.enrollment.schemas import (
     ExceptionIn,
     MissingRead,
     ReceiptRead,
-    Relationship,
 )
 from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from salud.identity import curp as curp_rules
-from salud.identity import photos
+from salud.identity import guardians, photos
 from salud.identity import repository as persons
 from salud.identity import service as identity
 from salud.identity.models import Person
+from salud.identity.schemas import Relationship
+from salud.kit.ages import age_on, is_minor
 from salud.kit.clock import today_mx, utcnow
 from salud.kit.sealing import Keyring, seal
 
@@ -400,6 +400,12 @@ async def complete(
         session, issuance.signer, issuance.ring, issuance.config, row.person_curp,
         IssueReason.FIRST, caller,
     )  # fmt: skip
+    minor = is_minor(person.birth_date, row.visit_day)
+    if minor and row.guardian_curp and row.guardian_relationship:  # the adult who came along
+        await guardians.link(
+            session, row.person_curp, row.guardian_curp,
+            Relationship(row.guardian_relationship), f"registro {folio}", caller,
+        )  # fmt: skip
     now = utcnow()
     row.status, row.completed_at, row.credential_id = "completed", now, card.credential_id
     row.pickup_from = row.visit_day + timedelta(days=PICKUP_FROM_DAYS)

@@ -149,3 +149,30 @@ class PersonPhoto(Base):
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class Guardianship(Base):
+    """A minor's mother, father or guardian, checked with their ID at a registration module
+    (issue 6). Never edited nor deleted: a link that ends keeps its row with when, who and
+    why, and a new link is a new row, so the rows are the relation's whole history. A link
+    also lapses, without a write, when the minor turns 18 (`identity/guardians.py`)."""
+
+    __tablename__ = "guardianships"
+    __table_args__ = (
+        CheckConstraint("relationship IN ('mother','father','guardian')", name="relationship"),
+        CheckConstraint("minor_curp <> guardian_curp", name="not_self"),
+        Index("ix_guardianships_minor", "minor_curp"),
+        Index("ix_guardianships_guardian", "guardian_curp"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    minor_curp: Mapped[str] = mapped_column(String(18), ForeignKey("persons.curp"))
+    # The guardian need not be in the registry: their CURP and ID were checked at the module.
+    guardian_curp: Mapped[str] = mapped_column(String(18))
+    relationship: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(100))  # e.g. "registro R-2026-000123"
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    linked_by: Mapped[str] = mapped_column(String(100))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(100))
+    end_reason: Mapped[str | None] = mapped_column(String(300))

@@ -10,7 +10,7 @@ from sqlalchemy import Table, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from salud.identity.models import Affiliation, Person, PersonVersion
+from salud.identity.models import Affiliation, Guardianship, Person, PersonVersion
 from salud.storage.engine import dialect_name
 from salud.storage.fastread import FastQuery, FastReader
 
@@ -292,3 +292,28 @@ async def _ids_of(session: AsyncSession, curps: Sequence[str]) -> list[tuple[str
         )
         found.extend((row.curp, row.id) for row in rows)
     return found
+
+
+async def guardianships(
+    session: AsyncSession, minor_curp: str, *, for_update: bool = False
+) -> Sequence[Guardianship]:
+    """Every link of this minor, the oldest first (ended ones included)."""
+    stmt = (
+        select(Guardianship)
+        .where(Guardianship.minor_curp == minor_curp)
+        .order_by(Guardianship.linked_at, Guardianship.id)
+    )
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalars().all()
+
+
+async def wards(session: AsyncSession, guardian_curp: str) -> Sequence[tuple[Person, str]]:
+    """The registered persons this CURP has a link not ended to, with the relationship."""
+    stmt = (
+        select(Person, Guardianship.relationship)
+        .join(Guardianship, Guardianship.minor_curp == Person.curp)
+        .where(Guardianship.guardian_curp == guardian_curp, Guardianship.ended_at.is_(None))
+        .order_by(Person.birth_date, Person.curp)
+    )
+    return [(p, r) for p, r in (await session.execute(stmt)).all()]

@@ -327,6 +327,48 @@ class PersonRead(BaseModel):
     updated_at: datetime
 
 
+class Relationship(StrEnum):
+    """Who answers for a minor (the ID checked at the module says which)."""
+
+    MOTHER = "mother"
+    FATHER = "father"
+    GUARDIAN = "guardian"
+
+
+class GuardianRead(BaseModel):
+    guardian_curp: str
+    relationship: Relationship
+    guardian_name: str | None = Field(
+        description="Nombre en el padrón, si quien acompaña está registrado"
+    )
+    source: str
+    linked_at: datetime
+    linked_by: str
+    ended_at: datetime | None
+    ended_by: str | None
+    end_reason: str | None
+    active: bool = Field(description="Vigente hoy: sin terminar y la persona aún es menor de edad")
+
+
+class GuardianLink(BaseModel):
+    """Registry staff link an adult to a minor after checking the documents (a birth
+    certificate, the adult's ID, a court ruling for a guardian)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    guardian_curp: Curp
+    relationship: Relationship
+    reason: str = Field(
+        min_length=5, max_length=80, description="Documentos revisados (p. ej. acta de nacimiento)"
+    )
+
+
+class GuardianEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=5, max_length=300, description="Por qué termina el vínculo")
+
+
 class PersonSummary(BaseModel):
     curp: str
     given_names: str

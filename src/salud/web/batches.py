@@ -127,14 +127,16 @@ async def deliver(
     session: WriteSession,
     credential_id: Annotated[str, Form(max_length=32)],
     identity_check: Annotated[IdentityCheck, Form()],
+    receiver_curp: Annotated[str, Form(max_length=18)] = "",
     csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
 ) -> Response:
     _check_csrf(request, csrf_token)
     caller = _caller(request, "entrega")
     try:
-        await printing.deliver(session, credential_id, DeliveryIn(identity_check=identity_check),
-                               caller)  # fmt: skip
-    except DomainError as exc:
+        data = DeliveryIn(identity_check=identity_check,
+                          receiver_curp=receiver_curp.strip().upper() or None)  # fmt: skip
+        await printing.deliver(session, credential_id, data, caller)
+    except (DomainError, ValidationError) as exc:
         await session.rollback()
         return back_to(f"/modulo/lotes/{code}", reason_of(exc))
     return back_to(f"/modulo/lotes/{code}", "Tarjeta entregada.")

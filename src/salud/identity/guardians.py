@@ -1,0 +1,169 @@
+"""Who answers for a minor: the mother, father or guardian whose ID was checked at the
+registration module (issue 6: "the ID of the mother, father or guardian, with the guardian
+linked to the minor").
+
+A link is made when a minor's enrollment completes, in the same transaction, and is a row of
+its own (`Guardianship`): never edited nor deleted. Registry staff end a link with a reason
+(a court ruling, a mistake); it lapses without a write when the minor turns 18. The link is
+what lets a minor's plastic card be handed to that adult (enrollment/printing.py), and what
+the adult can show for the minor; every read of it is audited like the registry's."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.access import care
+from salud.access.context import Caller
+from salud.access.permissions import Permission
+from salud.errors import Forbidden, InvalidInput, NotFound
+from salud.identity import curp as curp_rules
+from salud.identity import repository
+from salud.identity.models import Guardianship, Person
+from salud.identity.schemas import GuardianEnd, GuardianLink, GuardianRead, Relationship
+from salud.kit.ages import is_minor
+from salud.kit.clock import today_mx, utcnow
+from salud.storage.fastread import FastReader
+
+
+def _full_name(p: Person) -> str:
+    return " ".join(x for x in (p.given_names, p.first_surname, p.second_surname) if x)
+
+
+def _read(row: Guardianship, minor: Person, names: dict[str, str]) -> GuardianRead:
+    return GuardianRead(
+        guardian_curp=row.guardian_curp, relationship=Relationship(row.relationship),
+        guardian_name=names.get(row.guardian_curp), source=row.source,
+        linked_at=row.linked_at, linked_by=row.linked_by, ended_at=row.ended_at,
+        ended_by=row.ended_by, end_reason=row.end_reason,
+        active=row.ended_at is None and is_minor(minor.birth_date, today_mx()),
+    )  # fmt: skip
+
+
+def _check(curp: str, field: str) -> None:
+    try:
+        curp_rules.validate(curp)
+    except curp_rules.CurpInvalid as exc:
+        raise InvalidInput.on(field, exc.reason) from None
+
+
+async def link(
+    session: AsyncSession, minor_curp: str, guardian_curp: str, relationship: Relationship,
+    source: str, caller: Caller,
+) -> None:  # fmt: skip
+    """Link the adult to the minor within the caller's transaction (the caller has checked
+    the permission: an operator completing the minor's enrollment). Linking again with the
+    same relationship changes nothing; another relationship ends the old link first."""
+    _check(guardian_curp, "guardian_curp")
+    if guardian_curp == minor_curp:
+        raise InvalidInput.on("guardian_curp", "es la CURP de la misma persona")
+    now = utcnow()
+    for row in await repository.guardianships(session, minor_curp, for_update=True):
+        if row.guardian_curp != guardian_curp or row.ended_at is not None:
+            continue
+        if row.relationship == relationship.value:
+            return
+        row.ended_at, row.ended_by = now, caller.actor
+        row.end_reason = f"parentesco corregido a {relationship.value} ({source})"
+    session.add(Guardianship(
+        minor_curp=minor_curp, guardian_curp=guardian_curp, relationship=relationship.value,
+        source=source, linked_at=now, linked_by=caller.actor, ended_at=None, ended_by=None,
+        end_reason=None,
+    ))  # fmt: skip
+    await session.flush()
+    await caller.record(
+        "identity:guardian:link", "person", person_curp=minor_curp, within=session,
+        detail={"guardian": guardian_curp, "relationship": relationship.value, "source": source},
+    )  # fmt: skip
+
+
+async def add(
+    session: AsyncSession, minor_curp: str, data: GuardianLink, caller: Caller
+) -> list[GuardianRead]:
+    """Registry staff link an adult to a person who is a minor today, after checking the
+    documents (`data.reason` says which); the person's links afterwards."""
+    _check(minor_curp, "curp")
+    await caller.allow(
+        Permission.PERSON_UPDATE, "identity:guardian:link", "person", person_curp=minor_curp
+    )
+    minor = await _minor(session, minor_curp)
+    today = today_mx()
+    if not is_minor(minor.birth_date, today):
+        raise InvalidInput.on("curp", "la persona es mayor de edad: nadie responde por ella aquí")
+    if is_minor(curp_rules.parse(data.guardian_curp).birth_date, today):
+        raise InvalidInput.on("guardian_curp", "quien responde por un menor debe ser mayor de edad")
+    await link(session, minor_curp, data.guardian_curp, data.relationship,
+               data.reason, caller)  # fmt: skip
+    rows = list(await repository.guardianships(session, minor_curp))
+    names = await _names(session, rows)
+    return [_read(r, minor, names) for r in rows]
+
+
+async def _minor(session: AsyncSession, curp: str) -> Person:
+    person = await repository.get_by_curp(session, curp, affiliations=False)
+    if person is None:
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    return person
+
+
+async def _names(session: AsyncSession, rows: list[Guardianship]) -> dict[str, str]:
+    found = await repository.by_curps(session, sorted({r.guardian_curp for r in rows}))
+    return {p.curp: _full_name(p) for p in found}
+
+
+async def list_guardians(
+    session: AsyncSession, reader: FastReader, curp: str, caller: Caller
+) -> list[GuardianRead]:
+    """The person's links, ended ones included (the relation's history). Registry staff, the
+    person, and a clinician with a basis for the person (care, consent or emergency)."""
+    _check(curp, "curp")
+    action = "identity:guardian:list"
+    await caller.allow(Permission.PERSON_READ, action, "person", person_curp=curp)
+    if care.needs_basis(caller.principal):
+        basis = await care.clinical_basis(reader, caller.principal, curp)
+        if basis is None:
+            missing = {"missing": "care, consent or emergency access"}
+            await caller.record(
+                action, "person", person_curp=curp, outcome="denied", detail=missing
+            )
+            raise Forbidden("no hay relación de atención, consentimiento ni acceso de urgencia")
+        caller = replace(caller, purpose=basis[0], reason=basis[1])
+    minor = await _minor(session, curp)
+    rows = list(await repository.guardianships(session, curp))
+    await caller.record(action, "person", person_curp=curp, detail={"links": len(rows)})
+    names = await _names(session, rows)
+    return [_read(r, minor, names) for r in rows]
+
+
+async def end(
+    session: AsyncSession, minor_curp: str, guardian_curp: str, data: GuardianEnd,
+    caller: Caller,
+) -> GuardianRead:  # fmt: skip
+    """End a link that is in force, with the reason (registry staff); the row stays."""
+    _check(minor_curp, "curp")
+    _check(guardian_curp, "guardian_curp")
+    await caller.allow(
+        Permission.PERSON_UPDATE, "identity:guardian:end", "person", person_curp=minor_curp
+    )
+    minor = await _minor(session, minor_curp)
+    rows = await repository.guardianships(session, minor_curp, for_update=True)
+    live = [r for r in rows if r.guardian_curp == guardian_curp and r.ended_at is None]
+    if not live:
+        raise NotFound("esa persona no tiene un vínculo vigente con esa CURP")
+    row = live[0]
+    row.ended_at, row.ended_by, row.end_reason = utcnow(), caller.actor, data.reason
+    await session.flush()
+    await caller.record(
+        "identity:guardian:end", "person", person_curp=minor_curp, within=session,
+        detail={"guardian": guardian_curp},
+    )  # fmt: skip
+    return _read(row, minor, await _names(session, [row]))
+
+
+async def answers_for(session: AsyncSession, minor: Person, guardian_curp: str) -> bool:
+    """Whether this adult answers for this person today: a link not ended, and a minor."""
+    if not is_minor(minor.birth_date, today_mx()):
+        return False
+    rows = await repository.guardianships(session, minor.curp)
+    return any(r.guardian_curp == guardian_curp and r.ended_at is None for r in rows)
