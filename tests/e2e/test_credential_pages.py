@@ -4,6 +4,7 @@ card shows a QR that verifies, and still opens offline once loaded."""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ from salud.access.schemas import AccountCreate
 from salud.config import Settings
 from salud.credentials.keyset import KeySet
 from salud.credentials.verify import offline_verdict, verify
+from salud.kit.clock import today_mx
 from tests.conftest import TokenFor, keyring_of
 from tests.credentials.test_credentials_api import back_of, issued, registered, signed_qr_of
 from tests.e2e.conftest import ARTIFACTS, FAKE_CAMERA
@@ -169,3 +171,45 @@ async def test_the_digital_card_verifies_and_opens_offline(
 
 
 pytestmark = pytest.mark.usefixtures("signing_key")
+
+
+async def test_a_parent_opens_the_childs_digital_card_on_their_phone(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    live_server: str,
+    browser: Browser,
+) -> None:
+    parent = await registered(client, birth_date="1987-09-10")
+    child = await registered(client, birth_date=(today_mx() - timedelta(days=365 * 7)).isoformat())
+    await issued(client, child["curp"])
+    url = f"/api/v1/persons/{child['curp']}/guardians"
+    reason = "acta de nacimiento"
+    body = {"guardian_curp": parent["curp"], "relationship": "father", "reason": reason}
+    assert (await client.post(url, json=body)).status_code == 201
+    await account(sessions, settings, "papa.e2e", Role.CITIZEN, curp=parent["curp"])
+
+    page = await (await browser.new_context(viewport={"width": 412, "height": 915})).new_page()
+    await page.goto(f"{live_server}/credencial/menores")
+    await page.wait_for_url("**/entrar**")
+    await sign_in(page, "papa.e2e", None)
+    await page.wait_for_url(f"{live_server}/credencial/menores")
+    await page.locator("#wards a").click()
+    await page.wait_for_url(f"{live_server}/credencial/?de={child['curp']}")
+    await expect(page.locator("#curp")).to_have_text(child["curp"], timeout=10_000)
+    await expect(page.locator("#card-kind")).to_contain_text("Menor a su cargo")
+    shot = await page.screenshot(path=ARTIFACTS / "credencial-de-un-menor.png", full_page=True)
+    found = [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(shot)))]
+    async with httpx.AsyncClient(base_url=live_server) as web:
+        keys = KeySet.from_jwks((await web.get("/.well-known/jwks.json")).json())
+    assert [verify(t, keys).claims.holder.curp for t in found] == [child["curp"]]
+    key = f"salud.credencial.{child['curp']}"
+    assert await page.evaluate(f"localStorage.getItem('{key}')") is not None
+
+    # The link ends: the next refresh says why and the copy on the phone is gone.
+    ended = await client.post(f"{url}/{parent['curp']}/end", json={"reason": "resolución judicial"})
+    assert ended.status_code == 200
+    await page.reload()
+    await expect(page.locator("#status")).to_contain_text("no está vinculada", timeout=10_000)
+    assert await page.evaluate(f"localStorage.getItem('{key}')") is None
+    await expect(page.locator("#card")).to_be_hidden()

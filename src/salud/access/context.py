@@ -40,6 +40,9 @@ class Caller:
     pending: list[AuditEntry] | None = None
     # Clinical bases already established in this unit of work (CURP -> basis or None).
     bases: dict[str, tuple[str, str | None] | None] | None = None
+    # Minors this citizen answers for, each checked against the registry's link in this unit
+    # of work (identity/guardians.py `acting_for`); never taken from a token or a form.
+    wards: frozenset[str] = frozenset()
 
     @property
     def actor(self) -> str:
@@ -82,12 +85,15 @@ class Caller:
         resource: str | None = None,
     ) -> None:
         """Raise Forbidden (and record the denial) unless the caller may do this. A citizen
-        may only ever touch their own record. A machine client's scopes name resource types:
-        the registry's person is the Patient (`resource`, by default for the person:*
-        permissions), so `system/Coverage.read`, which also grants person:read for the
-        person's Coverage, does not open the registry's own API."""
+        may only ever touch their own record, or that of a minor they answer for (`wards`).
+        A machine client's scopes name resource types: the registry's person is the Patient
+        (`resource`, by default for the person:* permissions), so `system/Coverage.read`,
+        which also grants person:read for the person's Coverage, does not open the
+        registry's own API."""
         p = self.principal
-        own = p.role is not Role.CITIZEN or (person_curp is not None and person_curp == p.curp)
+        own = p.role is not Role.CITIZEN or (
+            person_curp is not None and (person_curp == p.curp or person_curp in self.wards)
+        )
         scoped = True
         if p.role is Role.CLIENT:
             kind = resource or ("Patient" if permission in _REGISTRY else None)

@@ -25,7 +25,8 @@ from salud.credentials.schemas import (
 )
 from salud.credentials.signing import Signer
 from salud.errors import DomainError
-from salud.identity import photos
+from salud.identity import guardians, photos
+from salud.identity.schemas import WardRead
 
 router = APIRouter(tags=["credencial"])
 wellknown = APIRouter(tags=["credencial"])
@@ -173,6 +174,29 @@ async def digital_card(
 ) -> DigitalCardRead:
     response.headers["Cache-Control"] = "no-store"
     return await service.digital_card(session, _signer(request), _config(request), caller)
+
+
+@router.get(
+    "/me/wards",
+    summary="Las personas menores de edad por las que respondo (madre, padre o tutor)",
+    openapi_extra=_x(Permission.PERSON_READ),
+)
+async def my_wards(session: ReadSession, caller: CurrentCaller) -> list[WardRead]:
+    return await guardians.my_wards(session, caller)
+
+
+@router.get(
+    "/me/wards/{curp}/digital-card",
+    summary="La credencial digital de una persona menor de edad por la que respondo",
+    openapi_extra=_x(Permission.CREDENTIAL_READ),
+)
+async def ward_digital_card(
+    curp: str, request: Request, session: ReadSession, caller: CurrentCaller, response: Response
+) -> DigitalCardRead:
+    response.headers["Cache-Control"] = "no-store"
+    return await service.digital_card(
+        session, _signer(request), _config(request), caller, holder_curp=curp
+    )
 
 
 @router.post(

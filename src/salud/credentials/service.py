@@ -53,7 +53,7 @@ from salud.credentials.signing import Signer
 from salud.credentials.verify import VerificationFailed, Verified, verify
 from salud.errors import Conflict, Forbidden, InvalidInput, NotFound
 from salud.facilities import service as facilities
-from salud.identity import photos
+from salud.identity import guardians, photos
 from salud.identity import repository as persons
 from salud.identity.catalogs import affiliation_catalog
 from salud.identity.curp import STATES
@@ -398,12 +398,18 @@ async def print_file(
 
 
 async def digital_card(
-    session: AsyncSession, signer: Signer, config: CredentialConfig, caller: Caller
-) -> DigitalCardRead:
-    """The citizen's digital card: signed now, with the entitlement in force now."""
+    session: AsyncSession, signer: Signer, config: CredentialConfig, caller: Caller,
+    holder_curp: str | None = None,
+) -> DigitalCardRead:  # fmt: skip
+    """The citizen's digital card: signed now, with the entitlement in force now. With
+    `holder_curp`, the card of a minor the citizen answers for (identity/guardians.py): a
+    parent carries their children's cards on their phone."""
     curp = caller.principal.curp
     if curp is None:
         raise Forbidden("la credencial digital es de la persona que inicia sesión")
+    if holder_curp is not None and holder_curp != curp:
+        caller = await guardians.acting_for(session, caller, holder_curp)
+        curp = holder_curp
     await caller.allow(
         Permission.CREDENTIAL_READ, "credentials:digital:refresh", "credential", person_curp=curp
     )

@@ -16,12 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access import care
 from salud.access.context import Caller
-from salud.access.permissions import Permission
+from salud.access.permissions import Permission, Role
 from salud.errors import Forbidden, InvalidInput, NotFound
 from salud.identity import curp as curp_rules
 from salud.identity import repository
 from salud.identity.models import Guardianship, Person
-from salud.identity.schemas import GuardianEnd, GuardianLink, GuardianRead, Relationship
+from salud.identity.schemas import (
+    GuardianEnd,
+    GuardianLink,
+    GuardianRead,
+    Relationship,
+    WardRead,
+)
 from salud.kit.ages import is_minor
 from salud.kit.clock import today_mx, utcnow
 from salud.storage.fastread import FastReader
@@ -167,3 +173,44 @@ async def answers_for(session: AsyncSession, minor: Person, guardian_curp: str) 
         return False
     rows = await repository.guardianships(session, minor.curp)
     return any(r.guardian_curp == guardian_curp and r.ended_at is None for r in rows)
+
+
+async def my_wards(session: AsyncSession, caller: Caller) -> list[WardRead]:
+    """The minors the signed-in citizen answers for today (their links in force); each one
+    shown is an entry in that minor's "who looked at my data"."""
+    own = caller.principal.curp
+    if caller.principal.role is not Role.CITIZEN or own is None:
+        raise Forbidden("es la vista de la persona que inicia sesión")
+    await caller.allow(Permission.PERSON_READ, "identity:guardian:wards", "person", person_curp=own)
+    today = today_mx()
+    found = [
+        (p, r) for p, r in await repository.wards(session, own) if is_minor(p.birth_date, today)
+    ]
+    await caller.record_persons("identity:guardian:wards", [p.curp for p, _ in found])
+    return [
+        WardRead(curp=p.curp, given_names=p.given_names, first_surname=p.first_surname,
+                 second_surname=p.second_surname, birth_date=p.birth_date,
+                 relationship=Relationship(r))
+        for p, r in found
+    ]  # fmt: skip
+
+
+async def acting_for(session: AsyncSession, caller: Caller, minor_curp: str) -> Caller:
+    """The citizen, acting for a minor they answer for: the link is checked in the registry
+    now (in force, and the person still a minor), never taken from the session. A refusal
+    is recorded on the minor's record."""
+    _check(minor_curp, "curp")
+    p = caller.principal
+    if p.role is not Role.CITIZEN or p.curp is None:
+        raise Forbidden("solo la madre, padre o tutor vinculado actúa por un menor")
+    minor = await repository.get_by_curp(session, minor_curp, affiliations=False)
+    if minor is None or not await answers_for(session, minor, p.curp):
+        await caller.record(
+            "identity:guardian:act", "person", person_curp=minor_curp, outcome="denied",
+            detail={"guardian": p.curp},
+        )  # fmt: skip
+        raise Forbidden(
+            "no está vinculada en el padrón como madre, padre o tutor de esa persona menor de "
+            "edad (el vínculo se hace en el módulo de registro)"
+        )
+    return replace(caller, wards=caller.wards | {minor_curp}, purpose="tutor")

@@ -350,6 +350,17 @@ class GuardianRead(BaseModel):
     active: bool = Field(description="Vigente hoy: sin terminar y la persona aún es menor de edad")
 
 
+class WardRead(BaseModel):
+    """A minor the signed-in person answers for (their own view)."""
+
+    curp: str
+    given_names: str
+    first_surname: str
+    second_surname: str | None
+    birth_date: date
+    relationship: Relationship
+
+
 class GuardianLink(BaseModel):
     """Registry staff link an adult to a minor after checking the documents (a birth
     certificate, the adult's ID, a court ruling for a guardian)."""

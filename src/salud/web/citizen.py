@@ -20,6 +20,7 @@ from salud.enrollment.schemas import (
     BookingIn,
 )
 from salud.errors import DomainError, InvalidInput
+from salud.identity import guardians
 from salud.web import csrf
 from salud.web.forms import reason_of, state_names
 from salud.web.pages import (
@@ -125,6 +126,20 @@ async def notices(request: Request, session: ReadSession) -> Response:
         return _page(request, "forbidden.html", {"principal": principal}, 403)
     found = await notify.mine(session, _caller(request, "avisos"))
     return _page(request, "notices.html", {"principal": principal, "notices": found})
+
+
+# --- the minors a parent or guardian answers for -----------------------------------------
+
+
+@router.get("/credencial/menores", response_class=HTMLResponse)
+async def wards_page(request: Request, session: ReadSession) -> Response:
+    principal = _principal(request)
+    if principal is None:
+        return RedirectResponse("/entrar?next=/credencial/menores", status_code=303)
+    if principal.role is not Role.CITIZEN:
+        return _page(request, "forbidden.html", {"principal": principal}, 403)
+    found = await guardians.my_wards(session, _caller(request, "tutor"))
+    return _page(request, "wards.html", {"principal": principal, "wards": found})
 
 
 # --- the citizen reports a lost card ----------------------------------------------------

@@ -175,11 +175,15 @@ async def card_page(request: Request) -> Response:
 
 
 @router.get("/credencial/datos")
-async def card_data(request: Request, session: ReadSession) -> Response:
+async def card_data(
+    request: Request, session: ReadSession, de: Annotated[str, Query(max_length=18)] = ""
+) -> Response:
+    """The signed-in person's card, or (`?de=CURP`) that of a minor they answer for."""
     caller = _caller(request, "credencial-digital")
     card = await credentials.digital_card(
-        session, request.app.state.signer, request.app.state.credential_config, caller
-    )
+        session, request.app.state.signer, request.app.state.credential_config, caller,
+        holder_curp=de.strip().upper() or None,
+    )  # fmt: skip
     return Response(card.model_dump_json(), media_type="application/json",
                     headers={"Cache-Control": "no-store"})  # fmt: skip
 

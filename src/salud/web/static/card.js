@@ -1,7 +1,12 @@
 // The citizen's digital card: refreshed while online (a new signed statement of entitlement),
 // kept on the phone so it still shows, with its "valid as of" time, when offline.
 (() => {
-  const KEY = "salud.credencial";
+  // ?de=CURP: the card of a minor this person answers for (checked by the server each time).
+  const asked = new URLSearchParams(location.search).get("de");
+  const WARD = asked && /^[A-Z0-9]{18}$/.test(asked) ? asked : null;
+  const KEY = WARD ? `salud.credencial.${WARD}` : "salud.credencial";
+  const DATA = WARD ? `/credencial/datos?de=${WARD}` : "/credencial/datos";
+  const HERE = encodeURIComponent(WARD ? `/credencial/?de=${WARD}` : "/credencial/");
   const REFRESH_MS = 10 * 60 * 1000;
   const $ = (id) => document.getElementById(id);
   const when = (iso) => new Date(iso).toLocaleString("es-MX", { dateStyle: "medium", timeStyle: "short" });
@@ -28,18 +33,25 @@
 
   async function refresh() {
     try {
-      const answer = await fetch("/credencial/datos", { credentials: "same-origin", cache: "no-store" });
+      const answer = await fetch(DATA, { credentials: "same-origin", cache: "no-store" });
       if (answer.status === 401) {
         // The session ended (it lasts minutes): keep showing the saved card, as offline, with
         // a way to sign in again; without a saved card, go to the sign-in page.
         const saved = localStorage.getItem(KEY);
-        if (!saved) { location.href = "/entrar?next=/credencial/"; return; }
+        if (!saved) { location.href = `/entrar?next=${HERE}`; return; }
         show(JSON.parse(saved), false);
         $("status").textContent = "Su sesión terminó: se muestra la última credencial guardada. ";
         const again = document.createElement("a");
-        again.href = "/entrar?next=/credencial/";
+        again.href = `/entrar?next=${HERE}`;
         again.textContent = "Entrar para actualizarla";
         $("status").append(again);
+        return;
+      }
+      if (answer.status === 403 && WARD) {
+        // The link ended, or the minor came of age: the copy on this phone goes too.
+        localStorage.removeItem(KEY);
+        $("card").hidden = true;
+        $("status").textContent = (await answer.json()).detail;
         return;
       }
       if (!answer.ok) throw new Error(String(answer.status));
@@ -53,6 +65,10 @@
     }
   }
 
+  if (WARD) {
+    $("card-kind").textContent = "Credencial de salud · Digital · Menor a su cargo";
+    $("back").hidden = false;
+  }
   if ("serviceWorker" in navigator) navigator.serviceWorker.register("/credencial/sw.js", { scope: "/credencial/" });
   window.addEventListener("online", refresh);
   setInterval(refresh, REFRESH_MS);

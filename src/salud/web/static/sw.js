@@ -1,6 +1,6 @@
 // Service worker of the digital card: keeps the page shell so the card opens offline.
 // The card itself (personal data, signed QR) is kept by the page in localStorage, not here.
-const SHELL = "salud-credencial-v1";
+const SHELL = "salud-credencial-v2";
 const FILES = ["/credencial/", "/static/salud.css", "/static/card.js", "/static/icon.svg",
                "/credencial/manifest.webmanifest"];
 
@@ -22,5 +22,5 @@ self.addEventListener("fetch", (event) => {
     const copy = answer.clone();
     caches.open(SHELL).then((cache) => cache.put(event.request, copy));
     return answer;
-  }).catch(() => caches.match(event.request)));
+  }).catch(() => caches.match(event.request, { ignoreSearch: true })));  // ?de=CURP: same shell
 });

@@ -1,0 +1,84 @@
+"""A parent or guardian linked in the registry carries the minor's digital card: the link is
+checked on every request, refused when it ended or the minor came of age, and every access
+is in the minor's "who looked at my data"."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from salud.access.permissions import Role
+from salud.credentials.keyset import KeySet
+from salud.credentials.verify import verify
+from salud.identity.models import Guardianship
+from salud.kit.clock import today_mx, utcnow
+from tests.conftest import TokenFor
+from tests.credentials.test_credentials_api import issued, registered
+from tests.factories.persons import person_doc
+
+pytestmark = [pytest.mark.db, pytest.mark.usefixtures("signing_key")]
+
+
+def _years_ago(years: int, days: int = 0) -> str:
+    return (today_mx() - timedelta(days=365 * years + years // 4 + days)).isoformat()
+
+
+async def test_a_parent_carries_the_minors_card_while_the_link_is_in_force(
+    client: httpx.AsyncClient, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    parent = await registered(client, birth_date="1988-05-06")
+    child = await registered(client, birth_date=_years_ago(8))
+    grown = await registered(client, birth_date=_years_ago(18, 3))  # 18 a few days ago
+    stranger = await registered(client, birth_date="1979-01-02")
+    for person in (child, grown):
+        await issued(client, person["curp"])
+    linked = await client.post(
+        f"/api/v1/persons/{child['curp']}/guardians",
+        json={"guardian_curp": parent["curp"], "relationship": "mother",
+              "reason": "acta de nacimiento"},
+    )  # fmt: skip
+    assert linked.status_code == 201, linked.text
+    async with sessions() as s, s.begin():  # linked while a minor, at an earlier enrollment
+        s.add(Guardianship(minor_curp=grown["curp"], guardian_curp=parent["curp"],
+                           relationship="mother", source="registro anterior", linked_at=utcnow(),
+                           linked_by="operador.prueba"))  # fmt: skip
+
+    mother = token_for(Role.CITIZEN, curp=parent["curp"], username="madre")
+    wards = await client.get("/api/v1/me/wards", headers=mother)
+    assert wards.status_code == 200, wards.text
+    assert [w["curp"] for w in wards.json()] == [child["curp"]]  # the grown one is not
+    card = await client.get(f"/api/v1/me/wards/{child['curp']}/digital-card", headers=mother)
+    assert card.status_code == 200, card.text
+    keys = KeySet.from_jwks((await client.get("/.well-known/jwks.json")).json())
+    assert verify(card.json()["qr"], keys).claims.holder.curp == child["curp"]
+    assert card.headers["cache-control"] == "no-store"
+
+    # Refused alike: a minor of someone else, a person of age, an unregistered CURP; and the
+    # registry's own API stays closed to the parent (the link opens the card, nothing more).
+    other = token_for(Role.CITIZEN, curp=stranger["curp"], username="otra")
+    for headers, curp in ((other, child["curp"]), (mother, grown["curp"]),
+                          (mother, person_doc()["curp"])):  # fmt: skip
+        refused = await client.get(f"/api/v1/me/wards/{curp}/digital-card", headers=headers)
+        assert refused.status_code == 403, (curp, refused.text)
+    assert (await client.get(f"/api/v1/persons/{child['curp']}", headers=mother)).status_code == 403
+    bad = await client.get("/api/v1/me/wards/no-es-curp/digital-card", headers=mother)
+    assert bad.status_code == 422
+
+    # The minor's access log shows the parent, and the refused attempt of the stranger.
+    auditor = token_for(Role.AUDITOR)
+    log = (await client.get(f"/api/v1/persons/{child['curp']}/accesses", headers=auditor)).json()
+    seen = {(e["actor"], e["action"], e["outcome"]) for e in log["items"]}
+    assert ("madre", "credentials:digital:refresh", "success") in seen
+    assert ("madre", "identity:guardian:wards", "success") in seen
+    assert ("otra", "identity:guardian:act", "denied") in seen
+
+    # Registry staff end the link: the card is refused from the next refresh on.
+    ended = await client.post(f"/api/v1/persons/{child['curp']}/guardians/{parent['curp']}/end",
+                              json={"reason": "resolución judicial"})  # fmt: skip
+    assert ended.status_code == 200, ended.text
+    after = await client.get(f"/api/v1/me/wards/{child['curp']}/digital-card", headers=mother)
+    assert after.status_code == 403
+    assert (await client.get("/api/v1/me/wards", headers=mother)).json() == []
