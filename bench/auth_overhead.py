@@ -37,7 +37,9 @@ CONCURRENCY = 32
 async def _run(url: str, persons: int, reads: int, rounds: int) -> dict[str, float]:
     engine = create_engine(url)
     sessions = session_factory(engine)
-    await bulk.import_file(sessions, synthetic_file(persons), actor="bench", workers=2)
+    await bulk.import_file(
+        sessions, synthetic_file(persons), actor="bench", audit_key=b"bench-audit-key", workers=2
+    )
     with synthetic_file(persons).open("rb") as fh:
         curps = [orjson.loads(line)["curp"] for line in fh]
     sample = random.Random(5).choices(curps, k=reads)

@@ -25,7 +25,12 @@ async def _import(
     try:
         start = time.perf_counter()
         report = await bulk.import_file(
-            session_factory(engine), path, actor="bench", chunk_size=chunk, workers=workers
+            session_factory(engine),
+            path,
+            actor="bench",
+            audit_key=b"bench-audit-key",
+            chunk_size=chunk,
+            workers=workers,
         )
         return time.perf_counter() - start, report
     finally:

@@ -91,7 +91,10 @@ async def _import(
 async def _persons(url: str, path: Path) -> None:
     engine = create_engine(url)
     try:
-        await person_bulk.import_file(session_factory(engine), path, actor="bench", workers=2)
+        key = get_settings().audit_key.get_secret_value().encode()
+        await person_bulk.import_file(
+            session_factory(engine), path, actor="bench", audit_key=key, workers=2
+        )
     finally:
         await engine.dispose()
 

@@ -28,7 +28,10 @@ async def _load(url: str, count: int) -> None:
     engine = create_engine(url)
     try:
         report = await bulk.import_file(
-            session_factory(engine), synthetic_file(count), actor="bench"
+            session_factory(engine),
+            synthetic_file(count),
+            actor="bench",
+            audit_key=get_settings().audit_key.get_secret_value().encode(),
         )
         assert report.inserted == count
     finally:

@@ -64,7 +64,9 @@ async def _run(url: str, persons: int, rounds: int) -> dict[str, float]:
     engine = create_engine(url)
     sessions = session_factory(engine)
     started = time.perf_counter()
-    await bulk.import_file(sessions, synthetic_file(persons), actor="bench", workers=2)
+    await bulk.import_file(
+        sessions, synthetic_file(persons), actor="bench", audit_key=b"bench-audit-key", workers=2
+    )
     async with engine.begin() as conn:
         for statement in _SETUP:
             await conn.execute(text(statement))

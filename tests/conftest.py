@@ -135,6 +135,7 @@ def token_for(settings: Settings) -> TokenFor:
         institution: int = 2,
         clues: str | None = None,
         module: str | None = None,
+        scopes: str = "",
     ) -> dict[str, str]:
         principal = Principal(
             subject=f"account:{role.value}",
@@ -144,6 +145,7 @@ def token_for(settings: Settings) -> TokenFor:
             institution_code=institution,
             clues=clues,
             module_code=module,
+            scopes=frozenset(scopes.split()),
         )
         return {"Authorization": f"Bearer {tokens.issue(principal)}"}
 

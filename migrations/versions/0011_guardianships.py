@@ -6,6 +6,7 @@ Create Date: 2026-12-01 19:30:00.000000
 """
 
 from collections.abc import Sequence
+from datetime import date
 
 import sqlalchemy as sa
 from alembic import op
@@ -38,19 +39,51 @@ def upgrade() -> None:
     with op.batch_alter_table('guardianships', schema=None) as batch_op:
         batch_op.create_index('ix_guardianships_guardian', ['guardian_curp'], unique=False)
         batch_op.create_index('ix_guardianships_minor', ['minor_curp'], unique=False)
+        batch_op.create_index('uq_guardianships_active', ['minor_curp', 'guardian_curp'], unique=True, sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
 
-    # The minors enrolled before this revision: their guardian was recorded on the enrollment.
-    op.execute(
-        "INSERT INTO guardianships (minor_curp, guardian_curp, relationship, source, linked_at,"
-        " linked_by) SELECT person_curp, guardian_curp, guardian_relationship,"
-        " 'registro ' || folio, completed_at, 'migracion-0011' FROM enrollments"
-        " WHERE status = 'completed' AND guardian_curp IS NOT NULL"
-        " AND guardian_relationship IS NOT NULL AND guardian_curp <> person_curp"
-    )
+    backfill()
 
     with op.batch_alter_table('print_batch_cards', schema=None) as batch_op:
         batch_op.add_column(sa.Column('delivered_to', sa.String(length=18), nullable=True))
 
+
+
+def _age(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def backfill() -> None:
+    """The minors enrolled before this revision: the adult who came along was recorded on the
+    enrollment. Linked as completion now links them: only those under 18 on the day of the
+    visit (an adult may have come with a companion, who answers for nothing)."""
+    conn = op.get_bind()
+    found = conn.execute(sa.text(
+        "SELECT e.person_curp, e.guardian_curp, e.guardian_relationship, e.folio,"
+        " e.completed_at, e.visit_day, p.birth_date FROM enrollments e"
+        " JOIN persons p ON p.curp = e.person_curp WHERE e.status = 'completed'"
+        " AND e.guardian_curp IS NOT NULL AND e.guardian_relationship IS NOT NULL"
+        " AND e.guardian_curp <> e.person_curp"
+    ).columns(
+        sa.column('person_curp'), sa.column('guardian_curp'),
+        sa.column('guardian_relationship'), sa.column('folio'),
+        sa.column('completed_at', salud.storage.base.UTCDateTime(timezone=True)),
+        sa.column('visit_day', sa.Date()), sa.column('birth_date', sa.Date()),
+    )).all()
+    table = sa.table(
+        'guardianships', sa.column('minor_curp'), sa.column('guardian_curp'),
+        sa.column('relationship'), sa.column('source'),
+        sa.column('linked_at', salud.storage.base.UTCDateTime(timezone=True)),
+        sa.column('linked_by'),
+    )
+    rows = [
+        {"minor_curp": r.person_curp, "guardian_curp": r.guardian_curp,
+         "relationship": r.guardian_relationship, "source": f"registro {r.folio}",
+         "linked_at": r.completed_at, "linked_by": "migracion-0011"}
+        for r in found
+        if _age(r.birth_date, r.visit_day) < 18
+    ]
+    if rows:
+        op.bulk_insert(table, rows)
 
 
 def downgrade() -> None:
@@ -58,6 +91,7 @@ def downgrade() -> None:
         batch_op.drop_column('delivered_to')
 
     with op.batch_alter_table('guardianships', schema=None) as batch_op:
+        batch_op.drop_index('uq_guardianships_active', sqlite_where=sa.text('ended_at IS NULL'), postgresql_where=sa.text('ended_at IS NULL'))
         batch_op.drop_index('ix_guardianships_minor')
         batch_op.drop_index('ix_guardianships_guardian')
 

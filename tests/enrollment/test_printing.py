@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.models import AuditEvent
 from salud.access.permissions import Role
 from salud.enrollment.models import Notification, PrintBatch
 from salud.kit.clock import today_mx
@@ -203,7 +204,11 @@ async def _enroll_minor(
 
 
 async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
-    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, token_for: TokenFor
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     """Issue 6: the guardian is linked to the minor. Completing a minor's enrollment links
     the adult whose ID was checked in the registry; the plastic is handed only to that adult
@@ -267,12 +272,21 @@ async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
         json={"guardian_curp": mother, "relationship": "mother", "reason": "acta"}, headers=op,
     )  # fmt: skip
     assert for_adult.status_code == 422
-    ended = await anonymous.post(f"{url}/{stranger}/end", json={"reason": "vinculado por error"},
-                                 headers=op)  # fmt: skip
+    # Ending one is a supervisor's; an institution's system can neither link nor end (a link
+    # hands over the minor's card), whatever its scopes.
+    end = {"reason": "vinculado por error"}
+    assert (await anonymous.post(f"{url}/{stranger}/end", json=end, headers=op)).status_code == 403
+    system = token_for(Role.CLIENT, scopes="system/*.write system/*.read")
+    body = {"guardian_curp": teen, "relationship": "mother", "reason": "acta de nacimiento"}
+    assert (await anonymous.post(url, json=body, headers=system)).status_code == 403
+    assert (
+        await anonymous.post(f"{url}/{mother}/end", json=end, headers=system)
+    ).status_code == 403
+    sup = drive.supervisor
+    ended = await anonymous.post(f"{url}/{stranger}/end", json=end, headers=sup)
     assert ended.status_code == 200, ended.text
-    assert (ended.json()["active"], ended.json()["ended_by"]) == (False, "operador.prueba")
-    again = await anonymous.post(f"{url}/{stranger}/end", json={"reason": "vinculado por error"},
-                                 headers=op)  # fmt: skip
+    assert (ended.json()["active"], ended.json()["ended_by"]) == (False, "supervisor.prueba")
+    again = await anonymous.post(f"{url}/{stranger}/end", json=end, headers=sup)
     assert again.status_code == 404
     history = (await anonymous.get(url, headers=op)).json()
     assert [(x["guardian_curp"], x["active"]) for x in history] == [
@@ -286,7 +300,18 @@ async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
         denied = await anonymous.get(url, headers=token_for(role, curp=mother))
         assert denied.status_code == 403, role
     auditor = token_for(Role.AUDITOR)
-    log = (await anonymous.get("/api/v1/audit/events", params={"person_curp": minor["curp"]},
+    log = (await anonymous.get(f"/api/v1/persons/{minor['curp']}/accesses",
                                headers=auditor)).json()["items"]  # fmt: skip
-    actions = {e["action"] for e in log}
-    assert {"identity:guardian:link", "identity:guardian:end", "identity:guardian:list"} <= actions
+    actions = {(e["action"], e["outcome"]) for e in log}
+    assert {("identity:guardian:link", "success"), ("identity:guardian:end", "success"),
+            ("identity:guardian:list", "success")} <= actions  # fmt: skip
+    # The refused hand-overs are there too, with the CURP that was offered.
+    refusals = [e for e in log if e["action"] == "enrollment:card:deliver"
+                and e["outcome"] == "denied"]  # fmt: skip
+    assert len(refusals) == 3
+    async with sessions() as s:
+        details = (await s.execute(select(AuditEvent.detail).where(
+            AuditEvent.action == "enrollment:card:deliver", AuditEvent.outcome == "denied",
+            AuditEvent.person_curp == minor["curp"]))).scalars().all()  # fmt: skip
+    offered = {(d or {}).get("receiver") for d in details}
+    assert offered == {None, stranger}

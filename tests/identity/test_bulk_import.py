@@ -16,11 +16,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access import audit_chain
+from salud.access.models import AuditEvent
 from salud.identity import bulk, synth
 from salud.identity.models import Affiliation, Person
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
+AUDIT_KEY = b"clave-de-prueba-de-la-bitacora"
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,7 +107,13 @@ async def test_csv_import_rejects_and_reruns(
             writer.writerow(_csv_row(doc))
     rejects = io.BytesIO()
     report = await bulk.import_file(
-        sessions, path, actor="test", rejects_out=rejects, chunk_size=3, workers=workers
+        sessions,
+        path,
+        actor="test",
+        audit_key=AUDIT_KEY,
+        rejects_out=rejects,
+        chunk_size=3,
+        workers=workers,
     )
     assert (report.read, report.inserted, report.rejected) == (10, 7, 3)
     lines = list(csv.reader(io.StringIO(rejects.getvalue().decode())))
@@ -115,10 +124,26 @@ async def test_csv_import_rejects_and_reruns(
     assert by_line["10"].startswith("blood_type:")
     assert "repetida en la línea 2" in by_line["11"]
     assert await _counts(sessions) == (7, 7)
+    # Each person registered is one audit entry, in the chunk's transaction, on the chain.
+    assert sorted(await _imported(sessions)) == sorted(d["curp"] for d in good)
+    assert (await audit_chain.verify(sessions, AUDIT_KEY)).ok
 
-    again = await bulk.import_file(sessions, path, actor="test", workers=workers)
+    again = await bulk.import_file(
+        sessions, path, actor="test", audit_key=AUDIT_KEY, workers=workers
+    )
     assert (again.inserted, again.already_present, again.rejected) == (0, 7, 3)
     assert await _counts(sessions) == (7, 7)
+    assert len(await _imported(sessions)) == 7  # nothing registered, nothing recorded
+
+
+async def _imported(sessions: async_sessionmaker[AsyncSession], actor: str = "test") -> list[str]:
+    stmt = select(AuditEvent.person_curp, AuditEvent.actor).where(
+        AuditEvent.action == "identity:person:import"
+    )
+    async with sessions() as session:
+        rows = (await session.execute(stmt)).all()
+    assert {who for _, who in rows} <= {actor}
+    return [curp for curp, _ in rows]
 
 
 async def test_ndjson_reports_unreadable_lines(
@@ -128,7 +153,7 @@ async def test_ndjson_reports_unreadable_lines(
     path.write_bytes(
         orjson.dumps(person_doc()) + b"\n{roto\n[1,2]\n\n" + orjson.dumps(person_doc()) + b"\n"
     )
-    report = await bulk.import_file(sessions, path, actor="test")
+    report = await bulk.import_file(sessions, path, actor="test", audit_key=AUDIT_KEY)
     assert (report.read, report.inserted, report.rejected) == (4, 2, 2)
     assert [r.line for r in report.rejects] == [2, 3]
     assert "JSON" in report.rejects[0].reason
@@ -187,6 +212,9 @@ async def test_import_killed_midway_resumes_without_loss_or_doubles(
     _, stderr = await asyncio.wait_for(done.communicate(), timeout=300)
     assert done.returncode == 0, stderr.decode()
     assert await _counts(sessions) == (total, expected_affs)
+    # One audit entry per person, none lost with the killed chunks and none twice.
+    recorded = await _imported(sessions, f"importacion:{path.name}")
+    assert len(recorded) == len(set(recorded)) == total
 
 
 @pytest.mark.postgresql

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.permissions import Role
@@ -82,3 +83,36 @@ async def test_a_parent_carries_the_minors_card_while_the_link_is_in_force(
     after = await client.get(f"/api/v1/me/wards/{child['curp']}/digital-card", headers=mother)
     assert after.status_code == 403
     assert (await client.get("/api/v1/me/wards", headers=mother)).json() == []
+
+
+async def test_one_link_in_force_per_adult_and_minor_and_who_reads_the_links(
+    client: httpx.AsyncClient, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    parent = await registered(client, birth_date="1990-02-03")
+    child = await registered(client, birth_date=_years_ago(5))
+    url = f"/api/v1/persons/{child['curp']}/guardians"
+    reason = "acta de nacimiento"
+    body = {"guardian_curp": parent["curp"], "relationship": "father", "reason": reason}
+    assert (await client.post(url, json=body)).status_code == 201
+    again = await client.post(url, json=body)  # the same link again: nothing new
+    assert [x["relationship"] for x in again.json()] == ["father"]
+    fixed = await client.post(url, json={**body, "relationship": "guardian"})  # corrected
+    assert [(x["relationship"], x["active"]) for x in fixed.json()] == [
+        ("father", False),
+        ("guardian", True),
+    ]
+    # Whatever runs at the same time, the database keeps one link in force per pair.
+    with pytest.raises(IntegrityError):
+        async with sessions() as s, s.begin():
+            s.add(Guardianship(minor_curp=child["curp"], guardian_curp=parent["curp"],
+                               relationship="mother", source="a la vez", linked_at=utcnow(),
+                               linked_by="otro"))  # fmt: skip
+
+    # A clinician with no basis for the child may not read them (and it is recorded).
+    doctor = token_for(Role.CLINICIAN, clues="HGIMB000011", username="medico")
+    assert (await client.get(url, headers=doctor)).status_code == 403
+    auditor = token_for(Role.AUDITOR)
+    log = (await client.get(f"{url.rsplit('/', 1)[0]}/accesses", headers=auditor)).json()
+    assert ("medico", "identity:guardian:list", "denied") in {
+        (e["actor"], e["action"], e["outcome"]) for e in log["items"]
+    }

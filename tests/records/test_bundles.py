@@ -367,7 +367,7 @@ async def test_conditional_create_inside_bundles_finds_what_exists_and_names_it(
     for bad in ("Condition?identifier=x|1", "identifier=x|1&_count=1", "identifier"):
         wrong = await client.post("/fhir", json=_visit_by(curp, "1", bad), headers=doctor)
         assert wrong.status_code == 400, bad
-        assert outcome(wrong)["issue"][0]["expression"] == ["Bundle.entry.request.ifNoneExist"]
+        assert outcome(wrong)["issue"][0]["expression"] == ["Bundle.entry[1].request.ifNoneExist"]
     put = {"method": "PUT", "url": f"Practitioner/{made}", "ifNoneExist": "identifier=x|1"}
     entry = {"resource": {**_practitioner("7654321"), "id": made}, "request": put}
     refused = await client.post(
@@ -390,3 +390,16 @@ async def test_conditional_create_inside_bundles_finds_what_exists_and_names_it(
     }
     answered = await client.post("/fhir", json=batch, headers=doctor)
     assert [e["response"]["status"] for e in answered.json()["entry"]] == ["201 Created", "200 OK"]
+
+    # A condition never answers whom the create itself would refuse: a read-only type (the
+    # catalog's Organization) is 405 as its own POST is, and a role that may not write is 403
+    # even where the condition would find a match.
+    org = {"resourceType": "Organization", "name": "IMSS"}
+    post = {"method": "POST", "url": "Organization", "ifNoneExist": "_id=inst-2"}  # it exists
+    mirrored = {"resourceType": "Bundle", "type": "batch",
+                "entry": [{"resource": org, "request": post}]}  # fmt: skip
+    statuses = (await client.post("/fhir", json=mirrored, headers=doctor)).json()["entry"]
+    assert statuses[0]["response"]["status"] == "405"
+    reception = token_for(Role.VERIFIER, clues=IMSS_UNIT)
+    for_them = await client.post("/fhir", json=batch, headers=reception)
+    assert {e["response"]["status"] for e in for_them.json()["entry"]} == {"403"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,40 @@ def test_cli_upgrade_creates_the_sqlite_folder(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert db.is_file()
+
+
+def _insert(conn: sqlite3.Connection, table: str, **values: object) -> None:
+    """A row with the given values, every other NOT NULL column filled by its type."""
+    filler = {"INTEGER": 1, "BIGINT": 1, "SMALLINT": 1, "BOOLEAN": 0, "DATE": "2026-01-02",
+              "DATETIME": "2026-01-02 10:00:00.000000"}  # fmt: skip
+    row = dict(values)
+    for _, name, kind, notnull, _, pk in conn.execute(f"PRAGMA table_info({table})"):
+        if notnull and not pk and name not in row:
+            row[name] = filler.get(kind.split("(")[0].upper(), "x")
+    marks = ", ".join("?" for _ in row)
+    conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values()))
+
+
+def test_0011_links_the_minors_enrolled_before_it(tmp_path: Path) -> None:
+    """Migration 0011 links the adult recorded on an earlier completed enrollment, as
+    completion does now: only for a person under 18 on the day of the visit."""
+    from salud.storage.migrate import upgrade
+
+    db = tmp_path / "antes.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    upgrade(url, "0010")
+    minor, adult, mother = "AAAA150101MDFXXX01", "BBBB800101HDFXXX02", "CCCC850101MDFXXX03"
+    with sqlite3.connect(db) as conn:
+        for curp, born in ((minor, "2015-01-01"), (adult, "1980-01-01")):
+            _insert(conn, "persons", curp=curp, birth_date=born, sex="H", organ_donor="no",
+                    version=1)  # fmt: skip
+        for folio, curp, status in (("R1", minor, "completed"), ("R2", adult, "completed")):
+            _insert(conn, "enrollments", folio=folio, person_curp=curp, status=status,
+                    visit_day="2026-03-04", completed_at="2026-03-04 12:00:00.000000",
+                    guardian_curp=mother, guardian_relationship="mother")  # fmt: skip
+    upgrade(url, "head")
+    with sqlite3.connect(db) as conn:
+        links = conn.execute(
+            "SELECT minor_curp, guardian_curp, relationship, source, ended_at FROM guardianships"
+        ).fetchall()
+    assert links == [(minor, mother, "mother", "registro R1", None)]

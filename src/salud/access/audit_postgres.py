@@ -22,7 +22,7 @@ ADVISORY_LOCK_KEY = int.from_bytes(b"saludAud", "big", signed=True)
 
 # Held until commit; every appender of every process takes it before reading the last entry.
 _PG_LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
-_COLUMNS = (*SEALED_FIELDS, "chain")
+COLUMNS = (*SEALED_FIELDS, "chain")
 _PG_BEGIN = f"BEGIN; {_PG_LOCK}"
 _PG_LAST = "SELECT seq, chain FROM audit_events ORDER BY seq DESC LIMIT 1"
 # The whole batch as one statement and one parameter: the rows as a JSON array, which
@@ -30,10 +30,10 @@ _PG_LAST = "SELECT seq, chain FROM audit_events ORDER BY seq DESC LIMIT 1"
 # array per column through asyncpg, which was most of the appender's CPU). It takes the
 # advisory lock itself before its first row, so that even the one-statement path cannot slip
 # a row in between the read and the insert of a writer holding the lock.
-_PG_INSERT = (
+PG_INSERT = (
     f"WITH chain_lock AS MATERIALIZED ({_PG_LOCK}) "  # noqa: S608 (fixed names only)
-    f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) SELECT "
-    + ", ".join(f"batch.{c}" for c in _COLUMNS)
+    f"INSERT INTO audit_events ({', '.join(COLUMNS)}) SELECT "
+    + ", ".join(f"batch.{c}" for c in COLUMNS)
     + " FROM jsonb_populate_recordset(NULL::audit_events, $1::text::jsonb) AS batch"
     + " CROSS JOIN chain_lock"
 )
@@ -44,8 +44,8 @@ _UNIQUE_VIOLATION = "23505"
 _CONTENDED_SECONDS = 5.0
 
 
-def _batch(rows: list[dict[str, Any]]) -> str:
-    """The rows as the JSON text _PG_INSERT unpacks (`at` as RFC 3339 with its offset)."""
+def batch_json(rows: list[dict[str, Any]]) -> str:
+    """The rows as the JSON text PG_INSERT unpacks (`at` as RFC 3339 with its offset)."""
     return orjson.dumps(rows).decode()
 
 
@@ -83,7 +83,7 @@ class _PostgresAppender:
             if last is not None and time.monotonic() >= self._contended_until:
                 first = _seal(rows, key, last)
                 try:
-                    await driver.execute(_PG_INSERT, _batch(rows))
+                    await driver.execute(PG_INSERT, batch_json(rows))
                 except Exception as exc:
                     if getattr(exc, "sqlstate", None) != _UNIQUE_VIOLATION:
                         raise
@@ -93,7 +93,7 @@ class _PostgresAppender:
                     return first
             await driver.execute(_PG_BEGIN)
             first = _seal(rows, key, await driver.fetchrow(_PG_LAST))
-            await driver.execute(_PG_INSERT, _batch(rows))
+            await driver.execute(PG_INSERT, batch_json(rows))
             await driver.execute("COMMIT")
         except BaseException:
             # Whatever state the transaction is in, this connection is not reused.

@@ -8,14 +8,23 @@ only write lock while the group-commit writer would wait for it. Reads keep the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 
+import orjson
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.audit import AuditEntry, _row_of
-from salud.access.audit_chain import _LAST, AUDIT_TABLE, _seal
-from salud.access.audit_postgres import ADVISORY_LOCK_KEY
+from salud.access.audit_chain import _LAST, AUDIT_TABLE, _seal, _seal_presealed, presealed
+from salud.access.audit_postgres import ADVISORY_LOCK_KEY, COLUMNS, PG_INSERT, batch_json
 from salud.kit.clock import utcnow
+
+# From how many rows a batch goes by COPY (measured: 5,000 rows, ~40 µs a row through the JSON
+# statement, far less by COPY; a handful of rows is one round trip either way).
+COPY_FROM = 200
+
+
+_COPY_ROW = itemgetter(*COLUMNS)
 
 
 async def record_in_transaction(
@@ -26,8 +35,24 @@ async def record_in_transaction(
     rows = [_row_of(entry, now) for entry in entries]
     conn = await session.connection()
     if conn.dialect.name == "postgresql":
-        # Held until this transaction ends: appends stay serialized across processes.
+        # The lock serializes every append of every process until this transaction ends, so
+        # what can be done before it is: the canonical bytes of each row (all but its seq).
+        parts = [presealed(row) for row in rows]
+        copy = len(rows) >= COPY_FROM  # a bulk import's chunk
+        if copy:  # COPY takes jsonb as text
+            for row in rows:
+                if row["detail"] is not None:
+                    row["detail"] = orjson.dumps(row["detail"]).decode()
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
         await conn.execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"))
+        first = _seal_presealed(rows, parts, key, (await conn.execute(_LAST)).first())
+        if copy:
+            records = [_COPY_ROW(row) for row in rows]
+            await raw.copy_records_to_table("audit_events", records=records, columns=COLUMNS)
+        else:  # one JSON parameter, as the group-commit appender sends its batches
+            await raw.execute(PG_INSERT, batch_json(rows))
+        return first
     first = _seal(rows, key, (await conn.execute(_LAST)).first())
     await conn.execute(insert(AUDIT_TABLE), rows)
     return first

@@ -92,7 +92,12 @@ class Caller:
         registry's own API."""
         p = self.principal
         own = p.role is not Role.CITIZEN or (
-            person_curp is not None and (person_curp == p.curp or person_curp in self.wards)
+            person_curp is not None
+            and (
+                person_curp == p.curp
+                # A ward opens the minor's card, nothing else of theirs.
+                or (person_curp in self.wards and permission is Permission.CREDENTIAL_READ)
+            )
         )
         scoped = True
         if p.role is Role.CLIENT:

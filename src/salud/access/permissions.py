@@ -14,6 +14,11 @@ class Permission(StrEnum):
     PERSON_CREATE = "person:create"
     PERSON_UPDATE = "person:update"
     PERSON_HISTORY = "person:history"
+    # A minor's mother, father or guardian (identity/guardians.py): registry staff at a module
+    # link one after checking documents; a supervisor ends one. No OAuth2 scope grants these:
+    # a link hands over the minor's card.
+    GUARDIAN_LINK = "guardian:link"
+    GUARDIAN_END = "guardian:end"
     FACILITY_READ = "facility:read"
     AUDIT_READ = "audit:read"
     ACCESS_LOG_READ = "person:access-log"  # "who looked at my data"
@@ -60,6 +65,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.PERSON_SEARCH,
             _P.PERSON_CREATE,
             _P.PERSON_UPDATE,
+            _P.GUARDIAN_LINK,
             _P.FACILITY_READ,
             _P.CREDENTIAL_ISSUE,
             _P.CREDENTIAL_READ,
@@ -77,6 +83,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.PERSON_CREATE,
             _P.PERSON_UPDATE,
             _P.PERSON_HISTORY,
+            _P.GUARDIAN_LINK,
+            _P.GUARDIAN_END,
             _P.FACILITY_READ,
             _P.CREDENTIAL_ISSUE,
             _P.CREDENTIAL_READ,

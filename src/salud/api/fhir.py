@@ -260,6 +260,10 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
         mirror.refuse_write(kind)
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
+        doc.pop("id", None)
+        # Everything a create checks (validation, permission, basis) before any search: a
+        # condition must not answer whom the create itself would refuse.
+        new = await service.prepare_create(reader, caller, doc)
         condition = request.headers.get("if-none-exist")
         if condition is not None:
             found = await searching.existing(
@@ -267,8 +271,8 @@ async def create(kind: str, request: Request, session: Session, reader: Reader) 
             )
             if found is not None:
                 return _fhir(found, 200)
-        doc.pop("id", None)
-        stored = await service.create(session, reader, caller, doc)
+        await service.check_references(session, doc)
+        stored = (await service.write_new(session, [new]))[0]
         return _fhir(stored.content, 201, _stored_headers(request, kind, stored))
 
     return await guard(run)

@@ -223,7 +223,7 @@ async def list_guardians(
     "/{curp}/guardians",
     status_code=status.HTTP_201_CREATED,
     summary="Vincular a la madre, padre o tutor de un menor (documentos revisados)",
-    openapi_extra={"x-permission": Permission.PERSON_UPDATE.value},
+    openapi_extra={"x-permission": Permission.GUARDIAN_LINK.value},
 )
 async def link_guardian(
     curp: str, body: GuardianLink, session: Session, caller: CurrentCaller
@@ -234,7 +234,7 @@ async def link_guardian(
 @router.post(
     "/{curp}/guardians/{guardian_curp}/end",
     summary="Terminar un vínculo vigente, con el motivo (el registro queda)",
-    openapi_extra={"x-permission": Permission.PERSON_UPDATE.value},
+    openapi_extra={"x-permission": Permission.GUARDIAN_END.value},
 )
 async def end_guardian(
     curp: str, guardian_curp: str, body: GuardianEnd, session: Session, caller: CurrentCaller

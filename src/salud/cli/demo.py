@@ -82,7 +82,8 @@ async def _load(persons: int, seed: int) -> None:
             path = Path(tmp) / "demo-persons.ndjson"
             with path.open("wb") as out:
                 synth.write_ndjson(synth.generate_persons(persons, seed, data_dir), out)
-            result = await bulk.import_file(sessions, path, actor="demo")
+            key = settings.audit_key.get_secret_value().encode()
+            result = await bulk.import_file(sessions, path, actor="demo", audit_key=key)
         err.print(f"  {result.inserted:,} personas registradas, {result.rejected} rechazadas")
         await _demo_credentials(sessions, settings)
     finally:

@@ -45,7 +45,8 @@ async def _import(
                 return await bulk.import_file(
                     session_factory(engine),
                     path,
-                    actor=f"importacion:{path.name}",
+                    actor=f"importacion:{path.name}"[:100],
+                    audit_key=get_settings().audit_key.get_secret_value().encode(),
                     fmt=fmt,
                     chunk_size=chunk,
                     rejects_out=out,

@@ -404,8 +404,13 @@ async def digital_card(
     """The citizen's digital card: signed now, with the entitlement in force now. With
     `holder_curp`, the card of a minor the citizen answers for (identity/guardians.py): a
     parent carries their children's cards on their phone."""
+    if holder_curp is not None:
+        check_curp(holder_curp)
     curp = caller.principal.curp
     if curp is None:
+        await caller.record(
+            "credentials:digital:refresh", "credential", person_curp=holder_curp, outcome="denied"
+        )
         raise Forbidden("la credencial digital es de la persona que inicia sesión")
     if holder_curp is not None and holder_curp != curp:
         caller = await guardians.acting_for(session, caller, holder_curp)

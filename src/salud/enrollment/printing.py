@@ -172,7 +172,16 @@ async def deliver(
     await check_runs_module(caller, await repository.module_by_id(session, b.module_id))
     if b.status != "received":
         raise Conflict("el lote de esa tarjeta aún no llega al módulo")
-    receiver = await _receiver(session, card.person_curp, data)
+    try:
+        receiver = await _receiver(session, card.person_curp, data)
+    except InvalidInput as exc:  # a refused hand-over is an attempt the auditors want to see
+        refused = {"field": exc.problems[0].field if exc.problems else None,
+                   "receiver": data.receiver_curp, "check": data.identity_check.value}  # fmt: skip
+        await caller.record(
+            "enrollment:card:deliver", "credential", person_curp=card.person_curp,
+            subject_id=credential_id, outcome="denied", detail=refused,
+        )  # fmt: skip
+        raise
     note = f"entrega: {data.identity_check.value}; recibe {receiver}"
     read = await credentials.change_status(
         session, credential_id, StatusChange(status="delivered", note=note), caller

@@ -28,6 +28,9 @@ import orjson
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.audit import AuditEntry
+from salud.access.audit_tx import record_in_transaction
+from salud.access.permissions import Role
 from salud.errors import located
 from salud.identity import repository
 from salud.identity.schemas import PersonCreate
@@ -218,12 +221,25 @@ def validate_rows(
     return chunk
 
 
-async def write_chunk(sessions: async_sessionmaker[AsyncSession], chunk: Chunk) -> int:
-    """One transaction: the chunk lands whole or not at all. Returns persons inserted."""
+async def write_chunk(
+    sessions: async_sessionmaker[AsyncSession], chunk: Chunk, actor: str, audit_key: bytes
+) -> int:
+    """One transaction: the chunk lands whole or not at all, with one audit entry per person
+    it registered (`identity:person:import`, in that person's "who looked at my data").
+    Returns persons inserted."""
     if not chunk.persons:
         return 0
     async with sessions() as session, session.begin():
-        return await repository.bulk_insert(session, chunk.persons, chunk.affiliations)
+        curps = await repository.bulk_insert(session, chunk.persons, chunk.affiliations)
+        if curps:
+            entries = [
+                AuditEntry(actor=actor, role=Role.CLIENT.value, action="identity:person:import",
+                           subject_type="person", outcome="success", person_curp=curp,
+                           purpose="importacion")
+                for curp in curps
+            ]  # fmt: skip
+            await record_in_transaction(session, audit_key, entries)
+        return len(curps)
 
 
 # Worker processes (parallel import): each keeps one event loop and one engine.
@@ -238,7 +254,7 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _worker_start(database_url: str, parent: int) -> None:
+def _worker_start(database_url: str, parent: int, audit_key: bytes) -> None:
     from salud.storage.engine import create_engine, session_factory
 
     # The importer's pid comes from the importer itself: a worker still starting when the
@@ -247,14 +263,15 @@ def _worker_start(database_url: str, parent: int) -> None:
 
     loop = asyncio.new_event_loop()
     engine = create_engine(database_url, pool_size=1, max_overflow=0)
-    _worker.update(loop=loop, sessions=session_factory(engine))
+    _worker.update(loop=loop, sessions=session_factory(engine), audit_key=audit_key)
 
 
 def _worker_chunk(
     rows: list[tuple[int, dict[str, Any] | bytes]], actor: str, now: datetime
 ) -> tuple[int, int, list[Rejected]]:
     chunk = validate_rows(rows, actor, now)
-    inserted = _worker["loop"].run_until_complete(write_chunk(_worker["sessions"], chunk))
+    write = write_chunk(_worker["sessions"], chunk, actor, _worker["audit_key"])
+    inserted = _worker["loop"].run_until_complete(write)
     return len(chunk.persons), inserted, chunk.rejects
 
 
@@ -263,6 +280,7 @@ async def import_file(
     path: Path,
     *,
     actor: str,
+    audit_key: bytes,
     fmt: str | None = None,
     chunk_size: int = 5000,
     rejects_out: BinaryIO | None = None,
@@ -270,7 +288,8 @@ async def import_file(
     workers: int = 0,
 ) -> ImportReport:
     """Import a file. `workers` > 0 validates and writes in that many processes, each with
-    its own connection (PostgreSQL; SQLite has one writer at a time, so use 0 there)."""
+    its own connection (PostgreSQL; SQLite has one writer at a time, so use 0 there).
+    `actor` names the importer in the audit log; `audit_key` chains its entries."""
     report = ImportReport()
     writer = None
     text: io.TextIOWrapper | None = None
@@ -325,9 +344,10 @@ async def import_file(
         if workers <= 0:
             for rows in batches():
                 chunk = validate_rows(rows, actor, now)
-                tally(len(chunk.persons), await write_chunk(sessions, chunk), chunk.rejects)
+                written = await write_chunk(sessions, chunk, actor, audit_key)
+                tally(len(chunk.persons), written, chunk.rejects)
         else:
-            await _import_parallel(sessions, batches(), workers, actor, now, tally)
+            await _import_parallel(sessions, batches(), workers, actor, audit_key, now, tally)
     finally:
         if text is not None:
             text.flush()
@@ -340,6 +360,7 @@ async def _import_parallel(
     batches: Iterator[list[tuple[int, dict[str, Any] | bytes]]],
     workers: int,
     actor: str,
+    audit_key: bytes,
     now: datetime,
     tally: Callable[[int, int, list[Rejected]], None],
 ) -> None:
@@ -350,7 +371,10 @@ async def _import_parallel(
     loop = asyncio.get_running_loop()
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_worker_start, initargs=(url, os.getpid())
+        workers,
+        mp_context=context,
+        initializer=_worker_start,
+        initargs=(url, os.getpid(), audit_key),
     ) as pool:
         in_flight: deque[asyncio.Future[tuple[int, int, list[Rejected]]]] = deque()
         for rows in batches:

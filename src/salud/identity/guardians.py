@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access import care
 from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
-from salud.errors import Forbidden, InvalidInput, NotFound
+from salud.errors import Conflict, Forbidden, InvalidInput, NotFound
 from salud.identity import curp as curp_rules
 from salud.identity import repository
 from salud.identity.models import Guardianship, Person
@@ -33,14 +34,12 @@ from salud.kit.clock import today_mx, utcnow
 from salud.storage.fastread import FastReader
 
 
-def _full_name(p: Person) -> str:
-    return " ".join(x for x in (p.given_names, p.first_surname, p.second_surname) if x)
-
-
-def _read(row: Guardianship, minor: Person, names: dict[str, str]) -> GuardianRead:
+def _read(row: Guardianship, minor: Person) -> GuardianRead:
+    # The adult's CURP only (what their ID shows), not their registry entry: reading that
+    # would be an access to another person's data.
     return GuardianRead(
         guardian_curp=row.guardian_curp, relationship=Relationship(row.relationship),
-        guardian_name=names.get(row.guardian_curp), source=row.source,
+        source=row.source,
         linked_at=row.linked_at, linked_by=row.linked_by, ended_at=row.ended_at,
         ended_by=row.ended_by, end_reason=row.end_reason,
         active=row.ended_at is None and is_minor(minor.birth_date, today_mx()),
@@ -77,7 +76,10 @@ async def link(
         source=source, linked_at=now, linked_by=caller.actor, ended_at=None, ended_by=None,
         end_reason=None,
     ))  # fmt: skip
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:  # uq_guardianships_active: linked at the same moment elsewhere
+        raise Conflict("otra operación vinculó a esa persona al mismo tiempo; repita") from None
     await caller.record(
         "identity:guardian:link", "person", person_curp=minor_curp, within=session,
         detail={"guardian": guardian_curp, "relationship": relationship.value, "source": source},
@@ -91,7 +93,7 @@ async def add(
     documents (`data.reason` says which); the person's links afterwards."""
     _check(minor_curp, "curp")
     await caller.allow(
-        Permission.PERSON_UPDATE, "identity:guardian:link", "person", person_curp=minor_curp
+        Permission.GUARDIAN_LINK, "identity:guardian:link", "person", person_curp=minor_curp
     )
     minor = await _minor(session, minor_curp)
     today = today_mx()
@@ -101,9 +103,7 @@ async def add(
         raise InvalidInput.on("guardian_curp", "quien responde por un menor debe ser mayor de edad")
     await link(session, minor_curp, data.guardian_curp, data.relationship,
                data.reason, caller)  # fmt: skip
-    rows = list(await repository.guardianships(session, minor_curp))
-    names = await _names(session, rows)
-    return [_read(r, minor, names) for r in rows]
+    return [_read(r, minor) for r in await repository.guardianships(session, minor_curp)]
 
 
 async def _minor(session: AsyncSession, curp: str) -> Person:
@@ -111,11 +111,6 @@ async def _minor(session: AsyncSession, curp: str) -> Person:
     if person is None:
         raise NotFound("no hay ninguna persona registrada con esa CURP")
     return person
-
-
-async def _names(session: AsyncSession, rows: list[Guardianship]) -> dict[str, str]:
-    found = await repository.by_curps(session, sorted({r.guardian_curp for r in rows}))
-    return {p.curp: _full_name(p) for p in found}
 
 
 async def list_guardians(
@@ -138,8 +133,7 @@ async def list_guardians(
     minor = await _minor(session, curp)
     rows = list(await repository.guardianships(session, curp))
     await caller.record(action, "person", person_curp=curp, detail={"links": len(rows)})
-    names = await _names(session, rows)
-    return [_read(r, minor, names) for r in rows]
+    return [_read(r, minor) for r in rows]
 
 
 async def end(
@@ -150,21 +144,22 @@ async def end(
     _check(minor_curp, "curp")
     _check(guardian_curp, "guardian_curp")
     await caller.allow(
-        Permission.PERSON_UPDATE, "identity:guardian:end", "person", person_curp=minor_curp
+        Permission.GUARDIAN_END, "identity:guardian:end", "person", person_curp=minor_curp
     )
     minor = await _minor(session, minor_curp)
     rows = await repository.guardianships(session, minor_curp, for_update=True)
     live = [r for r in rows if r.guardian_curp == guardian_curp and r.ended_at is None]
     if not live:
         raise NotFound("esa persona no tiene un vínculo vigente con esa CURP")
-    row = live[0]
-    row.ended_at, row.ended_by, row.end_reason = utcnow(), caller.actor, data.reason
+    now = utcnow()
+    for row in live:  # one, by uq_guardianships_active; every one if ever there were more
+        row.ended_at, row.ended_by, row.end_reason = now, caller.actor, data.reason
     await session.flush()
     await caller.record(
         "identity:guardian:end", "person", person_curp=minor_curp, within=session,
         detail={"guardian": guardian_curp},
     )  # fmt: skip
-    return _read(row, minor, await _names(session, [row]))
+    return _read(live[0], minor)
 
 
 async def answers_for(session: AsyncSession, minor: Person, guardian_curp: str) -> bool:
@@ -180,6 +175,7 @@ async def my_wards(session: AsyncSession, caller: Caller) -> list[WardRead]:
     shown is an entry in that minor's "who looked at my data"."""
     own = caller.principal.curp
     if caller.principal.role is not Role.CITIZEN or own is None:
+        await caller.record("identity:guardian:wards", "person", outcome="denied")
         raise Forbidden("es la vista de la persona que inicia sesión")
     await caller.allow(Permission.PERSON_READ, "identity:guardian:wards", "person", person_curp=own)
     today = today_mx()
@@ -202,6 +198,9 @@ async def acting_for(session: AsyncSession, caller: Caller, minor_curp: str) -> 
     _check(minor_curp, "curp")
     p = caller.principal
     if p.role is not Role.CITIZEN or p.curp is None:
+        await caller.record(
+            "identity:guardian:act", "person", person_curp=minor_curp, outcome="denied"
+        )
         raise Forbidden("solo la madre, padre o tutor vinculado actúa por un menor")
     minor = await repository.get_by_curp(session, minor_curp, affiliations=False)
     if minor is None or not await answers_for(session, minor, p.curp):

@@ -16,6 +16,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -163,6 +164,16 @@ class Guardianship(Base):
         CheckConstraint("minor_curp <> guardian_curp", name="not_self"),
         Index("ix_guardianships_minor", "minor_curp"),
         Index("ix_guardianships_guardian", "guardian_curp"),
+        # One link in force per adult and minor, whatever runs at the same time: ending it
+        # ends it (two concurrent links cannot leave a second one alive).
+        Index(
+            "uq_guardianships_active",
+            "minor_curp",
+            "guardian_curp",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

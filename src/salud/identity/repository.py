@@ -171,15 +171,15 @@ async def bulk_insert(
     session: AsyncSession,
     persons: Sequence[tuple[Any, ...]],
     affiliations: dict[str, list[tuple[Any, ...]]],
-) -> int:
+) -> list[str]:
     """Insert persons whose CURP is new, with their affiliations, in the caller's transaction.
 
     `persons` are tuples in PERSON_COLUMNS order; `affiliations` maps a CURP to tuples in
     AFFILIATION_COLUMNS order without person_id. A CURP already registered is left as it is
-    (so re-running an import adds nothing twice). Returns how many persons were inserted.
+    (so re-running an import adds nothing twice). Returns the CURPs inserted.
     """
     if not persons:
-        return 0
+        return []
     if dialect_name(session) == "postgresql":
         inserted = await _copy_persons_postgresql(session, persons)
     else:
@@ -196,7 +196,7 @@ async def bulk_insert(
                 insert(AFFILIATION_TABLE),
                 [dict(zip(AFFILIATION_COLUMNS, r, strict=True)) for r in rows],
             )
-    return len(inserted)
+    return [curp for _, curp in inserted]
 
 
 async def _asyncpg(session: AsyncSession) -> Any:

@@ -338,9 +338,6 @@ class Relationship(StrEnum):
 class GuardianRead(BaseModel):
     guardian_curp: str
     relationship: Relationship
-    guardian_name: str | None = Field(
-        description="Nombre en el padrón, si quien acompaña está registrado"
-    )
     source: str
     linked_at: datetime
     linked_by: str

@@ -125,9 +125,9 @@ def _target(entry: dict[str, Any]) -> tuple[list[str], str]:
 
 async def _one(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str,
-    entry: dict[str, Any], ids: dict[str, str], check_refs: bool,
+    entry: dict[str, Any], index: int, ids: dict[str, str], check_refs: bool,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:  # fmt: skip
-    """(response, written resource or None) of one entry."""
+    """(response, written resource or None) of one entry (`index`: its place in the Bundle)."""
     request = entry["request"]
     method = request["method"]
     parts, query = _target(entry)
@@ -151,7 +151,7 @@ async def _one(
         await service.remove(session, reader, caller, kind, parts[1])
         return {"status": "204 No Content"}, None
     if method == "POST":
-        matched = await _matched(session, reader, caller, base, entry, kind, ids)
+        matched = await _matched(session, reader, caller, base, entry, index, kind, ids)
         if matched is not None:
             return matched
         doc = _post_resource(entry, kind, ids)
@@ -172,16 +172,18 @@ async def _one(
 
 async def _matched(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str,
-    entry: dict[str, Any], kind: str, ids: dict[str, str],
+    entry: dict[str, Any], index: int, kind: str, ids: dict[str, str],
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:  # fmt: skip
     """A conditional create's match (`request.ifNoneExist`): (response, the resource found),
     and the entry's fullUrl now names it; None when the POST is to create (no condition, or
-    nothing found). Several found is a 412."""
+    nothing found). Several found is a 412. What a create would refuse (a read-only type,
+    an invalid resource, no permission or basis) is refused before anything is searched."""
     condition = entry["request"].get("ifNoneExist")
     if condition is None:
         return None
     doc = _post_resource(entry, kind, ids)
-    where = "Bundle.entry.request.ifNoneExist"
+    await service.prepare_create(reader, caller, doc, doc["id"])
+    where = f"Bundle.entry[{index}].request.ifNoneExist"
     found = await searching.existing(session, reader, caller, base, doc, condition, where)
     if found is None:
         return None
@@ -258,7 +260,7 @@ async def transaction(
 
     async def one(i: int) -> None:
         try:
-            response, result = await _one(session, reader, caller, base, entries[i], ids, False)
+            response, result = await _one(session, reader, caller, base, entries[i], i, ids, False)
         except (FhirError, DomainError) as exc:
             raise _failure(exc, i) from None
         responses[i] = {"response": response}
@@ -274,7 +276,7 @@ async def transaction(
     for i in posts:  # conditional creates first: a match stands for its entry from now on
         kind = _target(entries[i])[0][0]
         try:
-            matched = await _matched(session, reader, caller, base, entries[i], kind, ids)
+            matched = await _matched(session, reader, caller, base, entries[i], i, kind, ids)
         except (FhirError, DomainError) as exc:
             raise _failure(exc, i) from None
         if matched is not None:
@@ -320,7 +322,7 @@ async def batch(
     for i, entry in enumerate(entries):
         try:
             async with sessions() as session, session.begin():
-                response, result = await _one(session, reader, caller, base, entry, {}, True)
+                response, result = await _one(session, reader, caller, base, entry, i, {}, True)
             item: dict[str, Any] = {"response": response}
             if result and entry["request"]["method"] == "GET":
                 item["resource"] = result["resource"]

@@ -20,7 +20,8 @@ self.addEventListener("fetch", (event) => {
   // Network first (fresh shell when online), the cached shell when offline.
   event.respondWith(fetch(event.request).then((answer) => {
     const copy = answer.clone();
-    caches.open(SHELL).then((cache) => cache.put(event.request, copy));
+    // Kept under the path alone: a minor's CURP (?de=) stays out of the cache's keys.
+    caches.open(SHELL).then((cache) => cache.put(url.pathname, copy));
     return answer;
   }).catch(() => caches.match(event.request, { ignoreSearch: true })));  // ?de=CURP: same shell
 });
