@@ -151,6 +151,34 @@ def _seal_presealed(
     return first
 
 
+_CURP_KEY = b'"person_curp":"'
+_CURP_STANDIN = "CURP-AUN-POR-PONER"  # 18 characters, no quote: never a CURP
+
+
+def seal_alike(
+    row: dict[str, Any], curps: Sequence[str], key: bytes, last: Sequence[Any] | None
+) -> tuple[int, list[str]]:
+    """Seal one entry per CURP, all as `row` but for the person: (first seq, the chains).
+    The same chain `_seal` gives those rows, byte for byte (a property test checks it), from
+    one canonical form of `row` instead of one per row: a bulk import's chunk records
+    thousands of such entries, and the HMAC is all that is left per row."""
+    head, tail = presealed({**row, "person_curp": _CURP_STANDIN})
+    # The last "person_curp" key is the entry's own (one in `detail` sorts before it, and
+    # the keys after it hold strings, which cannot hold an unescaped quote).
+    before, mark, after = head.rpartition(_CURP_KEY + _CURP_STANDIN.encode() + b'"')
+    if not mark:
+        raise ValueError("canonical bytes without person_curp")
+    seq, previous = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)
+    first, chains = seq + 1, []
+    for curp in curps:
+        seq += 1
+        message = b"".join((previous.encode("ascii"), before, _CURP_KEY, curp.encode("ascii"),
+                            b'"', after, str(seq).encode("ascii"), tail))  # fmt: skip
+        previous = hmac.digest(key, message, "sha256").hex()
+        chains.append(previous)
+    return first, chains
+
+
 def _seal(rows: list[dict[str, Any]], key: bytes, last: Sequence[Any] | None) -> int:
     """Number rows after the last entry (seq, chain) and chain them; the seq of the first."""
     seq, previous = (int(last[0]), str(last[1])) if last is not None else (0, GENESIS)

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.audit import AuditEntry
-from salud.access.audit_tx import record_in_transaction
+from salud.access.audit_tx import record_alike_in_transaction
 from salud.access.permissions import Role
 from salud.errors import located
 from salud.identity import repository
@@ -231,14 +231,9 @@ async def write_chunk(
         return 0
     async with sessions() as session, session.begin():
         curps = await repository.bulk_insert(session, chunk.persons, chunk.affiliations)
-        if curps:
-            entries = [
-                AuditEntry(actor=actor, role=Role.CLIENT.value, action="identity:person:import",
-                           subject_type="person", outcome="success", person_curp=curp,
-                           purpose="importacion")
-                for curp in curps
-            ]  # fmt: skip
-            await record_in_transaction(session, audit_key, entries)
+        entry = AuditEntry(actor=actor, role=Role.CLIENT.value, action="identity:person:import",
+                           subject_type="person", purpose="importacion")  # fmt: skip
+        await record_alike_in_transaction(session, audit_key, entry, curps)
         return len(curps)
 
 
