@@ -165,3 +165,40 @@ async def test_a_malformed_or_unregistered_curp_is_refused_by_name(
         f"/api/v1/persons/{nobody}/care-relationships", headers=me, json={"hours": 2}
     )
     assert citizen.status_code == 403  # not 404: no permission, nothing told
+
+
+async def test_a_care_relationship_a_clinician_gives_themselves_is_reviewed(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Reception records the person's arrival; a clinician who records it reads on their own
+    word, so the relationship waits for an auditor's review, as a broken glass does."""
+    first, second = await _registered(client), await _registered(client)
+    doctor = token_for(Role.CLINICIAN, username="dr.propio", institution=3, clues=ISSSTE_UNIT)
+    reception = token_for(Role.VERIFIER, institution=3, clues=ISSSTE_UNIT)
+    own = await anonymous.post(f"/api/v1/persons/{first}/care-relationships", headers=doctor,
+                               json={"hours": 2})  # fmt: skip
+    assert own.status_code == 201, own.text
+    assert (own.json()["self_declared"], own.json()["created_by"]) == (True, "dr.propio")
+    arrival = await anonymous.post(f"/api/v1/persons/{second}/care-relationships",
+                                   headers=reception, json={"hours": 2})  # fmt: skip
+    assert arrival.json()["self_declared"] is False
+    assert (await anonymous.get(f"/api/v1/persons/{first}", headers=doctor)).status_code == 200
+
+    auditor = token_for(Role.AUDITOR, username="auditora")
+    pending = await anonymous.get("/api/v1/care-relationships", headers=auditor)
+    assert [c["curp"] for c in pending.json()] == [first]  # reception's is not there
+    assert (await anonymous.get("/api/v1/care-relationships", headers=doctor)).status_code == 403
+    url = f"/api/v1/care-relationships/{own.json()['id']}/review"
+    verdict = {"outcome": "unjustified", "note": "sin cita ni consulta"}
+    done = await anonymous.post(url, headers=auditor, json=verdict)
+    assert done.status_code == 200, done.text
+    assert (done.json()["review"], done.json()["reviewed_by"]) == ("unjustified", "auditora")
+    again = await anonymous.post(url, headers=auditor, json={"outcome": "justified"})
+    assert again.status_code == 409
+    other = f"/api/v1/care-relationships/{arrival.json()['id']}/review"
+    assert (await anonymous.post(other, headers=auditor,
+                                 json={"outcome": "justified"})).status_code == 404  # fmt: skip
+    assert (await anonymous.get("/api/v1/care-relationships", headers=auditor)).json() == []
+    # The person sees the review in "who looked at my data".
+    log = (await anonymous.get(f"/api/v1/persons/{first}/accesses", headers=auditor)).json()
+    assert ("auditora", "access:care:review") in {(e["actor"], e["action"]) for e in log["items"]}

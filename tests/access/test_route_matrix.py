@@ -37,7 +37,7 @@ def _url(path: str, curp: str) -> str:
         path = path.replace("{folio}", "RABCDEFGH23").replace("{finger}", "2")
         path = path.replace("{review_id}", "1").replace("{name}", "demo")
     path = re.sub(r"\{folio\}", "ARCO-2026-0000001", path)
-    path = re.sub(r"\{(consent_id|emergency_id)\}", "1", path)
+    path = re.sub(r"\{(consent_id|emergency_id|care_id)\}", "1", path)
     path = path.replace("{credential_id}", "aaaaaaaaaaaaaaaa").replace("{side}", "front")
     path = path.replace("{guardian_curp}", "GOMC850312HDFNRR09")
     return re.sub(r"\{curp\}", curp, re.sub(r"\{clues\}", "HGIMB000011", path))
@@ -56,6 +56,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "answer": "respuesta de prueba",
     },
     ("POST", "/api/v1/persons/{curp}/care-relationships"): {"kind": "encounter"},
+    ("POST", "/api/v1/care-relationships/{care_id}/review"): {"outcome": "justified"},
     ("POST", "/api/v1/persons/{curp}/consents"): {"institution_code": 3},
     ("POST", "/api/v1/persons/{curp}/consents/{consent_id}/revoke"): {},
     ("POST", "/api/v1/persons/{curp}/emergency-access"): {

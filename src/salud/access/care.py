@@ -92,13 +92,59 @@ async def record_care(
         valid_from=now,
         valid_until=now + timedelta(hours=data.hours),
         created_by=caller.actor,
+        # Reception records the person's arrival; a clinician who records it gives themselves
+        # the basis to read, which an auditor reviews (issue 3: access is on a care
+        # relationship, not on the clinician's word alone).
+        self_declared=caller.principal.role is Role.CLINICIAN,
     )
     session.add(care)
     await session.flush()
     await caller.record(
-        "access:care:record", "person", person_curp=curp, subject_id=care.clues, within=session
+        "access:care:record", "person", person_curp=curp, subject_id=care.clues, within=session,
+        detail={"self_declared": care.self_declared},
+    )  # fmt: skip
+    return _care(care)
+
+
+def _care(c: CareRelationship) -> CareRead:
+    return CareRead(
+        id=c.id, curp=c.person_curp, clues=c.clues, kind=c.kind, valid_until=c.valid_until,
+        created_by=c.created_by, self_declared=c.self_declared, review=c.review,
+        reviewed_by=c.reviewed_by,
+    )  # fmt: skip
+
+
+async def unreviewed_care(session: AsyncSession, caller: Caller, limit: int) -> list[CareRead]:
+    """Care relationships clinicians recorded for themselves, not yet reviewed, oldest first."""
+    await caller.allow(Permission.AUDIT_READ, "access:care:list", "care")
+    rows = await session.execute(
+        select(CareRelationship)
+        .where(CareRelationship.self_declared, CareRelationship.reviewed_at.is_(None))
+        .order_by(CareRelationship.id)
+        .limit(limit)
     )
-    return CareRead(clues=care.clues, kind=care.kind, valid_until=care.valid_until)
+    found = [_care(c) for c in rows.scalars()]
+    await caller.record_persons("access:care:list", (c.curp for c in found))
+    return found
+
+
+async def review_care(
+    session: AsyncSession, caller: Caller, care_id: int, data: EmergencyReview
+) -> CareRead:
+    await caller.allow(Permission.AUDIT_READ, "access:care:review", "care")
+    care = await session.get(CareRelationship, care_id, with_for_update=True)
+    if care is None or not care.self_declared:
+        raise NotFound("no hay esa relación de atención por revisar")
+    if care.reviewed_at is not None:
+        raise Conflict("esa relación de atención ya fue revisada")
+    care.reviewed_at, care.reviewed_by = utcnow(), caller.actor
+    care.review, care.review_note = data.outcome, data.note
+    await session.flush()
+    await caller.record(
+        "access:care:review", "person", person_curp=care.person_curp, subject_id=str(care_id),
+        detail={"outcome": data.outcome}, within=session,
+    )  # fmt: skip
+    return _care(care)
 
 
 async def grant_consent(

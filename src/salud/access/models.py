@@ -89,6 +89,13 @@ class CareRelationship(Base):
     valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(100))
+    # Recorded by the clinician who then reads on it (not by reception at the person's
+    # arrival): a basis they gave themselves, so an auditor reviews it, as a broken glass.
+    self_declared: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(100))
+    review: Mapped[str | None] = mapped_column(String(20))  # justified | unjustified
+    review_note: Mapped[str | None] = mapped_column(String(500))
 
 
 class Consent(Base):

@@ -95,9 +95,17 @@ class CareCreate(BaseModel):
 
 
 class CareRead(BaseModel):
+    id: int
+    curp: str
     clues: str
     kind: str
     valid_until: datetime
+    created_by: str
+    self_declared: bool = Field(
+        description="La registró el propio personal clínico que consulta: la revisa un auditor"
+    )
+    review: str | None = None
+    reviewed_by: str | None = None
 
 
 class ConsentCreate(BaseModel):

@@ -150,3 +150,30 @@ async def set_record_restrictions(
 ) -> Restrictions:
     chosen = await records.set_restrictions(session, caller, curp, list(body.categories))
     return Restrictions.model_validate({"categories": chosen})
+
+
+@router.get(
+    "/care-relationships",
+    summary="Relaciones de atención registradas por el propio personal clínico, por revisar",
+    openapi_extra=_x(Permission.AUDIT_READ),
+)
+async def unreviewed_care(
+    session: ReadSession,
+    caller: CurrentCaller,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[CareRead]:
+    return await care.unreviewed_care(session, caller, limit)
+
+
+@router.post(
+    "/care-relationships/{care_id}/review",
+    summary="Revisar una relación de atención registrada por el propio personal clínico",
+    openapi_extra=_x(Permission.AUDIT_READ),
+)
+async def review_care(
+    care_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
+    body: EmergencyReview,
+    session: Session,
+    caller: CurrentCaller,
+) -> CareRead:
+    return await care.review_care(session, caller, care_id, body)
