@@ -34,8 +34,10 @@ from salud.enrollment.models import RegistrationModule
 from salud.enrollment.schemas import CalendarCreate, ModuleCreate, ModuleStatus, PhaseCreate
 from salud.facilities import service as facilities_service
 from salud.facilities.models import HealthUnit
-from salud.identity import bulk, photos, synth
+from salud.identity import bulk, guardians, photos, synth
 from salud.identity.models import Person
+from salud.identity.schemas import Relationship
+from salud.kit.ages import is_minor
 from salud.kit.clock import today_mx
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
@@ -199,8 +201,23 @@ async def _demo_credentials(sessions: async_sessionmaker[AsyncSession], settings
                     ring,
                 )  # fmt: skip
             table.add_row(username, curp)
+        # A parent among the demo citizens answers for a minor with a card (/credencial/menores).
+        people = {
+            p.curp: p for p in await session.scalars(select(Person).where(Person.curp.in_(curps)))
+        }
+        today = today_mx()
+        adults = [c for c in curps[:DEMO_CITIZENS] if not is_minor(people[c].birth_date, today)]
+        minors = [c for c in curps if is_minor(people[c].birth_date, today)]
+        family = (adults[0], minors[0]) if adults and minors else None
+        if family:
+            parent = people[family[0]]
+            relation = Relationship.MOTHER if parent.sex == "M" else Relationship.FATHER
+            await guardians.link(session, family[1], family[0], relation, "demostración", caller)
     err.print(f"  {len(curps)} credenciales expedidas con fotografía sintética.")
     err.print(table)
+    if family:
+        who = f"persona{curps.index(family[0]) + 1}.demo"
+        err.print(f"{who} responde por la menor o el menor {family[1]}: /credencial/menores")
     err.print("Credencial digital: http://127.0.0.1:8000/credencial/ · Verificador: /verificar")
 
 
