@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from salud import __version__
@@ -35,6 +35,7 @@ from salud.api import (
     progress,
     security_headers,
 )
+from salud.api.deps import known_query
 from salud.config import Settings, get_settings
 from salud.credentials.service import CredentialConfig
 from salud.credentials.signing import Signer
@@ -53,6 +54,7 @@ from salud.web import pages
 from salud.web import progress as progress_page
 
 API_PREFIX = "/api/v1"
+_CHECKED = [Depends(known_query)]
 
 
 def _oidc_config(settings: Settings) -> OidcConfig:
@@ -170,18 +172,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     security_headers.install(app)
+    # The REST API refuses unknown query parameters by name (not the OAuth2/OIDC endpoints:
+    # identity providers add parameters of their own to a callback).
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(oauth.router, prefix=API_PREFIX)
     app.include_router(oidc.router, prefix=API_PREFIX)
-    app.include_router(audit.router, prefix=API_PREFIX)
-    app.include_router(care.router, prefix=API_PREFIX)
-    app.include_router(data_requests.router, prefix=API_PREFIX)
-    app.include_router(persons.router, prefix=API_PREFIX)
-    app.include_router(facilities.router, prefix=API_PREFIX)
-    app.include_router(credentials.router, prefix=API_PREFIX)
-    app.include_router(enrollment.router, prefix=API_PREFIX)
-    app.include_router(progress.router, prefix=API_PREFIX)
+    app.include_router(audit.router, prefix=API_PREFIX, dependencies=_CHECKED)
+    app.include_router(care.router, prefix=API_PREFIX, dependencies=_CHECKED)
+    app.include_router(data_requests.router, prefix=API_PREFIX, dependencies=_CHECKED)
+    app.include_router(persons.router, prefix=API_PREFIX, dependencies=_CHECKED)
+    app.include_router(facilities.router, prefix=API_PREFIX, dependencies=_CHECKED)
+    app.include_router(credentials.router, prefix=API_PREFIX, dependencies=_CHECKED)
+    app.include_router(enrollment.router, prefix=API_PREFIX, dependencies=_CHECKED)
+    app.include_router(progress.router, prefix=API_PREFIX, dependencies=_CHECKED)
     app.include_router(credentials.wellknown)
     fhir.install(app)
     app.include_router(citizen_pages.router)

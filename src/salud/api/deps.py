@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,7 +11,7 @@ from starlette.requests import Request as StarletteRequest
 
 from salud.access.context import Caller
 from salud.access.tokens import TokenService
-from salud.errors import InvalidInput, Unauthorized
+from salud.errors import FieldProblem, InvalidInput, Unauthorized
 from salud.storage.fastread import FastReader
 
 
@@ -71,3 +71,32 @@ async def caller(request: Request) -> Caller:
 
 
 CurrentCaller = Annotated[Caller, Depends(caller)]
+
+
+_KNOWN_QUERY: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Any) -> frozenset[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+async def known_query(request: Request) -> None:
+    """An unknown query parameter is refused by name (422), never silently ignored: a
+    misspelled or unsupported filter (`?person_curp=` where there is none) would otherwise
+    answer everything, unfiltered."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    if dependant is None:
+        return
+    known = _KNOWN_QUERY.get(id(dependant))
+    if known is None:
+        known = _KNOWN_QUERY[id(dependant)] = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidInput(
+            f"parámetros desconocidos: {', '.join(unknown)}"
+            + (f" (admitidos: {', '.join(sorted(known))})" if known else ""),
+            [FieldProblem(name, "parámetro desconocido") for name in unknown],
+        )
