@@ -52,38 +52,43 @@ def _age(birth: date, day: date) -> int:
     return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
 
 
-def backfill() -> None:
+def backfill(chunk: int = 10_000) -> None:
     """The minors enrolled before this revision: the adult who came along was recorded on the
     enrollment. Linked as completion now links them: only those under 18 on the day of the
-    visit (an adult may have come with a companion, who answers for nothing)."""
+    visit (an adult may have come with a companion, who answers for nothing). Read in chunks
+    by enrollment id: a national drive has millions of them."""
     conn = op.get_bind()
-    found = conn.execute(sa.text(
-        "SELECT e.person_curp, e.guardian_curp, e.guardian_relationship, e.folio,"
+    select = sa.text(
+        "SELECT e.id, e.person_curp, e.guardian_curp, e.guardian_relationship, e.folio,"
         " e.completed_at, e.visit_day, p.birth_date FROM enrollments e"
-        " JOIN persons p ON p.curp = e.person_curp WHERE e.status = 'completed'"
-        " AND e.guardian_curp IS NOT NULL AND e.guardian_relationship IS NOT NULL"
-        " AND e.guardian_curp <> e.person_curp"
+        " JOIN persons p ON p.curp = e.person_curp WHERE e.id > :after"
+        " AND e.status = 'completed' AND e.guardian_curp IS NOT NULL"
+        " AND e.guardian_relationship IS NOT NULL AND e.guardian_curp <> e.person_curp"
+        " ORDER BY e.id LIMIT :chunk"
     ).columns(
-        sa.column('person_curp'), sa.column('guardian_curp'),
+        sa.column('id'), sa.column('person_curp'), sa.column('guardian_curp'),
         sa.column('guardian_relationship'), sa.column('folio'),
         sa.column('completed_at', salud.storage.base.UTCDateTime(timezone=True)),
         sa.column('visit_day', sa.Date()), sa.column('birth_date', sa.Date()),
-    )).all()
+    )
     table = sa.table(
         'guardianships', sa.column('minor_curp'), sa.column('guardian_curp'),
         sa.column('relationship'), sa.column('source'),
         sa.column('linked_at', salud.storage.base.UTCDateTime(timezone=True)),
         sa.column('linked_by'),
     )
-    rows = [
-        {"minor_curp": r.person_curp, "guardian_curp": r.guardian_curp,
-         "relationship": r.guardian_relationship, "source": f"registro {r.folio}",
-         "linked_at": r.completed_at, "linked_by": "migracion-0011"}
-        for r in found
-        if _age(r.birth_date, r.visit_day) < 18
-    ]
-    if rows:
-        op.bulk_insert(table, rows)
+    after = 0
+    while found := conn.execute(select, {"after": after, "chunk": chunk}).all():
+        after = found[-1].id
+        rows = [
+            {"minor_curp": r.person_curp, "guardian_curp": r.guardian_curp,
+             "relationship": r.guardian_relationship, "source": f"registro {r.folio}",
+             "linked_at": r.completed_at, "linked_by": "migracion-0011"}
+            for r in found
+            if _age(r.birth_date, r.visit_day) < 18
+        ]
+        if rows:
+            op.bulk_insert(table, rows)
 
 
 def downgrade() -> None:

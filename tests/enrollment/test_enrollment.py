@@ -77,13 +77,17 @@ async def enroll_adult(
     c: httpx.AsyncClient, drive: Drive, seed: int = 1, doc: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """A new adult through the whole visit (a given registration document, or a new one)."""
-    doc = doc or person_doc()
+    return await enroll(c, drive, seed, doc or person_doc(), adult_documents())
+
+
+async def enroll(
+    c: httpx.AsyncClient, drive: Drive, seed: int, doc: dict[str, Any], documents: dict[str, Any]
+) -> dict[str, Any]:
+    """A person through the whole visit with these documents; the receipt."""
     started = await start(c, drive, doc)
     assert started.status_code == 201, started.text
     folio = started.json()["folio"]
-    docs = await c.put(
-        f"{E}/enrollments/{folio}/documents", json=adult_documents(), headers=drive.operator
-    )
+    docs = await c.put(f"{E}/enrollments/{folio}/documents", json=documents, headers=drive.operator)
     assert docs.status_code == 200, docs.text
     await capture(c, drive, folio, seed)
     done = await c.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)

@@ -18,7 +18,7 @@ from salud.enrollment.models import Notification, PrintBatch
 from salud.kit.clock import today_mx
 from tests.conftest import TokenFor
 from tests.enrollment.conftest import MODULE, Drive, E
-from tests.enrollment.test_enrollment import capture, enroll_adult, start
+from tests.enrollment.test_enrollment import enroll, enroll_adult
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -189,18 +189,11 @@ async def _enroll_minor(
     c: httpx.AsyncClient, drive: Drive, seed: int, guardian: str
 ) -> dict[str, Any]:
     child = person_doc(birth_date=(today_mx() - timedelta(days=365 * 9)).isoformat())
-    folio = (await start(c, drive, child)).json()["folio"]
     docs = {
         "documents": [{"kind": "birth_certificate"}, {"kind": "curp"}, {"kind": "guardian_id"}],
         "guardian_curp": guardian, "guardian_relationship": "mother",
     }  # fmt: skip
-    answer = await c.put(f"{E}/enrollments/{folio}/documents", json=docs, headers=drive.operator)
-    assert answer.status_code == 200, answer.text
-    await capture(c, drive, folio, seed)
-    done = await c.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
-    assert done.status_code == 200, done.text
-    receipt: dict[str, Any] = done.json()
-    return receipt
+    return await enroll(c, drive, seed, child, docs)
 
 
 async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from operator import itemgetter
+from typing import Any
 
 import orjson
 from sqlalchemy import insert, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from salud.access.audit import AuditEntry, _row_of
 from salud.access.audit_chain import (
@@ -31,8 +32,6 @@ from salud.kit.clock import utcnow
 # From how many rows a batch goes by COPY (measured: 5,000 rows, ~40 µs a row through the JSON
 # statement, far less by COPY; a handful of rows is one round trip either way).
 COPY_FROM = 200
-
-
 _COPY_ROW = itemgetter(*COLUMNS)
 
 
@@ -47,19 +46,13 @@ async def record_in_transaction(
         # The lock serializes every append of every process until this transaction ends, so
         # what can be done before it is: the canonical bytes of each row (all but its seq).
         parts = [presealed(row) for row in rows]
-        copy = len(rows) >= COPY_FROM  # a bulk import's chunk
-        if copy:  # COPY takes jsonb as text
-            for row in rows:
-                if row["detail"] is not None:
-                    row["detail"] = orjson.dumps(row["detail"]).decode()
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
         await conn.execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"))
         first = _seal_presealed(rows, parts, key, (await conn.execute(_LAST)).first())
-        if copy:
-            records = [_COPY_ROW(row) for row in rows]
-            await raw.copy_records_to_table("audit_events", records=records, columns=COLUMNS)
+        if len(rows) >= COPY_FROM:  # a bulk import's chunk
+            await _copy(conn, rows)
         else:  # one JSON parameter, as the group-commit appender sends its batches
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
             await raw.execute(PG_INSERT, batch_json(rows))
         return first
     first = _seal(rows, key, (await conn.execute(_LAST)).first())
@@ -88,21 +81,24 @@ async def record_alike_in_transaction(
     if postgresql:
         await conn.execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"))
     first, chains = seal_alike(base, curps, key, (await conn.execute(_LAST)).first())
+    rows = [
+        {**base, "seq": first + i, "person_curp": curp, "chain": chain}
+        for i, (curp, chain) in enumerate(zip(curps, chains, strict=True))
+    ]
     if postgresql:
-        if base["detail"] is not None:  # COPY takes jsonb as text
-            base["detail"] = orjson.dumps(base["detail"]).decode()
-        rows = [
-            {**base, "seq": first + i, "person_curp": curp, "chain": chain}
-            for i, (curp, chain) in enumerate(zip(curps, chains, strict=True))
-        ]
-        raw = (await conn.get_raw_connection()).driver_connection
-        assert raw is not None
-        records = [_COPY_ROW(row) for row in rows]
-        await raw.copy_records_to_table("audit_events", records=records, columns=COLUMNS)
+        await _copy(conn, rows)
     else:
-        rows = [
-            {**base, "seq": first + i, "person_curp": curp, "chain": chain}
-            for i, (curp, chain) in enumerate(zip(curps, chains, strict=True))
-        ]
         await conn.execute(insert(AUDIT_TABLE), rows)
     return first
+
+
+async def _copy(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """COPY sealed rows into the log, within the transaction (COPY takes jsonb as text)."""
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None
+    records = [
+        _COPY_ROW({**row, "detail": orjson.dumps(row["detail"]).decode()})
+        if row["detail"] is not None else _COPY_ROW(row)
+        for row in rows
+    ]  # fmt: skip
+    await raw.copy_records_to_table("audit_events", records=records, columns=COLUMNS)

@@ -271,7 +271,7 @@ async def set_documents(
         if doc.issued_on is not None and doc.issued_on > today:
             raise InvalidInput.on(f"documents[{i}].issued_on", "la fecha está en el futuro")
     if data.guardian_curp is not None:
-        identity.check_curp(data.guardian_curp)
+        identity.check_curp(data.guardian_curp, "guardian_curp")
         if data.guardian_curp == row.person_curp:
             raise InvalidInput.on("guardian_curp", "es la CURP de la misma persona")
         guardian_birth = curp_rules.parse(data.guardian_curp).birth_date

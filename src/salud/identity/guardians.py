@@ -29,6 +29,7 @@ from salud.identity.schemas import (
     Relationship,
     WardRead,
 )
+from salud.identity.service import check_curp
 from salud.kit.ages import is_minor
 from salud.kit.clock import today_mx, utcnow
 from salud.storage.fastread import FastReader
@@ -46,13 +47,6 @@ def _read(row: Guardianship, minor: Person) -> GuardianRead:
     )  # fmt: skip
 
 
-def _check(curp: str, field: str) -> None:
-    try:
-        curp_rules.validate(curp)
-    except curp_rules.CurpInvalid as exc:
-        raise InvalidInput.on(field, exc.reason) from None
-
-
 async def link(
     session: AsyncSession, minor_curp: str, guardian_curp: str, relationship: Relationship,
     source: str, caller: Caller,
@@ -60,7 +54,7 @@ async def link(
     """Link the adult to the minor within the caller's transaction (the caller has checked
     the permission: an operator completing the minor's enrollment). Linking again with the
     same relationship changes nothing; another relationship ends the old link first."""
-    _check(guardian_curp, "guardian_curp")
+    check_curp(guardian_curp, "guardian_curp")
     if guardian_curp == minor_curp:
         raise InvalidInput.on("guardian_curp", "es la CURP de la misma persona")
     now = utcnow()
@@ -91,7 +85,7 @@ async def add(
 ) -> list[GuardianRead]:
     """Registry staff link an adult to a person who is a minor today, after checking the
     documents (`data.reason` says which); the person's links afterwards."""
-    _check(minor_curp, "curp")
+    check_curp(minor_curp, "curp")
     await caller.allow(
         Permission.GUARDIAN_LINK, "identity:guardian:link", "person", person_curp=minor_curp
     )
@@ -118,7 +112,7 @@ async def list_guardians(
 ) -> list[GuardianRead]:
     """The person's links, ended ones included (the relation's history). Registry staff, the
     person, and a clinician with a basis for the person (care, consent or emergency)."""
-    _check(curp, "curp")
+    check_curp(curp, "curp")
     action = "identity:guardian:list"
     await caller.allow(Permission.PERSON_READ, action, "person", person_curp=curp)
     if care.needs_basis(caller.principal):
@@ -141,8 +135,8 @@ async def end(
     caller: Caller,
 ) -> GuardianRead:  # fmt: skip
     """End a link that is in force, with the reason (registry staff); the row stays."""
-    _check(minor_curp, "curp")
-    _check(guardian_curp, "guardian_curp")
+    check_curp(minor_curp, "curp")
+    check_curp(guardian_curp, "guardian_curp")
     await caller.allow(
         Permission.GUARDIAN_END, "identity:guardian:end", "person", person_curp=minor_curp
     )
@@ -195,7 +189,7 @@ async def acting_for(session: AsyncSession, caller: Caller, minor_curp: str) -> 
     """The citizen, acting for a minor they answer for: the link is checked in the registry
     now (in force, and the person still a minor), never taken from the session. A refusal
     is recorded on the minor's record."""
-    _check(minor_curp, "curp")
+    check_curp(minor_curp, "curp")
     p = caller.principal
     if p.role is not Role.CITIZEN or p.curp is None:
         await caller.record(

@@ -282,11 +282,12 @@ def entitled_institutions(person: PersonRead, on: date) -> list[int]:
     ]
 
 
-def check_curp(curp: str) -> str:
+def check_curp(curp: str, field: str = "curp") -> str:
+    """The CURP, or a 422 naming `field` with the reason it is not one."""
     try:
         curp_rules.validate(curp)
     except curp_rules.CurpInvalid as exc:
-        raise InvalidInput.on("curp", exc.reason) from None
+        raise InvalidInput.on(field, exc.reason) from None
     return curp
 
 

@@ -281,6 +281,8 @@ async def transaction(
             raise _failure(exc, i) from None
         if matched is not None:
             responses[i] = {"response": matched[0]}
+    # The unmatched ones are prepared again with the rest: a later match may have changed
+    # where their references point.
     posts = [i for i in posts if i not in responses]
     if posts:  # then the POSTs: prepared one by one, written together
         made = await _posts(session, reader, caller, base, entries, posts, ids)
