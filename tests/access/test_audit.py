@@ -29,6 +29,7 @@ from salud.access.audit import (
     events_for_person,
 )
 from salud.access.audit_chain import AUDIT_TABLE, GENESIS, canonical_bytes, chain_of, verify
+from salud.access.audit_tx import record_in_transaction
 from salud.cli import audit as cli_audit
 from salud.cli.audit import app as audit_cli
 from salud.config import Settings, get_settings
@@ -373,6 +374,22 @@ async def test_the_plain_session_path_takes_the_same_lock(
     assert len(set(answers)) == 110
     result = await verify(sessions, KEY)
     assert (result.ok, result.checked) == (True, 130)
+
+
+async def test_appends_inside_transactions_that_write_nothing_else_keep_one_chain(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A transaction whose first write is its audit entry (a Bundle of reads) must not read
+    the same last entry as another one: on SQLite the write lock comes before that read."""
+
+    async def append(i: int) -> int:
+        async with sessions() as session, session.begin():
+            return await record_in_transaction(session, KEY, [entry(i), entry(i + 100)])
+
+    firsts = await asyncio.gather(*(append(i) for i in range(30)))
+    assert sorted(firsts) == list(range(1, 61, 2))
+    result = await verify(sessions, KEY)
+    assert (result.ok, result.checked) == (True, 60)
 
 
 async def test_close_writes_what_is_pending_at_once(

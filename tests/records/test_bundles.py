@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -403,3 +404,70 @@ async def test_conditional_create_inside_bundles_finds_what_exists_and_names_it(
     reception = token_for(Role.VERIFIER, clues=IMSS_UNIT)
     for_them = await client.post("/fhir", json=batch, headers=reception)
     assert {e["response"]["status"] for e in for_them.json()["entry"]} == {"403"}
+
+
+_CEDULAS = "https://www.cedulaprofesional.sep.gob.mx"
+
+
+def _two_practitioners(first: str, second: str) -> dict[str, Any]:
+    """A transaction that sends two practitioners, each created only if not yet there."""
+    return {
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"resource": _practitioner(cedula),
+             "request": {"method": "POST", "url": "Practitioner",
+                         "ifNoneExist": f"identifier={_CEDULAS}|{cedula}"}}
+            for cedula in (first, second)
+        ],
+    }  # fmt: skip
+
+
+async def test_conditional_creates_sent_at_once_create_one_resource(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Two systems (or one retrying after a timeout) send the same practitioner at the same
+    moment: one request creates them and the others find them, never two. The same with the
+    header, inside transactions, and with two conditions in opposite orders (no deadlock)."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+
+    async def count(cedula: str) -> int:
+        found = await client.get(
+            f"/fhir/Practitioner?identifier={_CEDULAS}|{cedula}", headers=doctor
+        )
+        total: int = found.json()["total"]
+        return total
+
+    header = {**doctor, "If-None-Exist": f"identifier={_CEDULAS}|3330001"}
+    answers = await asyncio.gather(
+        *(client.post("/fhir/Practitioner", json=_practitioner("3330001"), headers=header)
+          for _ in range(6))
+    )  # fmt: skip
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201], [a.text for a in answers]
+    assert await count("3330001") == 1
+
+    visits = await asyncio.gather(
+        *(client.post("/fhir", json=_visit_by(curp, "3330002"), headers=doctor) for _ in range(6))
+    )
+    assert {v.status_code for v in visits} == {200}, [v.text for v in visits]
+    statuses = sorted(v.json()["entry"][1]["response"]["status"] for v in visits)
+    assert statuses == ["200 OK"] * 5 + ["201 Created"]
+    assert await count("3330002") == 1
+
+    crossed = await asyncio.gather(
+        *(client.post("/fhir", json=_two_practitioners(*pair), headers=doctor)
+          for pair in [("3330003", "3330004"), ("3330004", "3330003")] * 3)
+    )  # fmt: skip
+    assert {c.status_code for c in crossed} == {200}, [c.text for c in crossed]
+    assert await count("3330003") == 1
+    assert await count("3330004") == 1
+
+    # One transaction sending the same practitioner twice: both would create, so a 400.
+    twice = await client.post("/fhir", json=_two_practitioners("3330005", "3330005"),
+                              headers=doctor)  # fmt: skip
+    assert twice.status_code == 400
+    issue = outcome(twice)["issue"][0]
+    assert issue["expression"] == ["Bundle.entry[1].request.ifNoneExist"]
+    assert "entrada 0" in issue["diagnostics"]
+    assert await count("3330005") == 0

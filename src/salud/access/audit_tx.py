@@ -33,6 +33,9 @@ from salud.kit.clock import utcnow
 # statement, far less by COPY; a handful of rows is one round trip either way).
 COPY_FROM = 200
 _COPY_ROW = itemgetter(*COLUMNS)
+# A write that changes nothing: on SQLite it takes the database's write lock (waiting for
+# another writer up to busy_timeout) and holds it until the transaction ends.
+_SQLITE_WRITE_LOCK = text("UPDATE audit_events SET seq = seq WHERE 1 = 0")
 
 
 async def record_in_transaction(
@@ -55,6 +58,9 @@ async def record_in_transaction(
             assert raw is not None
             await raw.execute(PG_INSERT, batch_json(rows))
         return first
+    # SQLite: the write lock before the last entry is read, or a transaction that has not
+    # written yet could read the same last entry as another and collide on its seq.
+    await conn.execute(_SQLITE_WRITE_LOCK)
     first = _seal(rows, key, (await conn.execute(_LAST)).first())
     await conn.execute(insert(AUDIT_TABLE), rows)
     return first
@@ -80,6 +86,8 @@ async def record_alike_in_transaction(
     postgresql = conn.dialect.name == "postgresql"
     if postgresql:
         await conn.execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"))
+    else:
+        await conn.execute(_SQLITE_WRITE_LOCK)
     first, chains = seal_alike(base, curps, key, (await conn.execute(_LAST)).first())
     rows = [
         {**base, "seq": first + i, "person_curp": curp, "chain": chain}

@@ -26,7 +26,7 @@ from salud.access.audit import AuditEntry
 from salud.access.audit_tx import record_in_transaction
 from salud.access.context import Caller
 from salud.errors import DomainError
-from salud.records import searching, service
+from salud.records import repository, searching, service
 from salud.records.indexing import fhir_instant, local_references, unresolved_references
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
@@ -199,6 +199,29 @@ async def _matched(
     return response, {"resource": found}
 
 
+def _conditions(entries: list[dict[str, Any]], ids: dict[str, str]) -> list[str]:
+    """The canonical conditions of the transaction's conditional creates (one that cannot be
+    read is refused with its reason when its entry is processed). Two entries with the same
+    condition are a 400: both would find nothing and both would create."""
+    keys: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        condition = entry["request"].get("ifNoneExist")
+        if entry["request"]["method"] != "POST" or condition is None:
+            continue
+        try:
+            doc = _post_resource(entry, _target(entry)[0][0], ids)
+            key = searching.condition_key(doc, condition, "ifNoneExist")
+        except (FhirError, DomainError):
+            continue
+        if key in keys:
+            raise FhirError.one(
+                400, "business-rule", f"la misma condición que la entrada {keys[key]}",
+                f"Bundle.entry[{i}].request.ifNoneExist",
+            )  # fmt: skip
+        keys[key] = i
+    return list(keys)
+
+
 async def _posts(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str,
     entries: list[dict[str, Any]], posts: list[int], ids: dict[str, str],
@@ -269,6 +292,9 @@ async def transaction(
         elif result:
             responses[i]["resource"] = result["resource"]
 
+    # The conditional creates' locks first, all together and before any row is touched, so
+    # that this transaction never holds a row while waiting for a condition (no deadlock).
+    await repository.hold_conditions(session, _conditions(entries, ids))
     for i in order:  # DELETEs first
         if methods[i] == "DELETE":
             await one(i)

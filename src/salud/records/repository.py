@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,11 +22,38 @@ from salud.records.models import (
 from salud.storage.base import Base
 from salud.storage.fastread import FastQuery, FastReader
 
+# The advisory-lock class of conditional creates ("FhCd"): locks with two int4 keys never meet
+# the one-bigint keys of the audit log and the progress snapshot (PostgreSQL keeps the two key
+# spaces apart).
+_CONDITION_LOCK_CLASS = int.from_bytes(b"FhCd", "big", signed=True)
+_TAKE_WRITE_LOCK = text("UPDATE fhir_resources SET version_id = version_id WHERE 1 = 0")
 _TABLES = Base.metadata.tables  # Core inserts: no ORM bookkeeping for rows never loaded
 _VERSION_COLUMNS = (
     "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
     "institution_code", "clues", "author", "sensitivity", "content",
 )  # fmt: skip
+
+
+def condition_lock(key: str) -> int:
+    """The int4 advisory-lock key of a conditional create's canonical condition."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big", signed=True)
+
+
+async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:
+    """Serialize the conditional creates of the same conditions until this transaction ends,
+    so that two that run at once cannot both find nothing and both create: on PostgreSQL one
+    transaction-scoped advisory lock per condition, taken in a fixed order (two transactions
+    holding several never wait on each other in a cycle; taking one again is free); on
+    SQLite the database's write lock (a write that changes nothing takes it), one writer at a
+    time. A condition worded differently but finding the same resource is not serialized."""
+    locks = sorted({condition_lock(k) for k in keys})
+    if not locks:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(_TAKE_WRITE_LOCK)
+        return
+    for lock in locks:
+        await session.execute(select(func.pg_advisory_xact_lock(_CONDITION_LOCK_CLASS, lock)))
 
 
 async def current(

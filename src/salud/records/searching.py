@@ -4,9 +4,10 @@ Unknown parameters are refused by name, never ignored."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,6 +85,14 @@ def condition_query(text: str, kind: str, where: str) -> list[tuple[str, str]]:
     return query
 
 
+def condition_key(doc: dict[str, Any], condition: str, where: str) -> str:
+    """The canonical form of a conditional create's search (its type, its parameters sorted
+    and decoded, and the person it is kept within), whatever the wording of the request."""
+    kind = doc["resourceType"]
+    query = condition_query(condition, kind, where) + person_scope(doc)
+    return f"{kind}?{urlencode(sorted(query))}"
+
+
 async def existing(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, doc: dict[str, Any],
     condition: str, where: str,
@@ -93,6 +102,13 @@ async def existing(
     finds none; several are a 412."""
     kind = doc["resourceType"]
     query = condition_query(condition, kind, where) + person_scope(doc)
+    # Until this transaction ends, another create on the same condition waits here, and
+    # then finds what this one wrote.
+    await repository.hold_conditions(session, [condition_key(doc, condition, where)])
+    # What the search discloses is audited in this transaction, which may now hold SQLite's
+    # only write lock (the group-commit writer would wait for it, and this for the writer).
+    if caller.within is None:
+        caller = replace(caller, within=session)
     found = await search(session, reader, caller, base, kind, query)
     if found["total"] > 1:
         raise FhirError.one(
