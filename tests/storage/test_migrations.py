@@ -99,3 +99,42 @@ def test_0011_links_the_minors_enrolled_before_it(tmp_path: Path) -> None:
             "SELECT minor_curp, guardian_curp, relationship, source, ended_at FROM guardianships"
         ).fetchall()
     assert links == [(minor, mother, "mother", "registro R1", None)]
+
+
+def test_0011_backfill_reads_chunk_after_chunk(tmp_path: Path) -> None:
+    """The backfill reads enrollments a chunk at a time by id; with one per chunk, every
+    minor is still linked, including after a chunk that held only an adult."""
+    import importlib.util
+
+    from alembic.operations import Operations
+
+    from salud.storage.migrate import upgrade
+
+    db = tmp_path / "trozos.db"
+    upgrade(f"sqlite+aiosqlite:///{db}", "head")
+    people = [
+        ("AAAA150101MDFXXX01", "2015-01-01"), ("BBBB800101HDFXXX02", "1980-01-01"),
+        ("DDDD160101HDFXXX04", "2016-01-01"), ("EEEE170101MDFXXX05", "2017-01-01"),
+    ]  # fmt: skip
+    mother = "CCCC850101MDFXXX03"
+    with sqlite3.connect(db) as conn:
+        for i, (curp, born) in enumerate(people):
+            _insert(conn, "persons", curp=curp, birth_date=born, sex="H", organ_donor="no",
+                    version=1)  # fmt: skip
+            _insert(conn, "enrollments", folio=f"R{i}", person_curp=curp, status="completed",
+                    visit_day="2026-03-04", completed_at="2026-03-04 12:00:00.000000",
+                    guardian_curp=mother, guardian_relationship="mother")  # fmt: skip
+    path = Path(__file__).parents[2] / "migrations" / "versions" / "0011_guardianships.py"
+    spec = importlib.util.spec_from_file_location("migration_0011", path)
+    assert spec is not None
+    assert spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    engine = create_engine(f"sqlite:///{db}", poolclass=pool.NullPool)
+    with engine.begin() as conn, Operations.context(MigrationContext.configure(conn)):
+        migration.backfill(chunk=1)
+    engine.dispose()
+    with sqlite3.connect(db) as conn:
+        links = conn.execute("SELECT minor_curp, source FROM guardianships ORDER BY id").fetchall()
+    assert links == [(people[0][0], "registro R0"), (people[2][0], "registro R2"),
+                     (people[3][0], "registro R3")]  # fmt: skip
