@@ -463,11 +463,57 @@ async def test_conditional_creates_sent_at_once_create_one_resource(
     assert await count("3330003") == 1
     assert await count("3330004") == 1
 
-    # One transaction sending the same practitioner twice: both would create, so a 400.
-    twice = await client.post("/fhir", json=_two_practitioners("3330005", "3330005"),
-                              headers=doctor)  # fmt: skip
-    assert twice.status_code == 400
-    issue = outcome(twice)["issue"][0]
+    # One transaction sending the same practitioner twice (worded differently): if nothing
+    # is found both would create, so a 400; once they exist, both entries find them.
+    twice = _two_practitioners("3330005", "3330005")
+    twice["entry"][1]["request"]["ifNoneExist"] = (
+        f"Practitioner?identifier={_CEDULAS.replace(':', '%3A')}%7C3330005"
+    )
+    refused = await client.post("/fhir", json=twice, headers=doctor)
+    assert refused.status_code == 400
+    issue = outcome(refused)["issue"][0]
     assert issue["expression"] == ["Bundle.entry[1].request.ifNoneExist"]
     assert "entrada 0" in issue["diagnostics"]
     assert await count("3330005") == 0
+    made = await client.post("/fhir/Practitioner", json=_practitioner("3330005"), headers=doctor)
+    assert made.status_code == 201
+    found = await client.post("/fhir", json=twice, headers=doctor)
+    assert [e["response"]["status"] for e in found.json()["entry"]] == ["200 OK"] * 2
+    assert await count("3330005") == 1
+
+
+async def test_a_conditional_create_refused_at_its_search_is_audited(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A client that may write Conditions but not read them passes the create's own checks
+    and is refused at the search: that refusal is recorded and stays recorded, though the
+    request's transaction rolls back (alone, and in a batch entry)."""
+    from salud.access.principal import Principal
+    from salud.access.tokens import TokenService
+
+    curp = await patient(client)
+    app_tokens: TokenService = client._transport.app.state.tokens  # type: ignore[attr-defined]
+    his = Principal("client:his", "his.hospital", Role.CLIENT, 2,
+                    scopes=frozenset({"system/Condition.write"}))  # fmt: skip
+    writer = {"Authorization": f"Bearer {app_tokens.issue(his)}"}
+    diagnosis = condition(curp)
+    diagnosis["identifier"] = [{"system": "https://his.example/dx", "value": "1"}]
+    condition_text = "identifier=https://his.example/dx|1"
+    alone = await client.post("/fhir/Condition", json=diagnosis,
+                              headers={**writer, "If-None-Exist": condition_text})  # fmt: skip
+    assert alone.status_code == 403, alone.text
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": diagnosis,
+         "request": {"method": "POST", "url": "Condition", "ifNoneExist": condition_text}},
+    ]}  # fmt: skip
+    answered = await client.post("/fhir", json=batch, headers=writer)
+    assert answered.json()["entry"][0]["response"]["status"] == "403"
+    auditor = token_for(Role.AUDITOR)
+    log = (await client.get("/api/v1/audit/events?actor=his.hospital",
+                            headers=auditor)).json()["items"]  # fmt: skip
+    denied = [e for e in log if e["outcome"] == "denied" and e["person_curp"] == curp]
+    assert len(denied) == 2, log
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    kept = await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)
+    assert kept.json()["total"] == 0

@@ -199,27 +199,20 @@ async def _matched(
     return response, {"resource": found}
 
 
-def _conditions(entries: list[dict[str, Any]], ids: dict[str, str]) -> list[str]:
-    """The canonical conditions of the transaction's conditional creates (one that cannot be
-    read is refused with its reason when its entry is processed). Two entries with the same
-    condition are a 400: both would find nothing and both would create."""
-    keys: dict[str, int] = {}
+def _conditions(entries: list[dict[str, Any]], ids: dict[str, str]) -> dict[int, str]:
+    """The canonical condition of each conditional create, by entry (one that cannot be read
+    is refused with its reason when its entry is processed)."""
+    keys: dict[int, str] = {}
     for i, entry in enumerate(entries):
         condition = entry["request"].get("ifNoneExist")
         if entry["request"]["method"] != "POST" or condition is None:
             continue
         try:
             doc = _post_resource(entry, _target(entry)[0][0], ids)
-            key = searching.condition_key(doc, condition, "ifNoneExist")
+            keys[i] = searching.condition_key(doc, condition, "ifNoneExist")
         except (FhirError, DomainError):
             continue
-        if key in keys:
-            raise FhirError.one(
-                400, "business-rule", f"la misma condición que la entrada {keys[key]}",
-                f"Bundle.entry[{i}].request.ifNoneExist",
-            )  # fmt: skip
-        keys[key] = i
-    return list(keys)
+    return keys
 
 
 async def _posts(
@@ -294,11 +287,13 @@ async def transaction(
 
     # The conditional creates' locks first, all together and before any row is touched, so
     # that this transaction never holds a row while waiting for a condition (no deadlock).
-    await repository.hold_conditions(session, _conditions(entries, ids))
+    conditions = _conditions(entries, ids)
+    await repository.hold_conditions(session, conditions.values())
     for i in order:  # DELETEs first
         if methods[i] == "DELETE":
             await one(i)
     posts = [i for i in order if methods[i] == "POST"]
+    to_create: dict[str, int] = {}  # a condition that found nothing -> its entry
     for i in posts:  # conditional creates first: a match stands for its entry from now on
         kind = _target(entries[i])[0][0]
         try:
@@ -307,6 +302,15 @@ async def transaction(
             raise _failure(exc, i) from None
         if matched is not None:
             responses[i] = {"response": matched[0]}
+        elif i in conditions and conditions[i] in to_create:  # both would create
+            raise FhirError.one(
+                400, "business-rule",
+                f"la misma condición que la entrada {to_create[conditions[i]]}, que no encontró "
+                "nada: las dos crearían el recurso",
+                f"Bundle.entry[{i}].request.ifNoneExist",
+            )  # fmt: skip
+        elif i in conditions:
+            to_create[conditions[i]] = i
     # The unmatched ones are prepared again with the rest: a later match may have changed
     # where their references point.
     posts = [i for i in posts if i not in responses]

@@ -39,6 +39,12 @@ def condition_lock(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big", signed=True)
 
 
+def condition_locks_apart(session: AsyncSession) -> bool:
+    """Whether conditions are locked one by one (PostgreSQL), apart from other writers; on
+    SQLite `hold_conditions` takes the database's write lock, which every writer waits for."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:
     """Serialize the conditional creates of the same conditions until this transaction ends,
     so that two that run at once cannot both find nothing and both create: on PostgreSQL one
@@ -49,7 +55,7 @@ async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:
     locks = sorted({condition_lock(k) for k in keys})
     if not locks:
         return
-    if session.get_bind().dialect.name != "postgresql":
+    if not condition_locks_apart(session):
         await session.execute(_TAKE_WRITE_LOCK)
         return
     for lock in locks:

@@ -99,16 +99,32 @@ async def existing(
 ) -> dict[str, Any] | None:  # fmt: skip
     """Conditional create (R4 §3.1.0.8.1): the one resource the condition finds, within the
     new resource's person (a search of a clinical type needs its patient), or None when it
-    finds none; several are a 412."""
+    finds none; several are a 412. Until this transaction ends, another create on the same
+    condition waits for it, and then finds what it wrote (`repository.hold_conditions`)."""
     kind = doc["resourceType"]
     query = condition_query(condition, kind, where) + person_scope(doc)
-    # Until this transaction ends, another create on the same condition waits here, and
-    # then finds what this one wrote.
-    await repository.hold_conditions(session, [condition_key(doc, condition, where)])
-    # What the search discloses is audited in this transaction, which may now hold SQLite's
-    # only write lock (the group-commit writer would wait for it, and this for the writer).
-    if caller.within is None:
-        caller = replace(caller, within=session)
+    key = condition_key(doc, condition, where)
+    if caller.within is not None or repository.condition_locks_apart(session):
+        # PostgreSQL, or a transaction whose entries are written within it: lock, then
+        # search (the search's entries go where the caller's always go).
+        await repository.hold_conditions(session, [key])
+        return await _the_one(session, reader, caller, base, kind, query, where)
+    # SQLite: the lock is the database's only write lock, which the group-commit writer
+    # needs too. So search first as any read is (a refusal is recorded at once, durably);
+    # only if nothing was found, take the lock and search again, the entries of this second
+    # search written in the transaction, with the create.
+    found = await _the_one(session, reader, caller, base, kind, query, where)
+    if found is not None:
+        return found
+    await repository.hold_conditions(session, [key])
+    return await _the_one(session, reader, replace(caller, within=session), base, kind,
+                          query, where)  # fmt: skip
+
+
+async def _the_one(
+    session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
+    query: list[tuple[str, str]], where: str,
+) -> dict[str, Any] | None:  # fmt: skip
     found = await search(session, reader, caller, base, kind, query)
     if found["total"] > 1:
         raise FhirError.one(
