@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pyotp
 import pytest
@@ -118,6 +120,30 @@ async def test_repeated_failures_lock_the_account(
     )
     assert locked.status_code == 423
     assert locked.json()["title"] == "Cuenta bloqueada"
+
+
+async def test_parallel_guesses_do_not_get_around_the_lockout(
+    anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """Guesses sent at once wait for one another on the account's row: no more wrong
+    passwords are tried than the lockout allows, and a late failure never clears the lock
+    (on SQLite, which has no row locks, the count is atomic and the lock still holds)."""
+    await _staff(sessions, settings)
+    guess = {"username": "ana.operadora", "password": "mala-clave-123", "totp": "000000"}
+    answers = await asyncio.gather(
+        *(anonymous.post("/api/v1/auth/token", json=guess) for _ in range(12))
+    )
+    codes = [a.status_code for a in answers]
+    assert set(codes) <= {401, 423}
+    async with sessions() as session:
+        account = (
+            await session.execute(select(Account).where(Account.username == "ana.operadora"))
+        ).scalar_one()
+    assert account.locked_until is not None
+    assert account.failed_attempts == codes.count(401)
+    if settings.database_url.startswith("postgresql"):
+        assert codes.count(401) == settings.max_failed_logins
+        assert codes.count(423) == 12 - settings.max_failed_logins
 
 
 async def test_staff_must_use_totp_and_strong_passwords(

@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.models import Account
 
 
-async def by_username(session: AsyncSession, username: str) -> Account | None:
-    found = await session.execute(select(Account).where(Account.username == username))
-    return found.scalar_one_or_none()
+async def by_username(
+    session: AsyncSession, username: str, *, for_update: bool = False
+) -> Account | None:
+    stmt = select(Account).where(Account.username == username)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def exists(session: AsyncSession, username: str) -> bool:
@@ -22,12 +26,19 @@ async def exists(session: AsyncSession, username: str) -> bool:
 
 
 async def record_failure(
-    session: AsyncSession, account_id: int, locked_until: datetime | None
+    session: AsyncSession, account_id: int, max_failures: int, lock_until: datetime
 ) -> None:
+    """One more failure, counted in the database (not from what was read): the account locks
+    until `lock_until` once the count reaches `max_failures`, and a failure never clears a
+    lock another attempt has just set."""
+    failures = Account.failed_attempts + 1
     await session.execute(
         update(Account)
         .where(Account.id == account_id)
-        .values(failed_attempts=Account.failed_attempts + 1, locked_until=locked_until)
+        .values(
+            failed_attempts=failures,
+            locked_until=case((failures >= max_failures, lock_until), else_=Account.locked_until),
+        )
     )
 
 

@@ -100,7 +100,9 @@ async def authenticate(
 ) -> Principal:
     """The principal for valid credentials. Wrong username, wrong password and wrong code all
     answer the same 401 (no account enumeration); repeated failures lock the account."""
-    account = await repository.by_username(session, data.username)
+    # The account's row is locked until this attempt is counted: parallel guesses wait in
+    # line and see the lockout the ones before them set, instead of all passing its check.
+    account = await repository.by_username(session, data.username, for_update=True)
     now = utcnow()
     if account is not None and account.locked_until is not None and account.locked_until > now:
         raise Locked(
@@ -116,9 +118,8 @@ async def authenticate(
             code_ok = data.totp is not None and pyotp.TOTP(secret).verify(data.totp, valid_window=1)
     if account is None or not account.active or not password_ok or not code_ok:
         if account is not None:
-            failures = account.failed_attempts + 1
-            until = now + timedelta(seconds=lockout_seconds) if failures >= max_failures else None
-            await repository.record_failure(session, account.id, until)
+            until = now + timedelta(seconds=lockout_seconds)
+            await repository.record_failure(session, account.id, max_failures, until)
         if account is not None and password_ok and data.totp is None:
             raise Unauthorized("falta el código del segundo factor (TOTP)")
         raise Unauthorized("usuario, contraseña o código incorrectos")
