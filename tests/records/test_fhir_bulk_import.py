@@ -4,6 +4,7 @@ chunked transactions, idempotent by id, audited; `--lenient` reports references 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.cli.main import app as cli
 from salud.records import bulk
-from tests.conftest import TokenFor
+from tests.conftest import TokenFor, backend
 from tests.records.test_fhir_api import (
     IMSS_UNIT,
     ISSSTE_UNIT,
@@ -291,3 +292,64 @@ async def test_a_large_import_refreshes_the_planner_statistics(
     assert report.created == 2
     after = await analyzed()
     assert after > before  # a newer ANALYZE (PostgreSQL), rows where there were none (SQLite)
+
+
+async def test_an_update_committed_while_a_chunk_classifies_is_not_overwritten(
+    client: httpx.AsyncClient, token_for: TokenFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clinician's update commits between the chunk's read of the stored versions and its
+    write: the chunk sees it (the rows it changes are locked and their versions checked),
+    writes the next version after it, and the clinician's version stays in the history."""
+    from salud.records import bulk_repository
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    postgresql = backend() == "postgresql"
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    first = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(heart_rate(curp, "fc-1")), source="x"
+    )
+    assert first.created == 1
+    read_stored = bulk_repository.existing
+    changed = heart_rate(curp, "fc-1", valueQuantity={"value": 80, "unit": "/min"})
+    puts: list[asyncio.Task[httpx.Response]] = []
+
+    async def existing_then_a_clinician_updates(*args: Any) -> Any:
+        found = await read_stored(*args)
+        if not puts:  # once: the clinician's update right after the chunk's read
+            put = client.put("/fhir/Observation/fc-1", json=changed, headers=doctor)
+            puts.append(asyncio.ensure_future(put))
+            if postgresql:  # it commits before the chunk goes on
+                assert (await puts[0]).status_code == 200
+        return found
+
+    monkeypatch.setattr(bulk_repository, "existing", existing_then_a_clinician_updates)
+    again = await bulk.import_lines(
+        app.state.sessions, importer(app),
+        ndjson(heart_rate(curp, "fc-1", valueQuantity={"value": 90, "unit": "/min"})),
+        source="x",
+    )  # fmt: skip
+    assert again.updated == 1
+    # SQLite: the chunk holds the only write lock from its read, so the update waits for it
+    # and then either finds version 2 and writes 3, or (had it read version 1 before the
+    # chunk committed) is a 409 that says to read again: never a 500, never a lost version.
+    put = await puts[0]
+    history = (await client.get("/fhir/Observation/fc-1/_history", headers=doctor)).json()
+    values = {
+        e["resource"]["meta"]["versionId"]: e["resource"]["valueQuantity"]["value"]
+        for e in history["entry"]
+    }
+    if postgresql:
+        assert values == {"1": 72, "2": 80, "3": 90}
+    elif put.status_code == 409:
+        assert "vuelva a leerlo" in put.json()["issue"][0]["diagnostics"]
+        assert values == {"1": 72, "2": 90}
+    else:
+        assert put.status_code == 200, put.text
+        assert values == {"1": 72, "2": 90, "3": 80}
+    # and the resource goes on taking updates
+    last = heart_rate(curp, "fc-1", valueQuantity={"value": 95, "unit": "/min"})
+    assert (
+        await client.put("/fhir/Observation/fc-1", json=last, headers=doctor)
+    ).status_code == 200

@@ -190,26 +190,35 @@ async def _classify(
     session: AsyncSession, items: list[_Item], out: _Chunk
 ) -> tuple[list[_Item], list[tuple[_Item, Existing]]]:
     """Split into new resources and new versions; same content is left alone; a resource
-    that would change patient is refused."""
+    that would change patient is refused. The rows to change are locked, and classified
+    again if someone changed one since it was read (an interactive update committed in
+    between: its version would otherwise be overwritten and numbered twice)."""
     wanted: dict[str, list[str]] = {}
     for item in items:
         wanted.setdefault(item.kind, []).append(item.fhir_id)
-    found = await bulk_repository.existing(session, wanted)
-    new: list[_Item] = []
-    changed: list[tuple[_Item, Existing]] = []
-    for item in items:
-        row = found.get((item.kind, item.fhir_id))
-        if row is None:
-            new.append(item)
-        elif row.person_curp != item.curp:
-            was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
-            out.rejects.append(
-                Rejected(item.line, item.key, f"un recurso no cambia de paciente (era {was})")
-            )
-        elif not row.deleted and comparable(orjson.loads(row.content)) == item.comparable:
-            out.unchanged += 1
-        else:
-            changed.append((item, row))
+    while True:
+        found = await bulk_repository.existing(session, wanted)
+        new: list[_Item] = []
+        changed: list[tuple[_Item, Existing]] = []
+        rejects: list[Rejected] = []
+        unchanged = 0
+        for item in items:
+            row = found.get((item.kind, item.fhir_id))
+            if row is None:
+                new.append(item)
+            elif row.person_curp != item.curp:
+                was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
+                reason = f"un recurso no cambia de paciente (era {was})"
+                rejects.append(Rejected(item.line, item.key, reason))
+            elif not row.deleted and comparable(orjson.loads(row.content)) == item.comparable:
+                unchanged += 1
+            else:
+                changed.append((item, row))
+        versions = await bulk_repository.lock_versions(session, [row.pk for _, row in changed])
+        if all(versions.get(row.pk) == row.version_id for _, row in changed):
+            break
+    out.rejects += rejects
+    out.unchanged += unchanged
     return new, changed
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.records.indexing import Index
@@ -19,6 +20,7 @@ from salud.records.models import (
     FhirToken,
     RecordRestriction,
 )
+from salud.records.outcome import FhirError
 from salud.storage.base import Base
 from salud.storage.fastread import FastQuery, FastReader
 
@@ -45,6 +47,12 @@ def condition_locks_apart(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+async def take_sqlite_write_lock(session: AsyncSession) -> None:
+    """SQLite: the database's write lock for the rest of the transaction (a write that
+    changes nothing takes it, waiting for another writer up to busy_timeout)."""
+    await session.execute(_TAKE_WRITE_LOCK)
+
+
 async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:
     """Serialize the conditional creates of the same conditions until this transaction ends,
     so that two that run at once cannot both find nothing and both create: on PostgreSQL one
@@ -56,7 +64,7 @@ async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:
     if not locks:
         return
     if not condition_locks_apart(session):
-        await session.execute(_TAKE_WRITE_LOCK)
+        await take_sqlite_write_lock(session)
         return
     for lock in locks:
         await session.execute(select(func.pg_advisory_xact_lock(_CONDITION_LOCK_CLASS, lock)))
@@ -129,10 +137,20 @@ async def version(
 
 
 async def freeze(session: AsyncSession, row: FhirResource) -> None:
-    """Keep the current version in the history before it is replaced."""
-    await session.execute(
-        insert(FhirResourceVersion).values({c: getattr(row, c) for c in _VERSION_COLUMNS})
-    )
+    """Keep the current version in the history before it is replaced. If that version is
+    already there, another writer replaced it since it was read (on SQLite, which has no row
+    locks: PostgreSQL's `FOR UPDATE` in `current` prevents it): a 409, never two versions
+    with one number."""
+    try:
+        await session.execute(
+            insert(FhirResourceVersion).values({c: getattr(row, c) for c in _VERSION_COLUMNS})
+        )
+    except IntegrityError:
+        raise FhirError.one(
+            409,
+            "conflict",
+            f"{row.resource_type}/{row.fhir_id} cambió mientras se escribía: vuelva a leerlo",
+        ) from None
 
 
 async def insert_current(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
