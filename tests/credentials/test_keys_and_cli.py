@@ -108,3 +108,23 @@ async def test_a_card_signed_by_a_process_that_has_not_seen_the_rotation_verifie
     fresh, fresh_kid = await signing.Signer(sessions, ring).sign_text(to_cbor(card))
     assert fresh_kid.hex() == new_kid
     assert verify(fresh, published, now=issued).claims == card
+
+
+async def test_rotations_at_the_same_moment_leave_one_key_in_service(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings, signing_key: str
+) -> None:
+    """A double click on "rotate": the rotations run one after the other, so one key is in
+    service afterwards and every other one is retired (still verifying its cards)."""
+    import asyncio
+
+    async def rotate() -> str:
+        async with sessions() as session, session.begin():
+            return await signing.rotate(session, keyring_of(settings), "admin")
+
+    kids = await asyncio.gather(*(rotate() for _ in range(4)))
+    async with sessions() as session:
+        rows = (await session.execute(select(SigningKey))).scalars().all()
+    in_service = [r.kid for r in rows if r.valid_to is None]
+    assert len(rows) == 5
+    assert len(in_service) == 1
+    assert in_service[0] in kids

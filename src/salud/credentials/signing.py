@@ -27,6 +27,7 @@ from salud.credentials.models import SigningKey
 from salud.errors import Conflict, NotFound
 from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
+from salud.storage import locks
 
 CACHE_SECONDS = 30.0  # how soon a rotation made by another process is seen
 RETIRE_GRACE = timedelta(seconds=CACHE_SECONDS + 30)  # a retired key's overlap with the new one
@@ -73,6 +74,9 @@ async def rotate(session: AsyncSession, ring: Keyring, actor: str, alg: int = AL
     """Retire the key in service (if any) and put a new one in service; the new kid (hex)."""
     if alg not in (ALG_EDDSA, ALG_ES256):
         raise ValueError("alg must be -8 (EdDSA) or -7 (ES256)")
+    # Two rotations at once (a double click) run one after the other: the second retires the
+    # key the first put in service, instead of both leaving a key in service.
+    await locks.hold(session, "credentials:signing-key-rotation", "signing_keys")
     now = utcnow().replace(microsecond=0)  # published windows are whole seconds
     # The retired key stays valid for a grace period as long as a signer's cache: another
     # server process may still sign with it until its cache expires, and a card it signs

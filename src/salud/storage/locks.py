@@ -1,0 +1,34 @@
+"""Named locks held until the transaction ends, for writes that no unique index can guard
+(a check, then an insert that depends on it)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from salud.storage.engine import dialect_name
+
+# The advisory-lock class of these named locks ("SaLk"): locks with two int4 keys never meet
+# the one-bigint keys of the audit log and the progress snapshot (PostgreSQL keeps the two
+# key spaces apart).
+_NAMED_CLASS = int.from_bytes(b"SaLk", "big", signed=True)
+
+
+def _key(name: str) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=4).digest(), "big", signed=True
+    )
+
+
+async def hold(session: AsyncSession, name: str, table: str, column: str = "id") -> None:
+    """Serialize the transactions that hold `name` until each ends. PostgreSQL: a
+    transaction-scoped advisory lock; SQLite: the database's write lock, taken by a write to
+    `table` that changes nothing (waiting for another writer up to busy_timeout), so take it
+    before anything is read for the decision. `table` and `column` are names in the code,
+    never input."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(_NAMED_CLASS, _key(name))))
+        return
+    await session.execute(text(f"UPDATE {table} SET {column} = {column} WHERE 1 = 0"))  # noqa: S608
