@@ -409,3 +409,41 @@ async def test_a_biometric_match_goes_to_review_and_stays_there(
     assert "coincidencia biométrica" in queue[0]["reason"]
     blocked = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
     assert blocked.status_code == 409
+
+
+async def test_an_appointment_cancelled_as_the_visit_starts_stays_cancelled(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The citizen cancels the same-day appointment just as the operator starts the visit
+    (after the start read it as booked): the start counts a walk-in, the appointment stays
+    cancelled and its freed place is not counted as kept."""
+    from salud.enrollment import repository as enrollment_repository
+
+    doc = person_doc()
+    registrar = token_for(Role.REGISTRATION_OPERATOR, username="registro.prueba")
+    assert (await anonymous.post("/api/v1/persons", json=doc, headers=registrar)).is_success
+    booked = await anonymous.post(
+        f"{E}/appointments",
+        json={"curp": doc["curp"], "module_code": MODULE, "day": today_mx().isoformat()},
+    )
+    read_booking = enrollment_repository.booked_for
+
+    async def booked_then_cancelled(session: AsyncSession, curp: str) -> Appointment | None:
+        found = await read_booking(session, curp)
+        cancel = await anonymous.post(
+            f"{E}/appointments/{booked.json()['folio']}/cancel", json={"curp": curp}
+        )
+        assert cancel.json()["status"] == "cancelled"
+        return found
+
+    if booked.status_code == 201:  # not a Sunday (the module is closed then)
+        monkeypatch.setattr(enrollment_repository, "booked_for", booked_then_cancelled)
+    started = await start(anonymous, drive, doc, registered=True)
+    assert started.status_code == 201, started.text
+    async with sessions() as s:
+        statuses = (await s.execute(select(Appointment.status))).scalars().all()
+    assert statuses == (["cancelled"] if booked.status_code == 201 else [])

@@ -217,8 +217,13 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
     ):
         raise InvalidInput.on("appointment_folio", "no es una cita vigente de esta CURP")
     now, today = utcnow(), today_mx()
-    if appointment is not None and appointment.module_id == m.id and appointment.day == today:
-        appointment.status, appointment.changed_at = "kept", now
+    if (
+        appointment is not None
+        and appointment.module_id == m.id
+        and appointment.day == today
+        and await repository.keep_appointment(session, appointment.id, now)
+    ):
+        appointment.status, appointment.changed_at = "kept", now  # as it is now stored
     else:
         appointment = None  # a walk-in, or a booking for another day or module (left as is)
     duplicates = await repository.probable_duplicates(session, person)
