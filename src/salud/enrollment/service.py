@@ -401,16 +401,19 @@ async def complete(
         # Returned, not raised: the reviews must be committed (an error would roll them back);
         # the adapter answers 409 with this state.
         return await _read(session, row, m, person)
-    card = await credentials.issue(
-        session, issuance.signer, issuance.ring, issuance.config, row.person_curp,
-        IssueReason.FIRST, caller,
-    )  # fmt: skip
+    # The guardian's link first: it locks the minor's link rows before the audit chain's lock
+    # (taken by the first entry written in this transaction), the order in which linking and
+    # ending a link at the registry take them, so the two never wait on each other.
     minor = is_minor(person.birth_date, row.visit_day)
     if minor and row.guardian_curp and row.guardian_relationship:  # the adult who came along
         await guardians.link(
             session, row.person_curp, row.guardian_curp,
             Relationship(row.guardian_relationship), f"registro {folio}", caller,
         )  # fmt: skip
+    card = await credentials.issue(
+        session, issuance.signer, issuance.ring, issuance.config, row.person_curp,
+        IssueReason.FIRST, caller,
+    )  # fmt: skip
     now = utcnow()
     row.status, row.completed_at, row.credential_id = "completed", now, card.credential_id
     row.pickup_from = row.visit_day + timedelta(days=PICKUP_FROM_DAYS)
