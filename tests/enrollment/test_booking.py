@@ -307,3 +307,21 @@ async def test_a_write_is_committed_before_its_answer_leaves(
         async with sessions() as s, s.begin():
             await s.execute(text("DROP TRIGGER slow_commit ON appointments"))
             await s.execute(text("DROP FUNCTION slow_commit()"))
+
+
+async def test_a_module_created_twice_at_once_is_one_module_and_conflicts_not_errors(
+    anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Two supervisors (or a double click) create the same module at the same moment: both
+    pass the service's check, the unique index keeps one, and the other is told to repeat
+    (409), never a 500."""
+    supervisor = token_for(Role.SUPERVISOR, username="supervisor.prueba")
+    body = {"code": "MR-13-0099", "name": "Módulo doble", "state": "13", "municipality": "048",
+            "address": "Centro 1", "weekdays": "123456", "daily_capacity": 50}  # fmt: skip
+    answers = await asyncio.gather(
+        *(anonymous.post(f"{E}/modules", headers=supervisor, json=body) for _ in range(6))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] + [409] * 5, [a.text for a in answers]
+    assert all(a.headers["content-type"] == "application/problem+json" for a in answers[1:]
+               if a.status_code == 409)  # fmt: skip

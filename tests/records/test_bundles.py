@@ -517,3 +517,24 @@ async def test_a_conditional_create_refused_at_its_search_is_audited(
     await cared_for(client, curp, doctor)
     kept = await client.get(f"/fhir/Condition?patient={curp}", headers=doctor)
     assert kept.json()["total"] == 0
+
+
+async def test_puts_creating_one_id_at_once_create_it_once(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Update-as-create of one new id sent six times at once: one creates it, the others
+    update it or are told to read again (409 OperationOutcome), never a 500."""
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    doc = {**_practitioner("3330009"), "id": "medica-3330009"}
+    answers = await asyncio.gather(
+        *(client.put("/fhir/Practitioner/medica-3330009", json=doc, headers=doctor)
+          for _ in range(6))
+    )  # fmt: skip
+    codes = [a.status_code for a in answers]
+    assert codes.count(201) == 1, [a.text for a in answers]
+    assert set(codes) <= {200, 201, 409}
+    for refused in (a for a in answers if a.status_code == 409):
+        assert outcome(refused)["issue"][0]["code"] == "conflict"
+    read = await client.get("/fhir/Practitioner/medica-3330009", headers=doctor)
+    assert read.status_code == 200
+    assert int(read.json()["meta"]["versionId"]) == codes.count(200) + 1

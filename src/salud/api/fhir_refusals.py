@@ -7,9 +7,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
+from sqlalchemy.exc import IntegrityError
 
 from salud.errors import DomainError
 from salud.records.outcome import FhirError, Issue
+from salud.storage.engine import is_unique_violation
 
 CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
          412: "conflict", 422: "processing", 423: "lock-error", 503: "transient"}  # fmt: skip
@@ -25,6 +27,11 @@ async def guard(call: Callable[[], Awaitable[Response]]) -> Response:
         issues = [Issue(CODES.get(exc.status, "processing"), exc.detail)]
         issues += [Issue("invalid", p.reason, p.field) for p in exc.problems]
         raise FhirError(exc.status, issues) from None
+    except IntegrityError as exc:  # written at the same moment by another request
+        if not is_unique_violation(exc):
+            raise
+        text = "otra operación escribió lo mismo al mismo tiempo; vuelva a leer y repita"
+        raise FhirError.one(409, "conflict", text) from None
 
 
 def base_url(request: Request) -> str:

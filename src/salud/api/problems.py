@@ -7,10 +7,12 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from salud.errors import DomainError, located
+from salud.storage.engine import is_unique_violation
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://salud.gob.mx/problemas/"
@@ -75,7 +77,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _integrity_error(request: Request, exc: Exception) -> Response:
+    """A unique index refused a row another request wrote at the same moment (the service's
+    own check had passed for both): a 409 to repeat, not a 500. Anything else is a fault."""
+    if not is_unique_violation(exc):
+        raise exc
+    return problem(
+        409, "Conflicto",
+        "otra operación registró lo mismo al mismo tiempo; vuelva a consultar y repita",
+        "conflict", None, request.url.path,
+    )  # fmt: skip
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -40,6 +40,17 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether a database error is a unique index refusing a second row (PostgreSQL SQLSTATE
+    23505, SQLite's UNIQUE constraint): another writer got there first."""
+    orig = getattr(exc, "orig", exc)
+    codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)}
+    cause = orig.__cause__
+    if cause is not None:
+        codes.add(getattr(cause, "sqlstate", None))
+    return "23505" in codes or "UNIQUE constraint failed" in str(orig)
+
+
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
