@@ -28,14 +28,12 @@ from salud.access.audit_chain import (
 from salud.access.audit_postgres import ADVISORY_LOCK_KEY, COLUMNS, PG_INSERT, batch_json
 from salud.errors import InvalidInput
 from salud.kit.clock import utcnow
+from salud.storage import locks
 
 # From how many rows a batch goes by COPY (measured: 5,000 rows, ~40 µs a row through the JSON
 # statement, far less by COPY; a handful of rows is one round trip either way).
 COPY_FROM = 200
 _COPY_ROW = itemgetter(*COLUMNS)
-# A write that changes nothing: on SQLite it takes the database's write lock (waiting for
-# another writer up to busy_timeout) and holds it until the transaction ends.
-_SQLITE_WRITE_LOCK = text("UPDATE audit_events SET seq = seq WHERE 1 = 0")
 
 
 async def record_in_transaction(
@@ -60,7 +58,7 @@ async def record_in_transaction(
         return first
     # SQLite: the write lock before the last entry is read, or a transaction that has not
     # written yet could read the same last entry as another and collide on its seq.
-    await conn.execute(_SQLITE_WRITE_LOCK)
+    await locks.sqlite_write_lock(conn, "audit_events", "seq")
     first = _seal(rows, key, (await conn.execute(_LAST)).first())
     await conn.execute(insert(AUDIT_TABLE), rows)
     return first
@@ -87,7 +85,7 @@ async def record_alike_in_transaction(
     if postgresql:
         await conn.execute(text(f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"))
     else:
-        await conn.execute(_SQLITE_WRITE_LOCK)
+        await locks.sqlite_write_lock(conn, "audit_events", "seq")
     first, chains = seal_alike(base, curps, key, (await conn.execute(_LAST)).first())
     rows = [
         {**base, "seq": first + i, "person_curp": curp, "chain": chain}

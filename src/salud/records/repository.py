@@ -21,6 +21,7 @@ from salud.records.models import (
     RecordRestriction,
 )
 from salud.records.outcome import FhirError
+from salud.storage import locks
 from salud.storage.base import Base
 from salud.storage.fastread import FastQuery, FastReader
 
@@ -28,7 +29,6 @@ from salud.storage.fastread import FastQuery, FastReader
 # the one-bigint keys of the audit log and the progress snapshot (PostgreSQL keeps the two key
 # spaces apart).
 _CONDITION_LOCK_CLASS = int.from_bytes(b"FhCd", "big", signed=True)
-_TAKE_WRITE_LOCK = text("UPDATE fhir_resources SET version_id = version_id WHERE 1 = 0")
 _TABLES = Base.metadata.tables  # Core inserts: no ORM bookkeeping for rows never loaded
 _VERSION_COLUMNS = (
     "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
@@ -48,9 +48,8 @@ def condition_locks_apart(session: AsyncSession) -> bool:
 
 
 async def take_sqlite_write_lock(session: AsyncSession) -> None:
-    """SQLite: the database's write lock for the rest of the transaction (a write that
-    changes nothing takes it, waiting for another writer up to busy_timeout)."""
-    await session.execute(_TAKE_WRITE_LOCK)
+    """SQLite: the database's write lock for the rest of the transaction."""
+    await locks.sqlite_write_lock(session, "fhir_resources", "version_id")
 
 
 async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from salud.storage.engine import dialect_name
 
@@ -25,10 +25,18 @@ def _key(name: str) -> int:
 async def hold(session: AsyncSession, name: str, table: str, column: str = "id") -> None:
     """Serialize the transactions that hold `name` until each ends. PostgreSQL: a
     transaction-scoped advisory lock; SQLite: the database's write lock, taken by a write to
-    `table` that changes nothing (waiting for another writer up to busy_timeout), so take it
-    before anything is read for the decision. `table` and `column` are names in the code,
-    never input."""
+    `table` that changes nothing (`sqlite_write_lock`)."""
     if dialect_name(session) == "postgresql":
         await session.execute(select(func.pg_advisory_xact_lock(_NAMED_CLASS, _key(name))))
         return
-    await session.execute(text(f"UPDATE {table} SET {column} = {column} WHERE 1 = 0"))  # noqa: S608
+    await sqlite_write_lock(session, table, column)
+
+
+async def sqlite_write_lock(
+    executor: AsyncSession | AsyncConnection, table: str, column: str = "id"
+) -> None:
+    """SQLite: the database's write lock until the transaction ends, taken by a write to
+    `table` that changes nothing (waiting for another writer up to busy_timeout). Reads made
+    before a transaction's first write run outside it, so take it before reading what a
+    write depends on. `table` and `column` are names in the code, never input."""
+    await executor.execute(text(f"UPDATE {table} SET {column} = {column} WHERE 1 = 0"))  # noqa: S608
