@@ -103,6 +103,20 @@ async def test_restricted_categories_stay_with_the_recording_institution(
     assert "salud mental" in outcome(direct)["issue"][0]["diagnostics"]
     log = (await client.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
     assert any(e["action"] == "records:Condition:read" and e["outcome"] == "denied" for e in log)
+    # Nor can the other institution replace or delete it (which would also make it the
+    # entry's recorder, and so the one the restriction keeps it with).
+    target = f"/fhir/Condition/{depression['id']}"
+    overwrite = {**condition(curp, "F32.9"), "id": depression["id"]}
+    for answer in (await client.put(target, json=overwrite, headers=issste),
+                   await client.delete(target, headers=issste)):  # fmt: skip
+        assert answer.status_code == 403, answer.text
+        assert "salud mental" in outcome(answer)["issue"][0]["diagnostics"]
+    kept = await client.get(target, headers=imss)
+    assert kept.status_code == 200
+    assert kept.json()["meta"]["versionId"] == "1"
+    log = (await client.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
+    refused = {e["action"] for e in log if e["outcome"] == "denied"}
+    assert {"records:Condition:update", "records:Condition:delete"} <= refused
     assert (await client.put(url, json={"categories": []}, headers=me)).status_code == 200
     assert await codes(issste) == ["F32.9", "E11.9"]
 

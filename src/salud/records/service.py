@@ -254,6 +254,7 @@ async def update(
     curp = _patient_curp(doc)
     action = f"records:{kind}:update"
     who = await may(reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id)
+    await _keep_restricted(reader, who, action, kind, fhir_id, row)
     if curp != row.person_curp:
         raise FhirError.one(422, "business-rule", "un recurso no cambia de paciente")
     if if_match is not None and if_match != row.version_id:
@@ -290,6 +291,7 @@ async def remove(
         await may(reader, caller, Permission.RECORD_WRITE, action, kind, None, fhir_id)
         return
     who = await may(reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id)
+    await _keep_restricted(reader, who, action, kind, fhir_id, row)
     await repository.freeze(session, row)
     row.version_id += 1
     row.deleted, row.last_updated, row.author = True, utcnow(), caller.principal.username
@@ -328,9 +330,7 @@ async def read(
         raise FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
     action = f"records:{kind}:read"
     who = await may(reader, caller, Permission.RECORD_READ, action, kind, row.person_curp, fhir_id)
-    if row.sensitivity and row.person_curp and not is_the_person(who, row.person_curp):
-        restricted = set(await repository.restrictions_fast(reader, row.person_curp))
-        await _refuse_restricted(who, action, kind, fhir_id, row, restricted)
+    await _keep_restricted(reader, who, action, kind, fhir_id, row)
     await who.record(action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}")
     if row.deleted:
         raise FhirError.one(410, "deleted", f"{kind}/{fhir_id} fue eliminado")
@@ -485,6 +485,18 @@ async def _restricted_for(session: AsyncSession, caller: Caller, curp: str | Non
     if curp is None or is_the_person(caller, curp):
         return set()
     return set(await repository.restrictions(session, curp))
+
+
+async def _keep_restricted(
+    reader: FastReader, caller: Caller, action: str, kind: str, fhir_id: str,
+    row: FhirResource | FhirResourceVersion | _Row,
+) -> None:  # fmt: skip
+    """A 403 (audited) when the person restricted this entry's category to the institution
+    that recorded it and the caller is of another: for a read, and for an update or delete
+    too (which would otherwise replace the entry, and take it over as its recorder)."""
+    if row.sensitivity and row.person_curp and not is_the_person(caller, row.person_curp):
+        restricted = set(await repository.restrictions_fast(reader, row.person_curp))
+        await _refuse_restricted(caller, action, kind, fhir_id, row, restricted)
 
 
 async def _refuse_restricted(
