@@ -9,6 +9,7 @@ from typing import Any
 
 import claim169
 import httpx
+import orjson
 import pypdfium2
 import pytest
 import zxingcpp
@@ -16,10 +17,14 @@ from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.context import Caller
 from salud.access.permissions import Role
+from salud.access.principal import Principal
 from salud.app import create_app
 from salud.config import Settings
+from salud.credentials import service as credentials_service
 from salud.credentials.keyset import KeySet
+from salud.credentials.schemas import IssueReason
 from salud.credentials.verify import offline_verdict, verify
 from salud.identity.synth import synthetic_face
 from tests.conftest import TokenFor
@@ -53,10 +58,22 @@ async def registered(client: httpx.AsyncClient, **kw: Any) -> dict[str, Any]:
 
 
 async def issued(client: httpx.AsyncClient, curp: str, reason: str = "first") -> dict[str, Any]:
-    answer = await client.post(f"/api/v1/persons/{curp}/credentials", json={"reason": reason})
-    assert answer.status_code == 201, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
+    """A card for the person: a reissue through the API; a first card as an enrollment's
+    completion issues it (the API refuses a first card apart from an enrollment)."""
+    if reason != "first":
+        answer = await client.post(f"/api/v1/persons/{curp}/credentials", json={"reason": reason})
+        assert answer.status_code == 201, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+    app = client._transport.app  # type: ignore[attr-defined]
+    who = Principal("account:modulo", "operador.modulo", Role.REGISTRATION_OPERATOR, 10)
+    async with app.state.sessions() as session, session.begin():
+        card = await credentials_service.issue(
+            session, app.state.signer, app.state.keyring, app.state.credential_config, curp,
+            IssueReason.FIRST, Caller(who, app.state.audit, "registro"), enrolled=True,
+        )  # fmt: skip
+    first: dict[str, Any] = orjson.loads(card.model_dump_json())
+    return first
 
 
 async def back_of(client: httpx.AsyncClient, credential_id: str) -> Image.Image:
@@ -334,11 +351,16 @@ async def test_two_operators_issuing_at_once_yield_one_current_card(
 ) -> None:
     import asyncio
 
+    from salud.errors import Conflict
+
     doc = await registered(client)
+    # Completions issuing the first card at the same moment (the API refuses a first card
+    # apart from an enrollment): one card is current, the others are told so.
     answers = await asyncio.gather(
-        *(client.post(f"/api/v1/persons/{doc['curp']}/credentials", json={}) for _ in range(4))
+        *(issued(client, doc["curp"]) for _ in range(4)), return_exceptions=True
     )
-    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409]
+    assert sum(isinstance(a, dict) for a in answers) == 1, answers
+    assert sum(isinstance(a, Conflict) for a in answers) == 3, answers
     listed = (await client.get(f"/api/v1/persons/{doc['curp']}/credentials")).json()
     assert [c["status"] for c in listed] == ["issued"]
 
@@ -382,3 +404,18 @@ async def test_with_the_face_configured_the_bigger_qr_still_scans_and_carries_th
     public = next(iter(keys.keys.values())).public
     decoded = claim169.decode_with_ed25519(qr, public)
     assert decoded.claim169.face
+
+
+async def test_a_first_card_comes_only_from_an_enrollment(client: httpx.AsyncClient) -> None:
+    """An operator or supervisor asking the API for a first card for someone never enrolled
+    is refused (409 naming `reason`): it would skip the documents, the photo, the
+    fingerprints and the duplicate review. A reissue needs a card to replace."""
+    doc = await registered(client)
+    url = f"/api/v1/persons/{doc['curp']}/credentials"
+    first = await client.post(url, json={"reason": "first"})
+    assert first.status_code == 409, first.text
+    assert [e["field"] for e in first.json()["errors"]] == ["reason"]
+    assert "registro en un módulo" in first.json()["detail"]
+    lost = await client.post(url, json={"reason": "lost"})
+    assert lost.status_code == 409
+    assert (await client.get(url)).json() == []

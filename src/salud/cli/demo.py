@@ -181,9 +181,11 @@ async def _demo_credentials(sessions: async_sessionmaker[AsyncSession], settings
         for i, curp in enumerate(curps):
             async with sessions() as session, session.begin():
                 await photos.put_photo(session, ring, curp, synth.synthetic_face(i), caller)
+                # Demonstration persons stand for people already enrolled at a module.
                 await credentials.issue(
-                    session, signer, ring, config_of(settings), curp, IssueReason.FIRST, caller
-                )
+                    session, signer, ring, config_of(settings), curp, IssueReason.FIRST, caller,
+                    enrolled=True,
+                )  # fmt: skip
     finally:
         await audit.close()
     table = Table(title=f"Personas de demostración (contraseña: {DEMO_PASSWORD})")

@@ -51,7 +51,7 @@ from salud.credentials.schemas import (
 )
 from salud.credentials.signing import Signer
 from salud.credentials.verify import VerificationFailed, Verified, verify
-from salud.errors import Conflict, Forbidden, InvalidInput, NotFound
+from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from salud.facilities import service as facilities
 from salud.identity import guardians, photos
 from salud.identity import repository as persons
@@ -168,15 +168,27 @@ async def issue(
     curp: str,
     reason: IssueReason,
     caller: Caller,
+    *,
+    enrolled: bool = False,
 ) -> CredentialRead:
-    """Issue a card. A first card is refused when the person already has a current one; a
-    reissue (loss, damage, renewal, changed data) supersedes it in the same transaction."""
+    """Issue a card. A first card comes only from a completed enrollment (`enrolled`, which
+    enrollment.service.complete passes) and is refused when the person already has a current
+    one; a reissue (loss, damage, renewal, changed data) supersedes the current card in the
+    same transaction."""
     check_curp(curp)
     await caller.allow(
         Permission.CREDENTIAL_ISSUE, "credentials:credential:issue", "credential", person_curp=curp
     )
     if caller.principal.role.value == "citizen" and reason is not IssueReason.LOST:
         raise Forbidden("desde su página, una persona solo puede reponer una tarjeta extraviada")
+    if reason is IssueReason.FIRST and not enrolled:
+        # The checks a first card stands on (documents, photo, fingerprints, the duplicate
+        # review) are the enrollment's: issuing one apart from it would skip them all.
+        raise Conflict(
+            "la primera credencial se expide al completar el registro en un módulo "
+            "(documentos, fotografía y huellas): POST /api/v1/enrollment/enrollments",
+            [FieldProblem("reason", "first solo al completar un registro")],
+        )
     person = await _person(session, curp)
     now = utcnow()
     previous = await _current(session, curp, lock=True)

@@ -412,7 +412,7 @@ async def complete(
         )  # fmt: skip
     card = await credentials.issue(
         session, issuance.signer, issuance.ring, issuance.config, row.person_curp,
-        IssueReason.FIRST, caller,
+        IssueReason.FIRST, caller, enrolled=True,
     )  # fmt: skip
     now = utcnow()
     row.status, row.completed_at, row.credential_id = "completed", now, card.credential_id
