@@ -466,3 +466,29 @@ async def test_cie10_is_checked_wherever_a_diagnosis_is_coded(
         good = await client.post(f"/fhir/{kind}", json={**doc, "reasonCode": reason("E11.9")},
                                  headers=doctor)  # fmt: skip
         assert good.status_code == 201, good.text
+
+
+async def test_where_an_entry_came_from_is_the_servers_to_say(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A writer without a unit (a machine client) sends a Condition whose meta.source names
+    another institution's unit: it is not kept, and the entry carries the writer's own
+    institution only; a clinician's write names their unit whatever the document says."""
+    from salud.access.principal import Principal
+    from salud.access.tokens import TokenService
+
+    curp = await patient(client)
+    app_tokens: TokenService = client._transport.app.state.tokens  # type: ignore[attr-defined]
+    scopes = frozenset({"system/Condition.read", "system/Condition.write"})
+    his = Principal("client:his", "his.hospital", Role.CLIENT, 2, scopes=scopes)
+    machine = {"Authorization": f"Bearer {app_tokens.issue(his)}"}
+    forged = {**condition(curp), "meta": {"source": f"urn:clues:{ISSSTE_UNIT}"}}
+    made = await client.post("/fhir/Condition", json=forged, headers=machine)
+    assert made.status_code == 201, made.text
+    meta = made.json()["meta"]
+    assert "source" not in meta
+    assert [t["code"] for t in meta["tag"]] == ["2"]
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    by_doctor = await client.post("/fhir/Condition", json=forged, headers=doctor)
+    assert by_doctor.json()["meta"]["source"] == f"urn:clues:{IMSS_UNIT}"

@@ -164,6 +164,10 @@ def with_meta(doc: dict[str, Any], fhir_id: str, version: int, at: datetime, cal
     p = caller.principal
     meta = dict(doc.get("meta") or {})
     meta.update({"versionId": str(version), "lastUpdated": fhir_instant(at)})
+    # Where the entry came from is the server's to say, never the client's: a writer without
+    # a unit (a machine client, an import without --clues) leaves no source, rather than
+    # keeping whatever unit the document named (or the previous version's).
+    meta.pop("source", None)
     if p.clues:
         meta["source"] = f"urn:clues:{p.clues}"
     tags = [t for t in meta.get("tag") or [] if t.get("system") != INSTITUTION_TAG]
