@@ -71,11 +71,16 @@ async def test_sign_in_with_password_and_totp_gives_a_working_token(
     anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     secret = await _staff(sessions, settings)
+    # The right password without the code answers as a wrong password does: it must not
+    # confirm the password to someone without the second factor.
     no_code = await anonymous.post(
         "/api/v1/auth/token", json={"username": "ana.operadora", "password": PASSWORD}
     )
-    assert no_code.status_code == 401
-    assert "TOTP" in no_code.json()["detail"]
+    wrong = await anonymous.post(
+        "/api/v1/auth/token", json={"username": "ana.operadora", "password": PASSWORD + "x"}
+    )
+    assert no_code.status_code == wrong.status_code == 401
+    assert no_code.json()["detail"] == wrong.json()["detail"]
     answer = await anonymous.post(
         "/api/v1/auth/token",
         json={"username": "ana.operadora", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},

@@ -120,8 +120,8 @@ async def authenticate(
         if account is not None:
             until = now + timedelta(seconds=lockout_seconds)
             await repository.record_failure(session, account.id, max_failures, until)
-        if account is not None and password_ok and data.totp is None:
-            raise Unauthorized("falta el código del segundo factor (TOTP)")
+        # One answer for every failure: a distinct "code missing" would confirm a right
+        # password to whoever does not hold the second factor.
         raise Unauthorized("usuario, contraseña o código incorrectos")
     await repository.record_success(session, account.id)
     return principal_of(account)
