@@ -26,3 +26,37 @@ def test_structured_logs_are_redacted(capsys: pytest.CaptureFixture[str]) -> Non
     assert "MAPE900517MHGRRL05" not in err
     assert "abc.def.ghi" not in err
     assert "MAPE" in err
+
+
+def test_server_logs_and_tracebacks_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    """The server's own loggers (uvicorn's, with handlers of their own) and a traceback that
+    quotes values (a database error, say) are masked too, as are structlog's exceptions."""
+    import io
+    import logging
+
+    stream = io.StringIO()
+    server = logging.getLogger("uvicorn.error")
+    handler = logging.StreamHandler(stream)
+    server.addHandler(handler)
+    try:
+        configure_logging("INFO")
+        try:
+            raise ValueError("fila GODE561231HDFRRN09 con Bearer abc.def.ghi")
+        except ValueError:
+            server.exception("falló la lectura de %s", "MAPE900517MHGRRL05")
+            structlog.get_logger("prueba").exception("falló", curp="MAPE900517MHGRRL05")
+    finally:
+        server.removeHandler(handler)
+    captured = capsys.readouterr()
+    text = stream.getvalue() + captured.err + captured.out
+    assert "ValueError" in stream.getvalue()
+    assert "falló" in captured.err + captured.out
+    for secret in ("GODE561231HDFRRN09", "MAPE900517MHGRRL05", "abc.def.ghi"):
+        assert secret not in text, secret
+
+
+def test_database_errors_do_not_quote_the_values() -> None:
+    from salud.storage.engine import create_engine
+
+    engine = create_engine("sqlite+aiosqlite:///:memory:")
+    assert engine.sync_engine.hide_parameters

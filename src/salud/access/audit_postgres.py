@@ -71,7 +71,9 @@ class _PostgresAppender:
 
     def __init__(self, engine: AsyncEngine) -> None:
         # Its own engine on the same database: one connection, kept; one spare for a reconnect.
-        self._engine = create_async_engine(engine.url, pool_size=1, max_overflow=1)
+        self._engine = create_async_engine(
+            engine.url, pool_size=1, max_overflow=1, hide_parameters=True
+        )
         self._conn: AsyncConnection | None = None
         self._last: tuple[int, str] | None = None  # last entry this writer committed
         self._contended_until = 0.0
