@@ -85,6 +85,8 @@ async def test_citizen_signs_in_and_reads_only_their_record(
     token = answer.json()["access_token"]
     me = await app_client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.json()["role"] == "citizen"
+    # The audit log's "who" names this person, not everyone sharing four letters.
+    assert me.json()["username"] == f"ciudadano:{citizen['curp']}"
     own = await app_client.get(
         f"/api/v1/persons/{citizen['curp']}", headers={"Authorization": f"Bearer {token}"}
     )

@@ -142,8 +142,11 @@ class OidcClient:
         curp = claims.get(self.config.curp_claim)
         if not isinstance(curp, str) or len(curp) != 18 or not set(curp) <= _CURP:
             raise InvalidInput.on(self.config.curp_claim, "el proveedor no entregó una CURP válida")
+        # The username is what the audit log records as "who": the whole CURP, so that an
+        # entry names this one person (a parent opening a child's card, say), not everyone
+        # whose CURP starts with the same four letters. Logs mask it (kit/logging.py).
         return Principal(
-            subject=f"oidc:{claims['sub']}", username=f"ciudadano:{curp[:4]}", role=Role.CITIZEN,
+            subject=f"oidc:{claims['sub']}", username=f"ciudadano:{curp}", role=Role.CITIZEN,
             curp=curp,
         )  # fmt: skip
 
