@@ -447,3 +447,38 @@ async def test_an_appointment_cancelled_as_the_visit_starts_stays_cancelled(
     async with sessions() as s:
         statuses = (await s.execute(select(Appointment.status))).scalars().all()
     assert statuses == (["cancelled"] if booked.status_code == 201 else [])
+
+
+async def test_enrolling_releases_a_booking_for_another_day(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A person booked for a later day comes in today as a walk-in: once enrolled, the later
+    booking is cancelled and its place goes back to the others (audited)."""
+    doc = person_doc()
+    day = drive.next_open_day()
+    booked = await anonymous.post(
+        f"{E}/appointments",
+        json={"curp": doc["curp"], "module_code": MODULE, "day": day.isoformat()},
+    )
+    assert booked.status_code == 201, booked.text
+
+    async def places() -> int:
+        found = await anonymous.get(
+            f"{E}/modules/{MODULE}/availability", params={"curp": person_doc()["curp"]}
+        )
+        return next(d["booked"] for d in found.json()["days"] if d["day"] == day.isoformat())
+
+    assert await places() == 1
+    await enroll_adult(anonymous, drive, doc=doc)
+    assert await places() == 0
+    async with sessions() as s:
+        assert (await s.execute(select(Appointment.status))).scalars().all() == ["cancelled"]
+        entry = (
+            await s.execute(
+                select(AuditEvent).where(AuditEvent.action == "enrollment:appointment:cancel")
+            )
+        ).scalar_one()
+    assert entry.subject_id == booked.json()["folio"]

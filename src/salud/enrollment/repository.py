@@ -151,13 +151,15 @@ async def booked_for(session: AsyncSession, curp: str) -> Appointment | None:
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def keep_appointment(session: AsyncSession, appointment_id: int, at: datetime) -> bool:
-    """Mark a booked appointment kept, if it is still booked (compare-and-set: one cancelled
-    or moved meanwhile stays as it is); whether it was."""
+async def settle_appointment(
+    session: AsyncSession, appointment_id: int, status: str, at: datetime
+) -> bool:
+    """Move a booked appointment to `status` (kept, cancelled) if it is still booked
+    (compare-and-set: one cancelled or moved meanwhile stays as it is); whether it was."""
     result = await session.execute(
         update(Appointment)
         .where(Appointment.id == appointment_id, Appointment.status == "booked")
-        .values(status="kept", changed_at=at)
+        .values(status=status, changed_at=at)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]

@@ -221,7 +221,7 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
         appointment is not None
         and appointment.module_id == m.id
         and appointment.day == today
-        and await repository.keep_appointment(session, appointment.id, now)
+        and await repository.settle_appointment(session, appointment.id, "kept", now)
     ):
         appointment.status, appointment.changed_at = "kept", now  # as it is now stored
     else:
@@ -416,6 +416,17 @@ async def complete(
     )  # fmt: skip
     now = utcnow()
     row.status, row.completed_at, row.credential_id = "completed", now, card.credential_id
+    # A booking still held for another day or module is of no more use: its place goes back
+    # to the others (it would otherwise stay taken, and count later as a missed appointment).
+    later = await repository.booked_for(session, row.person_curp)
+    if later is not None and await repository.settle_appointment(
+        session, later.id, "cancelled", now
+    ):
+        await repository.free_place(session, later.module_id, later.day)
+        await caller.record(
+            "enrollment:appointment:cancel", "appointment", person_curp=row.person_curp,
+            subject_id=later.folio, within=session, detail={"why": f"credencializada ({folio})"},
+        )  # fmt: skip
     row.pickup_from = row.visit_day + timedelta(days=PICKUP_FROM_DAYS)
     row.pickup_to = row.visit_day + timedelta(days=PICKUP_TO_DAYS)
     await session.flush()
