@@ -437,6 +437,23 @@ async def test_token_system_only_and_unknown_parameters_of_other_interactions(
         assert outcome(answer)["issue"][0]["diagnostics"].startswith("parámetros no admitidos")
     one = await client.get(f"/fhir/Condition/{made['id']}/_history?_count=1", headers=doctor)
     assert [e["response"]["etag"] for e in one.json()["entry"]] == ['W/"2"']
+    # Nor do read, vread, create, update, delete and Bundles ignore one (_summary included:
+    # a client asking for a summary must not get the whole resource as if it were one).
+    target = f"/fhir/Condition/{made['id']}"
+    for answer in (
+        await client.get(f"{target}?_summary=true", headers=doctor),
+        await client.get(f"{target}/_history/1?foo=bar", headers=doctor),
+        await client.get(f"/fhir/Patient/{curp}?_elements=name", headers=doctor),
+        await client.post(f"{base}?foo=bar", json=condition(curp), headers=doctor),
+        await client.put(f"{target}?foo=bar", json=changed, headers=doctor),
+        await client.delete(f"{target}?foo=bar", headers=doctor),
+        await client.post("/fhir?foo=bar", json={"resourceType": "Bundle", "type": "batch"},
+                          headers=doctor),
+    ):  # fmt: skip
+        assert answer.status_code == 400, answer.request.url
+        assert outcome(answer)["issue"][0]["diagnostics"].startswith("parámetros no admitidos")
+    kept = await client.get(f"{target}?_format=json", headers=doctor)
+    assert kept.json()["meta"]["versionId"] == "2"
 
 
 async def test_cie10_is_checked_wherever_a_diagnosis_is_coded(

@@ -118,6 +118,7 @@ async def bundle(request: Request, reader: Reader) -> Response:
     failed transaction, once rolled back, can still be recorded in the audit log."""
 
     async def run() -> Response:
+        _only(request)
         caller = caller_of(request)
         doc = parse(await request.body(), "Bundle")
         kind, base = doc.get("type"), base_url(request)
@@ -189,6 +190,7 @@ async def validate_operation(
     problemas"); a caller who may not write it there gets the create's 403."""
 
     async def run() -> Response:
+        _only(request)
         caller = caller_of(request)
         doc = parse(await request.body())
         if doc["resourceType"] == "Parameters":
@@ -230,6 +232,7 @@ async def audit_search(request: Request, session: ReadSession) -> Response:
 @router.get("/AuditEvent/{seq}")
 async def audit_read(seq: str, request: Request, session: ReadSession) -> Response:
     async def run() -> Response:
+        _only(request)
         return _fhir(await auditevents.read(session, caller_of(request), seq))
 
     return await guard(run)
@@ -257,6 +260,7 @@ async def search(kind: str, request: Request, session: ReadSession, reader: Read
 @router.post("/{kind}")
 async def create(kind: str, request: Request, session: Session, reader: Reader) -> Response:
     async def run() -> Response:
+        _only(request)
         mirror.refuse_write(kind)
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
@@ -304,6 +308,7 @@ async def _read_response(
     request: Request, session: AsyncSession | None, reader: FastReader, kind: str, fhir_id: str
 ) -> Response:
     async def run() -> Response:
+        _only(request)
         stored = await service.read(session, reader, caller_of(request), kind, fhir_id)
         return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
 
@@ -315,6 +320,7 @@ async def update(
     kind: str, fhir_id: str, request: Request, session: Session, reader: Reader
 ) -> Response:
     async def run() -> Response:
+        _only(request)
         mirror.refuse_write(kind)
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
@@ -339,6 +345,7 @@ async def delete(
     kind: str, fhir_id: str, request: Request, session: Session, reader: Reader
 ) -> Response:
     async def run() -> Response:
+        _only(request)
         await service.remove(session, reader, caller_of(request), kind, fhir_id)
         return Response(status_code=204)
 
@@ -366,6 +373,7 @@ async def vread(
     reader: Reader,
 ) -> Response:  # fmt: skip
     async def run() -> Response:
+        _only(request)
         if not is_number(version_id, 9):
             raise FhirError.one(404, "not-found", f"no hay versión «{version_id}»")
         stored = await service.read(
