@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from salud.access.context import Caller
 from salud.access.permissions import Role
@@ -46,6 +49,22 @@ def test_classification_by_cie10_and_security_labels() -> None:
     snomed = [{"system": "http://snomed.info/sct", "code": "F32"}]
     other_system = {"resourceType": "Condition", "code": {"coding": snomed}}
     assert categories(other_system) == frozenset()
+
+    # Data not coded as a diagnosis: a viral load, an HIV diagnosis in SNOMED CT, an
+    # antiretroviral or an antidepressant prescribed, a depression scale, a pregnancy test.
+    def with_code(kind: str, system: str, code: str) -> dict[str, object]:
+        field = "medicationCodeableConcept" if kind == "MedicationRequest" else "code"
+        return {"resourceType": kind, field: {"coding": [{"system": system, "code": code}]}}
+
+    loinc, sct, atc = "http://loinc.org", "http://snomed.info/sct", "http://www.whocc.no/atc"
+    assert categories(with_code("Observation", loinc, "20447-9")) == {HIV}
+    assert categories(with_code("Condition", sct, "86406008")) == {HIV}
+    assert categories(with_code("MedicationRequest", atc, "J05AR03")) == {HIV}
+    assert categories(with_code("MedicationRequest", atc, "N06AB06")) == {MENTAL}
+    assert categories(with_code("Observation", loinc, "44261-6")) == {MENTAL}
+    assert categories(with_code("Observation", loinc, "2106-3")) == {SEXUAL}
+    assert categories(with_code("Observation", loinc, "8867-4")) == frozenset()  # heart rate
+    assert categories(with_code("MedicationRequest", atc, "J05AF05")) == frozenset()  # HBV too
 
 
 @given(st.sampled_from("ABCDEGHIJKLMNPQRSTUVWY"), st.integers(0, 99), st.integers(0, 9))
@@ -199,3 +218,43 @@ async def test_a_caller_without_an_institution_sees_no_restricted_entry(
     assert direct.status_code == 403
     mine = await client.get(f"/fhir/Condition?patient={curp}", headers=me)
     assert mine.json()["total"] == 2
+
+
+async def test_reclassify_applies_todays_rules_to_what_is_stored(
+    client: httpx.AsyncClient, token_for: TokenFor, cli_env: CliRunner
+) -> None:
+    """Entries stored before a rule existed (here: as if classified by CIE-10 only) get their
+    category from `salud records reclassify`, current versions and history alike, and the
+    restriction then applies to them."""
+    from sqlalchemy import text
+
+    from salud.cli.main import app as cli
+
+    curp = await patient(client)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    issste = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    for doctor in (imss, issste):
+        await cared_for(client, curp, doctor)
+    load = {"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "20447-9"}]},
+            "subject": {"reference": f"Patient/{curp}"},
+            "valueQuantity": {"value": 40, "unit": "copies/mL"}}  # fmt: skip
+    made = (await client.post("/fhir/Observation", json=load, headers=imss)).json()
+    again = {**load, "id": made["id"], "valueQuantity": {"value": 20, "unit": "copies/mL"}}
+    assert (await client.put(f"/fhir/Observation/{made['id']}", json=again,
+                             headers=imss)).status_code == 200  # fmt: skip
+    sessions = client._transport.app.state.sessions  # type: ignore[attr-defined]
+    async with sessions() as session, session.begin():
+        for table in ("fhir_resources", "fhir_resource_versions"):
+            await session.execute(text(f"UPDATE {table} SET sensitivity = ''"))
+    me = token_for(Role.CITIZEN, curp=curp)
+    url = f"/api/v1/persons/{curp}/record-restrictions"
+    assert (await client.put(url, json={"categories": ["hiv"]}, headers=me)).status_code == 200
+    target = f"/fhir/Observation/{made['id']}"
+    assert (await client.get(target, headers=issste)).status_code == 200  # not yet classified
+    result = await asyncio.to_thread(cli_env.invoke, cli, ["records", "reclassify", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "2 versiones" in result.output
+    assert (await client.get(target, headers=issste)).status_code == 403
+    assert (await client.get(f"{target}/_history/1", headers=issste)).status_code == 403
+    assert (await client.get(target, headers=imss)).status_code == 200

@@ -23,7 +23,7 @@ from salud.config import get_settings
 from salud.errors import DomainError
 from salud.facilities.service import check_clues
 from salud.identity.catalogs import affiliation_catalog
-from salud.records import bulk, examples
+from salud.records import bulk, examples, service
 from salud.records.outcome import FhirError
 from salud.storage.engine import create_engine, session_factory
 from salud.storage.fastread import FastReader
@@ -158,6 +158,32 @@ def import_(
             path_out.unlink(missing_ok=True)
     for r in report.rejects[:5]:
         err.print(f"  línea {r.line} {r.resource}: {r.reason}")
+
+
+@app.command("reclassify")
+def reclassify(
+    quiet: bool = typer.Option(False, "--quiet", help="Sin barra de progreso"),
+) -> None:
+    """Clasificar de nuevo las categorías sensibles de todo lo guardado (versiones anteriores
+    incluidas) con las reglas actuales; correr tras actualizar, si cambiaron."""
+
+    async def run() -> int:
+        settings = get_settings()
+        engine = create_engine(settings.database_url)
+        sessions = session_factory(engine)
+        try:
+            total = await service.stored_versions(sessions)
+            with Progress(
+                TextColumn("[bold]Clasificando[/]"), BarColumn(), MofNCompleteColumn(),
+                TimeRemainingColumn(), console=err, disable=quiet,
+            ) as progress:  # fmt: skip
+                task = progress.add_task("", total=max(total, 1))
+                return await service.reclassify(sessions, lambda n: progress.advance(task, n))
+        finally:
+            await engine.dispose()
+
+    changed = asyncio.run(run())
+    typer.echo(f"{changed} versiones cambiaron de categoría")
 
 
 @app.command("load-examples")

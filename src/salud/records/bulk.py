@@ -57,7 +57,7 @@ from salud.records.bulk_repository import Existing
 from salud.records.compartment import partition
 from salud.records.indexing import Index, index, local_references, unresolved_references
 from salud.records.outcome import FhirError
-from salud.records.sensitivity import categories
+from salud.records.sensitivity import stored_form
 from salud.records.validation import parse, validate
 
 REJECTS_SUFFIX = ".rechazos.ndjson"
@@ -161,7 +161,7 @@ def prepare(line: int, raw: bytes, scopes: frozenset[str]) -> _Item | Rejected:
     fhir_id = given if isinstance(given, str) else str(uuid.uuid4())
     urns = tuple(sorted(set(unresolved_references(doc))))
     return _Item(
-        line, kind, fhir_id, curp, doc, comparable(doc), ",".join(sorted(categories(doc))),
+        line, kind, fhir_id, curp, doc, comparable(doc), stored_form(doc),
         indexed, frozenset(local_references(doc)), urns,
     )  # fmt: skip
 

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, or_, select, text
+import orjson
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.records.indexing import Index
 from salud.records.models import (
@@ -411,3 +424,54 @@ async def live_in_record_many(
         .order_by(FhirResource.fhir_id)
     )
     return [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+
+
+async def reclassify(
+    sessions: async_sessionmaker[AsyncSession],
+    classify: Callable[[dict[str, Any]], str],
+    *,
+    chunk: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Recompute the sensitive categories of every stored version (current rows and the
+    history), `chunk` rows per transaction walked by key; how many changed. A row written
+    meanwhile keeps what its writer computed (compare-and-set on the value read)."""
+    changed = 0
+    for name in ("fhir_resources", "fhir_resource_versions"):
+        table = _TABLES[name]
+        change = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.content == bindparam("seen"))
+            .values(sensitivity=bindparam("now"))
+        )
+        after = 0
+        while True:
+            async with sessions() as session, session.begin():
+                stmt = (
+                    select(table.c.id, table.c.sensitivity, table.c.content)
+                    .where(table.c.id > after)
+                    .order_by(table.c.id)
+                    .limit(chunk)
+                )
+                rows = (await session.execute(stmt)).all()
+                if not rows:
+                    break
+                moved = [
+                    {"row_id": pk, "seen": content, "now": now}
+                    for pk, was, content in rows
+                    if content and (now := classify(orjson.loads(content))) != was
+                ]
+                if moved:
+                    await session.execute(change, moved)
+            changed += len(moved)
+            after = rows[-1][0]
+            if progress is not None:
+                progress(len(rows))
+    return changed
+
+
+async def count_versions(sessions: async_sessionmaker[AsyncSession]) -> int:
+    async with sessions() as session:
+        current = await session.scalar(select(func.count()).select_from(FhirResource))
+        earlier = await session.scalar(select(func.count()).select_from(FhirResourceVersion))
+    return int(current or 0) + int(earlier or 0)

@@ -10,13 +10,14 @@ and an institution tag), and the store keeps every version."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, or_, true
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access import care
 from salud.access.context import Caller
@@ -42,7 +43,7 @@ from salud.records.indexing import (
 from salud.records.models import FhirResource, FhirResourceVersion
 from salud.records.outcome import FhirError, is_number
 from salud.records.patient import to_patient
-from salud.records.sensitivity import CATEGORIES, LABELS, categories
+from salud.records.sensitivity import CATEGORIES, LABELS, stored_form
 from salud.records.types import STORED_TYPES
 from salud.records.validation import validate
 from salud.storage.fastread import FastReader
@@ -213,7 +214,7 @@ async def prepare_create(
     row = {
         "resource_type": kind, "fhir_id": fhir_id, "version_id": 1, "last_updated": now,
         "deleted": False, "person_curp": curp, "institution_code": p.institution_code,
-        "clues": p.clues, "author": p.username, "sensitivity": ",".join(sorted(categories(doc))),
+        "clues": p.clues, "author": p.username, "sensitivity": stored_form(doc),
         "content": with_meta(doc, fhir_id, 1, now, caller),
     }  # fmt: skip
     return NewResource(kind, fhir_id, curp, row, index(doc), who)
@@ -274,7 +275,7 @@ async def update(
     row.version_id += 1
     row.last_updated, row.deleted = now, False
     row.institution_code, row.clues, row.author = p.institution_code, p.clues, p.username
-    row.sensitivity = ",".join(sorted(categories(doc)))
+    row.sensitivity = stored_form(doc)
     row.content = with_meta(doc, fhir_id, row.version_id, now, caller)
     await session.flush()
     await repository.write_index(session, row.id, index(doc))
@@ -616,3 +617,16 @@ async def everything(
         links.append({"relation": "next", "url": f"{page}&_offset={offset + count}"})
     return {"resourceType": "Bundle", "type": "searchset", "total": total + 1 + len(covered),
             "link": links, "entry": entries}  # fmt: skip
+
+
+async def reclassify(
+    sessions: async_sessionmaker[AsyncSession], progress: Callable[[int], None] | None = None
+) -> int:
+    """Classify every stored version again with today's rules (after they change: the
+    category is computed when a resource is written); how many changed."""
+    return await repository.reclassify(sessions, stored_form, progress=progress)
+
+
+async def stored_versions(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """How many versions the store keeps (current rows and the history)."""
+    return await repository.count_versions(sessions)
