@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.permissions import Role
 from tests.conftest import TokenFor
@@ -202,3 +204,37 @@ async def test_a_care_relationship_a_clinician_gives_themselves_is_reviewed(
     # The person sees the review in "who looked at my data".
     log = (await anonymous.get(f"/api/v1/persons/{first}/accesses", headers=auditor)).json()
     assert ("auditora", "access:care:review") in {(e["actor"], e["action"]) for e in log["items"]}
+
+
+async def test_break_the_glass_ends_after_its_hours(
+    anonymous: httpx.AsyncClient, client: httpx.AsyncClient, token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """Emergency access opens the record for EMERGENCY_HOURS only: a minute before the end
+    the clinician still reads, after it the read is refused again."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from salud.access.care import EMERGENCY_HOURS
+    from salud.access.models import EmergencyAccess
+    from salud.kit.clock import utcnow
+
+    curp = await _registered(client)
+    doctor = token_for(Role.CLINICIAN, username="dr.urgencias", institution=3, clues=ISSSTE_UNIT)
+    reason = "paciente inconsciente traído por ambulancia, sin acompañante"
+    opened = await anonymous.post(
+        f"/api/v1/persons/{curp}/emergency-access", headers=doctor, json={"reason": reason}
+    )
+    assert opened.status_code == 201, opened.text
+    async with sessions() as s:
+        row = (await s.execute(select(EmergencyAccess))).scalar_one()
+    assert row.expires_at - row.opened_at == timedelta(hours=EMERGENCY_HOURS)
+
+    async def ends_in(delta: timedelta) -> int:
+        async with sessions() as s, s.begin():
+            await s.execute(update(EmergencyAccess).values(expires_at=utcnow() + delta))
+        return (await anonymous.get(f"/api/v1/persons/{curp}", headers=doctor)).status_code
+
+    assert await ends_in(timedelta(minutes=1)) == 200
+    assert await ends_in(timedelta(seconds=-1)) == 403
