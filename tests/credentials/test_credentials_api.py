@@ -216,7 +216,7 @@ async def test_life_cycle_suspension_and_revocation(
 
 
 async def test_public_validation_says_only_valid_and_current(
-    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
     doc = await registered(client)
     card = await issued(client, doc["curp"])
@@ -229,6 +229,11 @@ async def test_public_validation_says_only_valid_and_current(
     }  # fmt: skip
     assert doc["curp"] not in answer.text
     assert doc["given_names"] not in answer.text
+    # The holder sees that someone checked the card (anonymously, as the public endpoint is).
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    log = (await client.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)).json()
+    checks = [e for e in log["items"] if e["action"] == "credentials:credential:public-validate"]
+    assert [(e["actor"], e["outcome"]) for e in checks] == [("anonimo", "success")]
     tampered = qr[:-3] + ("A" if qr[-3] != "A" else "B") + qr[-2:]
     refused = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": tampered})
     assert refused.json()["verdict"] == "invalid"

@@ -245,7 +245,7 @@ async def public_validate(body: ScanIn, request: Request, reader: Reader) -> Pub
     if wait:
         raise TooManyRequests(wait)
     keys = await _signer(request).keys()
-    return await service.public_validate(reader, keys, body.qr)
+    return await service.public_validate(reader, keys, body.qr, request.app.state.audit)
 
 
 @router.put(

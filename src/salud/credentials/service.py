@@ -548,17 +548,34 @@ async def validate(
     )  # fmt: skip
 
 
-async def public_validate(reader: FastReader, keys: KeySet, text: str) -> PublicValidationRead:
-    """Anyone: valid or not and whether the card is current; nothing personal, not audited
-    per person (there is no caller), rate-limited by the adapter."""
+async def public_validate(
+    reader: FastReader, keys: KeySet, text: str, audit: AuditLog
+) -> PublicValidationRead:
+    """Anyone: valid or not and whether the card is current; nothing personal in the answer,
+    rate-limited by the adapter. A check of a card the registry knows is an anonymous entry
+    in its holder's "who looked at my data" (as opening the card's second QR is)."""
     try:
         verified = verify(text, keys)
     except VerificationFailed as failure:
         return PublicValidationRead(
             verdict="invalid", reason=failure.reason.value, message=failure.message, card=None
         )
-    found = await repository.scanned_card(reader, credential_id_text(verified.claims.credential_id))
+    credential_id = credential_id_text(verified.claims.credential_id)
+    found = await repository.scanned_card(reader, credential_id)
     state = _state_of(verified, found[0] if found else None)
+    if found is not None:
+        await audit.record(
+            AuditEntry(
+                actor="anonimo",
+                role="public",
+                action="credentials:credential:public-validate",
+                subject_type="credential",
+                person_curp=found[0]["person_curp"],
+                subject_id=credential_id,
+                purpose="validacion publica",
+                detail={"state": state},
+            )
+        )
     if state == "current":
         verdict = "valid_as_of" if verified.claims.kind is CardKind.DIGITAL else "valid"
         return PublicValidationRead(
