@@ -33,7 +33,7 @@ from salud.cli.main import app as cli
 from salud.config import Settings
 from salud.enrollment import progress
 from salud.enrollment import repository as enrollment_repository
-from salud.enrollment.models import Appointment, ProgressSnapshot
+from salud.enrollment.models import Appointment, PrintBatch, ProgressSnapshot
 from salud.kit.clock import today_mx
 from tests.conftest import TokenFor, keyring_of
 from tests.enrollment.conftest import MODULE, Drive, E
@@ -110,6 +110,7 @@ class Expected:
         self.appointments: defaultdict[str, Counter[str]] = defaultdict(Counter)  # module state
         self.cards: defaultdict[str, Counter[str]] = defaultdict(Counter)  # module state
         self.completed: Counter[str] = Counter()  # module code, today
+        self.overdue: Counter[str] = Counter()  # print batches past their due day, by state
 
     def enrolled_person(self, module: str, module_state: str) -> None:
         self.enrolled[("13", "048")] += 1  # person_doc's address: Pachuca de Soto, Hidalgo
@@ -194,6 +195,18 @@ async def act(
     )
     assert handed.status_code == 200, handed.text
     x.cards_moved("13", "ready_for_pickup", None)
+
+    # Mexico City's batch is made and never arrives: past its due day it is overdue.
+    late = await c.post(f"{E}/print-batches", json={"module_code": CDMX_MODULE},
+                        headers=cdmx.operator)  # fmt: skip
+    assert late.status_code == 201, late.text
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(PrintBatch)
+            .where(PrintBatch.code == late.json()["code"])
+            .values(due_on=today_mx() - timedelta(days=1))
+        )
+    x.overdue["09"] += 1
     return x
 
 
@@ -213,6 +226,7 @@ def check_state(row: dict[str, Any], x: Expected, state: str, people: int) -> No
     }, state
     assert {k: row["cards"][k] for k in CARD_KEYS} == {k: x.cards[state][k] for k in CARD_KEYS}
     assert row["cards"]["waiting"] == sum(x.cards[state][k] for k in CARD_KEYS)
+    assert row["cards"]["overdue_batches"] == x.overdue[state], state
     a = row["appointments"]
     assert a["booked"] == a["pending"] + a["kept"] + a["cancelled"] + a["no_show"]
 
@@ -251,6 +265,7 @@ async def test_the_figures_follow_what_was_done(
         assert national["appointments"][k] == sum(c[k] for c in x.appointments.values())
     for k in CARD_KEYS:
         assert national["cards"][k] == sum(c[k] for c in x.cards.values())
+    assert national["cards"]["overdue_batches"] == sum(x.overdue.values()) == 1
 
     hidalgo = (await anonymous.get(P, params={"state": "13"}, headers=ministry)).json()
     towns = {m["key"]: m for m in hidalgo["municipalities"]}
@@ -304,7 +319,7 @@ async def test_the_csv_says_what_the_json_says(
         "cve_entidad", "nom_entidad", "poblacion_total", "personas_credencializadas",
         "cobertura_pct", "citas_agendadas", "citas_por_atender", "citas_cumplidas",
         "citas_canceladas", "citas_no_asistidas", "tarjetas_por_imprimir", "tarjetas_impresas",
-        "tarjetas_para_entrega", "tarjetas_en_espera",
+        "tarjetas_para_entrega", "tarjetas_en_espera", "lotes_atrasados",
     ]  # fmt: skip
     assert len(table) == 1 + len(report["states"])
     for line, row in zip(table, [report["national"], *report["states"]], strict=True):
@@ -320,6 +335,7 @@ async def test_the_csv_says_what_the_json_says(
             "tarjetas_impresas": str(c["printed"]),
             "tarjetas_para_entrega": str(c["ready_for_pickup"]),
             "tarjetas_en_espera": str(c["waiting"]),
+            "lotes_atrasados": str(c["overdue_batches"]),
         }  # fmt: skip
         assert float(line["cobertura_pct"]) == pytest.approx(row["coverage_pct"], abs=1e-12)
     hidalgo = next(line for line in table if line["cve_entidad"] == "13")
@@ -498,7 +514,7 @@ def test_a_snapshot_keeps_every_count_through_json(
     figures = progress.Figures(
         computed_at=datetime(2026, 12, 1, 17, 0, tzinfo=UTC), day=date(2026, 12, 1),
         enrolled=enrolled, appointments=appointments, lapsed={"09": 2}, cards={("13", "issued"): 1},
-        completed=completed,
+        completed=completed, overdue={"13": 3},
     )  # fmt: skip
     stored = json.loads(json.dumps(figures.to_json()))  # as the JSON column gives it back
     assert progress.Figures.from_json(figures.computed_at, stored) == figures

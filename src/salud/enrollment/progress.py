@@ -65,7 +65,7 @@ def _appointments(by_status: Mapping[str, int], lapsed: int) -> AppointmentFigur
     )
 
 
-def _cards(by_status: Mapping[str, int]) -> CardFigures:
+def _cards(by_status: Mapping[str, int], overdue_batches: int) -> CardFigures:
     to_print, printed = by_status.get("issued", 0), by_status.get("printed", 0)
     ready = by_status.get("ready_for_pickup", 0)
     return CardFigures(
@@ -73,6 +73,7 @@ def _cards(by_status: Mapping[str, int]) -> CardFigures:
         printed=printed,
         ready_for_pickup=ready,
         waiting=to_print + printed + ready,
+        overdue_batches=overdue_batches,
     )
 
 
@@ -96,6 +97,7 @@ class Figures:
     lapsed: dict[str, int]  # booked for a day before `day`, by the module's state
     cards: dict[tuple[str, str], int]  # waiting cards by the enrolling module's state, status
     completed: dict[tuple[int, date], int]  # by module and visit day, the last MAX_DAYS days
+    overdue: dict[str, int]  # print batches past their due day, by the module's state
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +107,7 @@ class Figures:
             "lapsed": [[s, n] for s, n in self.lapsed.items()],
             "cards": [[s, st, n] for (s, st), n in self.cards.items()],
             "completed": [[m, d.isoformat(), n] for (m, d), n in self.completed.items()],
+            "overdue": [[s, n] for s, n in self.overdue.items()],
         }
 
     @classmethod
@@ -117,6 +120,7 @@ class Figures:
             lapsed=dict(doc["lapsed"]),
             cards={(s, st): n for s, st, n in doc["cards"]},
             completed={(m, date.fromisoformat(d)): n for m, d, n in doc["completed"]},
+            overdue=dict(doc.get("overdue", [])),  # snapshots taken before it was counted
         )
 
 
@@ -132,6 +136,7 @@ async def compute(session: AsyncSession) -> Figures:
         lapsed=await repository.lapsed_appointments_by_state(session, day),
         cards=await repository.cards_by_module_state(session, WAITING),
         completed=await repository.completed_by_module_day(session, since, day, None),
+        overdue=await repository.overdue_batches_by_state(session, day),
     )
 
 
@@ -206,7 +211,10 @@ async def progress(
             key=key, name=name, population=people, enrolled=n,
             coverage_pct=coverage_pct(n, people),
             appointments=_appointments(_for_state(f.appointments, scope), gone),
-            cards=_cards(_for_state(f.cards, scope)),
+            cards=_cards(
+                _for_state(f.cards, scope),
+                sum(f.overdue.values()) if scope is None else f.overdue.get(scope, 0),
+            ),
         )  # fmt: skip
 
     national_people = sum(s.population for s in states.values())
@@ -284,7 +292,7 @@ STATE_COLUMNS = (
     "cve_entidad", "nom_entidad", "poblacion_total", "personas_credencializadas",
     "cobertura_pct", "citas_agendadas", "citas_por_atender", "citas_cumplidas",
     "citas_canceladas", "citas_no_asistidas", "tarjetas_por_imprimir", "tarjetas_impresas",
-    "tarjetas_para_entrega", "tarjetas_en_espera",
+    "tarjetas_para_entrega", "tarjetas_en_espera", "lotes_atrasados",
 )  # fmt: skip
 MUNICIPALITY_COLUMNS = (
     "cve_entidad", "nom_entidad", "cve_municipio", "nom_municipio", "poblacion_total",
@@ -320,7 +328,7 @@ def _state_row(s: StateProgress) -> list[object]:
     return [
         s.key, s.name, s.population, s.enrolled, _pct(s.coverage_pct),
         a.booked, a.pending, a.kept, a.cancelled, a.no_show,
-        c.to_print, c.printed, c.ready_for_pickup, c.waiting,
+        c.to_print, c.printed, c.ready_for_pickup, c.waiting, c.overdue_batches,
     ]  # fmt: skip
 
 

@@ -28,6 +28,9 @@ class CardFigures(BaseModel):
     printed: int = 0
     ready_for_pickup: int = 0
     waiting: int = Field(default=0, description="las tres juntas")
+    overdue_batches: int = Field(
+        default=0, description="lotes de impresión no recibidos en el módulo a su fecha"
+    )
 
 
 class AreaProgress(BaseModel):

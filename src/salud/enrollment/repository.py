@@ -418,6 +418,18 @@ async def lapsed_appointments_by_state(session: AsyncSession, today: date) -> di
     return {s: int(n) for s, n in (await session.execute(stmt)).all()}
 
 
+async def overdue_batches_by_state(session: AsyncSession, day: date) -> dict[str, int]:
+    """Print batches not received at their module by their due day, by the module's state."""
+    stmt = (
+        select(RegistrationModule.state, func.count())
+        .select_from(PrintBatch)
+        .join(RegistrationModule, RegistrationModule.id == PrintBatch.module_id)
+        .where(PrintBatch.status != "received", PrintBatch.due_on < day)
+        .group_by(RegistrationModule.state)
+    )
+    return {s: int(n) for s, n in (await session.execute(stmt)).all()}
+
+
 async def cards_by_module_state(
     session: AsyncSession, statuses: Sequence[str]
 ) -> dict[tuple[str, str], int]:
