@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from salud.access.permissions import Role
 from salud.cli.main import app
 from salud.enrollment.calendar import (
     LETTERS,
@@ -44,6 +46,7 @@ from salud.enrollment.planner_inputs import (
 )
 from salud.identity import curp
 from salud.identity.synth import _AGE_GROUPS, _names
+from salud.kit.clock import today_mx
 
 MONDAY = date(2027, 1, 4)
 
@@ -459,3 +462,46 @@ def test_plan_and_compare_from_the_command_line(shared_data: Path, tmp_path: Pat
     bad_file = cli.invoke(app, ["plan", "run", "--calendar", str(broken), "--data-dir", inegi])
     assert bad_file.exit_code == 2
     assert "roto.json: no es JSON válido" in bad_file.output
+
+
+@pytest.mark.db
+async def test_plan_from_the_drive_as_the_system_holds_it(
+    anonymous: Any, drive: Any, token_for: Any, cli_env: CliRunner, shared_data: Path
+) -> None:
+    """`--from-db`: the stored modules (a closed one left out), the calendar in force (or a
+    stored one by name, to compare), and the stored phases."""
+    import asyncio
+
+    from tests.enrollment.conftest import E
+
+    supervisor = token_for(Role.SUPERVISOR)
+    today = today_mx()
+    older = {"starts_on": today.isoformat(), "ends_on": (today + timedelta(days=90)).isoformat(),
+             "min_age": 60}  # fmt: skip
+    second = {"name": "solo-mayores", "rules": [older]}
+    assert (await anonymous.post(f"{E}/calendars", headers=supervisor, json=second)).is_success
+    closed = {"code": "MR-09-0777", "name": "Cerrado", "state": "09", "address": "Centro 1",
+              "daily_capacity": 999}  # fmt: skip
+    assert (await anonymous.post(f"{E}/modules", headers=supervisor, json=closed)).is_success
+    status = {"status": "closed"}
+    assert (await anonymous.post(f"{E}/modules/MR-09-0777/status", headers=supervisor,
+                                 json=status)).is_success  # fmt: skip
+    inegi = str(shared_data / "inegi")
+
+    def plan(*extra: str) -> Any:
+        return cli_env.invoke(
+            app,
+            ["plan", "run", "--from-db", "--data-dir", inegi, "--horizon", "120", *extra],
+            env={"COLUMNS": "220"},
+        )
+
+    alone = await asyncio.to_thread(plan)
+    assert alone.exit_code == 0, alone.output
+    assert "1 módulos, 120 personas por día" in alone.output  # the open one, not the closed
+    assert "Proyección: todos" in alone.output  # the calendar in force
+    both = await asyncio.to_thread(plan, "--compare", "solo-mayores")
+    assert both.exit_code == 0, both.output
+    assert "«todos» (A) y «solo-mayores» (B)" in both.output
+    mixed = await asyncio.to_thread(plan, "--modules", "x.csv")
+    assert mixed.exit_code == 2
+    assert "elija una fuente" in mixed.output

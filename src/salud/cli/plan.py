@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -13,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from salud.config import get_settings
+from salud.enrollment import booking
+from salud.enrollment.booking import LiveSetup
 from salud.enrollment.calendar import Calendar, Phase
 from salud.enrollment.planner import (
     AreaResult,
@@ -37,6 +40,7 @@ from salud.enrollment.planner_inputs import (
     synthetic_modules,
 )
 from salud.kit.clock import today_mx
+from salud.storage.engine import create_engine, session_factory
 
 app = typer.Typer(
     help="Planeación de la credencialización: días por entidad, colas y calendarios.",
@@ -74,8 +78,35 @@ def _start(text: str | None) -> date:
         raise _fail(f"--start: «{text}» no es una fecha AAAA-MM-DD") from None
 
 
-def _calendar(spec: str, start: date, option: str) -> tuple[Calendar, list[Phase] | None]:
-    """An example's name, or a JSON file (phases only when the file has them)."""
+def _live(from_db: bool) -> LiveSetup | None:
+    """The modules, calendars and phases stored in the system (`--from-db`)."""
+    if not from_db:
+        return None
+
+    async def read() -> LiveSetup:
+        engine = create_engine(get_settings().database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return await booking.live_setup(session)
+        finally:
+            await engine.dispose()
+
+    setup = asyncio.run(read())
+    if not setup.modules:
+        raise _fail("--from-db: no hay módulos (abiertos o planeados) en el sistema")
+    if not all(len(m.area) == 5 for m in setup.modules):  # some without a municipality
+        modules = [m.model_copy(update={"area": m.area[:2]}) for m in setup.modules]
+        return LiveSetup(modules, setup.calendars, setup.active, setup.phases)
+    return setup
+
+
+def _calendar(
+    spec: str, start: date, option: str, live: LiveSetup | None = None
+) -> tuple[Calendar, list[Phase] | None]:
+    """A calendar stored in the system (with `--from-db`), an example's name, or a JSON file
+    (phases only when the file has them)."""
+    if live is not None and spec in live.calendars:
+        return live.calendars[spec], None
     if spec in EXAMPLE_CALENDARS:
         return EXAMPLE_CALENDARS[spec](start), None
     path = Path(spec)
@@ -240,10 +271,18 @@ def _write_csv(path: Path, first: Projection, second: Projection | None) -> None
 
 @app.command()
 def run(
-    calendar: str = typer.Option(
-        "mayores-primero",
+    calendar: str | None = typer.Option(
+        None,
         "--calendar",
-        help="Archivo JSON del calendario o un ejemplo: " + ", ".join(EXAMPLE_CALENDARS),
+        help="Archivo JSON del calendario, un ejemplo ("
+        + ", ".join(EXAMPLE_CALENDARS)
+        + ") o, con --from-db, un calendario guardado; por omisión, el vigente con --from-db "
+        "y mayores-primero sin él",
+    ),
+    from_db: bool = typer.Option(
+        False,
+        "--from-db",
+        help="Módulos (no cerrados), calendarios y fases tal como están en el sistema",
     ),
     other: str | None = typer.Option(None, "--compare", help="Segundo calendario a comparar"),
     phases: str | None = typer.Option(
@@ -268,10 +307,19 @@ def run(
 ) -> None:
     """Proyecta cuántos días necesita cada entidad y dónde se forman colas."""
     first_day = _start(start)
+    if from_db and modules:
+        raise _fail("--from-db y --modules: elija una fuente de módulos")
+    live = _live(from_db)
+    if calendar is None:
+        if live is not None and live.active is None:
+            raise _fail("--from-db: no hay un calendario vigente; indique --calendar")
+        calendar = live.active if live is not None and live.active else "mayores-primero"
     try:
         module_list: list[PlannedModule] = read_modules_csv(modules) if modules else []
     except (OSError, ValueError) as exc:
         raise _fail(f"--modules: {exc}") from None
+    if live is not None:
+        module_list = live.modules
     by_municipality = any(len(m.area) == 5 for m in module_list)
     try:
         population = read_population(
@@ -283,9 +331,11 @@ def run(
         raise _fail(str(exc)) from None
     assumptions = Assumptions(queue_alert_days=alert_days)
     forced = _phases(phases, first_day, population)
+    if forced is None and live is not None and live.phases:
+        forced = live.phases
 
     def one(spec: str, option: str) -> Projection:
-        cal, own = _calendar(spec, first_day, option)
+        cal, own = _calendar(spec, first_day, option, live)
         try:
             return project(
                 module_list, cal, forced or own or national_phase(first_day), population.counts,

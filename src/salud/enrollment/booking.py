@@ -7,6 +7,7 @@ on the day's counter (see models.ModuleDay), so capacity holds under any concurr
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from salud.enrollment.models import (
     EnrollmentPhase,
     RegistrationModule,
 )
+from salud.enrollment.planner_inputs import PlannedModule
 from salud.enrollment.schemas import (
     AppointmentRead,
     AppointmentStatus,
@@ -261,6 +263,34 @@ async def active_calendar(session: AsyncSession) -> Calendar:
     if row is None:
         raise Conflict("aún no hay un calendario de credencialización vigente")
     return Calendar.model_validate({"name": row.name, "rules": row.rules})
+
+
+@dataclass(frozen=True)
+class LiveSetup:
+    """The drive as the system holds it, for the planner: modules not closed, every stored
+    calendar (and which is in force), the phases."""
+
+    modules: list[PlannedModule]
+    calendars: dict[str, Calendar]
+    active: str | None
+    phases: list[Phase]
+
+
+async def live_setup(session: AsyncSession) -> LiveSetup:
+    """The stored modules (each planned in its municipality when it has one, else its state),
+    calendars and phases (no personal data: what the planner projects from)."""
+    modules = [
+        PlannedModule(
+            area=m.state + m.municipality if m.municipality else m.state,
+            capacity=m.daily_capacity, weekdays=m.weekdays, name=m.code,
+        )
+        for m in await repository.modules(session, None, None)
+        if m.status != "closed"
+    ]  # fmt: skip
+    rows = await repository.calendars(session)
+    calendars = {r.name: Calendar.model_validate({"name": r.name, "rules": r.rules}) for r in rows}
+    active = next((r.name for r in rows if r.active), None)
+    return LiveSetup(modules, calendars, active, await list_phases(session))
 
 
 # --- availability and appointments ----------------------------------------------------------
