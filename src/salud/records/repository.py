@@ -34,7 +34,7 @@ from salud.records.models import (
     RecordRestriction,
 )
 from salud.records.outcome import FhirError
-from salud.storage import locks
+from salud.storage import locks, walk
 from salud.storage.base import Base
 from salud.storage.fastread import FastQuery, FastReader
 
@@ -444,29 +444,18 @@ async def reclassify(
             .where(table.c.id == bindparam("row_id"), table.c.content == bindparam("seen"))
             .values(sensitivity=bindparam("now"))
         )
-        after = 0
-        while True:
-            async with sessions() as session, session.begin():
-                stmt = (
-                    select(table.c.id, table.c.sensitivity, table.c.content)
-                    .where(table.c.id > after)
-                    .order_by(table.c.id)
-                    .limit(chunk)
-                )
-                rows = (await session.execute(stmt)).all()
-                if not rows:
-                    break
-                moved = [
-                    {"row_id": pk, "seen": content, "now": now}
-                    for pk, was, content in rows
-                    if content and (now := classify(orjson.loads(content))) != was
-                ]
-                if moved:
-                    await session.execute(change, moved)
-            changed += len(moved)
-            after = rows[-1][0]
-            if progress is not None:
-                progress(len(rows))
+
+        def moved(rows: Sequence[Any]) -> list[dict[str, Any]]:
+            return [
+                {"row_id": pk, "seen": content, "now": now}
+                for pk, was, content in rows
+                if content and (now := classify(orjson.loads(content))) != was
+            ]
+
+        changed += await walk.update_by_key(
+            sessions, table, [table.c.sensitivity, table.c.content], change, moved,
+            chunk=chunk, progress=progress,
+        )  # fmt: skip
     return changed
 
 

@@ -9,12 +9,14 @@ re-encrypted (`kit.sealing.rewrap`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.kit.sealing import Keyring, rewrap
+from salud.storage.walk import update_by_key
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], table: Table) -> int:
@@ -35,21 +37,13 @@ async def rewrap_column(
         .where(key == bindparam("row_id"), sealed == bindparam("old_blob"))
         .values({column: bindparam("blob")})
     )
-    moved, after = 0, 0
-    while True:
-        async with sessions() as session, session.begin():
-            stmt = select(key, sealed).where(key > after).order_by(key).limit(chunk)
-            rows = (await session.execute(stmt)).all()
-            if not rows:
-                return moved
-            fresh = [
-                {"row_id": row_id, "old_blob": blob, "blob": new}
-                for row_id, blob in rows
-                if blob is not None and (new := rewrap(blob, ring)) != blob
-            ]
-            if fresh:
-                await session.execute(change, fresh)
-        moved += len(fresh)
-        after = rows[-1][0]
-        if progress is not None:
-            progress(len(rows))
+
+    def fresh(rows: Sequence[Any]) -> list[dict[str, Any]]:
+        return [
+            {"row_id": row_id, "old_blob": blob, "blob": new}
+            for row_id, blob in rows
+            if blob is not None and (new := rewrap(blob, ring)) != blob
+        ]
+
+    return await update_by_key(sessions, table, [sealed], change, fresh, chunk=chunk,
+                               progress=progress)  # fmt: skip
