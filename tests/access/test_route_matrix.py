@@ -189,6 +189,46 @@ async def test_a_citizen_reads_only_their_own_record(
     assert "birth_date" not in other.text
 
 
+# Routes a clinician may use for anybody: they create the basis itself (recorded, reviewed).
+_OPENS_A_BASIS = {
+    ("POST", "/api/v1/persons/{curp}/care-relationships"),
+    ("POST", "/api/v1/persons/{curp}/emergency-access"),
+}
+
+
+async def test_no_route_hands_someone_elses_data_to_a_citizen_or_a_clinician_without_basis(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Every route that takes a CURP, called for a registered person who is not the caller:
+    a citizen (with their own CURP) and a clinician with no care, consent or emergency access
+    for that person never get a 2xx, whatever their role's permissions cover, and the
+    answer never carries the person's name."""
+    mine, theirs = person_doc(), person_doc()
+    for doc in (mine, theirs):
+        assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    callers = {
+        Role.CITIZEN: token_for(Role.CITIZEN, curp=mine["curp"]),
+        Role.CLINICIAN: token_for(Role.CLINICIAN, clues="HGIMB000011", username="sin.relacion"),
+    }
+    checked = 0
+    for method, path, permission in await _operations(anonymous):
+        if "{curp}" not in path or permission in (PUBLIC, ANY):
+            continue
+        for role, headers in callers.items():
+            if Permission(permission) not in ROLE_PERMISSIONS[role]:
+                continue  # the 403 of the role itself: the test above
+            if role is Role.CLINICIAN and (method, path) in _OPENS_A_BASIS:
+                continue
+            answer = await anonymous.request(
+                method, _url(path, theirs["curp"]), json=_body(method, path),
+                params=QUERIES.get((method, path)), headers={**headers, "If-Match": 'W/"1"'},
+            )  # fmt: skip
+            assert not answer.is_success, (method, path, role, answer.text)
+            assert theirs["given_names"] not in answer.text, (method, path, role)
+            checked += 1
+    assert checked >= 15
+
+
 async def test_a_forged_or_malformed_token_is_401(anonymous: httpx.AsyncClient) -> None:
     for header in ("Bearer abc.def.ghi", "Basic dXNlcjpwYXNz", "Bearer "):
         answer = await anonymous.get("/api/v1/auth/me", headers={"Authorization": header})
