@@ -14,7 +14,13 @@ from cwt import COSE, COSEKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salud.credentials.claims import CardKind, credential_id_bytes, credential_id_text, to_cbor
+from salud.credentials.claims import (
+    CardKind,
+    Entitlement,
+    credential_id_bytes,
+    credential_id_text,
+    to_cbor,
+)
 from salud.credentials.keyset import ALG_ES256, KeySet
 from salud.credentials.signing import pack
 from salud.credentials.verify import Reason, VerificationFailed, offline_verdict, verify
@@ -149,16 +155,24 @@ _names = st.text(
     donor=st.sampled_from(["yes", "no", "not_stated"]),
     sequence=st.integers(min_value=1, max_value=10_000),
     kind=st.sampled_from(list(CardKind)),
+    curp=st.from_regex(r"[A-Z][AEIOUX][A-Z]{2}\d{6}[HMX][A-Z]{5}[0-9A-Z]\d", fullmatch=True),
+    nationality=st.sampled_from(["MEX", "GTM", "HND", "VEN", "USA", "COL", "HTI", "CUB"]),
+    face=st.none() | st.binary(min_size=1, max_size=300),
+    institutions=st.lists(st.integers(1, 99), min_size=0, max_size=4, unique=True),
+    clues=st.none() | st.from_regex(r"[A-Z]{5}\d{6}", fullmatch=True),
 )
 def test_sign_then_verify_round_trips_any_valid_person(
     given_names: str, surnames: str, birth: date, sex: str, blood: str, donor: str,
-    sequence: int, kind: CardKind,
+    sequence: int, kind: CardKind, curp: str, nationality: str, face: bytes | None,
+    institutions: list[int], clues: str | None,
 ) -> None:  # fmt: skip
     key, public = _KEY
+    digital = kind is CardKind.DIGITAL
     c = claims(
-        holder=holder(given_names=given_names, surnames=surnames, birth_date=birth, sex=sex,
-                      blood_type=blood, organ_donor=donor),
-        sequence=sequence, kind=kind,
+        holder=holder(curp=curp, given_names=given_names, surnames=surnames, birth_date=birth,
+                      sex=sex, nationality=nationality, blood_type=blood, organ_donor=donor),
+        sequence=sequence, kind=kind, face=face, face_format="jpeg" if face else None,
+        entitlement=Entitlement(NOW, tuple(institutions), clues) if digital else None,
     )  # fmt: skip
     assert verify(card_text(key, c), keyset(public), now=NOW).claims == c
 
