@@ -55,8 +55,23 @@ def test_server_logs_and_tracebacks_are_redacted(capsys: pytest.CaptureFixture[s
         assert secret not in text, secret
 
 
-def test_database_errors_do_not_quote_the_values() -> None:
+async def test_database_errors_do_not_quote_the_values() -> None:
+    """A failed statement's error (what a traceback shows) names the statement, not the
+    values it carried."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
     from salud.storage.engine import create_engine
 
     engine = create_engine("sqlite+aiosqlite:///:memory:")
-    assert engine.sync_engine.hide_parameters
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (curp TEXT UNIQUE)"))
+            row = {"curp": "GODE561231HDFRRN09"}
+            await conn.execute(text("INSERT INTO t VALUES (:curp)"), row)
+            with pytest.raises(IntegrityError) as failed:
+                await conn.execute(text("INSERT INTO t VALUES (:curp)"), row)
+    finally:
+        await engine.dispose()
+    assert "INSERT INTO t" in str(failed.value)
+    assert "GODE561231HDFRRN09" not in str(failed.value)

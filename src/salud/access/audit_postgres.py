@@ -13,9 +13,10 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from salud.access.audit_chain import SEALED_FIELDS, _seal
+from salud.storage.engine import create_engine
 
 # Key of the PostgreSQL advisory lock that serializes appends ("saludAud" as a signed int64).
 ADVISORY_LOCK_KEY = int.from_bytes(b"saludAud", "big", signed=True)
@@ -71,9 +72,7 @@ class _PostgresAppender:
 
     def __init__(self, engine: AsyncEngine) -> None:
         # Its own engine on the same database: one connection, kept; one spare for a reconnect.
-        self._engine = create_async_engine(
-            engine.url, pool_size=1, max_overflow=1, hide_parameters=True
-        )
+        self._engine = create_engine(engine.url, pool_size=1, max_overflow=1)
         self._conn: AsyncConnection | None = None
         self._last: tuple[int, str] | None = None  # last entry this writer committed
         self._contended_until = 0.0

@@ -137,14 +137,23 @@ async def review_care(
         raise NotFound("no hay esa relación de atención por revisar")
     if care.reviewed_at is not None:
         raise Conflict("esa relación de atención ya fue revisada")
-    care.reviewed_at, care.reviewed_by = utcnow(), caller.actor
-    care.review, care.review_note = data.outcome, data.note
+    await _mark_reviewed(session, caller, care, data, "access:care:review")
+    return _care(care)
+
+
+async def _mark_reviewed(
+    session: AsyncSession, caller: Caller, row: CareRelationship | EmergencyAccess,
+    data: EmergencyReview, action: str,
+) -> None:  # fmt: skip
+    """An auditor's review of a self-declared care relationship or an emergency access,
+    written and audited in the caller's transaction."""
+    row.reviewed_at, row.reviewed_by = utcnow(), caller.actor
+    row.review, row.review_note = data.outcome, data.note
     await session.flush()
     await caller.record(
-        "access:care:review", "person", person_curp=care.person_curp, subject_id=str(care_id),
+        action, "person", person_curp=row.person_curp, subject_id=str(row.id),
         detail={"outcome": data.outcome}, within=session,
     )  # fmt: skip
-    return _care(care)
 
 
 async def grant_consent(
@@ -276,19 +285,7 @@ async def review(
         raise NotFound("no existe ese acceso de emergencia")
     if emergency.reviewed_at is not None:
         raise Conflict("ese acceso de emergencia ya fue revisado")
-    emergency.reviewed_at = utcnow()
-    emergency.reviewed_by = caller.actor
-    emergency.review = data.outcome
-    emergency.review_note = data.note
-    await session.flush()
-    await caller.record(
-        "access:emergency:review",
-        "person",
-        person_curp=emergency.person_curp,
-        subject_id=str(emergency_id),
-        detail={"outcome": data.outcome},
-        within=session,
-    )
+    await _mark_reviewed(session, caller, emergency, data, "access:emergency:review")
     return _emergency(emergency)
 
 

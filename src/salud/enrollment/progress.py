@@ -86,6 +86,11 @@ def _for_state(counts: Mapping[tuple[str, str], int], state: str | None) -> dict
     return out
 
 
+def _state_total(counts: Mapping[str, int], state: str | None) -> int:
+    """One state's count (None: every state together)."""
+    return sum(counts.values()) if state is None else counts.get(state, 0)
+
+
 @dataclass(frozen=True)
 class Figures:
     """Every count the dashboard shows, taken together: live, or from a snapshot."""
@@ -206,15 +211,12 @@ async def progress(
         enrolled[key] = enrolled.get(key, 0) + n
 
     def figures(key: str, name: str, people: int, n: int, scope: str | None) -> StateProgress:
-        gone = sum(f.lapsed.values()) if scope is None else f.lapsed.get(scope, 0)
+        gone = _state_total(f.lapsed, scope)
         return StateProgress(
             key=key, name=name, population=people, enrolled=n,
             coverage_pct=coverage_pct(n, people),
             appointments=_appointments(_for_state(f.appointments, scope), gone),
-            cards=_cards(
-                _for_state(f.cards, scope),
-                sum(f.overdue.values()) if scope is None else f.overdue.get(scope, 0),
-            ),
+            cards=_cards(_for_state(f.cards, scope), _state_total(f.overdue, scope)),
         )  # fmt: skip
 
     national_people = sum(s.population for s in states.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -38,26 +37,11 @@ from salud.storage import locks, walk
 from salud.storage.base import Base
 from salud.storage.fastread import FastQuery, FastReader
 
-# The advisory-lock class of conditional creates ("FhCd"): locks with two int4 keys never meet
-# the one-bigint keys of the audit log and the progress snapshot (PostgreSQL keeps the two key
-# spaces apart).
-_CONDITION_LOCK_CLASS = int.from_bytes(b"FhCd", "big", signed=True)
 _TABLES = Base.metadata.tables  # Core inserts: no ORM bookkeeping for rows never loaded
 _VERSION_COLUMNS = (
     "resource_type", "fhir_id", "version_id", "last_updated", "deleted", "person_curp",
     "institution_code", "clues", "author", "sensitivity", "content",
 )  # fmt: skip
-
-
-def condition_lock(key: str) -> int:
-    """The int4 advisory-lock key of a conditional create's canonical condition."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big", signed=True)
-
-
-def condition_locks_apart(session: AsyncSession) -> bool:
-    """Whether conditions are locked one by one (PostgreSQL), apart from other writers; on
-    SQLite `hold_conditions` takes the database's write lock, which every writer waits for."""
-    return session.get_bind().dialect.name == "postgresql"
 
 
 async def take_sqlite_write_lock(session: AsyncSession) -> None:
@@ -67,19 +51,11 @@ async def take_sqlite_write_lock(session: AsyncSession) -> None:
 
 async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:
     """Serialize the conditional creates of the same conditions until this transaction ends,
-    so that two that run at once cannot both find nothing and both create: on PostgreSQL one
-    transaction-scoped advisory lock per condition, taken in a fixed order (two transactions
-    holding several never wait on each other in a cycle; taking one again is free); on
-    SQLite the database's write lock (a write that changes nothing takes it), one writer at a
-    time. A condition worded differently but finding the same resource is not serialized."""
-    locks = sorted({condition_lock(k) for k in keys})
-    if not locks:
-        return
-    if not condition_locks_apart(session):
-        await take_sqlite_write_lock(session)
-        return
-    for lock in locks:
-        await session.execute(select(func.pg_advisory_xact_lock(_CONDITION_LOCK_CLASS, lock)))
+    so that two that run at once cannot both find nothing and both create (`locks.hold_all`:
+    one lock per condition on PostgreSQL, the database's write lock on SQLite). A condition
+    worded differently but finding the same resource is not serialized."""
+    names = (f"records:condition:{k}" for k in keys)
+    await locks.hold_all(session, names, "fhir_resources", "version_id")
 
 
 async def current(

@@ -23,6 +23,7 @@ from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
 from salud.records.patient import to_patient
 from salud.records.service import bundle_entry, may, person_scope, restriction_filters
+from salud.storage import locks
 from salud.storage.fastread import FastReader
 
 MAX_COUNT, DEFAULT_COUNT = 200, 50
@@ -104,7 +105,7 @@ async def existing(
     kind = doc["resourceType"]
     query = condition_query(condition, kind, where) + person_scope(doc)
     key = condition_key(doc, condition, where)
-    if caller.within is not None or repository.condition_locks_apart(session):
+    if caller.within is not None or locks.apart(session):
         # PostgreSQL, or a transaction whose entries are written within it: lock, then
         # search (the search's entries go where the caller's always go).
         await repository.hold_conditions(session, [key])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -22,14 +23,33 @@ def _key(name: str) -> int:
     )
 
 
+def apart(session: AsyncSession) -> bool:
+    """Whether named locks are held one by one (PostgreSQL), apart from other writers; on
+    SQLite every one of them is the database's write lock, which every writer waits for."""
+    return dialect_name(session) == "postgresql"
+
+
 async def hold(session: AsyncSession, name: str, table: str, column: str = "id") -> None:
-    """Serialize the transactions that hold `name` until each ends. PostgreSQL: a
-    transaction-scoped advisory lock; SQLite: the database's write lock, taken by a write to
-    `table` that changes nothing (`sqlite_write_lock`)."""
-    if dialect_name(session) == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(_NAMED_CLASS, _key(name))))
+    """Serialize the transactions that hold `name` until each ends (`hold_all`)."""
+    await hold_all(session, [name], table, column)
+
+
+async def hold_all(
+    session: AsyncSession, names: Iterable[str], table: str, column: str = "id"
+) -> None:
+    """Serialize the transactions that hold any of `names` until each ends. PostgreSQL: one
+    transaction-scoped advisory lock per name, taken in a fixed order (two transactions
+    holding several never wait on each other in a cycle; holding one again is free); SQLite:
+    the database's write lock, taken by a write to `table` that changes nothing
+    (`sqlite_write_lock`)."""
+    keys = sorted({_key(n) for n in names})
+    if not keys:
         return
-    await sqlite_write_lock(session, table, column)
+    if not apart(session):
+        await sqlite_write_lock(session, table, column)
+        return
+    for key in keys:
+        await session.execute(select(func.pg_advisory_xact_lock(_NAMED_CLASS, key)))
 
 
 async def sqlite_write_lock(
