@@ -190,6 +190,80 @@ async def test_search_with_paging_and_filters(
     assert everyone.status_code == 400  # the record is searched one person at a time
 
 
+async def test_sort_by_search_parameters(client: httpx.AsyncClient, token_for: TokenFor) -> None:
+    """`_sort` by any search parameter of the type, `_id` and `_lastUpdated`, several keys,
+    `-` for descending; a resource without the value last; paging keeps the order."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    # Written out of order, so that the order of writing cannot pass for the sort.
+    for code, month in [("K29.7", 5), ("E11.9", 1), ("J45.9", 3), ("E11.9", 4), ("I10", 2)]:
+        answer = await client.post(
+            "/fhir/Condition", json=condition(curp, code, recordedDate=f"2026-0{month}-15"),
+            headers=doctor,
+        )  # fmt: skip
+        assert answer.status_code == 201, answer.text
+    undated = condition(curp, "A09.0")
+    del undated["recordedDate"]
+    assert (await client.post("/fhir/Condition", json=undated, headers=doctor)).status_code == 201
+
+    async def found(query: str) -> list[tuple[str, str | None]]:
+        answer = await client.get(f"/fhir/Condition?patient={curp}&{query}", headers=doctor)
+        assert answer.status_code == 200, answer.text
+        return [
+            (e["resource"]["code"]["coding"][0]["code"], e["resource"].get("recordedDate"))
+            for e in answer.json()["entry"]
+        ]
+
+    by_date = [("E11.9", "2026-01-15"), ("I10", "2026-02-15"), ("J45.9", "2026-03-15"),
+               ("E11.9", "2026-04-15"), ("K29.7", "2026-05-15")]  # fmt: skip
+    assert await found("_sort=recorded-date") == [*by_date, ("A09.0", None)]
+    assert await found("_sort=-recorded-date") == [*reversed(by_date), ("A09.0", None)]
+    assert await found("_sort=code,-recorded-date") == [
+        ("A09.0", None), ("E11.9", "2026-04-15"), ("E11.9", "2026-01-15"),
+        ("I10", "2026-02-15"), ("J45.9", "2026-03-15"), ("K29.7", "2026-05-15"),
+    ]  # fmt: skip
+    assert [c for c, _ in await found("_sort=-code")] == [
+        "K29.7",
+        "J45.9",
+        "I10",
+        "E11.9",
+        "E11.9",
+        "A09.0",
+    ]
+    paged, url = [], f"/fhir/Condition?patient={curp}&_sort=recorded-date&_count=2"
+    while url:
+        page = (await client.get(url.replace("http://test", ""), headers=doctor)).json()
+        paged += [e["resource"]["recordedDate"] for e in page["entry"] if "recordedDate"
+                  in e["resource"]]  # fmt: skip
+        url = next((link["url"] for link in page["link"] if link["relation"] == "next"), "")
+    assert paged == [d for _, d in by_date]
+    ids = [e["resource"]["id"] for e in (
+        await client.get(f"/fhir/Condition?patient={curp}&_sort=-_id", headers=doctor)
+    ).json()["entry"]]  # fmt: skip
+    assert len(ids) == 6
+    assert ids == sorted(ids, reverse=True)
+
+    # A period sorts by its start ascending and by its end descending (R4 §3.1.1.5.4).
+    long_stay = {"start": "2026-01-01T08:00:00Z", "end": "2026-12-31T08:00:00Z"}
+    short_stay = {"start": "2026-06-01T08:00:00Z", "end": "2026-06-02T08:00:00Z"}
+    for period in (short_stay, long_stay):
+        visit = {"resourceType": "Encounter", "status": "finished", "period": period,
+                 "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                           "code": "AMB"}, "subject": {"reference": f"Patient/{curp}"}}  # fmt: skip
+        assert (await client.post("/fhir/Encounter", json=visit, headers=doctor)).status_code == 201
+    for order in ("date", "-date"):
+        answer = await client.get(f"/fhir/Encounter?patient={curp}&_sort={order}", headers=doctor)
+        assert [e["resource"]["period"] for e in answer.json()["entry"]] == [long_stay, short_stay]
+
+    for bad, named in [("colour", "colour"), ("code,-code", "code"), ("", "«»")]:
+        answer = await client.get(f"/fhir/Condition?patient={curp}&_sort={bad}", headers=doctor)
+        assert answer.status_code == 400, bad
+        issue = outcome(answer)["issue"][0]
+        assert named in issue["diagnostics"]
+        assert issue["expression"] == ["_sort"]
+
+
 async def test_a_clinician_at_another_institution_reads_what_imss_recorded(
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
@@ -289,6 +363,13 @@ async def test_fhirpy_drives_the_live_server(
     assert [e["response"]["status"] for e in done["entry"]] == ["201 Created"] * 2
     after = await fhir.resources("Observation").search(patient=curp).fetch_all()
     assert len(after) == 3
+    # The client's sort: the one dated Observation first both ways (those with no date sort
+    # last), and the oldest write last newest first.
+    dated = fhir.resources("Observation").search(patient=curp)
+    assert (await dated.sort("date").fetch())[0].id == observation.id
+    assert (await dated.sort("-date", "_id").fetch())[0].id == observation.id
+    newest_first = [o.id for o in await dated.sort("-_lastUpdated").fetch()]
+    assert newest_first[-1] == observation.id
 
 
 async def test_a_machine_client_reads_only_the_types_its_scopes_name(

@@ -435,6 +435,9 @@ def capability_statement(base: str) -> dict[str, Any]:
                         "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
                     }
                 ],
+                "documentation": "_sort por cualquiera de sus searchParam, _id o "
+                "_lastUpdated (varios separados por comas; «-» para descendente); _count, "
+                "paginación.",
                 "versioning": "versioned-update",
                 "readHistory": True,
                 "updateCreate": True,

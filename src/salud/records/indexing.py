@@ -120,6 +120,41 @@ PATIENT_PATH: dict[str, str] = {
 
 # The choice types a date parameter indexes (R4 search parameters such as onset-date are
 # `onset.as(dateTime) | onset.as(Period)`: an onsetString or onsetAge is not a date).
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """One key of `_sort` (R4 §3.1.1.5.4): a search parameter of the type, `_id` or
+    `_lastUpdated`, ascending unless written with a leading `-`."""
+
+    param: str
+    kind: Literal["token", "reference", "date", "_id", "_lastUpdated"]
+    descending: bool
+
+
+DEFAULT_SORT: tuple[SortKey, ...] = (SortKey("_lastUpdated", "_lastUpdated", True),)
+
+
+def sort_keys(raw: str, params: dict[str, Param]) -> tuple[SortKey, ...]:
+    """`_sort=status,-date`: the keys in order, or a 400 naming what cannot be sorted by."""
+    keys: list[SortKey] = []
+    for item in raw.split(","):
+        name = item[1:] if item.startswith("-") else item
+        if name in ("_id", "_lastUpdated"):
+            kind: Any = name
+        elif name in params:
+            kind = params[name].kind
+        else:
+            allowed = ", ".join(sorted({"_id", "_lastUpdated", *params}))
+            raise FhirError.one(
+                400, "not-supported",
+                f"_sort: «{item}» no es un parámetro de este tipo (admitidos: {allowed}; "
+                "«-» delante para orden descendente)", "_sort",
+            )  # fmt: skip
+        if any(k.param == name for k in keys):
+            raise FhirError.one(400, "invalid", f"_sort: «{name}» aparece dos veces", "_sort")
+        keys.append(SortKey(name, kind, item.startswith("-")))
+    return tuple(keys)
+
+
 _DATE_CHOICES = ("DateTime", "Period", "Instant", "Date")
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from salud.records.indexing import Index
+from salud.records.indexing import Index, SortKey
 from salud.records.models import (
     FhirDate,
     FhirReference,
@@ -254,24 +254,50 @@ async def search(
     session: AsyncSession,
     kind: str,
     where: Sequence[ColumnElement[bool]],
-    order: str,
+    order: Sequence[SortKey],
     limit: int,
     offset: int,
 ) -> tuple[int, list[tuple[str, str]]]:
-    """(total, [(id, content)]) of live resources of a type matching every condition."""
+    """(total, [(id, content)]) of live resources of a type matching every condition, in
+    the order of the sort keys (then by insertion, so that paging is stable)."""
     base = [FhirResource.resource_type == kind, FhirResource.deleted.is_(False), *where]
     total = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
-    column = FhirResource.last_updated
-    ordering = column.desc() if order.startswith("-") else column.asc()
     stmt = (
         select(FhirResource.fhir_id, FhirResource.content)
         .where(*base)
-        .order_by(ordering, FhirResource.id)
+        .order_by(*(_ordering(key) for key in order), FhirResource.id)
         .limit(limit)
         .offset(offset)
     )
     rows = [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
     return int(total or 0), rows
+
+
+_SORT_VALUES: dict[str, tuple[Any, Any, Any]] = {
+    # index table, its value ascending (the lowest first), its value descending
+    "date": (FhirDate, FhirDate.start, FhirDate.end),
+    "token": (FhirToken, FhirToken.code, FhirToken.code),
+    "reference": (FhirReference, FhirReference.target, FhirReference.target),
+}
+
+
+def _ordering(key: SortKey) -> ColumnElement[Any]:
+    """A resource with several values sorts by its lowest ascending and its highest
+    descending (for a date, a period's start and end); one with none sorts last."""
+    column: Any
+    if key.kind == "_lastUpdated":
+        column = FhirResource.last_updated
+    elif key.kind == "_id":
+        column = FhirResource.fhir_id
+    else:
+        table, low, high = _SORT_VALUES[key.kind]
+        column = (
+            select(func.max(high) if key.descending else func.min(low))
+            .where(table.resource_pk == FhirResource.id, table.param == key.param)
+            .scalar_subquery()
+        )
+    ordered: ColumnElement[Any] = column.desc() if key.descending else column.asc()
+    return ordered.nulls_last()
 
 
 async def restrictions(session: AsyncSession, curp: str) -> list[str]:

@@ -17,7 +17,7 @@ from salud.access.permissions import Permission, Role
 from salud.access.scopes import allows
 from salud.identity import repository as persons
 from salud.records import mirror, mirrored, patient_search, repository
-from salud.records.indexing import PARAMS, PATIENT_PATH, interval
+from salud.records.indexing import DEFAULT_SORT, PARAMS, PATIENT_PATH, interval, sort_keys
 from salud.records.mirror_query import MAX_OFFSET, paging_links
 from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
@@ -164,18 +164,14 @@ async def search(
             f"(admitidos: {', '.join(sorted(set(known) | _GLOBAL))})",
         )  # fmt: skip
     where: list[ColumnElement[bool]] = []
-    count, offset, order, curp = DEFAULT_COUNT, 0, "-_lastUpdated", None
+    count, offset, order, curp = DEFAULT_COUNT, 0, DEFAULT_SORT, None
     for name, raw in query:
         if name == "_count":
             count = bounded_int(raw, name, 1, MAX_COUNT)
         elif name == "_offset":
             offset = bounded_int(raw, name, 0, MAX_OFFSET)
         elif name == "_sort":
-            if raw not in ("_lastUpdated", "-_lastUpdated"):
-                raise FhirError.one(
-                    400, "not-supported", "_sort admite _lastUpdated o -_lastUpdated"
-                )
-            order = raw
+            order = sort_keys(raw, known)
         elif name in ("_format", "_include", "_revinclude"):
             continue
         elif name == "_id":
