@@ -264,6 +264,75 @@ async def test_sort_by_search_parameters(client: httpx.AsyncClient, token_for: T
         assert issue["expression"] == ["_sort"]
 
 
+async def test_decimals_come_back_as_written_on_every_path(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """FHIR: a decimal's precision is significant. 1.50 stays 1.50 (it came back 1.5), and
+    an exponent or a long number as sent, through create, read, search, history, update,
+    transactions, $everything and $summary."""
+    curp = await patient(client)
+    doctor = {**clinician(token_for, 2, IMSS_UNIT, "medica.imss"),
+              "content-type": "application/fhir+json"}  # fmt: skip
+    await cared_for(client, curp, doctor)
+    numbers = ["1.50", "2.0E+3", "0.0000010", "-0.0", "12345678901234567.50"]
+
+    def lab(value: str, code: str = "2160-0", fhir_id: str | None = None) -> bytes:
+        """The body as a laboratory system writes it: numbers as text, never via a float."""
+        components = ", ".join(
+            f'{{"code": {{"text": "n{i}"}}, "valueQuantity": {{"value": {n}}}}}'
+            for i, n in enumerate(numbers)
+        )
+        category = ('{"coding": [{"system": '
+                    '"http://terminology.hl7.org/CodeSystem/observation-category", '
+                    '"code": "laboratory"}]}')  # fmt: skip
+        return (
+            "{"
+            + (f'"id": "{fhir_id}", ' if fhir_id else "")
+            + f'"resourceType": "Observation", "status": "final", "category": [{category}], '
+            f'"code": {{"coding": [{{"system": "http://loinc.org", "code": "{code}"}}]}}, '
+            f'"subject": {{"reference": "Patient/{curp}"}}, '
+            f'"effectiveDateTime": "2026-11-30T10:00:00Z", '
+            f'"valueQuantity": {{"value": {value}, "unit": "mg/dL"}}, '
+            f'"referenceRange": [{{"low": {{"value": 0.70}}, "high": {{"value": {numbers[1]}}}}}], '
+            f'"component": [{components}]}}'
+        ).encode()
+
+    def kept(body: bytes | str) -> None:
+        text = body.decode() if isinstance(body, bytes) else body
+        for n in ["1.50", "0.70", *numbers]:
+            assert f":{n}" in text, (n, text[:400])
+        assert ":1.5," not in text
+        assert ":1.5}" not in text
+
+    created = await client.post("/fhir/Observation", content=lab("1.50"), headers=doctor)
+    assert created.status_code == 201, created.text
+    kept(created.content)
+    oid = created.json()["id"]
+    kept((await client.get(f"/fhir/Observation/{oid}", headers=doctor)).content)
+    kept((await client.get(f"/fhir/Observation?patient={curp}", headers=doctor)).content)
+    updated = await client.put(
+        f"/fhir/Observation/{oid}", content=lab("1.50", fhir_id=oid), headers=doctor
+    )
+    assert updated.status_code == 200, updated.text
+    kept((await client.get(f"/fhir/Observation/{oid}/_history", headers=doctor)).content)
+    kept((await client.get(f"/fhir/Observation/{oid}/_history/1", headers=doctor)).content)
+    entry = lab("1.50", "2345-7").decode()
+    bundle = (
+        '{"resourceType": "Bundle", "type": "transaction", "entry": [{"resource": '
+        f'{entry}, "request": {{"method": "POST", "url": "Observation"}}}}]}}'
+    )
+    done = await client.post(
+        "/fhir", content=bundle.encode(), headers={**doctor, "Prefer": "return=representation"}
+    )
+    assert done.status_code == 200, done.text
+    location = done.json()["entry"][0]["response"]["location"].split("/_history")[0]
+    kept((await client.get(f"/fhir/{location}", headers=doctor)).content)
+    kept((await client.get(f"/fhir/Patient/{curp}/$everything", headers=doctor)).content)
+    summary = await client.get(f"/fhir/Patient/{curp}/$summary", headers=doctor)
+    assert summary.status_code == 200, summary.text
+    kept(summary.content)
+
+
 async def test_a_clinician_at_another_institution_reads_what_imss_recorded(
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.convertors import Convertor, register_url_convertor
@@ -20,6 +19,7 @@ from salud.api import fhir_bulk
 from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.api.fhir_refusals import base_url, guard
 from salud.errors import DomainError
+from salud.kit import exactjson
 from salud.records import (
     auditevents,
     bundles,
@@ -78,7 +78,7 @@ router = APIRouter(prefix="/fhir", include_in_schema=False, dependencies=[Depend
 
 
 def _fhir(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = content.encode() if isinstance(content, str) else orjson.dumps(content)
+    body = content.encode() if isinstance(content, str) else exactjson.dumps(content)
     return Response(body, status_code=status, media_type=FHIR_JSON, headers=headers)
 
 

@@ -51,6 +51,7 @@ from salud.access.audit_tx import record_in_transaction
 from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
 from salud.access.scopes import allows
+from salud.kit import exactjson
 from salud.kit.clock import utcnow
 from salud.records import bulk_repository, mirror, service
 from salud.records.bulk_repository import Existing
@@ -129,7 +130,7 @@ def comparable(doc: dict[str, Any]) -> bytes:
         meta["tag"] = tags
     if meta:
         out["meta"] = meta
-    return orjson.dumps(out, option=orjson.OPT_SORT_KEYS)
+    return exactjson.dumps(out, sort_keys=True)
 
 
 def check_caller(caller: Caller) -> None:
@@ -210,7 +211,7 @@ async def _classify(
                 was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
                 reason = f"un recurso no cambia de paciente (era {was})"
                 rejects.append(Rejected(item.line, item.key, reason))
-            elif not row.deleted and comparable(orjson.loads(row.content)) == item.comparable:
+            elif not row.deleted and comparable(exactjson.loads(row.content)) == item.comparable:
                 unchanged += 1
             else:
                 changed.append((item, row))

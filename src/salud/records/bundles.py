@@ -19,13 +19,13 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.audit import AuditEntry
 from salud.access.audit_tx import record_in_transaction
 from salud.access.context import Caller
 from salud.errors import DomainError
+from salud.kit import exactjson
 from salud.records import repository, searching, service
 from salud.records.indexing import fhir_instant, local_references, unresolved_references
 from salud.records.outcome import FhirError, Issue, operation_outcome
@@ -106,7 +106,7 @@ def _resource(entry: dict[str, Any], kind: str, ids: dict[str, str]) -> dict[str
     resource = entry.get("resource")
     if not isinstance(resource, dict):
         raise FhirError.one(400, "required", f"{entry['request']['method']} necesita resource")
-    return parse(orjson.dumps(_rewrite(resource, ids)), kind)
+    return parse(exactjson.dumps(_rewrite(resource, ids)), kind)
 
 
 def _post_resource(entry: dict[str, Any], kind: str, ids: dict[str, str]) -> dict[str, Any]:
@@ -144,7 +144,7 @@ async def _one(
                 "Bundle.entry.request.url",
             )  # fmt: skip
         stored = await service.read(session, reader, caller, kind, parts[1])
-        return _response(200, base, kind, stored), {"resource": orjson.loads(stored.content)}
+        return _response(200, base, kind, stored), {"resource": exactjson.loads(stored.content)}
     if method == "DELETE":
         if len(parts) != 2:
             raise FhirError.one(400, "not-supported", "DELETE condicional no admitido")

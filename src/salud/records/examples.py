@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.context import Caller
 from salud.errors import DomainError
+from salud.kit import exactjson
 from salud.records import bulk, bundles
 from salud.records.outcome import FhirError
 from salud.storage.fastread import FastReader
@@ -70,12 +70,12 @@ def read(directory: Path) -> Examples:
     lines: list[tuple[int, bytes]] = []
     packs: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(directory.glob("*.json")):
-        doc = orjson.loads(path.read_bytes())
+        doc = exactjson.loads(path.read_bytes())
         if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
             packs.append((path.name, doc))
         else:
             names.append(path.name)
-            lines.append((len(names), orjson.dumps(doc)))
+            lines.append((len(names), exactjson.dumps(doc)))
     return Examples(directory.name, names, lines, packs)
 
 

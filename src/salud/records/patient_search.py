@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access import care
@@ -41,6 +40,7 @@ from salud.access.permissions import Permission, Role
 from salud.access.scopes import allows
 from salud.identity import curp as curp_rules
 from salud.identity import repository as persons
+from salud.kit import exactjson
 from salud.kit.text import search_key
 from salud.records import repository
 from salud.records.compartment import MAX_PATIENT_ID
@@ -218,7 +218,7 @@ async def _candidates(
                 continue
             kept = await repository.current_fast(reader, "Patient", other)
             if kept is not None and not kept["deleted"]:
-                docs.append(orjson.loads(kept["content"]))
+                docs.append(exactjson.loads(kept["content"]))
         return docs
     assert asked.family is not None
     assert asked.birthdate is not None

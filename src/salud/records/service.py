@@ -27,6 +27,7 @@ from salud.errors import InvalidInput, NotFound
 from salud.identity import repository as persons
 from salud.identity.catalogs import affiliation_catalog
 from salud.identity.models import Person
+from salud.kit import exactjson
 from salud.kit.clock import utcnow
 from salud.records import mirror, mirrored, repository
 from salud.records.compartment import MAX_PATIENT_ID, partition
@@ -182,7 +183,7 @@ def with_meta(doc: dict[str, Any], fhir_id: str, version: int, at: datetime, cal
         meta["tag"] = tags
     out = {"resourceType": doc["resourceType"], "id": fhir_id, "meta": meta}
     out.update({k: v for k, v in doc.items() if k not in ("resourceType", "id", "meta")})
-    return orjson.dumps(out).decode()
+    return exactjson.dumps(out).decode()
 
 
 @dataclass(slots=True)
@@ -408,7 +409,7 @@ async def _read_patient(
 
 
 def bundle_entry(base: str, kind: str, fhir_id: str, content: str) -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": orjson.loads(content)}
+    return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": exactjson.loads(content)}
 
 
 async def history(
@@ -446,7 +447,7 @@ async def history(
             continue
         entry: dict[str, Any] = {"fullUrl": f"{base}/{kind}/{rid}"}
         if not deleted:
-            entry["resource"] = orjson.loads(content)
+            entry["resource"] = exactjson.loads(content)
         entry["request"] = {
             "method": "DELETE" if deleted else ("POST" if version_id == 1 else "PUT"),
             "url": f"{kind}/{rid}" if version_id == 1 else f"{kind}/{rid}/_history/{version_id}",
@@ -608,7 +609,7 @@ async def everything(
         entries.append({"fullUrl": f"{base}/Patient/{curp}", "resource": to_patient(person)})
         entries += [{"fullUrl": f"{base}/Coverage/{c['id']}", "resource": c} for c in covered]
     entries += [
-        {"fullUrl": f"{base}/{kind}/{rid}", "resource": orjson.loads(content)}
+        {"fullUrl": f"{base}/{kind}/{rid}", "resource": exactjson.loads(content)}
         for kind, rid, content in rows
     ]
     page = f"{base}/Patient/{curp}/$everything?_count={count}"

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-import orjson
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud import __version__
 from salud.access.context import Caller
+from salud.kit import exactjson
 from salud.kit.clock import utcnow
 from salud.records import repository, service
 from salud.records.indexing import PARAMS, fhir_instant, local_references
@@ -225,7 +225,7 @@ async def _referenced(
         frontier = []
         for kind, ids in sorted(wanted.items()):
             rows = await repository.live_in_record_many(session, kind, sorted(ids), curp, hidden)
-            frontier += [orjson.loads(content) for _, content in rows]
+            frontier += [exactjson.loads(content) for _, content in rows]
         if not frontier:
             break
         found += frontier
@@ -239,7 +239,7 @@ async def summary(
     who, person, hidden = await service.open_record(session, reader, caller, curp, ACTION)
     grouped: dict[str, list[dict[str, Any]]] = {s.key: [] for s in SECTIONS}
     for _, _, content in await repository.live_of_types(session, curp, TYPES, hidden):
-        doc = orjson.loads(content)
+        doc = exactjson.loads(content)
         key = section_of(doc)
         if key is not None:
             grouped[key].append(doc)

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
 from salud.identity import curp
+from salud.kit import exactjson
 from salud.records.bindings import binding_issues
 from salud.records.codes import CIE10_SYSTEMS, cie10_known
 from salud.records.compartment import MAX_PATIENT_ID
@@ -21,8 +21,8 @@ from salud.records.types import STORED_TYPES, refusal
 def parse(body: bytes, expected_type: str | None = None) -> dict[str, Any]:
     """The JSON object of a request body; FhirError 400 when it is not one."""
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        doc = exactjson.loads(body)
+    except exactjson.JSONDecodeError as exc:
         raise FhirError.one(400, "structure", f"JSON mal formado: {exc}") from None
     if not isinstance(doc, dict):
         raise FhirError.one(400, "structure", "se esperaba un objeto JSON (un recurso FHIR)")
