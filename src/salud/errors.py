@@ -58,11 +58,6 @@ class Forbidden(DomainError):
         super().__init__(detail, [], 403, "Prohibido", "forbidden")
 
 
-class Locked(DomainError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, [], 423, "Cuenta bloqueada", "locked")
-
-
 class Conflict(DomainError):
     def __init__(self, detail: str, problems: list[FieldProblem] | None = None) -> None:
         super().__init__(detail, problems or [], 409, "Conflicto", "conflict")

@@ -13,7 +13,7 @@ from salud.access.passwords import check_strength, hash_password, verify_passwor
 from salud.access.permissions import STAFF_ROLES, Role
 from salud.access.principal import Principal
 from salud.access.schemas import AccountCreate, AccountRead, SignIn
-from salud.errors import Conflict, FieldProblem, InvalidInput, Locked, Unauthorized
+from salud.errors import Conflict, FieldProblem, InvalidInput, Unauthorized
 from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
 
@@ -98,17 +98,24 @@ async def authenticate(
     max_failures: int,
     lockout_seconds: int,
 ) -> Principal:
-    """The principal for valid credentials. Wrong username, wrong password and wrong code all
-    answer the same 401 (no account enumeration); repeated failures lock the account."""
+    """The principal for valid credentials. Wrong username, wrong password, wrong code and a
+    locked account all answer the same 401 (no account enumeration); repeated failures lock
+    the account for `lockout_seconds`."""
     # The account's row is locked until this attempt is counted: parallel guesses wait in
     # line and see the lockout the ones before them set, instead of all passing its check.
     account = await repository.by_username(session, data.username, for_update=True)
     now = utcnow()
+    # Every failure, a locked account's included, is the same 401 after the same Argon2 work:
+    # a distinct answer (or a faster one) would tell a guesser that the username exists. The
+    # text says how the lockout works, for the staff member who is locked out.
+    refused = Unauthorized(
+        "usuario, contraseña o código incorrectos (tras "
+        f"{max_failures} intentos fallidos la cuenta se bloquea "
+        f"{max(1, lockout_seconds // 60)} min)"
+    )
     if account is not None and account.locked_until is not None and account.locked_until > now:
-        raise Locked(
-            "demasiados intentos fallidos; la cuenta está bloqueada hasta "
-            f"{account.locked_until.isoformat(timespec='minutes')}"
-        )
+        verify_password(None, data.password)
+        raise refused
     password_ok = verify_password(account.password_hash if account else None, data.password)
     code_ok = True
     if account is not None and password_ok:
@@ -122,7 +129,7 @@ async def authenticate(
             await repository.record_failure(session, account.id, max_failures, until)
         # One answer for every failure: a distinct "code missing" would confirm a right
         # password to whoever does not hold the second factor.
-        raise Unauthorized("usuario, contraseña o código incorrectos")
+        raise refused
     await repository.record_success(session, account.id)
     return principal_of(account)
 

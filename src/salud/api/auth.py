@@ -27,7 +27,7 @@ class TooManyAttempts(DomainError):
     "/token",
     summary="Iniciar sesión: usuario, contraseña y código TOTP → token de acceso",
     openapi_extra={"x-permission": "public"},
-    responses={401: {"description": "Credenciales incorrectas"}, 423: {"description": "Bloqueada"}},
+    responses={401: {"description": "Credenciales incorrectas o cuenta bloqueada"}},
 )
 async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResponse:
     limiter = request.app.state.sign_in_limiter
