@@ -1,14 +1,19 @@
-"""Reads and searches over HTTP with 1 M FHIR resources stored (the size issue 5 names).
+"""Issue 5's FHIR benchmarks in one run, on PostgreSQL with 1 M resources stored.
 
     .venv/bin/python -m bench.fhir_million --persons 100000 --per-person 10 --seconds 10 --rounds 3
 
-PostgreSQL; synthetic persons registered with the person bulk import, then their records
-loaded with `salud records import`'s code (bench.fhir_bulk's file: per person an Encounter,
-Conditions with CIE-10 codes, heart-rate Observations). A clinician gets a care relationship
-with 2,000 sampled persons; then wrk (1 thread, 32 connections) alternates hello-world,
-`GET /fhir/Observation/{id}` and `GET /fhir/Condition?patient=CURP&code=E11.9` for those
-persons. Medians of the rounds; p95 from wrk's own latency histogram.
-Targets (issue 5): read at least 40 % of hello-world; search p95 reported.
+1. Bulk import: synthetic persons registered with the person bulk import (not timed), then
+   their records loaded with `salud records import`'s code (bench.fhir_bulk's file: per
+   person an Encounter, Conditions with CIE-10 codes, heart-rate Observations): resources/s.
+2. Transaction ingest into that store: `--tx-persons` other visits posted as transaction
+   Bundles (bench.fhir_http's, 4 clients), resources/s.
+3. Reads and searches: a clinician gets a care relationship with 2,000 sampled persons; wrk
+   (1 thread, 32 connections) alternates hello-world, `GET /fhir/Observation/{id}` and
+   `GET /fhir/Condition?patient=CURP&code=E11.9` for those persons. Medians of the rounds;
+   p95 from wrk's own latency histogram.
+4. Bytes stored per resource, indexes included, at the end.
+Targets (issue 5): bulk 5,000/s, transactions 2,000/s, read at least 40 % of hello-world,
+search p95 reported, storage under 2 KB per resource.
 """
 
 from __future__ import annotations
@@ -81,7 +86,9 @@ async def _care(base: str, curps: list[str]) -> None:
         await asyncio.gather(*(worker() for _ in range(8)))
 
 
-def run(persons: int, per_person: int, seconds: int, rounds: int) -> dict[str, object]:
+def run(
+    persons: int, per_person: int, seconds: int, rounds: int, tx_persons: int = 1000
+) -> dict[str, object]:
     people = synthetic_file(persons)
     path, total = records_file(people, per_person)
     with people.open("rb") as fh:
@@ -94,6 +101,11 @@ def run(persons: int, per_person: int, seconds: int, rounds: int) -> dict[str, o
         print(f"loaded {total:,} resources in {took:.0f} s ({total / took:,.0f}/s), "
               f"{size / total:,.0f} B each")  # fmt: skip
         with server(url) as base:
+            # Transactions into the loaded store, for persons outside the read sample.
+            chosen = set(sample)
+            others = [c for n, c in enumerate(curps) if n not in chosen][:tx_persons]
+            ingest, _ = asyncio.run(fhir_http._ingest(base, others, per_person))
+            print(f"transactions: {len(others) * per_person:,} resources at {ingest:,.0f}/s")
             asyncio.run(_care(base, [curps[n] for n in sample]))
             # r-{n}-1 is the first Observation of person n (bench.fhir_bulk._records).
             reads = _script("fhir_read_1m", [f"/fhir/Observation/r-{n}-1" for n in sample])
@@ -114,9 +126,11 @@ def run(persons: int, per_person: int, seconds: int, rounds: int) -> dict[str, o
                 print(f"round {i + 1}: hello {h.rps:,.0f}/s | read {r.rps:,.0f}/s "
                       f"p95 {r.p95_ms:.1f} ms | search {s.rps:,.0f}/s p95 {s.p95_ms:.1f} ms "
                       f"| non-2xx {r.errors + s.errors}")  # fmt: skip
+        count, stored = asyncio.run(fhir_http._size(url))
     med = statistics.median
     result: dict[str, object] = {
-        "machine": machine(), "resources": total,
+        "machine": machine(), "resources": count, "bulk_per_s": total / took,
+        "transaction_per_s": ingest, "bytes_per_resource": stored / count,
         "hello_rps": med(h.rps for h in hello), "read_rps": med(r.rps for r in read),
         "read_p95_ms": med(r.p95_ms for r in read), "read_p99_ms": med(r.p99_ms for r in read),
         "search_rps": med(s.rps for s in search), "search_p50_ms": med(s.p50_ms for s in search),
@@ -134,8 +148,9 @@ def main() -> None:
     parser.add_argument("--per-person", type=int, default=10)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tx-persons", type=int, default=1000, help="visits posted as Bundles")
     args = parser.parse_args()
-    run(args.persons, args.per_person, args.seconds, args.rounds)
+    run(args.persons, args.per_person, args.seconds, args.rounds, args.tx_persons)
 
 
 if __name__ == "__main__":
