@@ -93,7 +93,7 @@ def run(
     path, total = records_file(people, per_person)
     with people.open("rb") as fh:
         curps = [orjson.loads(line)["curp"] for line in fh]
-    sample = random.Random(11).sample(range(len(curps)), min(SAMPLE, len(curps)))
+    sample = random.Random(11).sample(range(len(curps)), min(SAMPLE, len(curps) // 2))
     with fresh_postgresql() as url:
         asyncio.run(_persons(url, people))
         took, report, size = asyncio.run(_import(url, path, 5000, 2))

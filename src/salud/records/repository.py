@@ -285,10 +285,8 @@ def _ordering(key: SortKey) -> ColumnElement[Any]:
     """A resource with several values sorts by its lowest ascending and its highest
     descending (for a date, a period's start and end); one with none sorts last."""
     column: Any
-    if key.kind == "_lastUpdated":
-        column = FhirResource.last_updated
-    elif key.kind == "_id":
-        column = FhirResource.fhir_id
+    if key.kind in ("_lastUpdated", "_id"):  # never null: a plain order an index can serve
+        column = FhirResource.last_updated if key.kind == "_lastUpdated" else FhirResource.fhir_id
     else:
         table, low, high = _SORT_VALUES[key.kind]
         column = (
@@ -297,7 +295,7 @@ def _ordering(key: SortKey) -> ColumnElement[Any]:
             .scalar_subquery()
         )
     ordered: ColumnElement[Any] = column.desc() if key.descending else column.asc()
-    return ordered.nulls_last()
+    return ordered if key.kind in ("_lastUpdated", "_id") else ordered.nulls_last()
 
 
 async def restrictions(session: AsyncSession, curp: str) -> list[str]:
