@@ -238,3 +238,58 @@ async def test_break_the_glass_ends_after_its_hours(
 
     assert await ends_in(timedelta(minutes=1)) == 200
     assert await ends_in(timedelta(seconds=-1)) == 403
+
+
+async def test_a_fhir_read_by_id_finds_each_basis_as_the_registry_read_does(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """The hot FHIR read looks up the row and the clinician's basis in one statement: no
+    basis is a 403, and care, consent and emergency each open it, recorded with their
+    purpose (and the emergency's reason) in the person's access log."""
+    curp = await _registered(client)
+    writer = token_for(Role.CLINICIAN, username="dra.imss", institution=2, clues="HGIMS000010")
+    await anonymous.post(
+        f"/api/v1/persons/{curp}/care-relationships", headers=writer, json={"kind": "encounter"}
+    )
+    pulse = {"resourceType": "Observation", "status": "final", "code": {"text": "FC"},
+             "subject": {"reference": f"Patient/{curp}"}}  # fmt: skip
+    made = await anonymous.post("/fhir/Observation", headers=writer, json=pulse)
+    assert made.status_code == 201, made.text
+    url = f"/fhir/Observation/{made.json()['id']}"
+    me = token_for(Role.CITIZEN, curp=curp)
+
+    async def purposes(actor: str) -> list[tuple[str | None, str | None]]:
+        log = (await anonymous.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()
+        return [
+            (e["purpose"], e["reason"])
+            for e in log["items"]
+            if e["actor"] == actor and e["action"] == "records:Observation:read"
+            and e["outcome"] == "success"
+        ]  # fmt: skip
+
+    # Consent for ISSSTE: its clinician reads; another institution's does not.
+    by_consent = token_for(Role.CLINICIAN, username="dr.consent", institution=3, clues=ISSSTE_UNIT)
+    assert (await anonymous.get(url, headers=by_consent)).status_code == 403
+    granted = await anonymous.post(
+        f"/api/v1/persons/{curp}/consents", headers=me, json={"institution_code": 3}
+    )
+    assert granted.status_code == 201, granted.text
+    assert (await anonymous.get(url, headers=by_consent)).status_code == 200
+    assert await purposes("dr.consent") == [("consent", None)]
+
+    # Emergency, for one clinician of another institution, with its reason.
+    urgent = token_for(Role.CLINICIAN, username="dr.urg", institution=4, clues="DFPMX000001")
+    assert (await anonymous.get(url, headers=urgent)).status_code == 403
+    reason = "paciente inconsciente traído por ambulancia, sin acompañante"
+    opened = await anonymous.post(
+        f"/api/v1/persons/{curp}/emergency-access", headers=urgent, json={"reason": reason}
+    )
+    assert opened.status_code == 201, opened.text
+    assert (await anonymous.get(url, headers=urgent)).status_code == 200
+    assert await purposes("dr.urg") == [("emergency", reason)]
+
+    # Care comes first when there are several: the writer has care and reads under it.
+    assert (await anonymous.get(url, headers=writer)).status_code == 200
+    assert await purposes("dra.imss") == [("care", None)]
+    missing = await anonymous.get("/fhir/Observation/no-existe", headers=writer)
+    assert missing.status_code == 404

@@ -5,7 +5,9 @@ auditor and shown to the person in "who looked at my data")."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,39 +32,52 @@ from salud.storage.fastread import FastQuery, FastReader
 
 EMERGENCY_HOURS = 4
 
+Basis = tuple[str, str | None]  # ("care" | "consent" | "emergency", the emergency's reason)
+
+# The three bases of the person whose CURP is the SQL expression `{person}`, as columns of one
+# row; parameters :clues, :inst, :actor and :now (UTC). A statement that reads something of a
+# person can carry them, and answer what and whether in one round trip (records' hot read).
+BASIS_COLUMNS = (
+    "EXISTS (SELECT 1 FROM care_relationships c WHERE c.person_curp = {person} "
+    "AND c.clues = :clues AND c.valid_from <= :now AND c.valid_until > :now) AS basis_care, "
+    "EXISTS (SELECT 1 FROM consents k WHERE k.person_curp = {person} "
+    "AND k.institution_code = :inst AND (k.clues IS NULL OR k.clues = :clues) "
+    "AND k.revoked_at IS NULL AND (k.valid_until IS NULL OR k.valid_until > :now)) "
+    "AS basis_consent, "
+    "(SELECT e.reason FROM emergency_accesses e WHERE e.person_curp = {person} "
+    "AND e.actor = :actor AND e.expires_at > :now ORDER BY e.expires_at DESC LIMIT 1) "
+    "AS basis_emergency"
+)
+BASIS_PARAMS = ("clues", "inst", "actor", "now")
+
 _BASIS = FastQuery(
-    text(
-        "SELECT 'care' AS basis, NULL AS reason FROM care_relationships "
-        "WHERE person_curp = :curp AND clues = :clues AND valid_from <= :now "
-        "AND valid_until > :now "
-        "UNION ALL SELECT 'consent', NULL FROM consents "
-        "WHERE person_curp = :curp AND institution_code = :inst "
-        "AND (clues IS NULL OR clues = :clues) AND revoked_at IS NULL "
-        "AND (valid_until IS NULL OR valid_until > :now) "
-        "UNION ALL SELECT 'emergency', reason FROM emergency_accesses "
-        "WHERE person_curp = :curp AND actor = :actor AND expires_at > :now"
-    ).bindparams(bindparam("now", type_=UTCDateTime)),
-    ["curp", "clues", "now", "inst", "actor"],
+    text("SELECT " + BASIS_COLUMNS.format(person=":curp")).bindparams(
+        bindparam("now", type_=UTCDateTime)
+    ),
+    ["curp", *BASIS_PARAMS],
 )
 
 
-async def clinical_basis(
-    reader: FastReader, principal: Principal, curp: str
-) -> tuple[str, str | None] | None:
-    """("care" | "consent" | "emergency", reason) or None when there is no basis."""
-    rows = await reader.fetch(
-        _BASIS,
-        curp=curp,
-        clues=principal.clues,
-        now=utcnow(),
-        inst=principal.institution_code,
-        actor=principal.username,
-    )
-    found = {row["basis"]: row["reason"] for row in rows}
-    for basis in ("care", "consent", "emergency"):
-        if basis in found:
-            return basis, found[basis]
+def basis_params(principal: Principal) -> dict[str, Any]:
+    return {"clues": principal.clues, "inst": principal.institution_code,
+            "actor": principal.username, "now": utcnow()}  # fmt: skip
+
+
+def basis_from(row: Mapping[str, Any]) -> Basis | None:
+    """The basis BASIS_COLUMNS found (care first, then consent, then emergency), or None."""
+    if row["basis_care"]:
+        return "care", None
+    if row["basis_consent"]:
+        return "consent", None
+    if row["basis_emergency"] is not None:
+        return "emergency", row["basis_emergency"]
     return None
+
+
+async def clinical_basis(reader: FastReader, principal: Principal, curp: str) -> Basis | None:
+    """("care" | "consent" | "emergency", reason) or None when there is no basis."""
+    rows = await reader.fetch(_BASIS, curp=curp, **basis_params(principal))
+    return basis_from(rows[0])
 
 
 def _must_be_registered(registered: bool) -> None:

@@ -98,12 +98,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(FhirError, _render)
 
 
-def _stored_headers(request: Request, kind: str, stored: service.Stored) -> dict[str, str]:
-    return {
+def _stored_headers(
+    request: Request, kind: str, stored: service.Stored, *, written: bool = True
+) -> dict[str, str]:
+    """ETag and Last-Modified; and, for a create or an update, where the version now is."""
+    headers = {
         "ETag": f'W/"{stored.version_id}"',
         "Last-Modified": stored.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        "Location": f"{base_url(request)}/{kind}/{stored.fhir_id}/_history/{stored.version_id}",
     }
+    if written:
+        version = f"{base_url(request)}/{kind}/{stored.fhir_id}/_history/{stored.version_id}"
+        headers["Location"] = version
+    return headers
 
 
 @router.get("/metadata")
@@ -310,7 +316,7 @@ async def _read_response(
     async def run() -> Response:
         _only(request)
         stored = await service.read(session, reader, caller_of(request), kind, fhir_id)
-        return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
+        return _fhir(stored.content, 200, _stored_headers(request, kind, stored, written=False))
 
     return await guard(run)
 
@@ -379,7 +385,7 @@ async def vread(
         stored = await service.read(
             session, reader, caller_of(request), kind, fhir_id, int(version_id)
         )
-        return _fhir(stored.content, 200, _stored_headers(request, kind, stored))
+        return _fhir(stored.content, 200, _stored_headers(request, kind, stored, written=False))
 
     return await guard(run)
 

@@ -8,9 +8,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
+    String,
     and_,
     bindparam,
+    column,
     delete,
     exists,
     func,
@@ -23,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access import care
+from salud.access.principal import Principal
 from salud.records.indexing import Index, SortKey
 from salud.records.models import (
     FhirDate,
@@ -34,7 +39,7 @@ from salud.records.models import (
 )
 from salud.records.outcome import FhirError
 from salud.storage import locks, walk
-from salud.storage.base import Base
+from salud.storage.base import Base, UTCDateTime
 from salud.storage.fastread import FastQuery, FastReader
 
 _TABLES = Base.metadata.tables  # Core inserts: no ORM bookkeeping for rows never loaded
@@ -84,6 +89,30 @@ _CURRENT = FastQuery(
     ),
     ["kind", "fhir_id"],
 )
+# The same row and, in the same round trip, a clinician's basis for its person (the hot read).
+# Constants only (every value is a bound parameter), hence the noqa.
+_WITH_BASIS = (  # noqa: S608
+    "SELECT r.version_id, r.last_updated, r.deleted, r.person_curp, r.institution_code, "
+    "r.sensitivity, r.content, {basis} FROM fhir_resources r "
+    "WHERE r.resource_type = :kind AND r.fhir_id = :fhir_id"
+).format(basis=care.BASIS_COLUMNS.format(person="r.person_curp"))
+_CURRENT_WITH_BASIS = FastQuery(
+    text(_WITH_BASIS)
+    .bindparams(bindparam("now", type_=UTCDateTime))
+    .columns(
+        FhirResource.version_id,
+        FhirResource.last_updated,
+        FhirResource.deleted,
+        FhirResource.person_curp,
+        FhirResource.institution_code,
+        FhirResource.sensitivity,
+        FhirResource.content,
+        column("basis_care", Boolean),
+        column("basis_consent", Boolean),
+        column("basis_emergency", String),
+    ),
+    ["kind", "fhir_id", *care.BASIS_PARAMS],
+)
 _RESTRICTIONS = FastQuery(
     text("SELECT category FROM record_restrictions WHERE person_curp = :curp"),
     ["curp"],
@@ -94,6 +123,23 @@ async def current_fast(reader: FastReader, kind: str, fhir_id: str) -> dict[str,
     """The current version's columns, through the FastReader (the hot read)."""
     rows = await reader.fetch(_CURRENT, kind=kind, fhir_id=fhir_id)
     return dict(rows[0]) if rows else None
+
+
+async def current_with_basis(
+    reader: FastReader, kind: str, fhir_id: str, principal: Principal
+) -> tuple[dict[str, Any] | None, care.Basis | None]:
+    """The current version's columns and the principal's basis for its person (None when the
+    resource belongs to nobody, or the principal has no basis): one statement."""
+    rows = await reader.fetch(
+        _CURRENT_WITH_BASIS, kind=kind, fhir_id=fhir_id, **care.basis_params(principal)
+    )
+    if not rows:
+        return None, None
+    row = dict(rows[0])
+    basis = care.basis_from(row) if row["person_curp"] is not None else None
+    for name in ("basis_care", "basis_consent", "basis_emergency"):
+        del row[name]
+    return row, basis
 
 
 async def restrictions_fast(reader: FastReader, curp: str) -> list[str]:

@@ -327,7 +327,16 @@ async def read(
     if kind not in STORED_TYPES:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     row: _Row | FhirResource | FhirResourceVersion | None
-    if version_id is None:  # the hot path: raw statements through the FastReader, no ORM
+    if version_id is None and care.needs_basis(caller.principal):
+        # The hot path of a clinician: the row and the basis for its person in one statement
+        # (the basis is what `may` would look up next), through the FastReader, no ORM.
+        found, basis = await repository.current_with_basis(reader, kind, fhir_id, caller.principal)
+        row = _Row(**found) if found is not None else None
+        if row is not None and row.person_curp is not None:
+            bases = caller.bases if caller.bases is not None else {}
+            bases.setdefault(row.person_curp, basis)
+            caller = replace(caller, bases=bases)
+    elif version_id is None:  # the hot path: raw statements through the FastReader, no ORM
         found = await repository.current_fast(reader, kind, fhir_id)
         row = _Row(**found) if found is not None else None
     else:
