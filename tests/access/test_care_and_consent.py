@@ -288,7 +288,12 @@ async def test_a_fhir_read_by_id_finds_each_basis_as_the_registry_read_does(
     assert (await anonymous.get(url, headers=urgent)).status_code == 200
     assert await purposes("dr.urg") == [("emergency", reason)]
 
-    # Care comes first when there are several: the writer has care and reads under it.
+    # Care comes first when there are several: the writer's institution gets consent too,
+    # and the writer still reads under care.
+    also = await anonymous.post(
+        f"/api/v1/persons/{curp}/consents", headers=me, json={"institution_code": 2}
+    )
+    assert also.status_code == 201, also.text
     assert (await anonymous.get(url, headers=writer)).status_code == 200
     assert await purposes("dra.imss") == [("care", None)]
     missing = await anonymous.get("/fhir/Observation/no-existe", headers=writer)

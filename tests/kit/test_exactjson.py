@@ -3,6 +3,7 @@ path `loads` takes, and malformed JSON is refused as orjson refuses it."""
 
 from __future__ import annotations
 
+import pickle
 from decimal import Decimal
 
 import orjson
@@ -39,6 +40,8 @@ def test_every_number_comes_back_as_it_was_written(numbers: list[str], words: li
     text = document(numbers, words)
     back = exactjson.dumps(exactjson.loads(text)).decode()
     assert orjson.loads(back) == orjson.loads(text)
+    # As the bulk import's worker processes send documents back: pickled and unpickled.
+    assert exactjson.dumps(pickle.loads(pickle.dumps(exactjson.loads(text)))).decode() == back
     for n in numbers:  # each number's own text is in the answer, where it stood
         assert f":{n}," in back or f":{n}}}" in back
 
@@ -68,3 +71,16 @@ def test_a_document_without_fractions_is_orjsons_and_one_with_them_keeps_the_tex
     assert isinstance(exact, exactjson.Written)
     assert exact == Decimal("1.5")
     assert exact.text == "1.50"
+
+
+def test_nesting_beyond_the_standard_library_is_refused_as_malformed() -> None:
+    """orjson reads 1,010 levels; the exact path's parser cannot: a 400, never a crash."""
+    deep = b'{"value": 1.5, "note": ' + b"[" * 1010 + b"]" * 1010 + b"}"
+    orjson.loads(deep)
+    with pytest.raises(exactjson.JSONDecodeError):
+        exactjson.loads(deep)
+
+
+def test_a_number_that_is_not_finite_is_never_written() -> None:
+    with pytest.raises(TypeError):
+        exactjson.dumps({"value": Decimal("NaN")})

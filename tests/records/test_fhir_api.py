@@ -238,6 +238,19 @@ async def test_sort_by_search_parameters(client: httpx.AsyncClient, token_for: T
                   in e["resource"]]  # fmt: skip
         url = next((link["url"] for link in page["link"] if link["relation"] == "next"), "")
     assert paged == [d for _, d in by_date]
+    # Ties (two E11.9) page stably: every entry once, in order, one per page.
+    one_by_one, url = [], f"/fhir/Condition?patient={curp}&_sort=code&_count=1"
+    while url:
+        page = (await client.get(url.replace("http://test", ""), headers=doctor)).json()
+        one_by_one += [(e["resource"]["id"], e["resource"]["code"]["coding"][0]["code"])
+                       for e in page["entry"]]  # fmt: skip
+        url = next((link["url"] for link in page["link"] if link["relation"] == "next"), "")
+    assert len({i for i, _ in one_by_one}) == len(one_by_one) == 6
+    assert [c for _, c in one_by_one] == ["A09.0", "E11.9", "E11.9", "I10", "J45.9", "K29.7"]
+    twice = await client.get(
+        f"/fhir/Condition?patient={curp}&_sort=code&_sort=-code", headers=doctor
+    )
+    assert twice.status_code == 400
     ids = [e["resource"]["id"] for e in (
         await client.get(f"/fhir/Condition?patient={curp}&_sort=-_id", headers=doctor)
     ).json()["entry"]]  # fmt: skip
@@ -433,12 +446,12 @@ async def test_fhirpy_drives_the_live_server(
     after = await fhir.resources("Observation").search(patient=curp).fetch_all()
     assert len(after) == 3
     # The client's sort: the one dated Observation first both ways (those with no date sort
-    # last), and the oldest write last newest first.
+    # last), and first by _lastUpdated ascending (it was written before the other two).
     dated = fhir.resources("Observation").search(patient=curp)
     assert (await dated.sort("date").fetch())[0].id == observation.id
     assert (await dated.sort("-date", "_id").fetch())[0].id == observation.id
-    newest_first = [o.id for o in await dated.sort("-_lastUpdated").fetch()]
-    assert newest_first[-1] == observation.id
+    oldest_first = [o.id for o in await dated.sort("_lastUpdated").fetch()]
+    assert oldest_first[0] == observation.id  # the default order is the other way round
 
 
 async def test_a_machine_client_reads_only_the_types_its_scopes_name(

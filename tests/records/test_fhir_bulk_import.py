@@ -353,3 +353,36 @@ async def test_an_update_committed_while_a_chunk_classifies_is_not_overwritten(
     assert (
         await client.put("/fhir/Observation/fc-1", json=last, headers=doctor)
     ).status_code == 200
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+async def test_numbers_are_stored_as_written_with_or_without_worker_processes(
+    client: httpx.AsyncClient, token_for: TokenFor, workers: int
+) -> None:
+    """The lines checked in worker processes come back pickled: each number keeps its text
+    (2e3 is not 2E+3), and importing the same file again leaves every line alone."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    numbers = ["2e3", "0.0000001", "1.50", "-0.0", "12345678901234567.50"]
+
+    def line(n: int, value: str) -> bytes:
+        return (
+            f'{{"resourceType": "Observation", "id": "num-{workers}-{n}", "status": "final", '
+            f'"code": {{"text": "FC"}}, "subject": {{"reference": "Patient/{curp}"}}, '
+            f'"valueQuantity": {{"value": {value}}}}}'
+        ).encode()
+
+    lines = [(n, line(n, value)) for n, value in enumerate(numbers, 1)]
+    first = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="numeros.ndjson", workers=workers
+    )
+    assert (first.created, first.rejected) == (len(numbers), 0)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    for n, value in enumerate(numbers, 1):
+        read = await client.get(f"/fhir/Observation/num-{workers}-{n}", headers=doctor)
+        assert f'"valueQuantity":{{"value":{value}}}' in read.text, (value, read.text)
+    again = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="numeros.ndjson", workers=workers
+    )
+    assert (again.created, again.updated, again.unchanged) == (0, 0, len(numbers))

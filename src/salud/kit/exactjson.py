@@ -52,6 +52,11 @@ class Written(Decimal):
         number.text = text
         return number
 
+    def __reduce__(self) -> tuple[type[Written], tuple[str]]:
+        # Pickled by its text (the bulk import's worker processes send documents back): the
+        # Decimal's own reduction would rebuild it from str(), 2e3 coming back as 2E+3.
+        return Written, (self.text,)
+
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # orjson refused it already; never reached
@@ -69,13 +74,19 @@ def loads(data: bytes | str) -> Any:
     doc = orjson.loads(raw)  # the validation and, most often, the answer
     if not _has_float(doc) and _MINUS_ZERO.search(raw) is None:
         return doc
-    return json.loads(raw, parse_float=Written, parse_int=_integer, parse_constant=_no_constant)
+    try:
+        return json.loads(raw, parse_float=Written, parse_int=_integer, parse_constant=_no_constant)
+    except (RecursionError, ValueError, ArithmeticError) as exc:
+        # orjson nests up to 1024 levels, the standard library ~1000: a document between the
+        # two is refused as malformed here too, never an uncaught error.
+        text = raw.decode(errors="replace")
+        raise JSONDecodeError(f"no se pudo leer ({type(exc).__name__})", text, 0) from None
 
 
 def _exact(value: Any) -> Any:
     if isinstance(value, Written):
         return orjson.Fragment(value.text)
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal) and value.is_finite():
         return orjson.Fragment(str(value))
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 

@@ -118,8 +118,6 @@ PATIENT_PATH: dict[str, str] = {
 }
 
 
-# The choice types a date parameter indexes (R4 search parameters such as onset-date are
-# `onset.as(dateTime) | onset.as(Period)`: an onsetString or onsetAge is not a date).
 @dataclass(frozen=True, slots=True)
 class SortKey:
     """One key of `_sort` (R4 §3.1.1.5.4): a search parameter of the type, `_id` or
@@ -155,6 +153,8 @@ def sort_keys(raw: str, params: dict[str, Param]) -> tuple[SortKey, ...]:
     return tuple(keys)
 
 
+# The choice types a date parameter indexes (R4 search parameters such as onset-date are
+# `onset.as(dateTime) | onset.as(Period)`: an onsetString or onsetAge is not a date).
 _DATE_CHOICES = ("DateTime", "Period", "Instant", "Date")
 
 

@@ -163,6 +163,10 @@ async def search(
             f"parámetros de búsqueda no admitidos para {kind}: {', '.join(unknown)} "
             f"(admitidos: {', '.join(sorted(set(known) | _GLOBAL))})",
         )  # fmt: skip
+    if sum(name == "_sort" for name, _ in query) > 1:
+        raise FhirError.one(
+            400, "invalid", "_sort va una sola vez (varias claves, separadas por comas)", "_sort"
+        )
     where: list[ColumnElement[bool]] = []
     count, offset, order, curp = DEFAULT_COUNT, 0, DEFAULT_SORT, None
     for name, raw in query:
