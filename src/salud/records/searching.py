@@ -16,6 +16,7 @@ from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
 from salud.access.scopes import allows
 from salud.identity import repository as persons
+from salud.kit import exactjson
 from salud.records import mirror, mirrored, patient_search, repository
 from salud.records.indexing import DEFAULT_SORT, PARAMS, PATIENT_PATH, interval, sort_keys
 from salud.records.mirror_query import MAX_OFFSET, paging_links
@@ -132,8 +133,13 @@ async def _the_one(
             412, "multiple-matches", f"la condición encontró {found['total']} recursos", where
         )
     if found["total"] == 1:
-        resource: dict[str, Any] = found["entry"][0]["resource"]
-        return resource
+        # The entry carries the stored text as it is (service.stored_json); the resource
+        # itself, which the search just permitted and recorded, is read again by its id.
+        fhir_id = found["entry"][0]["fullUrl"].rsplit("/", 1)[1]
+        row = await repository.current(session, kind, fhir_id)
+        if row is not None and not row.deleted:  # (deleted in between: as if never found)
+            resource: dict[str, Any] = exactjson.loads(row.content)
+            return resource
     return None
 
 

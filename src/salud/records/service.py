@@ -417,8 +417,14 @@ async def _read_patient(
     )
 
 
+def stored_json(content: str) -> orjson.Fragment:
+    """A stored resource inside a Bundle, as stored: its text goes out as it is, neither
+    parsed nor written again (exact numbers and all), by orjson or `exactjson.dumps`."""
+    return orjson.Fragment(content)
+
+
 def bundle_entry(base: str, kind: str, fhir_id: str, content: str) -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": exactjson.loads(content)}
+    return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": stored_json(content)}
 
 
 async def history(
@@ -456,7 +462,7 @@ async def history(
             continue
         entry: dict[str, Any] = {"fullUrl": f"{base}/{kind}/{rid}"}
         if not deleted:
-            entry["resource"] = exactjson.loads(content)
+            entry["resource"] = stored_json(content)
         entry["request"] = {
             "method": "DELETE" if deleted else ("POST" if version_id == 1 else "PUT"),
             "url": f"{kind}/{rid}" if version_id == 1 else f"{kind}/{rid}/_history/{version_id}",
@@ -618,7 +624,7 @@ async def everything(
         entries.append({"fullUrl": f"{base}/Patient/{curp}", "resource": to_patient(person)})
         entries += [{"fullUrl": f"{base}/Coverage/{c['id']}", "resource": c} for c in covered]
     entries += [
-        {"fullUrl": f"{base}/{kind}/{rid}", "resource": exactjson.loads(content)}
+        {"fullUrl": f"{base}/{kind}/{rid}", "resource": stored_json(content)}
         for kind, rid, content in rows
     ]
     page = f"{base}/Patient/{curp}/$everything?_count={count}"
