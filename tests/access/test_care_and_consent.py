@@ -298,3 +298,39 @@ async def test_a_fhir_read_by_id_finds_each_basis_as_the_registry_read_does(
     assert await purposes("dra.imss") == [("care", None)]
     missing = await anonymous.get("/fhir/Observation/no-existe", headers=writer)
     assert missing.status_code == 404
+
+
+async def test_the_bases_of_several_persons_at_once_are_each_ones_basis(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A clinician's Patient search asks the bases of all its matches in one statement
+    (care.clinical_bases): the answer is, person by person, what clinical_basis says."""
+    from salud.access import care
+    from salud.access.principal import Principal
+
+    cared, consented, urgent, nothing = [await _registered(client) for _ in range(4)]
+    doctor = token_for(Role.CLINICIAN, username="dr.varios", institution=3, clues=ISSSTE_UNIT)
+    reception = token_for(Role.VERIFIER, institution=3, clues=ISSSTE_UNIT)
+    made = [
+        await anonymous.post(
+            f"/api/v1/persons/{cared}/care-relationships", headers=reception, json={"hours": 2}
+        ),
+        await anonymous.post(
+            f"/api/v1/persons/{consented}/consents",
+            headers=token_for(Role.CITIZEN, curp=consented), json={"institution_code": 3},
+        ),
+        await anonymous.post(
+            f"/api/v1/persons/{urgent}/emergency-access", headers=doctor,
+            json={"reason": "paciente inconsciente traído por ambulancia, sin acompañante"},
+        ),
+    ]  # fmt: skip
+    assert [m.status_code for m in made] == [201, 201, 201]
+    reader = client._transport.app.state.reader  # type: ignore[attr-defined]
+    who = Principal("account:9", "dr.varios", Role.CLINICIAN, 3, ISSSTE_UNIT)
+    curps = [nothing, urgent, cared, consented]
+    one_by_one = {c: await care.clinical_basis(reader, who, c) for c in curps}
+    assert await care.clinical_bases(reader, who, curps) == one_by_one
+    assert [one_by_one[c][0] if one_by_one[c] else None for c in curps] == [
+        None, "emergency", "care", "consent"
+    ]  # fmt: skip
+    assert await care.clinical_bases(reader, who, []) == {}

@@ -5,7 +5,8 @@ auditor and shown to the person in "who looked at my data")."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -78,6 +79,29 @@ async def clinical_basis(reader: FastReader, principal: Principal, curp: str) ->
     """("care" | "consent" | "emergency", reason) or None when there is no basis."""
     rows = await reader.fetch(_BASIS, curp=curp, **basis_params(principal))
     return basis_from(rows[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _bases_query(count: int) -> FastQuery:
+    """The bases of `count` persons (:p0, :p1…) in one statement, one row each."""
+    one = "SELECT CAST(:p{n} AS VARCHAR(18)) AS curp, " + BASIS_COLUMNS
+    sql = " UNION ALL ".join(one.format(n=n, person=f":p{n}") for n in range(count))
+    statement = text(sql).bindparams(bindparam("now", type_=UTCDateTime))
+    return FastQuery(statement, [f"p{n}" for n in range(count)] + list(BASIS_PARAMS))
+
+
+async def clinical_bases(
+    reader: FastReader, principal: Principal, curps: Sequence[str]
+) -> dict[str, Basis | None]:
+    """clinical_basis for several persons, in one round trip per 50 of them."""
+    found: dict[str, Basis | None] = {}
+    for start in range(0, len(curps), 50):
+        chunk = curps[start : start + 50]
+        values = {f"p{n}": curp for n, curp in enumerate(chunk)}
+        query = _bases_query(len(chunk))
+        for row in await reader.fetch(query, **values, **basis_params(principal)):
+            found[row["curp"]] = basis_from(row)
+    return found
 
 
 def _must_be_registered(registered: bool) -> None:

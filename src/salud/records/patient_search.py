@@ -256,7 +256,8 @@ async def search(
     )
     visible = matched
     if care.needs_basis(p):
-        visible = [d for d in matched if await care.clinical_basis(reader, p, d["id"]) is not None]
+        bases = await care.clinical_bases(reader, p, [str(d["id"]) for d in matched])
+        visible = [d for d in matched if bases.get(str(d["id"])) is not None]
     page = visible[asked.offset : asked.offset + asked.count]
     await caller.record(
         ACTION, "Patient", detail={"total": len(visible), "withheld": len(matched) - len(visible)}
