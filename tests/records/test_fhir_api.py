@@ -186,6 +186,10 @@ async def test_search_with_paging_and_filters(
     assert {e["resource"]["id"] for e in second["entry"]}.isdisjoint(
         {e["resource"]["id"] for e in page["entry"]}
     )
+    # The total comes with the page; a page past the end still says how many there are.
+    past = await client.get(f"/fhir/Condition?patient={curp}&_count=2&_offset=10", headers=doctor)
+    assert past.json()["total"] == 5
+    assert not past.json().get("entry")
     everyone = await client.get("/fhir/Condition?code=E11.9", headers=doctor)
     assert everyone.status_code == 400  # the record is searched one person at a time
 

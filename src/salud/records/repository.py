@@ -305,18 +305,24 @@ async def search(
     offset: int,
 ) -> tuple[int, list[tuple[str, str]]]:
     """(total, [(id, content)]) of live resources of a type matching every condition, in
-    the order of the sort keys (then by insertion, so that paging is stable)."""
+    the order of the sort keys (then by insertion, so that paging is stable). The total
+    comes with the page (a window count), in one statement."""
     base = [FhirResource.resource_type == kind, FhirResource.deleted.is_(False), *where]
-    total = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
     stmt = (
-        select(FhirResource.fhir_id, FhirResource.content)
+        select(FhirResource.fhir_id, FhirResource.content, func.count().over())
         .where(*base)
         .order_by(*(_ordering(key) for key in order), FhirResource.id)
         .limit(limit)
         .offset(offset)
     )
-    rows = [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
-    return int(total or 0), rows
+    found = (await session.execute(stmt)).all()
+    if found:
+        return int(found[0][2]), [(r[0], r[1]) for r in found]
+    if offset == 0:
+        return 0, []
+    # A page past the end carries no count: ask for it alone.
+    total = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
+    return int(total or 0), []
 
 
 _SORT_VALUES: dict[str, tuple[Any, Any, Any]] = {

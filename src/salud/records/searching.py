@@ -231,7 +231,7 @@ async def search(
     who = await may(reader, caller, Permission.RECORD_READ, action, kind, curp, None)
     if curp is not None:
         where.append(FhirResource.person_curp == curp)
-        where.extend(await restriction_filters(session, who, curp))
+        where.extend(await restriction_filters(reader, who, curp))
     includes = _include_specs(kind, query)
     if includes and curp is None:  # they stay within one person's record
         raise FhirError.one(
@@ -283,7 +283,7 @@ async def _included(
     for mode, source, _ in specs:
         if mode == "revinclude":
             await _covered(caller, source, curp)
-    restricted = await restriction_filters(session, caller, curp)
+    restricted = await restriction_filters(reader, caller, curp)
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
     for mode, source, param in specs:

@@ -449,7 +449,7 @@ async def history(
         )  # fmt: skip
     action = f"records:{kind}:history"
     who = await may(reader, caller, Permission.RECORD_READ, action, kind, curp, fhir_id)
-    restricted = await _restricted_for(session, who, curp)
+    restricted = await _restricted_for(reader, who, curp)
     if fhir_id is not None and row is not None:
         await _refuse_restricted(who, action, kind, fhir_id, row, restricted)
     rows = await repository.history(session, kind, fhir_id, count, None)
@@ -501,11 +501,11 @@ def hidden_from(caller: Caller, sensitivity: str | None, institution: int | None
     return set(sensitivity.split(",")) & restricted
 
 
-async def _restricted_for(session: AsyncSession, caller: Caller, curp: str | None) -> set[str]:
+async def _restricted_for(reader: FastReader, caller: Caller, curp: str | None) -> set[str]:
     """The categories this caller may not see in this person's record (none for the person)."""
     if curp is None or is_the_person(caller, curp):
         return set()
-    return set(await repository.restrictions(session, curp))
+    return set(await repository.restrictions_fast(reader, curp))
 
 
 async def _keep_restricted(
@@ -539,7 +539,7 @@ async def _refuse_restricted(
 
 
 async def restriction_filters(
-    session: AsyncSession, caller: Caller, curp: str
+    reader: FastReader, caller: Caller, curp: str
 ) -> list[ColumnElement[bool]]:
     """Search conditions that leave out what the person restricted to other institutions
     (`hidden_from` as SQL: for a caller without an institution every entry is another's)."""
@@ -549,7 +549,7 @@ async def restriction_filters(
         other = or_(FhirResource.institution_code.is_(None), FhirResource.institution_code != mine)
     return [
         ~(FhirResource.sensitivity.contains(c) & other)
-        for c in sorted(await _restricted_for(session, caller, curp))
+        for c in sorted(await _restricted_for(reader, caller, curp))
     ]
 
 
@@ -598,7 +598,7 @@ async def open_record(
     if person is None:
         await who.record(action, "Patient", person_curp=curp, outcome="not_found")
         raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
-    hidden = await restriction_filters(session, who, curp)
+    hidden = await restriction_filters(reader, who, curp)
     p = caller.principal
     if p.role is Role.CLIENT:  # a machine client reads only the types its scopes name
         readable = [k for k in sorted(PARAMS) if allows(p.scopes, k, False)]
