@@ -347,3 +347,40 @@ async def test_a_job_finished_before_jobs_recorded_when_expires_from_its_heartbe
     (root / job_id / "job.json").write_bytes(orjson.dumps(state))
     assert (await bulk.get(status_url, headers=reader)).status_code == 404
     assert not (root / job_id).exists()
+
+
+async def test_the_system_export_adds_what_is_in_nobodys_record(
+    bulk: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """GET /fhir/$export (Bulk Data system level): every patient's record as Patient/$export
+    gives it, and the resources in no person's record (a practitioner); for a system with
+    system/*.read only, recorded as one entry with the counts."""
+    curp = await patient(bulk)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(bulk, curp, imss)
+    assert (
+        await bulk.post("/fhir/Condition", json=condition(curp), headers=imss)
+    ).status_code == 201
+    doctor = {"resourceType": "Practitioner", "name": [{"family": "Pérez", "given": ["Ana"]}]}
+    made = await bulk.post("/fhir/Practitioner", json=doctor, headers=imss)
+    assert made.status_code == 201, made.text
+
+    assert (await bulk.get("/fhir/$export", headers={**imss, **ASYNC})).status_code == 403
+    reader = system(bulk, "ministerio", "system/*.read")
+    everything: dict[str, dict[str, list[Any]]] = {}
+    for level in ("$export", "Patient/$export"):
+        kicked = await bulk.get(f"/fhir/{level}", headers={**reader, **ASYNC})
+        assert kicked.status_code == 202, kicked.text
+        manifest = await finished(bulk, kicked.headers["content-location"], reader)
+        assert manifest["request"].endswith(f"/fhir/{level}")
+        everything[level] = await files(bulk, manifest, reader)
+    system_level, patient_level = everything["$export"], everything["Patient/$export"]
+    assert [p["id"] for p in system_level["Practitioner"]] == [made.json()["id"]]
+    assert "Practitioner" not in patient_level
+    for kind in ("Patient", "Condition", "Coverage"):
+        assert system_level[kind] == patient_level[kind], kind
+
+    auditor = token_for(Role.AUDITOR)
+    log = (await bulk.get("/api/v1/audit/events?action=records:export:unowned",
+                          headers=auditor)).json()["items"]  # fmt: skip
+    assert len(log) == 1

@@ -515,6 +515,15 @@ def capability_statement(base: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "operation": [
+                    {
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                        "documentation": "GET $export (Bulk Data, asíncrono): todos los "
+                        "pacientes y lo que no es del expediente de nadie (profesionales, "
+                        "organizaciones…); solo un sistema con scope system/*.read.",
+                    }
+                ],
                 "security": {
                     "service": [{"coding": [{"system": _SECURITY, "code": "SMART-on-FHIR"}]}],
                     "description": "Token Bearer: clientes OAuth2 con scopes SMART "

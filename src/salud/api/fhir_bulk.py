@@ -1,6 +1,7 @@
 """FHIR Bulk Data export over HTTP (records/export.py): the kick-off, the status URL and the
 files, all behind the same bearer token (the manifest says `requiresAccessToken: true`).
 
+    GET /fhir/$export                    every patient, and what is in nobody's record
     GET /fhir/Patient/$export            every patient (a system with system/*.read)
     GET /fhir/Patient/{CURP}/$export     one person's record (who may open that record)
     GET /fhir/bulk/{job}                 202 while running (X-Progress), 200 + manifest
@@ -38,7 +39,7 @@ def _limits(request: Request) -> export.Limits:
 
 
 async def _kick_off(
-    request: Request, session: Session, reader: Reader, curp: str | None
+    request: Request, session: Session, reader: Reader, curp: str | None, system: bool = False
 ) -> Response:
     """FHIR asynchronous request pattern: 202 + Content-Location of the status URL."""
     caller = caller_of(request)
@@ -51,12 +52,17 @@ async def _kick_off(
         raise FhirError.one(400, "invalid", "cada parámetro de $export va una sola vez")
     job, who, person = await export.kick_off(
         session, reader, caller, _root(request), base=base_url(request), request=str(request.url),
-        curp=curp, query=query, limits=_limits(request),
+        curp=curp, query=query, limits=_limits(request), system=system,
     )  # fmt: skip
     # The job reads with sessions of its own: it outlives this request and its session.
     export.start(request.app.state.sessions, _root(request), job, who, person)
     status = f"{base_url(request)}/bulk/{job.id}"
     return Response(status_code=202, headers={"Content-Location": status})
+
+
+@router.get("/$export")
+async def export_system(request: Request, session: Session, reader: Reader) -> Response:
+    return await guard(lambda: _kick_off(request, session, reader, None, system=True))
 
 
 @router.get("/Patient/$export")

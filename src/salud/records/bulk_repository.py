@@ -215,12 +215,18 @@ async def record_rows(
     after: str = "",
     upto: str | None = None,
     only: str | None = None,
+    nobody: bool = False,
 ) -> AsyncIterator[tuple[str, str, str | None, int | None, str, str]]:
     """(type, person, sensitivity, institution, id, content) of the live resources of these
-    types, of the persons in (after, upto] (or `only` one), written in the window; by
-    person, then type."""
+    types, of the persons in (after, upto] (or `only` one; or, `nobody`, those in no
+    person's record, with person ""), written in the window; by person, then type."""
+    owners = (
+        [FhirResource.person_curp.is_(None)]
+        if nobody
+        else _persons(FhirResource.person_curp, after, upto, only)
+    )
     conditions = [
-        *_persons(FhirResource.person_curp, after, upto, only),
+        *owners,
         FhirResource.resource_type.in_(kinds),
         FhirResource.deleted.is_(False),
         FhirResource.last_updated <= until,

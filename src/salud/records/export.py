@@ -74,6 +74,7 @@ class Job:
     since: str | None
     patient: str | None  # one person's export, or None for every patient
     transaction_time: str
+    system: bool = False  # GET /$export: every patient and what is in nobody's record
     status: str = "running"  # running | done | failed
     heartbeat: str = ""
     finished: str | None = None  # when it became done or failed; it expires from there
@@ -244,6 +245,7 @@ class Limits:
 async def kick_off(
     session: AsyncSession, reader: FastReader, caller: Caller, root: Path, *, base: str,
     request: str, curp: str | None, query: dict[str, str], limits: Limits,
+    system: bool = False,
 ) -> tuple[Job, Caller, Person | None]:  # fmt: skip
     """Check the request and the caller, write the job's state; (job, the Caller to audit
     the export with, the person of a one-person export). The task is `run`."""
@@ -277,7 +279,8 @@ async def kick_off(
     now = fhir_instant(utcnow())
     job = Job(
         uuid.uuid4().hex, caller.principal.subject, request, base, types,
-        fhir_instant(since) if since else None, curp, now, heartbeat=now,
+        fhir_instant(since) if since else None, curp, now, system=system and curp is None,
+        heartbeat=now,
     )  # fmt: skip
     _folder(root, job.id).mkdir(parents=True)
     _save(root, job)
@@ -347,6 +350,8 @@ async def run(
                     break
                 after = upto
                 _beat(root, job)
+            if job.system and kinds:
+                await _nobodys(sessions, who, job, files, kinds, since, until)
         job.outputs, job.status = files.close(), "done"
     except asyncio.CancelledError:
         files.close()
@@ -407,6 +412,25 @@ async def _page(
             )  # fmt: skip
         await who.audit.record_many(pending)
         job.persons += len(sent)
+
+
+async def _nobodys(
+    sessions: async_sessionmaker[AsyncSession], who: Caller, job: Job, files: _Files,
+    kinds: Sequence[str], since: datetime | None, until: datetime,
+) -> None:  # fmt: skip
+    """A system export's last part: the resources in no person's record (practitioners,
+    organizations, medications…), recorded as one entry with how many of each type."""
+    sent: dict[str, int] = {}
+    async with sessions() as session:
+        rows = bulk_repository.record_rows(session, kinds, since, until, nobody=True)
+        async for kind, _, _, _, _, content in rows:
+            files.write(kind, content)
+            sent[kind] = sent.get(kind, 0) + 1
+    if sent:
+        await who.record(
+            "records:export:unowned", "export", subject_id=f"export/{job.id}",
+            detail={"export": job.id, "resources": dict(sorted(sent.items()))},
+        )  # fmt: skip
 
 
 def start(
