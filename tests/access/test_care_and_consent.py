@@ -330,6 +330,10 @@ async def test_the_bases_of_several_persons_at_once_are_each_ones_basis(
     curps = [nothing, urgent, cared, consented]
     one_by_one = {c: await care.clinical_basis(reader, who, c) for c in curps}
     assert await care.clinical_bases(reader, who, curps) == one_by_one
+    # More than one statement's worth (50 a statement), the bases in the second one too.
+    others = [f"XEXX{n:06d}HDFXXX0" for n in range(60)]
+    many = [*others[:30], nothing, urgent, *others[30:], cared, consented]
+    assert await care.clinical_bases(reader, who, many) == {**dict.fromkeys(others), **one_by_one}
     assert [one_by_one[c][0] if one_by_one[c] else None for c in curps] == [
         None, "emergency", "care", "consent"
     ]  # fmt: skip

@@ -183,6 +183,7 @@ async def test_search_with_paging_and_filters(
     nxt = next(link["url"] for link in page["link"] if link["relation"] == "next")
     second = (await client.get(nxt.replace("http://test", ""), headers=doctor)).json()
     assert len(second["entry"]) == 2
+    assert second["total"] == 5
     assert {e["resource"]["id"] for e in second["entry"]}.isdisjoint(
         {e["resource"]["id"] for e in page["entry"]}
     )

@@ -364,8 +364,17 @@ async def test_the_system_export_adds_what_is_in_nobodys_record(
     doctor = {"resourceType": "Practitioner", "name": [{"family": "Pérez", "given": ["Ana"]}]}
     made = await bulk.post("/fhir/Practitioner", json=doctor, headers=imss)
     assert made.status_code == 201, made.text
+    # A dispensation naming its patient only by an absolute URL is stored under nobody, yet
+    # it is a person's data: a type of the Patient compartment never goes out as nobody's.
+    dispensed = {"resourceType": "MedicationDispense", "status": "completed",
+                 "medicationCodeableConcept": {"text": "Metformina"},
+                 "subject": {"reference": f"https://otro.org/fhir/Patient/{curp}"}}  # fmt: skip
+    kept = await bulk.post("/fhir/MedicationDispense", json=dispensed, headers=imss)
+    assert kept.status_code == 201, kept.text
 
     assert (await bulk.get("/fhir/$export", headers={**imss, **ASYNC})).status_code == 403
+    narrow = system(bulk, "his.condiciones", "system/Condition.read")
+    assert (await bulk.get("/fhir/$export", headers={**narrow, **ASYNC})).status_code == 403
     reader = system(bulk, "ministerio", "system/*.read")
     everything: dict[str, dict[str, list[Any]]] = {}
     for level in ("$export", "Patient/$export"):
@@ -377,6 +386,7 @@ async def test_the_system_export_adds_what_is_in_nobodys_record(
     system_level, patient_level = everything["$export"], everything["Patient/$export"]
     assert [p["id"] for p in system_level["Practitioner"]] == [made.json()["id"]]
     assert "Practitioner" not in patient_level
+    assert "MedicationDispense" not in system_level
     for kind in ("Patient", "Condition", "Coverage"):
         assert system_level[kind] == patient_level[kind], kind
 
@@ -384,3 +394,16 @@ async def test_the_system_export_adds_what_is_in_nobodys_record(
     log = (await bulk.get("/api/v1/audit/events?action=records:export:unowned",
                           headers=auditor)).json()["items"]  # fmt: skip
     assert len(log) == 1
+
+
+def test_a_job_file_written_by_a_newer_version_still_reads(tmp_path: Path) -> None:
+    """job.json may carry fields this version does not know (a rolling upgrade): they are
+    left aside, never a 500 for every kick-off that sweeps the folder."""
+    moment = "2026-12-02T00:00:00.000Z"
+    job = export.Job("abc", "client:x", "http://test/fhir/$export", "http://test/fhir", [],
+                     None, None, moment, heartbeat=moment)  # fmt: skip
+    export._folder(tmp_path, job.id).mkdir(parents=True)
+    export._save(tmp_path, job)
+    path = export._folder(tmp_path, job.id) / "job.json"
+    path.write_bytes(orjson.dumps({**orjson.loads(path.read_bytes()), "nuevo": 1}))
+    assert export.load_job(tmp_path, "abc", "client:x", DAY).request.endswith("$export")

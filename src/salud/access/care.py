@@ -84,7 +84,7 @@ async def clinical_basis(reader: FastReader, principal: Principal, curp: str) ->
 @functools.lru_cache(maxsize=64)
 def _bases_query(count: int) -> FastQuery:
     """The bases of `count` persons (:p0, :p1…) in one statement, one row each."""
-    one = "SELECT CAST(:p{n} AS VARCHAR(18)) AS curp, " + BASIS_COLUMNS
+    one = "SELECT {n} AS i, " + BASIS_COLUMNS  # the person's place in the list, a constant
     sql = " UNION ALL ".join(one.format(n=n, person=f":p{n}") for n in range(count))
     statement = text(sql).bindparams(bindparam("now", type_=UTCDateTime))
     return FastQuery(statement, [f"p{n}" for n in range(count)] + list(BASIS_PARAMS))
@@ -100,7 +100,7 @@ async def clinical_bases(
         values = {f"p{n}": curp for n, curp in enumerate(chunk)}
         query = _bases_query(len(chunk))
         for row in await reader.fetch(query, **values, **basis_params(principal)):
-            found[row["curp"]] = basis_from(row)
+            found[chunk[int(row["i"])]] = basis_from(row)
     return found
 
 

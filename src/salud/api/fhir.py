@@ -520,8 +520,9 @@ def capability_statement(base: str) -> dict[str, Any]:
                         "name": "export",
                         "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
                         "documentation": "GET $export (Bulk Data, asíncrono): todos los "
-                        "pacientes y lo que no es del expediente de nadie (profesionales, "
-                        "organizaciones…); solo un sistema con scope system/*.read.",
+                        "pacientes y, de los tipos fuera del compartimento Patient, lo que no "
+                        "es del expediente de nadie (profesionales, medicamentos, "
+                        "definiciones…); solo un sistema con scope system/*.read.",
                     }
                 ],
                 "security": {

@@ -21,6 +21,27 @@ from salud.records.outcome import FhirError
 MAX_PATIENT_ID = 18
 _FIRST = ("subject", "patient", "beneficiary")
 
+# The R4 Patient compartment (CompartmentDefinition-patient): the types that may hold a
+# person's data. One of them stored under nobody (a MedicationDispense whose patient is only
+# an identifier or an absolute URL) is still kept from any listing of "nobody's" resources,
+# as is Binary (whose owner is its securityContext).
+PATIENT_COMPARTMENT = frozenset({
+    "Account", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse",
+    "AuditEvent", "Basic", "BodyStructure", "CarePlan", "CareTeam", "ChargeItem", "Claim",
+    "ClaimResponse", "ClinicalImpression", "Communication", "CommunicationRequest",
+    "Composition", "Condition", "Consent", "Coverage", "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse", "DetectedIssue", "DeviceRequest", "DeviceUseStatement",
+    "DiagnosticReport", "DocumentManifest", "DocumentReference", "Encounter",
+    "EnrollmentRequest", "EpisodeOfCare", "ExplanationOfBenefit", "FamilyMemberHistory",
+    "Flag", "Goal", "Group", "ImagingStudy", "Immunization", "ImmunizationEvaluation",
+    "ImmunizationRecommendation", "Invoice", "List", "MeasureReport", "Media",
+    "MedicationAdministration", "MedicationDispense", "MedicationRequest",
+    "MedicationStatement", "MolecularSequence", "NutritionOrder", "Observation", "Patient",
+    "Person", "Procedure", "Provenance", "QuestionnaireResponse", "RelatedPerson",
+    "RequestGroup", "ResearchSubject", "RiskAssessment", "Schedule", "ServiceRequest",
+    "Specimen", "SupplyDelivery", "SupplyRequest", "VisionPrescription", "Binary",
+})  # fmt: skip
+
 
 def _first_patient(node: Any) -> str | None:
     for target in local_references(node):

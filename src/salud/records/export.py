@@ -35,7 +35,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -50,6 +50,7 @@ from salud.access.scopes import allows
 from salud.identity.models import Person
 from salud.kit.clock import utcnow
 from salud.records import bulk_repository, mirrored, service
+from salud.records.compartment import PATIENT_COMPARTMENT
 from salud.records.indexing import fhir_instant, interval, is_instant
 from salud.records.outcome import FhirError
 from salud.records.patient import to_patient
@@ -100,6 +101,9 @@ class Job:
         }
 
 
+_JOB_FIELDS = frozenset(f.name for f in fields(Job))
+
+
 def _folder(root: Path, job_id: str) -> Path:
     if not job_id.isalnum():  # ids are uuid4 hex: nothing else names a folder
         raise FhirError.one(404, "not-found", "no existe esa exportación")
@@ -120,7 +124,9 @@ def _instant(text: str) -> datetime:
 
 def _read(folder: Path) -> Job | None:
     try:
-        return Job(**orjson.loads((folder / "job.json").read_bytes()))
+        saved = orjson.loads((folder / "job.json").read_bytes())
+        # Only the fields this version knows: a job written by a newer version still reads.
+        return Job(**{k: v for k, v in saved.items() if k in _JOB_FIELDS})
     except FileNotFoundError:
         return None
 
@@ -350,8 +356,10 @@ async def run(
                     break
                 after = upto
                 _beat(root, job)
-            if job.system and kinds:
-                await _nobodys(sessions, who, job, files, kinds, since, until)
+            unowned = [k for k in kinds if k not in PATIENT_COMPARTMENT]
+            if job.system and unowned:
+                _beat(root, job)
+                await _nobodys(sessions, root, who, job, files, unowned, since, until)
         job.outputs, job.status = files.close(), "done"
     except asyncio.CancelledError:
         files.close()
@@ -415,17 +423,20 @@ async def _page(
 
 
 async def _nobodys(
-    sessions: async_sessionmaker[AsyncSession], who: Caller, job: Job, files: _Files,
-    kinds: Sequence[str], since: datetime | None, until: datetime,
+    sessions: async_sessionmaker[AsyncSession], root: Path, who: Caller, job: Job,
+    files: _Files, kinds: Sequence[str], since: datetime | None, until: datetime,
 ) -> None:  # fmt: skip
-    """A system export's last part: the resources in no person's record (practitioners,
-    organizations, medications…), recorded as one entry with how many of each type."""
+    """A system export's last part: the resources in no person's record, of types outside
+    the Patient compartment (practitioners, medications, definitions…), recorded as one
+    entry with how many of each type."""
     sent: dict[str, int] = {}
     async with sessions() as session:
         rows = bulk_repository.record_rows(session, kinds, since, until, nobody=True)
         async for kind, _, _, _, _, content in rows:
             files.write(kind, content)
             sent[kind] = sent.get(kind, 0) + 1
+            if sum(sent.values()) % 5000 == 0:
+                _beat(root, job)
     if sent:
         await who.record(
             "records:export:unowned", "export", subject_id=f"export/{job.id}",

@@ -306,10 +306,14 @@ async def search(
 ) -> tuple[int, list[tuple[str, str]]]:
     """(total, [(id, content)]) of live resources of a type matching every condition, in
     the order of the sort keys (then by insertion, so that paging is stable). The total
-    comes with the page (a window count), in one statement."""
+    comes with the page, in one statement: an uncorrelated subquery, counted once, which
+    leaves the page free to stop at its limit (a window count would read every match)."""
     base = [FhirResource.resource_type == kind, FhirResource.deleted.is_(False), *where]
+    total = (
+        select(func.count()).select_from(FhirResource).where(*base).scalar_subquery()
+    ).correlate(None)
     stmt = (
-        select(FhirResource.fhir_id, FhirResource.content, func.count().over())
+        select(FhirResource.fhir_id, FhirResource.content, total)
         .where(*base)
         .order_by(*(_ordering(key) for key in order), FhirResource.id)
         .limit(limit)
@@ -321,8 +325,8 @@ async def search(
     if offset == 0:
         return 0, []
     # A page past the end carries no count: ask for it alone.
-    total = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
-    return int(total or 0), []
+    alone = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
+    return int(alone or 0), []
 
 
 _SORT_VALUES: dict[str, tuple[Any, Any, Any]] = {

@@ -16,7 +16,6 @@ from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
 from salud.access.scopes import allows
 from salud.identity import repository as persons
-from salud.kit import exactjson
 from salud.records import mirror, mirrored, patient_search, repository
 from salud.records.indexing import DEFAULT_SORT, PARAMS, PATIENT_PATH, interval, sort_keys
 from salud.records.mirror_query import MAX_OFFSET, paging_links
@@ -127,27 +126,24 @@ async def _the_one(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
     query: list[tuple[str, str]], where: str,
 ) -> dict[str, Any] | None:  # fmt: skip
-    found = await search(session, reader, caller, base, kind, query)
+    found = await search(session, reader, caller, base, kind, query, parsed=True)
     if found["total"] > 1:
         raise FhirError.one(
             412, "multiple-matches", f"la condición encontró {found['total']} recursos", where
         )
     if found["total"] == 1:
-        # The entry carries the stored text as it is (service.stored_json); the resource
-        # itself, which the search just permitted and recorded, is read again by its id.
-        fhir_id = found["entry"][0]["fullUrl"].rsplit("/", 1)[1]
-        row = await repository.current(session, kind, fhir_id)
-        if row is not None and not row.deleted:  # (deleted in between: as if never found)
-            resource: dict[str, Any] = exactjson.loads(row.content)
-            return resource
+        resource: dict[str, Any] = found["entry"][0]["resource"]
+        return resource
     return None
 
 
 async def search(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
-    query: list[tuple[str, str]],
+    query: list[tuple[str, str]], *, parsed: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """A searchset Bundle with paging links. Unknown parameters are refused, by name."""
+    """A searchset Bundle with paging links. Unknown parameters are refused, by name. Its
+    matches carry their stored text as it is (service.stored_json), or, `parsed`, as dicts
+    (for a conditional create, which returns what it found)."""
     if kind in mirror.KINDS:
         return await mirrored.search(session, reader, caller, base, kind, query, may)
     if kind == "Patient":
@@ -245,7 +241,8 @@ async def search(
     return {
         "resourceType": "Bundle", "type": "searchset", "total": total, "link": links,
         "entry": [
-            {**bundle_entry(base, kind, i, c), "search": {"mode": "match"}} for i, c in rows
+            {**bundle_entry(base, kind, i, c, parsed=parsed), "search": {"mode": "match"}}
+            for i, c in rows
         ]
         + extra,
     }  # fmt: skip

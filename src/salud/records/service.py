@@ -423,8 +423,11 @@ def stored_json(content: str) -> orjson.Fragment:
     return orjson.Fragment(content)
 
 
-def bundle_entry(base: str, kind: str, fhir_id: str, content: str) -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": stored_json(content)}
+def bundle_entry(
+    base: str, kind: str, fhir_id: str, content: str, *, parsed: bool = False
+) -> dict[str, Any]:
+    resource = exactjson.loads(content) if parsed else stored_json(content)
+    return {"fullUrl": f"{base}/{kind}/{fhir_id}", "resource": resource}
 
 
 async def history(
