@@ -74,39 +74,30 @@ async def current(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+# A current version's columns, as the hot read returns them (types for SQLite's values).
+_ROW = (
+    FhirResource.version_id,
+    FhirResource.last_updated,
+    FhirResource.deleted,
+    FhirResource.person_curp,
+    FhirResource.institution_code,
+    FhirResource.sensitivity,
+    FhirResource.content,
+)
+_ROW_SQL = ", ".join(f"r.{c.key}" for c in _ROW)
+# SQL from constants only: every value is a bound parameter.
+_BY_ID = "FROM fhir_resources r WHERE r.resource_type = :kind AND r.fhir_id = :fhir_id"
 _CURRENT = FastQuery(
-    text(
-        "SELECT version_id, last_updated, deleted, person_curp, institution_code, sensitivity, "
-        "content FROM fhir_resources WHERE resource_type = :kind AND fhir_id = :fhir_id"
-    ).columns(
-        FhirResource.version_id,
-        FhirResource.last_updated,
-        FhirResource.deleted,
-        FhirResource.person_curp,
-        FhirResource.institution_code,
-        FhirResource.sensitivity,
-        FhirResource.content,
-    ),
+    text(f"SELECT {_ROW_SQL} {_BY_ID}").columns(*_ROW),
     ["kind", "fhir_id"],
 )
 # The same row and, in the same round trip, a clinician's basis for its person (the hot read).
-# Constants only (every value is a bound parameter), hence the noqa.
-_WITH_BASIS = (  # noqa: S608
-    "SELECT r.version_id, r.last_updated, r.deleted, r.person_curp, r.institution_code, "
-    "r.sensitivity, r.content, {basis} FROM fhir_resources r "
-    "WHERE r.resource_type = :kind AND r.fhir_id = :fhir_id"
-).format(basis=care.BASIS_COLUMNS.format(person="r.person_curp"))
+_WITH_BASIS = f"SELECT {_ROW_SQL}, {care.BASIS_COLUMNS.format(person='r.person_curp')} {_BY_ID}"
 _CURRENT_WITH_BASIS = FastQuery(
     text(_WITH_BASIS)
     .bindparams(bindparam("now", type_=UTCDateTime))
     .columns(
-        FhirResource.version_id,
-        FhirResource.last_updated,
-        FhirResource.deleted,
-        FhirResource.person_curp,
-        FhirResource.institution_code,
-        FhirResource.sensitivity,
-        FhirResource.content,
+        *_ROW,
         column("basis_care", Boolean),
         column("basis_consent", Boolean),
         column("basis_emergency", String),
