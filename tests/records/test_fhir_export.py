@@ -369,8 +369,15 @@ async def test_the_system_export_adds_what_is_in_nobodys_record(
     dispensed = {"resourceType": "MedicationDispense", "status": "completed",
                  "medicationCodeableConcept": {"text": "Metformina"},
                  "subject": {"reference": f"https://otro.org/fhir/Patient/{curp}"}}  # fmt: skip
-    kept = await bulk.post("/fhir/MedicationDispense", json=dispensed, headers=imss)
+    # (A clinician may not write it: no basis is possible for it. A system may.)
+    refused = await bulk.post("/fhir/MedicationDispense", json=dispensed, headers=imss)
+    assert refused.status_code == 403
+    writer = system(bulk, "his.farmacia", "system/*.write")
+    kept = await bulk.post("/fhir/MedicationDispense", json=dispensed, headers=writer)
     assert kept.status_code == 201, kept.text
+    # Nor read it, whoever recorded it.
+    url = f"/fhir/MedicationDispense/{kept.json()['id']}"
+    assert (await bulk.get(url, headers=imss)).status_code == 403
 
     assert (await bulk.get("/fhir/$export", headers={**imss, **ASYNC})).status_code == 403
     narrow = system(bulk, "his.condiciones", "system/Condition.read")

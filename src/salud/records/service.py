@@ -30,7 +30,7 @@ from salud.identity.models import Person
 from salud.kit import exactjson
 from salud.kit.clock import utcnow
 from salud.records import mirror, mirrored, repository
-from salud.records.compartment import MAX_PATIENT_ID, partition
+from salud.records.compartment import MAX_PATIENT_ID, PATIENT_COMPARTMENT, partition
 from salud.records.indexing import (
     PARAMS,
     PATIENT_PATH,
@@ -62,9 +62,10 @@ class Stored:
 
 async def may(
     reader: FastReader, caller: Caller, permission: Permission, action: str, kind: str,
-    curp: str | None, fhir_id: str | None,
+    curp: str | None, fhir_id: str | None, *, missing: bool = False,
 ) -> Caller:  # fmt: skip
-    """Check the permission (and, for clinicians, the basis); the Caller to audit with."""
+    """Check the permission (and, for clinicians, the basis); the Caller to audit with.
+    `missing`: the resource does not exist (so `curp` None says nothing of its owner)."""
     subject = f"{kind}/{fhir_id}" if fhir_id else kind
     p = caller.principal
     if p.role is Role.CLIENT and not allows(p.scopes, kind, permission is Permission.RECORD_WRITE):
@@ -73,6 +74,18 @@ async def may(
     await caller.allow(
         permission, action, kind, person_curp=curp, subject_id=subject, resource=kind
     )
+    if curp is None and not missing and kind in PATIENT_COMPARTMENT and care.needs_basis(p):
+        # A person's kind of data that names no patient of this server (only an absolute URL
+        # or an identifier): no clinician can have a basis for it, so none reads or writes it.
+        await caller.record(
+            action, kind, subject_id=subject, outcome="denied",
+            detail={"missing": "a patient of this server"},
+        )  # fmt: skip
+        raise FhirError.one(
+            403, "forbidden",
+            f"{kind} guarda datos de un paciente y este no nombra a ninguno de este servidor "
+            "(Patient/CURP): no hay base clínica posible para él",
+        )  # fmt: skip
     if curp is not None and care.needs_basis(caller.principal):
         if caller.bases is not None and curp in caller.bases:
             basis = caller.bases[curp]
@@ -294,7 +307,8 @@ async def remove(
     if row is None or row.deleted:
         # FHIR: deleting what is not there succeeds, but only for whom may delete this type
         # (anyone else would learn from a 204 against a 403 whether it exists).
-        await may(reader, caller, Permission.RECORD_WRITE, action, kind, None, fhir_id)
+        await may(reader, caller, Permission.RECORD_WRITE, action, kind, None, fhir_id,
+                  missing=True)  # fmt: skip
         return
     who = await may(reader, caller, Permission.RECORD_WRITE, action, kind, row.person_curp, fhir_id)
     await _keep_restricted(reader, who, action, kind, fhir_id, row)
