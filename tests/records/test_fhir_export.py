@@ -16,8 +16,10 @@ import httpx
 import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.models import AuditEvent
 from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.app import create_app
@@ -89,6 +91,18 @@ async def files(
             get_fhir_model_class(resource["resourceType"]).model_validate(resource)
         out[item["type"]] = lines
     return out
+
+
+async def with_a_diagnosis(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> tuple[str, dict[str, str]]:
+    """A registered person with one Condition an IMSS clinician recorded: (CURP, clinician)."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    made = await client.post("/fhir/Condition", json=condition(curp), headers=doctor)
+    assert made.status_code == 201, made.text
+    return curp, doctor
 
 
 async def test_every_patient_only_for_a_system_with_system_read(
@@ -314,12 +328,7 @@ async def test_an_owner_may_run_only_so_many_exports_at_once(
 async def test_an_export_without_patient_or_coverage_does_not_read_the_registry(
     bulk: httpx.AsyncClient, token_for: TokenFor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    curp = await patient(bulk)
-    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
-    await cared_for(bulk, curp, doctor)
-    assert (
-        await bulk.post("/fhir/Condition", json=condition(curp), headers=doctor)
-    ).status_code == 201
+    curp, _ = await with_a_diagnosis(bulk, token_for)
 
     async def no_registry(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the registry was read")
@@ -350,17 +359,12 @@ async def test_a_job_finished_before_jobs_recorded_when_expires_from_its_heartbe
 
 
 async def test_the_system_export_adds_what_is_in_nobodys_record(
-    bulk: httpx.AsyncClient, token_for: TokenFor
+    bulk: httpx.AsyncClient, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """GET /fhir/$export (Bulk Data system level): every patient's record as Patient/$export
     gives it, and the resources in no person's record (a practitioner); for a system with
     system/*.read only, recorded as one entry with the counts."""
-    curp = await patient(bulk)
-    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
-    await cared_for(bulk, curp, imss)
-    assert (
-        await bulk.post("/fhir/Condition", json=condition(curp), headers=imss)
-    ).status_code == 201
+    curp, imss = await with_a_diagnosis(bulk, token_for)
     doctor = {"resourceType": "Practitioner", "name": [{"family": "Pérez", "given": ["Ana"]}]}
     made = await bulk.post("/fhir/Practitioner", json=doctor, headers=imss)
     assert made.status_code == 201, made.text
@@ -401,6 +405,12 @@ async def test_the_system_export_adds_what_is_in_nobodys_record(
     log = (await bulk.get("/api/v1/audit/events?action=records:export:unowned",
                           headers=auditor)).json()["items"]  # fmt: skip
     assert len(log) == 1
+    async with sessions() as session:  # the entry's counts (the API's list does not show them)
+        detail = await session.scalar(
+            select(AuditEvent.detail).where(AuditEvent.action == "records:export:unowned")
+        )
+    assert detail is not None
+    assert detail["resources"] == {"Practitioner": 1}
 
 
 def test_a_job_file_written_by_a_newer_version_still_reads(tmp_path: Path) -> None:

@@ -22,9 +22,10 @@ MAX_PATIENT_ID = 18
 _FIRST = ("subject", "patient", "beneficiary")
 
 # The R4 Patient compartment (CompartmentDefinition-patient): the types that may hold a
-# person's data. One of them stored under nobody (a MedicationDispense whose patient is only
-# an identifier or an absolute URL) is still kept from any listing of "nobody's" resources,
-# as is Binary (whose owner is its securityContext).
+# person's data, and Binary (whose owner is its securityContext). One of them stored under
+# nobody (a MedicationDispense whose patient is only an identifier or an absolute URL) is
+# still someone's: no clinician reaches it (records/service.may), and the system export
+# leaves it out of "nobody's" resources.
 PATIENT_COMPARTMENT = frozenset({
     "Account", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse",
     "AuditEvent", "Basic", "BodyStructure", "CarePlan", "CareTeam", "ChargeItem", "Claim",

@@ -300,9 +300,8 @@ async def search(
     comes with the page, in one statement: an uncorrelated subquery, counted once, which
     leaves the page free to stop at its limit (a window count would read every match)."""
     base = [FhirResource.resource_type == kind, FhirResource.deleted.is_(False), *where]
-    total = (
-        select(func.count()).select_from(FhirResource).where(*base).scalar_subquery()
-    ).correlate(None)
+    counted = select(func.count()).select_from(FhirResource).where(*base)
+    total = counted.scalar_subquery().correlate(None)
     stmt = (
         select(FhirResource.fhir_id, FhirResource.content, total)
         .where(*base)
@@ -316,8 +315,7 @@ async def search(
     if offset == 0:
         return 0, []
     # A page past the end carries no count: ask for it alone.
-    alone = await session.scalar(select(func.count()).select_from(FhirResource).where(*base))
-    return int(alone or 0), []
+    return int(await session.scalar(counted) or 0), []
 
 
 _SORT_VALUES: dict[str, tuple[Any, Any, Any]] = {
@@ -334,15 +332,16 @@ def _ordering(key: SortKey) -> ColumnElement[Any]:
     column: Any
     if key.kind in ("_lastUpdated", "_id"):  # never null: a plain order an index can serve
         column = FhirResource.last_updated if key.kind == "_lastUpdated" else FhirResource.fhir_id
-    else:
-        table, low, high = _SORT_VALUES[key.kind]
-        column = (
-            select(func.max(high) if key.descending else func.min(low))
-            .where(table.resource_pk == FhirResource.id, table.param == key.param)
-            .scalar_subquery()
-        )
+        plain: ColumnElement[Any] = column.desc() if key.descending else column.asc()
+        return plain
+    table, low, high = _SORT_VALUES[key.kind]
+    column = (
+        select(func.max(high) if key.descending else func.min(low))
+        .where(table.resource_pk == FhirResource.id, table.param == key.param)
+        .scalar_subquery()
+    )
     ordered: ColumnElement[Any] = column.desc() if key.descending else column.asc()
-    return ordered if key.kind in ("_lastUpdated", "_id") else ordered.nulls_last()
+    return ordered.nulls_last()
 
 
 async def restrictions(session: AsyncSession, curp: str) -> list[str]:
