@@ -138,3 +138,32 @@ def test_0011_backfill_reads_chunk_after_chunk(tmp_path: Path) -> None:
         links = conn.execute("SELECT minor_curp, source FROM guardianships ORDER BY id").fetchall()
     assert links == [(people[0][0], "registro R0"), (people[2][0], "registro R2"),
                      (people[3][0], "registro R3")]  # fmt: skip
+
+
+def test_0013_widens_the_partition_key_keeping_every_row(tmp_path: Path) -> None:
+    """SQLite rebuilds the three tables to widen `person_curp`: every row comes through
+    unchanged (the audit chain is sealed over them), and a 64-character key fits after."""
+    from salud.storage.migrate import upgrade
+
+    db = tmp_path / "llave.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    upgrade(url, "0012")
+    tables = ("fhir_resources", "fhir_resource_versions", "audit_events")
+    with sqlite3.connect(db) as conn:
+        for i, table in enumerate(tables[:2]):
+            _insert(conn, table, person_curp="AAAA150101MDFXXX01", resource_type="Condition",
+                    fhir_id=f"c{i}", version_id=1)  # fmt: skip
+        _insert(conn, "audit_events", person_curp="AAAA150101MDFXXX01", seq=1,
+                action="records:Condition:read")  # fmt: skip
+        before = {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in tables}
+        declared = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_events'")
+        assert "VARCHAR(18)" in declared.fetchone()[0]
+    upgrade(url, "head")
+    with sqlite3.connect(db) as conn:
+        after = {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in tables}
+        declared = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'audit_events'")
+        assert "VARCHAR(64)" in declared.fetchone()[0]
+        indexes = {r[1] for r in conn.execute("PRAGMA index_list(audit_events)")}
+    assert after == before
+    assert all(rows for rows in after.values())
+    assert "ix_audit_events_person_curp" in indexes

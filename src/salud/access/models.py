@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, Index, Integer, LargeBinary, SmallInteger, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from salud.storage.base import Base, BigId, Json, UTCDateTime
+from salud.storage.base import PARTITION_KEY_LENGTH, Base, BigId, Json, UTCDateTime
 
 
 class Account(Base):
@@ -49,7 +49,8 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(60))  # domain:subject:action
     subject_type: Mapped[str] = mapped_column(String(40))
     # The person concerned (CURP) when there is one: the "who looked at my data" key.
-    person_curp: Mapped[str | None] = mapped_column(String(18), index=True)
+    # A CURP, or the id of a Patient kept outside the registry (the record's partition key).
+    person_curp: Mapped[str | None] = mapped_column(String(PARTITION_KEY_LENGTH), index=True)
     subject_id: Mapped[str | None] = mapped_column(String(100))
     purpose: Mapped[str | None] = mapped_column(String(60))
     reason: Mapped[str | None] = mapped_column(String(500))

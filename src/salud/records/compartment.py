@@ -15,10 +15,12 @@ from typing import Any
 
 from salud.records.indexing import PARAMS, PATIENT_PATH, local_references, patient_of
 from salud.records.outcome import FhirError
+from salud.storage.base import PARTITION_KEY_LENGTH
 
 # The width of the partition key (fhir_resources.person_curp, audit_events.person_curp): a
-# CURP. The registry's Patients are CURPs; a Patient outside it needs an id this short too.
-MAX_PATIENT_ID = 18
+# CURP (the registry's Patients), or any FHIR id (a Patient kept outside the registry). A
+# reference may name a longer id than FHIR allows; no record is kept under one.
+MAX_PATIENT_ID = PARTITION_KEY_LENGTH
 _FIRST = ("subject", "patient", "beneficiary")
 
 # The R4 Patient compartment (CompartmentDefinition-patient): the types that may hold a

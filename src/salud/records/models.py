@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from salud.storage.base import Base, BigId, UTCDateTime
+from salud.storage.base import PARTITION_KEY_LENGTH, Base, BigId, UTCDateTime
 
 
 class _Version:
@@ -29,7 +29,8 @@ class _Version:
     version_id: Mapped[int] = mapped_column(Integer)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime)
     deleted: Mapped[bool] = mapped_column(Boolean)
-    person_curp: Mapped[str | None] = mapped_column(String(18))
+    # The record's partition key: a CURP, or the id of a Patient kept outside the registry.
+    person_curp: Mapped[str | None] = mapped_column(String(PARTITION_KEY_LENGTH))
     institution_code: Mapped[int | None] = mapped_column(SmallInteger)
     clues: Mapped[str | None] = mapped_column(String(11))
     author: Mapped[str] = mapped_column(String(100))

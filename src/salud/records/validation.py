@@ -72,8 +72,8 @@ def validate(doc: dict[str, Any], *, unregistered_patient: bool = False) -> None
 
 
 def _check_unregistered_patient(doc: dict[str, Any]) -> None:
-    """A Patient kept in the store is its own record's partition key: an id of at most 18
-    characters that is not a CURP (a CURP's Patient is the registry's person)."""
+    """A Patient kept in the store is its own record's partition key: an id (at most 64
+    characters) that is not a CURP (a CURP's Patient is the registry's person)."""
     fhir_id = doc.get("id")
     if not isinstance(fhir_id, str) or not 0 < len(fhir_id) <= MAX_PATIENT_ID:
         raise FhirError.one(

@@ -22,6 +22,10 @@ NAMING_CONVENTION = {
 # 64-bit keys on PostgreSQL; SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
+# The width of a record's partition key (`person_curp` of the FHIR store and the audit log): a
+# CURP, or the id of a Patient kept outside the registry, which FHIR allows up to 64 characters.
+PARTITION_KEY_LENGTH = 64
+
 # JSONB on PostgreSQL (indexable, compact), JSON text elsewhere.
 Json = JSON().with_variant(JSONB(), "postgresql")
 
