@@ -105,6 +105,55 @@ async def test_create_read_update_history_and_delete(
     get_fhir_model_class("Bundle").model_validate(history)
 
 
+async def test_history_pages_and_takes_since(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A history longer than `_count` pages by `_offset` with next and previous links, its
+    total counting every version; `_since` keeps the versions written at or after an
+    instant."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    made = (await client.post("/fhir/Condition", json=condition(curp), headers=doctor)).json()
+    url = f"/fhir/Condition/{made['id']}/_history"
+    for n in range(4):
+        note = {**condition(curp), "id": made["id"], "note": [{"text": f"nota {n}"}]}
+        answer = await client.put(f"/fhir/Condition/{made['id']}", json=note, headers=doctor)
+        assert answer.status_code == 200, answer.text
+
+    seen: list[str] = []
+    page: str | None = f"{url}?_count=2"
+    while page is not None:
+        answer = await client.get(page, headers=doctor)
+        assert answer.status_code == 200, answer.text
+        bundle = answer.json()
+        assert bundle["total"] == 5
+        get_fhir_model_class("Bundle").model_validate(bundle)
+        seen += [e["response"]["etag"] for e in bundle["entry"]]
+        links = {link["relation"]: link["url"] for link in bundle["link"]}
+        assert ("previous" in links) == (len(seen) > 2)
+        page = links.get("next")
+    assert seen == [f'W/"{v}"' for v in (5, 4, 3, 2, 1)]
+
+    everything = (await client.get(url, headers=doctor)).json()["entry"]
+    moments = {e["response"]["etag"]: e["response"]["lastModified"] for e in everything}
+    since = moments['W/"3"']
+    answer = await client.get(url, params={"_since": since}, headers=doctor)
+    assert answer.status_code == 200, answer.text
+    kept = {e["response"]["etag"] for e in answer.json()["entry"]}
+    # Instants to the millisecond compare as the moments they are written from.
+    assert kept == {etag for etag, at in moments.items() if at >= since}
+    assert {'W/"3"', 'W/"4"', 'W/"5"'} <= kept
+    assert answer.json()["total"] == len(kept)
+    later = await client.get(url, params={"_since": "2999-01-01T00:00:00-06:00"}, headers=doctor)
+    assert later.json()["total"] == 0
+    assert later.json()["entry"] == []
+    for bad, name in (({"_since": "2030-01-01"}, "_since"), ({"_offset": "-1"}, "_offset")):
+        answer = await client.get(url, params=bad, headers=doctor)
+        assert answer.status_code == 400, bad
+        assert name in outcome(answer)["issue"][0]["diagnostics"]
+
+
 async def test_bad_requests_are_operation_outcomes_naming_the_problem(
     client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
@@ -598,7 +647,7 @@ async def test_token_system_only_and_unknown_parameters_of_other_interactions(
         answer = await client.get(base, params={"patient": curp, "code": empty}, headers=doctor)
         assert answer.status_code == 400, empty
     for url in (f"/fhir/Patient/{curp}/$everything?_type=Observation",
-                f"/fhir/Condition/{made['id']}/_history?_since=2030-01-01",
+                f"/fhir/Condition/{made['id']}/_history?_at=2030-01-01",
                 "/fhir/Practitioner/_history?bogus=1"):  # fmt: skip
         answer = await client.get(url, headers=doctor)
         assert answer.status_code == 400, url

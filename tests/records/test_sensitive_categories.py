@@ -164,6 +164,7 @@ async def test_an_earlier_version_keeps_its_restriction_in_the_history(
     async def versions(headers: dict[str, str]) -> list[str]:
         answer = await client.get(f"/fhir/Condition/{first['id']}/_history", headers=headers)
         assert answer.status_code == 200, answer.text
+        assert answer.json()["total"] == len(answer.json()["entry"])  # what is withheld too
         return [e["resource"]["code"]["coding"][0]["code"] for e in answer.json()["entry"]]
 
     assert await versions(issste) == ["I10"]

@@ -5,6 +5,7 @@ CapabilityStatement (`GET /fhir/metadata`), which lists exactly what is implemen
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -31,8 +32,9 @@ from salud.records import (
     summary,
 )
 from salud.records.compartment import partition
-from salud.records.indexing import PARAMS, PATIENT_PATH
-from salud.records.outcome import FhirError, Issue, is_number, operation_outcome
+from salud.records.indexing import PARAMS, PATIENT_PATH, instant_param
+from salud.records.mirror_query import MAX_OFFSET
+from salud.records.outcome import FhirError, Issue, bounded_int, is_number, operation_outcome
 from salud.records.types import STORED_TYPES
 from salud.records.validation import parse, validate
 from salud.storage.fastread import FastReader
@@ -72,6 +74,17 @@ def _count(request: Request, default: int, high: int) -> int:
     if not is_number(count) or not 1 <= int(count) <= high:
         raise FhirError.one(400, "invalid", f"_count debe ser un entero de 1 a {high}", "_count")
     return int(count)
+
+
+def _history_page(request: Request, default: int) -> tuple[service.Page, datetime | None]:
+    """A history's `_count`, `_offset` (its paging links) and `_since` (an instant)."""
+    _only(request, "_count", "_offset", "_since")
+    offset = bounded_int(request.query_params.get("_offset", "0"), "_offset", 0, MAX_OFFSET)
+    since = request.query_params.get("_since")
+    page = service.Page(
+        _count(request, default, 200), offset, list(request.query_params.multi_items())
+    )
+    return page, None if since is None else instant_param(since, "_since")
 
 
 router = APIRouter(prefix="/fhir", include_in_schema=False, dependencies=[Depends(_json_only)])
@@ -293,10 +306,9 @@ async def type_history(
     kind: str, request: Request, session: ReadSession, reader: Reader
 ) -> Response:
     async def run() -> Response:
-        _only(request, "_count")
-        count = _count(request, 50, 200)
+        page, since = _history_page(request, 50)
         bundle = await service.history(
-            session, reader, caller_of(request), base_url(request), kind, None, count
+            session, reader, caller_of(request), base_url(request), kind, None, page, since
         )
         return _fhir(bundle)
 
@@ -363,10 +375,9 @@ async def instance_history(
     kind: str, fhir_id: str, request: Request, session: ReadSession, reader: Reader
 ) -> Response:
     async def run() -> Response:
-        _only(request, "_count")
-        count = _count(request, 200, 200)
+        page, since = _history_page(request, 200)
         bundle = await service.history(
-            session, reader, caller_of(request), base_url(request), kind, fhir_id, count
+            session, reader, caller_of(request), base_url(request), kind, fhir_id, page, since
         )
         return _fhir(bundle)
 

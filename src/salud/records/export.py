@@ -51,7 +51,7 @@ from salud.identity.models import Person
 from salud.kit.clock import utcnow
 from salud.records import bulk_repository, mirrored, service
 from salud.records.compartment import PATIENT_COMPARTMENT
-from salud.records.indexing import fhir_instant, interval, is_instant
+from salud.records.indexing import fhir_instant, instant_param
 from salud.records.outcome import FhirError
 from salud.records.patient import to_patient
 from salud.records.types import STORED_TYPES
@@ -223,17 +223,7 @@ def _types(raw: str | None, caller: Caller) -> list[str]:
 
 
 def _since(raw: str | None) -> datetime | None:
-    if raw is None:
-        return None
-    try:
-        if not is_instant(raw):  # Bulk Data v2: an instant, a time with its zone
-            raise ValueError(raw)
-        moment = interval(raw)[0]
-    except ValueError:
-        raise FhirError.one(
-            400, "invalid", f"_since: «{raw}» no es un instante FHIR (fecha, hora y zona)", "_since"
-        ) from None
-    return moment.astimezone(UTC)
+    return None if raw is None else instant_param(raw, "_since")  # Bulk Data v2: an instant
 
 
 def may_export_everyone(caller: Caller) -> bool:

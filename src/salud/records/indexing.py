@@ -235,6 +235,20 @@ def is_instant(text: str) -> bool:
     return _INSTANT.fullmatch(text) is not None
 
 
+def instant_param(raw: str, name: str) -> datetime:
+    """A query parameter that must be a FHIR instant (`_since` of history and `$export`): the
+    moment in UTC, or a 400 naming the parameter."""
+    try:
+        if not is_instant(raw):  # a time with its zone: a date alone is not a moment
+            raise ValueError(raw)
+        moment = interval(raw)[0]
+    except ValueError:
+        raise FhirError.one(
+            400, "invalid", f"{name}: «{raw}» no es un instante FHIR (fecha, hora y zona)", name
+        ) from None
+    return moment.astimezone(UTC)
+
+
 def interval(text: str) -> tuple[datetime, datetime]:
     """A FHIR date, dateTime or instant as the closed UTC interval it covers; ValueError for
     anything else, including a moment outside the years 1 to 9999 once in UTC."""

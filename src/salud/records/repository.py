@@ -231,27 +231,40 @@ async def write_indexes(session: AsyncSession, items: Sequence[tuple[int, Index]
 HistoryRow = tuple[int, datetime, bool, str, str, str, int | None]
 
 
+VersionTable = type[FhirResource] | type[FhirResourceVersion]
+
+
 async def history(
-    session: AsyncSession, kind: str, fhir_id: str | None, limit: int, since: datetime | None
-) -> list[HistoryRow]:
-    """(version, last_updated, deleted, id, content, sensitivity, institution_code), newest
-    first, current ones included."""
-    rows: list[HistoryRow] = []
-    for model in (FhirResource, FhirResourceVersion):
-        stmt = select(
-            model.version_id, model.last_updated, model.deleted, model.fhir_id, model.content,
-            model.sensitivity, model.institution_code,
-        ).where(model.resource_type == kind)  # fmt: skip
+    session: AsyncSession, kind: str, fhir_id: str | None, limit: int, offset: int,
+    since: datetime | None, hide: Callable[[VersionTable], list[ColumnElement[bool]]],
+) -> tuple[int, list[HistoryRow]]:  # fmt: skip
+    """(how many versions, one page of them): (version, last_updated, deleted, id, content,
+    sensitivity, institution_code), newest first, current ones included; `hide` gives the
+    conditions that leave out what the caller may not see, for either table."""
+    ranked: list[tuple[tuple[datetime, int, int, int], HistoryRow]] = []
+    total = 0
+    tables: tuple[VersionTable, ...] = (FhirResource, FhirResourceVersion)
+    for rank, model in enumerate(tables):
+        where = [model.resource_type == kind, *hide(model)]
         if fhir_id is not None:
-            stmt = stmt.where(model.fhir_id == fhir_id)
+            where.append(model.fhir_id == fhir_id)
         if since is not None:
-            stmt = stmt.where(model.last_updated >= since)
-        stmt = stmt.order_by(model.last_updated.desc()).limit(limit)
-        rows.extend(
-            (r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in (await session.execute(stmt)).all()
-        )
-    rows.sort(key=lambda r: (r[1], r[0]), reverse=True)
-    return rows[:limit]
+            where.append(model.last_updated >= since)
+        total += await session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+        # A page of the two tables merged: each gives its first offset + limit in the merge's
+        # order, newest first, ties by version, table and row (no collation involved), so
+        # that pages neither skip nor repeat a version.
+        stmt = (
+            select(model.version_id, model.last_updated, model.deleted, model.fhir_id,
+                   model.content, model.sensitivity, model.institution_code, model.id)
+            .where(*where)
+            .order_by(model.last_updated.desc(), model.version_id.desc(), model.id.desc())
+            .limit(offset + limit)
+        )  # fmt: skip
+        for r in (await session.execute(stmt)).all():
+            ranked.append(((r[1], r[0], -rank, r[7]), (r[0], r[1], r[2], r[3], r[4], r[5], r[6])))
+    ranked.sort(key=lambda pair: pair[0], reverse=True)
+    return total, [row for _, row in ranked[offset : offset + limit]]
 
 
 def token_match(param: str, system: str | None, code: str) -> ColumnElement[bool]:

@@ -41,6 +41,7 @@ from salud.records.indexing import (
     patient_of,
     unresolved_references,
 )
+from salud.records.mirror_query import paging_links
 from salud.records.models import FhirResource, FhirResourceVersion
 from salud.records.outcome import FhirError, is_number
 from salud.records.patient import to_patient
@@ -446,9 +447,9 @@ def bundle_entry(
 
 async def history(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, kind: str,
-    fhir_id: str | None, count: int,
+    fhir_id: str | None, page: Page, since: datetime | None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Instance or type history as a `history` Bundle, newest first."""
+    """Instance or type history as a `history` Bundle, newest first, paged."""
     if kind in mirror.KINDS and (fhir_id is None or mirror.owns(kind, fhir_id)):
         raise mirror.no_history(kind)
     if kind not in STORED_TYPES or (fhir_id is None and kind not in PARAMS):
@@ -469,14 +470,14 @@ async def history(
     restricted = await _restricted_for(reader, who, curp)
     if fhir_id is not None and row is not None:
         await _refuse_restricted(who, action, kind, fhir_id, row, restricted)
-    rows = await repository.history(session, kind, fhir_id, count, None)
     # An earlier version may hold what the person restricted (a diagnosis since recoded):
-    # each version is shown only to whom its own categories allow.
-    entries, withheld = [], 0
-    for version_id, at, deleted, rid, content, sensitivity, institution in rows:
-        if hidden_from(who, sensitivity, institution, restricted):
-            withheld += 1
-            continue
+    # each version is shown only to whom its own categories allow, and counted only for them.
+    total, rows = await repository.history(
+        session, kind, fhir_id, page.count, page.offset, since,
+        lambda model: hiding(who, restricted, model),
+    )  # fmt: skip
+    entries = []
+    for version_id, at, deleted, rid, content, _, _ in rows:
         entry: dict[str, Any] = {"fullUrl": f"{base}/{kind}/{rid}"}
         if not deleted:
             entry["resource"] = stored_json(content)
@@ -490,9 +491,22 @@ async def history(
         entries.append(entry)
     await who.record(
         action, kind, person_curp=curp, subject_id=f"{kind}/{fhir_id}" if fhir_id else kind,
-        detail={"withheld": withheld} if withheld else None,
+        detail={"total": total, "offset": page.offset} if page.offset else {"total": total},
     )  # fmt: skip
-    return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+    path = f"{kind}/{fhir_id}/_history" if fhir_id else f"{kind}/_history"
+    links = paging_links(base, path, page.query, page.offset, page.count, total)
+    return {"resourceType": "Bundle", "type": "history", "total": total, "link": links,
+            "entry": entries}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a history: its size, where it starts, and the query that asked for it
+    (for the paging links)."""
+
+    count: int
+    offset: int
+    query: list[tuple[str, str]]
 
 
 # --- restricted sensitive categories ---------------------------------------------------
@@ -560,14 +574,18 @@ async def restriction_filters(
 ) -> list[ColumnElement[bool]]:
     """Search conditions that leave out what the person restricted to other institutions
     (`hidden_from` as SQL: for a caller without an institution every entry is another's)."""
+    return hiding(caller, await _restricted_for(reader, caller, curp), FhirResource)
+
+
+def hiding(
+    caller: Caller, restricted: set[str], model: repository.VersionTable
+) -> list[ColumnElement[bool]]:
+    """`hidden_from` as SQL conditions on either table of versions."""
     mine = caller.principal.institution_code
     other: ColumnElement[bool] = true()
     if mine is not None:
-        other = or_(FhirResource.institution_code.is_(None), FhirResource.institution_code != mine)
-    return [
-        ~(FhirResource.sensitivity.contains(c) & other)
-        for c in sorted(await _restricted_for(reader, caller, curp))
-    ]
+        other = or_(model.institution_code.is_(None), model.institution_code != mine)
+    return [~(model.sensitivity.contains(c) & other) for c in sorted(restricted)]
 
 
 async def restrictions(session: AsyncSession, caller: Caller, curp: str) -> list[str]:
