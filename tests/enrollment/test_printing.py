@@ -248,21 +248,24 @@ async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
     handed = await hand(adult, identity_check="photo_id")
     assert handed.json()["delivered_to"] == adult["curp"]
 
-    # Registry staff link another adult after checking documents, never a minor, and end a
-    # link with the reason: the row stays, no longer in force.
+    # A supervisor links another adult after checking documents, never a minor, and ends a
+    # link with the reason: the row stays, no longer in force. An operator links only by
+    # completing the minor's enrollment at their module.
+    sup = drive.supervisor
     teen = person_doc(birth_date=(today_mx() - timedelta(days=365 * 16)).isoformat())["curp"]
     url = f"/api/v1/persons/{minor['curp']}/guardians"
     body = {"guardian_curp": teen, "relationship": "guardian", "reason": "resolución judicial"}
-    young = await anonymous.post(url, json=body, headers=op)
+    assert (await anonymous.post(url, json=body, headers=op)).status_code == 403
+    young = await anonymous.post(url, json=body, headers=sup)
     assert young.status_code == 422
     assert young.json()["errors"][0]["field"] == "guardian_curp"
     body = {"guardian_curp": stranger, "relationship": "father", "reason": "acta de nacimiento"}
-    added = await anonymous.post(url, json=body, headers=op)
+    added = await anonymous.post(url, json=body, headers=sup)
     assert added.status_code == 201, added.text
     assert [x["guardian_curp"] for x in added.json()] == [mother, stranger]
     for_adult = await anonymous.post(
         f"/api/v1/persons/{adult['curp']}/guardians",
-        json={"guardian_curp": mother, "relationship": "mother", "reason": "acta"}, headers=op,
+        json={"guardian_curp": mother, "relationship": "mother", "reason": "acta"}, headers=sup,
     )  # fmt: skip
     assert for_adult.status_code == 422
     # Ending one is a supervisor's; an institution's system can neither link nor end (a link
@@ -275,7 +278,6 @@ async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
     assert (
         await anonymous.post(f"{url}/{mother}/end", json=end, headers=system)
     ).status_code == 403
-    sup = drive.supervisor
     ended = await anonymous.post(f"{url}/{stranger}/end", json=end, headers=sup)
     assert ended.status_code == 200, ended.text
     assert (ended.json()["active"], ended.json()["ended_by"]) == (False, "supervisor.prueba")

@@ -65,7 +65,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.PERSON_SEARCH,
             _P.PERSON_CREATE,
             _P.PERSON_UPDATE,
-            _P.GUARDIAN_LINK,
+            # No GUARDIAN_LINK: an operator links a guardian only by completing the minor's
+            # enrollment at their module (documents checked there); a link made apart, which
+            # hands over a minor's card, is a supervisor's.
             _P.FACILITY_READ,
             _P.CREDENTIAL_ISSUE,
             _P.CREDENTIAL_READ,
