@@ -182,6 +182,24 @@ _TEXT = card_text(_KEY[0])
 _COSE = zlib.decompress(base45.b45decode(_TEXT))
 
 
+def test_cbor_that_overflows_on_decoding_is_refused_with_its_reason() -> None:
+    """Tags whose decoding overflows (a decimal fraction with an exponent of 2**70, an epoch
+    date past the calendar) are a refusal, never an error escaping the verifier: the public
+    validation endpoint takes any text."""
+    key, public = make_key()
+    keys = keyset(public)
+    hostile = [cbor2.CBORTag(4, [2**70, 1]), cbor2.CBORTag(5, [2**70, 1]),
+               cbor2.CBORTag(100, 10**30), cbor2.CBORTag(1, 10**30)]  # fmt: skip
+    assert reason_of("6BF2WN:H42ZV:ZRU/SON1W00*9854", keys) is Reason.NOT_COSE
+    for item in hostile:
+        assert reason_of(pack(cbor2.dumps(item)), keys) is Reason.NOT_COSE
+        header = cbor2.dumps({1: -8, 4: key.kid, 99: item})
+        sign1 = cbor2.CBORTag(18, [header, {}, b"", b"\0" * 64])
+        assert reason_of(pack(cbor2.dumps(sign1)), keys) is Reason.NOT_COSE
+        payload = cbor2.dumps({1: "https://x", 4: 2_000_000_000, 6: 1_700_000_000, 99: item})
+        assert reason_of(sign(key, payload), keys, now=NOW) is Reason.MALFORMED_CLAIMS
+
+
 @settings(max_examples=300, deadline=None)
 @given(position=st.integers(min_value=0, max_value=len(_COSE) - 1), flip=st.integers(1, 255))
 def test_any_byte_change_is_refused(position: int, flip: int) -> None:

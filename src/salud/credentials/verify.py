@@ -92,11 +92,16 @@ def _inflate(data: bytes) -> bytes:
     return out
 
 
+# What decoding hostile CBOR may raise besides its own error: a decimal fraction (tag 4/5)
+# with an exponent of 2**70, or an epoch date (tag 100, 1) past the calendar, overflow.
+_CBOR_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, ArithmeticError)
+
+
 def _sign1(data: bytes) -> tuple[bytes, dict[Any, Any], bytes, bytes, dict[Any, Any]]:
     """(protected bytes, protected map, payload, signature, unprotected map)."""
     try:
         item = cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+    except _CBOR_ERRORS:
         raise VerificationFailed(Reason.NOT_COSE, "no es CBOR") from None
     if isinstance(item, cbor2.CBORTag) and item.tag == CWT_TAG:
         item = item.value
@@ -116,7 +121,7 @@ def _sign1(data: bytes) -> tuple[bytes, dict[Any, Any], bytes, bytes, dict[Any, 
         raise VerificationFailed(Reason.NOT_COSE, "elementos de tipo incorrecto")
     try:
         header = cbor2.loads(protected) if protected else {}
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+    except _CBOR_ERRORS:
         raise VerificationFailed(Reason.NOT_COSE, "encabezado protegido ilegible") from None
     if not isinstance(header, dict):
         raise VerificationFailed(Reason.NOT_COSE, "encabezado protegido no es un mapa")
@@ -167,7 +172,7 @@ def verify(text: str, keys: KeySet, now: datetime | None = None) -> Verified:
         claims = from_map(cbor2.loads(payload))
     except MalformedClaims as exc:
         raise VerificationFailed(Reason.MALFORMED_CLAIMS, str(exc)) from None
-    except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError):
+    except _CBOR_ERRORS:
         raise VerificationFailed(Reason.MALFORMED_CLAIMS, "la carga no es CBOR") from None
     if not key.covers(claims.issued_at):
         raise VerificationFailed(
