@@ -106,6 +106,11 @@ async def test_break_the_glass_is_reasoned_visible_and_reviewed(
     auditor = token_for(Role.AUDITOR)
     pending = (await anonymous.get("/api/v1/emergency-accesses", headers=auditor)).json()
     assert [p["curp"] for p in pending] == [curp]
+    # A machine client that may read the audit log (its scopes) may not judge an access.
+    reader = token_for(Role.CLIENT, scopes="system/*.read system/AuditEvent.read")
+    url = f"/api/v1/emergency-accesses/{pending[0]['id']}/review"
+    refused = await anonymous.post(url, headers=reader, json={"outcome": "justified"})
+    assert refused.status_code == 403, refused.text
     reviewed = await anonymous.post(
         f"/api/v1/emergency-accesses/{pending[0]['id']}/review",
         headers=auditor,
@@ -192,6 +197,8 @@ async def test_a_care_relationship_a_clinician_gives_themselves_is_reviewed(
     assert (await anonymous.get("/api/v1/care-relationships", headers=doctor)).status_code == 403
     url = f"/api/v1/care-relationships/{own.json()['id']}/review"
     verdict = {"outcome": "unjustified", "note": "sin cita ni consulta"}
+    reader = token_for(Role.CLIENT, scopes="system/*.read")  # reads the log, judges nothing
+    assert (await anonymous.post(url, headers=reader, json=verdict)).status_code == 403
     done = await anonymous.post(url, headers=auditor, json=verdict)
     assert done.status_code == 200, done.text
     assert (done.json()["review"], done.json()["reviewed_by"]) == ("unjustified", "auditora")

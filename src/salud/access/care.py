@@ -170,7 +170,7 @@ async def unreviewed_care(session: AsyncSession, caller: Caller, limit: int) -> 
 async def review_care(
     session: AsyncSession, caller: Caller, care_id: int, data: EmergencyReview
 ) -> CareRead:
-    await caller.allow(Permission.AUDIT_READ, "access:care:review", "care")
+    await caller.allow(Permission.ACCESS_REVIEW, "access:care:review", "care")
     care = await session.get(CareRelationship, care_id, with_for_update=True)
     if care is None or not care.self_declared:
         raise NotFound("no hay esa relación de atención por revisar")
@@ -318,7 +318,7 @@ async def unreviewed(session: AsyncSession, caller: Caller, limit: int) -> list[
 async def review(
     session: AsyncSession, caller: Caller, emergency_id: int, data: EmergencyReview
 ) -> EmergencyRead:
-    await caller.allow(Permission.AUDIT_READ, "access:emergency:review", "emergency")
+    await caller.allow(Permission.ACCESS_REVIEW, "access:emergency:review", "emergency")
     emergency = await session.get(EmergencyAccess, emergency_id, with_for_update=True)
     if emergency is None:
         raise NotFound("no existe ese acceso de emergencia")

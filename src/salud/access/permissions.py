@@ -21,6 +21,10 @@ class Permission(StrEnum):
     GUARDIAN_END = "guardian:end"
     FACILITY_READ = "facility:read"
     AUDIT_READ = "audit:read"
+    # An auditor's verdict on an emergency access or a self-declared care relationship: a
+    # write, held by the auditor role alone (no OAuth2 scope grants it; `AuditEvent.read`
+    # grants AUDIT_READ, which only reads).
+    ACCESS_REVIEW = "access:review"
     ACCESS_LOG_READ = "person:access-log"  # "who looked at my data"
     DATA_REQUEST_FILE = "data-request:file"  # derechos ARCO: the person files
     DATA_REQUEST_MANAGE = "data-request:manage"  # the privacy office answers
@@ -128,7 +132,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.AUDITOR: frozenset(
-        {_P.AUDIT_READ, _P.ACCESS_LOG_READ, _P.PERSON_HISTORY, _P.FACILITY_READ}
+        {_P.AUDIT_READ, _P.ACCESS_REVIEW, _P.ACCESS_LOG_READ, _P.PERSON_HISTORY, _P.FACILITY_READ}
     ),
     Role.SYSTEM_ADMIN: frozenset({_P.ACCOUNT_MANAGE, _P.FACILITY_READ, _P.SIGNING_KEY_MANAGE}),
     # A citizen reads only their own record: the service narrows PERSON_READ to self.

@@ -117,7 +117,7 @@ async def unreviewed(
 @router.post(
     "/emergency-accesses/{emergency_id}/review",
     summary="Revisar un acceso de emergencia",
-    openapi_extra=_x(Permission.AUDIT_READ),
+    openapi_extra=_x(Permission.ACCESS_REVIEW),
 )
 async def review(
     emergency_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
@@ -168,7 +168,7 @@ async def unreviewed_care(
 @router.post(
     "/care-relationships/{care_id}/review",
     summary="Revisar una relación de atención registrada por el propio personal clínico",
-    openapi_extra=_x(Permission.AUDIT_READ),
+    openapi_extra=_x(Permission.ACCESS_REVIEW),
 )
 async def review_care(
     care_id: Annotated[int, Path(ge=1, le=_MAX_ID)],
