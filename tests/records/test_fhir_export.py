@@ -382,6 +382,15 @@ async def test_the_system_export_adds_what_is_in_nobodys_record(
     # Nor read it, whoever recorded it.
     url = f"/fhir/MedicationDispense/{kept.json()['id']}"
     assert (await bulk.get(url, headers=imss)).status_code == 403
+    # Nor through an _include from a record the clinician may read (R4B does not check a
+    # reference's target type); what belongs to nobody and holds no one's data still comes.
+    for target in (url, f"/fhir/Practitioner/{made.json()['id']}"):
+        pointer = condition(curp, encounter={"reference": target.removeprefix("/fhir/")})
+        assert (await bulk.post("/fhir/Condition", json=pointer, headers=imss)).status_code == 201
+    search = "/fhir/Condition?_include=Condition:encounter&patient=" + curp
+    entries = (await bulk.get(search, headers=imss)).json()["entry"]
+    included = [e["resource"]["resourceType"] for e in entries if e["search"]["mode"] == "include"]
+    assert included == ["Practitioner"]
 
     assert (await bulk.get("/fhir/$export", headers={**imss, **ASYNC})).status_code == 403
     narrow = system(bulk, "his.condiciones", "system/Condition.read")

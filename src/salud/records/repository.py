@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access import care
 from salud.access.principal import Principal
+from salud.records.compartment import PATIENT_COMPARTMENT
 from salud.records.indexing import Index, SortKey
 from salud.records.models import (
     FhirDate,
@@ -430,6 +431,15 @@ async def referring(
     return [f"{source}/{i}" for i in sorted(await session.scalars(stmt))]
 
 
+def _in_record(kind: str, curp: str) -> ColumnElement[bool]:
+    """In this person's record, or in nobody's for a type that holds no one's data. A type of
+    the Patient compartment kept under nobody (it names its patient only by an absolute URL
+    or an identifier) is still someone's data, and never another person's record's."""
+    if kind in PATIENT_COMPARTMENT:
+        return FhirResource.person_curp == curp
+    return or_(FhirResource.person_curp == curp, FhirResource.person_curp.is_(None))
+
+
 async def live_in_record(
     session: AsyncSession, kind: str, fhir_id: str, curp: str,
     extra: Sequence[ColumnElement[bool]],
@@ -440,7 +450,7 @@ async def live_in_record(
         FhirResource.resource_type == kind,
         FhirResource.fhir_id == fhir_id,
         FhirResource.deleted.is_(False),
-        or_(FhirResource.person_curp == curp, FhirResource.person_curp.is_(None)),
+        _in_record(kind, curp),
         *extra,
     )
     found: str | None = await session.scalar(stmt)
@@ -477,7 +487,7 @@ async def live_in_record_many(
             FhirResource.resource_type == kind,
             FhirResource.fhir_id.in_(ids),
             FhirResource.deleted.is_(False),
-            or_(FhirResource.person_curp == curp, FhirResource.person_curp.is_(None)),
+            _in_record(kind, curp),
             *extra,
         )
         .order_by(FhirResource.fhir_id)
