@@ -28,6 +28,7 @@ from salud.api import (
     facilities,
     fhir,
     health,
+    input_guard,
     oauth,
     oidc,
     persons,
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         qr_face=settings.credential_qr_face,
     )
     problems.install(app)
+    input_guard.install(app)  # inside the security headers: its answers carry them too
     security_headers.install(app)
     # The REST API refuses unknown query parameters by name (not the OAuth2/OIDC endpoints:
     # identity providers add parameters of their own to a callback).

@@ -119,7 +119,9 @@ async def test_restricted_categories_stay_with_the_recording_institution(
     assert await codes(me) == ["F32.9", "E11.9"]
     direct = await client.get(f"/fhir/Condition/{depression['id']}", headers=issste)
     assert direct.status_code == 403
-    assert "salud mental" in outcome(direct)["issue"][0]["diagnostics"]
+    # Refused without naming the category, which would itself disclose it.
+    assert "restringió" in outcome(direct)["issue"][0]["diagnostics"]
+    assert "salud mental" not in outcome(direct)["issue"][0]["diagnostics"]
     log = (await client.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
     assert any(e["action"] == "records:Condition:read" and e["outcome"] == "denied" for e in log)
     # Nor can the other institution replace or delete it (which would also make it the
@@ -129,7 +131,7 @@ async def test_restricted_categories_stay_with_the_recording_institution(
     for answer in (await client.put(target, json=overwrite, headers=issste),
                    await client.delete(target, headers=issste)):  # fmt: skip
         assert answer.status_code == 403, answer.text
-        assert "salud mental" in outcome(answer)["issue"][0]["diagnostics"]
+        assert "salud mental" not in outcome(answer)["issue"][0]["diagnostics"]
     kept = await client.get(target, headers=imss)
     assert kept.status_code == 200
     assert kept.json()["meta"]["versionId"] == "1"

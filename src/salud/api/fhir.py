@@ -15,6 +15,7 @@ from starlette.requests import Request as StarletteRequest
 from starlette.routing import BaseRoute, Route
 
 from salud import __version__
+from salud.access.audit import AuditEntry
 from salud.access.permissions import Permission
 from salud.api import fhir_bulk
 from salud.api.deps import Reader, ReadSession, Session, caller_of
@@ -130,6 +131,11 @@ async def metadata(request: Request) -> Response:
     return _fhir(capability_statement(base_url(request)))
 
 
+def _count_entries(doc: dict[str, Any]) -> int:
+    entries = doc.get("entry")
+    return len(entries) if isinstance(entries, list) else 0
+
+
 @router.post("")
 @router.post("/")
 async def bundle(request: Request, reader: Reader) -> Response:
@@ -149,13 +155,21 @@ async def bundle(request: Request, reader: Reader) -> Response:
                 400, "not-supported", "el servidor recibe Bundles de tipo transaction o batch",
                 "Bundle.type",
             )  # fmt: skip
+        pending: list[AuditEntry] = []
         try:
             async with sessions() as session, session.begin():
-                result = await bundles.transaction(session, reader, caller, base, doc)
+                result = await bundles.transaction(
+                    session, reader, caller, base, doc, pending=pending
+                )
         except (FhirError, DomainError) as exc:
+            # The refusals stay on record, each on its person's record (the rollback took
+            # them with the transaction); what was read before the failure was never sent.
+            denied = [e for e in pending if e.outcome == "denied"]
+            if denied:
+                await caller.audit.record_many(denied)
             await caller.record(
                 "records:Bundle:transaction", "Bundle", outcome="denied",
-                detail={"entries": len(doc.get("entry") or []), "problem": str(exc)[:300]},
+                detail={"entries": _count_entries(doc), "problem": str(exc)[:300]},
             )  # fmt: skip
             raise
         return _fhir(result)
@@ -213,9 +227,13 @@ async def validate_operation(
         caller = caller_of(request)
         doc = parse(await request.body())
         if doc["resourceType"] == "Parameters":
-            found = [
-                p.get("resource") for p in doc.get("parameter") or [] if p.get("name") == "resource"
-            ]
+            params = doc.get("parameter") or []
+            if not isinstance(params, list) or not all(isinstance(p, dict) for p in params):
+                raise FhirError.one(
+                    400, "structure", "parameter debe ser una lista de objetos",
+                    "Parameters.parameter",
+                )  # fmt: skip
+            found = [p.get("resource") for p in params if p.get("name") == "resource"]
             if not found or not isinstance(found[0], dict):
                 raise FhirError.one(400, "required", "Parameters sin el parámetro resource")
             doc = found[0]
@@ -227,8 +245,10 @@ async def validate_operation(
         except FhirError as exc:
             return _fhir(operation_outcome(exc.issues), 200)
         action = f"records:{kind}:validate"
-        await service.may(reader, caller, Permission.RECORD_WRITE, action, kind, curp, None)
+        who = await service.may(reader, caller, Permission.RECORD_WRITE, action, kind, curp, None)
         missing = await service.dangling_references(session, doc)
+        # Recorded: whether references exist in the person's record was checked for them.
+        await who.record(action, kind, person_curp=curp, detail={"missing": len(missing)})
         if missing:
             problem = "referencia a un recurso que no existe: " + ", ".join(missing)
             return _fhir(operation_outcome([Issue("not-found", problem)]), 200)

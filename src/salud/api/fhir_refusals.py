@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from salud.errors import DomainError
 from salud.records.outcome import FhirError, Issue
-from salud.storage.engine import is_unique_violation
+from salud.storage.engine import DATA_ERRORS, is_bad_text, is_unique_violation
 
 CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
          412: "conflict", 422: "processing", 423: "lock-error", 503: "transient"}  # fmt: skip
@@ -27,6 +27,11 @@ async def guard(call: Callable[[], Awaitable[Response]]) -> Response:
         issues = [Issue(CODES.get(exc.status, "processing"), exc.detail)]
         issues += [Issue("invalid", p.reason, p.field) for p in exc.problems]
         raise FhirError(exc.status, issues) from None
+    except DATA_ERRORS as exc:  # a text the database cannot hold (U+0000) caught nowhere else
+        if not is_bad_text(exc):
+            raise
+        text = "un texto contiene el carácter nulo (U+0000), que no se admite"
+        raise FhirError.one(400, "invalid", text) from None
     except IntegrityError as exc:  # written at the same moment by another request
         if not is_unique_violation(exc):
             raise

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from salud.errors import DomainError, located
-from salud.storage.engine import is_unique_violation
+from salud.storage.engine import DATA_ERRORS, is_bad_text, is_unique_violation
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://salud.gob.mx/problemas/"
@@ -89,7 +89,20 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     )  # fmt: skip
 
 
+async def _data_error(request: Request, exc: Exception) -> Response:
+    """A text the database cannot hold (U+0000) that no earlier check caught: a 400, not a
+    500. Any other data error is a fault."""
+    if not is_bad_text(exc):
+        raise exc
+    return problem(
+        400, "Datos inválidos", "un texto contiene el carácter nulo (U+0000), que no se admite",
+        "invalid-input", None, request.url.path,
+    )  # fmt: skip
+
+
 def install(app: FastAPI) -> None:
+    for kind in DATA_ERRORS:
+        app.add_exception_handler(kind, _data_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

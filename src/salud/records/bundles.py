@@ -53,8 +53,26 @@ def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     entries = bundle.get("entry") or []
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise FhirError.one(400, "structure", "Bundle.entry debe ser una lista de objetos")
+    full_urls: set[str] = set()
     for i, entry in enumerate(entries):
         request = entry.get("request")
+        full_url = entry.get("fullUrl")
+        if full_url is not None and (not isinstance(full_url, str) or not full_url):
+            raise FhirError.one(
+                400, "structure", "fullUrl debe ser un texto (uri)", f"Bundle.entry[{i}].fullUrl"
+            )
+        if full_url is not None and full_url in full_urls:  # R4 bdl-7: unique fullUrls
+            raise FhirError.one(
+                400, "invalid", f"fullUrl {full_url} repetido en el Bundle",
+                f"Bundle.entry[{i}].fullUrl",
+            )  # fmt: skip
+        if full_url is not None:
+            full_urls.add(full_url)
+        if isinstance(request, dict) and not isinstance(request.get("method"), str | None):
+            raise FhirError.one(
+                400, "structure", "request.method debe ser un texto (GET, POST, PUT, DELETE)",
+                f"Bundle.entry[{i}].request.method",
+            )  # fmt: skip
         if isinstance(request, dict) and request.get("method") in _NOT_DONE:
             raise FhirError.one(
                 400, "not-supported", f"{request['method']} no admitido en un Bundle",
@@ -134,7 +152,9 @@ async def _one(
     kind = parts[0]
     if method == "GET":
         if len(parts) == 1:
-            found = await searching.search(session, reader, caller, base, kind, parse_qsl(query))
+            # Blank values kept, as in a search by URL: `code=` is refused, never dropped.
+            asked = parse_qsl(query, keep_blank_values=True)
+            found = await searching.search(session, reader, caller, base, kind, asked)
             return {"status": "200 OK"}, {"resource": found}
         if len(parts) != 2:  # _history, vread, $operations: only through their REST URLs
             raise FhirError.one(
@@ -259,13 +279,14 @@ def _failure(exc: Exception, index: int) -> FhirError:
 
 async def transaction(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, bundle: dict[str, Any],
-    *, lenient: bool = False,
+    *, lenient: bool = False, pending: list[AuditEntry] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Process a transaction in `session` (the caller commits, or rolls back on error). Every
     audit entry goes into the same transaction: kept if it commits, gone with it if not (the
-    adapter then records the failed attempt). `lenient` (bulk loads only, never the API): a
-    reference to nothing is a warning in its entry's `response.outcome`, not a refusal."""
-    pending: list[AuditEntry] = []
+    adapter then records the failed attempt, and the refusals left in `pending`, which a
+    rollback must not erase). `lenient` (bulk loads only, never the API): a reference to
+    nothing is a warning in its entry's `response.outcome`, not a refusal."""
+    pending = [] if pending is None else pending
     caller = replace(caller, within=session, pending=pending, bases={})
     entries = _entries(bundle)
     ids = _assign_ids(entries)

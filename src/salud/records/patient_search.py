@@ -28,7 +28,7 @@ whose Patient was disclosed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, TypeVar
 
@@ -255,6 +255,7 @@ async def search(
         key=lambda d: str(d["id"]),
     )
     visible = matched
+    bases: dict[str, tuple[str, str | None] | None] = {}
     if care.needs_basis(p):
         bases = await care.clinical_bases(reader, p, [str(d["id"]) for d in matched])
         visible = [d for d in matched if bases.get(str(d["id"])) is not None]
@@ -262,7 +263,13 @@ async def search(
     await caller.record(
         ACTION, "Patient", detail={"total": len(visible), "withheld": len(matched) - len(visible)}
     )
-    await caller.record_persons(ACTION, [d["id"] for d in page])
+    if care.needs_basis(p):  # each person's entry says on which basis they were shown
+        for d in page:
+            basis = bases[str(d["id"])] or ("", None)  # visible: never None here
+            who = replace(caller, purpose=basis[0], reason=basis[1])
+            await who.record(ACTION, "person", person_curp=str(d["id"]))
+    else:
+        await caller.record_persons(ACTION, [d["id"] for d in page])
     q = Query("Patient", asked.count, asked.offset)
     return searchset(base, "Patient", query, q, len(visible), page, [])
 

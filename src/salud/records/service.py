@@ -45,7 +45,7 @@ from salud.records.mirror_query import paging_links
 from salud.records.models import FhirResource, FhirResourceVersion
 from salud.records.outcome import FhirError, is_number
 from salud.records.patient import to_patient
-from salud.records.sensitivity import CATEGORIES, LABELS, stored_form
+from salud.records.sensitivity import CATEGORIES, stored_form
 from salud.records.types import STORED_TYPES
 from salud.records.validation import validate
 from salud.storage.fastread import FastReader
@@ -303,6 +303,14 @@ async def remove(
 ) -> None:
     """Delete: a new, deleted version; nothing is erased (history keeps every version)."""
     mirror.refuse_write(kind)
+    if kind == "Patient":  # the registry's person (or one kept by a bulk load): never here
+        raise FhirError.one(
+            405, "not-supported",
+            "Patient es de solo lectura en FHIR: la persona se da de alta y se corrige en el "
+            "padrón (/api/v1/persons)",
+        )  # fmt: skip
+    if kind not in STORED_TYPES:
+        raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     action = f"records:{kind}:delete"
     row = await repository.current(session, kind, fhir_id, for_update=True)
     if row is None or row.deleted:
@@ -561,11 +569,11 @@ async def _refuse_restricted(
             action, kind, person_curp=row.person_curp, subject_id=f"{kind}/{fhir_id}",
             outcome="denied", detail={"restricted": sorted(hidden)},
         )  # fmt: skip
+        # The category stays in the audit entry: named in the answer, it would tell another
+        # institution that the person has, say, a mental-health entry.
         raise FhirError.one(
             403, "suppressed",
-            "la persona restringió esta información ("
-            + ", ".join(LABELS[c] for c in sorted(hidden))
-            + ") a la institución que la registró",
+            "la persona restringió esta entrada a la institución que la registró",
         )  # fmt: skip
 
 

@@ -3,6 +3,7 @@ agree on every resource type this server stores). Validated once, stored as rece
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,23 @@ from salud.records.compartment import MAX_PATIENT_ID
 from salud.records.outcome import FhirError, Issue
 from salud.records.types import STORED_TYPES, refusal
 
+_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+# Objects and lists nested deeper than this are refused before anything walks them (the
+# models, the reference rewriting of Bundles and the indexers recurse). A transaction Bundle
+# of Questionnaires with items nested twenty deep stays well under it.
+MAX_DEPTH = 100
+
+
+def _deeper_than(doc: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        values = node.values() if type(node) is dict else node
+        stack.extend((v, depth + 1) for v in values if type(v) is dict or type(v) is list)
+    return False
+
 
 def parse(body: bytes, expected_type: str | None = None) -> dict[str, Any]:
     """The JSON object of a request body; FhirError 400 when it is not one."""
@@ -24,8 +42,18 @@ def parse(body: bytes, expected_type: str | None = None) -> dict[str, Any]:
         doc = exactjson.loads(body)
     except exactjson.JSONDecodeError as exc:
         raise FhirError.one(400, "structure", f"JSON mal formado: {exc}") from None
+    if _NUL.search(body):  # JSON writes U+0000 only escaped; an even run of \ is not one
+        raise FhirError.one(
+            400, "invalid",
+            "un texto contiene el carácter nulo (\\u0000): los textos FHIR no admiten "
+            "caracteres de control salvo tabulador y saltos de línea",
+        )  # fmt: skip
     if not isinstance(doc, dict):
         raise FhirError.one(400, "structure", "se esperaba un objeto JSON (un recurso FHIR)")
+    if _deeper_than(doc, MAX_DEPTH):
+        raise FhirError.one(
+            400, "structure", f"el documento anida más de {MAX_DEPTH} niveles de objetos y listas"
+        )
     kind = doc.get("resourceType")
     if not isinstance(kind, str) or not kind:
         raise FhirError.one(400, "required", "falta resourceType", "resourceType")
@@ -60,6 +88,8 @@ def validate(doc: dict[str, Any], *, unregistered_patient: bool = False) -> None
         )  # fmt: skip
     try:
         get_fhir_model_class(kind).model_validate(doc)
+    except RecursionError:  # a document built in process, deeper than parse() lets in
+        raise FhirError.one(400, "structure", "el recurso anida demasiados niveles") from None
     except ValidationError as exc:
         issues = [
             Issue("invalid", f"{e['msg']}", _expression(tuple(e["loc"]), kind))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -51,6 +53,22 @@ def is_unique_violation(exc: BaseException) -> bool:
     if cause is not None:
         codes.add(getattr(cause, "sqlstate", None))
     return "23505" in codes or "UNIQUE constraint failed" in str(orig)
+
+
+# A text PostgreSQL cannot hold (U+0000: SQLSTATE 22021), raised by SQLAlchemy (DataError) or,
+# on the FastReader's raw connections, by asyncpg itself.
+DATA_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.DataError, asyncpg.exceptions.DataError,
+)  # fmt: skip
+
+
+def is_bad_text(exc: BaseException) -> bool:
+    """Whether a database error is a text with a character the database refuses (NUL)."""
+    orig = getattr(exc, "orig", exc)
+    codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)}
+    if orig.__cause__ is not None:
+        codes.add(getattr(orig.__cause__, "sqlstate", None))
+    return "22021" in codes
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
