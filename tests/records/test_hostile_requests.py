@@ -165,3 +165,20 @@ async def test_a_patient_search_records_each_persons_actual_basis(
     log = (await client.get(f"/api/v1/persons/{curp}/accesses", headers=me)).json()["items"]
     shown = [e for e in log if e["action"] == "records:Patient:search"]
     assert [(e["purpose"], e["reason"]) for e in shown] == [("emergency", reason)]
+
+
+@pytest.mark.postgresql
+async def test_a_nul_in_a_rest_body_is_a_400_where_the_database_refuses_it(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """The safety net: a text with U+0000 that no model refused (a free-text reason) reaches
+    PostgreSQL, which cannot hold it: a 400 problem that says so, not a 500."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "dr.urgencias")
+    reason = "paciente inconsciente traído por ambulancia\u0000 sin acompañante"
+    answer = await client.post(
+        f"/api/v1/persons/{curp}/emergency-access", headers=doctor, json={"reason": reason}
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "U+0000" in answer.json()["detail"]

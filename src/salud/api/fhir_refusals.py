@@ -27,16 +27,16 @@ async def guard(call: Callable[[], Awaitable[Response]]) -> Response:
         issues = [Issue(CODES.get(exc.status, "processing"), exc.detail)]
         issues += [Issue("invalid", p.reason, p.field) for p in exc.problems]
         raise FhirError(exc.status, issues) from None
-    except DATA_ERRORS as exc:  # a text the database cannot hold (U+0000) caught nowhere else
-        if not is_bad_text(exc):
-            raise
-        text = "un texto contiene el carácter nulo (U+0000), que no se admite"
-        raise FhirError.one(400, "invalid", text) from None
     except IntegrityError as exc:  # written at the same moment by another request
         if not is_unique_violation(exc):
             raise
         text = "otra operación escribió lo mismo al mismo tiempo; vuelva a leer y repita"
         raise FhirError.one(409, "conflict", text) from None
+    except DATA_ERRORS as exc:  # a text the database cannot hold (U+0000) caught nowhere else
+        if not is_bad_text(exc):
+            raise
+        text = "un texto contiene el carácter nulo (U+0000), que no se admite"
+        raise FhirError.one(400, "invalid", text) from None
 
 
 def base_url(request: Request) -> str:

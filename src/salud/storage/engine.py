@@ -55,10 +55,10 @@ def is_unique_violation(exc: BaseException) -> bool:
     return "23505" in codes or "UNIQUE constraint failed" in str(orig)
 
 
-# A text PostgreSQL cannot hold (U+0000: SQLSTATE 22021), raised by SQLAlchemy (DataError) or,
-# on the FastReader's raw connections, by asyncpg itself.
+# Where a text PostgreSQL cannot hold (U+0000: SQLSTATE 22021) surfaces: SQLAlchemy wraps
+# asyncpg's error in its generic DBAPIError; the FastReader's raw connections raise asyncpg's.
 DATA_ERRORS: tuple[type[Exception], ...] = (
-    sqlalchemy.exc.DataError, asyncpg.exceptions.DataError,
+    sqlalchemy.exc.DBAPIError, asyncpg.exceptions.DataError,
 )  # fmt: skip
 
 
