@@ -23,6 +23,7 @@ from salud.access.principal import Principal
 from salud.app import create_app
 from salud.config import Settings
 from salud.credentials import service as credentials_service
+from salud.credentials import signing
 from salud.credentials.keyset import KeySet
 from salud.credentials.schemas import IssueReason
 from salud.credentials.verify import offline_verdict, verify
@@ -74,6 +75,18 @@ async def issued(client: httpx.AsyncClient, curp: str, reason: str = "first") ->
         )  # fmt: skip
     first: dict[str, Any] = orjson.loads(card.model_dump_json())
     return first
+
+
+async def print_file_of(client: httpx.AsyncClient, credential_ids: list[str]) -> bytes:
+    """The print file of these cards as a print batch has it made (enrollment/printing.py
+    calls this service; the API has no route of its own for it)."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    who = Principal("account:imprenta", "imprenta.lote", Role.SUPERVISOR, 10)
+    async with app.state.sessions() as session, session.begin():
+        return await credentials_service.print_file(
+            session, app.state.keyring, app.state.credential_config, credential_ids,
+            Caller(who, app.state.audit, "impresion"),
+        )  # fmt: skip
 
 
 async def back_of(client: httpx.AsyncClient, credential_id: str) -> Image.Image:
@@ -141,13 +154,8 @@ async def test_a_printed_card_scans_verifies_and_validates(
     assert log.status_code == 200, log.text
     assert any(e["action"] == "credentials:card:validate" for e in log.json()["items"])
 
-    # The print file: two pages per card; its back page scans to the same QR.
-    pdf = await client.post(
-        "/api/v1/credentials/print-file", json={"credential_ids": [card["credential_id"]]}
-    )
-    assert pdf.status_code == 200
-    assert pdf.headers["content-type"] == "application/pdf"
-    document = pypdfium2.PdfDocument(pdf.content)
+    # The print file (a print batch's): two pages per card; its back page scans to the same QR.
+    document = pypdfium2.PdfDocument(await print_file_of(client, [card["credential_id"]]))
     assert len(document) == 2
     width, height = document[1].get_size()
     assert round(width / 72 * 25.4, 1) == 85.6
@@ -192,13 +200,6 @@ async def test_life_cycle_suspension_and_revocation(
     card = await issued(client, doc["curp"])
     qr = signed_qr_of(await back_of(client, card["credential_id"]))
     url = f"/api/v1/credentials/{card['credential_id']}/status"
-    skip = await client.post(url, json={"status": "delivered"})
-    assert skip.status_code == 409
-    assert "issued" in skip.json()["detail"]
-    for step in ("printed", "ready_for_pickup", "delivered"):
-        answer = await client.post(url, json={"status": step})
-        assert answer.status_code == 200
-        assert answer.json()["status"] == step
     operator = token_for(Role.REGISTRATION_OPERATOR)
     denied = await client.post(url, json={"status": "suspended"}, headers=operator)
     assert denied.status_code == 403
@@ -207,7 +208,7 @@ async def test_life_cycle_suspension_and_revocation(
     assert answer["verdict"] == "invalid"
     assert answer["card"] == "suspended"
     back = await client.post(url, json={"status": "active"})
-    assert back.json()["status"] == "delivered"
+    assert back.json()["status"] == "issued"
     assert (await validate(client, token_for, qr))["verdict"] == "valid"
     assert (await client.post(url, json={"status": "revoked", "note": "fraude"})).status_code == 200
     assert (await validate(client, token_for, qr))["card"] == "revoked"
@@ -424,3 +425,110 @@ async def test_a_first_card_comes_only_from_an_enrollment(client: httpx.AsyncCli
     lost = await client.post(url, json={"reason": "lost"})
     assert lost.status_code == 409
     assert (await client.get(url)).json() == []
+
+
+async def test_the_status_route_cannot_move_the_plastic_toward_delivery(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Printed, ready for pickup and delivered are the print batches' and the module's
+    delivery's (batch, module, identity and guardian checks): the status route takes only a
+    supervisor's suspended, active and revoked, whoever asks."""
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    url = f"/api/v1/credentials/{card['credential_id']}/status"
+    operator = token_for(Role.REGISTRATION_OPERATOR, module="MR-13-0001")
+    for headers in ({}, operator):
+        for step in ("printed", "ready_for_pickup", "delivered"):
+            refused = await client.post(url, json={"status": step}, headers=headers)
+            assert refused.status_code == 422, (step, refused.text)
+            assert [e["field"] for e in refused.json()["errors"]] == ["status"]
+    assert (
+        await client.post(url, json={"status": "suspended"}, headers=operator)
+    ).status_code == 403
+    listed = (await client.get(f"/api/v1/persons/{doc['curp']}/credentials")).json()
+    assert [c["status"] for c in listed] == ["issued"]
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    assert spec["components"]["schemas"]["StatusChange"]["properties"]["status"]["enum"] == [
+        "suspended", "active", "revoked"
+    ]  # fmt: skip
+    route = spec["paths"]["/api/v1/credentials/{credential_id}/status"]["post"]
+    assert route["x-permission"] == "credential:revoke"
+
+
+async def test_print_files_come_only_from_print_batches(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """No route prints arbitrary cards: a print file is a module's batch
+    (/api/v1/enrollment/print-batches/{code}/print-file), which checks the module and
+    keeps the cards in the batch that is shipped, received and delivered."""
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    body = {"credential_ids": [card["credential_id"]]}
+    for headers in ({}, token_for(Role.REGISTRATION_OPERATOR, module="MR-13-0001")):
+        gone = await client.post("/api/v1/credentials/print-file", json=body, headers=headers)
+        assert gone.status_code in (404, 405), gone.text
+    listed = (await client.get(f"/api/v1/persons/{doc['curp']}/credentials")).json()
+    assert [c["status"] for c in listed] == ["issued"]
+    spec = (await client.get("/api/v1/openapi.json")).json()
+    assert "/api/v1/credentials/print-file" not in spec["paths"]
+
+
+async def test_a_suspended_card_cannot_be_lifted_by_a_reissue(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A reissue voids the current card and hands over an active one: while the card is
+    suspended it is refused (409 naming the card), to the holder, an operator and a
+    supervisor alike; a supervisor reactivates it first."""
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    status = f"/api/v1/credentials/{card['credential_id']}/status"
+    assert (await client.post(status, json={"status": "suspended"})).status_code == 200
+    url = f"/api/v1/persons/{doc['curp']}/credentials"
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    operator = token_for(Role.REGISTRATION_OPERATOR)
+    supervisor = token_for(Role.SUPERVISOR)
+    for headers, reason in ((me, "lost"), (operator, "damaged"), (supervisor, "lost")):
+        refused = await anonymous.post(url, json={"reason": reason}, headers=headers)
+        assert refused.status_code == 409, (reason, refused.text)
+        assert card["credential_id"] in refused.json()["detail"]
+        assert "suspendida" in refused.json()["detail"]
+    listed = (await client.get(url)).json()
+    assert [(c["credential_id"], c["status"]) for c in listed] == [
+        (card["credential_id"], "suspended")
+    ]
+    assert (await anonymous.get("/api/v1/me/digital-card", headers=me)).status_code == 404
+    assert (await client.post(status, json={"status": "active"})).status_code == 200
+    again = await anonymous.post(url, json={"reason": "lost"}, headers=me)
+    assert again.status_code == 201, again.text
+
+
+async def test_a_card_signed_with_a_key_rotated_by_another_process_validates_at_once(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    token_for: TokenFor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another server process rotates the key and issues a card with the new one: this
+    process, whose key set is cached, reloads it for the unknown kid instead of answering
+    unknown_key until its cache expires."""
+    monkeypatch.setattr(signing, "RELOAD_SECONDS", 0.0)  # the once-a-second bound: elsewhere
+    doc, other = await registered(client), await registered(client)
+    old = signed_qr_of(await back_of(client, (await issued(client, doc["curp"]))["credential_id"]))
+    assert (await validate(client, token_for, old))["verdict"] == "valid"  # the set is cached
+    app = client._transport.app  # type: ignore[attr-defined]
+    elsewhere = signing.Signer(app.state.sessions, app.state.keyring)
+    async with app.state.sessions() as session, session.begin():
+        kid = await signing.rotate(session, app.state.keyring, "otro.proceso")
+    await issued(client, other["curp"])
+    caller = Caller(Principal("account:m", "operador.otro", Role.SUPERVISOR, 10), app.state.audit)
+    async with app.state.sessions() as session, session.begin():
+        card = await credentials_service.issue(
+            session, elsewhere, app.state.keyring, app.state.credential_config, other["curp"],
+            IssueReason.LOST, caller,
+        )  # fmt: skip
+    new = signed_qr_of(await back_of(client, card.credential_id))
+    assert verify(new, await elsewhere.keys()).key.kid.hex() == kid
+    answer = await validate(client, token_for, new)
+    assert (answer["verdict"], answer["card"]) == ("valid", "current"), answer
+    public = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": new})
+    assert public.json()["verdict"] == "valid", public.text

@@ -75,9 +75,8 @@ def test_rotate_list_print_and_verify_from_the_command_line(
     assert "ES256" in listed.output
     bad = cli.invoke(app, ["credentials", "rotate-key", "--alg", "RSA"])
     assert bad.exit_code != 0
-    nothing = cli.invoke(app, ["credentials", "print", "--out", str(tmp_path / "lote.pdf")])
-    assert nothing.exit_code == 0
-    assert "No hay credenciales" in nothing.output
+    gone = cli.invoke(app, ["credentials", "print", "--out", str(tmp_path / "lote.pdf")])
+    assert gone.exit_code != 0  # print files come from the modules' print batches only
     jwks = tmp_path / "jwks.json"
     jwks.write_bytes(orjson.dumps({"keys": []}))
     refused = cli.invoke(
@@ -128,3 +127,29 @@ async def test_rotations_at_the_same_moment_leave_one_key_in_service(
     assert len(rows) == 5
     assert len(in_service) == 1
     assert in_service[0] in kids
+
+
+async def test_an_unknown_kid_reloads_the_key_set_at_most_once_a_second(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    signing_key: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """This process cached the key set; another one rotated (directly in the database here).
+    Asked for a fresher set, the signer reloads it, but not more often than RELOAD_SECONDS:
+    a stream of forged kids cannot hammer the database."""
+    ring = keyring_of(settings)
+    here = signing.Signer(sessions, ring)
+    cached = await here.keys()
+    async with sessions() as session, session.begin():
+        new_kid = bytes.fromhex(await signing.rotate(session, ring, "otro.proceso"))
+    assert cached.get(new_kid) is None
+    assert await here.keys() is cached  # within CACHE_SECONDS: the cached set
+    monkeypatch.setattr(signing, "RELOAD_SECONDS", 3600.0)
+    assert await here.fresher(cached) is None  # read too recently: no reload
+    monkeypatch.setattr(signing, "RELOAD_SECONDS", 0.0)
+    fresher = await here.fresher(cached)
+    assert fresher is not None
+    assert fresher.get(new_kid) is not None
+    assert await here.keys() is fresher  # the cache holds the reloaded set
+    assert await here.fresher(cached) is fresher  # an older set's holder gets the newer one

@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.models import AuditEvent
 from salud.access.permissions import Role
+from salud.credentials.models import Credential, CredentialEvent
 from salud.enrollment.models import Notification, PrintBatch
 from salud.kit.clock import today_mx
+from salud.web.pages import SESSION
 from tests.conftest import TokenFor
 from tests.enrollment.conftest import MODULE, Drive, E
-from tests.enrollment.test_enrollment import enroll, enroll_adult
+from tests.enrollment.test_enrollment import capture, enroll, enroll_adult, start
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -310,3 +312,125 @@ async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
             AuditEvent.person_curp == minor["curp"]))).scalars().all()  # fmt: skip
     offered = {(d or {}).get("receiver") for d in details}
     assert offered == {None, stranger}
+
+
+async def test_a_card_suspended_while_its_batch_travels_is_handed_over_once_reactivated(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Suspended in transit, the card is skipped at the reception; reactivated, it is back
+    to `printed` in a received batch: delivery takes it (ready for pickup first, with its
+    event), and the batch page offers it."""
+    receipt = await enroll_adult(anonymous, drive, 91)
+    op, sup = drive.operator, drive.supervisor
+    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
+                                 headers=op)).json()["code"]  # fmt: skip
+    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
+    step = f"{E}/print-batches/{code}/status"
+    assert (await anonymous.post(step, json={"status": "shipped"}, headers=op)).is_success
+    card = f"/api/v1/credentials/{receipt['credential_id']}/status"
+    assert (await anonymous.post(card, json={"status": "suspended"}, headers=sup)).is_success
+    received = await anonymous.post(step, json={"status": "received"}, headers=op)
+    assert [c["card_status"] for c in received.json()["cards"]] == ["suspended"]
+    back = await anonymous.post(card, json={"status": "active"}, headers=sup)
+    assert back.json()["status"] == "printed", back.text
+
+    anonymous.cookies.set(SESSION, op["Authorization"].removeprefix("Bearer "))
+    page = await anonymous.get(f"/modulo/lotes/{code}")
+    anonymous.cookies.clear()
+    assert page.status_code == 200, page.text
+    row = page.text.split(f'data-card="{receipt["credential_id"]}"')[1].split("</tr>")[0]
+    assert "Entregar" in row
+
+    handed = await anonymous.post(
+        f"{E}/cards/{receipt['credential_id']}/delivery",
+        json={"identity_check": "photo_id"}, headers=op,
+    )  # fmt: skip
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["card_status"] == "delivered"
+    listed = await anonymous.get(f"/api/v1/persons/{receipt['curp']}/credentials", headers=op)
+    assert [c["status"] for c in listed.json()] == ["delivered"]
+    async with sessions() as s:
+        events = (await s.execute(
+            select(CredentialEvent.status).join(Credential)
+            .where(Credential.credential_id == receipt["credential_id"])
+            .order_by(CredentialEvent.id))).scalars().all()  # fmt: skip
+    assert events == [
+        "issued", "printed", "suspended", "printed", "ready_for_pickup", "delivered"
+    ]  # fmt: skip
+
+
+async def test_forming_and_moving_a_batch_is_in_each_holders_accesses(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str, token_for: TokenFor
+) -> None:
+    """Forming a batch and each of its steps answer every card's CURP (and who took it):
+    one entry per holder, as reading the batch records."""
+    receipts = [await enroll_adult(anonymous, drive, seed) for seed in (93, 94)]
+    op = drive.operator
+    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
+                                 headers=op)).json()["code"]  # fmt: skip
+    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
+    for step in ("shipped", "received"):
+        moved = await anonymous.post(
+            f"{E}/print-batches/{code}/status", json={"status": step}, headers=op
+        )
+        assert moved.status_code == 200, moved.text
+    for r in receipts:
+        me = token_for(Role.CITIZEN, curp=r["curp"])
+        log = await anonymous.get(
+            f"/api/v1/persons/{r['curp']}/accesses", params={"limit": 200}, headers=me
+        )
+        assert log.status_code == 200, log.text
+        seen = {(e["action"], e["actor"]) for e in log.json()["items"]}
+        for action in ("create", "shipped", "received"):
+            assert (f"enrollment:batch:{action}", "operador.prueba") in seen, (action, seen)
+
+
+async def test_a_guardian_whose_id_was_excused_is_not_linked_to_the_minor(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A supervisor may excuse the guardian's ID, but then nobody checked who the adult is:
+    the link (which hands over the minor's plastic and digital card) is not made at
+    completion; a supervisor links them after checking documents."""
+    op, sup = drive.operator, drive.supervisor
+    mother = person_doc(sex="M", birth_date="1992-06-07")["curp"]
+    child = person_doc(birth_date=(today_mx() - timedelta(days=365 * 8)).isoformat())
+    folio = (await start(anonymous, drive, child)).json()["folio"]
+    docs = {"documents": [{"kind": "birth_certificate"}, {"kind": "curp"}],
+            "guardian_curp": mother, "guardian_relationship": "mother"}  # fmt: skip
+    put = await anonymous.put(f"{E}/enrollments/{folio}/documents", json=docs, headers=op)
+    assert put.status_code == 200, put.text
+    body = {"waive": ["guardian_id"], "reason": "la madre perdió su identificación en el sismo"}
+    excused = await anonymous.post(f"{E}/enrollments/{folio}/exception", json=body, headers=sup)
+    assert excused.status_code == 200, excused.text
+    await capture(anonymous, drive, folio, 95)
+    done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=op)
+    assert done.status_code == 200, done.text
+    links = await anonymous.get(f"/api/v1/persons/{child['curp']}/guardians", headers=op)
+    assert links.status_code == 200, links.text
+    assert links.json() == []
+    async with sessions() as s:
+        detail = await s.scalar(select(AuditEvent.detail).where(
+            AuditEvent.action == "enrollment:enrollment:complete",
+            AuditEvent.person_curp == child["curp"]))  # fmt: skip
+    assert detail is not None
+    assert detail["guardian_linked"] is False
+
+    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
+                                 headers=op)).json()["code"]  # fmt: skip
+    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
+    for step in ("shipped", "received"):
+        moved = await anonymous.post(f"{E}/print-batches/{code}/status", json={"status": step},
+                                     headers=op)  # fmt: skip
+        assert moved.status_code == 200, moved.text
+    refused = await anonymous.post(
+        f"{E}/cards/{done.json()['credential_id']}/delivery",
+        json={"identity_check": "guardian_id", "receiver_curp": mother}, headers=op,
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "receiver_curp"

@@ -1,5 +1,6 @@
-"""The credential over HTTP: published keys, issuance and life cycle, card images and print
-files, the citizen's digital card, and validation (reception and public)."""
+"""The credential over HTTP: published keys, issuance and life cycle, card images, the
+citizen's digital card, and validation (reception and public). Print files come only from
+the module's print batches (api/enrollment.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.requests import Request as StarletteRequest
 from starlette.routing import BaseRoute, Route
 
@@ -107,10 +108,13 @@ async def list_credentials(
 
 @router.post(
     "/credentials/{credential_id}/status",
-    summary="Cambiar el estado: impresa, lista para entrega, entregada, suspendida, revocada",
-    openapi_extra=_x(Permission.CREDENTIAL_PRINT),
-    description="printed, ready_for_pickup y delivered requieren credential:print; "
-    "suspended, active y revoked requieren credential:revoke.",
+    summary="Suspender, reactivar o revocar una credencial (supervisión)",
+    openapi_extra=_x(Permission.CREDENTIAL_REVOKE),
+    description="Solo suspended, active (reactivar una suspendida) y revoked, con "
+    "credential:revoke. Impresa, lista para entrega y entregada no se asignan aquí: las "
+    "registran los lotes de impresión y la entrega en el módulo "
+    "(/api/v1/enrollment/print-batches y /api/v1/enrollment/cards/{credential_id}/delivery), "
+    "que comprueban el lote, el módulo y la identidad de quien recibe.",
 )
 async def change_status(
     credential_id: CredentialId, body: StatusChange, session: Session, caller: CurrentCaller
@@ -136,32 +140,6 @@ async def card_png(
         session, request.app.state.keyring, _config(request), credential_id, side, caller
     )
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
-
-
-class PrintBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    credential_ids: list[Annotated[str, Field(pattern=r"^[a-z2-7]{16}$")]] = Field(
-        min_length=1, max_length=500
-    )
-
-
-@router.post(
-    "/credentials/print-file",
-    summary="Archivo de impresión (PDF) de un lote; las tarjetas pasan a «impresa»",
-    response_class=Response,
-    responses={200: {"content": {"application/pdf": {}}}},
-    openapi_extra=_x(Permission.CREDENTIAL_PRINT),
-)
-async def print_file(
-    body: PrintBatch, request: Request, session: Session, caller: CurrentCaller
-) -> Response:
-    data = await service.print_file(
-        session, request.app.state.keyring, _config(request), body.credential_ids, caller
-    )
-    return Response(
-        data, media_type="application/pdf",
-        headers={"Content-Disposition": 'attachment; filename="lote-credenciales.pdf"'},
-    )  # fmt: skip
 
 
 @router.get(

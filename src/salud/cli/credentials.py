@@ -1,4 +1,6 @@
-"""salud credentials: signing keys, the print queue and offline verification."""
+"""salud credentials: signing keys and offline verification. Print files come from the print
+batches of the registration modules (enrollment/printing.py), never from here: a card printed
+outside a batch could never be received at a module nor handed over."""
 
 from __future__ import annotations
 
@@ -9,18 +11,13 @@ import httpx
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import select
 
-from salud.access.audit import AuditLog
-from salud.access.context import Caller
-from salud.access.permissions import Role
-from salud.access.principal import Principal
 from salud.config import Settings, get_settings
 from salud.credentials import service, signing
 from salud.credentials.keyset import ALG_EDDSA, ALG_ES256, KeySet
-from salud.credentials.models import Credential, SigningKey
+from salud.credentials.models import SigningKey
 from salud.credentials.verify import VerificationFailed, offline_verdict, verify
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
@@ -109,51 +106,6 @@ def keys() -> None:
             f"{k.withdrawn_at:%Y-%m-%d}" if k.withdrawn_at else "",
         )  # fmt: skip
     err.print(table)
-
-
-@app.command("print")
-def print_batch(
-    out: Path = typer.Option(..., help="Archivo PDF del lote"),
-    limit: int = typer.Option(100, min=1, max=500, help="Tarjetas por lote"),
-    actor: str = typer.Option("imprenta.cli", help="Quién imprime (bitácora)"),
-) -> None:
-    """Imprime el siguiente lote de credenciales expedidas (pasan a «impresa»)."""
-    settings = get_settings()
-
-    async def run() -> bytes | None:
-        engine = create_engine(settings.database_url)
-        sessions = session_factory(engine)
-        audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
-        await audit.start()
-        caller = Caller(Principal(f"cli:{actor}", actor, Role.SUPERVISOR), audit, "impresion")
-        try:
-            async with sessions() as session, session.begin():
-                ids = list(
-                    await session.scalars(
-                        select(Credential.credential_id)
-                        .where(Credential.status == "issued")
-                        .order_by(Credential.id)
-                        .limit(limit)
-                    )
-                )
-                if not ids:
-                    return None
-                with Progress(console=err) as progress:
-                    progress.add_task(f"Generando {len(ids)} tarjetas…", total=None)
-                    document = await service.print_file(
-                        session, _ring(settings), config_of(settings), ids, caller
-                    )
-                return document
-        finally:
-            await audit.close()
-            await engine.dispose()
-
-    document = asyncio.run(run())
-    if document:
-        out.write_bytes(document)
-        err.print(f"[green]Lote en {out} (2 páginas por tarjeta).[/]")
-    else:
-        err.print("No hay credenciales por imprimir.")
 
 
 @app.command("verify")

@@ -33,9 +33,18 @@ class IssueRequest(BaseModel):
 
 
 class StatusChange(BaseModel):
+    """A supervisor's change of a card's standing (the public API's). The plastic's way to
+    the holder (printed, ready_for_pickup, delivered) is not here: only the print batches and
+    the delivery at the module move it (`PlasticStep`), with their checks."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    status: Literal["printed", "ready_for_pickup", "delivered", "suspended", "revoked", "active"]
+    status: Literal["suspended", "active", "revoked"]
     note: str | None = Field(default=None, max_length=300)
+
+
+# The plastic's steps, set only by enrollment/printing.py (batch printed, batch received at
+# the module, card handed over after the identity check); never taken from a request.
+PlasticStep = Literal["printed", "ready_for_pickup", "delivered"]
 
 
 class CredentialRead(BaseModel):

@@ -44,13 +44,14 @@ from salud.credentials.schemas import (
     EntitlementRead,
     HolderRead,
     IssueReason,
+    PlasticStep,
     PublicValidationRead,
     Status,
     StatusChange,
     ValidationRead,
 )
 from salud.credentials.signing import Signer
-from salud.credentials.verify import VerificationFailed, Verified, verify
+from salud.credentials.verify import Reason, VerificationFailed, Verified, verify
 from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from salud.facilities import service as facilities
 from salud.identity import guardians, photos
@@ -197,6 +198,15 @@ async def issue(
             "la persona ya tiene una credencial vigente; para reponerla indique el motivo "
             "(lost, damaged, renewal o update)"
         )
+    if previous is not None and previous.status == "suspended":
+        # A reissue would void the suspended card and hand over an active one: the
+        # suspension would be lifted by whoever asks (the holder, an operator).
+        raise Conflict(
+            f"la credencial vigente {previous.credential_id} está suspendida: no se repone "
+            "mientras lo esté, la pida quien la pida (una reposición levantaría la "
+            "suspensión); un supervisor debe reactivarla primero",
+            [FieldProblem("reason", f"credencial {previous.credential_id} suspendida")],
+        )
     if previous is None and reason is not IssueReason.FIRST:
         # A reissue replaces a card: without one it would be a first card that skipped
         # enrollment (documents, photo, fingerprints, duplicate review).
@@ -287,20 +297,19 @@ async def list_for_person(session: AsyncSession, curp: str, caller: Caller) -> l
 async def change_status(
     session: AsyncSession, credential_id: str, change: StatusChange, caller: Caller
 ) -> CredentialRead:
-    """printed -> ready_for_pickup -> delivered (print shop and module); suspended, active
-    again, revoked (supervisor). Superseded and revoked cards never change again."""
+    """Suspend, reactivate (`active`) or revoke a card (credential:revoke). A reactivated
+    card goes back to the step of the plastic's way it had reached. Superseded and revoked
+    cards never change again. The plastic's own steps are `plastic_step`'s."""
     target = change.status
-    revoking = target in ("suspended", "revoked", "active")
-    permission = Permission.CREDENTIAL_REVOKE if revoking else Permission.CREDENTIAL_PRINT
-    await _gate(caller, permission, f"credentials:credential:{target}", credential_id)
+    action = f"credentials:credential:{target}"
+    await _gate(caller, Permission.CREDENTIAL_REVOKE, action, credential_id)
     row = await _by_id(session, credential_id, lock=True)
     await caller.allow(
-        permission, f"credentials:credential:{target}", "credential",
+        Permission.CREDENTIAL_REVOKE, action, "credential",
         person_curp=row.person_curp, subject_id=credential_id,
     )  # fmt: skip
     if row.status in ("revoked", "superseded"):
         raise Conflict(f"la credencial está {row.status}: ya no cambia de estado")
-    now = utcnow()
     if target == "active":
         if row.status != "suspended":
             raise Conflict("solo una credencial suspendida puede reactivarse")
@@ -311,20 +320,43 @@ async def change_status(
             .limit(1)
         )
         row.status, row.digital_active = last or "issued", True
-    elif target in ("suspended", "revoked"):
+    else:
         if target == row.status:
             raise Conflict(f"la credencial ya está {target}")
         row.status, row.digital_active = target, False
-    else:
-        if target not in _NEXT.get(row.status, frozenset()):
-            raise Conflict(f"una credencial en estado {row.status} no pasa a {target}")
-        row.status = target
+    return await _changed(session, row, target, change.note, caller)
+
+
+async def plastic_step(
+    session: AsyncSession, credential_id: str, step: PlasticStep, note: str | None,
+    caller: Caller,
+) -> CredentialRead:  # fmt: skip
+    """issued -> printed -> ready_for_pickup -> delivered (credential:print). Only for the
+    print batches and the delivery at the module (enrollment/printing.py), which check the
+    batch, the module and who takes the card; no API route reaches it."""
+    action = f"credentials:credential:{step}"
+    await _gate(caller, Permission.CREDENTIAL_PRINT, action, credential_id)
+    row = await _by_id(session, credential_id, lock=True)
+    await caller.allow(
+        Permission.CREDENTIAL_PRINT, action, "credential",
+        person_curp=row.person_curp, subject_id=credential_id,
+    )  # fmt: skip
+    if step not in _NEXT.get(row.status, frozenset()):
+        raise Conflict(f"una credencial en estado {row.status} no pasa a {step}")
+    row.status = step
+    return await _changed(session, row, step, note, caller)
+
+
+async def _changed(
+    session: AsyncSession, row: Credential, target: str, note: str | None, caller: Caller
+) -> CredentialRead:
+    now = utcnow()
     row.status_changed_at, row.status_changed_by = now, caller.actor
-    session.add(_event(row, caller.actor, now, change.note))
+    session.add(_event(row, caller.actor, now, note))
     await session.flush()
     await caller.record(
         f"credentials:credential:{target}", "credential", person_curp=row.person_curp,
-        subject_id=credential_id, within=session, detail={"status": row.status},
+        subject_id=row.credential_id, within=session, detail={"status": row.status},
     )  # fmt: skip
     return _read(row)
 
@@ -499,6 +531,21 @@ def _invalid(failure: VerificationFailed) -> ValidationRead:
     )  # fmt: skip
 
 
+async def _verified(text: str, keys: KeySet) -> Verified:
+    """Verify the scanned text. A card whose key the signer's cached set lacks (put in
+    service by another process since the set was read) gets a second try with the set
+    reloaded: at most once a second (signing.RELOAD_SECONDS), not the cache's 30 s."""
+    try:
+        return verify(text, keys)
+    except VerificationFailed as failure:
+        if failure.reason is not Reason.UNKNOWN_KEY or not isinstance(keys, signing.SignerKeys):
+            raise
+        fresher = await keys.signer.fresher(keys)
+        if fresher is None:
+            raise
+    return verify(text, fresher)
+
+
 async def validate(
     reader: FastReader, keys: KeySet, ring: Keyring, text: str, caller: Caller
 ) -> ValidationRead:
@@ -510,7 +557,7 @@ async def validate(
     card with the holder's photo; the person with affiliations), no ORM (bench/RESULTS.md)."""
     await caller.allow(Permission.CREDENTIAL_VALIDATE, "credentials:card:validate", "credential")
     try:
-        verified = verify(text, keys)
+        verified = await _verified(text, keys)
     except VerificationFailed as failure:
         await caller.record(
             "credentials:card:validate", "credential", outcome="denied",
@@ -555,7 +602,7 @@ async def public_validate(
     rate-limited by the adapter. A check of a card the registry knows is an anonymous entry
     in its holder's "who looked at my data" (as opening the card's second QR is)."""
     try:
-        verified = verify(text, keys)
+        verified = await _verified(text, keys)
     except VerificationFailed as failure:
         return PublicValidationRead(
             verdict="invalid", reason=failure.reason.value, message=failure.message, card=None

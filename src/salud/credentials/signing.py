@@ -8,9 +8,11 @@ header as the spec asks, and nothing else is added to the headers."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,6 +32,9 @@ from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
 from salud.storage import locks
 
 CACHE_SECONDS = 30.0  # how soon a rotation made by another process is seen
+# A card signed with a key the cached set lacks (another process rotated) reloads the set,
+# at most once in this while: scans of forged kids cannot hammer the database.
+RELOAD_SECONDS = 1.0
 RETIRE_GRACE = timedelta(seconds=CACHE_SECONDS + 30)  # a retired key's overlap with the new one
 
 
@@ -126,12 +131,16 @@ async def rewrap_keys(session: AsyncSession, ring: Keyring) -> int:
     return moved
 
 
-async def published(session: AsyncSession) -> KeySet:
-    """Every key not withdrawn, current and retired, with its validity window."""
+async def _published_keys(session: AsyncSession) -> list[PublicKey]:
     rows = await session.scalars(
         select(SigningKey).where(SigningKey.withdrawn_at.is_(None)).order_by(SigningKey.id)
     )
-    return KeySet(_public(r) for r in rows)
+    return [_public(r) for r in rows]
+
+
+async def published(session: AsyncSession) -> KeySet:
+    """Every key not withdrawn, current and retired, with its validity window."""
+    return KeySet(await _published_keys(session))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +166,27 @@ def pack(cose: bytes) -> str:
     return text
 
 
+class SignerKeys(KeySet):
+    """The key set a Signer serves: it knows where a fresher one comes from, for a card
+    signed with a key put in service since (credentials.service verifies with it)."""
+
+    def __init__(self, keys: Iterable[PublicKey], signer: Signer) -> None:
+        super().__init__(keys)
+        self.signer = signer
+
+
 class Signer:
     """Signs claim sets with the key in service; also serves the published key set. Both
     are cached briefly, so a rotation made by another process is picked up within
-    CACHE_SECONDS."""
+    CACHE_SECONDS; a card whose key the cached set lacks asks for a reload (`fresher`)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], ring: Keyring) -> None:
         self._sessions = sessions
         self._ring = ring
         self._cose = COSE.new()
         self._active: tuple[float, ActiveKey] | None = None
-        self._keys: tuple[float, KeySet] | None = None
+        self._keys: tuple[float, SignerKeys] | None = None
+        self._reloading = asyncio.Lock()
 
     def forget(self) -> None:
         self._active = self._keys = None
@@ -192,14 +211,29 @@ class Signer:
         self._active = (time.monotonic(), key)
         return key
 
-    async def keys(self) -> KeySet:
+    async def keys(self) -> SignerKeys:
         cached = self._keys
         if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
+        return await self._load_keys()
+
+    async def _load_keys(self) -> SignerKeys:
         async with self._sessions() as session:
-            found = await published(session)
+            found = SignerKeys(await _published_keys(session), self)
         self._keys = (time.monotonic(), found)
         return found
+
+    async def fresher(self, than: KeySet) -> SignerKeys | None:
+        """A key set newer than `than`, which lacked a card's key: reloaded from the
+        database unless that was done less than RELOAD_SECONDS ago (then None, or the set
+        that reload gave when `than` is older). Concurrent asks share one reload."""
+        async with self._reloading:
+            cached = self._keys
+            if cached is not None and cached[1] is not than:
+                return cached[1]
+            if cached is not None and time.monotonic() - cached[0] < RELOAD_SECONDS:
+                return None
+            return await self._load_keys()
 
     def sign(self, key: ActiveKey, claims_cbor: bytes) -> bytes:
         """COSE_Sign1 (tag 18) over the CWT claims, kid in the protected header."""

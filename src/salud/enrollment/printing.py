@@ -7,6 +7,8 @@ identity check. A batch not received by its due day is overdue.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.credentials import service as credentials
-from salud.credentials.schemas import StatusChange
 from salud.enrollment import repository
 from salud.enrollment.booking import check_runs_module, module, new_folio
 from salud.enrollment.models import Notification, PrintBatch, PrintBatchCard, RegistrationModule
@@ -62,6 +63,15 @@ async def _cards(session: AsyncSession, b: PrintBatch) -> list[BatchCardRead]:
     ]
 
 
+async def _record_holders(
+    session: AsyncSession, caller: Caller, action: str, curps: Iterable[str]
+) -> None:
+    """One entry per person whose card the answer lists (CURP, who took it), in the
+    change's transaction, as `get_batch` records its readers."""
+    scoped = caller if caller.within is not None else replace(caller, within=session)
+    await scoped.record_persons(action, dict.fromkeys(curps))
+
+
 async def _batch(
     session: AsyncSession, code: str, caller: Caller, action: str
 ) -> tuple[PrintBatch, RegistrationModule]:
@@ -101,7 +111,11 @@ async def create_batch(session: AsyncSession, data: BatchCreate, caller: Caller)
         "enrollment:batch:create", "print-batch", subject_id=b.code, within=session,
         detail={"cards": len(found), "module": m.code},
     )  # fmt: skip
-    return _read(b, m, await _cards(session, b))
+    cards = await _cards(session, b)
+    await _record_holders(
+        session, caller, "enrollment:batch:create", (c.person_curp for c in cards)
+    )
+    return _read(b, m, cards)
 
 
 async def print_file(session: AsyncSession, issuance: Issuance, code: str, caller: Caller) -> bytes:
@@ -137,10 +151,9 @@ async def advance(session: AsyncSession, code: str, step: str, caller: Caller) -
         for card, status in await repository.batch_cards(session, b.id):
             if status != "printed":  # revoked or superseded meanwhile: not handed over
                 continue
-            await credentials.change_status(
-                session, card.credential_id,
-                StatusChange(status="ready_for_pickup", note=f"lote {code}"), caller,
-            )  # fmt: skip
+            await credentials.plastic_step(
+                session, card.credential_id, "ready_for_pickup", f"lote {code}", caller
+            )
             session.add(Notification(
                 person_curp=card.person_curp, kind="card_ready",
                 message=(f"Su credencial de salud está lista. Recójala en {m.name}, {m.address}, "
@@ -153,7 +166,11 @@ async def advance(session: AsyncSession, code: str, step: str, caller: Caller) -
     b.status = step
     await session.flush()
     await caller.record(f"enrollment:batch:{step}", "print-batch", subject_id=code, within=session)
-    return _read(b, m, await _cards(session, b))
+    cards = await _cards(session, b)
+    await _record_holders(
+        session, caller, f"enrollment:batch:{step}", (c.person_curp for c in cards)
+    )
+    return _read(b, m, cards)
 
 
 async def deliver(
@@ -182,10 +199,17 @@ async def deliver(
             subject_id=credential_id, outcome="denied", detail=refused,
         )  # fmt: skip
         raise
+    status = next(s for c, s in await repository.batch_cards(session, b.id)
+                  if c.credential_id == credential_id)  # fmt: skip
+    if status == "printed":
+        # Suspended while its batch was on the way, it was skipped at the reception; since
+        # reactivated (back to `printed`), it is at the module all the same: ready first.
+        await credentials.plastic_step(
+            session, credential_id, "ready_for_pickup",
+            f"lote {b.code}: recibido mientras estaba suspendida", caller,
+        )  # fmt: skip
     note = f"entrega: {data.identity_check.value}; recibe {receiver}"
-    read = await credentials.change_status(
-        session, credential_id, StatusChange(status="delivered", note=note), caller
-    )
+    read = await credentials.plastic_step(session, credential_id, "delivered", note, caller)
     now = utcnow()
     card.delivered_at, card.delivered_by = now, caller.actor
     card.identity_check, card.delivered_to = data.identity_check.value, receiver

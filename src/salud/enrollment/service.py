@@ -404,12 +404,18 @@ async def complete(
     # The guardian's link first: it locks the minor's link rows before the audit chain's lock
     # (taken by the first entry written in this transaction), the order in which linking and
     # ending a link at the registry take them, so the two never wait on each other.
+    # Only an adult whose ID was checked is linked: the link hands over the minor's plastic
+    # and digital card. With guardian_id excused, a supervisor links them later, after
+    # checking the documents (POST /api/v1/persons/{curp}/guardians).
     minor = is_minor(person.birth_date, row.visit_day)
-    if minor and row.guardian_curp and row.guardian_relationship:  # the adult who came along
-        await guardians.link(
+    id_checked = DocumentKind.GUARDIAN_ID.value not in row.waived
+    linked = False
+    if minor and id_checked and row.guardian_curp and row.guardian_relationship:
+        await guardians.link(  # the adult who came along
             session, row.person_curp, row.guardian_curp,
             Relationship(row.guardian_relationship), f"registro {folio}", caller,
         )  # fmt: skip
+        linked = True
     card = await credentials.issue(
         session, issuance.signer, issuance.ring, issuance.config, row.person_curp,
         IssueReason.FIRST, caller, enrolled=True,
@@ -432,7 +438,9 @@ async def complete(
     await session.flush()
     await caller.record(
         "enrollment:enrollment:complete", "enrollment", person_curp=row.person_curp,
-        subject_id=folio, within=session, detail={"credential": card.credential_id},
+        subject_id=folio, within=session,
+        detail={"credential": card.credential_id, "guardian_linked": linked} if minor
+        else {"credential": card.credential_id},
     )  # fmt: skip
     return _receipt(row, m, person, issuance.config)
 

@@ -47,13 +47,20 @@
         $("status").append(again);
         return;
       }
-      if (answer.status === 403 && WARD) {
-        // The link ended, or the minor came of age: the copy on this phone goes too.
+      if (answer.status === 403 || answer.status === 404) {
+        // The server's answer, not a lost connection: the card was suspended or revoked
+        // (404), or the link to the minor ended or they came of age (403). The copy on this
+        // phone goes too, and the server's reason is shown.
         localStorage.removeItem(KEY);
         $("card").hidden = true;
-        $("status").textContent = (await answer.json()).detail;
+        $("units").hidden = true;
+        let detail = "Esta credencial ya no está disponible en este teléfono.";
+        try { detail = (await answer.json()).detail || detail; } catch (ignored) { /* not JSON */ }
+        $("status").textContent = detail;
+        $("status").className = "status offline";
         return;
       }
+      // A server fault (5xx) is handled as no network: the saved card keeps showing.
       if (!answer.ok) throw new Error(String(answer.status));
       const card = await answer.json();
       localStorage.setItem(KEY, JSON.stringify(card));
