@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import httpx
 import pytest
 
+from salud.access.permissions import Role
+from tests.conftest import TokenFor
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -131,6 +134,11 @@ async def test_update_is_versioned_and_stale_version_refused(client: httpx.Async
     missing = await client.patch(f"{BASE}/{curp}", json={"blood_type": "B+"})
     assert missing.status_code == 422
     assert _fields(missing.json()) == {"If-Match"}
+    for odd in ('W/"²"', "1" * 5000, 'W/"-1"'):  # digits to str.isdigit, not to int()
+        answer = await client.patch(f"{BASE}/{curp}", json={"blood_type": "B+"},
+                                    headers={"If-Match": odd.encode("latin-1")})  # fmt: skip
+        assert answer.status_code == 422, odd
+        assert _fields(answer.json()) == {"If-Match"}
 
 
 async def test_history_lists_who_when_what(client: httpx.AsyncClient) -> None:
@@ -227,6 +235,38 @@ async def test_search_cannot_list_everyone(client: httpx.AsyncClient) -> None:
     for params in ({}, {"state": "13"}, {"given_names": "LUCIA"}, {"first_surname": "NUNEZ"}):
         answer = await client.get(BASE, params=params)
         assert answer.status_code == 422, params
+    # A cursor is this search's own: one past a 64-bit row id is refused, not a 500.
+    for raw in ("p" + "9" * 40, "p9223372036854775808", "p²", "x1"):
+        cursor = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        answer = await client.get(BASE, params={"curp": person_doc()["curp"], "cursor": cursor})
+        assert answer.status_code == 422, raw
+        assert _fields(answer.json()) == {"cursor"}
+
+
+async def test_a_clinician_finds_only_whom_they_have_a_basis_for(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """As a read: a search by CURP or by name shows a clinician only the persons they may
+    read (care, consent, emergency), each recorded with that basis."""
+    doc = person_doc()
+    assert (await client.post(BASE, json=doc)).status_code == 201
+    doctor = token_for(Role.CLINICIAN, institution=2, clues="HGIMS000010", username="dra.imss")
+    by_name = {"first_surname": doc["first_surname"], "birth_date": doc["birth_date"]}
+    for params in ({"curp": doc["curp"]}, by_name):
+        answer = await client.get(BASE, params=params, headers=doctor)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["items"] == [], params
+    cared = await client.post(f"{BASE}/{doc['curp']}/care-relationships",
+                              json={"kind": "encounter"}, headers=doctor)  # fmt: skip
+    assert cared.status_code == 201, cared.text
+    for params in ({"curp": doc["curp"]}, by_name):
+        found = (await client.get(BASE, params=params, headers=doctor)).json()["items"]
+        assert [p["curp"] for p in found] == [doc["curp"]], params
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    log = (await client.get(f"{BASE}/{doc['curp']}/accesses", headers=me)).json()["items"]
+    mine = [e for e in log if e["actor"] == "dra.imss"]
+    searches = [e["purpose"] for e in mine if e["action"] == "identity:person:search"]
+    assert searches == ["care", "care"]
 
 
 async def test_unknown_and_malformed_curp_on_read(client: httpx.AsyncClient) -> None:

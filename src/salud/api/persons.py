@@ -45,7 +45,7 @@ def _parse_if_match(value: str | None) -> int:
             [FieldProblem("If-Match", "obligatorio para modificar")],
         )
     raw = value.strip().removeprefix("W/").strip('"')
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):  # not "²", not 5,000 digits
         raise InvalidInput.on("If-Match", 'debe ser el ETag recibido, p. ej. W/"3"')
     return int(raw)
 
@@ -73,6 +73,7 @@ async def create_person(
 )
 async def search_persons(
     session: ReadSession,
+    reader: Reader,
     caller: CurrentCaller,
     curp: str | None = None,
     first_surname: Annotated[str | None, Query(max_length=100)] = None,
@@ -87,6 +88,7 @@ async def search_persons(
 ) -> PersonPage:
     return await service.search(
         session,
+        reader,
         curp=curp,
         first_surname=first_surname,
         given_names=given_names,

@@ -491,7 +491,9 @@ def _after(cursor: str | None) -> int:
         return 0
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("p"):
+        if not raw.startswith("p") or not raw[1:].isascii() or not raw[1:].isdigit():
+            raise ValueError
+        if len(raw) > 20 or int(raw[1:]) >= 2**63:  # a row id is a 64-bit integer
             raise ValueError
         return int(raw[1:])
     except ValueError:
@@ -500,6 +502,7 @@ def _after(cursor: str | None) -> int:
 
 async def search(
     session: AsyncSession,
+    reader: FastReader,
     *,
     curp: str | None = None,
     first_surname: str | None = None,
@@ -513,7 +516,9 @@ async def search(
 ) -> PersonPage:
     """Search by CURP, or by first surname and birth date (optionally narrowed by given
     names and state). A search can never list the registry: every query is a selective
-    index look-up (uq_persons_curp or ix_persons_surname_birth)."""
+    index look-up (uq_persons_curp or ix_persons_surname_birth). A clinician finds only the
+    persons they have a basis for (care, consent, emergency), each recorded with it, as for
+    a read: without one, a search by name would disclose who exists and where they live."""
     await caller.allow(Permission.PERSON_SEARCH, "identity:person:search", "person")
     if curp:
         check_curp(curp)
@@ -549,5 +554,13 @@ async def search(
         )
         for p in rows
     ]
-    await caller.record_persons("identity:person:search", (p.curp for p in items))
+    if not care.needs_basis(caller.principal):
+        await caller.record_persons("identity:person:search", (p.curp for p in items))
+    else:
+        bases = await care.clinical_bases(reader, caller.principal, [p.curp for p in items])
+        items = [p for p in items if bases.get(p.curp) is not None]
+        for item in items:
+            basis = bases[item.curp] or ("", None)  # kept: never None here
+            who = replace(caller, purpose=basis[0], reason=basis[1])
+            await who.record("identity:person:search", "person", person_curp=item.curp)
     return PersonPage(items=items, limit=limit, next_cursor=_cursor(rows[-1].id) if more else None)
