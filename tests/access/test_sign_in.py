@@ -7,6 +7,9 @@ import asyncio
 import httpx
 import pyotp
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -93,6 +96,45 @@ async def test_sign_in_with_password_and_totp_gives_a_working_token(
     assert me.json()["role"] == "registration_operator"
     assert "person:create" in me.json()["permissions"]
     assert "audit:read" not in me.json()["permissions"]
+
+
+async def test_a_totp_code_signs_in_once(
+    anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> None:
+    """RFC 6238 §5.2: a code seen over a shoulder, or replayed, does not sign in again; the
+    next step's code does."""
+    secret = await _staff(sessions, settings)
+    totp = pyotp.TOTP(secret)
+    at = utcnow().timestamp()
+
+    async def sign_in(code: str) -> int:
+        body = {"username": "ana.operadora", "password": PASSWORD, "totp": code}
+        return (await anonymous.post("/api/v1/auth/token", json=body)).status_code
+
+    assert await sign_in(totp.at(at)) == 200
+    assert await sign_in(totp.at(at)) == 401
+    assert await sign_in(totp.at(at - 30)) == 401  # an older step, though within the drift
+    assert await sign_in(totp.at(at + 30)) == 200  # the next step (a clock a little ahead)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(at=st.floats(min_value=1e9, max_value=4e9), offset=st.integers(-3, 3),
+       last=st.one_of(st.none(), st.integers(0, 2 * 10**8)))  # fmt: skip
+def test_totp_step_takes_one_of_three_steps_after_the_last(
+    at: float, offset: int, last: int | None
+) -> None:
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # 160 bits
+    totp = pyotp.TOTP(secret)
+    asked = int(at // 30) + offset
+    code = totp.at(asked * 30)
+    step = service.totp_step(secret, code, at, last)
+    if step is not None:  # accepted: within the drift, after the last, and the code's own
+        assert abs(step - int(at // 30)) <= 1
+        assert last is None or step > last
+        assert totp.at(step * 30) == code
+    if abs(offset) <= 1 and (last is None or asked > last):
+        assert step is not None  # what may be accepted is
+    assert service.totp_step(secret, None, at, last) is None
 
 
 async def test_wrong_user_and_wrong_password_look_the_same(

@@ -80,6 +80,13 @@ async def test_sign_in_needs_the_csrf_token_and_sets_a_strict_session(
     )
     assert checked.status_code == 200
     assert checked.json()["reason"] == "not_base45"
+    # A token is good for the session it was given in: the one taken before signing in (as
+    # a subdomain could take one and plant it) is refused in the signed-in session.
+    anonymous.cookies.set("salud_csrf", token)
+    planted = await anonymous.post(
+        "/verificar/texto", json={"qr": "NO ES"}, headers={"X-CSRF-Token": token}
+    )
+    assert planted.status_code == 403
 
 
 async def test_pages_need_a_session(anonymous: httpx.AsyncClient) -> None:

@@ -27,6 +27,8 @@ class Account(Base):
     password_hash: Mapped[str | None] = mapped_column(String(200))
     # TOTP secret sealed with the key-encryption key (never stored in clear).
     totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The 30-second step of the last code accepted: a code is good once (RFC 6238 §5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
     failed_attempts: Mapped[int] = mapped_column(Integer)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     active: Mapped[bool] = mapped_column(Boolean)

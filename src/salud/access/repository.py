@@ -42,10 +42,13 @@ async def record_failure(
     )
 
 
-async def record_success(session: AsyncSession, account_id: int) -> None:
-    await session.execute(
-        update(Account).where(Account.id == account_id).values(failed_attempts=0, locked_until=None)
-    )
+async def record_success(
+    session: AsyncSession, account_id: int, totp_step: int | None = None
+) -> None:
+    values: dict[str, object] = {"failed_attempts": 0, "locked_until": None}
+    if totp_step is not None:  # the code's time step, never accepted again
+        values["totp_last_step"] = totp_step
+    await session.execute(update(Account).where(Account.id == account_id).values(**values))
 
 
 async def with_sealed_secrets(session: AsyncSession) -> Sequence[Account]:

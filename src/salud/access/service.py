@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 
 import pyotp
@@ -117,12 +118,12 @@ async def authenticate(
         verify_password(None, data.password)
         raise refused
     password_ok = verify_password(account.password_hash if account else None, data.password)
-    code_ok = True
+    code_ok, step = True, None
     if account is not None and password_ok:
         secret = totp_secret(account, ring)
         if secret is not None:
-            # valid_window=1 accepts the previous and next 30-second step (clock drift).
-            code_ok = data.totp is not None and pyotp.TOTP(secret).verify(data.totp, valid_window=1)
+            step = totp_step(secret, data.totp, now.timestamp(), account.totp_last_step)
+            code_ok = step is not None
     if account is None or not account.active or not password_ok or not code_ok:
         if account is not None:
             until = now + timedelta(seconds=lockout_seconds)
@@ -130,8 +131,24 @@ async def authenticate(
         # One answer for every failure: a distinct "code missing" would confirm a right
         # password to whoever does not hold the second factor.
         raise refused
-    await repository.record_success(session, account.id)
+    await repository.record_success(session, account.id, step)
     return principal_of(account)
+
+
+def totp_step(secret: str, code: str | None, at: float, last_step: int | None) -> int | None:
+    """The 30-second step a TOTP code belongs to, or None when it is not valid now: the
+    previous, current or next step (clock drift), and only a step after the last one that
+    signed in (a code seen over a shoulder, or replayed, is refused; RFC 6238 §5.2)."""
+    if code is None:
+        return None
+    totp = pyotp.TOTP(secret)
+    now_step = int(at // totp.interval)
+    for step in (now_step - 1, now_step, now_step + 1):
+        if last_step is not None and step <= last_step:
+            continue
+        if hmac.compare_digest(totp.at(step * totp.interval), code):
+            return step
+    return None
 
 
 async def rewrap_secrets(session: AsyncSession, ring: Keyring) -> int:

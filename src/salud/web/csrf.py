@@ -2,8 +2,11 @@
 
 The session cookie is SameSite=Strict already; on top of that every state-changing request
 from a page must carry the CSRF token, as a form field or an X-CSRF-Token header, equal to
-the one in the `salud_csrf` cookie and signed with the server's secret (so a subdomain that
-can plant cookies still cannot forge a pair)."""
+the one in the `salud_csrf` cookie and signed with the server's secret over a binding to the
+session it was given in (a digest of the session cookie; empty before sign-in). So a token
+is good for one session only: one taken anonymously, or from another session, and planted
+by a subdomain that can set cookies, is refused; signing in or out needs a fresh one, which
+the next page gives."""
 
 from __future__ import annotations
 
@@ -16,17 +19,25 @@ HEADER = "x-csrf-token"
 FIELD = "csrf"
 
 
-def new_token(secret: bytes) -> str:
+def binding(session_cookie: str | None) -> str:
+    """What ties a token to a session: a digest of its cookie ("" without a session)."""
+    if not session_cookie:
+        return ""
+    return hashlib.sha256(session_cookie.encode()).hexdigest()[:32]
+
+
+def new_token(secret: bytes, bound_to: str) -> str:
     nonce = secrets.token_urlsafe(18)
-    return f"{nonce}.{_mac(secret, nonce)}"
+    return f"{nonce}.{_mac(secret, nonce, bound_to)}"
 
 
-def _mac(secret: bytes, nonce: str) -> str:
-    return hmac.new(secret, b"csrf:" + nonce.encode(), hashlib.sha256).hexdigest()[:32]
+def _mac(secret: bytes, nonce: str, bound_to: str) -> str:
+    message = b"csrf:" + nonce.encode() + b":" + bound_to.encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()[:32]
 
 
-def valid(secret: bytes, cookie: str | None, sent: str | None) -> bool:
+def valid(secret: bytes, cookie: str | None, sent: str | None, bound_to: str) -> bool:
     if not cookie or not sent or not hmac.compare_digest(cookie, sent):
         return False
     nonce, _, mac = cookie.partition(".")
-    return bool(nonce) and hmac.compare_digest(mac, _mac(secret, nonce))
+    return bool(nonce) and hmac.compare_digest(mac, _mac(secret, nonce, bound_to))

@@ -75,8 +75,13 @@ def _caller(request: Request, purpose: str) -> Caller:
 
 
 def _check_csrf(request: Request, sent: str | None) -> None:
-    if not csrf.valid(_secret(request), request.cookies.get(csrf.COOKIE), sent):
+    cookie = request.cookies.get(csrf.COOKIE)
+    if not csrf.valid(_secret(request), cookie, sent, _bound_to(request)):
         raise _CsrfRefused()
+
+
+def _bound_to(request: Request) -> str:
+    return csrf.binding(request.cookies.get(SESSION))
 
 
 class _CsrfRefused(DomainError):
@@ -90,8 +95,8 @@ class _CsrfRefused(DomainError):
 def _page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
     """Render a page and give it a CSRF token (cookie + the same value for its forms)."""
     token = request.cookies.get(csrf.COOKIE)
-    if not token or not csrf.valid(_secret(request), token, token):
-        token = csrf.new_token(_secret(request))
+    if not token or not csrf.valid(_secret(request), token, token, _bound_to(request)):
+        token = csrf.new_token(_secret(request), _bound_to(request))
     answer = templates.TemplateResponse(
         request, name, {**context, "csrf": token}, status_code=status
     )
