@@ -151,3 +151,40 @@ async def test_a_citizen_signs_in_to_the_web_pages_through_the_provider(
     )
     assert elsewhere.status_code == 200
     assert elsewhere.json()["role"] == "citizen"
+
+
+async def test_a_failing_provider_is_a_503_never_a_500(settings: Settings) -> None:
+    """The provider's outages and garbage (its keys answering 503, its token endpoint
+    answering HTML) are 'sign-in unavailable', whichever step meets them."""
+    from salud.access.oidc import OidcClient, OidcConfig, OidcUnavailable
+    from salud.kit.sealing import Keyring
+
+    issuer = "https://llave.example"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("openid-configuration"):
+            return httpx.Response(200, json={
+                "issuer": issuer, "authorization_endpoint": f"{issuer}/authorize",
+                "token_endpoint": f"{issuer}/token", "jwks_uri": f"{issuer}/jwks"})  # fmt: skip
+        if path == "/token":
+            return httpx.Response(200, text="<html>mantenimiento</html>")
+        return httpx.Response(503, text="no disponible")
+
+    ring = Keyring.from_config(settings.kek_id, settings.kek.get_secret_value())
+    config = OidcConfig(issuer, "salud-universal", "secreto", CALLBACK)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        client = OidcClient(config, ring, http)
+        _, cookie = await client.start()
+        flow_state = client._flow(cookie)["s"]
+        with pytest.raises(OidcUnavailable):  # the token endpoint's HTML
+            await client.finish("codigo", flow_state, cookie)
+        with pytest.raises(OidcUnavailable):  # the keys' 503
+            await client._key_set(refresh=True)
+
+    def garbage(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>no soy JSON</html>")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(garbage)) as http:
+        with pytest.raises(OidcUnavailable):  # the configuration itself
+            await OidcClient(config, ring, http).start()

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salud.kit.workdays import add_workdays, holidays, is_workday
+from salud.kit.workdays import add_workdays, holidays, is_workday, received_on
 
 
 def test_official_rest_days_of_2026() -> None:
@@ -34,3 +34,18 @@ def test_result_is_a_workday_with_exactly_n_workdays_between(start: date, n: int
     assert is_workday(end)
     between = sum(is_workday(start + timedelta(days=i)) for i in range(1, (end - start).days + 1))
     assert between == n
+
+
+def test_a_filing_on_a_rest_day_counts_from_the_next_working_day() -> None:
+    # Filed Saturday 2026-03-14: received Tuesday the 17th (Monday the 16th is Juárez's day).
+    assert received_on(date(2026, 3, 14)) == date(2026, 3, 17)
+    friday = add_workdays(received_on(date(2026, 3, 13)), 20)
+    saturday = add_workdays(received_on(date(2026, 3, 14)), 20)
+    assert saturday == add_workdays(friday, 1)  # one working day later than Friday's
+
+
+@given(st.dates(min_value=date(2020, 1, 1), max_value=date(2035, 12, 31)))
+def test_received_on_is_the_first_working_day_from_the_filing(filed: date) -> None:
+    day = received_on(filed)
+    assert is_workday(day)
+    assert not any(is_workday(filed + timedelta(days=i)) for i in range((day - filed).days))

@@ -49,6 +49,18 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def _json_object(answer: httpx.Response, what: str) -> dict[str, Any]:
+    """The provider's JSON object, or OidcUnavailable: a provider that answers something
+    else is failing, which is not the person's fault (a 503, not a 500)."""
+    try:
+        found = answer.json()
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        raise OidcUnavailable(f"el proveedor de identidad no entregó JSON válido en {what}")
+    return found
+
+
 class OidcClient:
     def __init__(self, config: OidcConfig, ring: Keyring, http: httpx.AsyncClient) -> None:
         self.config = config
@@ -65,7 +77,7 @@ class OidcClient:
                 answer.raise_for_status()
             except httpx.HTTPError as exc:
                 raise OidcUnavailable(f"el proveedor de identidad no responde: {exc}") from None
-            metadata: dict[str, Any] = answer.json()
+            metadata = _json_object(answer, "su configuración")
             if metadata.get("issuer") != self.config.issuer:
                 raise OidcUnavailable("el proveedor anuncia otro emisor (issuer)")
             self._metadata = metadata
@@ -74,9 +86,16 @@ class OidcClient:
     async def _key_set(self, refresh: bool = False) -> KeySet:
         if self._keys is None or refresh:
             metadata = await self._discover()
-            answer = await self._http.get(metadata["jwks_uri"], timeout=10)
-            answer.raise_for_status()
-            self._keys = KeySet.import_key_set(answer.json())
+            try:
+                answer = await self._http.get(str(metadata.get("jwks_uri")), timeout=10)
+                answer.raise_for_status()
+            except httpx.HTTPError as exc:
+                raise OidcUnavailable(f"el proveedor de identidad no responde: {exc}") from None
+            try:
+                found = _json_object(answer, "sus llaves")
+                self._keys = KeySet.import_key_set(found)  # type: ignore[arg-type]
+            except (ValueError, TypeError, KeyError) as exc:
+                raise OidcUnavailable(f"las llaves del proveedor no se leen: {exc}") from None
         return self._keys
 
     async def start(self) -> tuple[str, str]:
@@ -135,7 +154,7 @@ class OidcClient:
             raise OidcUnavailable(f"el proveedor de identidad no responde: {exc}") from None
         if answer.status_code != 200:
             raise Unauthorized(f"el proveedor rechazó el código: {answer.text[:200]}")
-        id_token = answer.json().get("id_token")
+        id_token = _json_object(answer, "la respuesta de su token").get("id_token")
         if not id_token:
             raise Unauthorized("el proveedor no entregó un id_token")
         claims = await self._verify(id_token, flow["n"])

@@ -24,7 +24,7 @@ from salud.identity.schemas import (
     PersonUpdate,
 )
 from salud.kit.clock import today_mx, utcnow
-from salud.kit.workdays import add_workdays
+from salud.kit.workdays import add_workdays, received_on
 
 ANSWER_WORKDAYS = 20
 
@@ -67,7 +67,7 @@ async def file(
         ),
         filed_at=now,
         filed_by=caller.actor,
-        due_on=add_workdays(today_mx(), ANSWER_WORKDAYS),
+        due_on=add_workdays(received_on(today_mx()), ANSWER_WORKDAYS),
         status="received",
     )
     session.add(request)

@@ -41,3 +41,13 @@ def add_workdays(start: date, count: int) -> date:
         if is_workday(day):
             left -= 1
     return day
+
+
+def received_on(filed: date) -> date:
+    """The day a filing counts as received: that day if it is a working day, else the next
+    one (a request filed on a Saturday or a rest day is received the next working day, and
+    its term runs from the day after that)."""
+    day = filed
+    while not is_workday(day):
+        day += timedelta(days=1)
+    return day
