@@ -77,7 +77,8 @@ def check_fingerprint(data: bytes, finger: int) -> FingerprintImage:
                     f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px",
                 )
             gray = np.asarray(image if image.mode == "L" else image.convert("L"), np.float32)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    # Pillow reports some damaged PNG chunks (a bad checksum or length) as SyntaxError.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise InvalidInput.on(field, "no es una imagen PNG, JPEG o TIFF legible") from None
     quality = quality_of(gray)
     if quality < MIN_QUALITY:

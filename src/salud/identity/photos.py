@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
-from PIL import Image, ImageStat, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,15 +52,37 @@ def check_photo(data: bytes) -> Photo:
                     f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px",
                 )
             image.verify()
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            light = _light(image)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.load()
+            seen: Image.Image = opened
+            if opened.getexif().get(_ORIENTATION, 1) != 1:
+                # A phone's photo stored sideways with an EXIF rotation: kept upright, as it
+                # is seen, so that the checks and the card see the face the right way up.
+                seen = ImageOps.exif_transpose(opened)
+                data = _encoded(seen, kind)
+                width, height = seen.size
+            light = _light(seen)
+    # Pillow reports some damaged PNG chunks (a bad checksum or length) as SyntaxError.
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise InvalidInput.on("photo", "no es una imagen JPEG, PNG o WebP legible") from None
+    if len(data) > MAX_BYTES:
+        raise InvalidInput.on("photo", f"pesa más de {MAX_BYTES // 1_000_000} MB")
     if width > height * 1.1:
         raise InvalidInput.on("photo", "debe ser vertical o cuadrada (retrato)")
     _check_light(*light)
     return Photo(data, _MEDIA[kind], width, height)
+
+
+_ORIENTATION = 0x0112  # EXIF Orientation
+
+
+def _encoded(image: Image.Image, kind: str) -> bytes:
+    out = io.BytesIO()
+    if kind == "JPEG":
+        image.convert("RGB").save(out, "JPEG", quality=92)
+    else:
+        image.save(out, kind)
+    return out.getvalue()
 
 
 def _light(image: Image.Image) -> tuple[float, float]:

@@ -187,7 +187,12 @@ async def _image_of(request: Request, field: str) -> bytes:
         data = await upload.read(MAX_IMAGE + 1)
     else:
         _check_csrf(request, request.headers.get(csrf.HEADER))
-        data = await request.body()
+        body = bytearray()
+        async for chunk in request.stream():  # never held past the limit
+            body += chunk
+            if len(body) > MAX_IMAGE:
+                break
+        data = bytes(body)
     if len(data) > MAX_IMAGE:
         raise InvalidInput.on(field, "la imagen pesa más de 2 MB")
     return data

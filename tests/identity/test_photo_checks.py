@@ -1,0 +1,63 @@
+"""The image checks of the photo and the fingerprints on files as cameras and scanners, or
+damage on the way, leave them: a damaged PNG is a 422 reason, never an uncaught error; a
+phone's photo with an EXIF rotation is judged, and kept, the right way up."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from salud.enrollment.biometrics import check_fingerprint
+from salud.errors import InvalidInput
+from salud.identity.photos import check_photo
+from salud.identity.synth import synthetic_face, synthetic_fingerprint
+
+
+def _png(data: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _damaged(png: bytes) -> list[bytes]:
+    """A flipped byte inside the first IDAT (bad checksum), and the IDAT's length lowered
+    (a chunk cut short): the two ways Pillow reports as SyntaxError."""
+    at = png.index(b"IDAT")
+    flipped = bytearray(png)
+    flipped[at + 10] ^= 0xFF
+    shortened = bytearray(png)
+    length = int.from_bytes(png[at - 4 : at], "big")
+    shortened[at - 4 : at] = (length - 100).to_bytes(4, "big")
+    return [bytes(flipped), bytes(shortened)]
+
+
+def test_a_damaged_png_is_a_reason_for_the_photo_and_the_prints() -> None:
+    for bad in _damaged(_png(synthetic_face(1))):
+        with pytest.raises(InvalidInput) as refused:
+            check_photo(bad)
+        assert refused.value.problems[0].field == "photo"
+    for bad in _damaged(synthetic_fingerprint(2)):
+        with pytest.raises(InvalidInput) as refused:
+            check_fingerprint(bad, 2)
+        assert refused.value.problems[0].field == "fingerprints.2"
+
+
+def test_a_photo_stored_sideways_with_an_exif_rotation_is_kept_upright() -> None:
+    upright = Image.open(io.BytesIO(synthetic_face(3)))  # 300 × 375, portrait
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # as the sensor stored it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    out = io.BytesIO()
+    sideways.save(out, "JPEG", exif=exif, quality=95)
+    photo = check_photo(out.getvalue())
+    assert (photo.width, photo.height) == upright.size
+    kept = Image.open(io.BytesIO(photo.data))
+    assert kept.size == upright.size
+    assert kept.getexif().get(0x0112, 1) == 1  # no rotation left for a viewer to apply
+    # Without the tag, the same sideways pixels are a landscape photo, refused.
+    plain = io.BytesIO()
+    sideways.save(plain, "JPEG", quality=95)
+    with pytest.raises(InvalidInput, match="vertical"):
+        check_photo(plain.getvalue())
