@@ -103,6 +103,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "reason": "damnificado por inundación, sin comprobante",
     },
     ("POST", "/api/v1/enrollment/enrollments/{folio}/complete"): {},
+    ("POST", "/api/v1/enrollment/enrollments/{folio}/cancel"): {
+        "reason": "CURP capturada por error"
+    },
     ("POST", "/api/v1/enrollment/reviews/{review_id}"): {"decision": "distinct"},
     ("POST", "/api/v1/enrollment/print-batches"): {"module_code": "MR-09-0001"},
     ("POST", "/api/v1/enrollment/print-batches/{code}/print-file"): {},

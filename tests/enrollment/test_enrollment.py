@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.audit import AuditLog
@@ -21,7 +21,7 @@ from salud.access.service import create_account
 from salud.cli.credentials import config_of
 from salud.config import Settings
 from salud.credentials.signing import Signer
-from salud.enrollment.models import Appointment, Fingerprint
+from salud.enrollment.models import Appointment, Enrollment, Fingerprint
 from salud.enrollment.schemas import EnrollmentRead
 from salud.enrollment.service import Issuance, complete
 from salud.identity import curp as curp_rules
@@ -482,3 +482,58 @@ async def test_enrolling_releases_a_booking_for_another_day(
             )
         ).scalar_one()
     assert entry.subject_id == booked.json()["folio"]
+
+
+async def test_an_enrollment_left_open_locks_no_one_out(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """A person who leaves to fetch a document: resumed on a later day, the visit is that
+    day (a proof dated after the first day counts); never resumed, it does not keep them from
+    enrolling at another module; and an operator cancels one typed by mistake."""
+    yesterday = today_mx() - timedelta(days=1)
+
+    async def left_open_since(folio: str, day: date) -> None:
+        async with sessions() as s, s.begin():
+            await s.execute(update(Enrollment).where(Enrollment.folio == folio)
+                            .values(visit_day=day))  # fmt: skip
+
+    doc = person_doc()
+    folio = (await start(anonymous, drive, doc)).json()["folio"]
+    await left_open_since(folio, yesterday)
+    fresh = adult_documents(address_on=today_mx())  # dated after the first day
+    resumed = await anonymous.put(f"{E}/enrollments/{folio}/documents", json=fresh,
+                                  headers=drive.operator)  # fmt: skip
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["visit_day"] == today_mx().isoformat()
+    assert not [m for m in resumed.json()["missing"] if m["item"] == "address_proof"]
+
+    other = person_doc()
+    first = (await start(anonymous, drive, other)).json()["folio"]
+    await left_open_since(first, yesterday)
+    elsewhere = await open_module(anonymous, token_for, code="MR-13-0009")
+    again = await anonymous.post(f"{E}/enrollments", json={"curp": other["curp"]},
+                                 headers=elsewhere.operator)  # fmt: skip
+    assert again.status_code == 201, again.text
+    old = await anonymous.get(f"{E}/enrollments/{first}", headers=drive.operator)
+    assert old.json()["status"] == "cancelled"
+
+    mistyped = person_doc()
+    folio = (await start(anonymous, drive, mistyped)).json()["folio"]
+    url = f"{E}/enrollments/{folio}/cancel"
+    reason = {"reason": "CURP capturada por error"}
+    assert (await anonymous.post(url, json=reason, headers=elsewhere.operator)).status_code == 403
+    assert (
+        await anonymous.post(url, json={"reason": "no"}, headers=drive.operator)
+    ).status_code == 422
+    done = await anonymous.post(url, json=reason, headers=drive.operator)
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "cancelled"
+    assert (await anonymous.post(url, json=reason, headers=drive.operator)).status_code == 409
+    restart = await anonymous.post(f"{E}/enrollments", json={"curp": mistyped["curp"]},
+                                   headers=elsewhere.operator)  # fmt: skip
+    assert restart.status_code == 201, restart.text
+    async with sessions() as s:
+        cancelled = await s.scalar(select(func.count()).where(
+            AuditEvent.action == "enrollment:enrollment:cancel"))  # fmt: skip
+    assert cancelled == 2  # the one abandoned and the one cancelled by hand

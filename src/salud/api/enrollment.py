@@ -33,6 +33,7 @@ from salud.enrollment.schemas import (
     DocumentsIn,
     DuplicateDecision,
     DuplicateReviewRead,
+    EnrollmentCancel,
     EnrollmentRead,
     EnrollmentStart,
     ExceptionIn,
@@ -323,6 +324,17 @@ async def exception(
     folio: Folio, body: ExceptionIn, session: Session, caller: CurrentCaller
 ) -> EnrollmentRead:
     return await service.approve_exception(session, folio, body, caller)
+
+
+@router.post(
+    "/enrollments/{folio}/cancel",
+    summary="Cancelar un registro abierto (con el motivo); la CURP puede iniciarse de nuevo",
+    openapi_extra=_x(Permission.ENROLL),
+)
+async def cancel_enrollment(
+    folio: Folio, body: EnrollmentCancel, session: Session, caller: CurrentCaller
+) -> EnrollmentRead:
+    return await service.cancel(session, folio, body, caller)
 
 
 @router.post(

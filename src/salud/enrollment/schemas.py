@@ -250,6 +250,10 @@ class DuplicateReviewRead(BaseModel):
     note: str | None
 
 
+class EnrollmentCancel(_In):
+    reason: str = Field(min_length=10, max_length=300, description="Por qué se cancela")
+
+
 class DuplicateDecision(_In):
     decision: Literal["distinct", "duplicate"]
     note: str | None = Field(default=None, max_length=500)

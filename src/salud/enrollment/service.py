@@ -24,6 +24,7 @@ from salud.enrollment.documents import LABELS, Document, DocumentKind, checklist
 from salud.enrollment.models import DuplicateReview, Enrollment, Fingerprint, RegistrationModule
 from salud.enrollment.schemas import (
     DocumentsIn,
+    EnrollmentCancel,
     EnrollmentRead,
     EnrollmentStart,
     EnrollmentStatus,
@@ -83,8 +84,35 @@ async def _enrollment(
 
 
 def _editable(row: Enrollment) -> None:
+    """An enrollment still to complete. Work resumed on a later day (the person went home
+    for a document) makes that day the visit: the documents are judged against it, as the
+    age and the guardian are, so a proof dated after the first day counts and one that has
+    aged past six months since does not."""
     if row.status in ("completed", "cancelled"):
         raise Conflict(f"el registro {row.folio} ya está {row.status}: no cambia")
+    today = today_mx()
+    if row.visit_day < today:
+        row.visit_day = today
+
+
+async def cancel(
+    session: AsyncSession, folio: str, data: EnrollmentCancel, caller: Caller
+) -> EnrollmentRead:
+    """Cancel an open enrollment at the caller's module (a CURP typed by mistake, a person
+    who left and will enroll elsewhere), with the reason: the CURP may then start again at
+    any module. Recorded on the person's record."""
+    row, m = await _enrollment(
+        session, folio, caller, "enrollment:enrollment:cancel", Permission.ENROLL
+    )
+    if row.status != "open":
+        raise Conflict(f"el registro {folio} está {row.status}: solo se cancela uno abierto")
+    row.status = "cancelled"
+    await session.flush()
+    await caller.record(
+        "enrollment:enrollment:cancel", "enrollment", person_curp=row.person_curp,
+        subject_id=folio, within=session, detail={"reason": data.reason},
+    )  # fmt: skip
+    return await _read(session, row, m, await _person(session, row.person_curp))
 
 
 def _full_name(p: Person) -> str:
@@ -207,6 +235,17 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
             "rectificación)", [FieldProblem("person", "ya registrada")],
         )  # fmt: skip
     live = await repository.live_enrollment_for(session, data.curp)
+    if live is not None and live.status == "open" and live.visit_day < today_mx():
+        # Left open on an earlier day (the person never came back to that module): it
+        # does not lock them out of every other one. Cancelled, and recorded as such.
+        live.status = "cancelled"
+        await session.flush()
+        await caller.record(
+            "enrollment:enrollment:cancel", "enrollment", person_curp=live.person_curp,
+            subject_id=live.folio, within=session,
+            detail={"reason": f"abandonado desde {live.visit_day.isoformat()}"},
+        )  # fmt: skip
+        live = None
     if live is not None:
         if live.status == "completed":
             raise Conflict(f"esta CURP ya fue credencializada (folio {live.folio})")
