@@ -240,7 +240,7 @@ async def test_a_removed_entry_is_named(
     async with sessions() as session, session.begin():
         await session.execute(delete(AUDIT_TABLE).where(AUDIT_TABLE.c.seq == 9))
     result = await verify(sessions, KEY)
-    assert (result.ok, result.first_bad_seq, result.checked) == (False, 10, 8)
+    assert (result.ok, result.first_bad_seq, result.checked) == (False, 9, 8)  # the missing one
     assert result.problem == "falta la entrada 9 (se encontró la 10)"
 
 
@@ -275,7 +275,7 @@ async def test_a_missing_first_entry_is_named(
     async with sessions() as session, session.begin():
         await session.execute(delete(AUDIT_TABLE).where(AUDIT_TABLE.c.seq == 1))
     result = await verify(sessions, KEY)
-    assert (result.first_bad_seq, result.problem) == (2, "falta la entrada 1 (se encontró la 2)")
+    assert (result.first_bad_seq, result.problem) == (1, "falta la entrada 1 (se encontró la 2)")
 
 
 async def test_two_swapped_entries_are_named(
@@ -328,6 +328,28 @@ async def test_an_unreadable_entry_is_named(
     result = await verify(sessions, KEY)
     assert (result.ok, result.first_bad_seq) == (False, 4)
     assert result.problem == "la entrada 4 tiene datos ilegibles"
+
+
+@pytest.mark.sqlite  # PostgreSQL's jsonb refuses or normalizes these edits itself
+async def test_edits_the_json_reader_forgives_are_named(
+    log: AuditLog, sessions: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    """A repeated key (a reader keeps the last one; SQLite's json_extract the first), NaN
+    and 1e400 where null was: each would read back as the sealed entry did."""
+    await log.record_many([entry(i, detail={"n": 4, "x": None}) for i in range(6)])
+    for seq, text in ((2, '{"n":999,"n":4,"x":null}'), (3, '{"n":4,"x":NaN}'),
+                      (4, '{"n":4,"x":1e400}')):  # fmt: skip
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(
+                "UPDATE audit_events SET detail = ? WHERE seq = ?", (text, seq)
+            )
+        result = await verify(sessions, KEY)
+        assert (result.ok, result.first_bad_seq) == (False, seq), text
+        async with engine.begin() as conn:  # put it back for the next case
+            await conn.exec_driver_sql(
+                "UPDATE audit_events SET detail = ? WHERE seq = ?", ('{"n":4,"x":null}', seq)
+            )
+    assert (await verify(sessions, KEY)).ok
 
 
 # --- concurrency and lifecycle -----------------------------------------------------------

@@ -26,6 +26,7 @@ from tests.records.test_fhir_api import (
     cared_for,
     clinician,
     condition,
+    outcome,
     patient,
 )
 
@@ -386,3 +387,39 @@ async def test_numbers_are_stored_as_written_with_or_without_worker_processes(
         app.state.sessions, importer(app), lines, source="numeros.ndjson", workers=workers
     )
     assert (again.created, again.updated, again.unchanged) == (0, 0, len(numbers))
+
+
+async def test_values_wider_than_their_columns_are_refused_line_by_line(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """An id past FHIR's 64 characters, an identifier system past the index's 200, a
+    reference past Type/id: each line is refused with its reason (PostgreSQL would refuse the
+    whole chunk's write, and every re-run would stop there), and the others are stored. The
+    API refuses the same."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    long_system = {"system": "urn:x:" + "s" * 200, "value": "1"}
+    lines = ndjson(
+        {"resourceType": "Practitioner", "id": "p" * 65},
+        {"resourceType": "Practitioner", "id": "sistema-largo", "identifier": [long_system]},
+        heart_rate(curp, "obs-ref", encounter={"reference": "Encounter/" + "e" * 120}),
+        heart_rate(curp, "obs-buena"),
+    )
+    for lenient in (False, True):
+        report = await bulk.import_lines(
+            app.state.sessions, importer(app), lines, source="anchos.ndjson", lenient=lenient
+        )
+        assert report.rejected == 3, report.rejects
+        reasons = {r.line: r.reason for r in report.rejects}
+        assert "64" in reasons[1]
+        assert "200" in reasons[2]
+        assert "Tipo/id" in reasons[3]
+    answer = await client.post(
+        "/fhir/Practitioner",
+        json={"resourceType": "Practitioner", "identifier": [long_system]},
+        headers=doctor,
+    )
+    assert answer.status_code == 400, answer.text
+    assert outcome(answer)["issue"][0]["expression"] == ["Practitioner.identifier"]

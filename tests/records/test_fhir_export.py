@@ -159,6 +159,9 @@ async def test_every_patient_only_for_a_system_with_system_read(
     for unlisted in ("job.json", "Nada.ndjson", "..%2Fjob.json", "%2E%2E%2Fjob.json"):
         answer = await bulk.get(f"{status_url}/{unlisted}", headers=reader)
         assert answer.status_code == 404, (unlisted, answer.text)  # only the manifest's files
+    for odd in ("a" * 5000, "a" * 5000 + "/Patient.ndjson", "ABCDEF", "0" * 33):
+        answer = await bulk.get(f"/fhir/bulk/{odd}", headers=reader)  # never a folder name
+        assert answer.status_code == 404, (odd[:40], answer.text[:200])
     # Each person's affiliation as its Coverage (the registry's mirror, records/mirror.py).
     beneficiaries = sorted(c["beneficiary"]["reference"] for c in got["Coverage"])
     assert beneficiaries == sorted([f"Patient/{first}", f"Patient/{second}"])

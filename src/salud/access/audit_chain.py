@@ -12,6 +12,7 @@ transaction (`audit_tx`) and `salud audit verify` must all seal the same bytes t
 from __future__ import annotations
 
 import hmac
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import RowMapping, Table, select
+from sqlalchemy import RowMapping, Table, Text, select
+from sqlalchemy import cast as cast_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.models import AuditEvent
@@ -198,11 +200,43 @@ _VERIFY_CHUNK = 5000
 async def _fetch_chunk(
     sessions: async_sessionmaker[AsyncSession], after: int | None, limit: int
 ) -> Sequence[RowMapping]:
-    stmt = select(AUDIT_TABLE).order_by(AUDIT_TABLE.c.seq).limit(limit)
+    # `detail` also as the text stored: SQLite keeps what was written, and its JSON reader
+    # forgives what an edit can hide behind (a repeated key, NaN, 1e400), see _well_formed.
+    stored = cast_(AUDIT_TABLE.c.detail, Text).label("detail_text")
+    stmt = select(AUDIT_TABLE, stored).order_by(AUDIT_TABLE.c.seq).limit(limit)
     if after is not None:
         stmt = stmt.where(AUDIT_TABLE.c.seq > after)
     async with sessions() as session:
         return (await session.execute(stmt)).mappings().all()
+
+
+def _well_formed(text: str | None) -> bool:
+    """Whether a stored `detail` is JSON as the log writes it: no key twice in an object, no
+    NaN or infinity. A reader keeps the last of two keys and turns a non-finite number into
+    null on the way to the canonical bytes, so such an edit would otherwise seal as the
+    original did (SQLite; PostgreSQL's jsonb refuses or normalizes them)."""
+    if text is None:
+        return True
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len({k for k, _ in pairs}) != len(pairs):
+            raise ValueError("repeated key")
+        return dict(pairs)
+
+    def finite(number: str) -> float:
+        value = float(number)
+        if not math.isfinite(value):
+            raise ValueError("not finite")
+        return value
+
+    def refuse(name: str) -> Any:
+        raise ValueError(name)
+
+    try:
+        json.loads(text, object_pairs_hook=unique, parse_float=finite, parse_constant=refuse)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 async def _first_unreadable(
@@ -269,9 +303,9 @@ async def _walk(
             return VerifyResult(True, expected - 1, None, None, None if expected == 1 else previous)
         for row in rows:
             seq = int(row["seq"])
-            if seq > expected:
+            if seq > expected:  # the first bad entry is the one missing
                 problem = f"falta la entrada {expected} (se encontró la {seq})"
-                return VerifyResult(False, expected - 1, seq, problem)
+                return VerifyResult(False, expected - 1, expected, problem)
             if seq < expected:
                 problem = f"la entrada {seq} tiene un número inválido (se esperaba {expected})"
                 return VerifyResult(False, expected - 1, seq, problem)
@@ -280,6 +314,8 @@ async def _walk(
                 computed = chain_of(key, previous, cast(Mapping[str, Any], row))
             except (ValueError, TypeError, OverflowError, DomainError):
                 computed = ""
+            if not _well_formed(row["detail_text"]):
+                computed = ""  # edited into a form the log never writes
             if not hmac.compare_digest(computed.encode(), stored.encode("utf-8", "replace")):
                 problem = (
                     f"la entrada {seq} fue modificada o cambiada de lugar "

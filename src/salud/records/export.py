@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -104,8 +105,11 @@ class Job:
 _JOB_FIELDS = frozenset(f.name for f in fields(Job))
 
 
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def _folder(root: Path, job_id: str) -> Path:
-    if not job_id.isalnum():  # ids are uuid4 hex: nothing else names a folder
+    if not _JOB_ID.fullmatch(job_id):  # ids are uuid4 hex: nothing else names a folder
         raise FhirError.one(404, "not-found", "no existe esa exportación")
     return root / job_id
 

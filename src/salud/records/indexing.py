@@ -293,6 +293,11 @@ def dates(value: Any) -> Iterator[tuple[datetime, datetime]]:
         yield start, end
 
 
+# The widths of the index columns (records/models.py): a code is cut (it still finds what
+# it names by its first 200 characters), a longer system or reference is refused.
+MAX_SYSTEM, MAX_CODE, MAX_TARGET = 200, 200, 120
+
+
 @dataclass(frozen=True, slots=True)
 class Index:
     tokens: list[tuple[str, str | None, str]]
@@ -307,10 +312,22 @@ def index(resource: dict[str, Any]) -> Index:
         for path in param.paths:
             choices = _DATE_CHOICES if param.kind == "date" else None
             for value in _values(resource, path, choices):
+                where = f"{resource['resourceType']}.{path}"
                 if param.kind == "token":
-                    out.tokens.extend((name, s, c[:200]) for s, c in tokens(value))
+                    for system, code in tokens(value):
+                        if system is not None and len(system) > MAX_SYSTEM:
+                            raise FhirError.one(
+                                400, "too-long", f"{name}: un system de más de {MAX_SYSTEM} "
+                                "caracteres no se puede indexar", where,
+                            )  # fmt: skip
+                        out.tokens.append((name, system, code[:MAX_CODE]))
                 elif param.kind == "reference":
                     target = reference(value)
+                    if target and len(target) > MAX_TARGET:  # an id past FHIR's 64 characters
+                        raise FhirError.one(
+                            400, "invalid", f"{name}: la referencia {target[:80]}… es más larga "
+                            "que Tipo/id (un id tiene a lo más 64 caracteres)", where,
+                        )  # fmt: skip
                     if target and (name != "patient" or target.startswith("Patient/")):
                         out.references.append((name, target))
                 else:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from salud.access import care
 from salud.access.principal import Principal
 from salud.records.compartment import PATIENT_COMPARTMENT
-from salud.records.indexing import Index, SortKey
+from salud.records.indexing import MAX_CODE, Index, SortKey
 from salud.records.models import (
     FhirDate,
     FhirReference,
@@ -273,7 +273,7 @@ def token_match(param: str, system: str | None, code: str) -> ColumnElement[bool
     `system|` (any code of that system)."""
     cond = [FhirToken.resource_pk == FhirResource.id, FhirToken.param == param]
     if code or system is None:
-        cond.append(FhirToken.code == code)
+        cond.append(FhirToken.code == code[:MAX_CODE])  # as indexed
     if system is not None:
         cond.append(FhirToken.system == system if system else FhirToken.system.is_(None))
     return exists().where(and_(*cond))

@@ -18,6 +18,7 @@ from salud.records.compartment import MAX_PATIENT_ID
 from salud.records.outcome import FhirError, Issue
 from salud.records.types import STORED_TYPES, refusal
 
+MAX_ID = 64
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # Objects and lists nested deeper than this are refused before anything walks them (the
 # models, the reference rewriting of Bundles and the indexers recurse). A transaction Bundle
@@ -96,6 +97,12 @@ def validate(doc: dict[str, Any], *, unregistered_patient: bool = False) -> None
             for e in exc.errors()[:20]
         ]
         raise FhirError(400, issues) from None
+    fhir_id = doc.get("id")
+    if isinstance(fhir_id, str) and len(fhir_id) > MAX_ID:  # the model checks the characters
+        raise FhirError.one(
+            400, "invalid", f"un id tiene de 1 a {MAX_ID} caracteres (R4 datatypes.html#id)",
+            f"{kind}.id",
+        )  # fmt: skip
     if bound := binding_issues(doc):
         raise FhirError(400, bound)
     _check_codes(doc)
