@@ -423,3 +423,32 @@ async def test_values_wider_than_their_columns_are_refused_line_by_line(
     )
     assert answer.status_code == 400, answer.text
     assert outcome(answer)["issue"][0]["expression"] == ["Practitioner.identifier"]
+
+
+async def test_a_rerun_keeps_the_whole_list_and_brings_back_nothing_deleted(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Re-running a file (the documented recovery after a crash): the lenient list of
+    references to nothing is the file's whole list again, not emptied; a resource a
+    clinician deleted since is refused with the reason, not brought back."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    lines = ndjson(
+        heart_rate(curp, "obs-suelta", encounter={"reference": "Encounter/nada"}),
+        heart_rate(curp, "obs-borrable"),
+    )
+    first = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="otra.ndjson", lenient=True
+    )
+    assert (first.created, first.dangling) == (2, 1)
+    deleted = await client.delete("/fhir/Observation/obs-borrable", headers=doctor)
+    assert deleted.status_code == 204
+    again = await bulk.import_lines(
+        app.state.sessions, importer(app), lines, source="otra.ndjson", lenient=True
+    )
+    assert (again.created, again.updated, again.unchanged, again.dangling) == (0, 0, 1, 1)
+    assert [(r.line, "borrado" in r.reason) for r in again.rejects] == [(2, True)]
+    gone = await client.get("/fhir/Observation/obs-borrable", headers=doctor)
+    assert gone.status_code == 410

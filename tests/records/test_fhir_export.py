@@ -429,10 +429,11 @@ def test_a_job_file_written_by_a_newer_version_still_reads(tmp_path: Path) -> No
     """job.json may carry fields this version does not know (a rolling upgrade): they are
     left aside, never a 500 for every kick-off that sweeps the folder."""
     moment = "2026-12-02T00:00:00.000Z"
-    job = export.Job("abc", "client:x", "http://test/fhir/$export", "http://test/fhir", [],
+    job_id = "ab" * 16  # as uuid4().hex
+    job = export.Job(job_id, "client:x", "http://test/fhir/$export", "http://test/fhir", [],
                      None, None, moment, heartbeat=moment)  # fmt: skip
     export._folder(tmp_path, job.id).mkdir(parents=True)
     export._save(tmp_path, job)
     path = export._folder(tmp_path, job.id) / "job.json"
     path.write_bytes(orjson.dumps({**orjson.loads(path.read_bytes()), "nuevo": 1}))
-    assert export.load_job(tmp_path, "abc", "client:x", DAY).request.endswith("$export")
+    assert export.load_job(tmp_path, job_id, "client:x", DAY).request.endswith("$export")

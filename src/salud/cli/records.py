@@ -124,7 +124,8 @@ def import_(
         help="Procesos que revisan las líneas (por omisión 2 en PostgreSQL si son más de 20 000)",
     ),
 ) -> None:
-    """Importa recursos FHIR (uno por línea). Repetirla no duplica los que traen id."""
+    """Importa recursos FHIR (uno por línea). Repetirla no duplica los que traen id (salvo un
+    id repetido en el mismo archivo: cada línea es una versión) ni revive los borrados."""
     # Who wrote the resources decides who sees what a person restricted: no typo passes.
     if institution is not None and institution not in affiliation_catalog():
         err.print(f"[red]--institution {institution}: no es un código DGIS de institución[/]")

@@ -189,8 +189,8 @@ class _Chunk:
 
 async def _classify(
     session: AsyncSession, items: list[_Item], out: _Chunk
-) -> tuple[list[_Item], list[tuple[_Item, Existing]]]:
-    """Split into new resources and new versions; same content is left alone; a resource
+) -> tuple[list[_Item], list[tuple[_Item, Existing]], list[_Item]]:
+    """Split into new resources, new versions and lines left alone (same content); a resource
     that would change patient is refused. The rows to change are locked, and classified
     again if someone changed one since it was read (an interactive update committed in
     between: its version would otherwise be overwritten and numbered twice)."""
@@ -202,7 +202,7 @@ async def _classify(
         new: list[_Item] = []
         changed: list[tuple[_Item, Existing]] = []
         rejects: list[Rejected] = []
-        unchanged = 0
+        same: list[_Item] = []
         for item in items:
             row = found.get((item.kind, item.fhir_id))
             if row is None:
@@ -211,16 +211,21 @@ async def _classify(
                 was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
                 reason = f"un recurso no cambia de paciente (era {was})"
                 rejects.append(Rejected(item.line, item.key, reason))
-            elif not row.deleted and comparable(exactjson.loads(row.content)) == item.comparable:
-                unchanged += 1
+            elif row.deleted:
+                # Deleted since it was stored (a clinician's DELETE): a re-run of the file,
+                # the documented recovery after a crash, must not bring it back.
+                reason = "borrado desde que se guardó: la importación no lo revive"
+                rejects.append(Rejected(item.line, item.key, reason))
+            elif comparable(exactjson.loads(row.content)) == item.comparable:
+                same.append(item)
             else:
                 changed.append((item, row))
         versions = await bulk_repository.lock_versions(session, [row.pk for _, row in changed])
         if all(versions.get(row.pk) == row.version_id for _, row in changed):
             break
     out.rejects += rejects
-    out.unchanged += unchanged
-    return new, changed
+    out.unchanged += len(same)
+    return new, changed, same
 
 
 async def _references(
@@ -252,11 +257,12 @@ async def write_chunk(
     """One chunk in the session's transaction (the caller commits), audit entries included."""
     out = _Chunk()
     await bulk_repository.begin_chunk(session)
-    new, changed = await _classify(session, items, out)
-    alive = await _references(
-        session, new + [i for i, _ in changed], {i.key for i in new}, lenient, out
-    )
-    keep = {i.key for i in alive}
+    new, changed, same = await _classify(session, items, out)
+    # Lenient: the lines left alone are listed too, so that each run's list of references to
+    # nothing is the file's whole list (a re-run after a crash would otherwise empty it).
+    checked = new + [i for i, _ in changed] + (same if lenient else [])
+    alive = await _references(session, checked, {i.key for i in new}, lenient, out)
+    keep = {i.key for i in alive} - {i.key for i in same}
     new = [i for i in new if i.key in keep]
     changed = [(i, row) for i, row in changed if i.key in keep]
     now = utcnow()

@@ -176,7 +176,7 @@ def sweep(root: Path, ttl: timedelta, owner: str) -> int:
         return 0
     now, running = utcnow(), 0
     for folder in root.iterdir():
-        if not folder.is_dir() or not folder.name.isalnum():
+        if not folder.is_dir() or not _JOB_ID.fullmatch(folder.name):
             continue
         job = _read(folder)
         if job is None:
