@@ -290,7 +290,7 @@ async def test_finished_jobs_expire_and_their_files_are_removed(
                           "client:his.issste", DAY)  # fmt: skip
     old.finished = "2026-01-01T00:00:00.000Z"
     export._save(root, old)
-    orphan = root / "0123abcd"
+    orphan = root / ("0123abcd" * 4)  # a job id, its job.json never written
     orphan.mkdir()
     os.utime(orphan, (0, 0))
     newer = await bulk.get("/fhir/Patient/$export", headers={**reader, **ASYNC})
