@@ -172,6 +172,20 @@ def test_municipalities_without_a_module_are_flagged() -> None:
         project(hidalgo(10), everyone(MONDAY, MONDAY), opened(), {"13048": 5}, MONDAY, 5)
 
 
+def test_a_phase_that_opens_municipalities_opens_their_areas_only() -> None:
+    """As booking's Phase.opens: a regional pilot opens its municipalities, not the state."""
+    modules = [PlannedModule(area="13048", capacity=100), PlannedModule(area="13001", capacity=100)]
+    pilot = [Phase(name="piloto", starts_on=MONDAY, municipalities=["13048"])]
+    p = project(modules, everyone(MONDAY, MONDAY + timedelta(9)), pilot,
+                {"13048": 500, "13001": 50}, MONDAY, 30, ONE_COHORT)  # fmt: skip
+    assert p.result("13048").finished
+    assert p.result("13048").opens_on == MONDAY
+    assert state_open(pilot, "13", MONDAY, "048")
+    closed = p.result("13001")
+    assert (closed.served, closed.opens_on) == (0, None)
+    assert not state_open(pilot, "13", MONDAY, "001")
+
+
 def test_a_long_window_is_spread_over_its_first_weeks_only() -> None:
     year = everyone(MONDAY, MONDAY + timedelta(364))
     p = project(hidalgo(1000, "1234567"), year, opened(), {"13": 420}, MONDAY, 365,

@@ -190,23 +190,26 @@ def _capacity(
     start: date,
     horizon: int,
 ) -> Floats:
-    """People the area's modules can serve each day: working weekday and state open."""
+    """People the area's modules can serve each day: working weekday and area open. A phase
+    opens an area when it opens its state, or, for a municipality's area, that municipality
+    (as booking's `Phase.opens` does). A state's area opens with its state only: its modules
+    carry no municipality, so a phase that opens some municipalities of it is not counted."""
     index = {k: i for i, k in enumerate(areas)}
     by_weekday = np.zeros((len(areas), 7))
     for m in modules:
         for wd in set(m.weekdays):
             by_weekday[index[m.area], int(wd) - 1] += m.capacity
     iso = (start.toordinal() + np.arange(horizon) - 1) % 7  # ordinal 1 is a Monday
-    states = sorted({k[:2] for k in areas})
-    open_state = np.zeros((len(states), horizon), dtype=bool)
+    keys = np.array(areas, dtype=str)
+    states = np.array([k[:2] for k in areas], dtype=str)
+    open_area = np.zeros((len(areas), horizon), dtype=bool)
     for phase in phases:
         lo = max(0, (phase.starts_on - start).days)
         hi = horizon if phase.ends_on is None else min(horizon, (phase.ends_on - start).days + 1)
         if lo < hi:
-            rows = [states.index(s) for s in phase.states if s in states]
-            open_state[rows, lo:hi] = True
-    state_row = np.array([states.index(k[:2]) for k in areas])
-    capacity: Floats = by_weekday[:, iso] * open_state[state_row]
+            rows = np.isin(states, phase.states) | np.isin(keys, phase.municipalities)
+            open_area[rows, lo:hi] = True
+    capacity: Floats = by_weekday[:, iso] * open_area
     return capacity
 
 
