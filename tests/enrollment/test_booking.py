@@ -188,6 +188,27 @@ async def test_a_citizen_books_only_for_themselves_and_anonymous_bookings_are_au
     assert sorted(rows) == [("anonimo", "success"), ("citizen.prueba", "denied")]
 
 
+async def test_a_citizen_finds_and_cancels_a_booking_someone_made_with_their_curp(
+    anonymous: httpx.AsyncClient, token_for: TokenFor, drive: Drive
+) -> None:
+    """Booking needs only a CURP, and the folio goes to whoever booked: signed in, the person
+    sees their appointment with its folio and can cancel it."""
+    curp = person_doc()["curp"]
+    squatted = await _book(anonymous, curp, drive.next_open_day())  # someone else, by CURP
+    assert squatted.status_code == 201, squatted.text
+    me = token_for(Role.CITIZEN, curp=curp)
+    mine = await anonymous.get(f"{E}/me/appointment", headers=me)
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["folio"] == squatted.json()["folio"]
+    cancel = await anonymous.post(f"{E}/appointments/{mine.json()['folio']}/cancel",
+                                  json={"curp": curp}, headers=me)  # fmt: skip
+    assert cancel.status_code == 200, cancel.text
+    assert (await anonymous.get(f"{E}/me/appointment", headers=me)).status_code == 404
+    assert (await anonymous.get(f"{E}/me/appointment")).status_code == 401
+    clerk = token_for(Role.REGISTRATION_OPERATOR)  # no person of their own to look up
+    assert (await anonymous.get(f"{E}/me/appointment", headers=clerk)).status_code == 403
+
+
 async def test_nonsense_is_refused_with_the_field_not_a_500(
     anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
 ) -> None:

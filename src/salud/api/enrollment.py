@@ -237,6 +237,14 @@ async def book(body: BookingIn, request: Request, session: Session) -> Appointme
     return await booking.book(session, body, booking_caller(request, body.curp))
 
 
+@router.get(
+    "/me/appointment", summary="Mi cita vigente, con su folio (para cancelarla o cambiarla)",
+    openapi_extra=_x(Permission.APPOINTMENT_BOOK),
+)  # fmt: skip
+async def my_appointment(session: ReadSession, caller: CurrentCaller) -> AppointmentRead:
+    return await booking.my_appointment(session, caller)
+
+
 @router.post(
     "/appointments/{folio}/cancel", summary="Cancelar una cita (se muestra la CURP)",
     openapi_extra=_x("public"),

@@ -429,6 +429,27 @@ async def _owned(session: AsyncSession, folio: str, curp: str, caller: Caller) -
     return row
 
 
+async def my_appointment(session: AsyncSession, caller: Caller) -> AppointmentRead:
+    """The signed-in person's appointment in force, with its folio: so that they can cancel
+    or move it even when someone else booked it with their CURP (booking needs only a CURP;
+    the folio went to whoever booked)."""
+    curp = caller.principal.curp
+    if curp is None:
+        raise Forbidden("solo la persona misma consulta su cita")
+    await caller.allow(
+        Permission.APPOINTMENT_BOOK, "enrollment:appointment:read", "appointment",
+        person_curp=curp,
+    )  # fmt: skip
+    row = await repository.booked_for(session, curp)
+    await caller.record(
+        "enrollment:appointment:read", "appointment", person_curp=curp,
+        subject_id=row.folio if row else None, outcome="success" if row else "not_found",
+    )  # fmt: skip
+    if row is None:
+        raise NotFound("no tiene una cita vigente")
+    return _appointment_read(row, await repository.module_by_id(session, row.module_id))
+
+
 async def get_appointment(
     session: AsyncSession, folio: str, curp: str, caller: Caller
 ) -> AppointmentRead:
