@@ -111,8 +111,13 @@ async def test_a_totp_code_signs_in_once(
         body = {"username": "ana.operadora", "password": PASSWORD, "totp": code}
         return (await anonymous.post("/api/v1/auth/token", json=body)).status_code
 
-    assert await sign_in(totp.at(at)) == 200
-    assert await sign_in(totp.at(at)) == 401
+    # Digits as a phone may type them: another script's are not a code (a refusal, not an
+    # error); fullwidth ones are digits, as pyotp reads them.
+    arabic = totp.at(at).translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
+    assert await sign_in(arabic) == 401
+    fullwidth = totp.at(at).translate({ord(d): 0xFF10 + int(d) for d in "0123456789"})
+    assert await sign_in(fullwidth) == 200
+    assert await sign_in(totp.at(at)) == 401  # the same code again
     assert await sign_in(totp.at(at - 30)) == 401  # an older step, though within the drift
     assert await sign_in(totp.at(at + 30)) == 200  # the next step (a clock a little ahead)
 

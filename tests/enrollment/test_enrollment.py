@@ -3,6 +3,7 @@ credential issued at completion (the digital card works at once)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from typing import Any
 
@@ -537,3 +538,32 @@ async def test_an_enrollment_left_open_locks_no_one_out(
         cancelled = await s.scalar(select(func.count()).where(
             AuditEvent.action == "enrollment:enrollment:cancel"))  # fmt: skip
     assert cancelled == 2  # the one abandoned and the one cancelled by hand
+
+
+@pytest.mark.postgresql  # SQLite has no row locks: its writers take turns on the database
+async def test_a_completion_under_way_is_not_cancelled_by_a_start_elsewhere(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """The start elsewhere waits for the row a completion holds, and judges it as committed:
+    completed, it is a 409, never cancelled under the credential just issued."""
+    doc = person_doc()
+    folio = (await start(anonymous, drive, doc)).json()["folio"]
+    elsewhere = await open_module(anonymous, token_for, code="MR-13-0009")
+    async with sessions() as holder:
+        await holder.begin()
+        await holder.execute(select(Enrollment).where(Enrollment.folio == folio).with_for_update())
+        await holder.execute(update(Enrollment).where(Enrollment.folio == folio).values(
+            visit_day=today_mx() - timedelta(days=1), status="completed"))  # fmt: skip
+        body = {"curp": doc["curp"]}
+        second = asyncio.create_task(
+            anonymous.post(f"{E}/enrollments", json=body, headers=elsewhere.operator)
+        )
+        await asyncio.sleep(0.5)
+        assert not second.done()  # waiting for the row
+        await holder.commit()
+    answer = await second
+    assert answer.status_code == 409, answer.text
+    assert "credencializada" in answer.json()["detail"]
+    kept = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
+    assert kept.json()["status"] == "completed"

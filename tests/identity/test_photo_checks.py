@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from salud.enrollment.biometrics import check_fingerprint
 from salud.errors import InvalidInput
-from salud.identity.photos import check_photo
+from salud.identity.photos import MAX_BYTES, check_photo
 from salud.identity.synth import synthetic_face, synthetic_fingerprint
 
 
@@ -61,3 +62,21 @@ def test_a_photo_stored_sideways_with_an_exif_rotation_is_kept_upright() -> None
     sideways.save(plain, "JPEG", quality=95)
     with pytest.raises(InvalidInput, match="vertical"):
         check_photo(plain.getvalue())
+
+
+def test_the_weight_limit_is_the_uploads_not_the_upright_copys() -> None:
+    """Turned upright, a phone's JPEG is encoded again and may weigh more than the file sent
+    (here 1.6 MB sent, 2.3 MB kept): the 2 MB limit is on what the person sent."""
+    rng = np.random.default_rng(7)
+    h, w = 3264, 2448
+    base = np.linspace(60, 200, h * w).reshape(h, w)
+    pixels = (base[..., None] + rng.normal(0, 12, (h, w, 3))).clip(0, 255).astype("uint8")
+    sideways = Image.fromarray(pixels).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    sideways.save(out, "JPEG", quality=80, exif=exif)
+    sent = out.getvalue()
+    assert len(sent) < MAX_BYTES
+    photo = check_photo(sent)
+    assert (photo.width, photo.height) == (w, h)

@@ -87,6 +87,13 @@ async def test_sign_in_needs_the_csrf_token_and_sets_a_strict_session(
         "/verificar/texto", json={"qr": "NO ES"}, headers={"X-CSRF-Token": token}
     )
     assert planted.status_code == 403
+    # A page left open past its session (the card page is): its button still signs out and
+    # clears the phone, though its token was bound to the session that expired.
+    anonymous.cookies.clear()
+    anonymous.cookies.set("salud_csrf", page_token.group(1))
+    out = await anonymous.post("/salir", data={"csrf": page_token.group(1)})
+    assert out.status_code == 303
+    assert out.headers["clear-site-data"] == '"cache", "storage"'
 
 
 async def test_pages_need_a_session(anonymous: httpx.AsyncClient) -> None:

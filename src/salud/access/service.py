@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import unicodedata
 from datetime import timedelta
 
 import pyotp
@@ -140,6 +141,9 @@ def totp_step(secret: str, code: str | None, at: float, last_step: int | None) -
     previous, current or next step (clock drift), and only a step after the last one that
     signed in (a code seen over a shoulder, or replayed, is refused; RFC 6238 §5.2)."""
     if code is None:
+        return None
+    code = unicodedata.normalize("NFKC", code)  # fullwidth digits are digits, as pyotp reads
+    if not (code.isascii() and code.isdigit()):  # other scripts' digits are not a code
         return None
     totp = pyotp.TOTP(secret)
     now_step = int(at // totp.interval)

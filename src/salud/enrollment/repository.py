@@ -186,10 +186,14 @@ async def enrollment_by_folio(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def live_enrollment_for(session: AsyncSession, curp: str) -> Enrollment | None:
+async def live_enrollment_for(
+    session: AsyncSession, curp: str, *, lock: bool = False
+) -> Enrollment | None:
     stmt = select(Enrollment).where(
         Enrollment.person_curp == curp, Enrollment.status != "cancelled"
     )
+    if lock:
+        stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
 
 

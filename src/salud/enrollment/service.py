@@ -234,7 +234,9 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
             "la persona ya está en el padrón: no vuelva a capturar sus datos (corríjalos con una "
             "rectificación)", [FieldProblem("person", "ya registrada")],
         )  # fmt: skip
-    live = await repository.live_enrollment_for(session, data.curp)
+    # Locked: a completion or an exception at the other module may be under way; the lock
+    # waits for it, and the status is judged as it committed.
+    live = await repository.live_enrollment_for(session, data.curp, lock=True)
     if live is not None and live.status == "open" and live.visit_day < today_mx():
         # Left open on an earlier day (the person never came back to that module): it
         # does not lock them out of every other one. Cancelled, and recorded as such.

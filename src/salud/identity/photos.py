@@ -57,7 +57,8 @@ def check_photo(data: bytes) -> Photo:
             seen: Image.Image = opened
             if opened.getexif().get(_ORIENTATION, 1) != 1:
                 # A phone's photo stored sideways with an EXIF rotation: kept upright, as it
-                # is seen, so that the checks and the card see the face the right way up.
+                # is seen, so that the checks and the card see the face the right way up
+                # (re-encoded, it may weigh more than the upload; the limit is the upload's).
                 seen = ImageOps.exif_transpose(opened)
                 data = _encoded(seen, kind)
                 width, height = seen.size
@@ -65,8 +66,6 @@ def check_photo(data: bytes) -> Photo:
     # Pillow reports some damaged PNG chunks (a bad checksum or length) as SyntaxError.
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise InvalidInput.on("photo", "no es una imagen JPEG, PNG o WebP legible") from None
-    if len(data) > MAX_BYTES:
-        raise InvalidInput.on("photo", f"pesa más de {MAX_BYTES // 1_000_000} MB")
     if width > height * 1.1:
         raise InvalidInput.on("photo", "debe ser vertical o cuadrada (retrato)")
     _check_light(*light)

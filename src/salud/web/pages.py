@@ -160,7 +160,11 @@ async def sign_in(
 async def sign_out(
     request: Request, csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = ""
 ) -> Response:
-    _check_csrf(request, csrf_token)
+    if request.cookies.get(SESSION):
+        _check_csrf(request, csrf_token)
+    # Without a session (it expired while the page stayed open: the card page does) there
+    # is nothing to end, and the page's token, bound to that session, no longer is good: the
+    # button must still clear the phone.
     answer = RedirectResponse("/entrar", status_code=303)
     answer.delete_cookie(SESSION, path="/")
     # A phone may be shared: the browser forgets what this site kept on it (the digital
