@@ -187,6 +187,17 @@ async def test_a_card_suspended_before_printing_leaves_the_batch_and_can_return(
     assert [c["credential_id"] for c in later.json()["cards"]] == [paused["credential_id"]]
 
 
+async def printed_and_received(c: httpx.AsyncClient, op: dict[str, str]) -> str:
+    """A batch of the module's issued cards, printed, shipped and received: its code."""
+    made = await c.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    code: str = made.json()["code"]
+    assert (await c.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
+    for step in ("shipped", "received"):
+        moved = await c.post(f"{E}/print-batches/{code}/status", json={"status": step}, headers=op)
+        assert moved.status_code == 200, moved.text
+    return code
+
+
 async def _enroll_minor(
     c: httpx.AsyncClient, drive: Drive, seed: int, guardian: str
 ) -> dict[str, Any]:
@@ -219,13 +230,7 @@ async def test_a_minors_card_goes_only_to_the_guardian_linked_in_the_registry(
     assert (link["guardian_curp"], link["relationship"], link["active"]) == (mother, "mother", True)
     assert link["source"] == f"registro {minor['folio']}"
 
-    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
-                                 headers=op)).json()["code"]  # fmt: skip
-    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
-    for step in ("shipped", "received"):
-        moved = await anonymous.post(f"{E}/print-batches/{code}/status", json={"status": step},
-                                     headers=op)  # fmt: skip
-        assert moved.status_code == 200, moved.text
+    await printed_and_received(anonymous, op)
 
     async def hand(card: dict[str, Any], **body: str) -> httpx.Response:
         url = f"{E}/cards/{card['credential_id']}/delivery"
@@ -421,13 +426,7 @@ async def test_a_guardian_whose_id_was_excused_is_not_linked_to_the_minor(
     assert detail is not None
     assert detail["guardian_linked"] is False
 
-    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
-                                 headers=op)).json()["code"]  # fmt: skip
-    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
-    for step in ("shipped", "received"):
-        moved = await anonymous.post(f"{E}/print-batches/{code}/status", json={"status": step},
-                                     headers=op)  # fmt: skip
-        assert moved.status_code == 200, moved.text
+    await printed_and_received(anonymous, op)
     refused = await anonymous.post(
         f"{E}/cards/{done.json()['credential_id']}/delivery",
         json={"identity_check": "guardian_id", "receiver_curp": mother}, headers=op,

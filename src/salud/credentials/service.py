@@ -301,13 +301,7 @@ async def change_status(
     card goes back to the step of the plastic's way it had reached. Superseded and revoked
     cards never change again. The plastic's own steps are `plastic_step`'s."""
     target = change.status
-    action = f"credentials:credential:{target}"
-    await _gate(caller, Permission.CREDENTIAL_REVOKE, action, credential_id)
-    row = await _by_id(session, credential_id, lock=True)
-    await caller.allow(
-        Permission.CREDENTIAL_REVOKE, action, "credential",
-        person_curp=row.person_curp, subject_id=credential_id,
-    )  # fmt: skip
+    row = await _locked_for(session, credential_id, Permission.CREDENTIAL_REVOKE, target, caller)
     if row.status in ("revoked", "superseded"):
         raise Conflict(f"la credencial está {row.status}: ya no cambia de estado")
     if target == "active":
@@ -334,17 +328,25 @@ async def plastic_step(
     """issued -> printed -> ready_for_pickup -> delivered (credential:print). Only for the
     print batches and the delivery at the module (enrollment/printing.py), which check the
     batch, the module and who takes the card; no API route reaches it."""
-    action = f"credentials:credential:{step}"
-    await _gate(caller, Permission.CREDENTIAL_PRINT, action, credential_id)
-    row = await _by_id(session, credential_id, lock=True)
-    await caller.allow(
-        Permission.CREDENTIAL_PRINT, action, "credential",
-        person_curp=row.person_curp, subject_id=credential_id,
-    )  # fmt: skip
+    row = await _locked_for(session, credential_id, Permission.CREDENTIAL_PRINT, step, caller)
     if step not in _NEXT.get(row.status, frozenset()):
         raise Conflict(f"una credencial en estado {row.status} no pasa a {step}")
     row.status = step
     return await _changed(session, row, step, note, caller)
+
+
+async def _locked_for(
+    session: AsyncSession, credential_id: str, permission: Permission, target: str,
+    caller: Caller,
+) -> Credential:  # fmt: skip
+    """The card, locked for a change of state, once the caller may make it."""
+    action = f"credentials:credential:{target}"
+    await _gate(caller, permission, action, credential_id)
+    row = await _by_id(session, credential_id, lock=True)
+    await caller.allow(
+        permission, action, "credential", person_curp=row.person_curp, subject_id=credential_id
+    )
+    return row
 
 
 async def _changed(
