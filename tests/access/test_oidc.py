@@ -188,3 +188,12 @@ async def test_a_failing_provider_is_a_503_never_a_500(settings: Settings) -> No
     async with httpx.AsyncClient(transport=httpx.MockTransport(garbage)) as http:
         with pytest.raises(OidcUnavailable):  # the configuration itself
             await OidcClient(config, ring, http).start()
+
+    def no_keys(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/jwks":
+            return httpx.Response(200, json={"keys": []})
+        return answer(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(no_keys)) as http:
+        with pytest.raises(OidcUnavailable):  # a key set that can verify nothing
+            await OidcClient(config, ring, http)._key_set(refresh=True)

@@ -93,9 +93,12 @@ class OidcClient:
                 raise OidcUnavailable(f"el proveedor de identidad no responde: {exc}") from None
             try:
                 found = _json_object(answer, "sus llaves")
-                self._keys = KeySet.import_key_set(found)  # type: ignore[arg-type]
-            except (ValueError, TypeError, KeyError) as exc:
+                keys = KeySet.import_key_set(found)  # type: ignore[arg-type]
+            except (ValueError, TypeError, KeyError, JoseError) as exc:
+                # None at all (joserfc's MissingKeyError) or unreadable: nothing could verify
+                # a token, so the provider is failing, not the person.
                 raise OidcUnavailable(f"las llaves del proveedor no se leen: {exc}") from None
+            self._keys = keys
         return self._keys
 
     async def start(self) -> tuple[str, str]:
