@@ -62,9 +62,7 @@ async def test_a_withdrawn_key_leaves_the_published_set(
         assert (await signing.published(session)).keys == {}
 
 
-def test_rotate_list_print_and_verify_from_the_command_line(
-    cli_env: CliRunner, tmp_path: Path
-) -> None:
+def test_rotate_list_and_verify_from_the_command_line(cli_env: CliRunner, tmp_path: Path) -> None:
     cli = cli_env
     first = cli.invoke(app, ["credentials", "rotate-key"])
     assert first.exit_code == 0, first.output

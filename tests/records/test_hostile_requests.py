@@ -17,6 +17,14 @@ pytestmark = pytest.mark.db
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
+async def treated(client: httpx.AsyncClient, token_for: TokenFor) -> tuple[str, dict[str, str]]:
+    """A registered person and an IMSS clinician who cares for them (their token)."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    return curp, doctor
+
+
 def transaction(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
 
@@ -24,9 +32,7 @@ def transaction(*entries: dict[str, Any], kind: str = "transaction") -> dict[str
 async def test_malformed_bundles_are_400_naming_the_entry(
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
-    curp = await patient(client)
-    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
-    await cared_for(client, curp, doctor)
+    curp, doctor = await treated(client, token_for)
     post = {"resource": condition(curp), "request": {"method": "POST", "url": "Condition"}}
     cases: list[tuple[dict[str, Any], str]] = [
         ({"resourceType": "Bundle", "type": "transaction", "entry": 5}, "Bundle.entry"),
@@ -60,9 +66,7 @@ async def test_malformed_bundles_are_400_naming_the_entry(
 async def test_deep_nesting_nul_characters_and_bad_parameters_are_400(
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
-    curp = await patient(client)
-    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
-    await cared_for(client, curp, doctor)
+    curp, doctor = await treated(client, token_for)
     # 120 extensions nested one in another, and a 1,000-level object inside a Bundle.
     extension: dict[str, Any] = {"url": "http://x/e", "valueString": "a"}
     for _ in range(120):
@@ -104,9 +108,7 @@ async def test_deep_nesting_nul_characters_and_bad_parameters_are_400(
 async def test_a_patient_is_never_deleted_through_fhir(
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
-    curp = await patient(client)
-    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
-    await cared_for(client, curp, doctor)
+    curp, doctor = await treated(client, token_for)
     writer = token_for(Role.CLIENT, scopes="system/*.write system/*.read")
     for headers in (doctor, writer):
         answer = await client.delete(f"/fhir/Patient/{curp}", headers=headers)

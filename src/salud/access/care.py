@@ -6,7 +6,8 @@ auditor and shown to the person in "who looked at my data")."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -102,6 +103,19 @@ async def clinical_bases(
         for row in await reader.fetch(query, **values, **basis_params(principal)):
             found[chunk[int(row["i"])]] = basis_from(row)
     return found
+
+
+async def record_shown(
+    caller: Caller, action: str, curps: Iterable[str], bases: Mapping[str, Basis | None]
+) -> None:
+    """One entry per person a search showed a clinician, each with the basis it was shown on
+    as its purpose (and an emergency's reason), as a read records it. A person without a
+    basis was not shown: no entry."""
+    for curp in curps:
+        basis = bases.get(curp)
+        if basis is not None:
+            who = replace(caller, purpose=basis[0], reason=basis[1])
+            await who.record(action, "person", person_curp=curp)
 
 
 def _must_be_registered(registered: bool) -> None:

@@ -49,6 +49,7 @@ from salud.enrollment.schemas import (
 )
 from salud.errors import InvalidInput
 from salud.kit.clock import today_mx
+from salud.kit.streams import read_at_most
 
 router = APIRouter(prefix="/enrollment", tags=["credencialización"])
 Code = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9-]{2,19}$", description="Clave del módulo")]
@@ -71,12 +72,10 @@ async def _image_body(request: Request, caller: Caller, field: str, folio: str) 
     (the checks after it refuse anything over 1-2 MB anyway)."""
     await caller.allow(Permission.ENROLL, "enrollment:capture:upload", "enrollment",
                        subject_id=folio)  # fmt: skip
-    data = bytearray()
-    async for chunk in request.stream():
-        data += chunk
-        if len(data) > MAX_IMAGE_BYTES:
-            raise InvalidInput.on(field, "la imagen pesa más de 2 MB")
-    return bytes(data)
+    data = await read_at_most(request.stream(), MAX_IMAGE_BYTES)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidInput.on(field, "la imagen pesa más de 2 MB")
+    return data
 
 
 def issuance(request: Request) -> service.Issuance:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from sqlalchemy.exc import IntegrityError
 
+from salud.api.problems import NUL_TEXT
 from salud.errors import DomainError
 from salud.records.outcome import FhirError, Issue
 from salud.storage.engine import DATA_ERRORS, is_bad_text, is_unique_violation
@@ -35,8 +36,7 @@ async def guard(call: Callable[[], Awaitable[Response]]) -> Response:
     except DATA_ERRORS as exc:  # a text the database cannot hold (U+0000) caught nowhere else
         if not is_bad_text(exc):
             raise
-        text = "un texto contiene el carácter nulo (U+0000), que no se admite"
-        raise FhirError.one(400, "invalid", text) from None
+        raise FhirError.one(400, "invalid", NUL_TEXT) from None
 
 
 def base_url(request: Request) -> str:

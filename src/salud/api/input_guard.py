@@ -3,18 +3,20 @@
 PostgreSQL's text cannot hold U+0000: a search value, a form or a path segment carrying one
 would reach the database and fail there (a 500). FHIR strings may not hold it either (R4
 datatypes: no character below U+0020 but tab, CR and LF). The answer names the parameter,
-as a problem+json, or an OperationOutcome under /fhir. JSON bodies are checked where they
-are read (records/validation.parse for FHIR; the API's models for the rest)."""
+as a problem+json, or an OperationOutcome under /fhir. FHIR bodies are checked where they
+are read (records/validation.parse); a text of another body that reaches PostgreSQL with a
+NUL is refused there and answered 400 (api/problems, api/fhir_refusals)."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from salud.api.problems import PROBLEM_JSON, TYPE_BASE
+from salud.api.problems import problem
+from salud.records.outcome import Issue, operation_outcome
 
 NUL_REASON = "contiene el carácter nulo (U+0000), que no se admite"
 
@@ -43,21 +45,14 @@ class RefuseNul:
         if field is None:
             await self.app(scope, receive, send)
             return
-        body: dict[str, object]
+        detail = f"{field} {NUL_REASON}"
         if scope["path"].startswith("/fhir"):
-            body = {"resourceType": "OperationOutcome", "issue": [
-                {"severity": "error", "code": "invalid", "diagnostics": f"{field} {NUL_REASON}",
-                 "expression": [field]}]}  # fmt: skip
-            media = b"application/fhir+json"
+            outcome = operation_outcome([Issue("invalid", detail, field)])
+            answer = Response(orjson.dumps(outcome), 400, media_type="application/fhir+json")
         else:
-            body = {"type": TYPE_BASE + "invalid-input", "title": "Datos inválidos",
-                    "status": 400, "detail": f"{field} {NUL_REASON}",
-                    "errors": [{"field": field, "reason": NUL_REASON}]}  # fmt: skip
-            media = PROBLEM_JSON.encode()
-        payload = orjson.dumps(body)
-        headers = [(b"content-type", media), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": 400, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+            errors = [{"field": field, "reason": NUL_REASON}]
+            answer = problem(400, "Datos inválidos", detail, "invalid-input", errors)
+        await answer(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from salud.storage.engine import DATA_ERRORS, is_bad_text, is_unique_violation
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://salud.gob.mx/problemas/"
+NUL_TEXT = "un texto contiene el carácter nulo (U+0000), que no se admite"
 
 
 def problem(
@@ -94,10 +95,7 @@ async def _data_error(request: Request, exc: Exception) -> Response:
     500. Any other data error is a fault."""
     if not is_bad_text(exc):
         raise exc
-    return problem(
-        400, "Datos inválidos", "un texto contiene el carácter nulo (U+0000), que no se admite",
-        "invalid-input", None, request.url.path,
-    )  # fmt: skip
+    return problem(400, "Datos inválidos", NUL_TEXT, "invalid-input", None, request.url.path)
 
 
 def install(app: FastAPI) -> None:

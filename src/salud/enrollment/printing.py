@@ -58,6 +58,9 @@ async def _cards(session: AsyncSession, b: PrintBatch) -> list[BatchCardRead]:
             delivered_at=c.delivered_at,
             delivered_by=c.delivered_by,
             delivered_to=c.delivered_to,
+            # A card still `printed` in a received batch was suspended on the way and since
+            # reactivated: it is at the module all the same (deliver makes it ready first).
+            deliverable=s == "ready_for_pickup" or (s == "printed" and b.status == "received"),
         )
         for c, s in await repository.batch_cards(session, b.id)
     ]
@@ -199,9 +202,7 @@ async def deliver(
             subject_id=credential_id, outcome="denied", detail=refused,
         )  # fmt: skip
         raise
-    status = next(s for c, s in await repository.batch_cards(session, b.id)
-                  if c.credential_id == credential_id)  # fmt: skip
-    if status == "printed":
+    if await repository.card_status(session, credential_id) == "printed":
         # Suspended while its batch was on the way, it was skipped at the reception; since
         # reactivated (back to `printed`), it is at the module all the same: ready first.
         await credentials.plastic_step(

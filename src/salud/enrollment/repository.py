@@ -336,6 +336,13 @@ async def batch_cards(session: AsyncSession, batch_id: int) -> list[tuple[PrintB
     return [(c, s) for c, s in (await session.execute(stmt)).all()]
 
 
+async def card_status(session: AsyncSession, credential_id: str) -> str | None:
+    found: str | None = await session.scalar(
+        select(Credential.status).where(Credential.credential_id == credential_id)
+    )
+    return found
+
+
 async def batch_card(session: AsyncSession, credential_id: str) -> PrintBatchCard | None:
     stmt = (
         select(PrintBatchCard)

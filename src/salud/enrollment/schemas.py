@@ -280,6 +280,10 @@ class BatchCardRead(BaseModel):
     delivered_to: str | None = Field(
         None, description="CURP de quien recibió: la persona, o la madre, padre o tutor de un menor"
     )
+    deliverable: bool = Field(
+        False, description="Está en el módulo y puede entregarse (lista para entrega, o impresa "
+        "en un lote ya recibido: se suspendió en el camino y se reactivó)",
+    )  # fmt: skip
 
 
 class BatchRead(BaseModel):

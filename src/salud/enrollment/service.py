@@ -83,11 +83,11 @@ async def _enrollment(
     return row, m
 
 
-def _editable(row: Enrollment) -> None:
-    """An enrollment still to complete. Work resumed on a later day (the person went home
-    for a document) makes that day the visit: the documents are judged against it, as the
-    age and the guardian are, so a proof dated after the first day counts and one that has
-    aged past six months since does not."""
+def _open_today(row: Enrollment) -> None:
+    """An enrollment still to complete, its visit today. Work resumed on a later day (the
+    person went home for a document) makes that day the visit: the documents are judged
+    against it, as the age and the guardian are, so a proof dated after the first day counts
+    and one that has aged past six months since does not."""
     if row.status in ("completed", "cancelled"):
         raise Conflict(f"el registro {row.folio} ya está {row.status}: no cambia")
     today = today_mx()
@@ -311,7 +311,7 @@ async def set_documents(
     row, m = await _enrollment(
         session, folio, caller, "enrollment:documents:update", Permission.ENROLL
     )
-    _editable(row)
+    _open_today(row)
     today = today_mx()
     for i, doc in enumerate(data.documents):
         if doc.issued_on is not None and doc.issued_on > today:
@@ -344,7 +344,7 @@ async def put_photo(
     session: AsyncSession, ring: Keyring, folio: str, image: bytes, caller: Caller
 ) -> EnrollmentRead:
     row, m = await _enrollment(session, folio, caller, "enrollment:photo:update", Permission.ENROLL)
-    _editable(row)
+    _open_today(row)
     await photos.put_photo(session, ring, row.person_curp, image, caller)
     return await _read(session, row, m)
 
@@ -355,7 +355,7 @@ async def put_fingerprint(
     row, m = await _enrollment(
         session, folio, caller, "enrollment:fingerprint:update", Permission.ENROLL
     )
-    _editable(row)
+    _open_today(row)
     checked = biometrics.check_fingerprint(image, finger)
     sealed = seal(checked.data, ring, _fingerprint_aad(row.person_curp, finger))
     now = utcnow()
@@ -389,7 +389,7 @@ async def approve_exception(
     row, m = await _enrollment(
         session, folio, caller, "enrollment:exception:approve", Permission.ENROLLMENT_APPROVE
     )
-    _editable(row)
+    _open_today(row)
     waived = {w.value for w in data.waive} | ({FINGERPRINTS} if data.waive_fingerprints else set())
     row.waived = sorted(set(row.waived) | waived)
     row.exception_reason, row.exception_by, row.exception_at = data.reason, caller.actor, utcnow()
@@ -412,7 +412,7 @@ async def complete(
     row, m = await _enrollment(
         session, folio, caller, "enrollment:enrollment:complete", Permission.ENROLL
     )
-    _editable(row)
+    _open_today(row)
     person = await _person(session, row.person_curp)
     missing = _missing(row, person, await _captured(session, row.person_curp))
     if missing:

@@ -491,11 +491,13 @@ def _after(cursor: str | None) -> int:
         return 0
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("p") or not raw[1:].isascii() or not raw[1:].isdigit():
+        digits = raw.removeprefix("p")
+        if digits == raw or not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
             raise ValueError
-        if len(raw) > 20 or int(raw[1:]) >= 2**63:  # a row id is a 64-bit integer
+        after = int(digits)
+        if after >= 2**63:  # a row id is a 64-bit integer
             raise ValueError
-        return int(raw[1:])
+        return after
     except ValueError:
         raise InvalidInput.on("cursor", "no es un cursor de esta búsqueda") from None
 
@@ -559,8 +561,5 @@ async def search(
     else:
         bases = await care.clinical_bases(reader, caller.principal, [p.curp for p in items])
         items = [p for p in items if bases.get(p.curp) is not None]
-        for item in items:
-            basis = bases[item.curp] or ("", None)  # kept: never None here
-            who = replace(caller, purpose=basis[0], reason=basis[1])
-            await who.record("identity:person:search", "person", person_curp=item.curp)
+        await care.record_shown(caller, "identity:person:search", (p.curp for p in items), bases)
     return PersonPage(items=items, limit=limit, next_cursor=_cursor(rows[-1].id) if more else None)

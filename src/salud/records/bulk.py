@@ -262,7 +262,7 @@ async def write_chunk(
     # nothing is the file's whole list (a re-run after a crash would otherwise empty it).
     checked = new + [i for i, _ in changed] + (same if lenient else [])
     alive = await _references(session, checked, {i.key for i in new}, lenient, out)
-    keep = {i.key for i in alive} - {i.key for i in same}
+    keep = {i.key for i in alive}  # new and changed ones kept (the ones left alone stay so)
     new = [i for i in new if i.key in keep]
     changed = [(i, row) for i, row in changed if i.key in keep]
     now = utcnow()

@@ -57,16 +57,17 @@ def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     for i, entry in enumerate(entries):
         request = entry.get("request")
         full_url = entry.get("fullUrl")
-        if full_url is not None and (not isinstance(full_url, str) or not full_url):
-            raise FhirError.one(
-                400, "structure", "fullUrl debe ser un texto (uri)", f"Bundle.entry[{i}].fullUrl"
-            )
-        if full_url is not None and full_url in full_urls:  # R4 bdl-7: unique fullUrls
-            raise FhirError.one(
-                400, "invalid", f"fullUrl {full_url} repetido en el Bundle",
-                f"Bundle.entry[{i}].fullUrl",
-            )  # fmt: skip
         if full_url is not None:
+            if not isinstance(full_url, str) or not full_url:
+                raise FhirError.one(
+                    400, "structure", "fullUrl debe ser un texto (uri)",
+                    f"Bundle.entry[{i}].fullUrl",
+                )  # fmt: skip
+            if full_url in full_urls:  # R4 bdl-7: unique fullUrls
+                raise FhirError.one(
+                    400, "invalid", f"fullUrl {full_url} repetido en el Bundle",
+                    f"Bundle.entry[{i}].fullUrl",
+                )  # fmt: skip
             full_urls.add(full_url)
         if isinstance(request, dict) and not isinstance(request.get("method"), str | None):
             raise FhirError.one(

@@ -28,7 +28,7 @@ whose Patient was disclosed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, TypeVar
 
@@ -264,10 +264,7 @@ async def search(
         ACTION, "Patient", detail={"total": len(visible), "withheld": len(matched) - len(visible)}
     )
     if care.needs_basis(p):  # each person's entry says on which basis they were shown
-        for d in page:
-            basis = bases[str(d["id"])] or ("", None)  # visible: never None here
-            who = replace(caller, purpose=basis[0], reason=basis[1])
-            await who.record(ACTION, "person", person_curp=str(d["id"]))
+        await care.record_shown(caller, ACTION, (str(d["id"]) for d in page), bases)
     else:
         await caller.record_persons(ACTION, [d["id"] for d in page])
     q = Query("Patient", asked.count, asked.offset)

@@ -229,7 +229,7 @@ async def write_indexes(session: AsyncSession, items: Sequence[tuple[int, Index]
             )
 
 
-HistoryRow = tuple[int, datetime, bool, str, str, str, int | None]
+HistoryRow = tuple[int, datetime, bool, str, str]
 
 
 VersionTable = type[FhirResource] | type[FhirResourceVersion]
@@ -239,9 +239,9 @@ async def history(
     session: AsyncSession, kind: str, fhir_id: str | None, limit: int, offset: int,
     since: datetime | None, hide: Callable[[VersionTable], list[ColumnElement[bool]]],
 ) -> tuple[int, list[HistoryRow]]:  # fmt: skip
-    """(how many versions, one page of them): (version, last_updated, deleted, id, content,
-    sensitivity, institution_code), newest first, current ones included; `hide` gives the
-    conditions that leave out what the caller may not see, for either table."""
+    """(how many versions, one page of them): (version, last_updated, deleted, id, content),
+    newest first, current ones included; `hide` gives the conditions that leave out what the
+    caller may not see, for either table."""
     ranked: list[tuple[tuple[datetime, int, int, int], HistoryRow]] = []
     total = 0
     tables: tuple[VersionTable, ...] = (FhirResource, FhirResourceVersion)
@@ -257,13 +257,13 @@ async def history(
         # that pages neither skip nor repeat a version.
         stmt = (
             select(model.version_id, model.last_updated, model.deleted, model.fhir_id,
-                   model.content, model.sensitivity, model.institution_code, model.id)
+                   model.content, model.id)
             .where(*where)
             .order_by(model.last_updated.desc(), model.version_id.desc(), model.id.desc())
             .limit(offset + limit)
         )  # fmt: skip
         for r in (await session.execute(stmt)).all():
-            ranked.append(((r[1], r[0], -rank, r[7]), (r[0], r[1], r[2], r[3], r[4], r[5], r[6])))
+            ranked.append(((r[1], r[0], -rank, r[5]), (r[0], r[1], r[2], r[3], r[4])))
     ranked.sort(key=lambda pair: pair[0], reverse=True)
     return total, [row for _, row in ranked[offset : offset + limit]]
 

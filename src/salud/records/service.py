@@ -485,7 +485,7 @@ async def history(
         lambda model: hiding(who, restricted, model),
     )  # fmt: skip
     entries = []
-    for version_id, at, deleted, rid, content, _, _ in rows:
+    for version_id, at, deleted, rid, content in rows:
         entry: dict[str, Any] = {"fullUrl": f"{base}/{kind}/{rid}"}
         if not deleted:
             entry["resource"] = stored_json(content)

@@ -18,7 +18,7 @@ from salud.records.compartment import MAX_PATIENT_ID
 from salud.records.outcome import FhirError, Issue
 from salud.records.types import STORED_TYPES, refusal
 
-MAX_ID = 64
+MAX_ID = MAX_PATIENT_ID  # a FHIR id's 64 characters, which the partition key holds
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # Objects and lists nested deeper than this are refused before anything walks them (the
 # models, the reference rewriting of Bundles and the indexers recurse). A transaction Bundle

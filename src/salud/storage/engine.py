@@ -44,15 +44,21 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+def _sqlstates(exc: BaseException) -> set[str | None]:
+    """The SQLSTATE codes a database error carries, through SQLAlchemy's and the driver's
+    wrappers (asyncpg, psycopg)."""
+    orig = getattr(exc, "orig", exc)
+    codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)}
+    if orig.__cause__ is not None:
+        codes.add(getattr(orig.__cause__, "sqlstate", None))
+    return codes
+
+
 def is_unique_violation(exc: BaseException) -> bool:
     """Whether a database error is a unique index refusing a second row (PostgreSQL SQLSTATE
     23505, SQLite's UNIQUE constraint): another writer got there first."""
     orig = getattr(exc, "orig", exc)
-    codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)}
-    cause = orig.__cause__
-    if cause is not None:
-        codes.add(getattr(cause, "sqlstate", None))
-    return "23505" in codes or "UNIQUE constraint failed" in str(orig)
+    return "23505" in _sqlstates(exc) or "UNIQUE constraint failed" in str(orig)
 
 
 # Where a text PostgreSQL cannot hold (U+0000: SQLSTATE 22021) surfaces: SQLAlchemy wraps
@@ -64,11 +70,7 @@ DATA_ERRORS: tuple[type[Exception], ...] = (
 
 def is_bad_text(exc: BaseException) -> bool:
     """Whether a database error is a text with a character the database refuses (NUL)."""
-    orig = getattr(exc, "orig", exc)
-    codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None)}
-    if orig.__cause__ is not None:
-        codes.add(getattr(orig.__cause__, "sqlstate", None))
-    return "22021" in codes
+    return "22021" in _sqlstates(exc)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

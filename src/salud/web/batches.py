@@ -14,8 +14,6 @@ from pydantic import ValidationError
 from salud.enrollment import printing, service
 from salud.enrollment.schemas import (
     BatchCreate,
-    BatchRead,
-    BatchStatus,
     DeliveryIn,
     IdentityCheck,
 )
@@ -67,21 +65,6 @@ async def create_batch(
     return back_to(f"/modulo/lotes/{made.code}", f"Lote {made.code} formado.")
 
 
-def _deliverable(b: BatchRead) -> BatchRead:
-    """A card of a received batch still `printed` was suspended while the batch travelled
-    and reactivated since: it is at the module, and delivery takes it (printing.deliver
-    makes it ready for pickup first), so the page offers it as the others."""
-    if b.status is not BatchStatus.RECEIVED:
-        return b
-    cards = [
-        c.model_copy(update={"card_status": "ready_for_pickup"})
-        if c.card_status == "printed"
-        else c
-        for c in b.cards
-    ]
-    return b.model_copy(update={"cards": cards})
-
-
 @router.get("/modulo/lotes/{code}", response_class=HTMLResponse)
 async def batch_page(
     request: Request,
@@ -92,7 +75,7 @@ async def batch_page(
     principal, answer = staff_gate(request)
     if answer is not None:
         return answer
-    found = _deliverable(await printing.get_batch(session, code, _caller(request, "impresion")))
+    found = await printing.get_batch(session, code, _caller(request, "impresion"))
     return _page(request, "batch.html", {"principal": principal, "b": found, "notice": aviso,
                                          "checks": list(IdentityCheck)})  # fmt: skip
 

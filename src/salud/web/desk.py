@@ -31,6 +31,7 @@ from salud.enrollment.schemas import (
 from salud.errors import DomainError, InvalidInput
 from salud.identity.schemas import PersonCreate
 from salud.kit.clock import today_mx
+from salud.kit.streams import read_at_most
 from salud.web import csrf
 from salud.web.forms import FINGER_NAMES, MAX_IMAGE, back_to, reason_of, staff_gate, state_names
 from salud.web.pages import (
@@ -187,12 +188,7 @@ async def _image_of(request: Request, field: str) -> bytes:
         data = await upload.read(MAX_IMAGE + 1)
     else:
         _check_csrf(request, request.headers.get(csrf.HEADER))
-        body = bytearray()
-        async for chunk in request.stream():  # never held past the limit
-            body += chunk
-            if len(body) > MAX_IMAGE:
-                break
-        data = bytes(body)
+        data = await read_at_most(request.stream(), MAX_IMAGE)  # never held past the limit
     if len(data) > MAX_IMAGE:
         raise InvalidInput.on(field, "la imagen pesa más de 2 MB")
     return data
