@@ -359,7 +359,7 @@ async def update(
 ) -> Response:
     async def run() -> Response:
         _only(request)
-        mirror.refuse_write(kind)
+        mirror.refuse_write(kind, fhir_id)
         caller = caller_of(request)
         doc = parse(await request.body(), kind)
         stored, created = await service.update(
@@ -503,7 +503,7 @@ def capability_statement(base: str) -> dict[str, Any]:
             }
         )
     resources += mirrored.capabilities()
-    for kind in sorted(STORED_TYPES - set(PARAMS)):  # kept and read by id, never searched
+    for kind in sorted(STORED_TYPES - set(PARAMS) - mirrored.KINDS):  # read by id, not searched
         resources.append(
             {
                 "type": kind,

@@ -1,10 +1,15 @@
-"""Organization, Location and Coverage as mirrors of the system's own data (FHIR R4).
+"""Organization, Location, Coverage and RelatedPerson as mirrors of the system's own data
+(FHIR R4).
 
 - Organization: one per institution, from the DGIS AFILIACION catalog (id `inst-<code>`) and
   the CLUES institutions without a DGIS code (id `inst-<letters>`: SSA, DIF, Cruz Roja…).
 - Location: the units of the CLUES catalog (id = the CLUES key).
 - Coverage: the affiliations (derechohabiencia) of a registered person, id
   `<CURP>-<DGIS code>[-<member number>]` (the registry's own key of an affiliation).
+- RelatedPerson: a minor's mother, father or guardian linked in the registry
+  (identity/guardians.py), id `<minor's CURP>-tutor-<link number>`. Unlike the others, the
+  type is also written by institutions (a next of kin, an emergency contact): only the
+  mirror's own ids are read-only, and a search lists the registry's links only.
 
 They are built from the registry and the catalogs when asked, never stored as FHIR
 resources: there is one source of truth and nothing to keep in step. The FHIR API serves
@@ -12,7 +17,8 @@ them read-only; the registry (`/api/v1/persons`) and the catalog imports change 
 
 The mirror answers for its own ids (`owns`); any other id of these types names a resource
 kept in the store, which only a bulk load puts there (the official examples' Organization/hl7,
-say): it is read by id as any kept resource, and is not listed by a search.
+say), or for RelatedPerson any write: it is read by id as any kept resource, and is not listed
+by a search.
 
 This module holds the pure builders; `mirror_query.py` the search parameters and their
 matching (pure too); `mirrored.py` reads the data and applies the access rules."""
@@ -28,11 +34,15 @@ from salud.facilities.hours import DAY_MINUTES, window
 from salud.facilities.importers import CLUES_RE
 from salud.facilities.models import HealthUnit
 from salud.identity.catalogs import NON_INSTITUTION_CODES, AffiliationInstitution
-from salud.identity.models import Affiliation
+from salud.identity.models import Affiliation, Guardianship
+from salud.kit.ages import ADULT_AGE
 from salud.records.indexing import fhir_instant
 from salud.records.outcome import FhirError
+from salud.records.patient import CURP_SYSTEM
 
-KINDS = frozenset({"Coverage", "Location", "Organization"})
+KINDS = frozenset({"Coverage", "Location", "Organization", "RelatedPerson"})
+# The mirrored types no one writes through FHIR (of RelatedPerson, only the mirror's own ids).
+READ_ONLY = KINDS - {"RelatedPerson"}
 CLUES_SYSTEM = "urn:oid:2.16.840.1.113883.4.631"  # CLUES (DGIS), as in the issue
 DGIS_SYSTEM = "https://salud.gob.mx/fhir/sid/institucion-dgis"  # AFILIACION catalog code
 CLUES_INSTITUTION_SYSTEM = "https://salud.gob.mx/fhir/sid/institucion-clues"  # IMS, SSA…
@@ -55,6 +65,9 @@ _CHANGED_IN = {
     "`salud facilities import`",
     "Coverage": "refleja las afiliaciones (derechohabiencia) de la persona en el padrón, que "
     "se cambian con PATCH /api/v1/persons/{CURP}",
+    "RelatedPerson": "este id refleja un vínculo de madre, padre o tutor de un menor en el "
+    "padrón, que se hace al completar su registro en el módulo y se termina con "
+    "POST /api/v1/persons/{CURP}/guardians/{CURP del adulto}/end",
 }
 
 
@@ -64,6 +77,8 @@ def owns(kind: str, fhir_id: str) -> bool:
         return fhir_id.startswith("inst-")
     if kind == "Location":
         return CLUES_RE.fullmatch(fhir_id) is not None
+    if kind == "RelatedPerson":
+        return parse_guardian_id(fhir_id) is not None
     return kind == "Coverage" and parse_coverage_id(fhir_id) is not None
 
 
@@ -78,6 +93,7 @@ _HISTORY_IN = {
     "Organization": "en los catálogos de instituciones",
     "Location": "en el catálogo: GET /api/v1/facilities/{CLUES}/history",
     "Coverage": "en el padrón: GET /api/v1/persons/{CURP}/history",
+    "RelatedPerson": "en el padrón: GET /api/v1/persons/{CURP}/guardians",
 }
 
 
@@ -88,8 +104,9 @@ def no_history(kind: str) -> FhirError:
     )  # fmt: skip
 
 
-def refuse_write(kind: str) -> None:
-    if kind in KINDS:
+def refuse_write(kind: str, fhir_id: str | None = None) -> None:
+    """405 for a write of a read-only type, or of an id the mirror answers for."""
+    if kind in READ_ONLY or (fhir_id is not None and kind in KINDS and owns(kind, fhir_id)):
         raise read_only(kind)
 
 
@@ -335,3 +352,78 @@ def coverage(
         plan = {"coding": [{"system": _COVERAGE_CLASS, "code": "plan", "display": "Plan"}]}
         doc["class"] = [{"type": plan, "value": e.regime, "name": e.regime}]
     return doc
+
+
+# --- RelatedPerson --------------------------------------------------------------------------
+
+ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+# The registry's relationship -> (v3 RoleCode, its display, the Spanish text)
+_ROLES = {
+    "mother": ("MTH", "mother", "madre"),
+    "father": ("FTH", "father", "padre"),
+    "guardian": ("GUARD", "guardian", "tutor"),
+}
+_GUARDIAN_SEP = "-tutor-"
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """A guardianship's values (identity/models.py Guardianship)."""
+
+    number: int
+    minor_curp: str
+    guardian_curp: str
+    relationship: str
+    linked_at: datetime
+    ended_at: datetime | None
+
+    @classmethod
+    def of(cls, g: Guardianship) -> Link:
+        return cls(g.id, g.minor_curp, g.guardian_curp, g.relationship, g.linked_at, g.ended_at)
+
+
+def guardian_id(minor_curp: str, number: int) -> str:
+    return f"{minor_curp}{_GUARDIAN_SEP}{number}"
+
+
+def parse_guardian_id(fhir_id: str) -> tuple[str, int] | None:
+    """(minor's CURP, link number) of a RelatedPerson id of the mirror, or None."""
+    curp, sep, number = fhir_id[:18], fhir_id[18:25], fhir_id[25:]
+    if sep != _GUARDIAN_SEP or not (curp.isascii() and curp.isalnum() and curp.isupper()):
+        return None
+    if not (number.isascii() and number.isdigit()) or len(number) > 18:
+        return None
+    key = (curp, int(number))
+    return key if guardian_id(*key) == fhir_id else None
+
+
+def coming_of_age(birth: date) -> date:
+    """The day a minor turns 18 (born on 29 February: 1 March, as kit/ages counts)."""
+    try:
+        return birth.replace(year=birth.year + ADULT_AGE)
+    except ValueError:
+        return date(birth.year + ADULT_AGE, 3, 1)
+
+
+def related_person(link: Link, minor_birth: date, today: date) -> dict[str, Any]:
+    """The adult who answers for a minor: their CURP (what their ID showed at the module,
+    not their registry entry), the relationship, and the link's period: until it was ended,
+    or until the minor comes of age. An ended link is the link's second version."""
+    majority = coming_of_age(minor_birth)
+    ended = link.ended_at
+    code, display, text = _ROLES[link.relationship]
+    return {
+        "resourceType": "RelatedPerson",
+        "id": guardian_id(link.minor_curp, link.number),
+        "meta": _meta(1 if ended is None else 2, ended or link.linked_at),
+        "identifier": [{"use": "official", "system": CURP_SYSTEM, "value": link.guardian_curp}],
+        "active": ended is None and today < majority,
+        "patient": {"reference": f"Patient/{link.minor_curp}"},
+        "relationship": [
+            {"coding": [{"system": ROLE_CODE, "code": code, "display": display}], "text": text}
+        ],
+        "period": {
+            "start": fhir_instant(link.linked_at),
+            "end": fhir_instant(ended) if ended is not None else majority.isoformat(),
+        },
+    }

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from salud.kit.text import search_key
-from salud.records.mirror import CLUES_SYSTEM, KINDS
+from salud.records.mirror import CLUES_SYSTEM, KINDS, READ_ONLY
 from salud.records.outcome import FhirError, bounded_int
 
 # Search parameters (FHIR R4 names) -> type; `string` ones take :contains and :exact.
@@ -25,11 +25,15 @@ PARAMS: dict[str, dict[str, str]] = {
         "identifier": "token", "patient": "reference", "beneficiary": "reference",
         "status": "token", "payor": "reference",
     },
+    "RelatedPerson": {
+        "identifier": "token", "patient": "reference", "relationship": "token", "active": "token",
+    },
 }  # fmt: skip
 INCLUDES: dict[str, tuple[str, ...]] = {
     "Organization": (),
     "Location": ("Location:organization",),
     "Coverage": ("Coverage:beneficiary", "Coverage:patient", "Coverage:payor"),
+    "RelatedPerson": ("RelatedPerson:patient",),
 }
 _CONTROL = frozenset({"_id", "_count", "_offset", "_format", "_include"})
 _MODIFIERS = frozenset({"contains", "exact"})  # of the string parameters
@@ -90,6 +94,7 @@ def parse_query(kind: str, query: list[tuple[str, str]]) -> Query:
 # The values a token parameter can take (anything else would silently match nothing).
 _CLOSED = {
     ("Organization", "active"): frozenset({"true", "false"}),
+    ("RelatedPerson", "active"): frozenset({"true", "false"}),
     ("Coverage", "status"): frozenset({"active", "cancelled", "draft", "entered-in-error"}),
     ("Location", "status"): frozenset({"active", "suspended", "inactive"}),
 }
@@ -131,7 +136,7 @@ def _codes(concepts: list[dict[str, Any]]) -> list[tuple[str | None, str]]:
 
 
 def _holds(doc: dict[str, Any], param: str, modifier: str, raw: str) -> bool:
-    """Whether an Organization or a Coverage meets one search value."""
+    """Whether an Organization, a Coverage or a RelatedPerson meets one search value."""
     if param == "_id":
         return bool(doc["id"] == raw)
     if param == "identifier":
@@ -140,12 +145,15 @@ def _holds(doc: dict[str, Any], param: str, modifier: str, raw: str) -> bool:
         return string_match([doc["name"], *doc.get("alias", [])], raw, modifier)
     if param == "type":
         return token_match(_codes(doc.get("type", [])), raw)
+    if param == "relationship":
+        return token_match(_codes(doc.get("relationship", [])), raw)
     if param == "active":
         return raw == str(doc["active"]).lower()
     if param == "status":
         return token_match([(FM_STATUS, doc["status"])], raw)
     if param in ("patient", "beneficiary"):
-        return bool(reference_target(raw, "Patient") == doc["beneficiary"]["reference"])
+        whose = doc["patient" if doc["resourceType"] == "RelatedPerson" else "beneficiary"]
+        return bool(reference_target(raw, "Patient") == whose["reference"])
     # payor
     return any(reference_target(raw, "Organization") == p.get("reference") for p in doc["payor"])
 
@@ -221,6 +229,11 @@ _DOCUMENTATION = {
     "Coverage": "Las afiliaciones (derechohabiencia) de la persona en el padrón (id "
     "<CURP>-<clave DGIS>[-<número de afiliación>]), de solo lectura; se busca por persona "
     "(patient) y con las mismas reglas de acceso y auditoría que la persona.",
+    "RelatedPerson": "La madre, el padre o el tutor de un menor vinculado en el padrón al "
+    "completar su registro (id <CURP del menor>-tutor-<número>, identificador: la CURP del "
+    "adulto, relación v3-RoleCode MTH, FTH o GUARD), de solo lectura; activo hasta que se "
+    "termina el vínculo o el menor cumple 18; se busca por persona (patient) con las reglas "
+    "de acceso y auditoría de la persona.",
 }
 _KEPT = (
     " Otros ids de este tipo son recursos guardados por una carga en bloque (como los ejemplos "
@@ -228,17 +241,29 @@ _KEPT = (
 )
 
 
+_WRITTEN = (
+    " Las instituciones también escriben RelatedPerson (un familiar, un contacto de "
+    "emergencia): esos se guardan, se leen, se actualizan y tienen historia como cualquier "
+    "recurso del expediente, y no aparecen en las búsquedas; escribir un id del padrón "
+    "responde 405."
+)
+
+
 def capabilities() -> list[dict[str, Any]]:
-    """The CapabilityStatement.rest.resource entries of the mirrored types."""
+    """The CapabilityStatement.rest.resource entries of the mirrored types (RelatedPerson's
+    own ids are read-only; other RelatedPerson ids are kept resources, written as any)."""
+    written = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
     return [
         {
             "type": kind,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{kind}",
-            "documentation": _DOCUMENTATION[kind] + _KEPT,
-            "interaction": [{"code": "read"}, {"code": "search-type"}],
-            "versioning": "versioned",
-            "readHistory": False,
-            "updateCreate": False,
+            "documentation": _DOCUMENTATION[kind] + (_KEPT if kind in READ_ONLY else _WRITTEN),
+            "interaction": [
+                {"code": c} for c in (["read", "search-type"] if kind in READ_ONLY else written)
+            ],
+            "versioning": "versioned" if kind in READ_ONLY else "versioned-update",
+            "readHistory": kind not in READ_ONLY,
+            "updateCreate": kind not in READ_ONLY,
             "conditionalCreate": False,
             "conditionalUpdate": False,
             "conditionalDelete": "not-supported",

@@ -6,7 +6,8 @@ API they need the facility-read permission (and, for a machine client, a scope f
 and are not audited. A Coverage discloses a person's affiliation: it needs the registry's
 person-read permission (what a `Coverage.read` scope grants), a clinician's basis (care,
 consent or emergency), and every read and search is audited with the CURP, as a Patient
-read is. `service.py` passes its access check (`gate`) in, so the rules stay in one place."""
+read is; so does a RelatedPerson of the registry (who answers for a minor), with the minor's
+CURP. `service.py` passes its access check (`gate`) in, so the rules stay in one place."""
 
 from __future__ import annotations
 
@@ -38,12 +39,15 @@ from salud.records.mirror import (
     KINDS,
     Entitlement,
     Institution,
+    Link,
     coverage,
     institutions,
     location,
     organization,
     owns,
     parse_coverage_id,
+    parse_guardian_id,
+    related_person,
 )
 from salud.records.mirror_query import (
     LOCATION_STATUS,
@@ -63,7 +67,8 @@ from salud.records.patient import to_patient
 from salud.storage.fastread import FastReader
 
 __all__ = [
-    "KINDS", "PARAMS", "capabilities", "coverages_for", "existing", "owns", "read", "search",
+    "KINDS", "PARAMS", "capabilities", "coverages_for", "existing", "owns", "read",
+    "related_for", "search",
 ]  # fmt: skip
 
 Gate = Callable[
@@ -143,6 +148,26 @@ def coverages_for(caller: Caller, person: Person) -> list[dict[str, Any]]:
     return _coverages(person, directory())
 
 
+async def _related(session: AsyncSession, minor: Person) -> list[dict[str, Any]]:
+    """Every link of this minor (ended ones included), as RelatedPersons, oldest first."""
+    today = today_mx()
+    return [
+        related_person(Link.of(g), minor.birth_date, today)
+        for g in await persons.guardianships(session, minor.curp)
+    ]
+
+
+async def related_for(
+    session: AsyncSession, caller: Caller, person: Person
+) -> list[dict[str, Any]]:
+    """The person's RelatedPersons of the registry for Patient/$everything and $export, whose
+    door has checked the caller; a machine client sees them only with a scope for the type."""
+    p = caller.principal
+    if p.role is Role.CLIENT and not allows(p.scopes, "RelatedPerson", False):
+        return []
+    return await _related(session, person)
+
+
 def _not_found(kind: str, fhir_id: str) -> FhirError:
     return FhirError.one(404, "not-found", f"no existe {kind}/{fhir_id}")
 
@@ -157,6 +182,8 @@ async def read(
     doc: dict[str, Any] | None = None
     if kind == "Coverage":
         doc = await _read_coverage(session, reader, caller, fhir_id, gate, d)
+    elif kind == "RelatedPerson":
+        doc = await _read_related(session, reader, caller, fhir_id, gate)
     else:
         _catalog_access(caller, kind)
         if kind == "Organization" and fhir_id in d.by_id:
@@ -192,6 +219,23 @@ async def _read_coverage(
     return found[0] if found else None
 
 
+async def _read_related(
+    session: AsyncSession, reader: FastReader, caller: Caller, fhir_id: str, gate: Gate
+) -> dict[str, Any] | None:
+    key = parse_guardian_id(fhir_id)
+    if key is None:
+        return None
+    curp, action = key[0], "records:RelatedPerson:read"
+    who = await gate(reader, caller, Permission.PERSON_READ, action, "RelatedPerson", curp,
+                     fhir_id)  # fmt: skip
+    minor = await persons.get_by_curp(session, curp)
+    found = [r for r in (await _related(session, minor) if minor else []) if r["id"] == fhir_id]
+    await who.record(action, "RelatedPerson", person_curp=curp,
+                     subject_id=f"RelatedPerson/{fhir_id}",
+                     outcome="success" if found else "not_found")  # fmt: skip
+    return found[0] if found else None
+
+
 async def existing(session: AsyncSession, kind: str, ids: list[str]) -> set[str]:
     """Which of these ids of a mirrored type name something (referential integrity of
     writes): the mirror's own ids in the catalogs and the registry, others in the store."""
@@ -202,6 +246,12 @@ async def existing(session: AsyncSession, kind: str, ids: list[str]) -> set[str]
         return found | (set(owned) & set(directory().by_id))
     if kind == "Location":
         return found | await units.existing(session, owned)
+    if kind == "RelatedPerson":
+        links = {i: g for i in owned if (g := parse_guardian_id(i)) is not None}
+        for minor in sorted({g[0] for g in links.values()}):
+            numbers = {g.id for g in await persons.guardianships(session, minor)}
+            found |= {i for i, g in links.items() if g[0] == minor and g[1] in numbers}
+        return found
     keys = {i: k for i in owned if (k := parse_coverage_id(i)) is not None}
     present = await persons.affiliation_keys(session, sorted({k[0] for k in keys.values()}))
     return found | {i for i, k in keys.items() if k in present}
@@ -220,6 +270,8 @@ async def search(
     included: list[dict[str, Any]] = []
     if kind == "Coverage":
         total, page, included = await _search_coverage(session, reader, caller, q, gate, d)
+    elif kind == "RelatedPerson":
+        total, page, included = await _search_related(session, reader, caller, q, gate)
     elif kind == "Organization":
         _catalog_access(caller, kind)
         matched = matching([organization(i, d.updated) for i in d.by_id.values()], q)
@@ -244,10 +296,8 @@ def _managing(doc: dict[str, Any]) -> str | None:
     return ref.removeprefix("Organization/") if isinstance(ref, str) else None
 
 
-async def _search_coverage(
-    session: AsyncSession, reader: FastReader, caller: Caller, q: Query, gate: Gate,
-    d: Directory,
-) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+def _one_person(q: Query) -> str:
+    """The CURP a search of a person's mirrored data names (patient=, or beneficiary=)."""
     targets = {
         reference_target(v, "Patient")
         for p, _, values in q.terms
@@ -257,30 +307,56 @@ async def _search_coverage(
     if len(targets) != 1 or not next(iter(targets)).startswith("Patient/"):
         raise FhirError.one(
             400, "required",
-            "indique una persona: Coverage?patient=CURP (el expediente se consulta por persona)",
+            f"indique una persona: {q.kind}?patient=CURP (el expediente se consulta por persona)",
         )  # fmt: skip
-    curp = next(iter(targets)).removeprefix("Patient/")
-    action = "records:Coverage:search"
-    who = await gate(reader, caller, Permission.PERSON_READ, action, "Coverage", curp, None)
+    return next(iter(targets)).removeprefix("Patient/")
+
+
+async def _person_search(
+    session: AsyncSession, reader: FastReader, caller: Caller, q: Query, gate: Gate,
+    docs: Callable[[Person], Coroutine[Any, Any, list[dict[str, Any]]]],
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """A search of one person's mirrored data (Coverage, RelatedPerson): permitted and audited
+    as the person's, and the Patient, when included, as a Patient read of its own."""
+    curp, kind = _one_person(q), q.kind
+    action = f"records:{kind}:search"
+    who = await gate(reader, caller, Permission.PERSON_READ, action, kind, curp, None)
     person = await persons.get_by_curp(session, curp)
-    matched = matching(_coverages(person, d), q) if person else []
+    matched = matching(await docs(person), q) if person else []
     page = matched[q.offset : q.offset + q.count]
-    await who.record(action, "Coverage", person_curp=curp, detail={"total": len(matched)})
+    await who.record(action, kind, person_curp=curp, detail={"total": len(matched)})
     included: list[dict[str, Any]] = []
     if (
-        person is not None
-        and page
-        and {"Coverage:patient", "Coverage:beneficiary"} & set(q.includes)
+        person is not None and page and {f"{kind}:patient", f"{kind}:beneficiary"} & set(q.includes)
     ):  # the Patient included is a Patient read: its own permission, scopes and audit entry
         read = "records:Patient:read"
         reading = await gate(reader, caller, Permission.PERSON_READ, read, "Patient", curp, curp)
         included.append(to_patient(person))
         await reading.record(read, "Patient", person_curp=curp, subject_id=f"Patient/{curp}")
+    return len(matched), page, included
+
+
+async def _search_related(
+    session: AsyncSession, reader: FastReader, caller: Caller, q: Query, gate: Gate
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    return await _person_search(
+        session, reader, caller, q, gate, lambda person: _related(session, person)
+    )
+
+
+async def _search_coverage(
+    session: AsyncSession, reader: FastReader, caller: Caller, q: Query, gate: Gate,
+    d: Directory,
+) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    async def docs(person: Person) -> list[dict[str, Any]]:
+        return _coverages(person, d)
+
+    total, page, included = await _person_search(session, reader, caller, q, gate, docs)
     if "Coverage:payor" in q.includes:
         _catalog_access(caller, "Organization")
         payors = {i.fhir_id: i for c in page for p in c["payor"] if (i := _payor(d, p))}
         included += [organization(payors[i], d.updated) for i in sorted(payors)]
-    return len(matched), page, included
+    return total, page, included
 
 
 def _payor(d: Directory, reference: dict[str, Any]) -> Institution | None:

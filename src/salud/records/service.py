@@ -217,7 +217,7 @@ async def prepare_create(
 ) -> NewResource:
     """Everything about a create but the writing: type, validation, permission and basis."""
     kind = doc["resourceType"]
-    mirror.refuse_write(kind)
+    mirror.refuse_write(kind, fhir_id)
     validate(doc)
     curp = _patient_curp(doc)
     who = await may(
@@ -262,7 +262,7 @@ async def update(
     doc: dict[str, Any], if_match: int | None, *, check_refs: bool = True,
 ) -> tuple[Stored, bool]:  # fmt: skip
     """Replace a resource (a new version); (stored, created). A stale If-Match is 412."""
-    mirror.refuse_write(kind)
+    mirror.refuse_write(kind, fhir_id)
     if doc.get("id") != fhir_id:
         raise FhirError.one(400, "invalid", "el id del recurso debe ser el de la URL", f"{kind}.id")
     row = await repository.current(session, kind, fhir_id, for_update=True)
@@ -302,7 +302,7 @@ async def remove(
     session: AsyncSession, reader: FastReader, caller: Caller, kind: str, fhir_id: str
 ) -> None:
     """Delete: a new, deleted version; nothing is erased (history keeps every version)."""
-    mirror.refuse_write(kind)
+    mirror.refuse_write(kind, fhir_id)
     if kind == "Patient":  # the registry's person (or one kept by a bulk load): never here
         raise FhirError.one(
             405, "not-supported",
@@ -458,7 +458,9 @@ async def history(
     fhir_id: str | None, page: Page, since: datetime | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Instance or type history as a `history` Bundle, newest first, paged."""
-    if kind in mirror.KINDS and (fhir_id is None or mirror.owns(kind, fhir_id)):
+    if (fhir_id is None and kind in mirror.READ_ONLY) or (
+        fhir_id is not None and kind in mirror.KINDS and mirror.owns(kind, fhir_id)
+    ):
         raise mirror.no_history(kind)
     if kind not in STORED_TYPES or (fhir_id is None and kind not in PARAMS):
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
@@ -662,10 +664,15 @@ async def everything(
     await who.record(action, "Patient", person_curp=curp, subject_id=f"Patient/{curp}",
                      detail={"total": total})  # fmt: skip
     entries: list[dict[str, Any]] = []
-    covered = mirrored.coverages_for(caller, person)  # the Patient compartment's Coverage
+    # The Patient compartment's Coverage and the registry's RelatedPersons (who answers for
+    # a minor): the person's data kept by the registry, on the first page.
+    covered = mirrored.coverages_for(caller, person)
+    covered += await mirrored.related_for(session, caller, person)
     if offset == 0:
         entries.append({"fullUrl": f"{base}/Patient/{curp}", "resource": to_patient(person)})
-        entries += [{"fullUrl": f"{base}/Coverage/{c['id']}", "resource": c} for c in covered]
+        entries += [
+            {"fullUrl": f"{base}/{c['resourceType']}/{c['id']}", "resource": c} for c in covered
+        ]
     entries += [
         {"fullUrl": f"{base}/{kind}/{rid}", "resource": stored_json(content)}
         for kind, rid, content in rows
