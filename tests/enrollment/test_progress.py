@@ -290,10 +290,12 @@ async def test_the_figures_follow_what_was_done(
     only_cdmx = await anonymous.get(f"{P}/modules", params={"state": "09"}, headers=ministry)
     assert [m["code"] for m in only_cdmx.json()["modules"]] == [CDMX_MODULE]
 
-    for params, field in (({"state": "33"}, "state"), ({"state": "1"}, "state")):
-        bad = await anonymous.get(P, params=params, headers=ministry)
-        assert bad.status_code == 422, params
-        assert field in bad.text
+    for url in (P, f"{P}/modules", f"{P}/modules.csv"):  # the same check on every view
+        for params, field in (({"state": "33"}, "state"), ({"state": "1"}, "state"),
+                              ({"state": "00"}, "state")):  # fmt: skip
+            bad = await anonymous.get(url, params=params, headers=ministry)
+            assert bad.status_code == 422, (url, params)
+            assert field in bad.text
     for days in (0, 91):
         bad = await anonymous.get(f"{P}/modules", params={"days": days}, headers=ministry)
         assert bad.status_code == 422, days

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
 from salud.access.permissions import Role
+from salud.kit.clock import today_mx
 from tests.conftest import TokenFor
 from tests.factories.persons import person_doc
 
@@ -89,3 +92,32 @@ async def test_requests_are_validated_and_only_for_oneself(
     listed = await anonymous.get(url, headers=me)
     assert [r["kind"] for r in listed.json()] == ["opposition"]
     assert not listed.json()[0]["overdue"]
+
+
+async def test_two_answers_at_once_one_wins_and_the_other_is_told(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Two officers answering the same request at the same moment: one answer is applied,
+    the other is a 409, never a 200 for an answer that was overwritten (on SQLite too)."""
+    doc = await _person(client)
+    curp = str(doc["curp"])
+    me = token_for(Role.CITIZEN, curp=curp)
+    filed = await anonymous.post(
+        f"/api/v1/persons/{curp}/data-requests", headers=me,
+        json={"kind": "rectification", "description": "Mi grupo sanguíneo es A+, no O+",
+              "requested_changes": {"blood_type": "A+"}},
+    )  # fmt: skip
+    folio = filed.json()["folio"]
+    assert folio.startswith(f"ARCO-{today_mx().year}-")
+    office = token_for(Role.INSTITUTION_ADMIN)
+    url = f"/api/v1/data-requests/{folio}/answer"
+    answers = await asyncio.gather(
+        anonymous.post(url, headers=office, json={"decision": "granted", "answer": "Procede"}),
+        anonymous.post(url, headers=office, json={"decision": "denied", "answer": "No procede"}),
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    winner = next(a.json() for a in answers if a.status_code == 200)
+    mine = (await anonymous.get(f"/api/v1/persons/{curp}/data-requests", headers=me)).json()
+    assert mine[0]["status"] == winner["status"]
+    person = (await anonymous.get(f"/api/v1/persons/{curp}", headers=me)).json()
+    assert person["version"] == (2 if winner["status"] == "granted" else 1)

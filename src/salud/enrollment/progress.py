@@ -196,6 +196,10 @@ async def refresher(sessions: async_sessionmaker[AsyncSession], every: timedelta
         await asyncio.sleep(every.total_seconds())
 
 
+# The INEGI keys of the 32 states (the catalog's, as population() reads them).
+STATE_KEYS = frozenset(f"{i:02d}" for i in range(1, 33))
+
+
 async def progress(
     session: AsyncSession, caller: Caller, inegi_dir: Path, state: str | None = None,
     *, snapshots: bool = False,
@@ -254,6 +258,8 @@ async def throughput(
     await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
     if not 1 <= days <= MAX_DAYS:
         raise InvalidInput.on("days", f"de 1 a {MAX_DAYS} días")
+    if state is not None and state not in STATE_KEYS:  # as progress() refuses it
+        raise InvalidInput.on("state", "no es una clave de entidad del INEGI (01 a 32)")
     f = await figures_of(session, snapshots)
     end = f.day
     start = end - timedelta(days=days - 1)

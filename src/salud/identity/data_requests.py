@@ -1,7 +1,7 @@
 """Data-protection requests (derechos ARCO) about a person's registry data.
 
-The person (or staff on their behalf, with their identity checked) files a request; the
-privacy office answers within 20 working days (LGPDPPSO art. 51). A granted rectification is
+The person files a request (signed in as themselves: no staff role holds
+`data-request:file`); the privacy office answers within 20 working days (LGPDPPSO art. 51). A granted rectification is
 applied as a new version of the person, never as an overwrite; the request keeps the
 version it produced."""
 
@@ -25,6 +25,7 @@ from salud.identity.schemas import (
 )
 from salud.kit.clock import today_mx, utcnow
 from salud.kit.workdays import add_workdays, received_on
+from salud.storage import locks
 
 ANSWER_WORKDAYS = 20
 
@@ -72,7 +73,7 @@ async def file(
     )
     session.add(request)
     await session.flush()
-    request.folio = f"ARCO-{now.year}-{request.id:07d}"
+    request.folio = f"ARCO-{today_mx().year}-{request.id:07d}"  # the year in Mexico
     await session.flush()
     await caller.record(
         "identity:data-request:file",
@@ -116,6 +117,9 @@ async def answer(
     await caller.allow(
         Permission.DATA_REQUEST_MANAGE, "identity:data-request:answer", "data_request"
     )
+    # One answer per request: on SQLite, which has no row locks, the database's write lock
+    # before the read (a read before the first write would see the request unanswered).
+    await locks.hold(session, f"data-request:{folio}", "data_requests")
     request = (
         await session.execute(
             select(DataRequest).where(DataRequest.folio == folio).with_for_update()
