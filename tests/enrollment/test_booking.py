@@ -291,6 +291,52 @@ async def test_two_people_never_take_the_last_place_under_parallel_requests(
     assert tuple(counter) == (capacity, capacity)
 
 
+async def test_reschedules_and_bookings_of_one_day_at_once_all_succeed(
+    live_server: str, token_for: TokenFor
+) -> None:
+    """Rescheduling (cancel, then book) while others book the same day: every request gets
+    its place. The audit chain's lock is the last one a transaction takes; when a reschedule
+    took it at its cancellation and then waited for the day's row, which a booking held while
+    waiting for the chain's lock, PostgreSQL broke the cycle with a deadlock (a 500) for
+    about half of them."""
+    movers, bookers = 12, 12
+    async with httpx.AsyncClient(
+        base_url=live_server, timeout=60, limits=httpx.Limits(max_connections=40)
+    ) as c:
+        admin = token_for(Role.SUPERVISOR)
+        today = today_mx()
+        await c.post(
+            f"{E}/phases",
+            headers=admin,
+            json={"name": "F", "starts_on": today.isoformat(), "states": ["13"]},
+        )
+        rules = [{"starts_on": today.isoformat(),
+                  "ends_on": (today + timedelta(days=60)).isoformat()}]  # fmt: skip
+        await c.post(f"{E}/calendars", headers=admin,
+                     json={"name": "t", "active": True, "rules": rules})  # fmt: skip
+        drive = await open_module(c, token_for, capacity=100)
+        first = drive.next_open_day()
+        second = drive.next_open_day(first)
+        moving = [person_doc()["curp"] for _ in range(movers)]
+        folios = []
+        for curp in moving:
+            booked = await _book(c, curp, first, headers=token_for(Role.CITIZEN, curp=curp))
+            assert booked.status_code == 201, booked.text
+            folios.append(booked.json()["folio"])
+        calls = [
+            c.post(f"{E}/appointments/{folio}/reschedule", headers=token_for(Role.CITIZEN, curp=m),
+                   json={"curp": m, "module_code": MODULE, "day": second.isoformat()})
+            for folio, m in zip(folios, moving, strict=True)
+        ]  # fmt: skip
+        for _ in range(bookers):
+            curp = person_doc()["curp"]
+            calls.append(_book(c, curp, second, headers=token_for(Role.CITIZEN, curp=curp)))
+        answers = await asyncio.gather(*calls)
+    assert [a.status_code for a in answers] == [201] * (movers + bookers), [
+        a.text for a in answers if a.status_code != 201
+    ]
+
+
 @pytest.mark.skipif(backend() != "postgresql", reason="a commit slowed by a PL/pgSQL trigger")
 async def test_a_write_is_committed_before_its_answer_leaves(
     live_server: str, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]

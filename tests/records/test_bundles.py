@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -538,3 +539,71 @@ async def test_puts_creating_one_id_at_once_create_it_once(
     read = await client.get("/fhir/Practitioner/medica-3330009", headers=doctor)
     assert read.status_code == 200
     assert int(read.json()["meta"]["versionId"]) == codes.count(200) + 1
+
+
+def _practitioner(family: str, fhir_id: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"resourceType": "Practitioner", "name": [{"family": family}]}
+    return {**doc, "id": fhir_id} if fhir_id else doc
+
+
+@pytest.mark.postgresql
+async def test_transactions_changing_the_same_resources_in_other_orders_both_commit(
+    anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """[PUT X, PUT Y] and [PUT Y, PUT X] at once: each once held one row while waiting for the
+    other's, and PostgreSQL broke the deadlock with a 500. Their rows are now locked together,
+    in one order, before either is touched."""
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    ids = []
+    for n in range(2):
+        made = await anonymous.post(
+            "/fhir/Practitioner", json=_practitioner(f"P{n}"), headers=doctor
+        )
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+
+    def both(order: list[str], tag: str) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": _practitioner(tag, i),
+             "request": {"method": "PUT", "url": f"Practitioner/{i}"}}
+            for i in order
+        ]}  # fmt: skip
+
+    for round_ in range(6):
+        answers = await asyncio.gather(
+            anonymous.post("/fhir", json=both(ids, f"a{round_}"), headers=doctor),
+            anonymous.post("/fhir", json=both(ids[::-1], f"b{round_}"), headers=doctor),
+        )
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    for i in ids:
+        final = (await anonymous.get(f"/fhir/Practitioner/{i}", headers=doctor)).json()
+        assert final["meta"]["versionId"] == "13"
+
+
+async def test_a_race_in_one_batch_entry_is_that_entrys_answer(
+    anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Batches creating the same new id at once: the entry that loses the race answers 409,
+    and the batch, whose other entries were committed, answers 200 with each entry's
+    outcome (it answered 409 for the whole batch, so a client repeated committed entries)."""
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    fixed = f"p-{uuid.uuid4().hex[:12]}"
+
+    def batch(n: int) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"resource": _practitioner(f"Alta{n}"),
+             "request": {"method": "POST", "url": "Practitioner"}},
+            {"resource": _practitioner(f"Fija{n}", fixed),
+             "request": {"method": "PUT", "url": f"Practitioner/{fixed}"}},
+        ]}  # fmt: skip
+
+    answers = await asyncio.gather(
+        *(anonymous.post("/fhir", json=batch(n), headers=doctor) for n in range(8))
+    )
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    statuses = [a.json()["entry"][1]["response"]["status"] for a in answers]
+    assert all(a.json()["entry"][0]["response"]["status"].startswith("201") for a in answers)
+    assert all(s.startswith(("200", "201", "409")) for s in statuses), statuses
+    for a, status in zip(answers, statuses, strict=True):
+        if status.startswith("409"):
+            assert a.json()["entry"][1]["response"]["outcome"]["issue"][0]["code"] == "conflict"

@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from salud.records import bulk
-from salud.records.indexing import interval, is_instant
+from salud.records.indexing import fhir_instant, interval, is_instant
 from tests.conftest import TokenFor
-from tests.records.test_fhir_api import IMSS_UNIT, cared_for, clinician, patient
+from tests.records.test_fhir_api import IMSS_UNIT, cared_for, clinician, condition, patient
 from tests.records.test_fhir_bulk_import import heart_rate, importer, ndjson
 
 ZONES = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
@@ -85,3 +85,48 @@ async def test_a_bulk_line_with_an_unrepresentable_date_is_that_lines_refusal(
     assert (report.read, report.created, report.rejected) == (2, 1, 1)
     assert report.rejects[0].line == 1
     assert "Observation.effective[x]" in report.rejects[0].reason
+
+
+@given(st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)))
+def test_the_servers_own_last_updated_covers_the_moment_it_keeps(moment: datetime) -> None:
+    """meta.lastUpdated is written to the millisecond, the store keeps microseconds: searched
+    with the value the server gave, the version is found (it was not, by `eq` nor `le`)."""
+    kept = moment.replace(tzinfo=UTC)
+    start, end = interval(fhir_instant(kept))
+    assert start <= kept <= end
+    assert end - start == timedelta(microseconds=999)
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("2024-01-15T10:00Z", (10, 0, 0, 0), (10, 0, 59, 999_999)),
+        ("2024-01-15T10:00:30Z", (10, 0, 30, 0), (10, 0, 30, 999_999)),
+        ("2024-01-15T10:00:30.5Z", (10, 0, 30, 500_000), (10, 0, 30, 599_999)),
+        ("2024-01-15T10:00:30.123456789Z", (10, 0, 30, 123_456), (10, 0, 30, 123_456)),
+    ],
+)
+def test_a_time_covers_what_its_precision_leaves_open(
+    text: str, start: tuple[int, ...], end: tuple[int, ...]
+) -> None:
+    assert interval(text) == (
+        datetime(2024, 1, 15, *start, tzinfo=UTC),
+        datetime(2024, 1, 15, *end, tzinfo=UTC),
+    )
+
+
+@pytest.mark.db
+async def test_a_search_by_the_last_updated_the_server_gave_finds_the_version(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.fechas")
+    await cared_for(client, curp, doctor)
+    made = await client.post("/fhir/Condition", json=condition(curp), headers=doctor)
+    assert made.status_code == 201, made.text
+    stamp = made.json()["meta"]["lastUpdated"]
+    for prefix, total in (("", 1), ("le", 1), ("ge", 1), ("gt", 0), ("lt", 0), ("ne", 0)):
+        url = f"/fhir/Condition?patient={curp}&_lastUpdated={prefix}{stamp}"
+        found = await client.get(url.replace("+", "%2B"), headers=doctor)
+        assert found.status_code == 200, found.text
+        assert found.json()["total"] == total, (prefix, stamp)

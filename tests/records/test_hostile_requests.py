@@ -184,3 +184,45 @@ async def test_a_nul_in_a_rest_body_is_a_400_where_the_database_refuses_it(
     assert answer.status_code == 400, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert "U+0000" in answer.json()["detail"]
+
+
+async def test_search_values_too_many_empty_or_bare_ids_are_handled_by_name(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Hundreds of values were one condition each: 500 of them overflowed SQLite's expression
+    depth (a 500), 33,000 `_id` values in a batch entry PostgreSQL's parameter limit. An empty
+    reference or `_id` matched nothing (a 200), and a bare id of `encounter` too."""
+    curp, doctor = await treated(client, token_for)
+    visit = {
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": f"Patient/{curp}"},
+    }  # fmt: skip
+    encounter = (await client.post("/fhir/Encounter", json=visit, headers=doctor)).json()["id"]
+    made = await client.post(
+        "/fhir/Condition", json=condition(curp, encounter={"reference": f"Encounter/{encounter}"}),
+        headers=doctor,
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    base = f"/fhir/Condition?patient={curp}"
+    for query in (f"encounter={encounter}", f"encounter=Encounter/{encounter}",
+                  f"encounter=Encounter/{encounter}/_history/1", f"patient={curp}"):  # fmt: skip
+        found = await client.get(f"{base}&{query}", headers=doctor)
+        assert found.json()["total"] == 1, (query, found.text)
+
+    many = ",".join(f"c{n}" for n in range(500))
+    for query, field in ((f"code={many}", None), ("encounter=", "encounter"), ("_id=", "_id"),
+                         ("_id=a,,b", "_id"), ("encounter=Encounter/", "encounter"),
+                         (f"subject={curp}", "subject")):  # fmt: skip
+        refused = await client.get(f"{base}&{query}", headers=doctor)
+        assert refused.status_code == 400, (query, refused.text)
+        issue = outcome(refused)["issue"][0]
+        if field:
+            assert issue["expression"] == [field], query
+        else:
+            assert "hasta 100" in issue["diagnostics"]
+    ids = ",".join(f"i{n}" for n in range(33_000))
+    entry = {"request": {"method": "GET", "url": f"Condition?patient={curp}&_id={ids}"}}
+    answer = await client.post("/fhir", json=transaction(entry, kind="batch"), headers=doctor)
+    assert answer.status_code == 200, answer.text[:300]
+    assert answer.json()["entry"][0]["response"]["status"].startswith("400")

@@ -3,7 +3,14 @@
 A change of personal data and its audit entry commit together or not at all (one write, one
 transaction). It also avoids a deadlock on SQLite, where the request's transaction holds the
 only write lock while the group-commit writer would wait for it. Reads keep the group commit
-(`AuditLog.record`), which costs them far less."""
+(`AuditLog.record`), which costs them far less.
+
+The chain's lock (one for every writer of every process) is the last lock a transaction
+takes: a change's entries wait in the session (`record_at_commit`) and are appended just
+before it commits (a `before_commit` hook). Appended when recorded, in the middle of a write,
+the lock was held while the write went on to lock rows, and a transaction holding one of those
+rows that then asked for the chain's lock closed a cycle: PostgreSQL broke it with a deadlock
+error, a 500 (two bookings of one day while someone rescheduled to it, say)."""
 
 from __future__ import annotations
 
@@ -13,8 +20,10 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, text
+from sqlalchemy import event, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.util import await_only
 
 from salud.access.audit import AuditEntry, _row_of
 from salud.access.audit_chain import (
@@ -62,6 +71,34 @@ async def record_in_transaction(
     first = _seal(rows, key, (await conn.execute(_LAST)).first())
     await conn.execute(insert(AUDIT_TABLE), rows)
     return first
+
+
+_PENDING = "salud.audit.pending"  # session.info key: (session, key, entries) until commit
+
+
+def record_at_commit(session: AsyncSession, key: bytes, entries: Sequence[AuditEntry]) -> None:
+    """Append the entries to the chain in the session's transaction, just before it commits
+    (after every other lock the transaction takes); a rollback drops them with the change."""
+    info = session.sync_session.info
+    held: tuple[AsyncSession, bytes, list[AuditEntry]] | None = info.get(_PENDING)
+    if held is None:
+        held = info[_PENDING] = (session, key, [])
+    held[2].extend(entries)
+
+
+@event.listens_for(Session, "before_commit")
+def _append_at_commit(sync_session: Session) -> None:
+    held = sync_session.info.pop(_PENDING, None)
+    if held is not None and held[2]:
+        # Inside the commit's greenlet (AsyncSession.commit): the append runs on the
+        # transaction's own connection, as any statement of the session does.
+        await_only(record_in_transaction(held[0], held[1], held[2]))
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_uncommitted(sync_session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the transaction ended without committing its entries
+        sync_session.info.pop(_PENDING, None)
 
 
 _CURP = re.compile(r"[A-Z0-9]{18}")

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.audit import AuditEntry, AuditLog
-from salud.access.audit_tx import record_in_transaction
+from salud.access.audit_tx import record_at_commit
 from salud.access.permissions import Permission, Role
 from salud.access.principal import Principal
 from salud.access.scopes import allows
@@ -116,7 +116,7 @@ class Caller:
         if self.pending is not None:
             self.pending.append(denial)
         elif self.within is not None:
-            await record_in_transaction(self.within, self.audit.key, [denial])
+            record_at_commit(self.within, self.audit.key, [denial])
         else:
             await self.audit.record(denial)
         if not own:
@@ -137,7 +137,7 @@ class Caller:
         within: AsyncSession | None = None,
     ) -> None:
         """Record an access. A change passes its session (`within`): the entry then commits
-        with the change, in the same transaction."""
+        with the change, in the same transaction, appended just before the commit."""
         entry = self._entry(
             action,
             subject_type,
@@ -151,7 +151,7 @@ class Caller:
             return
         within = within or self.within
         if within is not None:
-            await record_in_transaction(within, self.audit.key, [entry])
+            record_at_commit(within, self.audit.key, [entry])
         else:
             await self.audit.record(entry)
 
@@ -166,6 +166,6 @@ class Caller:
         if entries and self.pending is not None:
             self.pending.extend(entries)
         elif entries and self.within is not None:
-            await record_in_transaction(self.within, self.audit.key, entries)
+            record_at_commit(self.within, self.audit.key, entries)
         elif entries:
             await self.audit.record_many(entries)

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from sqlalchemy.exc import IntegrityError
 
-from salud.api.problems import NUL_TEXT
+from salud.api.problems import NUL_TEXT, TRANSIENT_TEXT
 from salud.errors import DomainError
 from salud.records.outcome import FhirError, Issue
-from salud.storage.engine import DATA_ERRORS, is_bad_text, is_unique_violation
+from salud.storage.engine import DATA_ERRORS, is_bad_text, is_transient, is_unique_violation
 
 CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 409: "conflict",
          412: "conflict", 422: "processing", 423: "lock-error", 503: "transient"}  # fmt: skip
@@ -34,6 +34,8 @@ async def guard(call: Callable[[], Awaitable[Response]]) -> Response:
         text = "otra operación escribió lo mismo al mismo tiempo; vuelva a leer y repita"
         raise FhirError.one(409, "conflict", text) from None
     except DATA_ERRORS as exc:  # a text the database cannot hold (U+0000) caught nowhere else
+        if is_transient(exc):  # a deadlock broken by the database: nothing was written
+            raise FhirError.one(409, "transient", TRANSIENT_TEXT) from None
         if not is_bad_text(exc):
             raise
         raise FhirError.one(400, "invalid", NUL_TEXT) from None

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from salud.errors import DomainError, located
-from salud.storage.engine import DATA_ERRORS, is_bad_text, is_unique_violation
+from salud.storage.engine import DATA_ERRORS, is_bad_text, is_transient, is_unique_violation
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://salud.gob.mx/problemas/"
@@ -90,9 +90,15 @@ async def _integrity_error(request: Request, exc: Exception) -> Response:
     )  # fmt: skip
 
 
+TRANSIENT_TEXT = "otra operación usaba los mismos datos al mismo tiempo; nada se guardó: repita"
+
+
 async def _data_error(request: Request, exc: Exception) -> Response:
     """A text the database cannot hold (U+0000) that no earlier check caught: a 400, not a
-    500. Any other data error is a fault."""
+    500; a transaction the database ended to break a deadlock: a 409 to repeat (nothing was
+    written). Any other database error is a fault."""
+    if is_transient(exc):
+        return problem(409, "Conflicto", TRANSIENT_TEXT, "conflict", None, request.url.path)
     if not is_bad_text(exc):
         raise exc
     return problem(400, "Datos inválidos", NUL_TEXT, "invalid-input", None, request.url.path)

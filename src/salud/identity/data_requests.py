@@ -1,9 +1,9 @@
 """Data-protection requests (derechos ARCO) about a person's registry data.
 
 The person files a request (signed in as themselves: no staff role holds
-`data-request:file`); the privacy office answers within 20 working days (LGPDPPSO art. 51). A granted rectification is
-applied as a new version of the person, never as an overwrite; the request keeps the
-version it produced."""
+`data-request:file`); the privacy office answers within 20 working days (LGPDPPSO art. 51).
+A granted rectification is applied as a new version of the person, never as an overwrite;
+the request keeps the version it produced."""
 
 from __future__ import annotations
 

@@ -30,6 +30,7 @@ from salud.records import repository, searching, service
 from salud.records.indexing import fhir_instant, local_references, unresolved_references
 from salud.records.outcome import FhirError, Issue, operation_outcome
 from salud.records.validation import parse
+from salud.storage.engine import DATA_ERRORS, refusal
 from salud.storage.fastread import FastReader
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
@@ -309,8 +310,13 @@ async def transaction(
 
     # The conditional creates' locks first, all together and before any row is touched, so
     # that this transaction never holds a row while waiting for a condition (no deadlock).
+    # So are the resources it updates or deletes: two transactions naming the same ones in
+    # other orders would otherwise each hold one row while waiting for the other's.
     conditions = _conditions(entries, ids)
-    await repository.hold_conditions(session, conditions.values())
+    changed = {
+        "/".join(_target(entries[i])[0][:2]) for i in order if methods[i] in ("PUT", "DELETE")
+    }
+    await repository.hold_conditions(session, conditions.values(), changed)
     for i in order:  # DELETEs first
         if methods[i] == "DELETE":
             await one(i)
@@ -384,5 +390,12 @@ async def batch(
             failure = _failure(exc, i)
             item = {"response": {"status": str(failure.status),
                                  "outcome": operation_outcome(failure.issues)}}  # fmt: skip
+        except DATA_ERRORS as exc:  # that entry's race or bad text; the others stand
+            known = refusal(exc)
+            if known is None:
+                raise
+            status, code, text = known
+            item = {"response": {"status": str(status), "outcome": operation_outcome(
+                [Issue(code, f"entrada {i}: {text}", f"Bundle.entry[{i}]")])}}  # fmt: skip
         out.append(item)
     return {"resourceType": "Bundle", "type": "batch-response", "entry": out}

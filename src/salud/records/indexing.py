@@ -281,7 +281,23 @@ def _interval(text: str) -> tuple[datetime, datetime]:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     moment = moment.astimezone(UTC)
-    return moment, moment
+    # A time covers what its precision leaves open (R4 §3.1.1.4.2): a minute, a second, or
+    # the last digit of its fraction (the server's own meta.lastUpdated, to the millisecond,
+    # covers the microseconds it keeps).
+    if leap:
+        return moment, moment
+    return moment, max(moment, moment + _precision(text) - timedelta(microseconds=1))
+
+
+def _precision(text: str) -> timedelta:
+    """The span a dateTime's written time leaves open: `T10:00` a minute, `T10:00:30` a
+    second, `T10:00:30.74` a hundredth (down to the microsecond the store keeps)."""
+    if text[16:17] != ":":  # hours and minutes only
+        return timedelta(minutes=1)
+    if text[19:20] != ".":
+        return timedelta(seconds=1)
+    digits = len(text[20:]) - len(text[20:].lstrip("0123456789"))
+    return timedelta(microseconds=10 ** max(0, 6 - digits))
 
 
 def dates(value: Any) -> Iterator[tuple[datetime, datetime]]:

@@ -55,12 +55,16 @@ async def take_sqlite_write_lock(session: AsyncSession) -> None:
     await locks.sqlite_write_lock(session, "fhir_resources", "version_id")
 
 
-async def hold_conditions(session: AsyncSession, keys: Iterable[str]) -> None:
+async def hold_conditions(
+    session: AsyncSession, keys: Iterable[str], targets: Iterable[str] = ()
+) -> None:
     """Serialize the conditional creates of the same conditions until this transaction ends,
-    so that two that run at once cannot both find nothing and both create (`locks.hold_all`:
-    one lock per condition on PostgreSQL, the database's write lock on SQLite). A condition
-    worded differently but finding the same resource is not serialized."""
-    names = (f"records:condition:{k}" for k in keys)
+    so that two that run at once cannot both find nothing and both create, and the
+    transactions that change the same resources (`targets`, "Type/id"), all taken together
+    in one order before any row is touched (`locks.hold_all`: one lock per name on PostgreSQL,
+    the database's write lock on SQLite). A condition worded differently but finding the same
+    resource is not serialized."""
+    names = [f"records:condition:{k}" for k in keys] + [f"records:row:{t}" for t in targets]
     await locks.hold_all(session, names, "fhir_resources", "version_id")
 
 

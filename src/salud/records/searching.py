@@ -31,6 +31,13 @@ _GLOBAL = frozenset(
     {"_id", "_lastUpdated", "_count", "_sort", "_offset", "_format", "_include", "_revinclude"}
 )
 _PREFIXES = ("eq", "ne", "ge", "gt", "le", "lt")
+# How many values one search may name, all its parameters together (`code=a,b`, `_id=…`): each
+# is a condition of the statement, and thousands of them overflow the database's limits.
+MAX_VALUES = 100
+# The reference parameters whose bare id (`encounter=123`) names one type (R4 §3.1.1.4.8);
+# the others (`subject`) may name several, and take `Type/id`.
+_ONE_TARGET = {"patient": "Patient", "beneficiary": "Patient", "encounter": "Encounter",
+               "organization": "Organization", "practitioner": "Practitioner"}  # fmt: skip
 
 
 def _token_value(raw: str, name: str) -> tuple[str | None, str]:
@@ -42,6 +49,25 @@ def _token_value(raw: str, name: str) -> tuple[str | None, str]:
     if not raw:
         raise FhirError.one(400, "invalid", f"{name}: falta el valor", name)
     return None, raw
+
+
+def _reference_value(raw: str, name: str) -> str:
+    """ "Type/id" of a reference search value: `Type/id`, `Type/id/_history/n`, or a bare id of
+    a parameter with one target type; an absolute URL is kept (it names another server's)."""
+    if "://" in raw:
+        return raw
+    parts = raw.split("/")
+    if len(parts) == 4 and parts[2] == "_history":
+        parts = parts[:2]
+    if len(parts) == 1 and parts[0] and name in _ONE_TARGET:
+        return f"{_ONE_TARGET[name]}/{parts[0]}"
+    if len(parts) == 2 and all(parts):
+        return "/".join(parts)
+    if not raw:
+        raise FhirError.one(400, "invalid", f"{name}: falta el valor", name)
+    raise FhirError.one(
+        400, "invalid", f"{name}: «{raw}» no es una referencia Tipo/id (o un id de {name})", name
+    )
 
 
 def _date_value(raw: str, name: str) -> tuple[str, datetime, datetime]:
@@ -165,6 +191,12 @@ async def search(
             f"parámetros de búsqueda no admitidos para {kind}: {', '.join(unknown)} "
             f"(admitidos: {', '.join(sorted(set(known) | _GLOBAL))})",
         )  # fmt: skip
+    values = sum(raw.count(",") + 1 for name, raw in query if name not in _CONTROL)
+    if values > MAX_VALUES:
+        raise FhirError.one(
+            400, "too-costly",
+            f"la búsqueda tiene {values} valores; se admiten hasta {MAX_VALUES}: divídala",
+        )  # fmt: skip
     if sum(name == "_sort" for name, _ in query) > 1:
         raise FhirError.one(
             400, "invalid", "_sort va una sola vez (varias claves, separadas por comas)", "_sort"
@@ -181,6 +213,8 @@ async def search(
         elif name in ("_format", "_include", "_revinclude"):
             continue
         elif name == "_id":
+            if not all(raw.split(",")):
+                raise FhirError.one(400, "invalid", "_id: falta el valor", "_id")
             where.append(FhirResource.fhir_id.in_(raw.split(",")))
         elif name == "_lastUpdated":
             prefix, start, end = _date_value(raw, name)
@@ -203,9 +237,7 @@ async def search(
                     system, code = _token_value(value, name)
                     alternatives.append(repository.token_match(name, system, code))
                 elif param.kind == "reference":
-                    target = value if "/" in value else (
-                        f"Patient/{value}" if name in ("patient", "beneficiary") else value
-                    )  # fmt: skip
+                    target = _reference_value(value, name)
                     if name in ("patient", "subject", "beneficiary") and target.startswith(
                         "Patient/"
                     ):

@@ -68,9 +68,29 @@ DATA_ERRORS: tuple[type[Exception], ...] = (
 )  # fmt: skip
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error is PostgreSQL ending a transaction to break a deadlock
+    (40P01) or a serialization failure (40001): nothing was written, and repeating works."""
+    return bool({"40P01", "40001"} & _sqlstates(exc))
+
+
 def is_bad_text(exc: BaseException) -> bool:
     """Whether a database error is a text with a character the database refuses (NUL)."""
     return "22021" in _sqlstates(exc)
+
+
+def refusal(exc: BaseException) -> tuple[int, str, str] | None:
+    """(HTTP status, FHIR issue code, reason) of a database error that is no fault of the
+    server: a unique index refusing what another request wrote at the same moment, a
+    transaction the database ended to break a deadlock (nothing was written), a text it cannot
+    hold; None for anything else (a fault)."""
+    if is_unique_violation(exc):
+        return 409, "conflict", "otra operación escribió lo mismo al mismo tiempo; repita"
+    if is_transient(exc):
+        return 409, "transient", "otra operación usaba los mismos datos; nada se guardó: repita"
+    if is_bad_text(exc):
+        return 400, "invalid", "un texto contiene el carácter nulo (U+0000), que no se admite"
+    return None
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
