@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Padrón de personas, catálogo CLUES, credencial y expediente",
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=security_headers.DOCS_PATH,
         redoc_url=None,
         lifespan=lifespan,
     )

@@ -118,8 +118,11 @@ def located(
     reason = message.removeprefix("Value error, ")
     template = _SPANISH.get(kind or "")
     if template is not None:
+        values = dict(ctx or {})
+        if isinstance(values.get("expected"), str):  # pydantic's "'a', 'b' or 'c'"
+            values["expected"] = str(values["expected"]).replace("' or '", "' o '")
         try:
-            reason = template.format(**(ctx or {}))
+            reason = template.format(**values)
         except (KeyError, IndexError):
             reason = template.split(" {")[0].split(" (")[0]
     match = _FIELD_PREFIX.match(reason)

@@ -12,7 +12,7 @@ import pyotp
 import pytest
 import zxingcpp
 from PIL import Image
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access import repository as accounts
@@ -165,6 +165,22 @@ async def test_the_digital_card_verifies_and_opens_offline(
     await sign_in(page, "persona.e2e", None)
     await page.wait_for_url(f"{live_server}/credencial/")
     assert await page.evaluate("localStorage.getItem('salud.credencial')") is not None
+    await page.locator("form.card-signout button").click()
+    await page.wait_for_url("**/entrar")
+    assert await page.evaluate("localStorage.getItem('salud.credencial')") is None
+
+    # A browser that ignores Clear-Site-Data on a redirect (Firefox does): the page forgets
+    # the card itself as the form leaves. Here the header is taken off the server's answer.
+    async def without_clear_site_data(route: Route) -> None:
+        answer = await route.fetch(max_redirects=0)
+        kept = {k: v for k, v in answer.headers.items() if k.lower() != "clear-site-data"}
+        await route.fulfill(response=answer, headers=kept)
+
+    await sign_in(page, "persona.e2e", None)
+    await page.wait_for_url(f"{live_server}/credencial/")
+    await expect(page.locator("#curp")).to_have_text(doc["curp"])
+    assert await page.evaluate("localStorage.getItem('salud.credencial')") is not None
+    await page.route("**/salir", without_clear_site_data)
     await page.locator("form.card-signout button").click()
     await page.wait_for_url("**/entrar")
     assert await page.evaluate("localStorage.getItem('salud.credencial')") is None

@@ -292,7 +292,7 @@ async def test_two_people_never_take_the_last_place_under_parallel_requests(
 
 
 async def test_reschedules_and_bookings_of_one_day_at_once_all_succeed(
-    live_server: str, token_for: TokenFor
+    live_server: str, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     """Rescheduling (cancel, then book) while others book the same day: every request gets
     its place. The audit chain's lock is the last one a transaction takes; when a reschedule

@@ -541,7 +541,7 @@ async def test_puts_creating_one_id_at_once_create_it_once(
     assert int(read.json()["meta"]["versionId"]) == codes.count(200) + 1
 
 
-def _practitioner(family: str, fhir_id: str | None = None) -> dict[str, Any]:
+def _named_practitioner(family: str, fhir_id: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {"resourceType": "Practitioner", "name": [{"family": family}]}
     return {**doc, "id": fhir_id} if fhir_id else doc
 
@@ -557,14 +557,14 @@ async def test_transactions_changing_the_same_resources_in_other_orders_both_com
     ids = []
     for n in range(2):
         made = await anonymous.post(
-            "/fhir/Practitioner", json=_practitioner(f"P{n}"), headers=doctor
+            "/fhir/Practitioner", json=_named_practitioner(f"P{n}"), headers=doctor
         )
         assert made.status_code == 201, made.text
         ids.append(made.json()["id"])
 
     def both(order: list[str], tag: str) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"resource": _practitioner(tag, i),
+            {"resource": _named_practitioner(tag, i),
              "request": {"method": "PUT", "url": f"Practitioner/{i}"}}
             for i in order
         ]}  # fmt: skip
@@ -591,9 +591,9 @@ async def test_a_race_in_one_batch_entry_is_that_entrys_answer(
 
     def batch(n: int) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "batch", "entry": [
-            {"resource": _practitioner(f"Alta{n}"),
+            {"resource": _named_practitioner(f"Alta{n}"),
              "request": {"method": "POST", "url": "Practitioner"}},
-            {"resource": _practitioner(f"Fija{n}", fixed),
+            {"resource": _named_practitioner(f"Fija{n}", fixed),
              "request": {"method": "PUT", "url": f"Practitioner/{fixed}"}},
         ]}  # fmt: skip
 

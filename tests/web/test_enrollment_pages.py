@@ -56,6 +56,10 @@ async def test_booking_by_curp_needs_the_csrf_token(
     refused = await anonymous.post("/cita", data=malformed)
     assert refused.status_code == 422  # bad input is not a conflict
     assert "curp" in refused.text.lower()
+    short = await anonymous.post("/cita", data={**malformed, "curp": "ABC"})
+    assert short.status_code == 422
+    assert "demasiado corto" in short.text  # the page speaks Spanish, as the API does
+    assert "String should" not in short.text
     cancelled = await anonymous.post(
         "/cita/cancelar", data={"curp": curp, "folio": folio.group(1), "csrf": _csrf(page.text)}
     )
@@ -76,6 +80,14 @@ async def test_the_desk_is_for_module_staff(
     assert desk.status_code == 200
     assert "Módulo Centro de Salud Pachuca" in desk.text
     assert "Abrir el módulo" not in desk.text  # an operator does not open or close it
+    # A fingerprint sent as a bare form (no file): the reason, not a 500 (the form was read,
+    # then the body again as an image).
+    bare = await anonymous.post(
+        "/modulo/registro/R-2026-0000001/huella", data={"finger": "1"},
+        headers={"X-CSRF-Token": _csrf(desk.text)},
+    )  # fmt: skip
+    assert bare.status_code == 303
+    assert "archivo" in bare.headers["location"]
 
 
 async def test_a_citizen_reports_a_lost_card(

@@ -53,6 +53,13 @@ async def test_sign_in_needs_the_csrf_token_and_sets_a_strict_session(
     form = await anonymous.get("/entrar")
     assert form.status_code == 200
     assert "default-src 'self'" in form.headers["content-security-policy"]
+    # The API documentation's page alone loads its viewer from a CDN; no other path that
+    # merely ends in /docs gets that policy.
+    docs = await anonymous.get("/api/v1/docs")
+    assert "cdn.jsdelivr.net" in docs.headers["content-security-policy"]
+    for path in ("/U/docs", "/fhir/docs", "/docs"):
+        other = await anonymous.get(path)
+        assert "unsafe-inline" not in other.headers["content-security-policy"], path
     token = _csrf(form.text)
     fields = {"username": "recepcion.web", "password": PASSWORD, "totp": code}
     missing = await anonymous.post("/entrar", data=fields)
@@ -91,9 +98,18 @@ async def test_sign_in_needs_the_csrf_token_and_sets_a_strict_session(
     # clears the phone, though its token was bound to the session that expired.
     anonymous.cookies.clear()
     anonymous.cookies.set("salud_csrf", page_token.group(1))
-    out = await anonymous.post("/salir", data={"csrf": page_token.group(1)})
+    out = await anonymous.post(
+        "/salir", data={"csrf": page_token.group(1)}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
     assert out.status_code == 303
     assert out.headers["clear-site-data"] == '"cache", "storage"'
+    # Another site's form (it carries no session cookie) cannot wipe the card kept on the
+    # phone: without a session, only this site's own pages clear it.
+    for foreign in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": "https://ataque.example"}):  # fmt: skip
+        forced = await anonymous.post("/salir", headers=foreign)
+        assert forced.status_code == 303
+        assert "clear-site-data" not in forced.headers, foreign
 
 
 async def test_pages_need_a_session(anonymous: httpx.AsyncClient) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+DOCS_PATH = "/api/v1/docs"  # the interactive API documentation (app.py), the relaxed CSP's page
+
 _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -36,7 +38,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].endswith("/docs")
+        docs = scope["path"] == DOCS_PATH  # that page only, not any path ending in /docs
 
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

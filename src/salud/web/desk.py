@@ -163,7 +163,10 @@ async def documents(request: Request, folio: str, session: WriteSession) -> Resp
                 continue
             issued = str(form.get(f"date_{kind.value}", "")).strip()
             reference = str(form.get(f"ref_{kind.value}", "")).strip()
-            on = date.fromisoformat(issued) if issued else None
+            try:
+                on = date.fromisoformat(issued) if issued else None
+            except ValueError:
+                raise InvalidInput(f"{LABELS[kind]}: fecha inválida (AAAA-MM-DD)") from None
             docs.append(Document(kind=kind, issued_on=on, reference=reference or None))
         guardian = str(form.get("guardian_curp", "")).strip().upper() or None
         relation = str(form.get("guardian_relationship", "")).strip() or None
@@ -209,6 +212,9 @@ async def photo(request: Request, folio: str, session: WriteSession) -> Response
 @router.post("/modulo/registro/{folio}/huella")
 async def fingerprint(request: Request, folio: str, session: WriteSession) -> Response:
     caller = _caller(request, "registro")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        # The finger is a field of the form beside the scanner's file: a bare body has none.
+        return back_to(f"/modulo/registro/{folio}", "envíe la huella como archivo del formulario")
     form = await request.form()
     try:
         finger = int(str(form.get("finger", "0")))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from salud.access.permissions import Permission
 from salud.access.principal import Principal
 from salud.enrollment.population import population
-from salud.errors import DomainError, FieldProblem
+from salud.errors import DomainError, FieldProblem, located
 from salud.web.pages import (
     _page,
     _principal,
@@ -34,12 +34,10 @@ def state_names(request: Request) -> dict[str, str]:
 
 def reason_of(exc: DomainError | ValidationError) -> str:
     """One readable sentence from a domain error or a pydantic validation error."""
-    if isinstance(exc, ValidationError):
-        parts = []
-        for e in exc.errors():
-            where = ".".join(str(x) for x in e["loc"])
-            parts.append(f"{where}: {e['msg']}" if where else str(e["msg"]))
-        return "; ".join(parts)
+    if isinstance(exc, ValidationError):  # in Spanish, as the API says it (errors.located)
+        found = [located(e["loc"], e["msg"], e["type"], e.get("ctx")) for e in exc.errors()]
+        return "; ".join(f"{p.field}: {p.reason}" if p.field != "body" else p.reason
+                         for p in found)  # fmt: skip
     problems: list[FieldProblem] = exc.problems
     if problems and exc.status != 409:  # a conflict's sentence says it all
         return "; ".join(f"{p.field}: {p.reason}" for p in problems)

@@ -27,6 +27,7 @@ from salud.errors import DomainError, InvalidInput, Unauthorized
 from salud.facilities import service as facilities
 from salud.facilities.institutions import institutions_for_affiliations
 from salud.kit.paths import local_path
+from salud.kit.streams import read_at_most
 from salud.web import csrf
 
 HERE = Path(__file__).parent
@@ -156,12 +157,26 @@ async def sign_in(
     return answer
 
 
+def _from_this_site(request: Request) -> bool:
+    """Whether the browser says the request comes from this site's own pages (Fetch
+    Metadata; the Origin header where a browser sends no Sec-Fetch-Site)."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
 @router.post("/salir")
 async def sign_out(
     request: Request, csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = ""
 ) -> Response:
     if request.cookies.get(SESSION):
         _check_csrf(request, csrf_token)
+    elif not _from_this_site(request):
+        # Another site's form (a cross-site POST carries no session cookie): it must not
+        # wipe the card a person keeps on the phone for when there is no network.
+        return RedirectResponse("/entrar", status_code=303)
     # Without a session (it expired while the page stayed open: the card page does) there
     # is nothing to end, and the page's token, bound to that session, no longer is good: the
     # button must still clear the phone.
@@ -265,7 +280,7 @@ async def verify_image(request: Request) -> Response:
         await caller.allow(
             Permission.CREDENTIAL_VALIDATE, "credentials:card:validate", "credential"
         )
-    frame = await request.body()
+    frame = await read_at_most(request.stream(), MAX_FRAME)  # never held past the limit
     if len(frame) > MAX_FRAME:
         raise InvalidInput.on("image", "la imagen pesa más de 3 MB")
     text = signed_qr_in(frame)

@@ -1,7 +1,7 @@
 // Service worker of the digital card: keeps the page shell so the card opens offline.
 // The card itself (personal data, signed QR) is kept by the page in localStorage, not here.
-const SHELL = "salud-credencial-v2";
-const FILES = ["/credencial/", "/static/salud.css", "/static/card.js", "/static/icon.svg",
+const SHELL = "salud-credencial-v3";
+const FILES = ["/credencial/", "/static/salud.css", "/static/card.js", "/static/signout.js", "/static/icon.svg",
                "/credencial/manifest.webmanifest"];
 
 self.addEventListener("install", (event) => {
