@@ -292,3 +292,58 @@ async def test_index_cache_follows_the_catalog(
         query = service.nearest_query(20.1447, -98.44, k=3, institutions=["imb"])
         found = await service.nearest(s, query, cache)
     assert [u.clues for u in found.items][:1] == ["HGIMB000011"]
+
+
+async def test_rows_a_column_cannot_hold_or_with_an_unknown_level_are_refused_by_row(
+    sessions: Sessions, clues_dir: Path, gazetteer: Gazetteer, tmp_path: Path
+) -> None:
+    """A 400-character name failed the whole batch of 2,000 rows on PostgreSQL (SQLite kept
+    it); a level of care the importer does not know was stored as "none" and the unit left
+    every search by level. Each is now its row's rejection, and the rest land."""
+    header, rows = read_rows(clues_dir / SAMPLE)
+    name, level = header.index("NOMBRE DE LA UNIDAD"), header.index("NIVEL ATENCION")
+    picked = [list(r) for r in rows[:5]]
+    picked[0][name] = "X" * 400
+    picked[1][level] = "7"
+    picked[2][level] = "NO APLICA"
+    path = write_csv(tmp_path / "ESTABLECIMIENTO_SALUD_202602.csv", header, picked)
+    report = await service.import_file(sessions, path, gazetteer=gazetteer)
+    assert report.created == 3
+    reasons = {r.row: r.reason for r in report.rejected}
+    assert set(reasons) == {2, 3}
+    assert "name: más de 300" in reasons[2]
+    assert "nivel de atención" in reasons[3]
+    assert (await _unit(sessions, picked[2][0])).level_of_care is None
+
+
+async def test_undated_data_never_overrides_a_dated_release_and_months_are_checked(
+    sessions: Sessions, clues_dir: Path, gazetteer: Gazetteer, tmp_path: Path
+) -> None:
+    """An extract with no month in its name was stamped with the month of its import, so
+    the official release of an earlier month could no longer correct what it said."""
+    header, rows = read_rows(clues_dir / SAMPLE)
+    name = header.index("NOMBRE DE LA UNIDAD")
+    old = [list(r) for r in rows[:2]]
+    old[0][name] = "NOMBRE VIEJO DE UN EXTRACTO SIN FECHA"
+    undated = write_csv(tmp_path / "extracto_clues.csv", header, old)
+    await service.import_file(sessions, undated, gazetteer=gazetteer)
+    assert (await _unit(sessions, old[0][0])).name == "NOMBRE VIEJO DE UN EXTRACTO SIN FECHA"
+    fresh = [list(r) for r in rows[:2]]
+    fresh[0][name] = "NOMBRE OFICIAL"
+    release = write_csv(tmp_path / "ESTABLECIMIENTO_SALUD_202511.csv", header, fresh)
+    await service.import_file(sessions, release, gazetteer=gazetteer)
+    assert (await _unit(sessions, old[0][0])).name == "NOMBRE OFICIAL"
+    await service.import_file(sessions, undated, gazetteer=gazetteer)  # again: no override
+    assert (await _unit(sessions, old[0][0])).name == "NOMBRE OFICIAL"
+    for month in ("2025-1", "2025-13", "0000-01", "25-01"):
+        with pytest.raises(InvalidInput, match="AAAA-MM"):
+            await service.import_file(sessions, release, gazetteer=gazetteer, as_of=month)
+
+
+async def test_a_file_that_is_no_table_is_named_not_a_traceback(
+    sessions: Sessions, gazetteer: Gazetteer, tmp_path: Path
+) -> None:
+    workbook = tmp_path / "clues.xlsx"
+    workbook.write_bytes(b"no es un libro de Excel")
+    with pytest.raises(InvalidInput, match=r"clues\.xlsx"):
+        await service.import_file(sessions, workbook, gazetteer=gazetteer)

@@ -81,6 +81,8 @@ async def test_nearest_filters(
         ({"lat": 20.1, "lng": -98.4, "level": 4}, "level"),
         ({"lat": 20.1, "lng": -98.4, "max_km": -1}, "max_km"),
         ({"lat": 20.1, "lng": -98.4, "institution": "IMSS"}, "institution"),
+        # Three letters that no institution of the catalog has: named, not an empty list.
+        ({"lat": 20.1, "lng": -98.4, "institution": "XYZ"}, "institution"),
         ({"lat": "norte", "lng": -98.4}, "lat"),
         ({"lng": -98.4}, "lat"),
     ],
@@ -145,3 +147,8 @@ async def test_search(
     too_many = await client.get(BASE, params={"limit": 5000})
     assert too_many.status_code == 422
     assert _fields(too_many.json()) == {"limit"}
+    unknown = await client.get(BASE, params={"institution": "XYZ"})
+    assert unknown.status_code == 422
+    assert _fields(unknown.json()) == {"institution"}
+    known = await client.get(BASE, params={"institution": "ssa"})  # no unit here, but real
+    assert known.status_code == 200

@@ -144,3 +144,14 @@ async def test_the_second_qr_page_lists_units_without_naming_the_holder(
     log = (await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)).json()
     opened = [e for e in log["items"] if e["action"] == "credentials:link:open"]
     assert [(e["actor"], e["role"]) for e in opened] == [("anonimo", "public")]
+    # 64 random bits (13 letters and digits; 8 were 40 bits, about one real card in 8,500
+    # guesses at the country's scale), still a version 2 QR; guessing is slowed per address.
+    code = path.removeprefix("/U/")
+    assert len(code) == 13
+    assert re.fullmatch(r"[A-Z2-7]{13}", code)
+    half = await anonymous.get(path, params={"lat": 20.1})
+    assert half.status_code == 422  # half a point is named, not silently dropped
+    statuses = [(await anonymous.get("/U/AAAAAAAAAAAAA")).status_code for _ in range(40)]
+    assert 429 in statuses
+    assert statuses[: statuses.index(429)] == [404] * statuses.index(429)
+    assert (await anonymous.get(path)).status_code == 429  # the limit is the address's

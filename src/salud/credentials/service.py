@@ -241,7 +241,7 @@ async def issue(
     row = Credential(
         credential_id=cred_id, person_curp=curp, sequence=sequence, status="issued",
         digital_active=True, reason=reason.value, kid=kid.hex(), qr_text=qr_text,
-        link_code=base64.b32encode(os.urandom(5)).decode(), issued_at=now,
+        link_code=new_link_code(), issued_at=now,
         expires_at=claims.expires_at, issued_by=caller.actor, status_changed_at=now,
         status_changed_by=caller.actor, superseded_by=None,
     )  # fmt: skip
@@ -385,6 +385,13 @@ async def card_view(
         credential_id=row.credential_id, sequence=row.sequence, issued_at=row.issued_at,
         expires_at=row.expires_at,
     )  # fmt: skip
+
+
+def new_link_code() -> str:
+    """The second QR's code: 64 random bits in 13 base32 letters and digits (cards issued
+    before 2026-12-02 carry 8, 40 bits: enough to hit a real card about once in 8,500 guesses
+    at 130 million cards; 64 bits need ~10^11, and the page is rate-limited per address)."""
+    return base64.b32encode(os.urandom(8)).decode().rstrip("=")
 
 
 def link_url(config: CredentialConfig, code: str) -> str:
@@ -643,7 +650,7 @@ async def link_target(
     registered address). The page shows units only, never who the holder is; still, it reads
     the person's affiliations and address, so each opening is an audit entry (anonymous: the
     link is printed on the card, whoever holds the card may open it)."""
-    if not re.fullmatch(r"[A-Z2-7]{8}", code.upper()):
+    if not re.fullmatch(r"[A-Z2-7]{8}|[A-Z2-7]{13}", code.upper()):
         raise NotFound("enlace desconocido")
     row = await session.scalar(select(Credential).where(Credential.link_code == code.upper()))
     if row is None or row.status not in CURRENT:

@@ -11,10 +11,10 @@ rules of its own; `service` re-exports its public names.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -337,7 +337,10 @@ async def import_file(
     parsed = read_file(path, gazetteer.states, as_of)
     report = ImportReport(path, parsed.kind, parsed.as_of, read=parsed.rows_read)
     report.rejected.extend(parsed.rejections)
-    merger = _Merger(report, gazetteer, path.name[:80], utcnow().strftime("%Y-%m"))
+    # Data that neither the file's name, its rows nor --as-of date counts as the oldest: it
+    # fills what nothing dated says, and never overrides a dated release (stamped with the
+    # month of the import, an old extract froze every later official file).
+    merger = _Merger(report, gazetteer, path.name[:80], UNDATED)
     total = len(parsed.records)
     if progress:
         progress(path.name, 0, total)
@@ -349,12 +352,14 @@ async def import_file(
     return report
 
 
+UNDATED = "0000-00"  # sorts before every month
+_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+
+
 def _is_month(text: str) -> bool:
-    try:
-        datetime.strptime(text, "%Y-%m")  # noqa: DTZ007 - a month, not a moment
-    except ValueError:
-        return False
-    return True
+    """YYYY-MM with both digits of the month: months are compared as text, so "2025-1"
+    would sort after "2025-06"."""
+    return _MONTH.fullmatch(text) is not None and text[:4] != "0000"
 
 
 async def import_shared_catalog(

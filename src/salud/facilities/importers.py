@@ -19,6 +19,7 @@ import csv
 import io
 import math
 import re
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -252,7 +253,9 @@ def _text(text: str) -> str | None:
 
 
 def _level(text: str) -> tuple[bool, int | None]:
-    """(known, level): PRIMER/SEGUNDO/TERCER NIVEL or 1/2/3; NO APLICA is known and None."""
+    """(known, level): PRIMER/SEGUNDO/TERCER NIVEL or 1/2/3; NO APLICA is known and None.
+    Anything else refuses the row: read as "none", the unit would drop out of every search
+    by level."""
     value = fold(text)
     if not value:
         return False, None
@@ -262,7 +265,26 @@ def _level(text: str) -> tuple[bool, int | None]:
     match = _INTEGER.match(value)
     if match and int(match.group(1)) in (1, 2, 3):
         return True, int(match.group(1))
-    return True, None
+    if value in ("NO APLICA", "NO ESPECIFICADO"):
+        return True, None
+    raise RowError(
+        f"nivel de atención {text.strip()[:40]!r} desconocido "
+        "(PRIMER, SEGUNDO o TERCER NIVEL, 1 a 3, o NO APLICA)"
+    )
+
+
+# The widths of the health_units text columns (facilities/models.py): a longer value refuses
+# its row with the reason (on PostgreSQL it failed the whole batch of 2,000 rows).
+_WIDTHS = {"name": 300, "institution_name": 200, "municipality_name": 150,
+           "locality_name": 200, "unit_type": 120, "typology": 150, "status": 60,
+           "street": 300}  # fmt: skip
+
+
+def _check_widths(record: UnitRecord) -> None:
+    for column, width in _WIDTHS.items():
+        value = record.values.get(column)
+        if isinstance(value, str) and len(value) > width:
+            raise RowError(f"{column}: más de {width} caracteres ({len(value)})")
 
 
 def _status(values: dict[str, Any], text: str) -> None:
@@ -492,7 +514,16 @@ _KEY_COLUMN = {FileKind.IMSS_BIENESTAR: "CLUES_IMB"}
 
 def read_file(path: Path, states: StateTable, as_of: str | None = None) -> ParsedFile:
     """Parse a CLUES file of any known layout. `as_of` ("YYYY-MM") overrides the month of
-    the data, otherwise taken from a YYYYMM in the file name (DGIS names its releases so)."""
+    the data, otherwise taken from a YYYYMM in the file name (DGIS names its releases so).
+    A file that cannot be read as a table (a damaged workbook, a CSV cell past the reader's
+    limit) is an InvalidInput naming it."""
+    try:
+        return _read_file(path, states, as_of)
+    except (csv.Error, zipfile.BadZipFile) as exc:
+        raise InvalidInput.on("path", f"{path.name}: no se puede leer como tabla ({exc})") from None
+
+
+def _read_file(path: Path, states: StateTable, as_of: str | None) -> ParsedFile:
     kind, header, rows, encoding = _open_table(path)
     parse = _PARSERS[kind]
     ctx = _Context(states)
@@ -513,6 +544,7 @@ def read_file(path: Path, states: StateTable, as_of: str | None = None) -> Parse
         raw_key = row.get(key_column, "").strip().upper()
         try:
             record = parse(ctx, n, row)
+            _check_widths(record)
         except RowError as exc:
             rejections.append(Rejection(n, raw_key, str(exc)))
             continue

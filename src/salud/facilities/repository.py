@@ -73,6 +73,14 @@ async def get(session: AsyncSession, clues: str) -> HealthUnit | None:
     return await session.get(HealthUnit, clues)
 
 
+async def has_institution(session: AsyncSession, code: str) -> bool:
+    """Whether any unit of the catalog belongs to this CLUES institution code."""
+    found = await session.scalar(
+        select(HealthUnit.clues).where(HealthUnit.institution_code == code).limit(1)
+    )
+    return found is not None
+
+
 async def search(
     session: AsyncSession,
     *,

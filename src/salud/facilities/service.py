@@ -28,7 +28,7 @@ from salud.facilities.catalog_import import (
 )
 from salud.facilities.hours import is_open, zone_for_state
 from salud.facilities.importers import CLUES_FORMAT, CLUES_RE
-from salud.facilities.institutions import institution_name
+from salud.facilities.institutions import INSTITUTIONS, institution_name
 from salud.facilities.models import HealthUnit, HealthUnitVersion
 from salud.facilities.nearest import MAX_K, IndexCache
 from salud.facilities.schemas import (
@@ -152,6 +152,8 @@ async def search_units(
     if state_code is not None and (len(state_code) != 2 or not state_code.isalpha()):
         raise InvalidInput.on("state", "se esperan las 2 letras del estado en la CLUES (HG, DF...)")
     institution_code = _institution_code(institution, "institution") if institution else None
+    if institution_code is not None and not await _known_institution(session, institution_code):
+        raise _unknown_institution(institution_code)
     name_key = search_key(name) if name else None
     if name is not None and name.strip() and not name_key:
         raise InvalidInput.on("name", "escriba al menos una letra del nombre")
@@ -233,8 +235,24 @@ def nearest_query(
     return NearestQuery(lat, lng, k, max_km, codes, level, in_operation, open_now, at)
 
 
+def _unknown_institution(code: str) -> InvalidInput:
+    return InvalidInput.on(
+        "institution", f"{code} no es una institución del catálogo CLUES (IMB, IMS, IST, SSA…)"
+    )
+
+
+async def _known_institution(session: AsyncSession, code: str) -> bool:
+    """A code of the institutions this system names, or one that some unit of the catalog
+    carries (the CLUES adds institutions now and then): anything else would answer an empty
+    list as if the institution had no units."""
+    return code in INSTITUTIONS or await repository.has_institution(session, code)
+
+
 async def nearest(session: AsyncSession, query: NearestQuery, cache: IndexCache) -> NearestResults:
     index = await cache.get(session)
+    for code in sorted(query.institutions or ()):
+        if code not in index.institutions and not await _known_institution(session, code):
+            raise _unknown_institution(code)
     hits = index.query(
         query.latitude,
         query.longitude,

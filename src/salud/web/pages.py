@@ -307,6 +307,13 @@ async def nearest_units(
     lat: Annotated[float | None, Query(ge=14.0, le=33.5)] = None,
     lng: Annotated[float | None, Query(ge=-118.5, le=-86.0)] = None,
 ) -> Response:
+    host = request.client.host if request.client else "?"
+    if request.app.state.link_limiter.hit(host):  # the codes are random: guessing is slowed
+        context = {"code": code, "results": None, "origin": None,
+                   "error": "Demasiadas consultas desde esta conexión: espere un minuto."}
+        return _page(request, "units.html", context, 429)  # fmt: skip
+    if (lat is None) != (lng is None):
+        raise InvalidInput.on("lng" if lng is None else "lat", "se indican lat y lng juntas")
     institutions, person = await credentials.link_target(session, code, request.app.state.audit)
     origin = "su ubicación"
     if lat is None or lng is None:
