@@ -309,8 +309,12 @@ async def nearest_units(
 ) -> Response:
     host = request.client.host if request.client else "?"
     if request.app.state.link_limiter.hit(host):  # the codes are random: guessing is slowed
-        context = {"code": code, "results": None, "origin": None,
-                   "error": "Demasiadas consultas desde esta conexión: espere un minuto."}
+        context = {
+            "code": code,
+            "results": None,
+            "origin": None,
+            "error": "Demasiadas consultas desde esta conexión: espere un minuto.",
+        }
         return _page(request, "units.html", context, 429)  # fmt: skip
     if (lat is None) != (lng is None):
         raise InvalidInput.on("lng" if lng is None else "lat", "se indican lat y lng juntas")
