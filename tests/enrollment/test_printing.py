@@ -325,9 +325,10 @@ async def test_a_card_suspended_while_its_batch_travels_is_handed_over_once_reac
     signing_key: str,
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Suspended in transit, the card is skipped at the reception; reactivated, it is back
-    to `printed` in a received batch: delivery takes it (ready for pickup first, with its
-    event), and the batch page offers it."""
+    """Suspended in transit, the card is skipped at the reception; reactivated, its batch
+    being at the module, it is ready for pickup at once and its holder is told (it went back
+    to `printed`: no notice, and the dashboard counted it as still on its way); delivery
+    takes it, and the batch page offers it."""
     receipt = await enroll_adult(anonymous, drive, 91)
     op, sup = drive.operator, drive.supervisor
     code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
@@ -339,8 +340,13 @@ async def test_a_card_suspended_while_its_batch_travels_is_handed_over_once_reac
     assert (await anonymous.post(card, json={"status": "suspended"}, headers=sup)).is_success
     received = await anonymous.post(step, json={"status": "received"}, headers=op)
     assert [c["card_status"] for c in received.json()["cards"]] == ["suspended"]
+    async with sessions() as s:
+        told = select(Notification.kind).where(Notification.person_curp == receipt["curp"])
+        assert (await s.execute(told)).scalars().all() == []  # skipped while suspended
     back = await anonymous.post(card, json={"status": "active"}, headers=sup)
-    assert back.json()["status"] == "printed", back.text
+    assert back.json()["status"] == "ready_for_pickup", back.text
+    async with sessions() as s:
+        assert (await s.execute(told)).scalars().all() == ["card_ready"]
 
     anonymous.cookies.set(SESSION, op["Authorization"].removeprefix("Bearer "))
     page = await anonymous.get(f"/modulo/lotes/{code}")
@@ -362,9 +368,7 @@ async def test_a_card_suspended_while_its_batch_travels_is_handed_over_once_reac
             select(CredentialEvent.status).join(Credential)
             .where(Credential.credential_id == receipt["credential_id"])
             .order_by(CredentialEvent.id))).scalars().all()  # fmt: skip
-    assert events == [
-        "issued", "printed", "suspended", "printed", "ready_for_pickup", "delivered"
-    ]  # fmt: skip
+    assert events == ["issued", "printed", "suspended", "ready_for_pickup", "delivered"]
 
 
 async def test_forming_and_moving_a_batch_is_in_each_holders_accesses(

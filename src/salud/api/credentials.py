@@ -25,6 +25,7 @@ from salud.credentials.schemas import (
     ValidationRead,
 )
 from salud.credentials.signing import Signer
+from salud.enrollment import printing
 from salud.errors import DomainError
 from salud.identity import guardians, photos
 from salud.identity.schemas import WardRead
@@ -119,7 +120,7 @@ async def list_credentials(
 async def change_status(
     credential_id: CredentialId, body: StatusChange, session: Session, caller: CurrentCaller
 ) -> CredentialRead:
-    return await service.change_status(session, credential_id, body, caller)
+    return await printing.change_card_status(session, credential_id, body, caller)
 
 
 @router.get(

@@ -295,11 +295,14 @@ async def list_for_person(session: AsyncSession, curp: str, caller: Caller) -> l
 
 
 async def change_status(
-    session: AsyncSession, credential_id: str, change: StatusChange, caller: Caller
-) -> CredentialRead:
+    session: AsyncSession, credential_id: str, change: StatusChange, caller: Caller,
+    *, at_module: bool = False,
+) -> CredentialRead:  # fmt: skip
     """Suspend, reactivate (`active`) or revoke a card (credential:revoke). A reactivated
-    card goes back to the step of the plastic's way it had reached. Superseded and revoked
-    cards never change again. The plastic's own steps are `plastic_step`'s."""
+    card goes back to the step of the plastic's way it had reached; `at_module`: its print
+    batch reached the module while it was suspended (enrollment/printing.py knows), so a
+    printed card is ready for pickup. Superseded and revoked cards never change again. The
+    plastic's own steps are `plastic_step`'s."""
     target = change.status
     row = await _locked_for(session, credential_id, Permission.CREDENTIAL_REVOKE, target, caller)
     if row.status in ("revoked", "superseded"):
@@ -313,7 +316,10 @@ async def change_status(
             .order_by(CredentialEvent.id.desc())
             .limit(1)
         )
-        row.status, row.digital_active = last or "issued", True
+        resumed = last or "issued"
+        if at_module and resumed == "printed":
+            resumed = "ready_for_pickup"
+        row.status, row.digital_active = resumed, True
     else:
         if target == row.status:
             raise Conflict(f"la credencial ya está {target}")

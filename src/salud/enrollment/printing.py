@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.credentials import service as credentials
+from salud.credentials.schemas import CredentialRead, StatusChange
 from salud.enrollment import repository
 from salud.enrollment.booking import check_runs_module, module, new_folio
 from salud.enrollment.models import Notification, PrintBatch, PrintBatchCard, RegistrationModule
@@ -143,6 +144,36 @@ async def print_file(session: AsyncSession, issuance: Issuance, code: str, calle
     return document
 
 
+def _ready_notice(curp: str, m: RegistrationModule, now: datetime) -> Notification:
+    return Notification(
+        person_curp=curp, kind="card_ready",
+        message=(f"Su credencial de salud está lista. Recójala en {m.name}, {m.address}, "
+                 f"de {m.opens_at} a {m.closes_at}, con una identificación."),
+        created_at=now, sent_at=None,
+    )  # fmt: skip
+
+
+async def change_card_status(
+    session: AsyncSession, credential_id: str, change: StatusChange, caller: Caller
+) -> CredentialRead:
+    """A supervisor suspends, reactivates or revokes a card (credentials.change_status). A
+    card reactivated after its batch reached the module (the reception skipped it while it
+    was suspended) is ready for pickup at once, and its holder is told, as the reception
+    would have done."""
+    card = await repository.batch_card(session, credential_id)
+    b = await session.get(PrintBatch, card.batch_id) if card is not None else None
+    arrived = b is not None and b.status == "received"
+    read = await credentials.change_status(
+        session, credential_id, change, caller, at_module=arrived
+    )
+    ready = read.status == "ready_for_pickup" and change.status == "active"
+    if ready and b is not None and arrived:
+        m = await repository.module_by_id(session, b.module_id)
+        session.add(_ready_notice(read.person_curp, m, utcnow()))
+        await session.flush()
+    return read
+
+
 async def advance(session: AsyncSession, code: str, step: str, caller: Caller) -> BatchRead:
     """printed -> shipped (print shop) -> received (the module; the cards become ready for
     pickup and each person is notified)."""
@@ -157,12 +188,7 @@ async def advance(session: AsyncSession, code: str, step: str, caller: Caller) -
             await credentials.plastic_step(
                 session, card.credential_id, "ready_for_pickup", f"lote {code}", caller
             )
-            session.add(Notification(
-                person_curp=card.person_curp, kind="card_ready",
-                message=(f"Su credencial de salud está lista. Recójala en {m.name}, {m.address}, "
-                         f"de {m.opens_at} a {m.closes_at}, con una identificación."),
-                created_at=now, sent_at=None,
-            ))  # fmt: skip
+            session.add(_ready_notice(card.person_curp, m, now))
         b.received_at, b.received_by = now, caller.actor
     else:
         b.shipped_at = now
