@@ -68,3 +68,33 @@ async def test_a_stated_purpose_is_recorded_and_checked(
         )
     ).json()["items"]
     assert any(e["purpose"] == "verificacion" for e in log)
+
+
+async def test_another_citizens_attempt_is_shown_without_their_curp(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A citizen signs in as `ciudadano:{CURP}`: their refused attempt on someone else's
+    record named them by CURP in that person's view (another person's identity). The person
+    sees that someone tried; the auditors see who."""
+    doc, other = person_doc(), person_doc()
+    for person in (doc, other):
+        assert (await client.post("/api/v1/persons", json=person)).status_code == 201
+    snoop = token_for(Role.CITIZEN, curp=other["curp"], username=f"ciudadano:{other['curp']}")
+    tried = await anonymous.get(f"/api/v1/persons/{doc['curp']}", headers=snoop)
+    assert tried.status_code == 403
+    me = token_for(Role.CITIZEN, curp=doc["curp"], username=f"ciudadano:{doc['curp']}")
+    mine = await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)
+    assert other["curp"] not in mine.text
+    actors = {(e["actor"], e["outcome"]) for e in mine.json()["items"]}
+    assert ("otra persona (ciudadano)", "denied") in actors
+    auditor = token_for(Role.AUDITOR)
+    full = await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=auditor)
+    assert f"ciudadano:{other['curp']}" in full.text
+    # A key no one's record can have is named, not refused by the log's own column check.
+    long = "A" * 300
+    named = await anonymous.get(f"/api/v1/persons/{long}/accesses", headers=auditor)
+    assert named.status_code == 422
+    assert named.json()["errors"][0]["field"] == "curp"
+    fhir = await anonymous.get(f"/fhir/AuditEvent?patient=Patient/{long}", headers=auditor)
+    assert fhir.status_code == 400
+    assert fhir.json()["issue"][0]["expression"] == ["patient"]

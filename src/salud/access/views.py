@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.access import audit
 from salud.access.context import Caller
 from salud.access.models import AuditEvent
-from salud.access.permissions import Permission
+from salud.access.permissions import Permission, Role
 from salud.access.schemas import AccessPage, AccessRead
+from salud.errors import InvalidInput
+from salud.storage.base import PARTITION_KEY_LENGTH
 
 
 def _read(e: AuditEvent) -> AccessRead:
@@ -40,12 +42,26 @@ def _page(rows: Sequence[AuditEvent], limit: int) -> AccessPage:
 async def accesses_to_person(
     session: AsyncSession, caller: Caller, curp: str, *, limit: int, before: int | None
 ) -> AccessPage:
+    if len(curp) > PARTITION_KEY_LENGTH:  # no one's record has such a key: named, never written
+        raise InvalidInput.on("curp", f"es demasiado largo (máximo {PARTITION_KEY_LENGTH})")
     await caller.allow(
         Permission.ACCESS_LOG_READ, "access:person-log:read", "person", person_curp=curp
     )
     rows = await audit.events_for_person(session, curp, limit=limit + 1, before_seq=before)
     await caller.record("access:person-log:read", "person", person_curp=curp)
-    return _page(rows, limit)
+    page = _page(rows, limit)
+    if caller.principal.role is Role.CITIZEN:
+        # Another citizen's refused attempt names them by their CURP (their sign-in name):
+        # the person sees that someone tried, not who (the auditors' view keeps the name).
+        # A parent or guardian acting for a minor is allowed, and shown.
+        page.items = [
+            i.model_copy(update={"actor": "otra persona (ciudadano)"})
+            if i.role == Role.CITIZEN.value and i.outcome != "success"
+            and i.actor != caller.actor
+            else i
+            for i in page.items
+        ]  # fmt: skip
+    return page
 
 
 async def audit_events(

@@ -17,6 +17,7 @@ from salud.access.permissions import Permission
 from salud.identity.catalogs import affiliation_catalog
 from salud.records.indexing import fhir_instant
 from salud.records.outcome import FhirError, is_number
+from salud.storage.base import PARTITION_KEY_LENGTH
 
 _TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 _ACTION = "https://salud.gob.mx/fhir/CodeSystem/accion-auditada"
@@ -110,6 +111,8 @@ async def search(
         )  # fmt: skip
     given = dict(query)
     curp = given.get("patient", "").removeprefix("Patient/") or None
+    if curp is not None and (len(curp) > PARTITION_KEY_LENGTH or "/" in curp):
+        raise FhirError.one(400, "invalid", "patient: no es una persona (Patient/id)", "patient")
     count = given.get("_count", "50")
     before = given.get("_before")
     if not is_number(count) or not 1 <= int(count) <= 200:
