@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from salud.access.permissions import Role
 from salud.cli.main import app
 from salud.enrollment.models import Appointment, Notification
-from salud.kit.clock import today_mx
+from salud.kit.clock import today_mx, utcnow
 from tests.conftest import TokenFor
 from tests.enrollment.conftest import MODULE, Drive, E
 from tests.enrollment.test_enrollment import enroll_adult
@@ -74,3 +74,42 @@ async def test_close_day_marks_missed_appointments(
     async with sessions() as s:
         states = dict((await s.execute(select(Appointment.folio, Appointment.status))).all())
     assert [states[f] for f in folios] == ["no_show", "no_show", "booked"]
+
+
+async def test_a_minors_notice_reaches_the_parent_who_picks_the_card_up(
+    client: httpx.AsyncClient, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A young child has no sign-in, and a minor's card goes only to a linked parent or
+    guardian: the notice that it is ready was addressed to the child alone, where no one
+    read it. The parent now sees it, marked as the child's, while the link is in force."""
+    parent, child, stranger = (person_doc(birth_date=b) for b in
+                               ("1985-02-03", (today_mx() - timedelta(days=365 * 6)).isoformat(),
+                                "1979-04-05"))  # fmt: skip
+    for doc in (parent, child, stranger):
+        assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    linked = await client.post(
+        f"/api/v1/persons/{child['curp']}/guardians",
+        json={"guardian_curp": parent["curp"], "relationship": "mother",
+              "reason": "acta de nacimiento"},
+    )  # fmt: skip
+    assert linked.status_code == 201, linked.text
+    async with sessions() as s, s.begin():
+        s.add(Notification(person_curp=child["curp"], kind="card_ready",
+                           message="Su credencial de salud está lista.",
+                           created_at=utcnow(), sent_at=None))  # fmt: skip
+    mother = token_for(Role.CITIZEN, curp=parent["curp"], username="madre")
+    seen = (await client.get(f"{E}/me/notifications", headers=mother)).json()
+    assert [(n["kind"], n["for_minor"]) for n in seen] == [("card_ready", child["given_names"])]
+    other = token_for(Role.CITIZEN, curp=stranger["curp"], username="otra")
+    assert (await client.get(f"{E}/me/notifications", headers=other)).json() == []
+    me = token_for(Role.AUDITOR)
+    log = (await client.get(f"/api/v1/persons/{child['curp']}/accesses", headers=me)).json()
+    assert ("madre", "enrollment:notification:read") in {
+        (e["actor"], e["action"]) for e in log["items"]
+    }
+    ended = await client.post(
+        f"/api/v1/persons/{child['curp']}/guardians/{parent['curp']}/end",
+        json={"reason": "resolución judicial"},
+    )
+    assert ended.status_code == 200, ended.text
+    assert (await client.get(f"{E}/me/notifications", headers=mother)).json() == []

@@ -19,7 +19,9 @@ from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.enrollment.models import Appointment, Notification
 from salud.errors import Forbidden
-from salud.kit.clock import utcnow
+from salud.identity import repository as persons
+from salud.kit.ages import is_minor
+from salud.kit.clock import today_mx, utcnow
 
 log = structlog.get_logger("salud.notify")
 
@@ -29,6 +31,8 @@ class NotificationRead(BaseModel):
     message: str
     created_at: datetime
     sent_at: datetime | None
+    # For a minor the person answers for: the minor's given names (the notice is theirs).
+    for_minor: str | None = None
 
 
 class Sender(Protocol):
@@ -45,7 +49,9 @@ class LogSender:
 
 
 async def mine(session: AsyncSession, caller: Caller) -> list[NotificationRead]:
-    """The signed-in person's messages, newest first."""
+    """The signed-in person's messages, and those of the minors they answer for (a child
+    has no sign-in: the parent picks the card up), newest first. The links are read from the
+    registry now (in force, the person still a minor); each minor's are recorded on theirs."""
     curp = caller.principal.curp
     if curp is None:
         raise Forbidden("solo la persona misma consulta sus avisos")
@@ -53,17 +59,24 @@ async def mine(session: AsyncSession, caller: Caller) -> list[NotificationRead]:
         Permission.CREDENTIAL_READ, "enrollment:notification:read", "notification",
         person_curp=curp,
     )  # fmt: skip
+    today = today_mx()
+    minors = {p.curp: p.given_names for p, _ in await persons.wards(session, curp)
+              if is_minor(p.birth_date, today)}  # fmt: skip
     rows = await session.execute(
         select(Notification)
-        .where(Notification.person_curp == curp)
+        .where(Notification.person_curp.in_([curp, *minors]))
         .order_by(Notification.id.desc())
         .limit(50)
     )
-    await caller.record("enrollment:notification:read", "notification", person_curp=curp)
-    return [
-        NotificationRead(kind=n.kind, message=n.message, created_at=n.created_at, sent_at=n.sent_at)
+    found = [
+        NotificationRead(kind=n.kind, message=n.message, created_at=n.created_at,
+                         sent_at=n.sent_at, for_minor=minors.get(n.person_curp))
         for n in rows.scalars()
-    ]
+    ]  # fmt: skip
+    await caller.record("enrollment:notification:read", "notification", person_curp=curp)
+    if minors:
+        await caller.record_persons("enrollment:notification:read", sorted(minors))
+    return found
 
 
 async def drain(session: AsyncSession, sender: Sender, limit: int = 1000) -> int:
