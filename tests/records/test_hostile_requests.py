@@ -226,3 +226,44 @@ async def test_search_values_too_many_empty_or_bare_ids_are_handled_by_name(
     answer = await client.post("/fhir", json=transaction(entry, kind="batch"), headers=doctor)
     assert answer.status_code == 200, answer.text[:300]
     assert answer.json()["entry"][0]["response"]["status"].startswith("400")
+
+
+async def test_a_search_by_post_is_the_same_search_and_odd_ones_are_named(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """POST Type/_search (R4 §3.1.1.1) answered a 405 problem+json; a date prefix the
+    server does not take was called "not a date"; a search of a type kept by id only was a
+    404 "type not supported" though the type is read and written."""
+    curp, doctor = await treated(client, token_for)
+    assert (await client.post("/fhir/Condition", json=condition(curp), headers=doctor)).is_success
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    by_post = await client.post(
+        "/fhir/Condition/_search?code=E11.9", content=f"patient={curp}",
+        headers={**doctor, **form},
+    )  # fmt: skip
+    assert by_post.status_code == 200, by_post.text
+    by_get = await client.get(f"/fhir/Condition?patient={curp}&code=E11.9", headers=doctor)
+    assert by_post.json()["total"] == by_get.json()["total"] == 1
+    assert [e["resource"]["id"] for e in by_post.json()["entry"]] == [
+        e["resource"]["id"] for e in by_get.json()["entry"]
+    ]
+    json_body = await client.post("/fhir/Condition/_search", json={"patient": curp}, headers=doctor)
+    assert json_body.status_code == 415
+    outcome(json_body)
+    anonymous = await client.post(
+        "/fhir/Condition/_search", content=f"patient={curp}", headers={**form, "Authorization": ""}
+    )
+    assert anonymous.status_code == 401
+    admin = token_for(Role.SYSTEM_ADMIN)  # accounts and keys only: no record
+    refused_role = await client.post(
+        "/fhir/Condition/_search", content=f"patient={curp}", headers={**admin, **form}
+    )
+    assert refused_role.status_code == 403
+    for query, field in (("date=sa2026-01-01", "date"), ("date=ap2026", "date")):
+        refused = await client.get(f"/fhir/Encounter?patient={curp}&{query}", headers=doctor)
+        assert refused.status_code == 400
+        assert "prefijo" in outcome(refused)["issue"][0]["diagnostics"]
+        assert outcome(refused)["issue"][0]["expression"] == [field]
+    kept = await client.get(f"/fhir/CarePlan?subject=Patient/{curp}", headers=doctor)
+    assert kept.status_code == 400
+    assert "$everything" in outcome(kept)["issue"][0]["diagnostics"]

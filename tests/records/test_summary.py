@@ -507,3 +507,59 @@ def test_narratives_escape_what_the_record_says() -> None:
     assert div.find(f".//{XHTML}script") is None
     assert "<script>alert('x')</script> & co" in "".join(div.itertext())
     assert "baja" in "".join(div.itertext())
+
+
+@pytest.mark.db
+async def test_a_medication_named_by_reference_comes_with_the_summary_and_is_read(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A MedicationRequest that names its drug by a Medication (kept, in nobody's record):
+    the Medication was left out of the document (only searchable types were followed), so
+    the reference resolved to nothing and the narrative showed `Medication/<uuid>`."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    drug = await write(client, {
+        "resourceType": "Medication",
+        "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                             "code": "860975", "display": "Metformina 500 mg"}]},
+    }, doctor)  # fmt: skip
+    await write(client, {
+        "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+        "subject": {"reference": f"Patient/{curp}"},
+        "medicationReference": {"reference": f"Medication/{drug}"},
+        "authoredOn": "2026-11-20",
+    }, doctor)  # fmt: skip
+    bundle = checked(await client.get(f"/fhir/Patient/{curp}/$summary", headers=doctor))
+    assert f"Medication/{drug}" in {
+        f"{e['resource']['resourceType']}/{e['resource'].get('id')}" for e in bundle["entry"]
+    }
+    medications = narrative(sections(bundle)["10160-0"])
+    assert "Metformina 500 mg" in medications
+    assert f"Medication/{drug}" not in medications
+    request = next(e["resource"] for e in bundle["entry"]
+                   if e["resource"]["resourceType"] == "MedicationRequest")  # fmt: skip
+    assert "display" not in request["medicationReference"]  # the entry goes out as kept
+
+
+@pytest.mark.db
+async def test_everything_for_a_client_carries_the_types_read_by_id_too(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A machine client with system/*.read got only the searchable types in $everything;
+    a CarePlan of the person (kept, read by id) was left out, though a clinician saw it."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    plan = await write(client, {
+        "resourceType": "CarePlan", "status": "active", "intent": "plan",
+        "subject": {"reference": f"Patient/{curp}"},
+    }, doctor)  # fmt: skip
+    system = token_for(Role.CLIENT, scopes="system/*.read", username="sistema.hospital")
+    for who in (doctor, system):
+        found = await client.get(f"/fhir/Patient/{curp}/$everything", headers=who)
+        assert found.status_code == 200, found.text
+        assert plan in {e["resource"].get("id") for e in found.json()["entry"]}
+    narrow = token_for(Role.CLIENT, scopes="system/Condition.read", username="sistema.lab")
+    limited = await client.get(f"/fhir/Patient/{curp}/$everything", headers=narrow)
+    assert plan not in {e["resource"].get("id") for e in limited.json().get("entry", [])}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +23,7 @@ from salud.api.deps import Reader, ReadSession, Session, caller_of
 from salud.api.fhir_refusals import base_url, guard
 from salud.errors import DomainError
 from salud.kit import exactjson
+from salud.kit.streams import read_at_most
 from salud.records import (
     auditevents,
     bundles,
@@ -291,6 +293,40 @@ async def search(kind: str, request: Request, session: ReadSession, reader: Read
         bundle = await searching.search(
             session, reader, caller_of(request), base_url(request), kind, query
         )
+        return _fhir(bundle)
+
+    return await guard(run)
+
+
+# The most a POST search's form may hold (its parameters are as many as a URL's).
+_SEARCH_FORM_BYTES = 64 * 1024
+
+
+@router.post("/{kind}/_search")
+async def search_by_post(
+    kind: str, request: Request, session: ReadSession, reader: Reader
+) -> Response:
+    """Search with the parameters in an application/x-www-form-urlencoded body (R4
+    §3.1.1.1), and in the URL too: the same search, rules and audit as GET."""
+
+    async def run() -> Response:
+        caller = caller_of(request)  # who asks, first: a 401 before any other answer
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/x-www-form-urlencoded":
+            raise FhirError.one(
+                415, "not-supported",
+                "una búsqueda por POST lleva sus parámetros como "
+                "application/x-www-form-urlencoded",
+            )  # fmt: skip
+        raw = await read_at_most(request.stream(), _SEARCH_FORM_BYTES)
+        if len(raw) > _SEARCH_FORM_BYTES:
+            raise FhirError.one(413, "too-costly", "los parámetros pasan de 64 KB")
+        try:
+            form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+        except (UnicodeDecodeError, ValueError):
+            raise FhirError.one(400, "invalid", "el cuerpo no es un formulario válido") from None
+        query = list(request.query_params.multi_items()) + form
+        bundle = await searching.search(session, reader, caller, base_url(request), kind, query)
         return _fhir(bundle)
 
     return await guard(run)

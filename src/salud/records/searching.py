@@ -23,6 +23,7 @@ from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
 from salud.records.patient import to_patient
 from salud.records.service import bundle_entry, may, person_scope, restriction_filters
+from salud.records.types import STORED_TYPES
 from salud.storage import locks
 from salud.storage.fastread import FastReader
 
@@ -71,6 +72,11 @@ def _reference_value(raw: str, name: str) -> str:
 
 
 def _date_value(raw: str, name: str) -> tuple[str, datetime, datetime]:
+    if raw[:2] in ("sa", "eb", "ap"):
+        raise FhirError.one(
+            400, "not-supported",
+            f"{name}: el prefijo {raw[:2]} no se admite (eq, ne, gt, ge, lt, le)", name,
+        )  # fmt: skip
     prefix = raw[:2] if raw[:2] in _PREFIXES else "eq"
     text = raw[2:] if raw[:2] in _PREFIXES else raw
     try:
@@ -174,6 +180,12 @@ async def search(
         return await mirrored.search(session, reader, caller, base, kind, query, may)
     if kind == "Patient":
         return await patient_search.search(session, reader, caller, base, query)
+    if kind in STORED_TYPES and kind not in PARAMS:
+        raise FhirError.one(
+            400, "not-supported",
+            f"{kind} se guarda y se lee por id, sin búsqueda (listaría los de todos); "
+            f"el de una persona está en Patient/CURP/$everything",
+        )  # fmt: skip
     if kind not in PARAMS:
         raise FhirError.one(404, "not-supported", f"tipo de recurso no admitido: {kind}")
     known = PARAMS[kind]

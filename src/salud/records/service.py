@@ -646,7 +646,8 @@ async def open_record(
     hidden = await restriction_filters(reader, who, curp)
     p = caller.principal
     if p.role is Role.CLIENT:  # a machine client reads only the types its scopes name
-        readable = [k for k in sorted(PARAMS) if allows(p.scopes, k, False)]
+        # Every type kept in a record (searchable or read by id only: a CarePlan is theirs)
+        readable = [k for k in sorted(STORED_TYPES) if allows(p.scopes, k, False)]
         hidden.append(FhirResource.resource_type.in_(readable))
     return who, person, hidden
 

@@ -36,7 +36,7 @@ from salud.access.context import Caller
 from salud.kit import exactjson
 from salud.kit.clock import utcnow
 from salud.records import repository, service
-from salud.records.indexing import PARAMS, fhir_instant, local_references
+from salud.records.indexing import fhir_instant, local_references
 from salud.records.narrative import (
     codes,
     concept,
@@ -49,6 +49,7 @@ from salud.records.narrative import (
     status,
 )
 from salud.records.patient import to_patient
+from salud.records.types import STORED_TYPES
 from salud.storage.fastread import FastReader
 
 ACTION = "records:Patient:summary"
@@ -203,6 +204,15 @@ def _section(base: str, section: Section, docs: list[dict[str, Any]], more: int)
     return out
 
 
+def _named(doc: dict[str, Any], drugs: dict[str, str]) -> dict[str, Any]:
+    """The document as the narrative reads it: a medicationReference without a display
+    takes the referenced Medication's name (the entry itself goes out unchanged)."""
+    ref = doc.get("medicationReference")
+    if not isinstance(ref, dict) or ref.get("display") or ref.get("reference") not in drugs:
+        return doc
+    return {**doc, "medicationReference": {**ref, "display": drugs[ref["reference"]]}}
+
+
 async def _referenced(
     session: AsyncSession, curp: str, docs: list[dict[str, Any]],
     hidden: list[ColumnElement[bool]],
@@ -219,7 +229,7 @@ async def _referenced(
         for doc in frontier:
             for target in local_references(doc):
                 kind, _, fhir_id = target.partition("/")
-                if target not in seen and kind in PARAMS:
+                if target not in seen and kind in STORED_TYPES:
                     wanted.setdefault(kind, set()).add(fhir_id)
                     seen.add(target)
         frontier = []
@@ -243,15 +253,21 @@ async def summary(
         key = section_of(doc)
         if key is not None:
             grouped[key].append(doc)
-    sections: list[dict[str, Any]] = []
-    listed: list[dict[str, Any]] = []
+    chosen: list[tuple[Section, list[dict[str, Any]], int]] = []
     for section in SECTIONS:
         docs = sorted(grouped[section.key], key=recency, reverse=True)
         shown = docs[:SECTION_LIMIT]
         if shown or section.empty is not None:
-            sections.append(_section(base, section, shown, len(docs) - len(shown)))
-            listed += shown
+            chosen.append((section, shown, len(docs) - len(shown)))
+    listed = [d for _, shown, _ in chosen for d in shown]
     referenced = await _referenced(session, curp, listed, hidden)
+    # A medication named by reference reads, in the narrative, as the Medication's code.
+    drugs = {f"Medication/{d['id']}": concept(d.get("code"))
+             for d in referenced if d.get("resourceType") == "Medication"}  # fmt: skip
+    sections = [
+        _section(base, section, [_named(d, drugs) for d in shown], more)
+        for section, shown, more in chosen
+    ]
 
     now = fhir_instant(utcnow())
     patient_url = f"{base}/Patient/{curp}"
