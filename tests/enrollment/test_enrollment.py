@@ -567,3 +567,23 @@ async def test_a_completion_under_way_is_not_cancelled_by_a_start_elsewhere(
     assert "credencializada" in answer.json()["detail"]
     kept = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
     assert kept.json()["status"] == "completed"
+
+
+async def test_two_supervisors_taking_one_operator_at_once_one_is_refused(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor, settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """The account is locked while checked: both supervisors saw it free and the last write
+    won, so the operator was silently moved from the module that took them first."""
+    other = await open_module(anonymous, token_for, code="MR-13-0009")
+    async with sessions() as s, s.begin():
+        await create_account(s, AccountCreate(
+            username="operador.libre", display_name="Libre", role=Role.REGISTRATION_OPERATOR,
+            password="Prueba-Segura-2026", totp=True,
+        ), keyring_of(settings))  # fmt: skip
+    body = {"username": "operador.libre"}
+    answers = await asyncio.gather(
+        anonymous.post(f"{E}/modules/{MODULE}/staff", headers=drive.supervisor, json=body),
+        anonymous.post(f"{E}/modules/MR-13-0009/staff", headers=other.supervisor, json=body),
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]

@@ -18,6 +18,7 @@ from salud.access.schemas import AccountCreate, AccountRead, SignIn
 from salud.errors import Conflict, FieldProblem, InvalidInput, Unauthorized
 from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
+from salud.storage import locks
 
 _TOTP_AAD = b"salud:account:totp"
 
@@ -176,8 +177,12 @@ async def assign_module(
     session: AsyncSession, username: str, module_code: str | None
 ) -> AccountRead:
     """Bind an operator or supervisor account to a registration module (None: unbind). The
-    binding takes effect at the account's next sign-in (tokens carry it)."""
-    account = await repository.by_username(session, username)
+    binding takes effect at the account's next sign-in (tokens carry it). The account is
+    held while checked (`locks.hold`: PostgreSQL's advisory lock, SQLite's write lock before
+    the read): of two supervisors binding it to two modules at once, one waits and is
+    refused, rather than the last write silently moving it."""
+    await locks.hold(session, f"account:module:{username}", "accounts")
+    account = await repository.by_username(session, username, for_update=True)
     if account is None:
         raise InvalidInput.on("username", "no existe esa cuenta")
     if Role(account.role) not in MODULE_ROLES:

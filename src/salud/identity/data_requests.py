@@ -135,7 +135,9 @@ async def answer(
         if not changes:
             raise InvalidInput.on("decision", "la solicitud no indica qué rectificar")
         patch = PersonUpdate.model_validate({**changes, "reason": f"rectificación {folio}"})
-        current = await service.get_version(session, request.person_curp)
+        # The person locked first: a change at the same moment waits, rather than make the
+        # rectification fail with a 412 about an If-Match the office never sent.
+        current = await service.get_version(session, request.person_curp, for_update=True)
         person = await service.apply_change(session, request.person_curp, patch, current, caller)
         version = person.version
     request.status = data.decision

@@ -263,9 +263,12 @@ async def register(session: AsyncSession, data: PersonCreate, caller: Caller) ->
     return to_read(person)
 
 
-async def get_version(session: AsyncSession, curp: str) -> int:
-    """The current version of a person (no access recorded: callers record their own)."""
-    person = await repository.get_by_curp(session, curp)
+async def get_version(session: AsyncSession, curp: str, *, for_update: bool = False) -> int:
+    """The current version of a person (no access recorded: callers record their own);
+    `for_update`: the person's row locked until the transaction ends."""
+    person = await repository.get_by_curp(
+        session, curp, for_update=for_update, affiliations=not for_update
+    )
     if person is None:
         raise NotFound("no hay ninguna persona registrada con esa CURP")
     return person.version
