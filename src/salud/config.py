@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -15,6 +16,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _DEV_TOKEN_SECRET = "desarrollo-no-usar-en-produccion-token-secret-0000"  # noqa: S105
 _DEV_KEK = "ZGVzYXJyb2xsby1uby11c2FyLWVuLXByb2R1Y2Npb24="  # 32 bytes, base64
 _DEV_AUDIT_KEY = "desarrollo-no-usar-en-produccion-audit-key-000000"
+
+# The rule of kit.sealing.kek_id_problem (this module sits below kit and cannot import it):
+# the id is written in every sealed value as ASCII, and listed in SALUD_OLD_KEKS as "id:...".
+_KEK_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -76,6 +82,23 @@ class Settings(BaseSettings):
     # Staff sign-in: failures before a lockout, and its length.
     max_failed_logins: int = 5
     lockout_seconds: int = 900
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_is_known(cls, value: str) -> str:
+        if value.upper() not in _LOG_LEVELS:
+            raise ValueError(f"«{value}» no es un nivel: use {', '.join(_LOG_LEVELS)}")
+        return value.upper()
+
+    @field_validator("kek_id")
+    @classmethod
+    def _kek_id_is_valid(cls, value: str) -> str:
+        if not _KEK_ID.fullmatch(value):
+            raise ValueError(
+                f"«{value}» no es válido: de 1 a 64 caracteres, letras ASCII, dígitos, "
+                "'-', '_' o '.'"
+            )
+        return value
 
     @property
     def progress_snapshots(self) -> bool:

@@ -75,3 +75,15 @@ async def test_database_errors_do_not_quote_the_values() -> None:
         await engine.dispose()
     assert "INSERT INTO t" in str(failed.value)
     assert "GODE561231HDFRRN09" not in str(failed.value)
+
+
+def test_the_command_line_logs_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    """Its stdout carries data (an NDJSON file, a client's secret): logs go to stderr, the
+    one of the moment (a logger made before stderr was redirected follows it)."""
+    log = structlog.get_logger("prueba.cli")
+    configure_logging("INFO", to_stderr=True)
+    log.info("aviso", curp="MAPE900517MHGRRL05")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "MAPE**************" in captured.err
+    assert "MAPE900517MHGRRL05" not in captured.err

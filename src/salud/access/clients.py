@@ -16,6 +16,8 @@ from salud.access.scopes import check_scope
 from salud.errors import InvalidInput
 from salud.kit.clock import utcnow
 
+_NAME_MAX = 200  # api_clients.name
+
 
 class OAuthError(Exception):
     """An error answered in RFC 6749 §5.2 form (`error`, `error_description`)."""
@@ -41,6 +43,11 @@ async def register(
     institution_code: int | None = None,
     clues: str | None = None,
 ) -> NewClient:
+    name = name.strip()
+    if not name:
+        raise InvalidInput.on("name", "indique el nombre del sistema")
+    if len(name) > _NAME_MAX:
+        raise InvalidInput.on("name", f"a lo más {_NAME_MAX} caracteres")
     if not scopes:
         raise InvalidInput.on("scopes", "indique al menos un scope")
     for scope in scopes:

@@ -14,8 +14,11 @@ from rich.table import Table
 from salud.access import repository, service
 from salud.access.permissions import Role
 from salud.access.schemas import AccountCreate
+from salud.cli.common import check_institution, fail
 from salud.config import get_settings
 from salud.errors import DomainError
+from salud.facilities.service import check_clues
+from salud.identity.service import check_curp
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 
@@ -60,6 +63,13 @@ def create(
     curp: str | None = typer.Option(None, help="Solo ciudadanos: su CURP"),
 ) -> None:
     """Crea una cuenta. La contraseña se pide sin eco (o SALUD_NEW_PASSWORD)."""
+    if role is Role.CLIENT:
+        fail("--role client: es el rol de los sistemas; regístrelos con `salud clients create`")
+    check_institution(institution)
+    if clues is not None:
+        clues = check_clues(clues, "--clues")
+    if curp is not None:
+        curp = check_curp(curp.strip().upper(), "--curp")
     password = os.environ.get("SALUD_NEW_PASSWORD") or getpass.getpass("Contraseña: ")
     try:
         uri = asyncio.run(

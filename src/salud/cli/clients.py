@@ -8,8 +8,10 @@ import typer
 from rich.console import Console
 
 from salud.access import clients
+from salud.cli.common import check_institution, fail
 from salud.config import get_settings
 from salud.errors import DomainError
+from salud.facilities.service import check_clues
 from salud.storage.engine import create_engine, session_factory
 
 app = typer.Typer(
@@ -26,6 +28,13 @@ def create(
     clues: str | None = typer.Option(None, help="CLUES de la unidad"),
 ) -> None:
     """Registra un sistema y muestra su client_id y su secreto (una sola vez)."""
+    # The institution and unit decide what the system may see: no typo passes.
+    name = name.strip()
+    if not name:
+        fail("--name: indique el nombre del sistema")
+    check_institution(institution)
+    if clues is not None:
+        clues = check_clues(clues, "--clues")
 
     async def run() -> clients.NewClient:
         engine = create_engine(get_settings().database_url)

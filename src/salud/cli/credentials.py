@@ -116,11 +116,10 @@ def verify_text(
     ),
 ) -> None:
     """Verifica una credencial sin base de datos, solo con las llaves publicadas."""
-    source = Path(keys_from)
-    if source.is_file():
-        doc = source.read_text(encoding="utf-8")
-    else:
+    if "://" in keys_from:
         doc = httpx.get(keys_from, timeout=10).raise_for_status().text
+    else:  # a file (a missing one is said so, not taken for a URL)
+        doc = Path(keys_from).read_text(encoding="utf-8")
     keyset = KeySet.from_jwks(orjson.loads(doc))
     try:
         verified = verify(qr, keyset)

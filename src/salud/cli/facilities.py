@@ -21,9 +21,11 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.cli.common import refuse_overwriting_input
 from salud.config import get_settings
 from salud.errors import DomainError
 from salud.facilities import service
+from salud.facilities.catalog_import import SHARED_FILES
 from salud.facilities.nearest import IndexCache
 from salud.facilities.schemas import NearestResults
 from salud.storage.engine import create_engine, session_factory
@@ -111,6 +113,7 @@ def import_files(
     ),
 ) -> None:
     """Importa archivos del catálogo CLUES (el tipo se reconoce por el encabezado)."""
+    refuse_overwriting_input(rejects, paths, "--rejects")
 
     async def work(sessions: async_sessionmaker[AsyncSession]) -> list[service.ImportReport]:
         reports = []
@@ -138,6 +141,8 @@ def import_shared(
     rejects: Path | None = typer.Option(None, help="Escribir aquí las filas rechazadas (CSV)"),
 ) -> None:
     """Importa los cinco archivos CLUES de la carpeta de datos compartidos."""
+    folder = (data_dir or get_settings().shared_data_dir) / "clues"
+    refuse_overwriting_input(rejects, [folder / name for name in SHARED_FILES], "--rejects")
 
     async def work(sessions: async_sessionmaker[AsyncSession]) -> service.CatalogImportReport:
         with _progress_bar() as bar:

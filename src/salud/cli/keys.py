@@ -9,17 +9,27 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from sqlalchemy import Table
 
-from salud.access import service
+from salud.access.models import Account
 from salud.config import get_settings
-from salud.credentials import signing
+from salud.credentials.models import SigningKey
 from salud.enrollment.models import Fingerprint
 from salud.identity.models import PersonPhoto
 from salud.kit.sealing import Keyring
 from salud.storage import rewrap as sealed_rows
 from salud.storage.engine import create_engine, session_factory
 
+ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+SIGNING_KEYS: Table = SigningKey.__table__  # type: ignore[assignment]
 PHOTOS: Table = PersonPhoto.__table__  # type: ignore[assignment]
 FINGERPRINTS: Table = Fingerprint.__table__  # type: ignore[assignment]
+# What is sealed: (what the summary calls it, table, column).
+SEALED: tuple[tuple[str, Table, str], ...] = (
+    ("secretos", ACCOUNTS, "totp_secret_sealed"),
+    ("llaves de firma", SIGNING_KEYS, "private_key_sealed"),
+    ("fotos", PHOTOS, "image_sealed"),
+    ("huellas", FINGERPRINTS, "image_sealed"),
+)
+_SHOWN_UNREADABLE = 100
 app = typer.Typer(help="Llaves de cifrado en reposo.", no_args_is_help=True)
 err = Console(stderr=True)
 
@@ -34,35 +44,46 @@ def rewrap(
     Rotación: ponga la KEK nueva en SALUD_KEK/SALUD_KEK_ID, la anterior en
     SALUD_OLD_KEKS="id:base64", ejecute este comando, y después retire la anterior. Las fotos
     y huellas van por bloques (una transacción cada uno): si se interrumpe, vuelva a
-    ejecutarlo y sigue donde quedó."""
+    ejecutarlo y sigue donde quedó.
+
+    Un valor que no se puede abrir (su KEK no está en el llavero, o fue alterado) se deja
+    como está y no detiene el resto: al final se listan (tabla e id) y el comando sale con 1;
+    la KEK anterior no debe retirarse mientras haya alguno."""
     settings = get_settings()
     ring = Keyring.from_config(
         settings.kek_id, settings.kek.get_secret_value(), settings.old_keks.get_secret_value()
     )
-    tables = (("fotos", PHOTOS), ("huellas", FINGERPRINTS))
 
-    async def run() -> dict[str, int]:
+    async def run() -> dict[str, sealed_rows.RewrapResult]:
         engine = create_engine(settings.database_url)
         sessions = session_factory(engine)
-        moved: dict[str, int] = {}
+        results: dict[str, sealed_rows.RewrapResult] = {}
         try:
-            async with sessions() as session, session.begin():
-                moved["secretos"] = await service.rewrap_secrets(session, ring)
-                moved["llaves de firma"] = await signing.rewrap_keys(session, ring)
             with Progress(console=err, transient=True) as bar:
-                for name, table in tables:
+                for name, table, column in SEALED:
                     task = bar.add_task(name, total=await sealed_rows.count(sessions, table))
 
                     def advance(n: int, task: TaskID = task) -> None:
                         bar.advance(task, n)
 
-                    moved[name] = await sealed_rows.rewrap_column(
-                        sessions, table, "image_sealed", ring, chunk=chunk, progress=advance
+                    results[name] = await sealed_rows.rewrap_column(
+                        sessions, table, column, ring, chunk=chunk, progress=advance
                     )
         finally:
             await engine.dispose()
-        return moved
+        return results
 
-    moved = asyncio.run(run())
-    summary = ", ".join(f"{n} {what}" for what, n in moved.items())
+    results = asyncio.run(run())
+    summary = ", ".join(f"{r.moved} {what}" for what, r in results.items())
     err.print(f"[green]Re-envueltos con la llave «{settings.kek_id}»: {summary}.[/]")
+    unreadable = [u for r in results.values() for u in r.unreadable]
+    if unreadable:
+        err.print(
+            f"[red]{len(unreadable)} valores sellados no se pudieron abrir y siguen como "
+            "estaban (no retire la KEK anterior):[/]"
+        )
+        for u in unreadable[:_SHOWN_UNREADABLE]:
+            err.print(f"  tabla {u.table}, id {u.row_id}: {u.reason}", soft_wrap=True)
+        if len(unreadable) > _SHOWN_UNREADABLE:
+            err.print(f"  … y {len(unreadable) - _SHOWN_UNREADABLE} más")
+        raise typer.Exit(1)

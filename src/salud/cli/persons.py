@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from salud.cli.common import describe, fail, refuse_overwriting_input
 from salud.config import get_settings
 from salud.identity import bulk
 from salud.storage.engine import create_engine, session_factory
@@ -77,7 +79,16 @@ def import_(
 ) -> None:
     """Registra personas desde un archivo. Repetir la importación no duplica nada."""
     rejects = rejects or path.with_name(path.name + ".rechazos.csv")
-    report = asyncio.run(_import(path, fmt, rejects, chunk, quiet, workers))
+    refuse_overwriting_input(rejects, [path], "--rejects")
+    existed = rejects.exists()
+    try:
+        report = asyncio.run(_import(path, fmt, rejects, chunk, quiet, workers))
+    except Exception as exc:
+        if not existed:  # no empty rejects file left behind by a failed import
+            rejects.unlink(missing_ok=True)
+        if isinstance(exc, UnicodeDecodeError | csv.Error):  # say which file
+            fail(f"{path}: {describe(exc)}")
+        raise
     err.print(
         f"Leídas {report.read:,} · [green]nuevas {report.inserted:,}[/] · "
         f"ya registradas {report.already_present:,} · [red]rechazadas {report.rejected:,}[/]"

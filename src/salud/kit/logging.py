@@ -48,7 +48,20 @@ class RedactingFilter(logging.Filter):
 _HANDLED = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
-def configure_logging(level: str = "INFO", json: bool = False) -> None:
+class _CurrentStderr:
+    """sys.stderr as it is when a line is written (not when the logger was made), so that a
+    cached logger follows a redirected stderr."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def configure_logging(level: str = "INFO", json: bool = False, *, to_stderr: bool = False) -> None:
+    """Masked logs at `level`. Structured logs go to stdout, or to stderr with `to_stderr`
+    (the command line, whose stdout carries data)."""
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
     masking = RedactingFilter()
     for name in ("", *_HANDLED):
@@ -66,5 +79,6 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(_CurrentStderr() if to_stderr else None),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

@@ -12,12 +12,25 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _MAGIC = b"S1"
+
+# A KEK id is written into every sealed value (one length byte, ASCII) and configured in
+# SALUD_OLD_KEKS as "id:base64,...": so ASCII letters, digits, '-', '_', '.' and no more than 64.
+KEK_ID_RULE = "de 1 a 64 caracteres: letras ASCII, dígitos, '-', '_' o '.'"
+_KEK_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def kek_id_problem(kek_id: str) -> str | None:
+    """Why `kek_id` cannot name a KEK, or None if it can."""
+    if _KEK_ID.fullmatch(kek_id):
+        return None
+    return f"el identificador de KEK «{kek_id}» no es válido: use {KEK_ID_RULE}"
 
 
 class SealError(ValueError):
@@ -33,11 +46,39 @@ class Keyring:
 
     @classmethod
     def from_config(cls, kek_id: str, kek_b64: str, old: str = "") -> Keyring:
+        """The keyring of SALUD_KEK_ID/SALUD_KEK and SALUD_OLD_KEKS ("id:base64,...").
+
+        Every id must be valid (`kek_id_problem`) and name one key only: an old KEK listed
+        twice, or under the current id with other bytes (a KEK rotated without a new id), is
+        refused, since sealed values name their KEK by id and one of the two would be lost.
+        The current KEK repeated in SALUD_OLD_KEKS with the same bytes is harmless and
+        tolerated."""
+        _check_id(kek_id)
         keys = {kek_id: _decode(kek_id, kek_b64)}
+        seen: set[str] = set()
         for item in filter(None, (p.strip() for p in old.split(","))):
-            old_id, _, value = item.partition(":")
-            keys.setdefault(old_id, _decode(old_id, value))
+            old_id, colon, value = item.partition(":")
+            if not colon:  # never quote the item: it may be the key itself
+                raise ValueError("SALUD_OLD_KEKS: cada KEK anterior va como id:base64")
+            old_id = old_id.strip()
+            _check_id(old_id)
+            if old_id in seen:
+                raise ValueError(f"SALUD_OLD_KEKS: la KEK «{old_id}» aparece más de una vez")
+            seen.add(old_id)
+            key = _decode(old_id, value.strip())
+            if old_id == kek_id and key != keys[kek_id]:
+                raise ValueError(
+                    f"SALUD_OLD_KEKS: la KEK anterior «{old_id}» lleva el identificador de la "
+                    "actual con otra llave; al rotar la KEK dé a la nueva otro SALUD_KEK_ID"
+                )
+            keys[old_id] = key
         return cls(kek_id, keys)
+
+
+def _check_id(kek_id: str) -> None:
+    problem = kek_id_problem(kek_id)
+    if problem:
+        raise ValueError(problem)
 
 
 def _decode(kek_id: str, value: str) -> bytes:
