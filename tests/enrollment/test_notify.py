@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from salud.access.permissions import Role
 from salud.cli.main import app
+from salud.enrollment import notify
 from salud.enrollment.models import Appointment, Notification
 from salud.kit.clock import today_mx, utcnow
 from tests.conftest import TokenFor
@@ -113,3 +114,37 @@ async def test_a_minors_notice_reaches_the_parent_who_picks_the_card_up(
     )
     assert ended.status_code == 200, ended.text
     assert (await client.get(f"{E}/me/notifications", headers=mother)).json() == []
+
+
+class _FailsOnSecond:
+    name = "falla en el segundo (prueba)"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, curp: str, kind: str, message: str) -> None:
+        if len(self.sent) == 1:
+            raise ConnectionError("el proveedor no responde")
+        self.sent.append(curp)
+
+
+async def test_a_failed_send_keeps_what_was_sent_before_it_marked(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """One transaction for the whole run rolled every mark back when a send failed, so the
+    messages already delivered went out again on the next run."""
+    curps = [person_doc()["curp"] for _ in range(3)]
+    async with sessions() as s, s.begin():
+        for curp in curps:
+            s.add(Notification(person_curp=curp, kind="card_ready", message="Lista.",
+                               created_at=utcnow(), sent_at=None))  # fmt: skip
+    sender = _FailsOnSecond()
+    with pytest.raises(ConnectionError):
+        await notify.drain(sessions, sender)
+    async with sessions() as s:
+        rows = (await s.execute(select(Notification.person_curp, Notification.sent_at))).all()
+    marked = {curp: at for curp, at in rows}
+    assert sender.sent == curps[:1]
+    assert marked[curps[0]] is not None
+    assert marked[curps[1]] is None
+    assert marked[curps[2]] is None

@@ -20,8 +20,7 @@ err = Console(stderr=True)
 async def _notify(limit: int) -> int:
     engine = create_engine(get_settings().database_url)
     try:
-        async with session_factory(engine)() as session, session.begin():
-            return await notify.drain(session, notify.LogSender(), limit)
+        return await notify.drain(session_factory(engine), notify.LogSender(), limit)
     finally:
         await engine.dispose()
 

@@ -13,7 +13,7 @@ from typing import Protocol
 import structlog
 from pydantic import BaseModel
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.context import Caller
 from salud.access.permissions import Permission
@@ -79,26 +79,30 @@ async def mine(session: AsyncSession, caller: Caller) -> list[NotificationRead]:
     return found
 
 
-async def drain(session: AsyncSession, sender: Sender, limit: int = 1000) -> int:
-    """Send unsent messages (oldest first) and mark them sent; returns how many."""
-    rows = (
-        (
-            await session.execute(
+async def drain(
+    sessions: async_sessionmaker[AsyncSession], sender: Sender, limit: int = 1000
+) -> int:
+    """Send unsent messages, oldest first, each marked sent in a transaction of its own;
+    returns how many. A send that fails leaves its message unsent (the next run tries it
+    again) and stops the run: those sent before it stay marked (in one transaction for the
+    whole run, a failure rolled every mark back, and they all went out again). Another
+    sender running at once takes other messages (SKIP LOCKED)."""
+    sent = 0
+    while sent < limit:
+        async with sessions() as session, session.begin():
+            n = await session.scalar(
                 select(Notification)
                 .where(Notification.sent_at.is_(None))
                 .order_by(Notification.id)
-                .limit(limit)
+                .limit(1)
                 .with_for_update(skip_locked=True)
             )
-        )
-        .scalars()
-        .all()
-    )
-    for n in rows:
-        await sender.send(n.person_curp, n.kind, n.message)
-        n.sent_at = utcnow()
-    await session.flush()
-    return len(rows)
+            if n is None:
+                break
+            await sender.send(n.person_curp, n.kind, n.message)
+            n.sent_at = utcnow()
+        sent += 1
+    return sent
 
 
 async def close_day(session: AsyncSession, day: date) -> int:
