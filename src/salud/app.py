@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sign_in_limiter = WindowLimiter(limit=20, window_seconds=60)
     app.state.facilities_index = IndexCache()
     app.state.public_validation_limiter = WindowLimiter(limit=60, window_seconds=60)
-    # The second QR's page, per address: a person opens their own link a few times.
+    # The second QR's page: codes that name no card, per address (web/pages.py).
     app.state.link_limiter = WindowLimiter(limit=30, window_seconds=60)
     app.state.booking_limiter = WindowLimiter(
         limit=settings.public_booking_per_minute, window_seconds=60

@@ -19,7 +19,7 @@ _DEV_AUDIT_KEY = "desarrollo-no-usar-en-produccion-audit-key-000000"
 
 # The rule of kit.sealing.kek_id_problem (this module sits below kit and cannot import it):
 # the id is written in every sealed value as ASCII, and listed in SALUD_OLD_KEKS as "id:...".
-_KEK_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_KEK_ID = re.compile(r"[!-+\--9;-~]([ !-+\--9;-~]{0,253}[!-+\--9;-~])?")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     def _kek_id_is_valid(cls, value: str) -> str:
         if not _KEK_ID.fullmatch(value):
             raise ValueError(
-                f"«{value}» no es válido: de 1 a 64 caracteres, letras ASCII, dígitos, "
-                "'-', '_' o '.'"
+                f"«{value}» no es válido: de 1 a 255 caracteres ASCII imprimibles, sin ',' "
+                "ni ':' ni espacios al principio o al final"
             )
         return value
 

@@ -87,9 +87,32 @@ async def test_another_citizens_attempt_is_shown_without_their_curp(
     assert other["curp"] not in mine.text
     actors = {(e["actor"], e["outcome"]) for e in mine.json()["items"]}
     assert ("otra persona (ciudadano)", "denied") in actors
+    # The same log as FHIR AuditEvents (searched, by POST too, and read): the same rule, and
+    # no filtering one's log by a name (it would tell whether that person tried).
+    fhir_log = await anonymous.get(f"/fhir/AuditEvent?patient=Patient/{doc['curp']}", headers=me)
+    assert fhir_log.status_code == 200, fhir_log.text
+    assert other["curp"] not in fhir_log.text
+    assert "otra persona (ciudadano)" in fhir_log.text
+    posted = await anonymous.post(
+        "/fhir/AuditEvent/_search", content=f"patient=Patient/{doc['curp']}",
+        headers={**me, "Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["entry"][1:] == fhir_log.json()["entry"]  # and the GET itself
+    seq = next(e["resource"]["id"] for e in fhir_log.json()["entry"]
+               if "otra persona" in e["resource"]["agent"][0]["who"]["display"])  # fmt: skip
+    one = await anonymous.get(f"/fhir/AuditEvent/{seq}", headers=me)
+    assert other["curp"] not in one.text
+    by_name = await anonymous.get(
+        f"/fhir/AuditEvent?patient=Patient/{doc['curp']}&agent=ciudadano:{other['curp']}",
+        headers=me,
+    )  # fmt: skip
+    assert by_name.status_code == 400
     auditor = token_for(Role.AUDITOR)
     full = await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=auditor)
     assert f"ciudadano:{other['curp']}" in full.text
+    seen = await anonymous.get(f"/fhir/AuditEvent/{seq}", headers=auditor)
+    assert f"ciudadano:{other['curp']}" in seen.text
     # A key no one's record can have is named, not refused by the log's own column check.
     long = "A" * 300
     named = await anonymous.get(f"/api/v1/persons/{long}/accesses", headers=auditor)

@@ -437,3 +437,28 @@ async def test_a_guardian_whose_id_was_excused_is_not_linked_to_the_minor(
     )  # fmt: skip
     assert refused.status_code == 422, refused.text
     assert refused.json()["errors"][0]["field"] == "receiver_curp"
+
+
+async def test_a_card_suspended_after_it_was_ready_is_not_announced_twice(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """Ready at the reception (its holder told), then suspended and reactivated: ready
+    again, and no second notice."""
+    receipt = await enroll_adult(anonymous, drive, 92)
+    op, sup = drive.operator, drive.supervisor
+    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
+                                 headers=op)).json()["code"]  # fmt: skip
+    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
+    for step in ("shipped", "received"):
+        moved = await anonymous.post(
+            f"{E}/print-batches/{code}/status", json={"status": step}, headers=op
+        )
+        assert moved.is_success, moved.text
+    card = f"/api/v1/credentials/{receipt['credential_id']}/status"
+    assert (await anonymous.post(card, json={"status": "suspended"}, headers=sup)).is_success
+    back = await anonymous.post(card, json={"status": "active"}, headers=sup)
+    assert back.json()["status"] == "ready_for_pickup", back.text
+    async with sessions() as s:
+        told = select(Notification.kind).where(Notification.person_curp == receipt["curp"])
+        assert (await s.execute(told)).scalars().all() == ["card_ready"]

@@ -130,3 +130,12 @@ async def test_a_search_by_the_last_updated_the_server_gave_finds_the_version(
         found = await client.get(url.replace("+", "%2B"), headers=doctor)
         assert found.status_code == 200, found.text
         assert found.json()["total"] == total, (prefix, stamp)
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-12-31T23:59:59Z", "9999-12-31T23:59Z", "9999-12-31T23:59:59.999999Z"]
+)
+def test_the_last_moments_of_9999_end_at_its_last_instant(text: str) -> None:
+    """A common open-ended value: its span would pass the year 9999 (an overflow, refused)."""
+    start, end = interval(text)
+    assert start <= end == datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)

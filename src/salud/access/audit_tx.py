@@ -90,6 +90,9 @@ def record_at_commit(session: AsyncSession, key: bytes, entries: Sequence[AuditE
 def _append_at_commit(sync_session: Session) -> None:
     held = sync_session.info.pop(_PENDING, None)
     if held is not None and held[2]:
+        # What the transaction has not flushed yet goes first (the commit would flush it
+        # after this hook, with the chain's lock already held).
+        sync_session.flush()
         # Inside the commit's greenlet (AsyncSession.commit): the append runs on the
         # transaction's own connection, as any statement of the session does.
         await_only(record_in_transaction(held[0], held[1], held[2]))

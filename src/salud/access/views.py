@@ -32,6 +32,20 @@ def _read(e: AuditEvent) -> AccessRead:
     )
 
 
+HIDDEN_ACTOR = "otra persona (ciudadano)"
+
+
+def shown_actor(caller: Caller, actor: str, role: str, outcome: str) -> str:
+    """Who the person reading their own log sees: another citizen's refused attempt names
+    them by their CURP (their sign-in name), so the person sees that someone tried, not
+    who; the auditors see the name. A parent or guardian acting for a minor is allowed, and
+    shown. Every view of the log (REST and FHIR AuditEvent) applies it."""
+    own = caller.principal.role is Role.CITIZEN
+    if own and role == Role.CITIZEN.value and outcome != "success" and actor != caller.actor:
+        return HIDDEN_ACTOR
+    return actor
+
+
 def _page(rows: Sequence[AuditEvent], limit: int) -> AccessPage:
     items = [_read(e) for e in rows[:limit]]
     return AccessPage(
@@ -50,17 +64,12 @@ async def accesses_to_person(
     rows = await audit.events_for_person(session, curp, limit=limit + 1, before_seq=before)
     await caller.record("access:person-log:read", "person", person_curp=curp)
     page = _page(rows, limit)
-    if caller.principal.role is Role.CITIZEN:
-        # Another citizen's refused attempt names them by their CURP (their sign-in name):
-        # the person sees that someone tried, not who (the auditors' view keeps the name).
-        # A parent or guardian acting for a minor is allowed, and shown.
-        page.items = [
-            i.model_copy(update={"actor": "otra persona (ciudadano)"})
-            if i.role == Role.CITIZEN.value and i.outcome != "success"
-            and i.actor != caller.actor
-            else i
-            for i in page.items
-        ]  # fmt: skip
+    page.items = [
+        i.model_copy(update={"actor": shown})
+        if (shown := shown_actor(caller, i.actor, i.role, i.outcome)) != i.actor
+        else i
+        for i in page.items
+    ]
     return page
 
 

@@ -279,6 +279,19 @@ async def audit_read(seq: str, request: Request, session: ReadSession) -> Respon
     return await guard(run)
 
 
+@router.post("/AuditEvent/_search")
+async def audit_search_by_post(request: Request, session: ReadSession) -> Response:
+    """The log searched with a form body, as any type's `_search` (before the write refusal
+    below, whose `{seq}` would take `_search`)."""
+
+    async def run() -> Response:
+        caller = caller_of(request)
+        query = list(request.query_params.multi_items()) + await _search_form(request)
+        return _fhir(await auditevents.search(session, caller, base_url(request), query))
+
+    return await guard(run)
+
+
 @router.api_route("/AuditEvent", methods=["POST", "PUT", "DELETE", "PATCH"])
 @router.api_route("/AuditEvent/{seq}", methods=["POST", "PUT", "DELETE", "PATCH"])
 async def audit_write(request: Request) -> Response:
@@ -302,6 +315,23 @@ async def search(kind: str, request: Request, session: ReadSession, reader: Read
 _SEARCH_FORM_BYTES = 64 * 1024
 
 
+async def _search_form(request: Request) -> list[tuple[str, str]]:
+    """The parameters of a POST search's application/x-www-form-urlencoded body."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        raise FhirError.one(
+            415, "not-supported",
+            "una búsqueda por POST lleva sus parámetros como application/x-www-form-urlencoded",
+        )  # fmt: skip
+    raw = await read_at_most(request.stream(), _SEARCH_FORM_BYTES)
+    if len(raw) > _SEARCH_FORM_BYTES:
+        raise FhirError.one(413, "too-costly", "los parámetros pasan de 64 KB")
+    try:
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError):
+        raise FhirError.one(400, "invalid", "el cuerpo no es un formulario válido") from None
+
+
 @router.post("/{kind}/_search")
 async def search_by_post(
     kind: str, request: Request, session: ReadSession, reader: Reader
@@ -311,21 +341,7 @@ async def search_by_post(
 
     async def run() -> Response:
         caller = caller_of(request)  # who asks, first: a 401 before any other answer
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/x-www-form-urlencoded":
-            raise FhirError.one(
-                415, "not-supported",
-                "una búsqueda por POST lleva sus parámetros como "
-                "application/x-www-form-urlencoded",
-            )  # fmt: skip
-        raw = await read_at_most(request.stream(), _SEARCH_FORM_BYTES)
-        if len(raw) > _SEARCH_FORM_BYTES:
-            raise FhirError.one(413, "too-costly", "los parámetros pasan de 64 KB")
-        try:
-            form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
-        except (UnicodeDecodeError, ValueError):
-            raise FhirError.one(400, "invalid", "el cuerpo no es un formulario válido") from None
-        query = list(request.query_params.multi_items()) + form
+        query = list(request.query_params.multi_items()) + await _search_form(request)
         bundle = await searching.search(session, reader, caller, base_url(request), kind, query)
         return _fhir(bundle)
 

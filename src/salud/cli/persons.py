@@ -84,8 +84,10 @@ def import_(
     try:
         report = asyncio.run(_import(path, fmt, rejects, chunk, quiet, workers))
     except Exception as exc:
-        if not existed:  # no empty rejects file left behind by a failed import
-            rejects.unlink(missing_ok=True)
+        # No empty rejects file left behind by a failed import; one with the rejects of the
+        # chunks it committed stays.
+        if not existed and rejects.exists() and rejects.read_bytes().count(b"\n") <= 1:
+            rejects.unlink()  # (its header line at most)
         if isinstance(exc, UnicodeDecodeError | csv.Error):  # say which file
             fail(f"{path}: {describe(exc)}")
         raise

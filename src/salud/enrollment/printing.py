@@ -161,12 +161,19 @@ async def change_card_status(
     was suspended) is ready for pickup at once, and its holder is told, as the reception
     would have done."""
     card = await repository.batch_card(session, credential_id)
-    b = await session.get(PrintBatch, card.batch_id) if card is not None else None
+    # The batch locked: its reception, which skips a suspended card, cannot run in between.
+    b = (
+        await session.get(PrintBatch, card.batch_id, with_for_update=True)
+        if card is not None
+        else None
+    )
     arrived = b is not None and b.status == "received"
+    # Made ready by the reception before its suspension: its holder was told then.
+    told = await repository.card_reached(session, credential_id, "ready_for_pickup")
     read = await credentials.change_status(
         session, credential_id, change, caller, at_module=arrived
     )
-    ready = read.status == "ready_for_pickup" and change.status == "active"
+    ready = read.status == "ready_for_pickup" and change.status == "active" and not told
     if ready and b is not None and arrived:
         m = await repository.module_by_id(session, b.module_id)
         session.add(_ready_notice(read.person_curp, m, utcnow()))

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from salud.credentials.models import Credential
+from salud.credentials.models import Credential, CredentialEvent
 from salud.enrollment.models import (
     Appointment,
     DuplicateReview,
@@ -341,6 +341,17 @@ async def card_status(session: AsyncSession, credential_id: str) -> str | None:
         select(Credential.status).where(Credential.credential_id == credential_id)
     )
     return found
+
+
+async def card_reached(session: AsyncSession, credential_id: str, status: str) -> bool:
+    """Whether the card was ever in this status (its events)."""
+    found = await session.scalar(
+        select(CredentialEvent.id)
+        .join(Credential, Credential.id == CredentialEvent.credential_pk)
+        .where(Credential.credential_id == credential_id, CredentialEvent.status == status)
+        .limit(1)
+    )
+    return found is not None
 
 
 async def batch_card(session: AsyncSession, credential_id: str) -> PrintBatchCard | None:

@@ -25,3 +25,11 @@ class WindowLimiter:
         if count > self.limit:
             return max(1, int(self.window - (now - start)))
         return 0
+
+    def waiting(self, key: str) -> int:
+        """The seconds to wait if this key is over its limit now (nothing counted), else 0."""
+        start, count = self._counts.get(key, (0.0, 0))
+        elapsed = time.monotonic() - start
+        if count > self.limit and elapsed < self.window:
+            return max(1, int(self.window - elapsed))
+        return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,15 +19,24 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _MAGIC = b"S1"
 
-# A KEK id is written into every sealed value (one length byte, ASCII) and configured in
-# SALUD_OLD_KEKS as "id:base64,...": so ASCII letters, digits, '-', '_', '.' and no more than 64.
-KEK_ID_RULE = "de 1 a 64 caracteres: letras ASCII, dígitos, '-', '_' o '.'"
-_KEK_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A KEK id is written into every sealed value (one length byte, then the id in ASCII) and
+# configured in SALUD_OLD_KEKS as "id:base64,...": printable ASCII, 1 to 255 characters, no
+# ',' or ':', no space at either end. Every id the earlier releases could seal under passes
+# (a stricter rule would lock a deployment out of what it sealed).
+KEK_ID_RULE = (
+    "de 1 a 255 caracteres ASCII imprimibles, sin ',' ni ':' ni espacios al principio o al final"
+)
 
 
 def kek_id_problem(kek_id: str) -> str | None:
     """Why `kek_id` cannot name a KEK, or None if it can."""
-    if _KEK_ID.fullmatch(kek_id):
+    if (
+        1 <= len(kek_id) <= 255
+        and kek_id == kek_id.strip()
+        and all(" " <= c <= "~" for c in kek_id)
+        and "," not in kek_id
+        and ":" not in kek_id
+    ):
         return None
     return f"el identificador de KEK «{kek_id}» no es válido: use {KEK_ID_RULE}"
 

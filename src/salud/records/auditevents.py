@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.access import audit
 from salud.access.context import Caller
 from salud.access.models import AuditEvent
-from salud.access.permissions import Permission
+from salud.access.permissions import Permission, Role
+from salud.access.views import shown_actor
 from salud.identity.catalogs import affiliation_catalog
 from salud.records.indexing import fhir_instant
 from salud.records.outcome import FhirError, is_number
@@ -32,11 +33,13 @@ _VERBS = {"create": "C", "issue": "C", "read": "R", "search": "R", "list": "R", 
 PARAMS = frozenset({"patient", "agent", "_count", "_before", "_format"})
 
 
-def to_fhir(e: AuditEvent) -> dict[str, Any]:
-    """One audit entry as an AuditEvent resource."""
+def to_fhir(e: AuditEvent, actor: str | None = None) -> dict[str, Any]:
+    """One audit entry as an AuditEvent resource (`actor`: who is shown, when not the
+    entry's own actor: views.shown_actor)."""
     verb = e.action.rsplit(":", 1)[-1]
+    who = actor or e.actor
     agent: dict[str, Any] = {
-        "who": {"identifier": {"system": _USER, "value": e.actor}, "display": e.actor},
+        "who": {"identifier": {"system": _USER, "value": who}, "display": who},
         "requestor": True,
         "role": [{"text": e.role}],
     }
@@ -120,6 +123,9 @@ async def search(
     if before is not None and not is_number(before):
         raise FhirError.one(400, "invalid", "_before debe ser un número de entrada")
     await _allowed(caller, curp)
+    if "agent" in given and caller.principal.role is Role.CITIZEN:
+        # Filtering one's log by a name would tell whether that person tried (views.shown_actor)
+        raise FhirError.one(400, "not-supported", "agent: solo para auditoría", "agent")
     limit = int(count)
     cursor = int(before) if before else None
     if curp is not None:
@@ -146,7 +152,8 @@ async def search(
     return {
         "resourceType": "Bundle", "type": "searchset", "link": links,
         "entry": [
-            {"fullUrl": f"{base}/AuditEvent/{r.seq}", "resource": to_fhir(r),
+            {"fullUrl": f"{base}/AuditEvent/{r.seq}",
+             "resource": to_fhir(r, shown_actor(caller, r.actor, r.role, r.outcome)),
              "search": {"mode": "match"}}
             for r in page
         ],
@@ -169,4 +176,4 @@ async def read(session: AsyncSession, caller: Caller, seq: str) -> dict[str, Any
     await caller.record(
         "records:AuditEvent:read", "AuditEvent", person_curp=row.person_curp, subject_id=seq
     )
-    return to_fhir(row)
+    return to_fhir(row, shown_actor(caller, row.actor, row.role, row.outcome))

@@ -286,6 +286,8 @@ def _interval(text: str) -> tuple[datetime, datetime]:
     # covers the microseconds it keeps).
     if leap:
         return moment, moment
+    if moment >= FAR_FUTURE - _precision(text):  # the last moments of 9999: its last instant
+        return moment, max(moment, FAR_FUTURE.replace(microsecond=999_999))
     return moment, max(moment, moment + _precision(text) - timedelta(microseconds=1))
 
 

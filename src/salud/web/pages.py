@@ -23,7 +23,7 @@ from salud.access.principal import Principal
 from salud.access.schemas import SignIn
 from salud.access.tokens import SESSION_COOKIE
 from salud.credentials import service as credentials
-from salud.errors import DomainError, InvalidInput, Unauthorized
+from salud.errors import DomainError, InvalidInput, NotFound, Unauthorized
 from salud.facilities import service as facilities
 from salud.facilities.institutions import institutions_for_affiliations
 from salud.kit.paths import local_path
@@ -307,18 +307,25 @@ async def nearest_units(
     lat: Annotated[float | None, Query(ge=14.0, le=33.5)] = None,
     lng: Annotated[float | None, Query(ge=-118.5, le=-86.0)] = None,
 ) -> Response:
+    # Codes that name no card, per address: guessing is slowed, while a holder opening their
+    # own link (many phones may share one carrier address) is never counted.
     host = request.client.host if request.client else "?"
-    if request.app.state.link_limiter.hit(host):  # the codes are random: guessing is slowed
+    limiter = request.app.state.link_limiter
+    if limiter.waiting(host):
         context = {
             "code": code,
             "results": None,
             "origin": None,
             "error": "Demasiadas consultas desde esta conexión: espere un minuto.",
         }
-        return _page(request, "units.html", context, 429)  # fmt: skip
+        return _page(request, "units.html", context, 429)
     if (lat is None) != (lng is None):
         raise InvalidInput.on("lng" if lng is None else "lat", "se indican lat y lng juntas")
-    institutions, person = await credentials.link_target(session, code, request.app.state.audit)
+    try:
+        institutions, person = await credentials.link_target(session, code, request.app.state.audit)
+    except NotFound:
+        limiter.hit(host)
+        raise
     origin = "su ubicación"
     if lat is None or lng is None:
         point = (
