@@ -37,6 +37,17 @@ async def _book(
     )
 
 
+async def _open_calendar(c: httpx.AsyncClient, token_for: TokenFor, days: int = 30) -> None:
+    """Hidalgo's phase open from today and an active calendar for the next `days` days (a
+    server started apart: the `drive` fixture's are in-process)."""
+    admin, today = token_for(Role.SUPERVISOR), today_mx()
+    phase = {"name": "F", "starts_on": today.isoformat(), "states": ["13"]}
+    assert (await c.post(f"{E}/phases", headers=admin, json=phase)).is_success
+    rule = {"starts_on": today.isoformat(), "ends_on": (today + timedelta(days=days)).isoformat()}
+    calendar = {"name": "t", "active": True, "rules": [rule]}
+    assert (await c.post(f"{E}/calendars", headers=admin, json=calendar)).is_success
+
+
 async def test_availability_booking_and_the_count_of_places(
     anonymous: httpx.AsyncClient, drive: Drive
 ) -> None:
@@ -257,27 +268,7 @@ async def test_two_people_never_take_the_last_place_under_parallel_requests(
     transactions on separate connections), for a module with 5 places and 24 people."""
     capacity, people = 5, 24
     async with httpx.AsyncClient(base_url=live_server, timeout=30) as c:
-        admin = token_for(Role.SUPERVISOR)
-        today = today_mx()
-        await c.post(
-            f"{E}/phases",
-            headers=admin,
-            json={"name": "F", "starts_on": today.isoformat(), "states": ["13"]},
-        )
-        await c.post(
-            f"{E}/calendars",
-            headers=admin,
-            json={
-                "name": "t",
-                "active": True,
-                "rules": [
-                    {
-                        "starts_on": today.isoformat(),
-                        "ends_on": (today + timedelta(days=30)).isoformat(),
-                    }
-                ],
-            },
-        )
+        await _open_calendar(c, token_for)
         drive = await open_module(c, token_for, capacity=capacity)
         day = drive.next_open_day()
         curps = [person_doc()["curp"] for _ in range(people)]
@@ -303,17 +294,7 @@ async def test_reschedules_and_bookings_of_one_day_at_once_all_succeed(
     async with httpx.AsyncClient(
         base_url=live_server, timeout=60, limits=httpx.Limits(max_connections=40)
     ) as c:
-        admin = token_for(Role.SUPERVISOR)
-        today = today_mx()
-        await c.post(
-            f"{E}/phases",
-            headers=admin,
-            json={"name": "F", "starts_on": today.isoformat(), "states": ["13"]},
-        )
-        rules = [{"starts_on": today.isoformat(),
-                  "ends_on": (today + timedelta(days=60)).isoformat()}]  # fmt: skip
-        await c.post(f"{E}/calendars", headers=admin,
-                     json={"name": "t", "active": True, "rules": rules})  # fmt: skip
+        await _open_calendar(c, token_for, days=60)
         drive = await open_module(c, token_for, capacity=100)
         first = drive.next_open_day()
         second = drive.next_open_day(first)
@@ -355,14 +336,7 @@ async def test_a_write_is_committed_before_its_answer_leaves(
         ))  # fmt: skip
     try:
         async with httpx.AsyncClient(base_url=live_server, timeout=30) as c:
-            admin = token_for(Role.SUPERVISOR)
-            today = today_mx()
-            phase = {"name": "F", "starts_on": today.isoformat(), "states": ["13"]}
-            await c.post(f"{E}/phases", headers=admin, json=phase)
-            rule = {"starts_on": today.isoformat(),
-                    "ends_on": (today + timedelta(days=30)).isoformat()}  # fmt: skip
-            await c.post(f"{E}/calendars", headers=admin,
-                         json={"name": "t", "active": True, "rules": [rule]})  # fmt: skip
+            await _open_calendar(c, token_for)
             drive = await open_module(c, token_for)
             curp = person_doc()["curp"]
             made = await _book(c, curp, drive.next_open_day(), headers=drive.operator)

@@ -446,15 +446,8 @@ async def test_a_card_suspended_after_it_was_ready_is_not_announced_twice(
     """Ready at the reception (its holder told), then suspended and reactivated: ready
     again, and no second notice."""
     receipt = await enroll_adult(anonymous, drive, 92)
-    op, sup = drive.operator, drive.supervisor
-    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
-                                 headers=op)).json()["code"]  # fmt: skip
-    assert (await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)).is_success
-    for step in ("shipped", "received"):
-        moved = await anonymous.post(
-            f"{E}/print-batches/{code}/status", json={"status": step}, headers=op
-        )
-        assert moved.is_success, moved.text
+    sup = drive.supervisor
+    await printed_and_received(anonymous, drive.operator)
     card = f"/api/v1/credentials/{receipt['credential_id']}/status"
     assert (await anonymous.post(card, json={"status": "suspended"}, headers=sup)).is_success
     back = await anonymous.post(card, json={"status": "active"}, headers=sup)
