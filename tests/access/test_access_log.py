@@ -121,3 +121,22 @@ async def test_another_citizens_attempt_is_shown_without_their_curp(
     fhir = await anonymous.get(f"/fhir/AuditEvent?patient=Patient/{long}", headers=auditor)
     assert fhir.status_code == 400
     assert fhir.json()["issue"][0]["expression"] == ["patient"]
+
+
+async def test_an_auditor_browsing_the_whole_log_is_in_each_named_persons_log(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """The whole log's pages name persons and what was done with their data: the browse was
+    one entry with no person, so no one saw that their entries were read."""
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    auditor = token_for(Role.AUDITOR, username="auditora.general")
+    for url in ("/api/v1/audit/events", "/fhir/AuditEvent"):
+        browsed = await anonymous.get(url, headers=auditor)
+        assert browsed.status_code == 200, browsed.text
+        assert doc["curp"] in browsed.text
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    log = (await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)).json()
+    seen = {(e["actor"], e["action"]) for e in log["items"]}
+    assert ("auditora.general", "access:audit:read") in seen
+    assert ("auditora.general", "records:AuditEvent:search") in seen

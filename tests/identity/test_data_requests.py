@@ -66,6 +66,23 @@ async def test_rectification_granted_creates_a_new_version(
         json={"decision": "denied", "answer": "segunda respuesta"},
     )
     assert again.status_code == 409
+    # The office keeps tracking it once answered (the list showed pending ones only, 500 at
+    # most): by state, paged, and by folio.
+    pending_now = await anonymous.get("/api/v1/data-requests", headers=office)
+    assert pending_now.json() == []
+    granted = await anonymous.get("/api/v1/data-requests?status=granted", headers=office)
+    assert [r["folio"] for r in granted.json()] == [request["folio"]]
+    everything = await anonymous.get("/api/v1/data-requests?status=all&offset=1", headers=office)
+    assert everything.json() == []
+    one = await anonymous.get(f"/api/v1/data-requests/{request['folio']}", headers=office)
+    assert one.json()["status"] == "granted"
+    assert one.json()["resulting_version"] == 2
+    missing = await anonymous.get("/api/v1/data-requests/ARCO-2026-9999999", headers=office)
+    assert missing.status_code == 404
+    bad = await anonymous.get("/api/v1/data-requests?status=cerrada", headers=office)
+    assert bad.status_code == 422
+    assert (await anonymous.get(f"/api/v1/data-requests/{request['folio']}",
+                                headers=me)).status_code == 403  # fmt: skip
 
 
 async def test_requests_are_validated_and_only_for_oneself(

@@ -87,4 +87,13 @@ async def audit_events(
         session, limit=limit + 1, before_seq=before, actor=actor, action=action
     )
     await caller.record("access:audit:read", "audit", detail={"actor": actor, "action": action})
-    return _page(rows, limit)
+    page = _page(rows, limit)
+    # The page names persons and what was done with their data: each is in their own log,
+    # as any list that discloses persons records each one (it left a single entry).
+    await caller.record_persons("access:audit:read", shown_persons(rows[:limit]))
+    return page
+
+
+def shown_persons(rows: Sequence[AuditEvent]) -> list[str]:
+    """The persons a page of the log names, once each."""
+    return sorted({r.person_curp for r in rows if r.person_curp})

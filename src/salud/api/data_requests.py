@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from salud.access.permissions import Permission
 from salud.api.deps import CurrentCaller, ReadSession, Session
@@ -39,7 +39,7 @@ async def person_requests(
 
 @router.get(
     "/data-requests",
-    summary="Solicitudes ARCO pendientes, por fecha límite",
+    summary="Solicitudes ARCO (pendientes por omisión), por fecha límite",
     openapi_extra={"x-permission": Permission.DATA_REQUEST_MANAGE.value},
 )
 async def pending_requests(
@@ -47,8 +47,23 @@ async def pending_requests(
     caller: CurrentCaller,
     overdue: bool = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    status: Literal["received", "granted", "denied", "all"] = "received",
 ) -> list[DataRequestRead]:
-    return await data_requests.pending(session, caller, overdue_only=overdue, limit=limit)
+    return await data_requests.pending(
+        session, caller, overdue_only=overdue, limit=limit, status=status, offset=offset
+    )
+
+
+@router.get(
+    "/data-requests/{folio}",
+    summary="Una solicitud ARCO, respondida o no (seguimiento de la oficina)",
+    openapi_extra={"x-permission": Permission.DATA_REQUEST_MANAGE.value},
+)
+async def request_by_folio(
+    folio: Annotated[str, Path(max_length=40)], session: ReadSession, caller: CurrentCaller
+) -> DataRequestRead:
+    return await data_requests.by_folio(session, folio, caller)
 
 
 @router.post(

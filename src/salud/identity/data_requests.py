@@ -99,16 +99,41 @@ async def of_person(session: AsyncSession, curp: str, caller: Caller) -> list[Da
 
 
 async def pending(
-    session: AsyncSession, caller: Caller, *, overdue_only: bool, limit: int
+    session: AsyncSession,
+    caller: Caller,
+    *,
+    overdue_only: bool,
+    limit: int,
+    status: str = "received",
+    offset: int = 0,
 ) -> list[DataRequestRead]:
+    """The privacy office's list: by default the requests still to answer, the first due
+    first; `status` another state (or "all"), paged by `offset`."""
     await caller.allow(Permission.DATA_REQUEST_MANAGE, "identity:data-request:list", "data_request")
-    stmt = select(DataRequest).where(DataRequest.status == "received")
+    stmt = select(DataRequest)
+    if status != "all":
+        stmt = stmt.where(DataRequest.status == status)
     if overdue_only:
-        stmt = stmt.where(DataRequest.due_on < today_mx())
-    rows = await session.execute(stmt.order_by(DataRequest.due_on, DataRequest.id).limit(limit))
+        stmt = stmt.where(DataRequest.status == "received", DataRequest.due_on < today_mx())
+    rows = await session.execute(
+        stmt.order_by(DataRequest.due_on, DataRequest.id).offset(offset).limit(limit)
+    )
     found = [_read(r) for r in rows.scalars()]
     await caller.record_persons("identity:data-request:list", (r.curp for r in found))
     return found
+
+
+async def by_folio(session: AsyncSession, folio: str, caller: Caller) -> DataRequestRead:
+    """One request, for the privacy office tracking it (answered ones too)."""
+    await caller.allow(Permission.DATA_REQUEST_MANAGE, "identity:data-request:read", "data_request")
+    request = await session.scalar(select(DataRequest).where(DataRequest.folio == folio))
+    if request is None:
+        raise NotFound("no existe una solicitud con ese folio")
+    await caller.record(
+        "identity:data-request:read", "data_request", person_curp=request.person_curp,
+        subject_id=folio,
+    )  # fmt: skip
+    return _read(request)
 
 
 async def answer(

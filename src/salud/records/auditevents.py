@@ -14,7 +14,7 @@ from salud.access import audit
 from salud.access.context import Caller
 from salud.access.models import AuditEvent
 from salud.access.permissions import Permission, Role
-from salud.access.views import shown_actor
+from salud.access.views import shown_actor, shown_persons
 from salud.identity.catalogs import affiliation_catalog
 from salud.records.indexing import fhir_instant
 from salud.records.outcome import FhirError, is_number
@@ -145,6 +145,8 @@ async def search(
         detail={"agent": given.get("agent")},
     )  # fmt: skip
     page = rows[:limit]
+    if curp is None:  # the whole log: each person it names is recorded on their own
+        await caller.record_persons("records:AuditEvent:search", shown_persons(page))
     links = [{"relation": "self", "url": f"{base}/AuditEvent?{urlencode(query)}"}]
     if len(rows) > limit and page:
         kept = [(n, v) for n, v in query if n != "_before"] + [("_before", str(page[-1].seq))]
