@@ -28,8 +28,16 @@ def test_scopes_map_to_permissions() -> None:
     assert not allows(frozenset({"system/Observation.read"}), "Condition", write=False)
     assert not allows(frozenset({"system/Observation.read"}), "Observation", write=True)
     assert allows(frozenset({"system/*.*"}), "Condition", write=True)
-    for bad in ("Patient.read", "system/patient.read", "patient/*.read", "system/Foo.read"):
+    # A system signs in with its own credentials: no person (patient/) and no user (user/),
+    # whose scopes would bound a signed-in user's reach (user/Patient.read read anyone).
+    for bad in ("Patient.read", "system/patient.read", "patient/*.read", "system/Foo.read",
+                "user/Patient.read", "user/*.read"):  # fmt: skip
         assert check_scope(bad), bad
+    # The audit log is granted only by a scope that names it: the wildcard asked for
+    # $export (system/*.read) read the whole country's log.
+    assert Permission.AUDIT_READ not in permissions_for(frozenset({"system/*.read"}))
+    assert Permission.AUDIT_READ not in permissions_for(frozenset({"system/*.*"}))
+    assert Permission.AUDIT_READ in permissions_for(frozenset({"system/AuditEvent.read"}))
 
 
 async def _client(

@@ -46,6 +46,13 @@ def check_scope(scope: str) -> str | None:
         return f"«{scope}» no tiene la forma contexto/Recurso.acceso (p. ej. system/Patient.read)"
     if match.group(1) == "patient":
         return f"«{scope}»: el contexto patient/ requiere el inicio de sesión de la persona"
+    if match.group(1) == "user":
+        # A user's scopes bound a signed-in user's reach (their own permissions and bases);
+        # a system signing in with its credentials has no user, and took everyone's data.
+        return (
+            f"«{scope}»: el contexto user/ requiere el inicio de sesión de un usuario; "
+            "un sistema usa system/"
+        )
     if match.group(2) != "*" and match.group(2) not in _KNOWN:
         return f"«{scope}»: recurso desconocido"
     return None
@@ -70,7 +77,9 @@ def permissions_for(scopes: frozenset[str]) -> frozenset[Permission]:
             continue
         resource, access = match.group(2), match.group(3)
         for name, (read, write) in _GRANTS.items():
-            if resource in ("*", name):
+            # The audit log is the auditors': only a scope that names it grants reading it
+            # (`system/*.read`, asked for $export, gave the whole country's log).
+            if resource == name or (resource == "*" and name != "AuditEvent"):
                 if access in ("read", "*"):
                     granted |= read
                 if access in ("write", "*"):
