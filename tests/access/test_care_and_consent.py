@@ -102,6 +102,11 @@ async def test_break_the_glass_is_reasoned_visible_and_reviewed(
     assert reads
     assert reads[0]["purpose"] == "emergency"
     assert reads[0]["reason"] == reason
+    # The opening itself says why, even if the clinician then reads nothing.
+    [opened] = [
+        e for e in log if e["action"] == "access:emergency:open" and e["outcome"] == "success"
+    ]
+    assert (opened["purpose"], opened["reason"]) == ("emergency", reason)
 
     auditor = token_for(Role.AUDITOR)
     pending = (await anonymous.get("/api/v1/emergency-accesses", headers=auditor)).json()
@@ -137,6 +142,19 @@ async def test_out_of_range_numbers_are_422_not_database_errors(
         await anonymous.get("/api/v1/facilities", params={"offset": huge}, headers=me),
     ]
     assert [a.status_code for a in answers] == [422, 422, 422, 422]
+    # An end without its zone was a 500 (the column keeps UTC); one already past was taken.
+    for until in ("2030-01-01T00:00:00", "2001-01-01T00:00:00Z"):
+        refused = await anonymous.post(
+            f"/api/v1/persons/{curp}/consents", headers=me,
+            json={"institution_code": 3, "valid_until": until},
+        )  # fmt: skip
+        assert refused.status_code == 422, (until, refused.text)
+        assert refused.json()["errors"][0]["field"] == "valid_until"
+    ahead = await anonymous.post(
+        f"/api/v1/persons/{curp}/consents", headers=me,
+        json={"institution_code": 3, "valid_until": "2030-01-01T00:00:00-06:00"},
+    )  # fmt: skip
+    assert ahead.status_code == 201, ahead.text
 
 
 async def test_a_malformed_or_unregistered_curp_is_refused_by_name(

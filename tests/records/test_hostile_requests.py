@@ -267,3 +267,36 @@ async def test_a_search_by_post_is_the_same_search_and_odd_ones_are_named(
     kept = await client.get(f"/fhir/CarePlan?subject=Patient/{curp}", headers=doctor)
     assert kept.status_code == 400
     assert "$everything" in outcome(kept)["issue"][0]["diagnostics"]
+
+
+async def test_a_contained_resource_of_no_type_and_a_resource_changed_twice_are_400(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A contained resource whose type the models do not know raised a bare KeyError (a 500,
+    the end of a bulk import); a transaction that deleted and updated one resource wrote
+    both (R4 fails it)."""
+    curp, doctor = await treated(client, token_for)
+    for bad in ("Bogus", "patient", "", 5, "MedicinalProduct", None):
+        doc = {**condition(curp), "contained": [{"resourceType": bad, "id": "x"}]}
+        # A write is refused (400); $validate answers its verdict (200, the error named).
+        for answer, status in (
+            (await client.post("/fhir/Condition", json=doc, headers=doctor), 400),
+            (await client.post("/fhir/Condition/$validate", json=doc, headers=doctor), 200),
+        ):
+            assert answer.status_code == status, (bad, answer.text)
+            issue = outcome(answer)["issue"][0]
+            assert issue["severity"] == "error"
+            assert issue["expression"] == ["Condition.contained[0].resourceType"], bad
+    made = await client.post("/fhir/Condition", json=condition(curp), headers=doctor)
+    rid = made.json()["id"]
+    twice = transaction(
+        {"request": {"method": "DELETE", "url": f"Condition/{rid}"}},
+        {"resource": {**condition(curp), "id": rid},
+         "request": {"method": "PUT", "url": f"Condition/{rid}"}},
+    )  # fmt: skip
+    refused = await client.post("/fhir", json=twice, headers=doctor)
+    assert refused.status_code == 400, refused.text
+    assert outcome(refused)["issue"][0]["expression"] == ["Bundle.entry[1].request.url"]
+    assert (await client.get(f"/fhir/Condition/{rid}", headers=doctor)).json()["meta"][
+        "versionId"
+    ] == "1"

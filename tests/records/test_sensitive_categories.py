@@ -40,6 +40,15 @@ def test_classification_by_cie10_and_security_labels() -> None:
     assert categories(coded("O80")) == {SEXUAL}
     assert categories(coded("A54.9")) == {SEXUAL}
     assert categories(coded("E11.9")) == frozenset()
+    # HIV lab evidence, screening, exposure, counselling (a person who restricted HIV had
+    # them shown); HIV in pregnancy is both; sexual abuse; a history of self-harm.
+    for code in ("R75X", "R75", "Z11.4", "Z20.6", "Z71.7"):
+        assert categories(coded(code)) == {HIV}, code
+    assert categories(coded("O98.7")) == {HIV, SEXUAL}
+    for code in ("T74.2", "Y05", "Z11.3", "Z20.2", "Z72.5"):
+        assert categories(coded(code)) == {SEXUAL}, code
+    assert categories(coded("Z91.5")) == {MENTAL}
+    assert categories(coded("Z11.5")) == frozenset()  # other screening
     act_code = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
     labelled = {
         "resourceType": "Observation",
@@ -78,8 +87,13 @@ def test_codes_outside_the_sensitive_ranges_are_not_sensitive(
         or (letter == "Z" and (number == 21 or 30 <= number <= 39))
         or (letter == "A" and 50 <= number <= 64)
         or (letter == "N" and 96 <= number <= 98)
+        or f"{letter}{number:02d}{detail}".startswith(_SPECIFIC)
     )
     assert bool(categories(doc)) == sensitive
+
+
+# CIE-10 codes outside those chapters that still say it (the DGIS catalog's).
+_SPECIFIC = ("R75", "Z114", "Z206", "Z717", "T742", "Y05", "Z113", "Z202", "Z725", "Z915")
 
 
 @pytest.mark.db

@@ -291,7 +291,9 @@ async def open_emergency(
     )
     session.add(emergency)
     await session.flush()
-    await caller.record(
+    # Recorded with its purpose and reason as entry fields, which the person's "who looked
+    # at my data" shows (in `detail` alone, the person saw an opening without a why).
+    await replace(caller, purpose="emergency", reason=data.reason).record(
         "access:emergency:open",
         "person",
         person_curp=curp,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from salud.access.permissions import Role
 
@@ -115,7 +115,16 @@ class ConsentCreate(BaseModel):
     clues: Annotated[str | None, StringConstraints(pattern=r"^[A-Z]{5}\d{6}$")] = Field(
         None, description="Solo esa unidad; si se omite, toda la institución"
     )
-    valid_until: datetime | None = None
+    # With its zone (one without it was a 500), and in the future (a consent already over
+    # was accepted).
+    valid_until: AwareDatetime | None = None
+
+    @field_validator("valid_until")
+    @classmethod
+    def _ahead(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError("la fecha ya pasó: el consentimiento terminaría antes de empezar")
+        return value
 
 
 class ConsentRead(BaseModel):

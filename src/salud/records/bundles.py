@@ -313,9 +313,21 @@ async def transaction(
     # So are the resources it updates or deletes: two transactions naming the same ones in
     # other orders would otherwise each hold one row while waiting for the other's.
     conditions = _conditions(entries, ids)
-    changed = {
-        "/".join(_target(entries[i])[0][:2]) for i in order if methods[i] in ("PUT", "DELETE")
-    }
+    # One resource, one change: R4 (§3.1.0.11.2) fails a transaction whose DELETE and PUT
+    # entries name the same resource (it answered 200 and wrote both).
+    seen: dict[str, int] = {}
+    for i in order:
+        if methods[i] in ("PUT", "DELETE"):
+            target = "/".join(_target(entries[i])[0][:2])
+            if target in seen:
+                raise FhirError.one(
+                    400, "business-rule",
+                    f"{target} aparece en las entradas {seen[target]} y {i}: una transacción "
+                    "cambia cada recurso una vez",
+                    f"Bundle.entry[{i}].request.url",
+                )  # fmt: skip
+            seen[target] = i
+    changed = set(seen)
     await repository.hold_conditions(session, conditions.values(), changed)
     for i in order:  # DELETEs first
         if methods[i] == "DELETE":

@@ -52,9 +52,30 @@ _ATC_PREFIXES = (("J05AR", HIV), ("J05AE", HIV), ("J05AG", HIV), ("N05A", MENTAL
                  ("N06A", MENTAL), ("G03A", SEXUAL))  # fmt: skip
 
 
-def _coded_category(system: str, code: str) -> str | None:
+def _coded_categories(system: str, code: str) -> frozenset[str]:
     if system in CIE10_SYSTEMS:
-        return _cie10_category(code)
+        key = code.replace(".", "").strip().upper()
+        specific = next((c for prefix, c in _CIE10_SPECIFIC if key.startswith(prefix)), None)
+        general = _cie10_category(code)
+        return frozenset({c for c in (general,) if c} | (specific or frozenset()))
+    single = _coded_category(system, code)
+    return frozenset({single}) if single else frozenset()
+
+
+# CIE-10 codes outside the chapters below that still say it (the DGIS catalog's): HIV lab
+# evidence, screening, exposure and counselling, and HIV in pregnancy; sexual abuse and
+# screening or exposure for sexually transmitted infections, high-risk sexual behaviour;
+# a personal history of self-harm. Checked by prefix of the code without its dot.
+_CIE10_SPECIFIC: tuple[tuple[str, frozenset[str]], ...] = (
+    ("R75", frozenset({HIV})), ("Z114", frozenset({HIV})), ("Z206", frozenset({HIV})),
+    ("Z717", frozenset({HIV})), ("O987", frozenset({HIV, SEXUAL})),
+    ("T742", frozenset({SEXUAL})), ("Y05", frozenset({SEXUAL})), ("Z113", frozenset({SEXUAL})),
+    ("Z202", frozenset({SEXUAL})), ("Z725", frozenset({SEXUAL})),
+    ("Z915", frozenset({MENTAL})),
+)  # fmt: skip
+
+
+def _coded_category(system: str, code: str) -> str | None:
     if system == _LOINC:
         return _LOINC_CODES.get(code.strip())
     if system == _SNOMED:
@@ -98,9 +119,7 @@ def categories(resource: dict[str, Any]) -> frozenset[str]:
     """The sensitive categories a resource falls in (empty for most)."""
     found: set[str] = set()
     for coding in _codings({k: v for k, v in resource.items() if k != "meta"}):
-        category = _coded_category(coding["system"], str(coding["code"]))
-        if category:
-            found.add(category)
+        found |= _coded_categories(coding["system"], str(coding["code"]))
     for label in (resource.get("meta") or {}).get("security") or []:
         if isinstance(label, dict) and label.get("system") == _ACT_CODE:
             category = _SECURITY.get(str(label.get("code")))

@@ -58,6 +58,8 @@ NOT_STORED = {
     "AuditEvent": "AuditEvent es la bitácora de auditoría de este servidor, de solo lectura",
 }
 # What the store keeps (R4 types R4B represents, but the four above).
+# The R4 types the R4B models represent (what a resource may contain, stored or not).
+R4_TYPES = frozenset(_COMMON.split())
 STORED_TYPES = frozenset(_COMMON.split()) - frozenset(NOT_STORED)
 
 

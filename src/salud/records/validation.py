@@ -16,7 +16,7 @@ from salud.records.bindings import binding_issues
 from salud.records.codes import CIE10_SYSTEMS, cie10_known
 from salud.records.compartment import MAX_PATIENT_ID
 from salud.records.outcome import FhirError, Issue
-from salud.records.types import STORED_TYPES, refusal
+from salud.records.types import R4_TYPES, STORED_TYPES, refusal
 
 MAX_ID = MAX_PATIENT_ID  # a FHIR id's 64 characters, which the partition key holds
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -76,6 +76,19 @@ def _expression(loc: tuple[Any, ...], kind: str) -> str:
     return ".".join(parts)
 
 
+def _check_contained(doc: dict[str, Any], kind: str) -> None:
+    """Every contained resource names a type the models know (fhir.resources raises a bare
+    KeyError or TypeError for another: a 500, and the end of a bulk import)."""
+    contained = doc.get("contained")
+    if not isinstance(contained, list):
+        return  # the model says what is wrong with it
+    for i, item in enumerate(contained):
+        where = f"{kind}.contained[{i}].resourceType"
+        inner = item.get("resourceType") if isinstance(item, dict) else None
+        if not isinstance(inner, str) or inner not in R4_TYPES:
+            raise FhirError.one(400, "invalid", f"«{inner}» no es un tipo de recurso R4", where)
+
+
 def validate(doc: dict[str, Any], *, unregistered_patient: bool = False) -> None:
     """Check a resource against its R4B model and our rules; FhirError names each problem.
     `unregistered_patient`: a Patient outside the registry is accepted (bulk loads only)."""
@@ -87,6 +100,7 @@ def validate(doc: dict[str, Any], *, unregistered_patient: bool = False) -> None
             400, "not-supported", f"este servidor no guarda recursos {kind}: {refusal(kind)}",
             "resourceType",
         )  # fmt: skip
+    _check_contained(doc, kind)
     try:
         get_fhir_model_class(kind).model_validate(doc)
     except RecursionError:  # a document built in process, deeper than parse() lets in
