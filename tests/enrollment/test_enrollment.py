@@ -410,6 +410,23 @@ async def test_a_biometric_match_goes_to_review_and_stays_there(
     assert "coincidencia biométrica" in queue[0]["reason"]
     blocked = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
     assert blocked.status_code == 409
+    # The supervisor judges them two people: the same match is not asked again, and the
+    # enrollment completes (it went back to review at every completion).
+    decided = await anonymous.post(
+        f"{E}/reviews/{queue[0]['id']}", headers=drive.supervisor,
+        json={"decision": "distinct", "note": "huellas distintas al compararlas"},
+    )  # fmt: skip
+    assert decided.status_code == 200, decided.text
+    await audit.start()
+    try:
+        async with sessions() as s, s.begin():
+            issuance = Issuance(Signer(sessions, ring), ring, config_of(settings))
+            done = await complete(
+                s, issuance, _AlwaysMatches("XEXX010101HNEXXXA4"), folio, Caller(who, audit)
+            )
+    finally:
+        await audit.close()
+    assert not isinstance(done, EnrollmentRead), done
 
 
 async def test_an_appointment_cancelled_as_the_visit_starts_stays_cancelled(
@@ -587,3 +604,32 @@ async def test_two_supervisors_taking_one_operator_at_once_one_is_refused(
         anonymous.post(f"{E}/modules/MR-13-0009/staff", headers=other.supervisor, json=body),
     )
     assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+
+
+async def test_a_duplicate_decided_closes_the_enrollments_other_reviews(
+    anonymous: httpx.AsyncClient, drive: Drive
+) -> None:
+    """Two homonyms: two reviews. One decided `duplicate` cancels the enrollment; the other
+    stayed in the supervisors' queue, pending for an enrollment that no longer was."""
+    same = dict(given_names="PEDRO", first_surname="RAMOS", second_surname="LUNA",
+                birth_date="1981-03-04", sex="H")  # fmt: skip
+    for _ in range(2):
+        made = await anonymous.post(
+            "/api/v1/persons", json=person_doc(**same), headers=drive.supervisor
+        )
+        assert made.status_code == 201, made.text
+    started = await start(anonymous, drive, person_doc(**same))
+    queue = (await anonymous.get(f"{E}/reviews", headers=drive.supervisor)).json()
+    assert len(queue) == 2
+    decided = await anonymous.post(
+        f"{E}/reviews/{queue[0]['id']}", json={"decision": "duplicate"}, headers=drive.supervisor
+    )
+    assert decided.status_code == 200, decided.text
+    assert (await anonymous.get(f"{E}/reviews", headers=drive.supervisor)).json() == []
+    moot = await anonymous.post(
+        f"{E}/reviews/{queue[1]['id']}", json={"decision": "distinct"}, headers=drive.supervisor
+    )
+    assert moot.status_code == 409
+    folio = started.json()["folio"]
+    enrollment = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
+    assert enrollment.json()["status"] == "cancelled"

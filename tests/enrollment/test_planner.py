@@ -271,6 +271,10 @@ def test_module_and_calendar_files_say_what_is_wrong(tmp_path: Path) -> None:
     bad.write_text("clave,capacidad,dias\n13,120,123456\n13,120,8\n")
     with pytest.raises(ValueError, match=r"malo.csv, línea 3: weekdays"):
         read_modules_csv(bad)
+    short = tmp_path / "corto.csv"  # a line with fewer cells than the header: an AttributeError
+    short.write_text("clave,capacidad,dias\n13,100\n")
+    with pytest.raises(ValueError, match=r"corto\.csv, línea 2: falta dias"):
+        read_modules_csv(short)
     plan = tmp_path / "plan.json"
     calendar = older_adults_first_calendar(MONDAY)
     plan.write_bytes(orjson.dumps({"calendar": calendar.model_dump(mode="json"),

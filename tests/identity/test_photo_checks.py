@@ -80,3 +80,27 @@ def test_the_weight_limit_is_the_uploads_not_the_upright_copys() -> None:
     assert len(sent) < MAX_BYTES
     photo = check_photo(sent)
     assert (photo.width, photo.height) == (w, h)
+
+
+def _sixteen_bit(png: bytes, kind: str = "PNG") -> bytes:
+    """The same picture, grey, 16 bits a sample (as some scanners and cameras save it)."""
+    import numpy as np
+
+    grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.uint16) * 257
+    out = io.BytesIO()
+    Image.fromarray(grey).save(out, kind)
+    return out.getvalue()
+
+
+def test_sixteen_bit_images_are_read_as_what_they_show() -> None:
+    """Pillow's convert("L") clips 16-bit values at 255: a good fingerprint scored 0 ("clean
+    the reader") and a face read as blank. A print is now scaled; a photo (which the card
+    prints) is refused with the true reason."""
+    from salud.enrollment.biometrics import MIN_QUALITY, check_fingerprint
+    from salud.identity.synth import synthetic_face, synthetic_fingerprint
+
+    for kind in ("PNG", "TIFF"):
+        checked = check_fingerprint(_sixteen_bit(synthetic_fingerprint(5), kind), 1)
+        assert checked.quality >= MIN_QUALITY, kind
+    with pytest.raises(InvalidInput, match="16 bits"):
+        check_photo(_sixteen_bit(synthetic_face(3)))

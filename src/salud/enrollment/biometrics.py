@@ -55,6 +55,17 @@ def quality_of(pixels: np.ndarray) -> int:
     return round(score)
 
 
+def _grey(image: Image.Image) -> np.ndarray:
+    """The pixels as grey 0-255: a scanner's 16-bit image scaled (Pillow's convert("L")
+    clips its values at 255, and a good print read as blank)."""
+    if image.mode.startswith("I"):
+        values = np.asarray(image, np.float32)
+        top = float(values.max()) if values.size else 0.0
+        scaled: np.ndarray = np.clip(values / (257.0 if top <= 65535 else top / 255.0), 0, 255)
+        return scaled
+    return np.asarray(image if image.mode == "L" else image.convert("L"), np.float32)
+
+
 def check_fingerprint(data: bytes, finger: int) -> FingerprintImage:
     """A readable PNG, JPEG or TIFF of scanner size and enough quality, or InvalidInput."""
     field = f"fingerprints.{finger}"
@@ -76,7 +87,7 @@ def check_fingerprint(data: bytes, finger: int) -> FingerprintImage:
                     field,
                     f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px",
                 )
-            gray = np.asarray(image if image.mode == "L" else image.convert("L"), np.float32)
+            gray = _grey(image)
     # Pillow reports some damaged PNG chunks (a bad checksum or length) as SyntaxError.
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise InvalidInput.on(field, "no es una imagen PNG, JPEG o TIFF legible") from None

@@ -181,6 +181,9 @@ def read_modules_csv(path: Path) -> list[PlannedModule]:
         if missing:
             raise ValueError(f"{path.name}: faltan las columnas {', '.join(sorted(missing))}")
         for line, row in enumerate(reader, start=2):
+            short = sorted(k for k in ("clave", "capacidad", "dias") if row.get(k) is None)
+            if short:  # a line with fewer cells than the header
+                raise ValueError(f"{path.name}, línea {line}: falta {', '.join(short)}")
             try:
                 key = row["clave"].strip()
                 modules.append(

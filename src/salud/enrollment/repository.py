@@ -271,8 +271,20 @@ async def reviews(
     )
     if status:
         stmt = stmt.where(DuplicateReview.status == status)
+    if status == "pending":  # a cancelled enrollment's are moot (a duplicate decided it)
+        stmt = stmt.where(Enrollment.status != "cancelled")
     stmt = stmt.where(Enrollment.module_id.in_(module_ids))
     return [(r, f) for r, f in (await session.execute(stmt.limit(500))).all()]
+
+
+async def decided_distinct(session: AsyncSession, curp: str) -> set[str]:
+    """The CURPs a supervisor judged another person than this one (reviews `distinct`)."""
+    rows = await session.execute(
+        select(DuplicateReview.candidate_curp).where(
+            DuplicateReview.person_curp == curp, DuplicateReview.status == "distinct"
+        )
+    )
+    return set(rows.scalars())
 
 
 async def review_by_id(session: AsyncSession, review_id: int) -> DuplicateReview | None:

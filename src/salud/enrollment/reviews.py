@@ -55,6 +55,8 @@ async def decide_review(
     row = await session.get(Enrollment, review.enrollment_id, with_for_update=True)
     assert row is not None
     await check_runs_module(caller, await repository.module_by_id(session, row.module_id))
+    if row.status == "cancelled":  # another review found the duplicate: this one is moot
+        raise Conflict(f"el registro {row.folio} se canceló: la revisión ya no aplica")
     review.status, review.note = data.decision, data.note
     review.decided_by, review.decided_at = caller.actor, utcnow()
     await session.flush()

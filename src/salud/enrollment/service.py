@@ -424,7 +424,10 @@ async def complete(
     prints = {
         f.finger: f.image_sealed for f in await repository.fingerprints(session, row.person_curp)
     }
-    matches = matcher.candidates(row.person_curp, prints)
+    # A match a supervisor already judged another person is not asked again (it was, at
+    # every completion, so the enrollment could never end).
+    distinct = await repository.decided_distinct(session, row.person_curp)
+    matches = [c for c in matcher.candidates(row.person_curp, prints) if c not in distinct]
     if matches:
         now = utcnow()
         for other in matches:

@@ -51,6 +51,10 @@ def check_photo(data: bytes) -> Photo:
                     "photo",
                     f"mide {width}×{height}; cada lado debe medir de {MIN_SIDE} a {MAX_SIDE} px",
                 )
+            if image.mode.startswith("I"):  # 16 bits a sample: grey read as blank, said so
+                raise InvalidInput.on(
+                    "photo", "tiene 16 bits por muestra: guárdela en 8 bits (JPEG o PNG común)"
+                )
             image.verify()
         with Image.open(io.BytesIO(data)) as opened:
             opened.load()
