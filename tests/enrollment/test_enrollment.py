@@ -633,3 +633,36 @@ async def test_a_duplicate_decided_closes_the_enrollments_other_reviews(
     folio = started.json()["folio"]
     enrollment = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
     assert enrollment.json()["status"] == "cancelled"
+
+
+async def test_only_what_this_visit_captured_completes_it(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    """A photo and prints captured at an abandoned visit elsewhere, or a photo uploaded
+    through the registry, counted for a new enrollment: completed with nothing captured at
+    this module, the card would show a photo this module never saw."""
+    doc = person_doc()
+    first = (await start(anonymous, drive, doc)).json()["folio"]
+    await capture(anonymous, drive, first, 31)
+    cancelled = await anonymous.post(
+        f"{E}/enrollments/{first}/cancel", json={"reason": "la persona se retiró"},
+        headers=drive.operator,
+    )  # fmt: skip
+    assert cancelled.status_code == 200, cancelled.text
+    other = await open_module(anonymous, token_for, code="MR-13-0009")
+    again = await anonymous.post(
+        f"{E}/enrollments", json={"curp": doc["curp"]}, headers=other.operator
+    )
+    assert again.status_code == 201, again.text
+    missing = {m["item"] for m in again.json()["missing"]}
+    assert {"photo", "fingerprints"} <= missing
+    # A photo put through the registry's API before a visit does not count either.
+    late = person_doc()
+    assert (await anonymous.post("/api/v1/persons", json=late, headers=drive.supervisor)).is_success
+    uploaded = await anonymous.put(
+        f"/api/v1/persons/{late['curp']}/photo", content=synthetic_face(4),
+        headers={**drive.supervisor, "Content-Type": "image/jpeg"},
+    )  # fmt: skip
+    assert uploaded.status_code == 204, uploaded.text
+    visit = await start(anonymous, drive, late, registered=True)
+    assert "photo" in {m["item"] for m in visit.json()["missing"]}

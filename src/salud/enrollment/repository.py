@@ -209,13 +209,21 @@ async def probable_duplicates(session: AsyncSession, person: Person) -> list[str
     return list((await session.execute(stmt.limit(20))).scalars())
 
 
-async def has_photo(session: AsyncSession, curp: str) -> bool:
-    found = await session.scalar(select(PersonPhoto.id).where(PersonPhoto.person_curp == curp))
+async def has_photo(session: AsyncSession, curp: str, *, since: datetime) -> bool:
+    """Whether the person's photo was taken (or replaced) at or after `since`."""
+    found = await session.scalar(
+        select(PersonPhoto.id).where(
+            PersonPhoto.person_curp == curp, PersonPhoto.updated_at >= since
+        )
+    )
     return found is not None
 
 
-async def fingers_of(session: AsyncSession, curp: str) -> list[int]:
-    stmt = select(Fingerprint.finger).where(Fingerprint.person_curp == curp)
+async def fingers_of(session: AsyncSession, curp: str, *, since: datetime) -> list[int]:
+    """The fingers captured at or after `since`."""
+    stmt = select(Fingerprint.finger).where(
+        Fingerprint.person_curp == curp, Fingerprint.captured_at >= since
+    )
     return sorted((await session.execute(stmt)).scalars())
 
 

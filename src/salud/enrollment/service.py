@@ -150,9 +150,14 @@ class _Captured:
     fingers: list[int]
 
 
-async def _captured(session: AsyncSession, curp: str) -> _Captured:
+async def _captured(session: AsyncSession, row: Enrollment) -> _Captured:
+    """The photo and fingerprints taken during this enrollment (since it started): one from
+    an abandoned visit elsewhere, or uploaded through the registry, is not what this module
+    saw, and the card would show it."""
+    since, curp = row.started_at, row.person_curp
     return _Captured(
-        await repository.has_photo(session, curp), await repository.fingers_of(session, curp)
+        await repository.has_photo(session, curp, since=since),
+        await repository.fingers_of(session, curp, since=since),
     )
 
 
@@ -184,7 +189,7 @@ async def _read(
     session: AsyncSession, row: Enrollment, m: RegistrationModule, person: Person | None = None
 ) -> EnrollmentRead:
     person = person or await _person(session, row.person_curp)
-    captured = await _captured(session, row.person_curp)
+    captured = await _captured(session, row)
     age = age_on(person.birth_date, row.visit_day)
     return EnrollmentRead(
         folio=row.folio, curp=row.person_curp, full_name=_full_name(person),
@@ -414,7 +419,7 @@ async def complete(
     )
     _open_today(row)
     person = await _person(session, row.person_curp)
-    missing = _missing(row, person, await _captured(session, row.person_curp))
+    missing = _missing(row, person, await _captured(session, row))
     if missing:
         raise Conflict(
             "el registro no puede concluir: "
