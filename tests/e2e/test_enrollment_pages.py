@@ -23,7 +23,7 @@ from salud.access.schemas import AccountCreate
 from salud.config import Settings
 from salud.identity.synth import synthetic_face, synthetic_fingerprint
 from salud.kit.clock import today_mx
-from tests.conftest import keyring_of
+from tests.conftest import TokenFor, keyring_of
 from tests.e2e.conftest import ARTIFACTS, FAKE_CAMERA
 from tests.e2e.test_credential_pages import PASSWORD, write_y4m
 from tests.factories.persons import person_doc
@@ -74,12 +74,13 @@ def png(data: bytes) -> Image.Image:
 
 async def test_a_person_is_booked_enrolled_printed_and_handed_their_card(
     client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings,
-    live_server: str, browser: Browser, signing_key: str,
+    live_server: str, browser: Browser, signing_key: str, token_for: TokenFor,
 ) -> None:  # fmt: skip
     base = live_server
     today = today_mx()
     until = (today + timedelta(days=60)).isoformat()
     # The ministry's set-up through the API: a phase for Hidalgo, the calendar, the module.
+    ministry = token_for(Role.INSTITUTION_ADMIN)
     for path, body in (
         (f"{E}/phases", {"name": "Fase Hidalgo", "starts_on": today.isoformat(), "states": ["13"]}),
         (f"{E}/calendars", {"name": "general", "active": True, "rules": [
@@ -88,7 +89,10 @@ async def test_a_person_is_booked_enrolled_printed_and_handed_their_card(
                           "address": "Plaza Juárez s/n, Centro, Pachuca", "weekdays": "1234567",
                           "supervisor": "supervisora.e2e", "daily_capacity": 50}),
     ):  # fmt: skip
-        made = await client.post(path, json=body)
+        # The phase and the calendar are the ministry's (institution_admin); the module, a
+        # supervisor's.
+        who = ministry if not path.endswith("/modules") else {}
+        made = await client.post(path, json=body, headers=who)
         assert made.status_code == 201, made.text
     supervisor_code = await staff_account(
         sessions, settings, "supervisora.e2e", Role.SUPERVISOR, module=MODULE

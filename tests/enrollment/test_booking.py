@@ -40,7 +40,7 @@ async def _book(
 async def _open_calendar(c: httpx.AsyncClient, token_for: TokenFor, days: int = 30) -> None:
     """Hidalgo's phase open from today and an active calendar for the next `days` days (a
     server started apart: the `drive` fixture's are in-process)."""
-    admin, today = token_for(Role.SUPERVISOR), today_mx()
+    admin, today = token_for(Role.INSTITUTION_ADMIN), today_mx()
     phase = {"name": "F", "starts_on": today.isoformat(), "states": ["13"]}
     assert (await c.post(f"{E}/phases", headers=admin, json=phase)).is_success
     rule = {"starts_on": today.isoformat(), "ends_on": (today + timedelta(days=days)).isoformat()}
@@ -73,7 +73,7 @@ async def test_availability_booking_and_the_count_of_places(
 async def test_the_calendar_and_phase_decide_the_days(
     anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
 ) -> None:
-    admin = token_for(Role.SUPERVISOR)
+    admin = token_for(Role.INSTITUTION_ADMIN)
     start = today_mx() + timedelta(days=1)
     made = await anonymous.post(
         f"{E}/calendars",
@@ -128,7 +128,7 @@ async def test_the_calendar_and_phase_decide_the_days(
     assert region.status_code == 201, region.text
     assert (await _book(anonymous, senior2, day, module=other.module)).status_code == 422
     tuxtla = await anonymous.post(
-        f"{E}/modules", headers=other.supervisor,
+        f"{E}/modules", headers=token_for(Role.SUPERVISOR),
         json={"code": "MR-07-0101", "name": "Módulo Tuxtla", "state": "07",
               "municipality": "101", "address": "Av. Central s/n, Tuxtla Gutiérrez"},
     )  # fmt: skip
@@ -223,7 +223,7 @@ async def test_a_citizen_finds_and_cancels_a_booking_someone_made_with_their_cur
 async def test_nonsense_is_refused_with_the_field_not_a_500(
     anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
 ) -> None:
-    admin = token_for(Role.SUPERVISOR)
+    admin = token_for(Role.INSTITUTION_ADMIN)
     phase = {"name": "X", "starts_on": "2027-02-01", "ends_on": "2027-01-01", "states": ["13"]}
     backwards = await anonymous.post(f"{E}/phases", headers=admin, json=phase)
     assert backwards.status_code == 422
@@ -366,3 +366,27 @@ async def test_a_module_created_twice_at_once_is_one_module_and_conflicts_not_er
     assert codes == [201] + [409] * 5, [a.text for a in answers]
     assert all(a.headers["content-type"] == "application/problem+json" for a in answers[1:]
                if a.status_code == 409)  # fmt: skip
+
+
+async def test_one_modules_supervisor_sets_no_national_rules(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    """The calendar and the phases are the whole country's: any of 1,700 supervisors could
+    replace the active calendar, open every state, or open modules elsewhere and become
+    their supervisor. Now the ministry (institution_admin) sets the rules, and a supervisor
+    opens only their own module."""
+    today = today_mx().isoformat()
+    until = (today_mx() + timedelta(days=30)).isoformat()
+    calendar = {"name": "solo Z", "active": True,
+                "rules": [{"starts_on": today, "ends_on": until, "letters": "Z"}]}  # fmt: skip
+    phase = {"name": "todo", "starts_on": today, "states": ["07"]}
+    for path, body in ((f"{E}/calendars", calendar), (f"{E}/phases", phase)):
+        refused = await anonymous.post(path, json=body, headers=drive.supervisor)
+        assert refused.status_code == 403, (path, refused.text)
+    elsewhere = {"code": "MR-07-0002", "name": "Otro", "state": "07", "address": "Centro 2",
+                 "weekdays": "12345", "daily_capacity": 50}  # fmt: skip
+    refused = await anonymous.post(f"{E}/modules", json=elsewhere, headers=drive.supervisor)
+    assert refused.status_code == 403, refused.text
+    assert "MR-13-0001" in refused.json()["detail"]
+    ministry = token_for(Role.INSTITUTION_ADMIN)
+    assert (await anonymous.post(f"{E}/phases", json=phase, headers=ministry)).status_code == 201

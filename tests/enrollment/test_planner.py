@@ -492,17 +492,18 @@ async def test_plan_from_the_drive_as_the_system_holds_it(
 
     from tests.enrollment.conftest import E
 
-    supervisor = token_for(Role.SUPERVISOR)
+    ministry = token_for(Role.INSTITUTION_ADMIN)  # the calendars are the ministry's
     today = today_mx()
     older = {"starts_on": today.isoformat(), "ends_on": (today + timedelta(days=90)).isoformat(),
              "min_age": 60}  # fmt: skip
     second = {"name": "solo-mayores", "rules": [older]}
-    assert (await anonymous.post(f"{E}/calendars", headers=supervisor, json=second)).is_success
+    assert (await anonymous.post(f"{E}/calendars", headers=ministry, json=second)).is_success
     closed = {"code": "MR-09-0777", "name": "Cerrado", "state": "09", "address": "Centro 1",
               "daily_capacity": 999}  # fmt: skip
-    assert (await anonymous.post(f"{E}/modules", headers=supervisor, json=closed)).is_success
+    module_maker = token_for(Role.SUPERVISOR)  # the modules, a supervisor's (none of their own)
+    assert (await anonymous.post(f"{E}/modules", headers=module_maker, json=closed)).is_success
     status = {"status": "closed"}
-    assert (await anonymous.post(f"{E}/modules/MR-09-0777/status", headers=supervisor,
+    assert (await anonymous.post(f"{E}/modules/MR-09-0777/status", headers=module_maker,
                                  json=status)).is_success  # fmt: skip
     inegi = str(shared_data / "inegi")
 

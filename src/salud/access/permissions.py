@@ -98,7 +98,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.CREDENTIAL_REVOKE,
             _P.CREDENTIAL_VALIDATE,
             _P.MODULE_MANAGE,
-            _P.CALENDAR_MANAGE,
+            # Not CALENDAR_MANAGE: the calendar and the phases are the whole country's, set
+            # by the ministry (institution_admin), not by one of 1,700 supervisors.
             _P.APPOINTMENT_BOOK,
             _P.APPOINTMENT_READ,
             _P.ENROLL,

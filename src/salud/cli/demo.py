@@ -129,16 +129,18 @@ async def _demo_drive(sessions: async_sessionmaker[AsyncSession], settings: Sett
             return
     audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
     await audit.start()
-    caller = Caller(
-        Principal("demo", "supervisor.demo", Role.SUPERVISOR, 10, module_code="MR-13-0001"),
-        audit, "registro",
-    )  # fmt: skip
+    # The ministry sets the phase and the calendar; the supervisor (no module of their own
+    # yet) opens the modules.
+    ministry = Caller(
+        Principal("demo", "ministerio.demo", Role.INSTITUTION_ADMIN, 10), audit, "registro"
+    )
+    caller = Caller(Principal("demo", "supervisor.demo", Role.SUPERVISOR, 10), audit, "registro")
     today = today_mx()
     try:
         async with sessions() as session, session.begin():
             phase = PhaseCreate(name="Nacional (demo)", starts_on=today, states=INEGI_KEYS)
-            await booking.create_phase(session, phase, caller)
-            await booking.create_calendar(session, demo_calendar(today), caller)
+            await booking.create_phase(session, phase, ministry)
+            await booking.create_calendar(session, demo_calendar(today), ministry)
             for module in DEMO_MODULES:
                 await booking.create_module(session, module, caller)
                 await booking.set_module_status(session, module.code, ModuleStatus.OPEN, caller)

@@ -112,6 +112,15 @@ def runs_modules(caller: Caller, modules: list[RegistrationModule]) -> list[int]
 
 async def create_module(session: AsyncSession, data: ModuleCreate, caller: Caller) -> ModuleRead:
     await caller.allow(Permission.MODULE_MANAGE, "enrollment:module:create", "module")
+    p = caller.principal
+    if p.role is Role.SUPERVISOR and p.module_code not in (None, data.code):
+        # A supervisor of one module does not open modules across the country (and become
+        # their supervisor); their own account's module, or any while they have none.
+        await caller.record(
+            "enrollment:module:create", "module", subject_id=data.code, outcome="denied",
+            detail={"supervises": p.module_code},
+        )  # fmt: skip
+        raise Forbidden(f"usted supervisa el módulo {p.module_code}: no da de alta otros")
     if await repository.module_by_code(session, data.code) is not None:
         raise Conflict("ya existe un módulo con esa clave", [FieldProblem("code", "ya existe")])
     supervisor = data.supervisor or (
