@@ -532,3 +532,132 @@ async def test_a_card_signed_with_a_key_rotated_by_another_process_validates_at_
     assert (answer["verdict"], answer["card"]) == ("valid", "current"), answer
     public = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": new})
     assert public.json()["verdict"] == "valid", public.text
+
+
+async def test_public_validation_tells_no_one_why_a_card_is_not_current(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Issue 4: the public answer is valid or not and current or not. A suspended, revoked or
+    superseded card answers alike (one reason, one message); the state itself is for the
+    staff's validation."""
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    qr = signed_qr_of(await back_of(client, card["credential_id"]))
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    digital = (await anonymous.get("/api/v1/me/digital-card", headers=me)).json()["qr"]
+
+    async def public(text: str) -> dict[str, Any]:
+        answer = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": text})
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    status = f"/api/v1/credentials/{card['credential_id']}/status"
+    assert (await client.post(status, json={"status": "suspended"})).status_code == 200
+    answers = [await public(qr), await public(digital)]
+    assert (await validate(client, token_for, qr))["card"] == "suspended"
+    assert (await client.post(status, json={"status": "active"})).status_code == 200
+    second = await issued(client, doc["curp"], "lost")
+    answers += [await public(qr), await public(digital)]
+    assert (await validate(client, token_for, qr))["card"] == "superseded"
+    second_qr = signed_qr_of(await back_of(client, second["credential_id"]))
+    assert (await public(second_qr))["card"] == "current"
+    revoke = f"/api/v1/credentials/{second['credential_id']}/status"
+    assert (await client.post(revoke, json={"status": "revoked"})).status_code == 200
+    answers.append(await public(second_qr))
+    assert (await validate(client, token_for, second_qr))["card"] == "revoked"
+    assert answers == [answers[0]] * 5
+    assert answers[0]["verdict"] == "invalid"
+    assert (answers[0]["reason"], answers[0]["card"]) == ("not_current", "not_current")
+    for word in ("suspend", "revoc", "reemplaz", "reposici"):
+        assert word not in str(answers).lower()
+
+
+async def test_no_digital_card_is_signed_for_an_expired_card(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A plastic card past its end has no digital card: a statement would end with the card,
+    already expired when shown. 404 as for a suspended card (the phone drops its copy), and
+    the reason says to renew it; a minor's card through the parent alike."""
+    parent = await registered(client, birth_date="1988-05-06")
+    child = await registered(client, birth_date="2019-02-03")
+    for person in (parent, child):
+        await issued(client, person["curp"])
+    linked = await client.post(
+        f"/api/v1/persons/{child['curp']}/guardians",
+        json={"guardian_curp": parent["curp"], "relationship": "mother",
+              "reason": "acta de nacimiento"},
+    )  # fmt: skip
+    assert linked.status_code == 201, linked.text
+    me = token_for(Role.CITIZEN, curp=parent["curp"])
+    urls = ("/api/v1/me/digital-card", f"/api/v1/me/wards/{child['curp']}/digital-card")
+    for url in urls:
+        assert (await anonymous.get(url, headers=me)).status_code == 200
+    async with sessions() as session, session.begin():
+        await session.execute(
+            text("UPDATE credentials SET expires_at = :at"),
+            {"at": datetime(2026, 1, 2, 3, 4, tzinfo=UTC)},
+        )
+    for url in urls:
+        refused = await anonymous.get(url, headers=me)
+        assert refused.status_code == 404, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        detail = refused.json()["detail"]
+        assert "venció el 02/01/2026" in detail
+        assert "renov" in detail
+
+
+async def test_published_keys_are_cached_less_than_a_rotation_overlaps(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    """A key put in service signs at once, and the retired one covers cards for
+    RETIRE_GRACE: a verifier's copy of the key set (HTTP cache on top of the server's own
+    CACHE_SECONDS) must be fresh within that."""
+    limit = signing.RETIRE_GRACE.total_seconds() - signing.CACHE_SECONDS
+    for url in ("/.well-known/jwks.json", "/.well-known/cose-keys"):
+        answer = await anonymous.get(url)
+        assert answer.status_code == 200
+        directives = dict(
+            d.strip().partition("=")[::2] for d in answer.headers["cache-control"].split(",")
+        )
+        assert 0 < int(directives["max-age"]) <= limit, answer.headers["cache-control"]
+
+
+async def test_the_public_validations_429_says_when_to_retry(anonymous: httpx.AsyncClient) -> None:
+    for _ in range(70):
+        answer = await anonymous.post("/api/v1/public/credentials/validate", json={"qr": "X"})
+        if answer.status_code == 429:
+            break
+    assert answer.status_code == 429
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(answer.headers["retry-after"]) <= 60
+    assert f"espere {answer.headers['retry-after']} s" in answer.json()["detail"]
+
+
+async def test_a_face_too_big_for_the_cards_back_is_left_out_of_the_qr(
+    settings: Settings,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The face in the QR is optional: when it would make the signed QR too big for the back
+    even at 4 px modules, the card is issued without it, not left unprintable."""
+    import random
+
+    big = random.Random(3).randbytes(1500)  # incompressible: a 2,000-character QR text
+    monkeypatch.setattr(credentials_service, "_face_thumbnail", lambda data: big)
+    app = create_app(settings.model_copy(update={"credential_qr_face": True}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            c.headers.update(token_for(Role.SUPERVISOR))
+            doc = await registered(c)
+            card = await issued(c, doc["curp"])
+            qr = signed_qr_of(await back_of(c, card["credential_id"]))
+            keys = await published(c)
+    verified = verify(qr, keys)
+    assert verified.claims.holder.curp == doc["curp"]
+    assert verified.claims.face is None

@@ -209,6 +209,44 @@ def test_any_byte_change_is_refused(position: int, flip: int) -> None:
         verify(pack(bytes(changed)), keyset(_KEY[1]), now=NOW)
 
 
+def _signed_sign1(protected: bytes, payload: bytes) -> str:
+    """A COSE_Sign1 truly signed with _KEY over these protected and payload bytes, packed."""
+    key = _KEY[0]
+    signature = key.cose_key.sign(cbor2.dumps(["Signature1", protected, b"", payload]))
+    return pack(cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, signature])))
+
+
+def test_bytes_after_the_signed_message_are_refused_as_not_cose() -> None:
+    """cbor2.loads reads the first item and ignores what follows: a card with bytes appended
+    inside the zlib stream verified, so one card had endless valid QR texts. The claim169
+    package refuses them; so do we, in the COSE message, its protected header and (a
+    payload we signed ourselves) the claims."""
+    keys = keyset(_KEY[1])
+    for extra in (b"\x00", cbor2.dumps(1), cbor2.dumps(_COSE), b"\x00garbage"):
+        text = pack(_COSE + extra)
+        with pytest.raises(VerificationFailed) as caught:
+            verify(text, keys, now=NOW)
+        assert caught.value.reason is Reason.NOT_COSE
+        assert "sobrantes" in caught.value.message
+        with pytest.raises(claim169.Claim169Exception):
+            claim169.decode_with_ed25519(text, _KEY[1].public, validate_timestamps=False)
+    protected = cbor2.dumps({1: _KEY[0].alg, 4: _KEY[0].kid})
+    payload = to_cbor(claims())
+    assert verify(_signed_sign1(protected, payload), keys, now=NOW).claims == claims()
+    assert reason_of(_signed_sign1(protected + b"\x00", payload), keys, now=NOW) is (
+        Reason.NOT_COSE
+    )
+    assert reason_of(_signed_sign1(protected, payload + b"\x00"), keys, now=NOW) is (
+        Reason.MALFORMED_CLAIMS
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(extra=st.binary(min_size=1, max_size=64))
+def test_any_bytes_appended_to_the_signed_message_are_refused(extra: bytes) -> None:
+    assert reason_of(pack(_COSE + extra), keyset(_KEY[1]), now=NOW) is Reason.NOT_COSE
+
+
 @settings(max_examples=200, deadline=None)
 @given(position=st.integers(min_value=0, max_value=len(_TEXT) - 1), char=st.sampled_from(
     "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"))  # fmt: skip

@@ -14,7 +14,8 @@ from starlette.routing import BaseRoute, Route
 
 from salud.access.permissions import Permission
 from salud.api.deps import CurrentCaller, Reader, ReadSession, Session, caller_of
-from salud.credentials import service
+from salud.api.problems import problem
+from salud.credentials import service, signing
 from salud.credentials.schemas import (
     CredentialRead,
     DigitalCardRead,
@@ -49,12 +50,27 @@ def _config(request: Request) -> service.CredentialConfig:
     return config
 
 
+# A new key signs at once and the retired one covers cards for RETIRE_GRACE after a
+# rotation; this process may serve a key set up to CACHE_SECONDS old, so a verifier's cached
+# copy on top of that must not outlive the overlap: 30 s.
+KEYS_MAX_AGE = int(signing.RETIRE_GRACE.total_seconds() - signing.CACHE_SECONDS)
+KEYS_CACHE_CONTROL = f"public, max-age={KEYS_MAX_AGE}"
+
+
 class TooManyRequests(DomainError):
     def __init__(self, wait: int) -> None:
         super().__init__(
             f"demasiadas validaciones desde esta dirección; espere {wait} s", [], 429,
             "Demasiadas solicitudes", "rate-limited",
         )  # fmt: skip
+        self.wait = wait
+
+    def response(self, path: str) -> Response:
+        """The problem with Retry-After (RFC 9110 §10.2.3), which DomainError's rendering
+        (api/problems.py) does not carry."""
+        answer = problem(self.status, self.title, self.detail, self.type_slug, None, path)
+        answer.headers["Retry-After"] = str(self.wait)
+        return answer
 
 
 @wellknown.get(
@@ -67,7 +83,7 @@ async def cose_keys(request: Request) -> Response:
     keys = await _signer(request).keys()
     return Response(
         keys.to_cose(), media_type="application/cose-key-set",
-        headers={"Cache-Control": "public, max-age=300"},
+        headers={"Cache-Control": KEYS_CACHE_CONTROL},
     )  # fmt: skip
 
 
@@ -77,7 +93,7 @@ async def cose_keys(request: Request) -> Response:
     openapi_extra=_x("public"),
 )
 async def jwks(request: Request, response: Response) -> dict[str, object]:
-    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Cache-Control"] = KEYS_CACHE_CONTROL
     return (await _signer(request).keys()).to_jwks()
 
 
@@ -216,13 +232,16 @@ def fast_routes(prefix: str) -> list[BaseRoute]:
 @router.post(
     "/public/credentials/validate",
     summary="Validación pública: válida o no y si es la tarjeta vigente (sin datos personales)",
+    response_model=PublicValidationRead,
     openapi_extra=_x("public"),
 )
-async def public_validate(body: ScanIn, request: Request, reader: Reader) -> PublicValidationRead:
+async def public_validate(
+    body: ScanIn, request: Request, reader: Reader
+) -> PublicValidationRead | Response:
     host = request.client.host if request.client else "?"
     wait = request.app.state.public_validation_limiter.hit(host)
     if wait:
-        raise TooManyRequests(wait)
+        return TooManyRequests(wait).response(request.url.path)
     keys = await _signer(request).keys()
     return await service.public_validate(reader, keys, body.qr, request.app.state.audit)
 

@@ -13,7 +13,7 @@ import contextlib
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -78,6 +78,13 @@ STATUS_MESSAGES = {
     "superseded": "La credencial fue reemplazada por una reposición: esta tarjeta ya no vale.",
     "unknown": "La firma es válida pero esta credencial no está en el padrón.",
 }
+# The public validation's one answer for every card that is not the holder's current one
+# (suspended, revoked, superseded, a digital card switched off): that a card was suspended,
+# revoked or replaced is the holder's business and reception's, not anyone's with a phone.
+PUBLIC_NOT_CURRENT = "not_current"
+PUBLIC_NOT_CURRENT_MESSAGE = (
+    "Esta tarjeta no es la credencial vigente de su titular: no sirve para identificarse."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +239,11 @@ async def issue(
         expires_at=_add_years(now, config.validity_years), face=face, face_format=face_format,
     )  # fmt: skip
     qr_text, kid = await signer.sign_text(to_cbor(claims))
+    if face is not None and not render.signed_qr_fits(qr_text):
+        # The face (optional, off by default) made the QR too big for the card's back even at
+        # its smallest modules (long names, a detailed photo): the card goes without it.
+        claims = replace(claims, face=None, face_format=None)
+        qr_text, kid = await signer.sign_text(to_cbor(claims))
     if previous is not None:
         previous.status, previous.superseded_by = "superseded", cred_id
         previous.status_changed_at, previous.status_changed_by = now, caller.actor
@@ -480,8 +492,15 @@ async def digital_card(
     row = await _current(session, curp)
     if row is None or not row.digital_active:
         raise NotFound("no tiene una credencial digital activa")
-    person = await _person(session, curp)
     now = utcnow()
+    if row.expires_at <= now:
+        # A statement signed now would expire before it is shown (its end is the card's);
+        # 404 as for a suspended card, so the phone drops its saved copy (card.js).
+        raise NotFound(
+            f"la credencial venció el {row.expires_at:%d/%m/%Y}: ya no hay credencial digital "
+            "hasta renovarla (reposición por renovación en un módulo)"
+        )
+    person = await _person(session, curp)
     rights = entitlements(person, today_mx())
     expires = min(now + timedelta(hours=config.statement_hours), row.expires_at)
     claims = CardClaims(
@@ -643,9 +662,15 @@ async def public_validate(
         return PublicValidationRead(
             verdict=verdict, reason=None, message="Credencial válida y vigente.", card="current"
         )
+    if state == "unknown":
+        return PublicValidationRead(
+            verdict="invalid", reason="unknown", message=STATUS_MESSAGES["unknown"], card="unknown"
+        )
+    # Suspended, revoked and superseded answer alike (issue 4: valid or not, current or not);
+    # the state itself is the staff variant's (`validate`) and the holder's audit entry's.
     return PublicValidationRead(
-        verdict="invalid", reason=state, message=STATUS_MESSAGES[state],
-        card="unknown" if state == "unknown" else "not_current",
+        verdict="invalid", reason=PUBLIC_NOT_CURRENT, message=PUBLIC_NOT_CURRENT_MESSAGE,
+        card="not_current",
     )  # fmt: skip
 
 

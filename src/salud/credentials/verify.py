@@ -13,6 +13,7 @@ python-cwt and the `claim169` package."""
 
 from __future__ import annotations
 
+import io
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,12 +98,31 @@ def _inflate(data: bytes) -> bytes:
 _CBOR_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, ArithmeticError)
 
 
+class _Leftover(Exception):
+    """Bytes after the one CBOR item that should have filled the whole string."""
+
+
+def _whole(data: bytes) -> Any:
+    """The one CBOR item that `data` holds, to its last byte. cbor2.loads stops after the
+    first item and ignores the rest, so one card would have endless QR texts (any bytes
+    appended to it), which other readers (the claim169 package) refuse."""
+    stream = io.BytesIO(data)
+    item = cbor2.CBORDecoder(stream, read_size=1).decode()
+    if stream.tell() != len(data):
+        raise _Leftover
+    return item
+
+
 def _sign1(data: bytes) -> tuple[bytes, dict[Any, Any], bytes, bytes, dict[Any, Any]]:
     """(protected bytes, protected map, payload, signature, unprotected map)."""
     try:
-        item = cbor2.loads(data)
+        item = _whole(data)
     except _CBOR_ERRORS:
         raise VerificationFailed(Reason.NOT_COSE, "no es CBOR") from None
+    except _Leftover:
+        raise VerificationFailed(
+            Reason.NOT_COSE, "bytes sobrantes después del mensaje COSE_Sign1"
+        ) from None
     if isinstance(item, cbor2.CBORTag) and item.tag == CWT_TAG:
         item = item.value
     if isinstance(item, cbor2.CBORTag):
@@ -120,9 +140,13 @@ def _sign1(data: bytes) -> tuple[bytes, dict[Any, Any], bytes, bytes, dict[Any, 
     ):
         raise VerificationFailed(Reason.NOT_COSE, "elementos de tipo incorrecto")
     try:
-        header = cbor2.loads(protected) if protected else {}
+        header = _whole(protected) if protected else {}
     except _CBOR_ERRORS:
         raise VerificationFailed(Reason.NOT_COSE, "encabezado protegido ilegible") from None
+    except _Leftover:
+        raise VerificationFailed(
+            Reason.NOT_COSE, "bytes sobrantes en el encabezado protegido"
+        ) from None
     if not isinstance(header, dict):
         raise VerificationFailed(Reason.NOT_COSE, "encabezado protegido no es un mapa")
     return protected, header, payload, signature, unprotected
@@ -169,11 +193,15 @@ def verify(text: str, keys: KeySet, now: datetime | None = None) -> Verified:
     to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
     _check_signature(key, obj, header.get(1), to_sign, signature)
     try:
-        claims = from_map(cbor2.loads(payload))
+        claims = from_map(_whole(payload))
     except MalformedClaims as exc:
         raise VerificationFailed(Reason.MALFORMED_CLAIMS, str(exc)) from None
     except _CBOR_ERRORS:
         raise VerificationFailed(Reason.MALFORMED_CLAIMS, "la carga no es CBOR") from None
+    except _Leftover:
+        raise VerificationFailed(
+            Reason.MALFORMED_CLAIMS, "bytes sobrantes después de los datos de la carga"
+        ) from None
     if not key.covers(claims.issued_at):
         raise VerificationFailed(
             Reason.UNKNOWN_KEY, "la llave no estaba en servicio en la fecha de emisión"

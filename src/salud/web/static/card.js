@@ -48,9 +48,9 @@
         return;
       }
       if (answer.status === 403 || answer.status === 404) {
-        // The server's answer, not a lost connection: the card was suspended or revoked
-        // (404), or the link to the minor ended or they came of age (403). The copy on this
-        // phone goes too, and the server's reason is shown.
+        // The server's answer, not a lost connection: the card was suspended or revoked, or
+        // it expired and must be renewed (404), or the link to the minor ended or they came
+        // of age (403). The copy on this phone goes too, and the server's reason is shown.
         localStorage.removeItem(KEY);
         $("card").hidden = true;
         $("units").hidden = true;
