@@ -252,10 +252,14 @@ async def test_a_clinician_finds_only_whom_they_have_a_basis_for(
     assert (await client.post(BASE, json=doc)).status_code == 201
     doctor = token_for(Role.CLINICIAN, institution=2, clues="HGIMS000010", username="dra.imss")
     by_name = {"first_surname": doc["first_surname"], "birth_date": doc["birth_date"]}
-    for params in ({"curp": doc["curp"]}, by_name):
+    twin = person_doc(first_surname=doc["first_surname"], birth_date=doc["birth_date"])
+    assert (await client.post(BASE, json=twin)).status_code == 201
+    for params in ({"curp": doc["curp"]}, by_name, {**by_name, "limit": 1}):
         answer = await client.get(BASE, params=params, headers=doctor)
         assert answer.status_code == 200, answer.text
         assert answer.json()["items"] == [], params
+        # No cursor past persons they may not see (it said that some exist).
+        assert answer.json()["next_cursor"] is None, params
     cared = await client.post(f"{BASE}/{doc['curp']}/care-relationships",
                               json={"kind": "encounter"}, headers=doctor)  # fmt: skip
     assert cared.status_code == 201, cared.text

@@ -12,7 +12,7 @@ import pytest
 from salud.access.permissions import Role
 from salud.web.pages import SESSION
 from tests.conftest import TokenFor
-from tests.enrollment.conftest import MODULE, Drive, make_drive
+from tests.enrollment.conftest import MODULE, Drive, E, make_drive
 from tests.enrollment.test_enrollment import enroll_adult
 from tests.factories.persons import person_doc
 
@@ -88,6 +88,16 @@ async def test_the_desk_is_for_module_staff(
     )  # fmt: skip
     assert bare.status_code == 303
     assert "archivo" in bare.headers["location"]
+    # The receipt of an enrollment still open is a page with the reason, not problem+json.
+    visitor = person_doc()
+    started = await anonymous.post(
+        f"{E}/enrollments", json={"curp": visitor["curp"], "person": visitor},
+        headers=drive.operator,
+    )  # fmt: skip
+    assert started.status_code == 201, started.text
+    early = await anonymous.get(f"/modulo/registro/{started.json()['folio']}/comprobante")
+    assert early.status_code == 409
+    assert early.headers["content-type"].startswith("text/html"), early.text
 
 
 async def test_a_citizen_reports_a_lost_card(

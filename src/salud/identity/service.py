@@ -565,4 +565,8 @@ async def search(
         bases = await care.clinical_bases(reader, caller.principal, [p.curp for p in items])
         items = [p for p in items if bases.get(p.curp) is not None]
         await care.record_shown(caller, "identity:person:search", (p.curp for p in items), bases)
+        # No cursor: a cursor past rows the clinician may not see said that such persons
+        # exist (and carried an internal row id). Their search is narrow (a CURP, or a
+        # surname with a birth date): one page of what they may see.
+        more = False
     return PersonPage(items=items, limit=limit, next_cursor=_cursor(rows[-1].id) if more else None)

@@ -277,7 +277,11 @@ async def receipt(request: Request, folio: str, session: WriteSession) -> Respon
     if answer is not None:
         return answer
     caller = _caller(request, "registro")
-    found = await service.receipt(session, request.app.state.credential_config, folio, caller)
+    try:
+        found = await service.receipt(session, request.app.state.credential_config, folio, caller)
+    except DomainError as exc:  # still open, another module's: a page, as the desk's others
+        context = {"principal": principal, "message": reason_of(exc)}
+        return _page(request, "forbidden.html", context, exc.status)
     return _page(request, "receipt.html", {"principal": principal, "r": found})
 
 
