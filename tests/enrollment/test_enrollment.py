@@ -262,7 +262,14 @@ async def test_a_probable_duplicate_waits_for_the_supervisor(
     twin_curp = curp_rules.generate("JUANA", "PÉREZ", "LÓPEZ", date(1980, 1, 2), "M", "HG", other)
     assert twin_curp != first["curp"]
     twin = {**first, "curp": twin_curp}
-    started = await start(anonymous, drive, twin)
+    # Another second surname is another person's name: no review (it crowded the queue).
+    cousin_curp = curp_rules.generate("JUANA", "PÉREZ", "GARCÍA", date(1980, 1, 2), "M", "HG")
+    cousin = {**first, "curp": cousin_curp, "second_surname": "GARCÍA"}
+    apart = await start(anonymous, drive, cousin)
+    assert apart.status_code == 201, apart.text
+    assert apart.json()["status"] == "open"
+    # The same names written without accents and in lower case are the same names.
+    started = await start(anonymous, drive, {**twin, "first_surname": "Perez"})
     assert started.status_code == 201, started.text
     assert started.json()["status"] == "review"
     folio = started.json()["folio"]

@@ -26,6 +26,7 @@ from salud.enrollment.models import (
     RegistrationModule,
 )
 from salud.identity.models import Person, PersonPhoto
+from salud.kit.text import search_key
 from salud.storage.engine import dialect_name
 
 # --- modules, phases, calendars -------------------------------------------------------------
@@ -198,15 +199,18 @@ async def live_enrollment_for(
 
 
 async def probable_duplicates(session: AsyncSession, person: Person) -> list[str]:
-    """Other CURPs with the same names, birth date and state of birth."""
-    stmt = select(Person.curp).where(
+    """Other CURPs with the same names (both surnames, folded: accents and case aside; no
+    second surname matches only no second surname), birth date and state of birth."""
+    stmt = select(Person.curp, Person.second_surname).where(
         Person.first_surname_key == person.first_surname_key,
         Person.given_names_key == person.given_names_key,
         Person.birth_date == person.birth_date,
         Person.birth_state == person.birth_state,
         Person.curp != person.curp,
     )
-    return list((await session.execute(stmt.limit(20))).scalars())
+    second = search_key(person.second_surname or "")
+    rows = (await session.execute(stmt.limit(200))).all()
+    return [curp for curp, other in rows if search_key(other or "") == second][:20]
 
 
 async def has_photo(session: AsyncSession, curp: str, *, since: datetime) -> bool:
