@@ -147,3 +147,38 @@ async def test_a_coverage_scope_does_not_open_the_registry(
     )  # fmt: skip
     assert change.status_code == 403
     assert (await anonymous.get(f"/fhir/Patient/{curp}", headers=headers)).status_code == 403
+
+
+async def test_a_write_scope_alone_does_not_read_through_a_change(
+    client: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A PATCH answers the whole record (and a stale If-Match the current version): a client
+    with system/Patient.write but no read scope read any record through it."""
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    curp = doc["curp"]
+
+    async def token(scopes: list[str]) -> dict[str, str]:
+        made = await _client(sessions, scopes)
+        answer = await anonymous.post(
+            "/api/v1/oauth/token", data={"grant_type": "client_credentials"},
+            auth=(made.client_id, made.client_secret),
+        )  # fmt: skip
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    change = {"blood_type": "A+", "reason": "corrección del laboratorio"}
+    writer = await token(["system/Patient.write"])
+    for version in ('W/"1"', 'W/"9"'):
+        refused = await anonymous.patch(
+            f"/api/v1/persons/{curp}", json=change, headers={**writer, "If-Match": version}
+        )
+        assert refused.status_code == 403, refused.text
+        assert doc["given_names"] not in refused.text
+        assert "versión actual" not in refused.text
+    both = await token(["system/Patient.read", "system/Patient.write"])
+    done = await anonymous.patch(
+        f"/api/v1/persons/{curp}", json=change, headers={**both, "If-Match": 'W/"1"'}
+    )
+    assert done.status_code == 200, done.text

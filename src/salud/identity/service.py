@@ -361,11 +361,15 @@ async def change(
     expected_version: int,
     caller: Caller,
 ) -> PersonRead:
-    """Apply a partial change as a new version; a stale expected_version is refused (412)."""
+    """Apply a partial change as a new version; a stale expected_version is refused (412).
+    A change answers the whole record and its version (and a stale one names the current
+    version): it needs the read permission too (a machine client with a write scope alone
+    read every record through PATCH)."""
     check_curp(curp)
     await caller.allow(
         Permission.PERSON_UPDATE, "identity:person:update", "person", person_curp=curp
     )
+    await caller.allow(Permission.PERSON_READ, "identity:person:update", "person", person_curp=curp)
     return await apply_change(session, curp, patch, expected_version, caller)
 
 
