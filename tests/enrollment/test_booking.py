@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.models import AuditEvent
 from salud.access.permissions import Role
+from salud.config import Settings
 from salud.enrollment.booking import NOT_BOOKABLE
 from salud.enrollment.models import ModuleDay
 from salud.kit.clock import today_mx
@@ -390,3 +391,20 @@ async def test_one_modules_supervisor_sets_no_national_rules(
     assert "MR-13-0001" in refused.json()["detail"]
     ministry = token_for(Role.INSTITUTION_ADMIN)
     assert (await anonymous.post(f"{E}/phases", json=phase, headers=ministry)).status_code == 201
+
+
+async def test_anonymous_booking_is_limited_per_address_and_says_when_to_retry(
+    anonymous: httpx.AsyncClient, drive: Drive, settings: Settings
+) -> None:
+    """Booking by CURP without signing in is limited per address: past the limit, a 429 that
+    says when to try again (Retry-After) and what was limited (it spoke of validations)."""
+    day = drive.next_open_day()
+    answers = [
+        await _book(anonymous, person_doc()["curp"], day)
+        for _ in range(settings.public_booking_per_minute + 1)
+    ]
+    assert [a.status_code for a in answers[:-1]] == [201] * settings.public_booking_per_minute
+    limited = answers[-1]
+    assert limited.status_code == 429, limited.text
+    assert int(limited.headers["retry-after"]) >= 1
+    assert "cita" in limited.json()["detail"]

@@ -58,9 +58,9 @@ KEYS_CACHE_CONTROL = f"public, max-age={KEYS_MAX_AGE}"
 
 
 class TooManyRequests(DomainError):
-    def __init__(self, wait: int) -> None:
+    def __init__(self, wait: int, what: str = "validaciones") -> None:
         super().__init__(
-            f"demasiadas validaciones desde esta dirección; espere {wait} s", [], 429,
+            f"demasiadas {what} desde esta dirección; espere {wait} s", [], 429,
             "Demasiadas solicitudes", "rate-limited",
         )  # fmt: skip
         self.wait = wait

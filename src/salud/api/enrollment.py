@@ -97,7 +97,7 @@ def booking_caller(request: Request, curp: str) -> Caller:
     host = request.client.host if request.client else "?"
     wait = request.app.state.booking_limiter.hit(host)
     if wait:
-        raise TooManyRequests(wait)
+        raise TooManyRequests(wait, "solicitudes de cita")
     return Caller(booking.anonymous_principal(curp), request.app.state.audit, purpose="cita")
 
 

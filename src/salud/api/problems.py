@@ -51,7 +51,11 @@ def _problem_of(err: dict[str, Any]) -> dict[str, str]:
 async def _domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
     errors = [{"field": p.field, "reason": p.reason} for p in exc.problems]
-    return problem(exc.status, exc.title, exc.detail, exc.type_slug, errors, request.url.path)
+    answer = problem(exc.status, exc.title, exc.detail, exc.type_slug, errors, request.url.path)
+    wait = getattr(exc, "wait", None)  # a rate limit's (RFC 9110 §10.2.3)
+    if exc.status == 429 and isinstance(wait, int):
+        answer.headers["Retry-After"] = str(wait)
+    return answer
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
