@@ -299,3 +299,4 @@ async def test_sign_in_is_rate_limited_per_address(anonymous: httpx.AsyncClient)
         codes.append(answer.status_code)
     assert codes[:20] == [401] * 20
     assert set(codes[20:]) == {429}
+    assert int(answer.headers["retry-after"]) >= 1  # when to try again (RFC 9110 §10.2.3)

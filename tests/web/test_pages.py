@@ -157,4 +157,6 @@ async def test_the_second_qr_page_lists_units_without_naming_the_holder(
     statuses = [(await anonymous.get("/U/AAAAAAAAAAAAA")).status_code for _ in range(40)]
     assert statuses[:30] == [404] * 30
     assert set(statuses[31:]) == {429}
-    assert (await anonymous.get(path)).status_code == 429  # the wait is the address's
+    waiting = await anonymous.get(path)
+    assert waiting.status_code == 429  # the wait is the address's
+    assert int(waiting.headers["retry-after"]) >= 1

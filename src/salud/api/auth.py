@@ -21,6 +21,7 @@ class TooManyAttempts(DomainError):
             "Demasiadas solicitudes",
             "rate-limited",
         )
+        self.wait = retry_after  # Retry-After (api/problems.py)
 
 
 @router.post(

@@ -134,8 +134,12 @@ async def sign_in(
 ) -> Response:
     _check_csrf(request, csrf_token)
     host = request.client.host if request.client else "?"
-    if request.app.state.sign_in_limiter.hit(host):
-        return _page(request, "signin.html", {"next": next, "error": "Demasiados intentos."}, 429)
+    wait = request.app.state.sign_in_limiter.hit(host)
+    if wait:
+        context = {"next": next, "error": f"Demasiados intentos: espere {wait} s."}
+        answer = _page(request, "signin.html", context, 429)
+        answer.headers["Retry-After"] = str(wait)  # RFC 9110 §10.2.3
+        return answer
     settings = request.app.state.settings
     try:
         body = SignIn(username=username, password=password, totp=totp or None)
@@ -311,14 +315,17 @@ async def nearest_units(
     # own link (many phones may share one carrier address) is never counted.
     host = request.client.host if request.client else "?"
     limiter = request.app.state.link_limiter
-    if limiter.waiting(host):
+    wait = limiter.waiting(host)
+    if wait:
         context = {
             "code": code,
             "results": None,
             "origin": None,
-            "error": "Demasiadas consultas desde esta conexión: espere un minuto.",
+            "error": f"Demasiadas consultas desde esta conexión: espere {wait} s.",
         }
-        return _page(request, "units.html", context, 429)
+        answer = _page(request, "units.html", context, 429)
+        answer.headers["Retry-After"] = str(wait)
+        return answer
     if (lat is None) != (lng is None):
         raise InvalidInput.on("lng" if lng is None else "lat", "se indican lat y lng juntas")
     try:
