@@ -391,9 +391,11 @@ async def test_the_validation_answer_matches_its_documented_model_and_refuses_ba
     assert "/api/v1/credentials/validate" in spec["paths"]
 
 
-async def test_with_the_face_configured_the_bigger_qr_still_scans_and_carries_the_face(
-    settings: Settings, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
-) -> None:
+async def _card_with_face(
+    settings: Settings, token_for: TokenFor
+) -> tuple[dict[str, Any], str, KeySet]:
+    """A person's first card issued by an app that puts the face in the QR: (the person, the
+    signed QR text read from the rendered back, the published keys)."""
     app = create_app(settings.model_copy(update={"credential_qr_face": True}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -403,6 +405,13 @@ async def test_with_the_face_configured_the_bigger_qr_still_scans_and_carries_th
             card = await issued(c, doc["curp"])
             qr = signed_qr_of(await back_of(c, card["credential_id"]))
             keys = await published(c)
+    return doc, qr, keys
+
+
+async def test_with_the_face_configured_the_bigger_qr_still_scans_and_carries_the_face(
+    settings: Settings, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    _, qr, keys = await _card_with_face(settings, token_for)
     verified = verify(qr, keys)
     assert verified.claims.face is not None
     assert verified.claims.face_format == "webp"
@@ -649,15 +658,7 @@ async def test_a_face_too_big_for_the_cards_back_is_left_out_of_the_qr(
 
     big = random.Random(3).randbytes(1500)  # incompressible: a 2,000-character QR text
     monkeypatch.setattr(credentials_service, "_face_thumbnail", lambda data: big)
-    app = create_app(settings.model_copy(update={"credential_qr_face": True}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
-            c.headers.update(token_for(Role.SUPERVISOR))
-            doc = await registered(c)
-            card = await issued(c, doc["curp"])
-            qr = signed_qr_of(await back_of(c, card["credential_id"]))
-            keys = await published(c)
+    doc, qr, keys = await _card_with_face(settings, token_for)
     verified = verify(qr, keys)
     assert verified.claims.holder.curp == doc["curp"]
     assert verified.claims.face is None

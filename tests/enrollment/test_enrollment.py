@@ -396,17 +396,22 @@ async def test_a_biometric_match_goes_to_review_and_stays_there(
                         headers=drive.operator)  # fmt: skip
     await capture(anonymous, drive, folio, 71)
     ring = keyring_of(settings)
-    audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
-    await audit.start()
     who = Principal("t", "operador.prueba", Role.REGISTRATION_OPERATOR, 10, module_code=MODULE)
-    try:
-        async with sessions() as s, s.begin():
-            issuance = Issuance(Signer(sessions, ring), ring, config_of(settings))
-            held = await complete(
-                s, issuance, _AlwaysMatches("XEXX010101HNEXXXA4"), folio, Caller(who, audit)
-            )
-    finally:
-        await audit.close()
+
+    async def completed() -> object:
+        """The completion as the desk calls it, with a matcher that always finds one CURP."""
+        audit = AuditLog(sessions, settings.audit_key.get_secret_value().encode())
+        await audit.start()
+        try:
+            async with sessions() as s, s.begin():
+                issuance = Issuance(Signer(sessions, ring), ring, config_of(settings))
+                return await complete(
+                    s, issuance, _AlwaysMatches("XEXX010101HNEXXXA4"), folio, Caller(who, audit)
+                )
+        finally:
+            await audit.close()
+
+    held = await completed()
     assert isinstance(held, EnrollmentRead)
     assert held.status.value == "review"
     # Committed: the review is in the supervisors' queue and completion waits for it.
@@ -424,15 +429,7 @@ async def test_a_biometric_match_goes_to_review_and_stays_there(
         json={"decision": "distinct", "note": "huellas distintas al compararlas"},
     )  # fmt: skip
     assert decided.status_code == 200, decided.text
-    await audit.start()
-    try:
-        async with sessions() as s, s.begin():
-            issuance = Issuance(Signer(sessions, ring), ring, config_of(settings))
-            done = await complete(
-                s, issuance, _AlwaysMatches("XEXX010101HNEXXXA4"), folio, Caller(who, audit)
-            )
-    finally:
-        await audit.close()
+    done = await completed()
     assert not isinstance(done, EnrollmentRead), done
 
 

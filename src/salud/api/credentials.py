@@ -14,7 +14,6 @@ from starlette.routing import BaseRoute, Route
 
 from salud.access.permissions import Permission
 from salud.api.deps import CurrentCaller, Reader, ReadSession, Session, caller_of
-from salud.api.problems import problem
 from salud.credentials import service, signing
 from salud.credentials.schemas import (
     CredentialRead,
@@ -63,14 +62,7 @@ class TooManyRequests(DomainError):
             f"demasiadas {what} desde esta dirección; espere {wait} s", [], 429,
             "Demasiadas solicitudes", "rate-limited",
         )  # fmt: skip
-        self.wait = wait
-
-    def response(self, path: str) -> Response:
-        """The problem with Retry-After (RFC 9110 §10.2.3), which DomainError's rendering
-        (api/problems.py) does not carry."""
-        answer = problem(self.status, self.title, self.detail, self.type_slug, None, path)
-        answer.headers["Retry-After"] = str(self.wait)
-        return answer
+        self.wait = wait  # Retry-After (api/problems.py renders it for any rate limit)
 
 
 @wellknown.get(
@@ -235,13 +227,11 @@ def fast_routes(prefix: str) -> list[BaseRoute]:
     response_model=PublicValidationRead,
     openapi_extra=_x("public"),
 )
-async def public_validate(
-    body: ScanIn, request: Request, reader: Reader
-) -> PublicValidationRead | Response:
+async def public_validate(body: ScanIn, request: Request, reader: Reader) -> PublicValidationRead:
     host = request.client.host if request.client else "?"
     wait = request.app.state.public_validation_limiter.hit(host)
     if wait:
-        return TooManyRequests(wait).response(request.url.path)
+        raise TooManyRequests(wait)
     keys = await _signer(request).keys()
     return await service.public_validate(reader, keys, body.qr, request.app.state.audit)
 
