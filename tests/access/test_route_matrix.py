@@ -39,7 +39,7 @@ def _url(path: str, curp: str) -> str:
     path = re.sub(r"\{folio\}", "ARCO-2026-0000001", path)
     path = re.sub(r"\{(consent_id|emergency_id|care_id)\}", "1", path)
     path = path.replace("{credential_id}", "aaaaaaaaaaaaaaaa").replace("{side}", "front")
-    path = path.replace("{guardian_curp}", "GOMC850312HDFNRR09")
+    path = path.replace("{guardian_curp}", "GOMC850312HDFNRR09").replace("{version}", "1")
     return re.sub(r"\{curp\}", curp, re.sub(r"\{clues\}", "HGIMB000011", path))
 
 

@@ -662,3 +662,38 @@ async def test_a_face_too_big_for_the_cards_back_is_left_out_of_the_qr(
     verified = verify(qr, keys)
     assert verified.claims.holder.curp == doc["curp"]
     assert verified.claims.face is None
+
+
+async def test_a_replaced_photo_is_kept_and_its_reads_recorded(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Every change of the registry is versioned, the photo included: the replaced one stays
+    (sealed as it was), with who took it and who replaced it; reading one is audited."""
+    doc = await registered(client)
+    url = f"/api/v1/persons/{doc['curp']}/photo"
+    first = await client.get(f"{url}/versions/1")
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "image/jpeg"
+    assert first.headers["cache-control"] == "no-store"
+    replaced = await client.put(
+        url, content=synthetic_face(8), headers={"Content-Type": "image/jpeg"}
+    )
+    assert replaced.status_code == 204, replaced.text
+    history = await client.get(f"{url}/history")
+    assert history.status_code == 200, history.text
+    old, new = history.json()
+    assert (old["version"], new["version"]) == (1, 2)
+    assert old["replaced_at"] is not None
+    assert old["replaced_by"] == old["taken_by"] == new["taken_by"]
+    assert new["replaced_at"] is None
+    assert (await client.get(f"{url}/versions/1")).content == first.content
+    second = (await client.get(f"{url}/versions/2")).content
+    assert second != first.content
+    assert Image.open(io.BytesIO(second)).size == (new["width"], new["height"])
+    missing = await client.get(f"{url}/versions/3")
+    assert missing.status_code == 404
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    log = (await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)).json()
+    actions = [e["action"] for e in log["items"]]
+    assert actions.count("identity:photo:read") == 3  # a version that is not there showed nothing
+    assert "identity:photo:history" in actions

@@ -311,7 +311,7 @@ async def test_curp_and_images_are_checked(anonymous: httpx.AsyncClient, drive: 
         json={"curp": other, "person": {**doc, "curp": other}},
     )
     assert wrong.status_code == 422, wrong.text
-    assert wrong.json()["errors"][0]["field"] == "curp"
+    assert wrong.json()["errors"][0]["field"] == "person.curp"
     assert "no corresponde al nombre" in wrong.json()["errors"][0]["reason"]
     unregistered = await anonymous.post(
         f"{E}/enrollments", headers=drive.operator, json={"curp": doc["curp"]}

@@ -18,8 +18,9 @@ from salud.cli.main import app
 from salud.config import Settings
 from salud.enrollment.models import Fingerprint
 from salud.enrollment.service import _fingerprint_aad
-from salud.identity.models import PersonPhoto
+from salud.identity.models import PersonPhoto, PersonPhotoVersion
 from salud.identity.photos import open_photo
+from salud.identity.synth import synthetic_face
 from salud.kit.sealing import Keyring, SealError, open_sealed
 from tests.conftest import keyring_of
 from tests.enrollment.conftest import Drive
@@ -34,9 +35,13 @@ def aad(f: Fingerprint) -> bytes:
 
 async def _sealed(
     sessions: async_sessionmaker[AsyncSession],
-) -> tuple[list[PersonPhoto], list[Fingerprint]]:
+) -> tuple[list[PersonPhoto | PersonPhotoVersion], list[Fingerprint]]:
+    """Every sealed photo (the current ones and those replaced) and fingerprint."""
     async with sessions() as session:
-        photos = list((await session.execute(select(PersonPhoto))).scalars())
+        photos: list[PersonPhoto | PersonPhotoVersion] = [
+            *(await session.execute(select(PersonPhoto))).scalars(),
+            *(await session.execute(select(PersonPhotoVersion))).scalars(),
+        ]
         prints = list((await session.execute(select(Fingerprint))).scalars())
     return photos, prints
 
@@ -47,12 +52,20 @@ async def test_rewrap_moves_photos_and_fingerprints_to_the_new_kek(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     for seed in (51, 52):
-        await enroll_adult(anonymous, drive, seed)
+        enrolled = await enroll_adult(anonymous, drive, seed)
+    replaced = await anonymous.put(
+        f"/api/v1/persons/{enrolled['curp']}/photo", content=synthetic_face(9),
+        headers={**drive.supervisor, "Content-Type": "image/jpeg"},
+    )  # fmt: skip
+    assert replaced.status_code == 204, replaced.text
     photos, prints = await _sealed(sessions)
-    assert len(photos) >= 2
+    assert any(isinstance(p, PersonPhotoVersion) for p in photos)
+    assert len(photos) >= 3
     assert len(prints) >= 4
     old_ring = keyring_of(settings)
-    plain_photos = {p.id: open_photo(p.image_sealed, old_ring, p.person_curp) for p in photos}
+    plain_photos = {
+        (type(p), p.id): open_photo(p.image_sealed, old_ring, p.person_curp) for p in photos
+    }
     plain_prints = {f.id: open_sealed(f.image_sealed, old_ring, aad(f)) for f in prints}
     old = f"{settings.kek_id}:{settings.kek.get_secret_value()}"
     new_kek = base64.b64encode(os.urandom(32)).decode()
@@ -70,12 +83,14 @@ async def test_rewrap_moves_photos_and_fingerprints_to_the_new_kek(
 
     try:
         said = await asyncio.to_thread(rewrap, "2027", new_kek, old)
-        assert f"{len(photos)} fotos" in said
+        kept = sum(isinstance(p, PersonPhotoVersion) for p in photos)
+        assert f"{len(photos) - kept} fotos, {kept} fotos anteriores" in said
         assert f"{len(prints)} huellas" in said
         only_new = Keyring.from_config("2027", new_kek)
         photos, prints = await _sealed(sessions)
         for p in photos:  # the new KEK alone opens every one, and they are what they were
-            assert open_photo(p.image_sealed, only_new, p.person_curp) == plain_photos[p.id]
+            plain = plain_photos[type(p), p.id]
+            assert open_photo(p.image_sealed, only_new, p.person_curp) == plain
             with pytest.raises(SealError):
                 open_photo(p.image_sealed, old_ring, p.person_curp)
         for f in prints:
@@ -91,7 +106,7 @@ async def test_rewrap_moves_photos_and_fingerprints_to_the_new_kek(
         )
     photos, _ = await _sealed(sessions)
     assert all(
-        open_photo(p.image_sealed, old_ring, p.person_curp) == plain_photos[p.id]
+        open_photo(p.image_sealed, old_ring, p.person_curp) == plain_photos[type(p), p.id]
         for p in photos
-        if p.id in plain_photos
+        if (type(p), p.id) in plain_photos
     )

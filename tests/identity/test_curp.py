@@ -427,3 +427,18 @@ def test_check_digit_agrees_with_python_stdnum(body: str) -> None:
     from stdnum.mx.curp import calc_check_digit as stdnum_check_digit
 
     assert curp.calc_check_digit(body) == stdnum_check_digit(body)
+
+
+@given(
+    st.sampled_from(["JUANA", "PEDRO", "MARÍA JOSÉ", "ÁNGEL"]),
+    st.sampled_from(["PÉREZ", "NÚÑEZ", "DE LA CRUZ"]),
+    st.dates(min_value=date(1900, 1, 1), max_value=date(2020, 12, 31)),
+)
+def test_a_generated_curp_matches_its_names_and_no_other(
+    given_names: str, surname: str, birth: date
+) -> None:
+    generated = curp.generate(given_names, surname, "LÓPEZ", birth, "M", "DF")
+    assert curp.name_mismatch(generated, given_names, surname, "LÓPEZ", birth, "M", "DF") is None
+    wrong = curp.name_mismatch(generated, "ZOE", surname, "LÓPEZ", birth, "M", "DF")
+    assert wrong is not None
+    assert "se esperaba" in wrong

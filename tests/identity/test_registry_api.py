@@ -307,3 +307,30 @@ async def test_identity_fields_may_be_left_to_the_curp(client: httpx.AsyncClient
         doc["sex"],
         "HG",
     )
+
+
+async def test_names_must_be_the_curps(client: httpx.AsyncClient) -> None:
+    """The CURP's first letters follow from the names: a CURP given another person's names,
+    at registration or by a later change, is refused naming the field."""
+    doc = person_doc(given_names="PEDRO", first_surname="LÓPEZ", second_surname="OCHOA")
+    other = await client.post(BASE, json={**doc, "given_names": "JUANA", "first_surname": "PÉREZ"})
+    assert other.status_code == 422, other.text
+    assert _fields(other.json()) == {"curp"}
+    assert "se esperaba" in other.json()["errors"][0]["reason"]
+    assert (await client.get(f"{BASE}/{doc['curp']}")).status_code == 404
+
+    assert (await client.post(BASE, json=doc)).status_code == 201
+    renamed = await client.patch(
+        f"{BASE}/{doc['curp']}", json={"first_surname": "GARCÍA"}, headers={"If-Match": 'W/"1"'}
+    )
+    assert renamed.status_code == 422, renamed.text
+    assert _fields(renamed.json()) == {"first_surname"}
+    assert (await client.get(f"{BASE}/{doc['curp']}")).json()["first_surname"] == "LÓPEZ"
+    # A spelling the CURP cannot tell apart (the accent, a second given name) is a change.
+    spelled = await client.patch(
+        f"{BASE}/{doc['curp']}",
+        json={"first_surname": "LOPEZ", "given_names": "PEDRO PABLO"},
+        headers={"If-Match": 'W/"1"'},
+    )
+    assert spelled.status_code == 200, spelled.text
+    assert spelled.json()["given_names"] == "PEDRO PABLO"

@@ -28,7 +28,7 @@ from salud.credentials.signing import Signer
 from salud.enrollment import printing
 from salud.errors import DomainError
 from salud.identity import guardians, photos
-from salud.identity.schemas import WardRead
+from salud.identity.schemas import PhotoVersionRead, WardRead
 
 router = APIRouter(tags=["credencial"])
 wellknown = APIRouter(tags=["credencial"])
@@ -251,6 +251,36 @@ async def put_photo(
     raw = await request.body()
     await photos.put_photo(session, request.app.state.keyring, curp, raw, caller)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/persons/{curp}/photo/history",
+    summary="Historial de fotografías: quién tomó cada una y quién la reemplazó",
+    response_model=list[PhotoVersionRead],
+    openapi_extra=_x(Permission.PERSON_HISTORY),
+)
+async def photo_history(
+    curp: str, session: ReadSession, caller: CurrentCaller
+) -> list[PhotoVersionRead]:
+    return await photos.photo_history(session, curp, caller)
+
+
+@router.get(
+    "/persons/{curp}/photo/versions/{version}",
+    summary="Una fotografía del historial (la actual incluida)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}},
+    openapi_extra=_x(Permission.PERSON_HISTORY),
+)
+async def photo_version(
+    curp: str,
+    version: Annotated[int, Path(ge=1, le=1_000_000)],
+    request: Request,
+    session: ReadSession,
+    caller: CurrentCaller,
+) -> Response:
+    photo = await photos.photo_version(session, request.app.state.keyring, curp, version, caller)
+    return Response(photo.data, media_type=photo.media_type, headers={"Cache-Control": "no-store"})
 
 
 class KeyRotation(BaseModel):

@@ -13,7 +13,7 @@ from salud.access.models import Account
 from salud.config import get_settings
 from salud.credentials.models import SigningKey
 from salud.enrollment.models import Fingerprint
-from salud.identity.models import PersonPhoto
+from salud.identity.models import PersonPhoto, PersonPhotoVersion
 from salud.kit.sealing import Keyring
 from salud.storage import rewrap as sealed_rows
 from salud.storage.engine import create_engine, session_factory
@@ -21,12 +21,14 @@ from salud.storage.engine import create_engine, session_factory
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 SIGNING_KEYS: Table = SigningKey.__table__  # type: ignore[assignment]
 PHOTOS: Table = PersonPhoto.__table__  # type: ignore[assignment]
+OLD_PHOTOS: Table = PersonPhotoVersion.__table__  # type: ignore[assignment]
 FINGERPRINTS: Table = Fingerprint.__table__  # type: ignore[assignment]
 # What is sealed: (what the summary calls it, table, column).
 SEALED: tuple[tuple[str, Table, str], ...] = (
     ("secretos", ACCOUNTS, "totp_secret_sealed"),
     ("llaves de firma", SIGNING_KEYS, "private_key_sealed"),
     ("fotos", PHOTOS, "image_sealed"),
+    ("fotos anteriores", OLD_PHOTOS, "image_sealed"),
     ("huellas", FINGERPRINTS, "image_sealed"),
 )
 _SHOWN_UNREADABLE = 100
@@ -39,7 +41,7 @@ def rewrap(
     chunk: int = typer.Option(500, min=1, max=10_000, help="Filas por transacción"),
 ) -> None:
     """Re-envuelve con la KEK actual todo lo sellado: secretos TOTP, llaves de firma, fotos
-    y huellas.
+    (las actuales y las anteriores) y huellas.
 
     Rotación: ponga la KEK nueva en SALUD_KEK/SALUD_KEK_ID, la anterior en
     SALUD_OLD_KEKS="id:base64", ejecute este comando, y después retire la anterior. Las fotos

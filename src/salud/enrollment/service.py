@@ -119,22 +119,6 @@ def _full_name(p: Person) -> str:
     return " ".join(x for x in (p.given_names, p.first_surname, p.second_surname) if x)
 
 
-def _check_name_matches_curp(p: Person) -> None:
-    """The CURP's first 16 characters follow from the names, birth date, sex and state
-    (RENAPO rules in identity/curp.py); a CURP typed for another person is caught here."""
-    try:
-        expected = curp_rules.generate(
-            p.given_names, p.first_surname, p.second_surname, p.birth_date, p.sex, p.birth_state
-        )
-    except ValueError as exc:
-        raise InvalidInput.on("person", str(exc)) from None
-    if expected[:16] != p.curp[:16]:
-        raise InvalidInput.on(
-            "curp",
-            f"no corresponde al nombre y los datos de la persona (se esperaba {expected[:16]}…)",
-        )
-
-
 async def _person(session: AsyncSession, curp: str) -> Person:
     person = await persons.get_by_curp(session, curp, affiliations=False)
     if person is None:
@@ -225,13 +209,7 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
             raise InvalidInput.on("person", "la CURP no está en el padrón: capture los datos")
         if data.person.curp != data.curp:
             raise InvalidInput.on("person.curp", "no es la CURP del registro")
-        candidate = Person(
-            curp=data.person.curp, given_names=data.person.given_names,
-            first_surname=data.person.first_surname, second_surname=data.person.second_surname,
-            birth_date=data.person.birth_date, sex=str(data.person.sex),
-            birth_state=data.person.birth_state,
-        )  # fmt: skip
-        _check_name_matches_curp(candidate)
+        # The names were checked against the CURP with the rest of PersonCreate.
         await identity.register(session, data.person, caller)
         person = await _person(session, data.curp)
     elif data.person is not None:

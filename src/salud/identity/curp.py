@@ -417,3 +417,24 @@ def generate(
         f"{_internal(name, _CONSONANTS)}{differentiator}"
     )
     return body + str(calc_check_digit(body))
+
+
+def name_mismatch(
+    curp: str,
+    given_names: str,
+    first_surname: str,
+    second_surname: str | None,
+    birth_date: date,
+    sex: str,
+    state: str,
+) -> str | None:
+    """Why the CURP is not this person's, or None. Its first 16 characters follow from the
+    names, birth date, sex and state (the homonym differentiator and check digit do not), so a
+    CURP typed for another person, or names changed without a new CURP, are caught."""
+    try:
+        expected = generate(given_names, first_surname, second_surname, birth_date, sex, state)
+    except ValueError as exc:
+        return str(exc)
+    if expected[:16] != curp[:16]:
+        return f"no corresponde al nombre y los datos de la persona (se esperaba {expected[:16]}…)"
+    return None

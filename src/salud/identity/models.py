@@ -136,8 +136,8 @@ class DataRequest(Base):
 
 class PersonPhoto(Base):
     """The person's current photo (the one the card shows), sealed at rest (AES-GCM envelope,
-    kit/sealing.py). A new photo replaces the row and bumps `version`; the audit log keeps
-    who changed it and when."""
+    kit/sealing.py). A new photo bumps `version`; the one it replaces is kept, sealed as it
+    was, in `person_photo_versions`."""
 
     __tablename__ = "person_photos"
 
@@ -150,6 +150,28 @@ class PersonPhoto(Base):
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class PersonPhotoVersion(Base):
+    """An earlier photo, frozen (still sealed, bound to its CURP) when a new one replaced it:
+    who took it and when, who replaced it and when. Never edited."""
+
+    __tablename__ = "person_photo_versions"
+    __table_args__ = (
+        UniqueConstraint("person_curp", "version", name="uq_person_photo_versions_cv"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_curp: Mapped[str] = mapped_column(String(18))
+    version: Mapped[int] = mapped_column(Integer)
+    image_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    media_type: Mapped[str] = mapped_column(String(20))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    taken_by: Mapped[str] = mapped_column(String(100))
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    replaced_by: Mapped[str] = mapped_column(String(100))
 
 
 class Guardianship(Base):

@@ -14,7 +14,9 @@ from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.errors import InvalidInput, NotFound
 from salud.identity import repository
-from salud.identity.models import PersonPhoto
+from salud.identity.models import PersonPhoto, PersonPhotoVersion
+from salud.identity.schemas import PhotoVersionRead
+from salud.identity.service import check_curp
 from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, open_sealed, seal
 
@@ -121,6 +123,7 @@ async def put_photo(
     session: AsyncSession, ring: Keyring, curp: str, data: bytes, caller: Caller
 ) -> int:
     """Store (or replace) the photo; its new version. Audited in the same transaction."""
+    check_curp(curp)
     await caller.allow(Permission.PERSON_UPDATE, "identity:photo:update", "photo", person_curp=curp)
     photo = check_photo(data)
     if not await repository.curp_exists(session, curp):
@@ -134,6 +137,12 @@ async def put_photo(
         row = PersonPhoto(person_curp=curp, version=1)
         session.add(row)
     else:
+        session.add(PersonPhotoVersion(
+            person_curp=curp, version=row.version, image_sealed=row.image_sealed,
+            media_type=row.media_type, width=row.width, height=row.height,
+            taken_at=row.updated_at, taken_by=row.updated_by, replaced_at=now,
+            replaced_by=caller.actor,
+        ))  # fmt: skip
         row.version += 1
     row.image_sealed, row.media_type = sealed, photo.media_type
     row.width, row.height = photo.width, photo.height
@@ -154,3 +163,50 @@ async def stored_photo(session: AsyncSession, ring: Keyring, curp: str) -> Photo
         return None
     data = open_photo(row.image_sealed, ring, curp)
     return Photo(data, row.media_type, row.width, row.height)
+
+
+async def photo_history(session: AsyncSession, curp: str, caller: Caller) -> list[PhotoVersionRead]:
+    """Every photo the person has had, oldest first: who took it and when, and who replaced
+    it (the current one last, not replaced). Audited as a read of the history."""
+    check_curp(curp)
+    await caller.allow(
+        Permission.PERSON_HISTORY, "identity:photo:history", "photo", person_curp=curp
+    )
+    current = await session.scalar(select(PersonPhoto).where(PersonPhoto.person_curp == curp))
+    if current is None and not await repository.curp_exists(session, curp):
+        raise NotFound("no hay ninguna persona registrada con esa CURP")
+    earlier = await session.scalars(
+        select(PersonPhotoVersion)
+        .where(PersonPhotoVersion.person_curp == curp)
+        .order_by(PersonPhotoVersion.version)
+    )
+    out = [PhotoVersionRead.model_validate(v, from_attributes=True) for v in earlier]
+    if current is not None:
+        out.append(PhotoVersionRead(
+            version=current.version, media_type=current.media_type, width=current.width,
+            height=current.height, taken_at=current.updated_at, taken_by=current.updated_by,
+        ))  # fmt: skip
+    await caller.record("identity:photo:history", "photo", person_curp=curp)
+    return out
+
+
+async def photo_version(
+    session: AsyncSession, ring: Keyring, curp: str, version: int, caller: Caller
+) -> Photo:
+    """One photo of the person's history (the current one included), opened. Audited."""
+    check_curp(curp)
+    await caller.allow(Permission.PERSON_HISTORY, "identity:photo:read", "photo", person_curp=curp)
+    current = await session.scalar(select(PersonPhoto).where(PersonPhoto.person_curp == curp))
+    row: PersonPhoto | PersonPhotoVersion | None = current
+    if current is None or current.version != version:
+        row = await session.scalar(
+            select(PersonPhotoVersion).where(
+                PersonPhotoVersion.person_curp == curp, PersonPhotoVersion.version == version
+            )
+        )
+    if row is None:
+        raise NotFound(f"la persona no tiene una fotografía versión {version}")
+    await caller.record(
+        "identity:photo:read", "photo", person_curp=curp, detail={"version": version}
+    )
+    return Photo(open_photo(row.image_sealed, ring, curp), row.media_type, row.width, row.height)

@@ -260,6 +260,12 @@ class PersonCreate(_PersonFields):
                 setattr(self, field, encoded)
             elif str(given) != str(encoded):
                 raise ValueError(f"{field}: no coincide con la CURP ({encoded})")
+        mismatch = curp_rules.name_mismatch(  # the rest agrees with the CURP by now
+            self.curp, self.given_names, self.first_surname, self.second_surname,
+            data.birth_date, data.sex, data.state,
+        )  # fmt: skip
+        if mismatch is not None:
+            raise ValueError(f"curp: {mismatch}")
         check_donor(self.organ_donor, self.organ_donor_date)
         return self
 
@@ -455,3 +461,16 @@ class DataRequestRead(BaseModel):
     answer: str | None
     answered_at: datetime | None
     resulting_version: int | None
+
+
+class PhotoVersionRead(BaseModel):
+    """One of the person's photos: the current one has no `replaced_at`."""
+
+    version: int
+    media_type: str
+    width: int
+    height: int
+    taken_at: datetime
+    taken_by: str
+    replaced_at: datetime | None = None
+    replaced_by: str | None = None

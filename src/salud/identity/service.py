@@ -401,6 +401,8 @@ async def apply_change(
         field, _, reason = str(exc).partition(": ")
         raise InvalidInput.on(field, reason) from None
 
+    _check_names(person, patch, fields)
+
     before = snapshot(person)
     values: dict[str, Any] = {}
     for field in fields - {"address", "affiliations"}:
@@ -445,6 +447,23 @@ async def apply_change(
         within=session,
     )
     return to_read(updated)
+
+
+_NAMES = ("given_names", "first_surname", "second_surname")
+
+
+def _check_names(person: Person, patch: PersonUpdate, fields: set[str]) -> None:
+    """Changed names must still be the CURP's: a name RENAPO changed comes with a new CURP
+    (a person is registered under it), so names that no longer agree are a mistake."""
+    changed = fields.intersection(_NAMES)
+    if not changed:
+        return
+    given, first, second = (getattr(patch if f in changed else person, f) for f in _NAMES)
+    mismatch = curp_rules.name_mismatch(
+        person.curp, given, first, second, person.birth_date, person.sex, person.birth_state
+    )
+    if mismatch is not None:
+        raise InvalidInput.on(sorted(changed)[0], f"la CURP {person.curp} {mismatch}")
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
