@@ -157,7 +157,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = TokenService(
         settings.token_secret.get_secret_value(), settings.token_ttl_seconds
     )
+    # Failed sign-ins per client address (staff and machine clients apart).
     app.state.sign_in_limiter = WindowLimiter(limit=20, window_seconds=60)
+    app.state.client_limiter = WindowLimiter(limit=20, window_seconds=60)
     app.state.facilities_index = IndexCache()
     app.state.public_validation_limiter = WindowLimiter(limit=60, window_seconds=60)
     # The second QR's page: codes that name no card, per address (web/pages.py).

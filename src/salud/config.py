@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Public development values (see Settings.insecure_defaults).
+MIN_SECRET_BYTES = 32
 _DEV_TOKEN_SECRET = "desarrollo-no-usar-en-produccion-token-secret-0000"  # noqa: S105
 _DEV_KEK = "ZGVzYXJyb2xsby1uby11c2FyLWVuLXByb2R1Y2Npb24="  # 32 bytes, base64
 _DEV_AUDIT_KEY = "desarrollo-no-usar-en-produccion-audit-key-000000"
@@ -106,15 +107,27 @@ class Settings(BaseSettings):
         latest snapshot) or every request counts."""
         return self.progress_refresh_seconds > 0
 
+    def secure_cookies(self, scheme: str) -> bool:
+        """Whether cookies carry `Secure`: always in production (behind a proxy that ends TLS
+        the request may arrive as http), and on https anywhere."""
+        return scheme == "https" or self.environment == "production"
+
     def insecure_defaults(self) -> list[str]:
-        """Names of the settings still at their public development value."""
+        """Names of the secrets production cannot start with: still at (or copied from) their
+        public development value, or shorter than 32 bytes. The token secret signs every
+        bearer token and CSRF token with HMAC-SHA256, and the audit key chains the log: a
+        short one is guessed offline from a single token or entry."""
         found = []
-        if self.token_secret.get_secret_value() == _DEV_TOKEN_SECRET:
-            found.append("SALUD_TOKEN_SECRET")
-        if self.kek.get_secret_value() == _DEV_KEK:
-            found.append("SALUD_KEK")
-        if self.audit_key.get_secret_value() == _DEV_AUDIT_KEY:
-            found.append("SALUD_AUDIT_KEY")
+        for name, value, default in (
+            ("SALUD_TOKEN_SECRET", self.token_secret, _DEV_TOKEN_SECRET),
+            ("SALUD_KEK", self.kek, _DEV_KEK),
+            ("SALUD_AUDIT_KEY", self.audit_key, _DEV_AUDIT_KEY),
+        ):
+            secret = value.get_secret_value()
+            if secret == default or "no-usar-en-produccion" in secret:
+                found.append(name)
+            elif name != "SALUD_KEK" and len(secret.encode()) < MIN_SECRET_BYTES:
+                found.append(f"{name} (al menos {MIN_SECRET_BYTES} bytes aleatorios)")
         return found
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import httpx
+import pyotp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access import clients
 from salud.access.permissions import Permission
 from salud.access.scopes import allows, check_scope, permissions_for
+from salud.config import Settings
 from salud.errors import InvalidInput
+from tests.access.test_sign_in import PASSWORD, _staff
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -104,6 +107,12 @@ async def test_oauth_errors_follow_rfc_6749(
         "/api/v1/oauth/token", data={"grant_type": "password"}, auth=("a", "b")
     )
     assert grant.json()["error"] == "unsupported_grant_type"
+    for body in ({"scope": "system/Patient.read"}, None):  # no grant_type; not a form at all
+        missing = await anonymous.post(
+            "/api/v1/oauth/token", data=body, auth=(his.client_id, his.client_secret)
+        )
+        assert missing.status_code == 400, missing.text
+        assert missing.json()["error"] == "invalid_request"
 
 
 async def test_registration_refuses_bad_scopes(
@@ -182,3 +191,29 @@ async def test_a_write_scope_alone_does_not_read_through_a_change(
         f"/api/v1/persons/{curp}", json=change, headers={**both, "If-Match": 'W/"1"'}
     )
     assert done.status_code == 200, done.text
+
+
+async def test_limits_count_failures_and_keep_clients_and_staff_apart(
+    anonymous: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """A hospital system and the staff behind the same address: tokens handed out are not
+    attempts to guess, and a client's wrong secrets do not lock the staff's sign-in."""
+    his = await _client(sessions, ["system/Patient.read"])
+    secret = await _staff(sessions, settings)
+    form = {"grant_type": "client_credentials"}
+    for _ in range(21):
+        ok = await anonymous.post(
+            "/api/v1/oauth/token", data=form, auth=(his.client_id, his.client_secret)
+        )
+        assert ok.status_code == 200, ok.text
+    wrong = [
+        (await anonymous.post("/api/v1/oauth/token", data=form, auth=(his.client_id, "x")))
+        for _ in range(21)
+    ]
+    assert [w.status_code for w in wrong] == [401] * 20 + [429]
+    assert wrong[-1].json()["error"] == "slow_down"
+    assert int(wrong[-1].headers["retry-after"]) >= 1
+    staff = {"username": "ana.operadora", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()}
+    assert (await anonymous.post("/api/v1/auth/token", json=staff)).status_code == 200

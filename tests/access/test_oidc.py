@@ -106,6 +106,10 @@ async def test_state_mismatch_and_replayed_code_are_refused(
         "/api/v1/auth/oidc/callback", params={"code": code, "state": state + "x"}
     )
     assert wrong.status_code == 401
+    accented = await app_client.get(
+        "/api/v1/auth/oidc/callback", params={"code": code, "state": state[:-1] + "é"}
+    )
+    assert accented.status_code == 401  # not a 500
     ok = await app_client.get("/api/v1/auth/oidc/callback", params={"code": code, "state": state})
     assert ok.status_code == 200, ok.text
     # The flow cookie was cleared and the code is spent: a replay fails.
@@ -197,3 +201,28 @@ async def test_a_failing_provider_is_a_503_never_a_500(settings: Settings) -> No
     async with httpx.AsyncClient(transport=httpx.MockTransport(no_keys)) as http:
         with pytest.raises(OidcUnavailable):  # a key set that can verify nothing
             await OidcClient(config, ring, http)._key_set(refresh=True)
+
+
+async def test_a_person_who_cancels_at_the_provider_is_told_so(
+    app_client: httpx.AsyncClient,
+) -> None:
+    """RFC 6749 §4.1.2.1: the provider comes back with `error` and no code. A browser goes
+    back to the sign-in page, which says why; an app gets a 401 naming the error. The flow's
+    cookies go either way."""
+    await app_client.get("/api/v1/auth/oidc/login", params={"next": "/credencial/"})
+    cancelled = await app_client.get(
+        "/api/v1/auth/oidc/callback", params={"error": "access_denied", "state": "s"}
+    )
+    assert cancelled.status_code == 303, cancelled.text
+    assert cancelled.headers["location"] == "/entrar?llave=cancelado"
+    assert "salud_oidc=" in cancelled.headers["set-cookie"]  # deleted
+    page = await app_client.get(cancelled.headers["location"])
+    assert "Se canceló el inicio de sesión con Llave MX" in page.text
+    app_client.cookies.clear()
+    await app_client.get("/api/v1/auth/oidc/login")
+    app = await app_client.get(
+        "/api/v1/auth/oidc/callback", params={"error": "server_error", "state": "s"}
+    )
+    assert app.status_code == 401
+    assert app.headers["content-type"] == "application/problem+json"
+    assert "server_error" in app.json()["detail"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pyotp
@@ -11,7 +12,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access import service
@@ -185,6 +186,20 @@ async def test_repeated_failures_lock_the_account(
         ).scalar_one()
     assert account.locked_until is not None
     assert account.locked_until > utcnow()
+    # Once the lock has run out, one more wrong guess starts the count again: it does not
+    # lock the account anew (one guess per period would keep a staff member out for good).
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Account).where(Account.username == "ana.operadora")
+            .values(locked_until=utcnow() - timedelta(seconds=1))
+        )  # fmt: skip
+    again = {"username": "ana.operadora", "password": "mala-clave-123", "totp": "000000"}
+    assert (await anonymous.post("/api/v1/auth/token", json=again)).status_code == 401
+    right = await anonymous.post(
+        "/api/v1/auth/token",
+        json={"username": "ana.operadora", "password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+    )
+    assert right.status_code == 200, right.text
 
 
 async def test_parallel_guesses_do_not_get_around_the_lockout(
@@ -240,6 +255,23 @@ def test_production_refuses_default_secrets(settings: Settings) -> None:
 
     with pytest.raises(RuntimeError, match="SALUD_TOKEN_SECRET"):
         create_app(settings.model_copy(update={"environment": "production"}))
+    import base64
+    import os
+
+    strong = base64.b64encode(os.urandom(32)).decode()
+    for weak in ("x" * 31, "desarrollo-no-usar-en-produccion-token-secret-0001"):
+        production = settings.model_copy(update={
+            "environment": "production", "token_secret": SecretStr(weak),
+            "kek": SecretStr(strong), "audit_key": SecretStr(strong),
+        })  # fmt: skip
+        with pytest.raises(RuntimeError, match="SALUD_TOKEN_SECRET") as refused:
+            create_app(production)
+        assert "SALUD_AUDIT_KEY" not in str(refused.value)
+        with pytest.raises(RuntimeError, match="SALUD_AUDIT_KEY"):
+            create_app(production.model_copy(update={
+                "token_secret": SecretStr(strong), "audit_key": SecretStr(weak)
+            }))  # fmt: skip
+    create_app(production.model_copy(update={"token_secret": SecretStr(strong)}))
 
 
 async def test_production_refuses_to_start_with_demo_accounts(
@@ -300,3 +332,42 @@ async def test_sign_in_is_rate_limited_per_address(anonymous: httpx.AsyncClient)
     assert codes[:20] == [401] * 20
     assert set(codes[20:]) == {429}
     assert int(answer.headers["retry-after"]) >= 1  # when to try again (RFC 9110 §10.2.3)
+
+
+async def test_argon2_runs_off_the_event_loop(
+    anonymous: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hash takes about 0.1 s of CPU: on the event loop, every other request of the server
+    would wait behind each sign-in (a few guesses a second would stall it)."""
+    import threading
+
+    from salud.access import passwords
+
+    threads: list[str] = []
+    original = passwords.verify_password
+
+    def spy(stored: str | None, password: str) -> bool:
+        threads.append(threading.current_thread().name)
+        return original(stored, password)
+
+    monkeypatch.setattr(passwords, "verify_password", spy)
+    secret = await _staff(sessions, settings)
+    code = pyotp.TOTP(secret).now()
+    good = {"username": "ana.operadora", "password": PASSWORD, "totp": code}
+    assert (await anonymous.post("/api/v1/auth/token", json=good)).status_code == 200
+    unknown = {"username": "nadie", "password": PASSWORD}
+    assert (await anonymous.post("/api/v1/auth/token", json=unknown)).status_code == 401
+    assert len(threads) == 2
+    assert all(t.startswith("argon2") for t in threads), threads
+
+
+def test_cookies_are_secure_in_production_whatever_the_scheme(settings: Settings) -> None:
+    """Behind a proxy that ends TLS a request may arrive as http: production cookies are
+    Secure anyway (a session cookie sent in clear is a session stolen)."""
+    production = settings.model_copy(update={"environment": "production"})
+    assert production.secure_cookies("http")
+    assert settings.secure_cookies("https")
+    assert not settings.secure_cookies("http")  # development over plain http still works

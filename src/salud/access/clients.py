@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.models import ApiClient
-from salud.access.passwords import hash_password, verify_password
+from salud.access.passwords import hash_password, verify_password_off_loop
 from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.access.scopes import check_scope
@@ -78,7 +78,7 @@ async def authenticate(
     found = await session.execute(select(ApiClient).where(ApiClient.client_id == client_id))
     client = found.scalar_one_or_none()
     # verify_password runs against a dummy hash for unknown clients: same time either way.
-    valid = verify_password(client.secret_hash if client else None, secret)
+    valid = await verify_password_off_loop(client.secret_hash if client else None, secret)
     if client is None or not valid or not client.active:
         raise OAuthError("invalid_client", "cliente o secreto incorrectos", 401)
     granted = frozenset(client.scopes.split())

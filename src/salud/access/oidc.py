@@ -138,7 +138,7 @@ class OidcClient:
     async def finish(self, code: str, state: str, cookie: str | None) -> Principal:
         """Exchange the code (with the PKCE verifier) and verify the ID token."""
         flow = self._flow(cookie)
-        if not secrets.compare_digest(state, flow["s"]):
+        if not state.isascii() or not secrets.compare_digest(state, flow["s"]):
             raise Unauthorized("el parámetro state no corresponde a este inicio de sesión")
         metadata = await self._discover()
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import case, select, update
+from sqlalchemy import and_, case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.models import Account
@@ -26,18 +26,24 @@ async def exists(session: AsyncSession, username: str) -> bool:
 
 
 async def record_failure(
-    session: AsyncSession, account_id: int, max_failures: int, lock_until: datetime
+    session: AsyncSession, account_id: int, max_failures: int, now: datetime, lock_until: datetime
 ) -> None:
     """One more failure, counted in the database (not from what was read): the account locks
     until `lock_until` once the count reaches `max_failures`, and a failure never clears a
-    lock another attempt has just set."""
-    failures = Account.failed_attempts + 1
+    lock another attempt has just set. A lock that has expired starts the count again: one
+    guess every lockout period must not keep an account locked for good."""
+    expired = and_(Account.locked_until.is_not(None), Account.locked_until <= now)
+    failures = case((expired, 1), else_=Account.failed_attempts + 1)
     await session.execute(
         update(Account)
         .where(Account.id == account_id)
         .values(
             failed_attempts=failures,
-            locked_until=case((failures >= max_failures, lock_until), else_=Account.locked_until),
+            locked_until=case(
+                (failures >= max_failures, lock_until),
+                (expired, None),
+                else_=Account.locked_until,
+            ),
         )
     )
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access import repository
 from salud.access.models import Account
-from salud.access.passwords import check_strength, hash_password, verify_password
+from salud.access.passwords import check_strength, hash_password, verify_password_off_loop
 from salud.access.permissions import STAFF_ROLES, Role
 from salud.access.principal import Principal
 from salud.access.schemas import AccountCreate, AccountRead, SignIn
@@ -117,9 +117,10 @@ async def authenticate(
         f"{max(1, lockout_seconds // 60)} min)"
     )
     if account is not None and account.locked_until is not None and account.locked_until > now:
-        verify_password(None, data.password)
+        await verify_password_off_loop(None, data.password)
         raise refused
-    password_ok = verify_password(account.password_hash if account else None, data.password)
+    stored = account.password_hash if account else None
+    password_ok = await verify_password_off_loop(stored, data.password)
     code_ok, step = True, None
     if account is not None and password_ok:
         secret = totp_secret(account, ring)
@@ -129,7 +130,7 @@ async def authenticate(
     if account is None or not account.active or not password_ok or not code_ok:
         if account is not None:
             until = now + timedelta(seconds=lockout_seconds)
-            await repository.record_failure(session, account.id, max_failures, until)
+            await repository.record_failure(session, account.id, max_failures, now, until)
         # One answer for every failure: a distinct "code missing" would confirm a right
         # password to whoever does not hold the second factor.
         raise refused

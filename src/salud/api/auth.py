@@ -33,7 +33,7 @@ class TooManyAttempts(DomainError):
 async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResponse:
     limiter = request.app.state.sign_in_limiter
     client = request.client.host if request.client else "desconocido"
-    wait = limiter.hit(client)
+    wait = limiter.waiting(client)  # failures only: a desk's staff share one address
     if wait:
         raise TooManyAttempts(wait)
     settings = request.app.state.settings
@@ -46,6 +46,7 @@ async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResp
             lockout_seconds=settings.lockout_seconds,
         )
     except DomainError:
+        limiter.hit(client)
         # The failure counter must persist although the request fails.
         await session.commit()
         raise

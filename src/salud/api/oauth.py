@@ -46,11 +46,13 @@ def _error(exc: clients.OAuthError) -> JSONResponse:
 async def token(
     request: Request,
     session: Session,
-    grant_type: Annotated[str, Form()],
+    grant_type: Annotated[str | None, Form()] = None,
     scope: Annotated[str | None, Form()] = None,
     client_id: Annotated[str | None, Form()] = None,
     client_secret: Annotated[str | None, Form()] = None,
 ) -> JSONResponse:
+    if grant_type is None:  # RFC 6749 §5.2, as every other error of this endpoint
+        return _error(clients.OAuthError("invalid_request", "falta grant_type"))
     if grant_type != "client_credentials":
         return _error(
             clients.OAuthError("unsupported_grant_type", "solo se admite client_credentials")
@@ -60,12 +62,20 @@ async def token(
     )
     if credentials is None:
         return _error(clients.OAuthError("invalid_client", "faltan las credenciales", 401))
-    limiter = request.app.state.sign_in_limiter
-    if limiter.hit(request.client.host if request.client else "desconocido"):
-        return _error(clients.OAuthError("slow_down", "demasiados intentos", 429))
+    # Failed attempts only, in a limit of their own: a hospital system asking for tokens and
+    # the staff signing in behind the same address never lock each other out.
+    limiter = request.app.state.client_limiter
+    host = request.client.host if request.client else "desconocido"
+    wait = limiter.waiting(host)
+    if wait:
+        refused = _error(clients.OAuthError("slow_down", "demasiados intentos", 429))
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     try:
         principal = await clients.authenticate(session, *credentials, scope)
     except clients.OAuthError as exc:
+        if exc.status == 401:  # a wrong client or secret; a scope not granted is no guess
+            limiter.hit(host)
         return _error(exc)
     tokens = request.app.state.tokens
     return JSONResponse(

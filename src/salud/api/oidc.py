@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from salud.access.oidc import OidcClient, OidcUnavailable
 from salud.access.schemas import TokenResponse
 from salud.access.tokens import SESSION_COOKIE
+from salud.api.problems import problem
+from salud.errors import Unauthorized
 from salud.kit.paths import local_path
 
 router = APIRouter(prefix="/auth/oidc", tags=["acceso"])
@@ -43,7 +45,7 @@ async def login(
     app)."""
     url, flow = await _client(request).start()
     answer = RedirectResponse(url, status_code=307)
-    secure = request.app.state.settings.environment == "production"
+    secure = request.app.state.settings.secure_cookies(request.url.scheme)
     answer.set_cookie(COOKIE, flow, max_age=600, path=COOKIE_PATH, httponly=True,
                       samesite="lax", secure=secure)  # fmt: skip
     back = local_path(next)
@@ -61,9 +63,15 @@ async def login(
 )
 async def callback(
     request: Request,
-    code: Annotated[str, Query(max_length=2000)],
     state: Annotated[str, Query(max_length=200)],
+    code: Annotated[str | None, Query(max_length=2000)] = None,
+    error: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
+    """The provider sends back a `code`, or an `error` (RFC 6749 §4.1.2.1: the person
+    cancelled, `access_denied`, or the provider failed): a browser goes back to the sign-in
+    page, which says so; an app gets a 401 naming the provider's error."""
+    if code is None:
+        return _not_signed_in(request, error)
     principal = await _client(request).finish(code, state, request.cookies.get(COOKIE))
     tokens = request.app.state.tokens
     token = tokens.issue(principal)
@@ -71,7 +79,7 @@ async def callback(
     answer: Response
     if back:  # a browser: the web pages' session, then where it was going
         answer = RedirectResponse(back, status_code=303)
-        secure = request.app.state.settings.environment == "production"
+        secure = request.app.state.settings.secure_cookies(request.url.scheme)
         # Lax, not Strict as the password sign-in's: this navigation began at the provider (a
         # cross-site redirect chain), where a browser would not send a Strict cookie to the
         # page it lands on. The forms still carry their CSRF tokens.
@@ -80,6 +88,23 @@ async def callback(
     else:
         body = TokenResponse(access_token=token, expires_in=tokens.ttl_seconds, role=principal.role)
         answer = JSONResponse(body.model_dump(mode="json"))
+    answer.delete_cookie(COOKIE, path=COOKIE_PATH)
+    answer.delete_cookie(NEXT_COOKIE, path=COOKIE_PATH)
+    return answer
+
+
+def _not_signed_in(request: Request, error: str | None) -> Response:
+    answer: Response
+    if local_path(request.cookies.get(NEXT_COOKIE)):
+        reason = "cancelado" if error == "access_denied" else "fallido"
+        answer = RedirectResponse(f"/entrar?llave={reason}", status_code=303)
+    else:
+        refused = Unauthorized(
+            "el proveedor de identidad no inició la sesión"
+            + (f" ({error})" if error else " (no entregó un código)")
+        )
+        answer = problem(refused.status, refused.title, refused.detail, refused.type_slug,
+                         [{"field": "code", "reason": "no llegó"}], request.url.path)  # fmt: skip
     answer.delete_cookie(COOKIE, path=COOKIE_PATH)
     answer.delete_cookie(NEXT_COOKIE, path=COOKIE_PATH)
     return answer

@@ -27,9 +27,10 @@ class WindowLimiter:
         return 0
 
     def waiting(self, key: str) -> int:
-        """The seconds to wait if this key is over its limit now (nothing counted), else 0."""
+        """The seconds to wait if this key has spent its limit in the window (nothing is
+        counted: the caller `hit`s what counts, such as failures only), else 0."""
         start, count = self._counts.get(key, (0.0, 0))
         elapsed = time.monotonic() - start
-        if count > self.limit and elapsed < self.window:
+        if count >= self.limit and elapsed < self.window:
             return max(1, int(self.window - elapsed))
         return 0

@@ -37,7 +37,9 @@ def _mac(secret: bytes, nonce: str, bound_to: str) -> str:
 
 
 def valid(secret: bytes, cookie: str | None, sent: str | None, bound_to: str) -> bool:
-    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
+    if not cookie or not sent or not (cookie.isascii() and sent.isascii()):
+        return False  # a token is ASCII (compare_digest refuses other text with a TypeError)
+    if not hmac.compare_digest(cookie, sent):
         return False
     nonce, _, mac = cookie.partition(".")
     return bool(nonce) and hmac.compare_digest(mac, _mac(secret, nonce, bound_to))

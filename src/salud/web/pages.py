@@ -102,7 +102,7 @@ def _page(request: Request, name: str, context: dict[str, Any], status: int = 20
         request, name, {**context, "csrf": token}, status_code=status
     )
     answer.set_cookie(csrf.COOKIE, token, httponly=True, samesite="strict",
-                      secure=request.url.scheme == "https", path="/")  # fmt: skip
+                      secure=_secure(request), path="/")  # fmt: skip
     return answer
 
 
@@ -111,10 +111,21 @@ async def home(request: Request) -> Response:
     return _page(request, "home.html", {"principal": _principal(request)})
 
 
+_LLAVE = {
+    "cancelado": "Se canceló el inicio de sesión con Llave MX.",
+    "fallido": "Llave MX no pudo iniciar la sesión; inténtelo de nuevo.",
+}
+
+
 @router.get("/entrar", response_class=HTMLResponse)
-async def sign_in_form(request: Request, next: str = "") -> Response:
+async def sign_in_form(request: Request, next: str = "", llave: str = "") -> Response:
     oidc = getattr(request.app.state, "oidc", None) is not None
-    return _page(request, "signin.html", {"next": _safe_next(next), "error": None, "oidc": oidc})
+    context = {"next": _safe_next(next), "error": _LLAVE.get(llave), "oidc": oidc}
+    return _page(request, "signin.html", context)
+
+
+def _secure(request: Request) -> bool:
+    return bool(request.app.state.settings.secure_cookies(request.url.scheme))
 
 
 def _safe_next(target: str) -> str:
@@ -134,7 +145,8 @@ async def sign_in(
 ) -> Response:
     _check_csrf(request, csrf_token)
     host = request.client.host if request.client else "?"
-    wait = request.app.state.sign_in_limiter.hit(host)
+    limiter = request.app.state.sign_in_limiter
+    wait = limiter.waiting(host)  # failures are counted: colleagues behind one address sign in
     if wait:
         context = {"next": next, "error": f"Demasiados intentos: espere {wait} s."}
         answer = _page(request, "signin.html", context, 429)
@@ -148,6 +160,7 @@ async def sign_in(
             max_failures=settings.max_failed_logins, lockout_seconds=settings.lockout_seconds,
         )  # fmt: skip
     except (DomainError, ValueError):
+        limiter.hit(host)
         await session.commit()  # the failure counter persists
         error = "Usuario, contraseña o código incorrectos."
         return _page(request, "signin.html", {"next": next, "error": error}, 401)
@@ -156,7 +169,7 @@ async def sign_in(
     answer = RedirectResponse(_safe_next(next) or landing, status_code=303)
     tokens = request.app.state.tokens
     answer.set_cookie(SESSION, tokens.issue(principal), max_age=tokens.ttl_seconds,
-                      httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                      httponly=True, samesite="strict", secure=_secure(request),
                       path="/")  # fmt: skip
     return answer
 
