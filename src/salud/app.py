@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 from salud import __version__
 from salud.access import repository as accounts
+from salud.access import revocation
 from salud.access.audit import AuditLog
 from salud.access.oidc import OidcClient, OidcConfig
 from salud.access.tokens import TokenService
@@ -53,6 +54,7 @@ from salud.web import citizen as citizen_pages
 from salud.web import desk as desk_pages
 from salud.web import pages
 from salud.web import progress as progress_page
+from salud.web.session import SessionRenewal
 
 API_PREFIX = "/api/v1"
 _CHECKED = [Depends(known_query)]
@@ -129,13 +131,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             refresher = asyncio.get_running_loop().create_task(
                 drive_progress.refresher(app.state.sessions, every), name="progress-refresher"
             )
+        # Tokens signed out and accounts or clients disabled, read now and every few seconds.
+        await revocation.refresh(app.state.sessions, app.state.tokens)
+        revocations = asyncio.get_running_loop().create_task(
+            revocation.keep_fresh(
+                app.state.sessions, app.state.tokens, settings.revocation_refresh_seconds
+            ),
+            name="revocations",
+        )
         try:
             yield
         finally:
-            if refresher is not None:
-                refresher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await refresher
+            for task in (refresher, revocations):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await http.aclose()
             await app.state.audit.close()
             await app.state.reader.close()
@@ -176,6 +187,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         qr_face=settings.credential_qr_face,
     )
     problems.install(app)
+    app.add_exception_handler(pages.SessionEnded, pages.session_ended)
+    # Page sessions renewed while in use (web/session.py).
+    app.add_middleware(
+        SessionRenewal, tokens=app.state.tokens, secure=settings.environment == "production",
+        max_seconds=int(settings.session_max_hours * 3600),
+    )  # fmt: skip
     input_guard.install(app)  # inside the security headers: its answers carry them too
     security_headers.install(app)
     # The REST API refuses unknown query parameters by name (not the OAuth2/OIDC endpoints:

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     # public (they are in this file), and production refuses to start with any of them.
     token_secret: SecretStr = SecretStr(_DEV_TOKEN_SECRET)
     token_ttl_seconds: int = 900
+    # A page session is renewed while used, but ends this long after its sign-in.
+    session_max_hours: float = Field(default=12.0, gt=0, le=24)
+    # How often each process reads tokens signed out and accounts disabled (access/revocation).
+    revocation_refresh_seconds: float = Field(default=5.0, ge=0.5, le=300)
     # Key-encryption key (base64, 32 bytes) for envelope encryption at rest; rotating it:
     # put the old one in old_keks as "id:base64,..." and run `salud keys rewrap`.
     kek_id: str = "dev"

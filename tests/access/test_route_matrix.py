@@ -74,6 +74,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/credentials/validate"): {"qr": "NOT A CARD"},
     ("POST", "/api/v1/public/credentials/validate"): {"qr": "NOT A CARD"},
     ("POST", "/api/v1/signing-keys/rotate"): {},
+    ("POST", "/api/v1/auth/sign-out"): {},
     ("PUT", "/api/v1/persons/{curp}/photo"): {},
     ("PUT", "/api/v1/persons/{curp}/record-restrictions"): {"categories": ["hiv"]},
     ("POST", "/api/v1/enrollment/modules"): {

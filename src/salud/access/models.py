@@ -35,6 +35,19 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RevokedToken(Base):
+    """A bearer token ended before its expiry (signed out): every process refuses it within
+    a few seconds (`access/revocation.py`). Kept until the token would have expired."""
+
+    __tablename__ = "revoked_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    subject: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class AuditEvent(Base):
     """One access or change of personal data. Never updated, never deleted: `seq` is
     contiguous and each row's `chain` is HMAC(key, previous chain || this entry), so an

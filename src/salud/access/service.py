@@ -61,7 +61,7 @@ async def create_account(
         raise InvalidInput.on("curp", "una cuenta de ciudadano lleva su CURP, y solo ella")
     if await repository.exists(session, data.username):
         raise Conflict("ese nombre de usuario ya existe", [FieldProblem("username", "ya existe")])
-    secret = pyotp.random_base32() if data.totp else None
+    sealed, uri = new_totp(data.username, ring) if data.totp else (None, None)
     account = Account(
         username=data.username,
         display_name=data.display_name,
@@ -71,7 +71,7 @@ async def create_account(
         module_code=data.module_code,
         curp=data.curp,
         password_hash=hash_password(data.password),
-        totp_secret_sealed=seal(secret.encode(), ring, _TOTP_AAD) if secret else None,
+        totp_secret_sealed=sealed,
         failed_attempts=0,
         locked_until=None,
         active=True,
@@ -79,12 +79,15 @@ async def create_account(
     )
     session.add(account)
     await session.flush()
-    uri = (
-        pyotp.TOTP(secret).provisioning_uri(name=data.username, issuer_name="Salud Universal")
-        if secret
-        else None
-    )
     return _read(account), uri
+
+
+def new_totp(username: str, ring: Keyring) -> tuple[bytes, str]:
+    """A new TOTP secret: sealed for the account row, and its provisioning URI (the QR the
+    staff member scans into their authenticator app, shown once)."""
+    secret = pyotp.random_base32()
+    uri = pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="Salud Universal")
+    return seal(secret.encode(), ring, _TOTP_AAD), uri
 
 
 def totp_secret(account: Account, ring: Keyring) -> str | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from salud.access import service
+from salud.access import revocation, service
 from salud.access.schemas import Me, SignIn, TokenResponse
-from salud.api.deps import CurrentCaller, Session
+from salud.api.deps import CurrentCaller, Session, bearer_token
 from salud.errors import DomainError
 
 router = APIRouter(prefix="/auth", tags=["acceso"])
@@ -54,6 +54,18 @@ async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResp
     return TokenResponse(
         access_token=tokens.issue(principal), expires_in=tokens.ttl_seconds, role=principal.role
     )
+
+
+@router.post(
+    "/sign-out",
+    status_code=204,
+    summary="Cerrar sesión: el token presentado deja de valer en todos los servidores",
+    openapi_extra={"x-permission": "any"},
+)
+async def sign_out(request: Request, session: Session, caller: CurrentCaller) -> Response:
+    token = bearer_token(request.headers.get("authorization"))  # valid: `caller` checked it
+    await revocation.sign_out(session, request.app.state.tokens, token)
+    return Response(status_code=204)
 
 
 @router.get("/me", summary="Quién soy y qué puedo hacer", openapi_extra={"x-permission": "any"})

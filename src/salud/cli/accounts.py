@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from salud.access import repository, service
+from salud.access import repository, revocation, service
 from salud.access.permissions import Role
 from salud.access.schemas import AccountCreate
-from salud.cli.common import check_institution, fail
+from salud.cli.common import administer, check_institution, fail
 from salud.config import get_settings
 from salud.errors import DomainError
 from salud.facilities.service import check_clues
@@ -169,3 +169,37 @@ def totp(username: str) -> None:
         err.print("[red]La cuenta no existe o no usa TOTP.[/]")
         raise typer.Exit(1)
     print(pyotp.TOTP(found).now())
+
+
+_REASON = typer.Option(..., "--reason", help="Por qué (queda en la bitácora de auditoría)")
+
+
+@app.command()
+def disable(username: str, reason: str = _REASON) -> None:
+    """Desactiva una cuenta (una persona que dejó el puesto, una clave filtrada): no puede
+    iniciar sesión y sus tokens dejan de valer en segundos."""
+    administer(reason, lambda s, who: revocation.set_account_active(s, username, False, who))
+    err.print(f"[green]Cuenta {username} desactivada.[/]")
+
+
+@app.command()
+def enable(username: str, reason: str = _REASON) -> None:
+    """Vuelve a activar una cuenta desactivada."""
+    administer(reason, lambda s, who: revocation.set_account_active(s, username, True, who))
+    err.print(f"[green]Cuenta {username} activa.[/]")
+
+
+@app.command()
+def unlock(username: str, reason: str = _REASON) -> None:
+    """Termina un bloqueo por intentos fallidos."""
+    administer(reason, lambda s, who: revocation.unlock_account(s, username, who))
+    err.print(f"[green]Cuenta {username} desbloqueada.[/]")
+
+
+@app.command("new-totp")
+def new_totp(username: str, reason: str = _REASON) -> None:
+    """Un nuevo segundo factor (teléfono perdido): el anterior deja de valer. Muestra el
+    secreto una vez."""
+    uri = administer(reason, lambda s, who: revocation.new_second_factor(s, username, _ring(), who))
+    err.print("Registre este secreto en su aplicación autenticadora (se muestra una vez):")
+    print(uri)

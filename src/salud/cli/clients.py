@@ -7,8 +7,8 @@ import asyncio
 import typer
 from rich.console import Console
 
-from salud.access import clients
-from salud.cli.common import check_institution, fail
+from salud.access import clients, revocation
+from salud.cli.common import administer, check_institution, fail
 from salud.config import get_settings
 from salud.errors import DomainError
 from salud.facilities.service import check_clues
@@ -53,3 +53,44 @@ def create(
     err.print("Guarde el secreto ahora: no se vuelve a mostrar.")
     print(f"client_id={new.client_id}")
     print(f"client_secret={new.client_secret}")
+
+
+_REASON = typer.Option(..., "--reason", help="Por qué (queda en la bitácora de auditoría)")
+
+
+@app.command("list")
+def list_clients() -> None:
+    """Los sistemas registrados, separados por tabuladores: client_id, nombre, institución,
+    unidad, scopes y estado."""
+
+    async def run() -> list[tuple[str, ...]]:
+        engine = create_engine(get_settings().database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return [
+                    (c.client_id, c.name, str(c.institution_code or "—"), c.clues or "—",
+                     c.scopes, "activo" if c.active else "desactivado")
+                    for c in await revocation.all_clients(session)
+                ]  # fmt: skip
+        finally:
+            await engine.dispose()
+
+    # Tab-separated on stdout, whole values (a table would cut client ids): for scripts too.
+    print("\t".join(("client_id", "nombre", "institución", "CLUES", "scopes", "estado")))
+    for row in asyncio.run(run()):
+        print("\t".join(row))
+
+
+@app.command()
+def disable(client_id: str, reason: str = _REASON) -> None:
+    """Desactiva un sistema (secreto filtrado, convenio terminado): sus tokens dejan de valer
+    en segundos y no obtiene otros."""
+    administer(reason, lambda s, who: revocation.set_client_active(s, client_id, False, who))
+    err.print(f"[green]Sistema {client_id} desactivado.[/]")
+
+
+@app.command()
+def enable(client_id: str, reason: str = _REASON) -> None:
+    """Vuelve a activar un sistema desactivado."""
+    administer(reason, lambda s, who: revocation.set_client_active(s, client_id, True, who))
+    err.print(f"[green]Sistema {client_id} activo.[/]")

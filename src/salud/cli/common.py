@@ -3,24 +3,32 @@ exit code 2, never a traceback) and small checks of the options."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import errno
+import getpass
 import logging
 import os
 import zipfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import httpx
 import pydantic
 import typer
 from alembic.util.exc import CommandError
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from salud.access.revocation import Operator
+from salud.config import get_settings
 from salud.errors import DomainError
 from salud.identity.catalogs import NON_INSTITUTION_CODES, affiliation_catalog
+from salud.storage.engine import create_engine, session_factory
 
 log = logging.getLogger("salud.cli")
+T = TypeVar("T")
 
 # Failures that come from the input, the configuration or the surroundings (a file, the
 # database, the network), not from a bug: they end the command with a message, exit code 2.
@@ -153,3 +161,23 @@ def refuse_overwriting_input(output: Path | None, inputs: list[Path], option: st
 def log_expected(exc: BaseException) -> None:
     """The traceback, for whoever runs with SALUD_LOG_LEVEL=DEBUG (masked like every log)."""
     log.debug("fallo esperado en la línea de órdenes", exc_info=exc)
+
+
+def administer(reason: str, work: Callable[[AsyncSession, Operator], Awaitable[T]]) -> T:
+    """Run one administration change (an account or client disabled, a lockout ended…) in
+    one transaction, recorded in the audit log with who ran it (the shell's user) and why."""
+    reason = reason.strip()
+    if not 3 <= len(reason) <= 300:
+        fail("--reason: diga por qué, de 3 a 300 caracteres")
+    settings = get_settings()
+    who = Operator(getpass.getuser(), settings.audit_key.get_secret_value().encode(), reason)
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            async with session_factory(engine)() as session, session.begin():
+                return await work(session, who)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())

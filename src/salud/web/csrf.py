@@ -3,7 +3,7 @@
 The session cookie is SameSite=Strict already; on top of that every state-changing request
 from a page must carry the CSRF token, as a form field or an X-CSRF-Token header, equal to
 the one in the `salud_csrf` cookie and signed with the server's secret over a binding to the
-session it was given in (a digest of the session cookie; empty before sign-in). So a token
+session it was given in (a digest of the session's id; empty before sign-in). So a token
 is good for one session only: one taken anonymously, or from another session, and planted
 by a subdomain that can set cookies, is refused; signing in or out needs a fresh one, which
 the next page gives."""
@@ -19,16 +19,24 @@ HEADER = "x-csrf-token"
 FIELD = "csrf"
 
 
-def binding(session_cookie: str | None) -> str:
-    """What ties a token to a session: a digest of its cookie ("" without a session)."""
-    if not session_cookie:
+def binding(session: str | None) -> str:
+    """What ties a token to a session: a digest of the session's id (kept when the session
+    is renewed), or of the cookie itself when it holds no valid session ("" without one)."""
+    if not session:
         return ""
-    return hashlib.sha256(session_cookie.encode()).hexdigest()[:32]
+    return hashlib.sha256(session.encode()).hexdigest()[:32]
 
 
 def new_token(secret: bytes, bound_to: str) -> str:
-    nonce = secrets.token_urlsafe(18)
+    # The first letter says whether it was given within a session: a form posted after its
+    # session ended is then sent to sign in again, not refused as a forgery (a forged letter
+    # gains nothing: the token is still refused).
+    nonce = ("s" if bound_to else "a") + secrets.token_urlsafe(18)
     return f"{nonce}.{_mac(secret, nonce, bound_to)}"
+
+
+def given_in_a_session(cookie: str | None) -> bool:
+    return bool(cookie) and cookie is not None and cookie.startswith("s")
 
 
 def _mac(secret: bytes, nonce: str, bound_to: str) -> str:

@@ -7,6 +7,7 @@ import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode, urlsplit
 
 import zxingcpp
 from fastapi import APIRouter, Depends, Form, Query, Request, Response
@@ -16,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salud.access import revocation
 from salud.access import service as access
 from salud.access.context import Caller
 from salud.access.permissions import Permission, Role
@@ -78,11 +80,43 @@ def _caller(request: Request, purpose: str) -> Caller:
 def _check_csrf(request: Request, sent: str | None) -> None:
     cookie = request.cookies.get(csrf.COOKIE)
     if not csrf.valid(_secret(request), cookie, sent, _bound_to(request)):
+        if csrf.given_in_a_session(cookie) and _principal(request) is None:
+            raise SessionEnded(request)
         raise _CsrfRefused()
 
 
 def _bound_to(request: Request) -> str:
-    return csrf.binding(request.cookies.get(SESSION))
+    cookie = request.cookies.get(SESSION)
+    if not cookie:
+        return ""
+    try:
+        sid = request.app.state.tokens.seen(cookie).sid
+    except DomainError:
+        sid = ""
+    return csrf.binding(sid or cookie)
+
+
+class SessionEnded(Exception):
+    """A form sent from a page whose session has ended (15 minutes idle, or the working
+    day's limit): the person signs in again and comes back to that page."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__("la sesión terminó")
+        referer = urlsplit(request.headers.get("referer", ""))
+        same_site = referer.netloc in ("", request.url.netloc)
+        self.back = (local_path(referer.path) if same_site else "") or "/"
+        self.html = "text/html" in request.headers.get("accept", "")
+
+
+async def session_ended(request: Request, exc: Exception) -> Response:
+    """A page's form goes to sign in (then back to the page); a script's request gets 401."""
+    assert isinstance(exc, SessionEnded)
+    if exc.html:
+        query = urlencode({"next": exc.back, "sesion": "terminada"})
+        return RedirectResponse(f"/entrar?{query}", status_code=303)
+    body = {"type": "https://salud.gob.mx/problemas/unauthorized", "title": "No autenticado",
+            "status": 401, "detail": "la sesión terminó: inicie sesión de nuevo"}  # fmt: skip
+    return JSONResponse(body, status_code=401, media_type="application/problem+json")
 
 
 class _CsrfRefused(DomainError):
@@ -118,9 +152,14 @@ _LLAVE = {
 
 
 @router.get("/entrar", response_class=HTMLResponse)
-async def sign_in_form(request: Request, next: str = "", llave: str = "") -> Response:
+async def sign_in_form(
+    request: Request, next: str = "", llave: str = "", sesion: str = ""
+) -> Response:
     oidc = getattr(request.app.state, "oidc", None) is not None
-    context = {"next": _safe_next(next), "error": _LLAVE.get(llave), "oidc": oidc}
+    error = _LLAVE.get(llave) or (
+        "Su sesión terminó: inicie sesión de nuevo para continuar." if sesion else None
+    )
+    context = {"next": _safe_next(next), "error": error, "oidc": oidc}
     return _page(request, "signin.html", context)
 
 
@@ -186,10 +225,16 @@ def _from_this_site(request: Request) -> bool:
 
 @router.post("/salir")
 async def sign_out(
-    request: Request, csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = ""
+    request: Request,
+    session: WriteSession,
+    csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
 ) -> Response:
-    if request.cookies.get(SESSION):
+    token = request.cookies.get(SESSION)
+    if token:
         _check_csrf(request, csrf_token)
+        # The token itself ends, not only the cookie: a copy of it (another tab's, or one
+        # taken from this browser) is refused from now on.
+        await revocation.sign_out(session, request.app.state.tokens, token)
     elif not _from_this_site(request):
         # Another site's form (a cross-site POST carries no session cookie): it must not
         # wipe the card a person keeps on the phone for when there is no network.

@@ -1,0 +1,44 @@
+"""bearer tokens ended before their expiry (signing out)
+
+Revision ID: 0016
+Revises: 0015
+Create Date: 2026-12-02 10:30:00.000000
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import salud.storage.base
+
+revision: str = "0016"
+down_revision: str | None = "0015"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "revoked_tokens",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("jti", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=100), nullable=False),
+        sa.Column("expires_at", salud.storage.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", salud.storage.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_revoked_tokens")),
+        sa.UniqueConstraint("jti", name=op.f("uq_revoked_tokens_jti")),
+    )
+    op.create_index(
+        op.f("ix_revoked_tokens_expires_at"), "revoked_tokens", ["expires_at"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_revoked_tokens_expires_at"), table_name="revoked_tokens")
+    op.drop_table("revoked_tokens")

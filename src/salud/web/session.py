@@ -1,0 +1,64 @@
+"""Page sessions that last while they are used: a session cookie in the last third of its
+life is replaced, on any page request, by a fresh token of the same session (same id, so the
+page's CSRF tokens stay good, and same sign-in time). An operator enrolling people all day
+is not sent to sign in every 15 minutes; a session left idle for 15 minutes still ends, and
+any session ends `SALUD_SESSION_MAX_HOURS` after its sign-in (a working day)."""
+
+from __future__ import annotations
+
+from http.cookies import CookieError, SimpleCookie
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from salud.access.tokens import SESSION_COOKIE, TokenService
+
+# Paths that are not pages: the API and FHIR use bearer tokens, not the session cookie.
+_NOT_PAGES = ("/api/", "/fhir", "/.well-known/")
+
+
+class SessionRenewal:
+    def __init__(self, app: ASGIApp, tokens: TokenService, max_seconds: int, secure: bool) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.max_seconds = max_seconds
+        self.secure = secure
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope["path"]).startswith(_NOT_PAGES):
+            await self.app(scope, receive, send)
+            return
+        fresh = self._renewal(scope)
+        if fresh is None:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_renewed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                # A response that ends or replaces the session (sign-out, sign-in) wins.
+                if not any(SESSION_COOKIE + "=" in v for v in headers.getlist("set-cookie")):
+                    headers.append("set-cookie", self._cookie(fresh, scope))
+            await send(message)
+
+        await self.app(scope, receive, send_renewed)
+
+    def _renewal(self, scope: Scope) -> str | None:
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                jar: SimpleCookie = SimpleCookie()
+                try:
+                    jar.load(value.decode("latin-1"))
+                except CookieError:  # a malformed header: no renewal, the page decides
+                    return None
+                morsel = jar.get(SESSION_COOKIE)
+                if morsel is not None and morsel.value:
+                    return self.tokens.renewed(morsel.value, self.max_seconds)
+        return None
+
+    def _cookie(self, token: str, scope: Scope) -> str:
+        secure = self.secure or scope.get("scheme") == "https"
+        return (
+            f"{SESSION_COOKIE}={token}; Max-Age={self.tokens.ttl_seconds}; Path=/; HttpOnly; "
+            f"SameSite=Strict{'; Secure' if secure else ''}"
+        )
