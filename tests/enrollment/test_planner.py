@@ -32,7 +32,14 @@ from salud.enrollment.calendar import (
     state_open,
     weekday_open,
 )
-from salud.enrollment.planner import Flag, Projection, bucket_birthday, compare, project
+from salud.enrollment.planner import (
+    Flag,
+    Projection,
+    bucket_birthday,
+    by_state,
+    compare,
+    project,
+)
 from salud.enrollment.planner_inputs import (
     CENSUS_2020_AGE_GROUPS,
     SYNTH_SURNAME_INITIALS,
@@ -168,8 +175,10 @@ def test_municipalities_without_a_module_are_flagged() -> None:
     lonely = p.result("13001")
     assert lonely.served == 0
     assert {Flag.NO_CAPACITY, Flag.UNFINISHED} <= lonely.flags
-    with pytest.raises(ValueError, match="todas de entidad"):
+    with pytest.raises(ValueError, match="módulos con clave de entidad"):
         project(hidalgo(10), everyone(MONDAY, MONDAY), opened(), {"13048": 5}, MONDAY, 5)
+    with pytest.raises(ValueError, match="todas de entidad"):
+        project(hidalgo(10), everyone(MONDAY, MONDAY), opened(), {"13048": 5, "13": 1}, MONDAY, 5)
 
 
 def test_a_phase_that_opens_municipalities_opens_their_areas_only() -> None:
@@ -184,6 +193,59 @@ def test_a_phase_that_opens_municipalities_opens_their_areas_only() -> None:
     closed = p.result("13001")
     assert (closed.served, closed.opens_on) == (0, None)
     assert not state_open(pilot, "13", MONDAY, "001")
+
+
+def test_a_states_modules_serve_every_municipality_of_it() -> None:
+    """By default the areas are states: booking lets a person book at any open module, so a
+    module keyed by municipality serves its whole state, and a regional pilot opens only its
+    own municipalities' modules in the pool."""
+    window = everyone(MONDAY, MONDAY + timedelta(9))
+    pachuca = [PlannedModule(area="13048", capacity=100)]
+    p = project(pachuca, window, opened(), {"13": 550, "09": 10}, MONDAY, 30, ONE_COHORT)
+    assert p.areas == ("09", "13")
+    state = p.result("13")
+    assert state.finished
+    assert state.served == pytest.approx(550)
+    assert Flag.NO_CAPACITY in p.result("09").flags
+    two = [*pachuca, PlannedModule(area="13001", capacity=100)]
+    pilot = [Phase(name="piloto", starts_on=MONDAY, municipalities=["13048"])]
+    piloted = project(two, window, pilot, {"13": 550}, MONDAY, 30, ONE_COHORT)
+    assert piloted.capacity[0, :6].tolist() == [100] * 6  # Acatlán's module waits
+    assert (
+        project(two, window, opened(), {"13": 550}, MONDAY, 30, ONE_COHORT).capacity[0, :6].tolist()
+        == [200] * 6
+    )
+
+
+def test_states_summed_from_municipalities_finish_with_their_last_one() -> None:
+    window = everyone(MONDAY, MONDAY + timedelta(9))
+    towns = {"13048": 500, "13001": 50, "09015": 20}
+    alone = [PlannedModule(area="13048", capacity=100), PlannedModule(area="09015", capacity=5)]
+    p = project(alone, window, opened(states=("13", "09")), towns, MONDAY, 90, ONE_COHORT)
+    summed = by_state(p, {"13": "Hidalgo"})
+    assert summed.areas == ("09", "13")
+    hidalgo_ = summed.result("13")
+    assert (hidalgo_.name, hidalgo_.population) == ("Hidalgo", 550)
+    assert hidalgo_.served == pytest.approx(500)  # Acatlán (13001) has no module
+    assert not hidalgo_.finished
+    assert Flag.UNFINISHED in hidalgo_.flags
+    assert summed.result("09").days_to_finish == p.result("09015").days_to_finish
+
+    both = [*alone, PlannedModule(area="13001", capacity=1)]
+    p = project(both, window, opened(states=("13", "09")), towns, MONDAY, 90, ONE_COHORT)
+    summed = by_state(p)
+    last = p.result("13001")  # 50 people, one a day: it finishes long after Pachuca
+    assert last.finished
+    assert last.days_to_finish is not None
+    assert p.result("13048").days_to_finish is not None
+    assert last.days_to_finish > p.result("13048").days_to_finish
+    hidalgo_ = summed.result("13")
+    assert (hidalgo_.days_to_finish, hidalgo_.finish_day) == (last.days_to_finish, last.finish_day)
+    for series in ("capacity", "arrivals", "served", "queue"):
+        rows = [p.areas.index(k) for k in ("13001", "13048")]
+        expected = getattr(p, series)[rows].sum(axis=0)
+        assert getattr(summed, series)[1].tolist() == pytest.approx(expected.tolist())
+    assert by_state(summed) is summed  # already by state
 
 
 def test_a_long_window_is_spread_over_its_first_weeks_only() -> None:
@@ -453,7 +515,10 @@ def test_plan_and_compare_from_the_command_line(shared_data: Path, tmp_path: Pat
         str(modules), "--start", "2027-01-04", "--csv", str(out), "--data-dir", inegi,
     ], env=env)  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "Comparación: «Personas mayores primero» (A) y «Por letra» (B)" in result.output
+    assert (
+        "Comparación por entidades: «Personas mayores primero» (A) y «Por letra» (B)"
+        in result.output
+    )
     assert "31 módulos, 15,500 personas por día" in result.output
     with out.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -480,6 +545,65 @@ def test_plan_and_compare_from_the_command_line(shared_data: Path, tmp_path: Pat
     bad_file = cli.invoke(app, ["plan", "run", "--calendar", str(broken), "--data-dir", inegi])
     assert bad_file.exit_code == 2
     assert "roto.json: no es JSON válido" in bad_file.output
+
+
+def test_modules_of_municipalities_are_planned_by_state_unless_asked(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Three modules in two municipalities of Hidalgo and one of Mexico City: by default each
+    state's modules serve all of it; --by-municipality plans each municipality with its own
+    modules and gives the states' figures too."""
+    cli = CliRunner()
+    env = {"COLUMNS": "220"}
+    inegi = shared_data / "inegi"
+    modules = tmp_path / "modulos.csv"
+    modules.write_text("clave,capacidad,dias\n13048,120,123456\n13001,120,123456\n"
+                       "09015,120,123456\n")  # fmt: skip
+    out = tmp_path / "plan.csv"
+    base = ["plan", "run", "--modules", str(modules), "--start", "2027-01-04", "--csv",
+            str(out), "--data-dir", str(inegi), "--horizon", "60"]  # fmt: skip
+
+    def rows() -> list[dict[str, str]]:
+        with out.open(encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+
+    pooled = cli.invoke(app, base, env=env)
+    assert pooled.exit_code == 0, pooled.output
+    assert "Proyección por entidades" in pooled.output
+    assert "Proyección por municipios" not in pooled.output
+    states = rows()
+    assert [r["clave"] for r in states] == [f"{i:02d}" for i in range(1, 33)]
+    assert {r["nivel"] for r in states} == {"entidad"}
+    by_key = {r["clave"]: r for r in states}
+    assert by_key["13"]["capacidad_diaria"] == "240"  # both of Hidalgo's modules
+    assert by_key["13"]["atendidas"] == str(240 * 52)  # busy every working day of 60
+    assert "no_capacity" in by_key["01"]["alertas"]
+
+    towns = cli.invoke(app, [*base, "--by-municipality"], env=env)
+    assert towns.exit_code == 0, towns.output
+    assert "Proyección por municipios" in towns.output
+    assert "Proyección por entidades" in towns.output
+    both = rows()
+    municipal = [r for r in both if r["nivel"] == "municipio"]
+    assert len(municipal) == len(read_population(inegi, by_municipality=True).counts)
+    assert [r["clave"] for r in both if r["nivel"] == "entidad"] == list(by_key)
+    hidalgo_ = next(r for r in both if r["clave"] == "13")
+    assert int(hidalgo_["poblacion"]) == sum(
+        int(r["poblacion"]) for r in municipal if r["clave"].startswith("13")
+    )
+    assert hidalgo_["capacidad_diaria"] == "240"
+    assert "unfinished" in hidalgo_["alertas"]  # 82 of its 84 municipalities have no module
+
+    by_state_key = tmp_path / "entidades.csv"
+    by_state_key.write_text("clave,capacidad,dias\n13,120,123456\n")
+    refused = cli.invoke(app, ["plan", "run", "--modules", str(by_state_key),
+                               "--by-municipality", "--data-dir", str(inegi)])  # fmt: skip
+    assert refused.exit_code == 2
+    assert "--by-municipality: 1 módulos de --modules no tienen municipio" in one_line(refused)
+
+
+def one_line(result: Any) -> str:
+    return " ".join(result.output.split())
 
 
 @pytest.mark.db
@@ -517,10 +641,60 @@ async def test_plan_from_the_drive_as_the_system_holds_it(
     alone = await asyncio.to_thread(plan)
     assert alone.exit_code == 0, alone.output
     assert "1 módulos, 120 personas por día" in alone.output  # the open one, not the closed
-    assert "Proyección: todos" in alone.output  # the calendar in force
+    assert "Proyección por entidades: todos" in alone.output  # the calendar in force
     both = await asyncio.to_thread(plan, "--compare", "solo-mayores")
     assert both.exit_code == 0, both.output
     assert "«todos» (A) y «solo-mayores» (B)" in both.output
     mixed = await asyncio.to_thread(plan, "--modules", "x.csv")
     assert mixed.exit_code == 2
     assert "elija una fuente" in mixed.output
+    towns = await asyncio.to_thread(plan, "--by-municipality")  # the open one has 048
+    assert towns.exit_code == 0, towns.output
+    assert "Proyección por municipios: todos" in towns.output
+    assert "Proyección por entidades: todos" in towns.output
+
+
+@pytest.mark.db
+async def test_plan_from_the_drive_needs_a_phase_as_booking_does(
+    anonymous: Any, token_for: Any, cli_env: CliRunner, shared_data: Path, tmp_path: Path
+) -> None:
+    """Booking lets nobody book before a phase opens their state: with no stored phase the
+    planner does not assume the whole country open, unless told to."""
+    import asyncio
+
+    from tests.enrollment.conftest import E
+
+    today = today_mx()
+    ministry = token_for(Role.INSTITUTION_ADMIN)
+    rule = {"starts_on": today.isoformat(), "ends_on": (today + timedelta(days=30)).isoformat()}
+    calendar = {"name": "todos", "active": True, "rules": [rule]}
+    assert (await anonymous.post(f"{E}/calendars", headers=ministry, json=calendar)).is_success
+    module = {"code": "MR-09-0001", "name": "Sin municipio", "state": "09",
+              "address": "Centro 1, CDMX", "daily_capacity": 100}  # fmt: skip
+    supervisor = token_for(Role.SUPERVISOR)
+    assert (await anonymous.post(f"{E}/modules", headers=supervisor, json=module)).is_success
+    inegi = str(shared_data / "inegi")
+
+    def plan(*extra: str) -> Any:
+        return cli_env.invoke(
+            app, ["plan", "run", "--from-db", "--data-dir", inegi, "--horizon", "30", *extra],
+            env={"COLUMNS": "220"},
+        )  # fmt: skip
+
+    refused = await asyncio.to_thread(plan)
+    assert refused.exit_code == 2, refused.output
+    said = one_line(refused)
+    assert "Error: --from-db: no hay fases guardadas" in said
+    assert "indique --phases" in said
+    told = await asyncio.to_thread(plan, "--phases", "nacional")
+    assert told.exit_code == 0, told.output
+    assert "1 módulos, 100 personas por día" in told.output
+    own = tmp_path / "con-fases.json"
+    phase = {"name": "CDMX", "starts_on": today.isoformat(), "states": ["09"]}
+    own.write_bytes(orjson.dumps({"calendar": {"name": "propio", "rules": [rule]},
+                                  "phases": [phase]}))  # fmt: skip
+    with_file = await asyncio.to_thread(plan, "--calendar", str(own))  # the file's phases
+    assert with_file.exit_code == 0, with_file.output
+    no_town = await asyncio.to_thread(plan, "--phases", "nacional", "--by-municipality")
+    assert no_town.exit_code == 2
+    assert "1 módulos de --from-db no tienen municipio (p. ej. MR-09-0001)" in one_line(no_town)

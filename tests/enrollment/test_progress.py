@@ -301,11 +301,16 @@ async def test_the_figures_follow_what_was_done(
         assert bad.status_code == 422, days
 
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark: Excel reads the file as UTF-8 with it
+
+
 def parse_csv(answer: httpx.Response) -> list[dict[str, str]]:
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "text/csv; charset=utf-8"
     assert answer.headers["content-disposition"].startswith("attachment;")
-    return list(csv.DictReader(io.StringIO(answer.content.decode("utf-8"), newline="")))
+    assert answer.content.startswith(BOM + b"cve_")  # one mark, then the header row
+    text = answer.content[len(BOM) :].decode("utf-8")
+    return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
 async def test_the_csv_says_what_the_json_says(
@@ -322,6 +327,7 @@ async def test_the_csv_says_what_the_json_says(
         "cobertura_pct", "citas_agendadas", "citas_por_atender", "citas_cumplidas",
         "citas_canceladas", "citas_no_asistidas", "tarjetas_por_imprimir", "tarjetas_impresas",
         "tarjetas_para_entrega", "tarjetas_en_espera", "lotes_atrasados",
+        "personas_credencializadas_sin_municipio",
     ]  # fmt: skip
     assert len(table) == 1 + len(report["states"])
     for line, row in zip(table, [report["national"], *report["states"]], strict=True):
@@ -338,6 +344,7 @@ async def test_the_csv_says_what_the_json_says(
             "tarjetas_para_entrega": str(c["ready_for_pickup"]),
             "tarjetas_en_espera": str(c["waiting"]),
             "lotes_atrasados": str(c["overdue_batches"]),
+            "personas_credencializadas_sin_municipio": str(row["enrolled_without_municipality"]),
         }  # fmt: skip
         assert float(line["cobertura_pct"]) == pytest.approx(row["coverage_pct"], abs=1e-12)
     hidalgo = next(line for line in table if line["cve_entidad"] == "13")
@@ -349,11 +356,16 @@ async def test_the_csv_says_what_the_json_says(
     towns = parse_csv(await anonymous.get(f"{P}.csv", params={"state": "13"}, headers=boss))
     assert [(t["cve_municipio"], t["nom_municipio"], int(t["poblacion_total"]),
              int(t["personas_credencializadas"]), float(t["cobertura_pct"]))
-            for t in towns] == [
+            for t in towns[:-1]] == [
         (m["key"], m["name"], m["population"], m["enrolled"], m["coverage_pct"])
         for m in towns_json["municipalities"]
     ]  # fmt: skip
     assert {t["cve_entidad"] for t in towns} == {"13"}
+    assert towns[-1] == {  # those with the state and no municipality: none here
+        "cve_entidad": "13", "nom_entidad": "Hidalgo", "cve_municipio": "",
+        "nom_municipio": "Sin municipio en el domicilio", "poblacion_total": "",
+        "personas_credencializadas": "0", "cobertura_pct": "",
+    }  # fmt: skip
 
     flow = (await anonymous.get(f"{P}/modules", params={"days": 3}, headers=boss)).json()
     lines = parse_csv(await anonymous.get(f"{P}/modules.csv", params={"days": 3}, headers=boss))
@@ -611,3 +623,181 @@ async def test_one_process_counts_a_snapshot_at_a_time(
         assert await enrollment_repository.try_refresh_lock(other)  # another process counting
         assert await progress.refresh(sessions) is None
     assert await progress.refresh(sessions) is not None
+
+
+# --- what the figures rest on ---------------------------------------------------------------
+
+
+async def test_a_walk_in_leaves_a_lapsed_booking_a_no_show_and_frees_a_later_one(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """At completion a booking still held for today or a later day is cancelled (its place
+    goes back to the others); one whose day passed stays a no-show, as the figures say."""
+    cdmx = await cdmx_module(anonymous, token_for)
+    ministry = token_for(Role.INSTITUTION_ADMIN)
+    missed, today_elsewhere, later = person_doc(), person_doc(), person_doc()
+    lapsed = await book(anonymous, missed["curp"], MODULE, drive.next_open_day())
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(Appointment)
+            .where(Appointment.folio == lapsed)
+            .values(day=today_mx() - timedelta(days=3))
+        )
+    elsewhere = await book(anonymous, today_elsewhere["curp"], CDMX_MODULE, today_mx())
+    coming = await book(anonymous, later["curp"], CDMX_MODULE, drive.next_open_day())
+    before = (await anonymous.get(P, headers=ministry)).json()["national"]["appointments"]
+    assert (before["no_show"], before["pending"], before["cancelled"]) == (1, 2, 0)
+
+    for seed, doc in ((51, missed), (52, today_elsewhere), (53, later)):  # walk-ins here
+        await enroll_adult(anonymous, drive, seed, doc)
+
+    after = (await anonymous.get(P, headers=ministry)).json()["national"]["appointments"]
+    assert after == {"booked": 3, "pending": 0, "kept": 0, "cancelled": 2, "no_show": 1}
+    async with sessions() as s:
+        status = dict((await s.execute(select(Appointment.folio, Appointment.status))).all())
+    assert status == {lapsed: "booked", elsewhere: "cancelled", coming: "cancelled"}
+    found = await anonymous.get(
+        f"{E}/modules/{cdmx.module}/availability", params={"curp": person_doc()["curp"]}
+    )
+    taken = {d["day"]: d["booked"] for d in found.json()["days"]}
+    assert taken[today_mx().isoformat()] == 0  # both places went back
+    assert taken[drive.next_open_day().isoformat()] == 0
+
+
+async def test_a_module_municipality_must_be_one_of_its_state_in_inegi(
+    anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    supervisor = token_for(Role.SUPERVISOR)
+    body = {"code": "MR-13-0999", "name": "Fantasma", "state": "13",
+            "address": "Centro 1, Pachuca", "daily_capacity": 50}  # fmt: skip
+    for municipality in ("999", "000", "085"):  # Hidalgo has 001 to 084
+        made = await anonymous.post(
+            f"{E}/modules", headers=supervisor, json={**body, "municipality": municipality}
+        )
+        assert made.status_code == 422, (municipality, made.text)
+        assert made.headers["content-type"] == "application/problem+json"
+        problems = made.json()["errors"]
+        assert [p["field"] for p in problems] == ["municipality"], problems
+        assert f"{municipality} no es un municipio INEGI de la entidad 13" in made.text
+    cdmx_key_in_hidalgo = {**body, "state": "09", "municipality": "048"}
+    assert (await anonymous.post(f"{E}/modules", headers=supervisor,
+                                 json=cdmx_key_in_hidalgo)).status_code == 422  # fmt: skip
+    good = await anonymous.post(
+        f"{E}/modules", headers=supervisor, json={**body, "municipality": "084"}
+    )
+    assert good.status_code == 201, good.text
+
+
+async def test_the_enrolled_without_a_municipality_are_counted_in_their_state(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+) -> None:
+    """A person whose address has a state and no municipality counts in the state and in no
+    municipality: a figure of their own, so that the municipalities' rows add up."""
+    ministry = token_for(Role.INSTITUTION_ADMIN)
+    doc = person_doc()
+    doc["address"] = {"state": "13"}
+    await enroll_adult(anonymous, drive, 61, doc)
+    await enroll_adult(anonymous, drive, 62)  # Pachuca
+
+    report = (await anonymous.get(P, params={"state": "13"}, headers=ministry)).json()
+    hidalgo = next(s for s in report["states"] if s["key"] == "13")
+    assert (hidalgo["enrolled"], hidalgo["enrolled_without_municipality"]) == (2, 1)
+    placed = sum(m["enrolled"] for m in report["municipalities"])
+    assert placed + hidalgo["enrolled_without_municipality"] == hidalgo["enrolled"]
+    assert report["national"]["enrolled_without_municipality"] == 1
+    assert all(
+        s["enrolled_without_municipality"] == 0 for s in report["states"] if s is not hidalgo
+    )
+
+    table = parse_csv(await anonymous.get(f"{P}.csv", headers=ministry))
+    row = next(r for r in table if r["cve_entidad"] == "13")
+    assert row["personas_credencializadas_sin_municipio"] == "1"
+    towns = parse_csv(await anonymous.get(f"{P}.csv", params={"state": "13"}, headers=ministry))
+    assert sum(int(t["personas_credencializadas"]) for t in towns) == 2
+    assert (towns[-1]["nom_municipio"], towns[-1]["personas_credencializadas"]) == (
+        "Sin municipio en el domicilio", "1")  # fmt: skip
+
+    anonymous.cookies.set("salud_session", drive.supervisor["Authorization"].split()[1])
+    page = await anonymous.get("/avance", params={"state": "13"})
+    assert page.status_code == 200, page.text
+    assert "1 personas credencializadas tienen esta entidad en su domicilio pero no municipio" in (
+        " ".join(page.text.split())
+    )
+    assert re.search(r"<td>Sin municipio en el domicilio</td><td></td>\s*<td>1</td>", page.text)
+
+
+async def test_every_csv_opens_as_utf8_in_a_spreadsheet_and_runs_no_formula(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    boss = drive.supervisor
+    morelia = token_for(Role.SUPERVISOR, username="supervisor.morelia", module="MR-16-0001")
+    made = await anonymous.post(
+        f"{E}/modules", headers=morelia,
+        json={"code": "MR-16-0001", "name": "=HYPERLINK(\"http://x\";\"Michoacán\")",
+              "state": "16", "municipality": "053", "address": "Centro 1, Morelia"},
+    )  # fmt: skip
+    assert made.status_code == 201, made.text
+    assert (await anonymous.post(f"{E}/modules/MR-16-0001/status", headers=morelia,
+                                 json={"status": "open"})).status_code == 200  # fmt: skip
+    states = await anonymous.get(f"{P}.csv", headers=boss)
+    assert "Michoacán de Ocampo".encode() in states.content
+    parse_csv(states)
+    parse_csv(await anonymous.get(f"{P}.csv", params={"state": "16"}, headers=boss))
+    modules = parse_csv(await anonymous.get(f"{P}/modules.csv", headers=boss))
+    named = {r["nom_modulo"] for r in modules if r["cve_modulo"] == "MR-16-0001"}
+    assert named == {'\'=HYPERLINK("http://x";"Michoacán")'}  # a text, not a formula
+    anonymous.cookies.set("salud_session", boss["Authorization"].split()[1])
+    for url in ("/avance/entidades.csv", "/avance/modulos.csv"):  # the page's downloads
+        parse_csv(await anonymous.get(url))
+
+
+async def test_bad_values_on_the_page_get_a_page_and_a_view_is_one_audit_entry(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await enroll_adult(anonymous, drive, 71)
+    anonymous.cookies.set("salud_session", drive.supervisor["Authorization"].split()[1])
+    for url, params, said in [
+        ("/avance", {"state": "00"}, "Entidad (state): «00» no es una clave de entidad"),
+        ("/avance", {"state": "33"}, "Entidad (state): «33»"),
+        ("/avance", {"state": "39"}, "Entidad (state): «39»"),
+        ("/avance", {"state": "1"}, "Entidad (state): «1»"),
+        ("/avance", {"state": "x" * 300}, "Entidad (state): «xxxxxxxxxxxxxxxxxxx…»"),
+        ("/avance", {"days": "0"}, "Días (days): «0» no es un número de días de 1 a 90"),
+        ("/avance", {"days": "91"}, "Días (days): «91»"),
+        ("/avance", {"days": "abc"}, "Días (days): «abc»"),
+        ("/avance", {"days": "-3"}, "Días (days): «-3»"),
+        ("/avance/entidades.csv", {"state": "35"}, "Entidad (state): «35»"),
+        ("/avance/modulos.csv", {"days": "7.5"}, "Días (days): «7.5»"),
+    ]:
+        bad = await anonymous.get(url, params=params)
+        assert bad.status_code == 422, (url, params, bad.text)
+        assert bad.headers["content-type"].startswith("text/html"), (url, params)
+        assert said in bad.text, (url, params)
+        assert 'href="/avance"' in bad.text
+    async with sessions() as s:
+        last = (await s.execute(select(func.max(AuditEvent.seq)))).scalar_one() or 0
+    page = await anonymous.get("/avance", params={"state": "13", "days": "7"})
+    assert page.status_code == 200, page.text
+    # The scale of the coverage bars is said: the longest is the highest coverage shown.
+    assert "Cada barra se mide contra la cobertura más alta de las mostradas" in page.text
+    async with sessions() as s:
+        entries = (
+            await s.execute(
+                select(AuditEvent.subject_id, AuditEvent.outcome, AuditEvent.detail).where(
+                    AuditEvent.action == progress.ACTION, AuditEvent.seq > last
+                )
+            )
+        ).all()
+    assert entries == [("page", "success", {"state": "13", "days": 7})]

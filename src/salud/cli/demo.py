@@ -92,16 +92,19 @@ async def _load(persons: int, seed: int) -> None:
         await engine.dispose()
 
 
-DEMO_MODULES = [
-    ModuleCreate(code="MR-13-0001", name="Módulo Pachuca Centro (demo)", state="13",
-                 municipality="048", address="Plaza Juárez s/n, Centro, Pachuca, Hgo.",
-                 latitude=20.1235, longitude=-98.7364, daily_capacity=120,
-                 supervisor="supervisor.demo"),
-    ModuleCreate(code="MR-09-0001", name="Módulo Cuauhtémoc (demo)", state="09",
-                 municipality="015", address="Av. Juárez 50, Centro, Cuauhtémoc, CDMX",
-                 latitude=19.4353, longitude=-99.1412, daily_capacity=200,
-                 supervisor="supervisor.demo"),
-]  # fmt: skip
+def demo_modules() -> list[ModuleCreate]:
+    """The demo's modules (built when used: their check reads INEGI's catalog, which a
+    command that does not need it must not require)."""
+    return [
+        ModuleCreate(code="MR-13-0001", name="Módulo Pachuca Centro (demo)", state="13",
+                     municipality="048", address="Plaza Juárez s/n, Centro, Pachuca, Hgo.",
+                     latitude=20.1235, longitude=-98.7364, daily_capacity=120,
+                     supervisor="supervisor.demo"),
+        ModuleCreate(code="MR-09-0001", name="Módulo Cuauhtémoc (demo)", state="09",
+                     municipality="015", address="Av. Juárez 50, Centro, Cuauhtémoc, CDMX",
+                     latitude=19.4353, longitude=-99.1412, daily_capacity=200,
+                     supervisor="supervisor.demo"),
+    ]  # fmt: skip
 
 
 def demo_calendar(start: date) -> CalendarCreate:
@@ -141,7 +144,7 @@ async def _demo_drive(sessions: async_sessionmaker[AsyncSession], settings: Sett
             phase = PhaseCreate(name="Nacional (demo)", starts_on=today, states=INEGI_KEYS)
             await booking.create_phase(session, phase, ministry)
             await booking.create_calendar(session, demo_calendar(today), ministry)
-            for module in DEMO_MODULES:
+            for module in demo_modules():
                 await booking.create_module(session, module, caller)
                 await booking.set_module_status(session, module.code, ModuleStatus.OPEN, caller)
             for username in ("operador.demo", "supervisor.demo"):

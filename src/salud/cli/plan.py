@@ -22,6 +22,7 @@ from salud.enrollment.planner import (
     ComparedArea,
     Flag,
     Projection,
+    by_state,
     compare,
     project,
     queue_periods,
@@ -94,10 +95,19 @@ def _live(from_db: bool) -> LiveSetup | None:
     setup = asyncio.run(read())
     if not setup.modules:
         raise _fail("--from-db: no hay módulos (abiertos o planeados) en el sistema")
-    if not all(len(m.area) == 5 for m in setup.modules):  # some without a municipality
-        modules = [m.model_copy(update={"area": m.area[:2]}) for m in setup.modules]
-        return LiveSetup(modules, setup.calendars, setup.active, setup.phases)
     return setup
+
+
+def _municipal(modules: Sequence[PlannedModule], option: str) -> None:
+    """With --by-municipality every module must say which municipality it serves."""
+    without = [m for m in modules if len(m.area) == 2]
+    if without:
+        example = without[0].name or without[0].area
+        raise _fail(
+            f"--by-municipality: {len(without)} módulos de {option} no tienen municipio "
+            f"(p. ej. {example}); sin él no se sabe a quién atienden. Planee por entidad "
+            "(sin --by-municipality) o indique el municipio de cada módulo"
+        )
 
 
 def _calendar(
@@ -152,8 +162,14 @@ def _queue_days(result: AreaResult) -> str:
     return f"{result.peak_queue_days:.1f}" if result.daily_capacity else "—"
 
 
+def _kind(p: Projection) -> str:
+    return "entidades" if len(p.areas[0]) == 2 else "municipios"
+
+
 def _show_projection(p: Projection, alert_days: float, limit: int) -> None:
-    table = Table(title=f"Proyección: {p.calendar} (desde {p.start}, {p.horizon} días)")
+    table = Table(
+        title=f"Proyección por {_kind(p)}: {p.calendar} (desde {p.start}, {p.horizon} días)"
+    )
     for column in ("Clave", "Nombre", "Población", "Termina", "Días", "Cola máx.", "Fecha"):
         table.add_column(column, justify="right" if column in ("Población", "Días") else "left")
     for column in ("Cola (días)", "Uso", "Alertas"):
@@ -168,7 +184,7 @@ def _show_projection(p: Projection, alert_days: float, limit: int) -> None:
         )  # fmt: skip
     out.print(table)
     if len(shown) > limit:
-        out.print(f"({len(shown) - limit} áreas más en el CSV; --limit para ver más)")
+        out.print(f"({len(shown) - limit} {_kind(p)} más en el CSV; --limit para ver más)")
     _summary(p, alert_days)
 
 
@@ -176,7 +192,7 @@ def _summary(p: Projection, alert_days: float) -> None:
     unfinished = [r for r in p.results if not r.finished]
     if unfinished:
         names = ", ".join(r.name for r in unfinished[:5])
-        out.print(f"[red]{len(unfinished)} áreas no terminan en {p.horizon} días[/]: {names}")
+        out.print(f"[red]{len(unfinished)} {_kind(p)} no terminan en {p.horizon} días[/]: {names}")
     elif p.last_finish:
         last = [r for r in p.results if r.finish_day == p.last_finish]
         names = ", ".join(r.name for r in last[:5])
@@ -190,7 +206,7 @@ def _summary(p: Projection, alert_days: float) -> None:
         worst = p.result(period.worst_area)
         out.print(
             f"Colas de más de {alert_days:g} días de capacidad del {period.first_day} al "
-            f"{period.last_day} en {len(period.areas)} áreas; la mayor, {worst.name}: "
+            f"{period.last_day} en {len(period.areas)} {_kind(p)}; la mayor, {worst.name}: "
             f"{period.worst_queue_days:.1f} días."
         )
     late = sum(r.late for r in p.results)
@@ -210,7 +226,9 @@ def _days(r: AreaResult) -> str:
 
 
 def _show_comparison(rows: Sequence[ComparedArea], first: Projection, second: Projection) -> None:
-    table = Table(title=f"Comparación: «{first.calendar}» (A) y «{second.calendar}» (B)")
+    table = Table(
+        title=f"Comparación por {_kind(first)}: «{first.calendar}» (A) y «{second.calendar}» (B)"
+    )
     for column in ("Clave", "Nombre", "Días A", "Días B", "Δ días"):
         table.add_column(column, justify="left" if column in ("Clave", "Nombre") else "right")
     for column in ("Cola máx. A", "Cola máx. B", "Δ cola", "Cola días A", "Cola días B"):
@@ -233,15 +251,18 @@ def _show_comparison(rows: Sequence[ComparedArea], first: Projection, second: Pr
 
 
 _FIELDS = (
-    "clave", "nombre", "poblacion", "abre", "termina", "dias", "cola_maxima",
+    "nivel", "clave", "nombre", "poblacion", "abre", "termina", "dias", "cola_maxima",
     "fecha_cola_maxima", "cola_dias_capacidad", "capacidad_diaria", "uso", "atendidas",
     "en_espera_al_final", "sin_llegar_al_final", "tardios", "sin_fecha", "alertas",
 )  # fmt: skip
 
 
+_LEVELS = {2: "entidad", 5: "municipio"}
+
+
 def _row(r: AreaResult) -> list[object]:
     return [
-        r.area, r.name, r.population, _date(r.opens_on), _date(r.finish_day),
+        _LEVELS[len(r.area)], r.area, r.name, r.population, _date(r.opens_on), _date(r.finish_day),
         r.days_to_finish if r.days_to_finish is not None else "", round(r.peak_queue),
         _date(r.peak_day), round(r.peak_queue_days, 2) if r.daily_capacity else "",
         round(r.daily_capacity), round(r.utilisation, 4), round(r.served), round(r.waiting),
@@ -250,23 +271,28 @@ def _row(r: AreaResult) -> list[object]:
     ]  # fmt: skip
 
 
-def _write_csv(path: Path, first: Projection, second: Projection | None) -> None:
+def _write_csv(path: Path, runs: Sequence[tuple[Projection, Projection | None]]) -> None:
+    """Every area of each run (the municipalities, then their states, with
+    --by-municipality); the column `nivel` says which."""
     with path.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
-        if second is None:
+        if runs[0][1] is None:
             writer.writerow(_FIELDS)
-            writer.writerows(_row(r) for r in first.results)
-            return
-        writer.writerow(
-            [*_FIELDS[:2], *(f"{f}_a" for f in _FIELDS[2:]), *(f"{f}_b" for f in _FIELDS[2:]),
-             "dif_dias", "dif_cola_maxima"]
-        )  # fmt: skip
-        for row in compare(first, second):
-            diff = row.days_difference
+        else:
             writer.writerow(
-                [*_row(row.first), *_row(row.second)[2:], "" if diff is None else diff,
-                 round(row.peak_queue_difference)]
+                [*_FIELDS[:3], *(f"{f}_a" for f in _FIELDS[3:]),
+                 *(f"{f}_b" for f in _FIELDS[3:]), "dif_dias", "dif_cola_maxima"]
             )  # fmt: skip
+        for first, second in runs:
+            if second is None:
+                writer.writerows(_row(r) for r in first.results)
+                continue
+            for row in compare(first, second):
+                diff = row.days_difference
+                writer.writerow(
+                    [*_row(row.first), *_row(row.second)[3:], "" if diff is None else diff,
+                     round(row.peak_queue_difference)]
+                )  # fmt: skip
 
 
 @app.command()
@@ -287,8 +313,9 @@ def run(
     other: str | None = typer.Option(None, "--compare", help="Segundo calendario a comparar"),
     phases: str | None = typer.Option(
         None,
-        help="Fases: nacional, piloto o un archivo JSON (por omisión, las del calendario "
-        "o todas las entidades desde el inicio)",
+        help="Fases: nacional (todas las entidades desde el inicio), piloto o un archivo "
+        "JSON; por omisión, con --from-db las guardadas (sin ellas, error) y sin él las del "
+        "calendario o nacional",
     ),
     modules: Path | None = typer.Option(
         None, help="CSV de módulos (clave,capacidad,dias[,nombre]); por omisión, módulos sintéticos"
@@ -304,6 +331,12 @@ def run(
     limit: int = typer.Option(40, min=1, help="Filas a mostrar"),
     csv_out: Path | None = typer.Option(None, "--csv", help="Escribe los resultados en CSV"),
     data_dir: Path | None = typer.Option(None, help="Carpeta INEGI (por omisión, la de catálogos)"),
+    by_municipality: bool = typer.Option(
+        False,
+        "--by-municipality",
+        help="Cada municipio solo con sus módulos (por omisión, los módulos de cada entidad "
+        "atienden a toda su población); da también las cifras por entidad",
+    ),
 ) -> None:
     """Proyecta cuántos días necesita cada entidad y dónde se forman colas."""
     first_day = _start(start)
@@ -320,7 +353,8 @@ def run(
         raise _fail(f"--modules: {exc}") from None
     if live is not None:
         module_list = live.modules
-    by_municipality = any(len(m.area) == 5 for m in module_list)
+    if by_municipality and module_list:
+        _municipal(module_list, "--from-db" if live is not None else "--modules")
     try:
         population = read_population(
             data_dir or get_settings().shared_data_dir / "inegi", by_municipality=by_municipality
@@ -329,6 +363,7 @@ def run(
             module_list = synthetic_modules(population.counts, module_count, capacity, weekdays)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    state_names = read_population(data_dir or get_settings().shared_data_dir / "inegi").names
     assumptions = Assumptions(queue_alert_days=alert_days)
     forced = _phases(phases, first_day, population)
     if forced is None and live is not None and live.phases:
@@ -336,9 +371,18 @@ def run(
 
     def one(spec: str, option: str) -> Projection:
         cal, own = _calendar(spec, first_day, option, live)
+        chosen = forced or own
+        if chosen is None and live is not None:
+            # Booking lets nobody book before a phase opens their state: the plan does not
+            # assume one the system does not have.
+            raise _fail(
+                "--from-db: no hay fases guardadas, así que nadie puede agendar todavía; "
+                "indique --phases (nacional: todas las entidades abiertas desde --start; "
+                "piloto; o un archivo JSON)"
+            )
         try:
             return project(
-                module_list, cal, forced or own or national_phase(first_day), population.counts,
+                module_list, cal, chosen or national_phase(first_day), population.counts,
                 first_day, horizon, assumptions, population.names,
             )  # fmt: skip
         except ValueError as exc:
@@ -350,12 +394,25 @@ def run(
         f"{len(module_list):,} módulos, {sum(m.capacity for m in module_list):,} personas por día "
         f"como máximo; población {population.total:,} (INEGI 2020)."
     )
-    if second is None:
-        _show_projection(first, alert_days, limit)
-    else:
-        _show_comparison(compare(first, second)[:limit], first, second)
+    out.print(
+        "Por municipio: cada municipio solo con los módulos que tiene."
+        if by_municipality
+        else "Por entidad: los módulos de cada entidad atienden a toda su población "
+        "(se agenda en cualquier módulo abierto)."
+    )
+    runs: list[tuple[Projection, Projection | None]] = [(first, second)]
+    if by_municipality:  # the states too: what issue 6 asks is how long each state needs
+        runs.append((
+            by_state(first, state_names, assumptions),
+            by_state(second, state_names, assumptions) if second else None,
+        ))  # fmt: skip
+    for a, b in runs:
+        if b is None:
+            _show_projection(a, alert_days, limit)
+        else:
+            _show_comparison(compare(a, b)[:limit], a, b)
     if csv_out:
-        _write_csv(csv_out, first, second)
+        _write_csv(csv_out, runs)
         err.print(f"[green]Resultados en {csv_out}[/]")
 
 

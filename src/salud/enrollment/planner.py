@@ -1,8 +1,11 @@
 """The enrollment planner: how many days each state (or municipality) needs, and where queues
 form, for given modules, calendar, phases and population. Pure: no database, no clock.
 
-The model, one *area* (a state, or a municipality when the modules carry municipality keys)
-at a time, each day from `start` for `horizon` days:
+The model, one *area* at a time, each day from `start` for `horizon` days. The areas are the
+keys of the population: states (2 digits), where every module of the state serves all of its
+people, as booking lets anyone book at any open module; or municipalities (5 digits), where
+each municipality has only its own modules. A module keyed by municipality is pooled into its
+state when the areas are states; `by_state` sums a projection by municipality into states.
 
 * **Who may come.** The population is split into cohorts by the letter the calendar reads (the
   CURP's first character: first surname initial, Ñ as X), by single year of age on `start`,
@@ -152,14 +155,21 @@ def project(
     a = assumptions or Assumptions()
     if not 1 <= horizon <= 3660:
         raise ValueError("horizonte: entre 1 y 3660 días")
-    areas = tuple(sorted(set(population) | {m.area for m in modules}))
-    if not areas:
+    if not population and not modules:
         raise ValueError("sin población ni módulos: nada que planear")
-    if len({len(k) for k in areas}) != 1 or len(areas[0]) not in (2, 5):
+    widths = {len(k) for k in population} or {len(m.area) for m in modules}
+    if len(widths) != 1 or not widths <= {2, 5}:
         raise ValueError(
             "las claves de población y de módulos deben ser todas de entidad (2 dígitos) "
             "o todas de municipio (5 dígitos)"
         )
+    width = widths.pop()
+    if any(len(m.area) < width for m in modules):
+        raise ValueError(
+            "las áreas son municipios y hay módulos con clave de entidad (2 dígitos): "
+            "todas de municipio (5 dígitos), o planee por entidad"
+        )
+    areas = tuple(sorted(set(population) | {m.area[:width] for m in modules}))
     pop = np.array([population.get(k, 0) for k in areas], dtype=np.float64)
     if (pop < 0).any():
         raise ValueError("población negativa")
@@ -175,12 +185,56 @@ def project(
 
     results = tuple(
         _result(k, (names or {}).get(k, k), pop[i], capacity[i], arrivals[i], served[i],
-                queue[i], late_share[i], uncalled_share[i], start, a)
+                queue[i], pop[i] * late_share[i], pop[i] * uncalled_share[i], start, a)
         for i, k in enumerate(areas)
     )  # fmt: skip
     return Projection(
         calendar.name, start, horizon, areas, results, capacity, arrivals, served, queue
     )
+
+
+def by_state(
+    projection: Projection,
+    names: Mapping[str, str] | None = None,
+    assumptions: Assumptions | None = None,
+) -> Projection:
+    """A projection by municipality summed into its states (one by state is returned as it
+    is): a state's capacity, arrivals, service and queue each day are its municipalities'
+    sums, and it finishes when its last municipality finishes (never, if one never does)."""
+    if all(len(k) == 2 for k in projection.areas):
+        return projection
+    a = assumptions or Assumptions()
+    states = tuple(sorted({k[:2] for k in projection.areas}))
+    index = {k: i for i, k in enumerate(states)}
+    rows = np.array([index[k[:2]] for k in projection.areas], dtype=np.intp)
+    firsts = np.flatnonzero(np.diff(rows, prepend=-1))  # areas are sorted: states in runs
+
+    def total(series: Floats) -> Floats:
+        summed: Floats = np.add.reduceat(series, firsts, axis=0)
+        return summed
+
+    capacity, arrivals, served, queue = (
+        total(x)
+        for x in (projection.capacity, projection.arrivals, projection.served, projection.queue)
+    )
+    members: list[list[AreaResult]] = [[] for _ in states]
+    for row, r in zip(rows, projection.results, strict=True):
+        members[row].append(r)
+    results = []
+    for i, key in enumerate(states):
+        parts = members[i]
+        finished = all(r.finished for r in parts)
+        end = max(r.days_to_finish or 0 for r in parts) if finished else projection.horizon
+        results.append(
+            _result(key, (names or {}).get(key, key), float(sum(r.population for r in parts)),
+                    capacity[i], arrivals[i], served[i], queue[i],
+                    sum(r.late for r in parts), sum(r.not_called for r in parts),
+                    projection.start, a, (finished, end))
+        )  # fmt: skip
+    return Projection(
+        projection.calendar, projection.start, projection.horizon, states, tuple(results),
+        capacity, arrivals, served, queue,
+    )  # fmt: skip
 
 
 def _capacity(
@@ -190,26 +244,34 @@ def _capacity(
     start: date,
     horizon: int,
 ) -> Floats:
-    """People the area's modules can serve each day: working weekday and area open. A phase
-    opens an area when it opens its state, or, for a municipality's area, that municipality
-    (as booking's `Phase.opens` does). A state's area opens with its state only: its modules
-    carry no municipality, so a phase that opens some municipalities of it is not counted."""
+    """People the area's modules can serve each day: each module on the ISO weekdays it works
+    and the days a phase opens it (as booking's `Phase.opens` does): a phase opens a module
+    when it opens its state or, for a module keyed by municipality, that municipality. So in
+    a state's area the modules of a regional pilot's municipalities open before the rest; a
+    module keyed by state alone opens with its state only."""
+    width = len(areas[0])
     index = {k: i for i, k in enumerate(areas)}
-    by_weekday = np.zeros((len(areas), 7))
+    places = sorted({m.area for m in modules})  # the modules' own keys
+    where = {k: i for i, k in enumerate(places)}
+    by_weekday = np.zeros((len(places), 7))
     for m in modules:
         for wd in set(m.weekdays):
-            by_weekday[index[m.area], int(wd) - 1] += m.capacity
+            by_weekday[where[m.area], int(wd) - 1] += m.capacity
     iso = (start.toordinal() + np.arange(horizon) - 1) % 7  # ordinal 1 is a Monday
-    keys = np.array(areas, dtype=str)
-    states = np.array([k[:2] for k in areas], dtype=str)
-    open_area = np.zeros((len(areas), horizon), dtype=bool)
+    keys = np.array(places, dtype=str)
+    states = np.array([k[:2] for k in places], dtype=str)
+    open_place = np.zeros((len(places), horizon), dtype=bool)
     for phase in phases:
         lo = max(0, (phase.starts_on - start).days)
         hi = horizon if phase.ends_on is None else min(horizon, (phase.ends_on - start).days + 1)
         if lo < hi:
             rows = np.isin(states, phase.states) | np.isin(keys, phase.municipalities)
-            open_area[rows, lo:hi] = True
-    capacity: Floats = by_weekday[:, iso] * open_area
+            open_place[rows, lo:hi] = True
+    capacity: Floats = np.zeros((len(areas), horizon))
+    if places:  # `places` is sorted, so the modules of one area are in one run of rows
+        pooled = np.array([index[k[:width]] for k in places], dtype=np.intp)
+        firsts = np.flatnonzero(np.diff(pooled, prepend=-1))
+        capacity[pooled[firsts]] = np.add.reduceat(by_weekday[:, iso] * open_place, firsts)
     return capacity
 
 
@@ -339,23 +401,29 @@ def _result(
     arrivals: Floats,
     served: Floats,
     queue: Floats,
-    late_share: float,
-    uncalled_share: float,
+    late: float,
+    not_called: float,
     start: date,
     a: Assumptions,
+    finish: tuple[bool, int] | None = None,
 ) -> AreaResult:
+    """One area's figures; `finish` (finished, days to finish or the horizon) when it is
+    given rather than read from the area's own series (a state summed from municipalities)."""
     horizon = len(capacity)
-    remaining = pop - np.cumsum(served)
-    done = np.flatnonzero(remaining <= a.finish_tolerance)
-    finished = pop <= a.finish_tolerance or len(done) > 0
-    end = (int(done[0]) + 1 if len(done) else horizon) if pop > a.finish_tolerance else 0
+    if finish is None:
+        remaining = pop - np.cumsum(served)
+        done = np.flatnonzero(remaining <= a.finish_tolerance)
+        finished = pop <= a.finish_tolerance or len(done) > 0
+        end = (int(done[0]) + 1 if len(done) else horizon) if pop > a.finish_tolerance else 0
+    else:
+        finished, end = finish
     working = np.flatnonzero(capacity > 0)
     mean_capacity = float(capacity[working].mean()) if len(working) else 0.0
     peak = int(np.argmax(queue))
     peak_queue = float(queue[peak])
     alert = a.queue_alert_days * mean_capacity
     long_queue = queue > max(alert, a.finish_tolerance)
-    late, not_called = float(pop * late_share), float(pop * uncalled_share)
+    late, not_called = float(late), float(not_called)
     flags = {
         Flag.QUEUE: bool(long_queue.any()),
         Flag.UNFINISHED: not finished,

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from salud.access.context import Caller
 from salud.access.permissions import Permission
 from salud.enrollment import repository
-from salud.enrollment.population import population
+from salud.enrollment.population import StatePopulation, population
 from salud.enrollment.progress_schemas import (
     AppointmentFigures,
     AreaProgress,
@@ -200,25 +200,80 @@ async def refresher(sessions: async_sessionmaker[AsyncSession], every: timedelta
 STATE_KEYS = frozenset(f"{i:02d}" for i in range(1, 33))
 
 
+def _check_state(state: str | None) -> None:
+    if state is not None and state not in STATE_KEYS:
+        raise InvalidInput.on("state", "no es una clave de entidad del INEGI (01 a 32)")
+
+
+def _check_days(days: int) -> None:
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput.on("days", f"de 1 a {MAX_DAYS} días")
+
+
 async def progress(
     session: AsyncSession, caller: Caller, inegi_dir: Path, state: str | None = None,
     *, snapshots: bool = False,
 ) -> ProgressRead:  # fmt: skip
     """The country and each state; with `state`, also that state's municipalities."""
     await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
-    states = population(inegi_dir)
-    if state is not None and state not in states:
-        raise InvalidInput.on("state", "no es una clave de entidad del INEGI (01 a 32)")
+    _check_state(state)
+    report = _progress(await figures_of(session, snapshots), population(inegi_dir), state)
+    await caller.record(ACTION, "progress", subject_id="states", detail={"state": state})
+    return report
+
+
+async def throughput(
+    session: AsyncSession, caller: Caller, days: int = 14, state: str | None = None,
+    *, snapshots: bool = False,
+) -> ThroughputRead:  # fmt: skip
+    """Completed enrollments per module and day of the visit over the last `days` days.
+    Modules that are open, or that enrolled someone in the period, are listed."""
+    await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
+    _check_days(days)
+    _check_state(state)
+    report = await _throughput(session, await figures_of(session, snapshots), days, state)
+    await caller.record(
+        ACTION, "progress", subject_id="modules", detail={"state": state, "days": days}
+    )
+    return report
+
+
+async def page(
+    session: AsyncSession, caller: Caller, inegi_dir: Path, state: str | None = None,
+    days: int = 14, *, snapshots: bool = False,
+) -> tuple[ProgressRead, ThroughputRead]:  # fmt: skip
+    """What the page /avance shows (the answers of `progress` and `throughput`, from the same
+    figures): one read, one audit entry."""
+    await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
+    _check_state(state)
+    _check_days(days)
     f = await figures_of(session, snapshots)
+    report = _progress(f, population(inegi_dir), state)
+    flow = await _throughput(session, f, days, state)
+    await caller.record(
+        ACTION, "progress", subject_id="page", detail={"state": state, "days": days}
+    )
+    return report, flow
+
+
+def _progress(f: Figures, states: Mapping[str, StatePopulation], state: str | None) -> ProgressRead:
+    known = {s.key: {m.key for m in s.municipalities} for s in states.values()}
     enrolled: dict[str | None, int] = {}
-    for (key, _), n in f.enrolled.items():
+    # By state, the enrolled whose address has that state but no municipality (or one that
+    # INEGI's catalog does not list, which the registry's check does not let in): they count
+    # in their state and in no municipality's row.
+    unplaced: dict[str, int] = {}
+    for (key, municipality), n in f.enrolled.items():
         enrolled[key] = enrolled.get(key, 0) + n
+        if key is not None and municipality not in known.get(key, ()):
+            unplaced[key] = unplaced.get(key, 0) + n
 
     def figures(key: str, name: str, people: int, n: int, scope: str | None) -> StateProgress:
         gone = _state_total(f.lapsed, scope)
         return StateProgress(
             key=key, name=name, population=people, enrolled=n,
             coverage_pct=coverage_pct(n, people),
+            enrolled_without_municipality=_state_total(unplaced, scope),
             appointments=_appointments(_for_state(f.appointments, scope), gone),
             cards=_cards(_for_state(f.cards, scope), _state_total(f.overdue, scope)),
         )  # fmt: skip
@@ -241,7 +296,6 @@ async def progress(
             )
             for m in states[state].municipalities
         ]
-    await caller.record(ACTION, "progress", subject_id="states", detail={"state": state})
     return ProgressRead(
         as_of=f.day, computed_at=f.computed_at, population_source=POPULATION_SOURCE,
         national=national, enrolled_without_address=enrolled.get(None, 0), states=rows,
@@ -249,18 +303,9 @@ async def progress(
     )  # fmt: skip
 
 
-async def throughput(
-    session: AsyncSession, caller: Caller, days: int = 14, state: str | None = None,
-    *, snapshots: bool = False,
-) -> ThroughputRead:  # fmt: skip
-    """Completed enrollments per module and day of the visit over the last `days` days.
-    Modules that are open, or that enrolled someone in the period, are listed."""
-    await caller.allow(Permission.ENROLLMENT_PROGRESS, ACTION, "progress")
-    if not 1 <= days <= MAX_DAYS:
-        raise InvalidInput.on("days", f"de 1 a {MAX_DAYS} días")
-    if state is not None and state not in STATE_KEYS:  # as progress() refuses it
-        raise InvalidInput.on("state", "no es una clave de entidad del INEGI (01 a 32)")
-    f = await figures_of(session, snapshots)
+async def _throughput(
+    session: AsyncSession, f: Figures, days: int, state: str | None
+) -> ThroughputRead:
     end = f.day
     start = end - timedelta(days=days - 1)
     span = [start + timedelta(days=i) for i in range(days)]
@@ -285,9 +330,6 @@ async def throughput(
                 days=series,
             )
         )
-    await caller.record(
-        ACTION, "progress", subject_id="modules", detail={"state": state, "days": days}
-    )
     return ThroughputRead(
         as_of=end, computed_at=f.computed_at, start=start, end=end, days=days, state=state,
         modules=modules,
@@ -301,11 +343,13 @@ STATE_COLUMNS = (
     "cobertura_pct", "citas_agendadas", "citas_por_atender", "citas_cumplidas",
     "citas_canceladas", "citas_no_asistidas", "tarjetas_por_imprimir", "tarjetas_impresas",
     "tarjetas_para_entrega", "tarjetas_en_espera", "lotes_atrasados",
+    "personas_credencializadas_sin_municipio",
 )  # fmt: skip
 MUNICIPALITY_COLUMNS = (
     "cve_entidad", "nom_entidad", "cve_municipio", "nom_municipio", "poblacion_total",
     "personas_credencializadas", "cobertura_pct",
 )  # fmt: skip
+UNPLACED = "Sin municipio en el domicilio"
 MODULE_COLUMNS = (
     "cve_modulo", "nom_modulo", "cve_entidad", "cve_municipio", "estado_modulo",
     "capacidad_diaria", "fecha", "registros_concluidos",
@@ -323,8 +367,14 @@ def _pct(value: float) -> str:
     return f"{value:.6f}"
 
 
+# A UTF-8 byte-order mark starts every file: without it, Excel on Windows reads a CSV as
+# Windows-1252 and garbles every accented name ("MichoacÃ¡n").
+BOM = "\ufeff"
+
+
 def _write(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
     out = io.StringIO()
+    out.write(BOM)
     writer = csv.writer(out)  # RFC 4180: CRLF line ends, quotes where needed
     writer.writerow(header)
     writer.writerows([_cell(v) for v in row] for row in rows)
@@ -337,12 +387,15 @@ def _state_row(s: StateProgress) -> list[object]:
         s.key, s.name, s.population, s.enrolled, _pct(s.coverage_pct),
         a.booked, a.pending, a.kept, a.cancelled, a.no_show,
         c.to_print, c.printed, c.ready_for_pickup, c.waiting, c.overdue_batches,
+        s.enrolled_without_municipality,
     ]  # fmt: skip
 
 
 def progress_csv(report: ProgressRead) -> str:
     """The national row (key 00) and one row per state; with a state chosen, one row per
-    municipality of that state instead."""
+    municipality of that state instead, and a last row (no municipality key or population)
+    for the enrolled whose address has the state but no municipality, so that the rows add
+    up to the state's figure."""
     if report.municipalities is None:
         return _write(STATE_COLUMNS, map(_state_row, (report.national, *report.states)))
     chosen = next(s for s in report.states if s.key == report.state)
@@ -350,6 +403,8 @@ def progress_csv(report: ProgressRead) -> str:
         [chosen.key, chosen.name, m.key, m.name, m.population, m.enrolled, _pct(m.coverage_pct)]
         for m in report.municipalities
     ]
+    rows.append([chosen.key, chosen.name, "", UNPLACED, "", chosen.enrolled_without_municipality,
+                 ""])  # fmt: skip
     return _write(MUNICIPALITY_COLUMNS, rows)
 
 

@@ -46,6 +46,12 @@ class AreaProgress(BaseModel):
 
 
 class StateProgress(AreaProgress):
+    enrolled_without_municipality: int = Field(
+        default=0,
+        description="credencializadas con esta entidad en su domicilio pero sin municipio: "
+        "cuentan en la entidad y en ningún municipio (las filas de los municipios más esta "
+        "suman `enrolled`)",
+    )
     appointments: AppointmentFigures
     cards: CardFigures
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from salud.enrollment.calendar import Phase, Rule, StateKey
 from salud.enrollment.documents import Document, DocumentKind
+from salud.identity.catalogs import inegi_municipality_keys
 from salud.identity.schemas import PersonCreate, Relationship
 
 Curp = Annotated[str, StringConstraints(min_length=18, max_length=18, to_upper=True)]
@@ -43,6 +44,12 @@ class ModuleCreate(_In):
             raise ValueError("closes_at: cierra antes de abrir")
         if (self.latitude is None) != (self.longitude is None):
             raise ValueError("latitude: indique latitud y longitud juntas")
+        # As the registry's Address checks it: a municipality of that state in INEGI's catalog.
+        if self.municipality and self.state + self.municipality not in inegi_municipality_keys():
+            raise ValueError(
+                f"municipality: {self.municipality} no es un municipio INEGI "
+                f"de la entidad {self.state}"
+            )
         return self
 
 

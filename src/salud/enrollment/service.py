@@ -449,11 +449,15 @@ async def complete(
     )  # fmt: skip
     now = utcnow()
     row.status, row.completed_at, row.credential_id = "completed", now, card.credential_id
-    # A booking still held for another day or module is of no more use: its place goes back
-    # to the others (it would otherwise stay taken, and count later as a missed appointment).
+    # A booking still held for today (at another module) or a later day is of no more use:
+    # it is cancelled and its place goes back to the others. One whose day has passed is left
+    # as it is: the person did not come that day, and it counts as a no-show. (A booking for
+    # today at this module was marked kept when the enrollment started.)
     later = await repository.booked_for(session, row.person_curp)
-    if later is not None and await repository.settle_appointment(
-        session, later.id, "cancelled", now
+    if (
+        later is not None
+        and later.day >= today_mx()
+        and await repository.settle_appointment(session, later.id, "cancelled", now)
     ):
         await repository.free_place(session, later.module_id, later.day)
         await caller.record(

@@ -8,24 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from salud.access.context import Caller
 from salud.access.principal import Principal
 from salud.enrollment import progress
 from salud.enrollment.progress_schemas import AreaProgress, ModuleThroughput
-from salud.errors import Forbidden
+from salud.errors import DomainError, Forbidden, InvalidInput
 from salud.kit.clock import MEXICO_CITY
+from salud.web.forms import reason_of
 from salud.web.pages import ReadSession, _page, _principal
 
 router = APIRouter(include_in_schema=False)
-StateKey = Annotated[str | None, Query(pattern=r"^[0-3][0-9]$")]
-# The page's form sends an empty value for "the whole country".
-StateChoice = Annotated[str, Query(alias="state", pattern=r"^([0-3][0-9])?$")]
-Days = Annotated[int, Query(ge=1, le=progress.MAX_DAYS)]
+# The query's values are read as text and checked here, not by FastAPI, so that a bad one
+# gets a page with the reason (FastAPI's own answer would be JSON).
+FIELD_LABELS = {"state": "Entidad", "days": "Días"}
 CSV_TYPE = "text/csv; charset=utf-8"
 PURPOSE = "avance"
 
@@ -72,11 +71,13 @@ def _short(name: str, limit: int = 18) -> str:
     return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
 
 
-def coverage_bars(areas: list[AreaProgress]) -> list[Bar]:
-    """Horizontal bars, the longest for the highest coverage among the areas shown."""
-    top = max((a.coverage_pct for a in areas), default=0.0) or 1.0
+def coverage_bars(areas: list[AreaProgress]) -> tuple[list[Bar], float]:
+    """Horizontal bars, the longest for the highest coverage among the areas shown, and that
+    coverage (the scale: a full bar is not 100 %)."""
+    highest = max((a.coverage_pct for a in areas), default=0.0)
+    top = highest or 1.0
     span = WIDTH - LABEL_W - VALUE_W
-    return [
+    bars = [
         Bar(
             y=i * ROW_H,
             label=_short(a.name),
@@ -86,6 +87,7 @@ def coverage_bars(areas: list[AreaProgress]) -> list[Bar]:
         )
         for i, a in enumerate(areas)
     ]
+    return bars, highest
 
 
 def throughput_rows(modules: list[ModuleThroughput]) -> tuple[list[ModuleRow], int]:
@@ -127,24 +129,57 @@ def _caller(principal: Principal, request: Request) -> Caller:
     return Caller(principal, request.app.state.audit, purpose=PURPOSE)
 
 
+def _state(text: str) -> str | None:
+    """The page's form sends an empty value for "the whole country"."""
+    value = text.strip()
+    if not value:
+        return None
+    if value not in progress.STATE_KEYS:
+        raise InvalidInput.on("state", f"«{_shown(value)}» no es una clave de entidad del INEGI "
+                              "(01 a 32)")  # fmt: skip
+    return value
+
+
+def _days(text: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= progress.MAX_DAYS:
+        raise InvalidInput.on(
+            "days", f"«{_shown(value)}» no es un número de días de 1 a {progress.MAX_DAYS}"
+        )
+    return int(value)
+
+
+def _shown(value: str) -> str:
+    return value if len(value) <= 20 else value[:19] + "…"
+
+
+def _refusal(request: Request, principal: Principal, exc: DomainError) -> Response:
+    """The page's answer to a refused read (denied: already in the audit log) or bad input:
+    HTML with the reason, never JSON."""
+    if isinstance(exc, Forbidden):
+        return _page(request, "forbidden.html", {"principal": principal}, 403)
+    problems = [f"{FIELD_LABELS.get(p.field, p.field)} ({p.field}): {p.reason}"
+                for p in exc.problems]  # fmt: skip
+    message = "; ".join(problems) if problems else reason_of(exc)
+    return _page(request, "progress.html", {"principal": principal, "error": message}, exc.status)
+
+
 @router.get("/avance", response_class=HTMLResponse)
 async def progress_page(
-    request: Request, session: ReadSession, choice: StateChoice = "", days: Days = 14
+    request: Request, session: ReadSession, state: str = "", days: str = "14"
 ) -> Response:
-    state = choice or None
     principal = _principal(request)
     if principal is None:
         return RedirectResponse("/entrar?next=/avance", status_code=303)
     caller = _caller(principal, request)
     try:
-        report = await progress.progress(
-            session, caller, _inegi_dir(request), state, snapshots=_snapshots(request)
-        )
-        flow = await progress.throughput(
-            session, caller, days, state, snapshots=_snapshots(request)
-        )
-    except Forbidden:  # the denial is in the audit log already
-        return _page(request, "forbidden.html", {"principal": principal}, 403)
+        chosen_state, period = _state(state), _days(days)
+        report, flow = await progress.page(
+            session, caller, _inegi_dir(request), chosen_state, period,
+            snapshots=_snapshots(request),
+        )  # fmt: skip
+    except DomainError as exc:
+        return _refusal(request, principal, exc)
     if report.municipalities is not None:
         by_people = sorted(report.municipalities, key=lambda m: -m.population)
         charted: list[AreaProgress] = by_people[:MAX_AREA_BARS]
@@ -152,20 +187,22 @@ async def progress_page(
         charted = list(report.states)
     busiest = sorted(flow.modules, key=lambda m: (-m.total, m.code))[:MAX_MODULE_ROWS]
     rows, scale = throughput_rows(busiest)
-    chosen = next((s for s in report.states if s.key == state), None)
-    query = f"?state={state}" if state else ""
+    bars, top = coverage_bars(charted)
+    chosen = next((s for s in report.states if s.key == chosen_state), None)
+    query = f"?state={chosen_state}" if chosen_state else ""
     context = {
         "principal": principal, "report": report, "flow": flow, "chosen": chosen,
-        "bars": coverage_bars(charted), "charted": len(charted),
+        "bars": bars, "bar_scale": top, "charted": len(charted),
         "rows": rows, "scale": scale, "shown_modules": len(busiest),
         "geometry": {"width": WIDTH, "label": LABEL_W, "value": VALUE_W, "row": ROW_H,
                      "module_row": MODULE_ROW_H, "module_label": MODULE_LABEL_W,
                      "module_value": MODULE_VALUE_W},
-        "pct": pct_text, "days": days, "day_text": _day_text,
+        "pct": pct_text, "days": period, "day_text": _day_text,
         "counted": report.computed_at.astimezone(MEXICO_CITY).strftime("%d/%m/%Y %H:%M"),
         "refresh_minutes": round(request.app.state.settings.progress_refresh_seconds / 60, 1),
         "csv_areas": f"/avance/entidades.csv{query}",
-        "csv_modules": f"/avance/modulos.csv?days={days}" + (f"&state={state}" if state else ""),
+        "csv_modules": f"/avance/modulos.csv?days={period}"
+        + (f"&state={chosen_state}" if chosen_state else ""),
     }  # fmt: skip
     return _page(request, "progress.html", context)
 
@@ -174,11 +211,11 @@ def _day_text(day: date) -> str:
     return day.strftime("%d/%m")
 
 
-def _csv_caller(request: Request) -> Caller | Response:
+def _csv_caller(request: Request) -> tuple[Principal, Caller] | Response:
     principal = _principal(request)
     if principal is None:
         return RedirectResponse("/entrar?next=/avance", status_code=303)
-    return _caller(principal, request)
+    return principal, _caller(principal, request)
 
 
 def _csv(text: str, filename: str) -> Response:
@@ -189,22 +226,34 @@ def _csv(text: str, filename: str) -> Response:
 
 
 @router.get("/avance/entidades.csv")
-async def progress_csv(request: Request, session: ReadSession, state: StateKey = None) -> Response:
-    caller = _csv_caller(request)
-    if isinstance(caller, Response):
-        return caller
-    report = await progress.progress(
-        session, caller, _inegi_dir(request), state, snapshots=_snapshots(request)
-    )
-    return _csv(progress.progress_csv(report), f"avance-{state}.csv" if state else "avance.csv")
+async def progress_csv(request: Request, session: ReadSession, state: str = "") -> Response:
+    signed = _csv_caller(request)
+    if isinstance(signed, Response):
+        return signed
+    principal, caller = signed
+    try:
+        chosen = _state(state)
+        report = await progress.progress(
+            session, caller, _inegi_dir(request), chosen, snapshots=_snapshots(request)
+        )
+    except DomainError as exc:
+        return _refusal(request, principal, exc)
+    return _csv(progress.progress_csv(report), f"avance-{chosen}.csv" if chosen else "avance.csv")
 
 
 @router.get("/avance/modulos.csv")
 async def modules_csv(
-    request: Request, session: ReadSession, days: Days = 14, state: StateKey = None
+    request: Request, session: ReadSession, days: str = "14", state: str = ""
 ) -> Response:
-    caller = _csv_caller(request)
-    if isinstance(caller, Response):
-        return caller
-    flow = await progress.throughput(session, caller, days, state, snapshots=_snapshots(request))
+    signed = _csv_caller(request)
+    if isinstance(signed, Response):
+        return signed
+    principal, caller = signed
+    try:
+        chosen, period = _state(state), _days(days)
+        flow = await progress.throughput(
+            session, caller, period, chosen, snapshots=_snapshots(request)
+        )
+    except DomainError as exc:
+        return _refusal(request, principal, exc)
     return _csv(progress.throughput_csv(flow), f"avance-modulos-{flow.end}.csv")
