@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from salud.access.context import Caller
+from salud.access.models import AuditEvent
 from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.cli.main import app as cli
@@ -299,8 +300,9 @@ async def test_an_update_committed_while_a_chunk_classifies_is_not_overwritten(
     client: httpx.AsyncClient, token_for: TokenFor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A clinician's update commits between the chunk's read of the stored versions and its
-    write: the chunk sees it (the rows it changes are locked and their versions checked),
-    writes the next version after it, and the clinician's version stays in the history."""
+    write: the chunk sees it (the rows it changes are locked and their versions checked) and
+    leaves it (a change made through the API since the import is not undone); the
+    clinician's version stays."""
     from salud.records import bulk_repository
 
     app = client._transport.app  # type: ignore[attr-defined]
@@ -331,7 +333,9 @@ async def test_an_update_committed_while_a_chunk_classifies_is_not_overwritten(
         ndjson(heart_rate(curp, "fc-1", valueQuantity={"value": 90, "unit": "/min"})),
         source="x",
     )  # fmt: skip
-    assert again.updated == 1
+    # PostgreSQL: the chunk sees the clinician's version (the rows it changes are locked and
+    # their versions checked) and, as it was written through the API, does not undo it.
+    assert (again.updated, again.rejected) == ((0, 1) if postgresql else (1, 0))
     # SQLite: the chunk holds the only write lock from its read, so the update waits for it
     # and then either finds version 2 and writes 3, or (had it read version 1 before the
     # chunk committed) is a 409 that says to read again: never a 500, never a lost version.
@@ -342,7 +346,8 @@ async def test_an_update_committed_while_a_chunk_classifies_is_not_overwritten(
         for e in history["entry"]
     }
     if postgresql:
-        assert values == {"1": 72, "2": 80, "3": 90}
+        assert again.rejects[0].reason == bulk.CHANGED_SINCE
+        assert values == {"1": 72, "2": 80}
     elif put.status_code == 409:
         assert "vuelva a leerlo" in put.json()["issue"][0]["diagnostics"]
         assert values == {"1": 72, "2": 90}
@@ -452,3 +457,168 @@ async def test_a_rerun_keeps_the_whole_list_and_brings_back_nothing_deleted(
     assert [(r.line, "borrado" in r.reason) for r in again.rejects] == [(2, True)]
     gone = await client.get("/fhir/Observation/obs-borrable", headers=doctor)
     assert gone.status_code == 410
+
+
+async def _audit_of(app: Any, action: str) -> list[tuple[str | None, str, dict[str, Any]]]:
+    """(person, outcome, detail) of every audit entry of this action, in order."""
+    async with app.state.sessions() as s:
+        rows = await s.execute(
+            select(AuditEvent.person_curp, AuditEvent.outcome, AuditEvent.detail)
+            .where(AuditEvent.action == action)
+            .order_by(AuditEvent.seq)
+        )
+        return [(r[0], r[1], r[2] or {}) for r in rows.all()]
+
+
+async def test_an_import_does_not_replace_an_entry_restricted_to_another_institution(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """As the API refuses an update of an entry the person restricted to the institution
+    that recorded it (403), the import refuses the line, recorded as denied on the person's
+    record: it would otherwise replace the entry and take it over (tagged with the
+    importer's institution, read by it and hidden from the one that recorded it)."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    imss = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    issste = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")
+    for doctor in (imss, issste):
+        await cared_for(client, curp, doctor)
+    made = await client.post("/fhir/Condition", json=condition(curp, "F32.9"), headers=imss)
+    assert made.status_code == 201, made.text
+    typed = {**condition(curp, "F32.9"), "id": made.json()["id"]}  # written through the API
+    imported = {**condition(curp, "F32.9"), "id": "dx-animo"}  # written by an IMSS import
+    first = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(imported), source="imss.ndjson"
+    )
+    assert first.created == 1
+    me = token_for(Role.CITIZEN, curp=curp)
+    restricted = await client.put(f"/api/v1/persons/{curp}/record-restrictions",
+                                  json={"categories": ["mental_health"]}, headers=me)  # fmt: skip
+    assert restricted.status_code == 200
+
+    noted = [{**doc, "note": [{"text": "otra nota"}]} for doc in (typed, imported)]
+    for institution, clues in ((3, ISSSTE_UNIT), (None, None)):  # another one, or none
+        report = await bulk.import_lines(
+            app.state.sessions, importer(app, institution, clues), ndjson(*noted),
+            source="otra.ndjson",
+        )  # fmt: skip
+        assert (report.updated, report.rejected) == (0, 2)
+        assert {r.reason for r in report.rejects} == {bulk.RESTRICTED}
+        assert "mental" not in bulk.RESTRICTED  # the category is not named to the importer
+    for doc in (typed, imported):
+        url = f"/fhir/Condition/{doc['id']}"
+        kept = await client.get(url, headers=imss)
+        assert kept.status_code == 200
+        assert (kept.json()["meta"]["versionId"], "note" in kept.json()) == ("1", False)
+        assert (await client.get(url, headers=issste)).status_code == 403
+    denied = [e for e in await _audit_of(app, bulk.ACTION) if e[1] == "denied"]
+    assert denied == [(curp, "denied", {"restricted": ["mental_health"], "lines": [1, 2]})] * 2
+
+    # The institution that recorded it imports a new version as before; a line with the
+    # content stored is left alone, whoever imports it.
+    same = await bulk.import_lines(
+        app.state.sessions, importer(app, 3, ISSSTE_UNIT), ndjson(imported), source="x.ndjson"
+    )
+    assert (same.unchanged, same.rejected) == (1, 0)
+    ours = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(noted[1]), source="imss.ndjson"
+    )
+    assert ours.updated == 1
+    read = (await client.get("/fhir/Condition/dx-animo", headers=imss)).json()
+    assert (read["meta"]["versionId"], read["note"]) == ("2", [{"text": "otra nota"}])
+
+
+async def test_a_rerun_does_not_undo_a_correction_made_through_the_api(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Re-running a file (the documented recovery after a crash) leaves a resource changed
+    through the API since the import, as it leaves a deleted one: refused with the reason. A
+    line equal to what is stored now is left alone; a version another import wrote is
+    replaced as before."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    lines = ndjson({**condition(curp), "id": "dx-r"}, {**condition(curp, "I10"), "id": "dx-s"})
+    first = await bulk.import_lines(app.state.sessions, importer(app), lines, source="r.ndjson")
+    assert first.created == 2
+    fixed = {**condition(curp, "I10"), "id": "dx-r"}
+    assert (await client.put("/fhir/Condition/dx-r", json=fixed, headers=doctor)).is_success
+    again = await bulk.import_lines(app.state.sessions, importer(app), lines, source="r.ndjson")
+    assert (again.updated, again.unchanged, again.rejected) == (0, 1, 1)
+    assert [(r.line, r.reason) for r in again.rejects] == [(1, bulk.CHANGED_SINCE)]
+    assert "modificado después de la importación" in bulk.CHANGED_SINCE
+    read = (await client.get("/fhir/Condition/dx-r", headers=doctor)).json()
+    assert (read["code"]["coding"][0]["code"], read["meta"]["versionId"]) == ("I10", "2")
+    # The correction itself, imported: nothing to do.
+    same = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(fixed), source="otra.ndjson"
+    )
+    assert (same.unchanged, same.rejected) == (1, 0)
+    # What an import wrote, another import changes.
+    noted = {**condition(curp, "I10"), "id": "dx-s", "note": [{"text": "control"}]}
+    later = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(noted), source="otra.ndjson"
+    )
+    assert later.updated == 1
+
+
+async def test_the_import_audit_names_each_persons_own_lines(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A person's entry names the first and last of that person's lines in the chunk, not
+    the chunk's: a person whose only line is 3 reads [3, 3]."""
+    app = client._transport.app  # type: ignore[attr-defined]
+    a, b = await patient(client), await patient(client)
+    lines = ndjson(
+        {**condition(a), "id": "dx-a1"}, heart_rate(a, "fc-a2"), {**condition(b), "id": "dx-b3"},
+        heart_rate(a, "fc-a4"), {"resourceType": "Practitioner", "id": "dra-5"},
+    )  # fmt: skip
+    report = await bulk.import_lines(app.state.sessions, importer(app), lines, source="a.ndjson")
+    assert report.created == 5
+    entries = {p: d for p, _, d in await _audit_of(app, bulk.ACTION)}
+    assert entries == {
+        a: {"created": 3, "lines": [1, 4]},
+        b: {"created": 1, "lines": [3, 3]},
+        None: {"created": 1, "lines": [5, 5]},
+    }
+
+
+async def test_a_chunk_names_more_values_than_a_statement_takes_parameters(
+    client: httpx.AsyncClient,
+) -> None:
+    """A statement takes at most 32,767 parameters (PostgreSQL's protocol, SQLite's limit):
+    the queries of a large chunk (--chunk goes up to 100,000) send their lists in slices."""
+    from salud.kit.clock import utcnow
+    from salud.records import bulk_repository, service
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    curp = await patient(client)
+    many = 33_000
+    targets = (
+        {f"Encounter/enc-{i}" for i in range(many)}
+        | {f"Patient/externo-{i}" for i in range(many)}
+        | {f"Location/XXXXX{i:06d}" for i in range(many)}  # CLUES keys: the catalog's
+        | {f"Coverage/ZZZZ{i:014d}-2" for i in range(many)}  # the registry's affiliations
+    )  # fmt: skip
+    async with app.state.sessions() as session:  # rolled back at the end
+        now = utcnow()
+        rows = [
+            ("Encounter", f"enc-{i}", 1, now, False, curp, 2, IMSS_UNIT, "importacion:m", "",
+             orjson.dumps(encounter(curp, f"enc-{i}")).decode())
+            for i in range(1, many)
+        ]  # fmt: skip
+        pks = await bulk_repository.insert_new(session, rows)
+        missing = set(await service.missing_targets(session, targets | {f"Patient/{curp}"}))
+        assert missing == targets - {f"Encounter/enc-{i}" for i in range(1, many)}
+        wanted = {"Encounter": [f"enc-{i}" for i in range(many)]}
+        assert len(await bulk_repository.existing(session, wanted)) == many - 1
+        nobody = [f"X{i}" for i in range(many)]
+        assert await bulk_repository.restrictions_for(session, nobody) == {}
+        # New versions: the current rows go to the history, their index rows are replaced.
+        await bulk_repository.replace(
+            session, [(pk, (*row[:2], 2, *row[3:])) for pk, row in zip(pks, rows, strict=True)]
+        )
+        versions = await bulk_repository.lock_versions(session, pks)
+        assert set(versions.values()) == {2}
+        await session.rollback()

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -16,17 +18,24 @@ import httpx
 import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
-from sqlalchemy import select
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.context import Caller
 from salud.access.models import AuditEvent
 from salud.access.permissions import Role
 from salud.access.principal import Principal
 from salud.app import create_app
 from salud.config import Settings
+from salud.identity.models import Affiliation, Person
+from salud.kit.clock import today_mx
+from salud.records import bulk as bulk_import
 from salud.records import export
 from salud.records.indexing import fhir_instant
+from salud.records.mirror import day_starts
+from salud.storage import migrate
 from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
 from tests.records.test_fhir_api import (
     IMSS_UNIT,
     ISSSTE_UNIT,
@@ -437,3 +446,191 @@ def test_a_job_file_written_by_a_newer_version_still_reads(tmp_path: Path) -> No
     path = export._folder(tmp_path, job.id) / "job.json"
     path.write_bytes(orjson.dumps({**orjson.loads(path.read_bytes()), "nuevo": 1}))
     assert export.load_job(tmp_path, job_id, "client:x", DAY).request.endswith("$export")
+
+
+async def test_a_refusal_for_the_clients_scopes_is_recorded(
+    bulk: httpx.AsyncClient, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A `_type` the client's scopes do not cover is a 403, recorded as a denied kick-off (on
+    the person's record for a Patient-level export), as every refusal is."""
+    curp = await patient(bulk)
+    narrow = system(bulk, "his.obs", "system/Patient.read", "system/Observation.read")
+    for url in (f"/fhir/Patient/{curp}/$export", "/fhir/$export"):
+        refused = await bulk.get(f"{url}?_type=Condition", headers={**narrow, **ASYNC})
+        assert refused.status_code == 403, refused.text
+        assert "Condition" in outcome(refused)["issue"][0]["diagnostics"]
+    async with sessions() as session:
+        rows = await session.execute(
+            select(AuditEvent.action, AuditEvent.outcome, AuditEvent.person_curp)
+            .where(AuditEvent.actor == "his.obs")
+            .order_by(AuditEvent.seq)
+        )
+        assert rows.all() == [
+            ("records:export:start", "denied", curp),
+            ("records:export:start", "denied", None),
+        ]
+
+
+async def _ended_by_time(sessions: async_sessionmaker[AsyncSession], curp: str) -> datetime:
+    """The person's affiliation ends two days ago and the registry last changed the person
+    in 2020: the Coverage turned `cancelled` yesterday with no change in the registry. The
+    moment it did (yesterday's beginning in Mexico)."""
+    ended = today_mx() - timedelta(days=2)
+    async with sessions() as session, session.begin():
+        person_id = await session.scalar(select(Person.id).where(Person.curp == curp))
+        await session.execute(
+            update(Affiliation).where(Affiliation.person_id == person_id).values(valid_to=ended)
+        )
+        old = datetime(2020, 1, 1, tzinfo=UTC)
+        await session.execute(update(Person).where(Person.id == person_id).values(updated_at=old))
+    return day_starts(ended + timedelta(days=1))
+
+
+async def test_a_coverage_that_ended_by_time_alone_is_in_an_incremental_export(
+    bulk: httpx.AsyncClient, token_for: TokenFor, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A Coverage changes with no change in the registry when its affiliation's end passes
+    (active -> cancelled): its lastUpdated says when, and `_since` before that moment
+    exports it (the Patient, unchanged, does not go out again); `_since` after it does not."""
+    curp, unchanged = await patient(bulk), await patient(bulk)
+    changed_at = await _ended_by_time(sessions, curp)
+    await _ended_by_time(sessions, unchanged)  # ...
+    async with sessions() as session, session.begin():  # ...but ended long ago: not changed
+        await session.execute(
+            update(Affiliation)
+            .where(Affiliation.person_id == select(Person.id).where(Person.curp == unchanged)
+                   .scalar_subquery())
+            .values(valid_to=date(2019, 6, 30))
+        )  # fmt: skip
+    reader = system(bulk, "his.issste", "system/*.read")
+    before = fhir_instant(changed_at - timedelta(minutes=1)).replace("+", "%2B")
+    after = fhir_instant(changed_at + timedelta(seconds=1))
+    for url in ("/fhir/Patient/$export", "/fhir/$export", f"/fhir/Patient/{curp}/$export"):
+        kicked = await bulk.get(f"{url}?_type=Patient,Coverage&_since={before}",
+                                headers={**reader, **ASYNC})  # fmt: skip
+        assert kicked.status_code == 202, kicked.text
+        got = await files(bulk, await finished(bulk, kicked.headers["content-location"], reader),
+                          reader)  # fmt: skip
+        assert list(got) == ["Coverage"], url  # the Patient did not change
+        [covered] = got["Coverage"]
+        assert covered["beneficiary"]["reference"] == f"Patient/{curp}"
+        assert covered["status"] == "cancelled"
+        assert covered["meta"]["lastUpdated"] == fhir_instant(changed_at)
+        later = await bulk.get(f"{url}?_type=Patient,Coverage&_since={after}",
+                               headers={**reader, **ASYNC})  # fmt: skip
+        done = await finished(bulk, later.headers["content-location"], reader)
+        assert done["output"] == [], url
+    # A read of the Coverage says the same.
+    read = await bulk.get(f"/fhir/Coverage/{covered['id']}", headers=reader)
+    assert read.json()["meta"] == covered["meta"]
+
+
+async def test_a_job_deleted_in_another_process_stops_and_records_nothing_more(
+    bulk: httpx.AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """A DELETE answered by another process removes the job's folder but cannot cancel the
+    task running here: the task sees its job.json gone at the next page and stops, with no
+    audit entry for files that no longer exist and no job.json written again."""
+    for _ in range(3):
+        await patient(bulk)
+    monkeypatch.setattr(export, "_PAGE", 1)  # one person per page
+    root = tmp_path / "exports"
+    page, run = export._page, export.run
+    ended = asyncio.Event()
+
+    async def page_then_deleted_elsewhere(*args: Any, **kwargs: Any) -> None:
+        await page(*args, **kwargs)
+        job = next(a for a in args if isinstance(a, export.Job))
+        shutil.rmtree(root / job.id, ignore_errors=True)  # another process's DELETE
+
+    async def run_and_tell(*args: Any) -> None:
+        try:
+            await run(*args)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(export, "_page", page_then_deleted_elsewhere)
+    monkeypatch.setattr(export, "run", run_and_tell)
+    reader = system(bulk, "his.issste", "system/*.read")
+    kicked = await bulk.get("/fhir/Patient/$export?_type=Patient", headers={**reader, **ASYNC})
+    assert kicked.status_code == 202
+    await asyncio.wait_for(ended.wait(), 60)
+    job_id = kicked.headers["content-location"].rsplit("/", 1)[1]
+    assert not (root / job_id).exists()
+    assert job_id not in export._TASKS
+    async with sessions() as session:
+        exported = await session.scalars(
+            select(AuditEvent.person_curp).where(AuditEvent.action == "records:Patient:export")
+        )
+        assert len(exported.all()) == 1  # the first page's person; then it stopped
+    assert (await bulk.get(kicked.headers["content-location"], headers=reader)).status_code == 404
+
+
+@pytest.mark.postgresql
+async def test_pages_follow_the_databases_order_under_a_spanish_collation(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a database whose collation is not code-point order (ICU es-MX: `example` before
+    `VEGA…`, upper and lower case together), each page of a system export ends where the
+    database's order says: every person once, none repeated (code-point order put `VEGA…`
+    in the page that ended at `example`, and the database's in the next one too)."""
+    import psycopg
+
+    from tests.conftest import PG_ADMIN
+
+    name = f"salud_test_icu_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
+            "ICU_LOCALE 'es-MX' LOCALE 'C.UTF-8'"
+        )
+    url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+    try:
+        await asyncio.to_thread(migrate.upgrade, url)
+        app = create_app(
+            settings.model_copy(update={"database_url": url, "export_dir": tmp_path / "ex"})
+        )
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                tokens = app.state.tokens
+                supervisor = Principal("account:s", "supervisor", Role.SUPERVISOR, 2)
+                client.headers["Authorization"] = f"Bearer {tokens.issue(supervisor)}"
+                registered = []
+                for surname in ("VEGA", "BRAVO"):  # CURPs that begin V and B
+                    doc = person_doc(first_surname=surname)
+                    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+                    registered.append(doc["curp"])
+                outside = ["ex2", "example", "zeta", "a-1", "Mx.9", "n.0", "Z-z"]
+                docs = [{"resourceType": "Patient", "id": i} for i in outside]
+                docs.append(  # a registered person's record in the store, too
+                    {"resourceType": "Observation", "status": "final", "code": {"text": "FC"},
+                     "subject": {"reference": f"Patient/{registered[1]}"}}
+                )  # fmt: skip
+                lines = [(n, orjson.dumps(doc)) for n, doc in enumerate(docs, 1)]
+                caller = Caller(
+                    Principal("cli:p", "importacion:p", Role.CLIENT, 2,
+                              scopes=frozenset({"system/*.read", "system/*.write"})),
+                    app.state.audit,
+                )  # fmt: skip
+                loaded = await bulk_import.import_lines(app.state.sessions, caller, lines,
+                                                        source="p")  # fmt: skip
+                assert loaded.created == len(docs), loaded.rejects
+                async with app.state.sessions() as session:  # the database's order is not ours
+                    ordered = list(await session.scalars(text(
+                        "SELECT k FROM unnest(CAST(:keys AS varchar[])) AS k ORDER BY k"
+                    ), {"keys": registered + outside}))  # fmt: skip
+                assert ordered != sorted(ordered)
+                for page in (1, 2, 3):
+                    monkeypatch.setattr(export, "_PAGE", page)
+                    reader = system(client, "his.todo", "system/*.read")
+                    kicked = await client.get("/fhir/Patient/$export?_type=Patient",
+                                              headers={**reader, **ASYNC})  # fmt: skip
+                    manifest = await finished(client, kicked.headers["content-location"], reader)
+                    got = await files(client, manifest, reader)
+                    ids = [p["id"] for p in got["Patient"]]
+                    assert sorted(ids) == sorted(registered + outside), (page, ids)
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

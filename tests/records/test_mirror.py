@@ -608,3 +608,27 @@ def test_a_coverage_is_valid_r4b_and_active_only_while_in_force(
     assert doc["status"] == ("active" if in_force else "cancelled")
     assert doc["payor"][0]["reference"] == f"Organization/inst-{code}"
     assert parse_coverage_id(doc["id"]) == (curp, code, member)
+
+
+def test_a_coverage_past_its_end_says_when_time_alone_changed_it() -> None:
+    """An active affiliation is a `cancelled` Coverage from the day after `valid_to` with no
+    change in the registry: the version stays the registry's, and `lastUpdated` is the
+    beginning of that day in Mexico (UTC-6), or the registry's last change if later."""
+    changed = datetime(2026, 1, 10, 12, tzinfo=UTC)
+    ends = Entitlement(2, "12345678901", None, date(2020, 1, 1), date(2026, 3, 1), "active")
+    payor = directory().by_dgis[2]
+
+    def seen(e: Entitlement, today: date, updated: datetime = changed) -> tuple[str, Any]:
+        doc = coverage("AAAA100101HDFRRR09", e, payor, 3, updated, today)
+        return doc["status"], doc["meta"]
+
+    assert seen(ends, date(2026, 3, 1)) == (  # its last day: in force, as the registry left it
+        "active", {"versionId": "3", "lastUpdated": "2026-01-10T12:00:00.000Z"}
+    )  # fmt: skip
+    assert seen(ends, date(2026, 3, 2)) == (
+        "cancelled", {"versionId": "3", "lastUpdated": "2026-03-02T06:00:00.000Z"}
+    )  # fmt: skip
+    later = datetime(2026, 4, 1, tzinfo=UTC)  # the registry changed the person afterwards
+    assert seen(ends, date(2026, 5, 1), later)[1]["lastUpdated"] == "2026-04-01T00:00:00.000Z"
+    ended = Entitlement(2, "12345678901", None, date(2020, 1, 1), date(2026, 3, 1), "ended")
+    assert seen(ended, date(2026, 5, 1))[1]["lastUpdated"] == "2026-01-10T12:00:00.000Z"

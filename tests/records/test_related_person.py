@@ -263,3 +263,27 @@ def test_a_related_person_is_valid_r4b(relationship: str, ended: bool) -> None:
     _model(doc)
     assert doc["active"] is not ended
     assert doc["meta"]["versionId"] == ("2" if ended else "1")
+
+
+def test_a_link_in_force_says_when_the_minor_came_of_age() -> None:
+    """On the minor's 18th birthday a link in force stops being active with no change in the
+    registry: the version stays 1, and `lastUpdated` is that day's beginning in Mexico
+    (UTC-6). An ended link keeps the moment it was ended."""
+    from datetime import UTC, datetime
+
+    linked = datetime(2020, 5, 1, 15, tzinfo=UTC)
+    link = Link(7, "AAAA080615HDFRRR09", "BBBB800101MDFRRR01", "mother", linked, None)
+    birth = date(2008, 6, 15)
+    before = related_person(link, birth, date(2026, 6, 14))
+    assert (before["active"], before["meta"]) == (
+        True, {"versionId": "1", "lastUpdated": "2020-05-01T15:00:00.000Z"}
+    )  # fmt: skip
+    after = related_person(link, birth, date(2026, 6, 15))
+    assert (after["active"], after["meta"]) == (
+        False, {"versionId": "1", "lastUpdated": "2026-06-15T06:00:00.000Z"}
+    )  # fmt: skip
+    ended = related_person(
+        Link(7, link.minor_curp, link.guardian_curp, "mother", linked, linked + timedelta(days=9)),
+        birth, date(2026, 6, 15),
+    )  # fmt: skip
+    assert ended["meta"] == {"versionId": "2", "lastUpdated": "2020-05-10T15:00:00.000Z"}

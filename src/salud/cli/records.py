@@ -59,7 +59,7 @@ async def _environment() -> AsyncIterator[_Env]:
 def _caller(name: str, audit: AuditLog, institution: int | None, clues: str | None) -> Caller:
     """The importer as a machine principal (what the audit log names as the writer)."""
     principal = Principal(
-        f"cli:{name}"[:100], f"importacion:{name}"[:100], Role.CLIENT, institution, clues,
+        f"cli:{name}"[:100], bulk.importer_name(name), Role.CLIENT, institution, clues,
         scopes=frozenset({"system/*.read", "system/*.write"}),
     )  # fmt: skip
     return Caller(principal, audit, purpose="importacion")

@@ -78,9 +78,13 @@ async def by_curps(session: AsyncSession, curps: Sequence[str]) -> Sequence[Pers
 
 
 async def existing_curps(session: AsyncSession, curps: Sequence[str]) -> set[str]:
-    """Which of these CURPs are registered."""
-    stmt = select(Person.curp).where(Person.curp.in_(curps))
-    return set(await session.scalars(stmt))
+    """Which of these CURPs are registered. In slices of 10,000: each is a parameter, and
+    a statement takes at most 32,767 (a bulk import's chunk may name more)."""
+    found: set[str] = set()
+    for start in range(0, len(curps), 10_000):
+        stmt = select(Person.curp).where(Person.curp.in_(curps[start : start + 10_000]))
+        found.update(await session.scalars(stmt))
+    return found
 
 
 async def affiliation_keys(

@@ -10,10 +10,13 @@ key, the sensitive categories, `meta` with the writing institution and unit).
   does not stop its chunk: it goes to the rejects file (`FILE.rechazos.ndjson`: line,
   resource, reason) and the rest of the chunk is written.
 - Idempotent where a line carries its id: a resource already stored with the same content
-  (apart from the server's `meta`) is left alone; with other content it gets a new version.
-  A line without an id is a new resource each time (the server assigns the id), so such a
-  file is not safe to re-run. The file is applied in order: a later line with the same type
-  and id is a new version of the resource.
+  (apart from the server's `meta`) is left alone; with other content it gets a new version,
+  unless the stored one was changed through the API since an import wrote it (a clinician's
+  correction, or a delete: a re-run does not undo either) or is an entry the person
+  restricted to the institution that recorded it and the importer is of another (the API's
+  rule: refused, and recorded as denied on the person's record). A line without an id is a
+  new resource each time (the server assigns the id), so such a file is not safe to re-run.
+  The file is applied in order: a later line with the same type and id is a new version.
 - References: a reference must name a resource already stored, a registered person, or a
   resource of the same chunk (a file should list the resources others point at first: an
   `$export`'s Patient file before the others). A reference to nothing refuses the line with
@@ -25,8 +28,9 @@ key, the sensitive categories, `meta` with the writing institution and unit).
 - Patient: a line whose id is a CURP is rejected (that person belongs in the registry:
   `salud persons import`); any other Patient is kept in the store as a Patient outside the
   registry, its own record's partition (see docs/fhir.md).
-- Audit: one entry per person per chunk (`records:bulk:import`, with the counts), and one per
-  chunk for the resources that belong to nobody's record.
+- Audit: one entry per person per chunk (`records:bulk:import`, with the counts and the
+  first and last of the person's lines), and one per chunk for the resources that belong to
+  nobody's record.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from salud.records.outcome import FhirError
 from salud.records.sensitivity import stored_form
 from salud.records.validation import parse, validate
 
+IMPORTER_PREFIX = "importacion:"  # an importer's name: what the versions it writes name
 REJECTS_SUFFIX = ".rechazos.ndjson"
 DANGLING_SUFFIX = ".sin-destino.ndjson"
 ACTION = "records:bulk:import"
@@ -133,6 +138,11 @@ def comparable(doc: dict[str, Any]) -> bytes:
     return exactjson.dumps(out, sort_keys=True)
 
 
+def importer_name(source: str) -> str:
+    """The name of the machine principal importing `source` (the author of what it writes)."""
+    return f"{IMPORTER_PREFIX}{source}"[:100]
+
+
 def check_caller(caller: Caller) -> None:
     """A bulk import is a system's work: a machine principal allowed to write the record."""
     p = caller.principal
@@ -185,45 +195,90 @@ class _Chunk:
         self.created: list[_Item] = []
         self.updated: list[_Item] = []
         self.unchanged = 0
+        # Lines refused because the person restricted the stored entry to the institution
+        # that recorded it: (line, person, categories), recorded as denied on their record.
+        self.restricted: list[tuple[int, str, set[str]]] = []
+
+
+RESTRICTED = "la persona restringió esta entrada a la institución que la registró"
+CHANGED_SINCE = (
+    "modificado después de la importación (la versión actual no la escribió una "
+    "importación): la importación no deshace ese cambio"
+)
+
+
+def by_import(author: str | None) -> bool:
+    """Whether a version was written by a bulk import (its author is an importer's name)."""
+    return author is not None and author.startswith(IMPORTER_PREFIX)
+
+
+def _refusal(item: _Item, row: Existing) -> str | None:
+    """Why a line may not replace the stored resource it names (None: it may)."""
+    if row.person_curp != item.curp:
+        was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
+        return f"un recurso no cambia de paciente (era {was})"
+    if row.deleted:
+        # Deleted since it was stored (a clinician's DELETE): a re-run of the file, the
+        # documented recovery after a crash, must not bring it back.
+        return "borrado desde que se guardó: la importación no lo revive"
+    if not by_import(row.author):
+        # Changed through the API since it was imported (a clinician's correction): a
+        # re-run of the file must not undo it, as it must not undo a delete.
+        return CHANGED_SINCE
+    return None
 
 
 async def _classify(
-    session: AsyncSession, items: list[_Item], out: _Chunk
+    session: AsyncSession, caller: Caller, items: list[_Item], out: _Chunk
 ) -> tuple[list[_Item], list[tuple[_Item, Existing]], list[_Item]]:
-    """Split into new resources, new versions and lines left alone (same content); a resource
-    that would change patient is refused. The rows to change are locked, and classified
-    again if someone changed one since it was read (an interactive update committed in
-    between: its version would otherwise be overwritten and numbered twice)."""
+    """Split into new resources, new versions and lines left alone (same content). Refused
+    (`_refusal`): a line that would change a stored entry the person restricted to the
+    institution that recorded it when the importer is of another (the API's rule,
+    `service.hidden_from`: the import would otherwise replace it and take it over), change
+    its patient, revive it, or undo a change made through the API since it was imported.
+    The rows to change are locked, and classified again if someone changed one since it was
+    read (an interactive update committed in between: its version would otherwise be
+    overwritten and numbered twice)."""
     wanted: dict[str, list[str]] = {}
     for item in items:
         wanted.setdefault(item.kind, []).append(item.fhir_id)
     while True:
         found = await bulk_repository.existing(session, wanted)
+        sensitive = {r.person_curp for r in found.values() if r.sensitivity and r.person_curp}
+        restrictions = await bulk_repository.restrictions_for(session, sorted(sensitive))
         new: list[_Item] = []
         changed: list[tuple[_Item, Existing]] = []
         rejects: list[Rejected] = []
+        restricted: list[tuple[int, str, set[str]]] = []
         same: list[_Item] = []
         for item in items:
             row = found.get((item.kind, item.fhir_id))
             if row is None:
                 new.append(item)
-            elif row.person_curp != item.curp:
-                was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
-                reason = f"un recurso no cambia de paciente (era {was})"
-                rejects.append(Rejected(item.line, item.key, reason))
-            elif row.deleted:
-                # Deleted since it was stored (a clinician's DELETE): a re-run of the file,
-                # the documented recovery after a crash, must not bring it back.
-                reason = "borrado desde que se guardó: la importación no lo revive"
-                rejects.append(Rejected(item.line, item.key, reason))
-            elif comparable(exactjson.loads(row.content)) == item.comparable:
+                continue
+            if (
+                not row.deleted
+                and row.person_curp == item.curp
+                and comparable(exactjson.loads(row.content)) == item.comparable
+            ):
                 same.append(item)
+                continue
+            curp = row.person_curp
+            hidden = service.hidden_from(
+                caller, row.sensitivity, row.institution_code, restrictions.get(curp or "", set())
+            )
+            if curp is not None and hidden:
+                rejects.append(Rejected(item.line, item.key, RESTRICTED))
+                restricted.append((item.line, curp, hidden))
+            elif (reason := _refusal(item, row)) is not None:
+                rejects.append(Rejected(item.line, item.key, reason))
             else:
                 changed.append((item, row))
         versions = await bulk_repository.lock_versions(session, [row.pk for _, row in changed])
         if all(versions.get(row.pk) == row.version_id for _, row in changed):
             break
     out.rejects += rejects
+    out.restricted += restricted
     out.unchanged += len(same)
     return new, changed, same
 
@@ -257,7 +312,7 @@ async def write_chunk(
     """One chunk in the session's transaction (the caller commits), audit entries included."""
     out = _Chunk()
     await bulk_repository.begin_chunk(session)
-    new, changed, same = await _classify(session, items, out)
+    new, changed, same = await _classify(session, caller, items, out)
     # Lenient: the lines left alone are listed too, so that each run's list of references to
     # nothing is the file's whole list (a re-run after a crash would otherwise empty it).
     checked = new + [i for i, _ in changed] + (same if lenient else [])
@@ -281,20 +336,35 @@ async def write_chunk(
 
 
 async def _audit(session: AsyncSession, caller: Caller, out: _Chunk, source: str) -> None:
-    """One entry per person whose record the chunk wrote, one for the rest (no person)."""
+    """One entry per person whose record the chunk wrote (the counts, and the first and last
+    of that person's lines), one for the rest (no person); and one denied entry per person
+    whose restricted entries the chunk refused to replace (with the categories, as the API
+    records its refusal: the person sees the attempt)."""
     counts: dict[str | None, Counter[str]] = {}
+    lines: dict[str | None, list[int]] = {}
     for label, items in (("created", out.created), ("updated", out.updated)):
         for item in items:
             counts.setdefault(item.curp, Counter())[label] += 1
-    if not counts:
+            lines.setdefault(item.curp, []).append(item.line)
+    refused: dict[str, tuple[list[int], set[str]]] = {}
+    for line, person, categories in out.restricted:
+        numbers, hidden = refused.setdefault(person, ([], set()))
+        numbers.append(line)
+        hidden |= categories
+    if not counts and not refused:
         return
     pending: list[AuditEntry] = []
     who = replace(caller, within=session, pending=pending, purpose="importacion")
-    lines = sorted(i.line for i in out.created + out.updated)
     for curp, tally in sorted(counts.items(), key=lambda kv: kv[0] or ""):
+        mine = lines[curp]
         await who.record(
             ACTION, "import", person_curp=curp, subject_id=source[:100],
-            detail={**tally, "lines": [lines[0], lines[-1]]},
+            detail={**tally, "lines": [min(mine), max(mine)]},
+        )  # fmt: skip
+    for person, (numbers, hidden) in sorted(refused.items()):
+        await who.record(
+            ACTION, "import", person_curp=person, subject_id=source[:100], outcome="denied",
+            detail={"restricted": sorted(hidden), "lines": [min(numbers), max(numbers)]},
         )  # fmt: skip
     await record_in_transaction(session, caller.audit.key, pending)
 

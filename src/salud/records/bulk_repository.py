@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, select, text, update
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from salud.identity.models import Person
+from salud.identity.models import Affiliation, Person
+from salud.kit.clock import MEXICO_CITY
 from salud.records import repository
 from salud.records.indexing import Index
 from salud.records.models import (
@@ -41,6 +42,9 @@ class Existing:
     deleted: bool
     person_curp: str | None
     content: str
+    sensitivity: str | None  # the categories of the current version (records/sensitivity.py)
+    institution_code: int | None  # who wrote the current version
+    author: str | None
 
 
 async def _asyncpg(session: AsyncSession) -> Any:
@@ -75,8 +79,11 @@ async def lock_versions(session: AsyncSession, pks: Sequence[int]) -> dict[int, 
             list(pks),
         )
         return {r[0]: r[1] for r in rows}
-    stmt = select(FhirResource.id, FhirResource.version_id).where(FhirResource.id.in_(pks))
-    return {pk: v for pk, v in (await session.execute(stmt)).all()}
+    found: dict[int, int] = {}
+    for part in repository.in_slices(pks):
+        stmt = select(FhirResource.id, FhirResource.version_id).where(FhirResource.id.in_(part))
+        found.update({pk: v for pk, v in (await session.execute(stmt)).all()})
+    return found
 
 
 async def existing(
@@ -88,21 +95,37 @@ async def existing(
         raw = await _asyncpg(session)
         for kind, ids in wanted.items():
             rows = await raw.fetch(
-                "SELECT fhir_id, id, version_id, deleted, person_curp, content "
-                "FROM fhir_resources WHERE resource_type = $1 AND fhir_id = ANY($2::varchar[])",
+                "SELECT fhir_id, id, version_id, deleted, person_curp, content, sensitivity, "
+                "institution_code, author FROM fhir_resources "
+                "WHERE resource_type = $1 AND fhir_id = ANY($2::varchar[])",
                 kind, ids,
             )  # fmt: skip
             for r in rows:
-                found[(kind, r[0])] = Existing(r[1], r[2], r[3], r[4], r[5])
+                found[(kind, r[0])] = Existing(*r[1:])
         return found
     for kind, ids in wanted.items():
-        stmt = select(
-            FhirResource.fhir_id, FhirResource.id, FhirResource.version_id,
-            FhirResource.deleted, FhirResource.person_curp, FhirResource.content,
-        ).where(FhirResource.resource_type == kind, FhirResource.fhir_id.in_(ids))  # fmt: skip
-        for fhir_id, pk, version_id, deleted, curp, content in (await session.execute(stmt)).all():
-            found[(kind, fhir_id)] = Existing(pk, version_id, deleted, curp, content)
+        for part in repository.in_slices(ids):
+            stmt = select(
+                FhirResource.fhir_id, FhirResource.id, FhirResource.version_id,
+                FhirResource.deleted, FhirResource.person_curp, FhirResource.content,
+                FhirResource.sensitivity, FhirResource.institution_code, FhirResource.author,
+            ).where(FhirResource.resource_type == kind, FhirResource.fhir_id.in_(part))  # fmt: skip
+            for r in (await session.execute(stmt)).all():
+                found[(kind, r[0])] = Existing(*r[1:])
     return found
+
+
+async def restrictions_for(session: AsyncSession, curps: Sequence[str]) -> dict[str, set[str]]:
+    """The categories each of these persons restricted to the recording institution (one
+    query per slice of persons, not one per person)."""
+    out: dict[str, set[str]] = {}
+    for part in repository.in_slices(curps):
+        stmt = select(RecordRestriction.person_curp, RecordRestriction.category).where(
+            RecordRestriction.person_curp.in_(part)
+        )
+        for curp, category in (await session.execute(stmt)).all():
+            out.setdefault(curp, set()).add(category)
+    return out
 
 
 async def insert_new(session: AsyncSession, rows: Sequence[tuple[Any, ...]]) -> list[int]:
@@ -149,8 +172,10 @@ async def replace(session: AsyncSession, changed: Sequence[tuple[int, tuple[Any,
     if not changed:
         return
     pks = [pk for pk, _ in changed]
-    source = select(*(getattr(FhirResource, c) for c in COLUMNS)).where(FhirResource.id.in_(pks))
-    await session.execute(insert(FhirResourceVersion).from_select(list(COLUMNS), source))
+    for part in repository.in_slices(pks):
+        columns = (getattr(FhirResource, c) for c in COLUMNS)
+        source = select(*columns).where(FhirResource.id.in_(part))
+        await session.execute(insert(FhirResourceVersion).from_select(list(COLUMNS), source))
     await session.execute(  # ORM bulk UPDATE by primary key: one executemany
         update(FhirResource),
         [{"id": pk, **dict(zip(COLUMNS, row, strict=True))} for pk, row in changed],
@@ -173,31 +198,82 @@ async def insert_index(session: AsyncSession, indexes: Sequence[tuple[int, Index
 # --- $export ---------------------------------------------------------------------------
 
 
-async def persons_page(
-    session: AsyncSession, after: str, limit: int, since: datetime | None, until: datetime
-) -> list[Person]:
-    """Registered persons in CURP order after `after` (keyset paging), changed in the
-    window when `since` is given."""
-    stmt = (
-        select(Person)
-        .options(selectinload(Person.affiliations))  # their Coverage (records/mirror.py)
-        .where(Person.curp > after, Person.updated_at <= until)
-    )
-    if since is not None:
-        stmt = stmt.where(Person.updated_at > since)
-    return list(await session.scalars(stmt.order_by(Person.curp).limit(limit)))
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Which registry persons an export takes: changed up to `until` (and after `since`).
+    `coverage`: the export carries Coverages, which also change by time alone (an active
+    affiliation past its end is cancelled the next day, records/mirror.py), so a person
+    whose affiliation ended in the window is taken too."""
+
+    since: datetime | None
+    until: datetime
+    coverage: bool
 
 
-async def partitions_page(session: AsyncSession, after: str, limit: int) -> list[str]:
-    """Patients that have a record in the store (registered or not), after `after`."""
-    stmt = (
+def _registry(window: Window) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = [Person.updated_at <= window.until]
+    if window.since is None:
+        return conditions
+    changed: ColumnElement[bool] = Person.updated_at > window.since
+    if window.coverage:  # the day after valid_to began in (since, until], in Mexico's time
+        first = window.since.astimezone(MEXICO_CITY).date()
+        last = window.until.astimezone(MEXICO_CITY).date()
+        ended = (
+            select(Affiliation.id)
+            .where(
+                Affiliation.person_id == Person.id,
+                Affiliation.status == "active",
+                Affiliation.valid_to >= first,
+                Affiliation.valid_to < last,
+            )
+            .exists()
+        )
+        changed = or_(changed, ended)
+    return [*conditions, changed]
+
+
+async def page_end(
+    session: AsyncSession, after: str, limit: int, window: Window | None
+) -> str | None:
+    """Where an export's page that starts after `after` ends: the `limit`-th registry person
+    (taken by `window`; none when None) or the `limit`-th person with a record in the store
+    after it, whichever comes first; None when neither has that many left (the last page).
+    Compared by the database, in the order its keyset conditions use: under a collation
+    other than code-point order (es-MX, say) a boundary chosen by Python's comparison would
+    repeat or skip persons. (`COLLATE "C"` instead would lose the indexes on both keys.)"""
+    nth: list[Any] = [
         select(FhirResource.person_curp)
         .where(FhirResource.person_curp.is_not(None), FhirResource.person_curp > after)
         .group_by(FhirResource.person_curp)
         .order_by(FhirResource.person_curp)
-        .limit(limit)
+        .offset(limit - 1)
+        .limit(1)
+        .scalar_subquery()
+    ]
+    if window is not None:
+        nth.append(
+            select(Person.curp)
+            .where(Person.curp > after, *_registry(window))
+            .order_by(Person.curp)
+            .offset(limit - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+    ends = union_all(*(select(n.label("k")) for n in nth)).subquery()
+    found: str | None = await session.scalar(select(func.min(ends.c.k)))
+    return found
+
+
+async def persons_page(
+    session: AsyncSession, after: str, upto: str | None, window: Window
+) -> list[Person]:
+    """The registry persons in (after, upto] taken by `window` (keyset paging by CURP)."""
+    stmt = (
+        select(Person)
+        .options(selectinload(Person.affiliations))  # their Coverage (records/mirror.py)
+        .where(*_persons(Person.curp, after, upto, None), *_registry(window))
     )
-    return [c for c in await session.scalars(stmt) if c is not None]
+    return list(await session.scalars(stmt.order_by(Person.curp)))
 
 
 def _persons(column: Any, after: str, upto: str | None, only: str | None) -> list[Any]:

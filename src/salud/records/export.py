@@ -15,12 +15,14 @@ folder and then marks the job done. The state is in a file, so the status answer
 depend on the request that started the job, and any process of the server may answer it;
 the task renews a heartbeat in `job.json` as it goes, so a job whose process died (restart,
 crash) is reported as failed instead of running forever. A job is deleted by DELETE on its
-status URL, and expires by itself: a finished job's folder is removed `SALUD_EXPORT_TTL_HOURS`
-after it finished (the manifest's answer carries that moment as `Expires`, as the IG
-suggests); expired folders are swept at every kick-off and when their status is asked. An
-owner may have at most `SALUD_EXPORT_MAX_RUNNING` jobs running at once: one more is 429 with
-Retry-After (a soft limit within a process; two processes kicking off at the same instant
-may both pass it).
+status URL (answered by another process, which cannot cancel this task, it removes the
+folder: the task finds its job.json gone at its next page or heartbeat and stops, recording
+nothing more), and expires by itself: a finished job's folder is removed
+`SALUD_EXPORT_TTL_HOURS` after it finished (the manifest's answer carries that moment as
+`Expires`, as the IG suggests); expired folders are swept at every kick-off and when their
+status is asked. An owner may have at most `SALUD_EXPORT_MAX_RUNNING` jobs running at
+once: one more is 429 with Retry-After (a soft limit within a process; two processes kicking
+off at the same instant may both pass it).
 
 Audit: the kick-off is one entry (`records:export:start`, refused ones included), and every
 person whose data went into the files is one entry (`records:Patient:export`, with the
@@ -49,7 +51,7 @@ from salud.access.context import Caller
 from salud.access.permissions import Role
 from salud.access.scopes import allows
 from salud.identity.models import Person
-from salud.kit.clock import utcnow
+from salud.kit.clock import MEXICO_CITY, utcnow
 from salud.records import bulk_repository, mirrored, service
 from salud.records.compartment import PATIENT_COMPARTMENT
 from salud.records.indexing import fhir_instant, instant_param
@@ -255,7 +257,14 @@ async def kick_off(
     fmt = query.get("_outputFormat")
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise FhirError.one(400, "not-supported", "_outputFormat: solo application/fhir+ndjson")
-    types, since = _types(query.get("_type"), caller), _since(query.get("_since"))
+    try:
+        types = _types(query.get("_type"), caller)
+    except FhirError as exc:
+        if exc.status == 403:  # a type the client's scopes do not cover: a refusal, recorded
+            await caller.record("records:export:start", "export", person_curp=curp,
+                                outcome="denied", detail={"reason": "scopes"})  # fmt: skip
+        raise
+    since = _since(query.get("_since"))
     person: Person | None = None
     who = caller
     if curp is None:
@@ -323,29 +332,30 @@ async def run(
     since = datetime.fromisoformat(job.since.replace("Z", "+00:00")) if job.since else None
     kinds = [k for k in job.types if k != "Patient"]
     registry = bool({"Patient", "Coverage"} & set(job.types))  # read from the registry
+    window = bulk_repository.Window(since, until, "Coverage" in job.types)
     own = service.is_the_person(who, job.patient)
     try:
         if job.patient is not None:
             assert person is not None
-            await _page(sessions, who, job, files, [person], kinds, since, until, own,
+            await _page(sessions, root, who, job, files, [person], kinds, since, until, own,
                         only=job.patient)  # fmt: skip
         else:
             # Every person once: the registry's persons and the store's records are walked
-            # together in CURP order, one range (after, upto] per page.
+            # together in CURP order, one range (after, upto] per page, its end chosen by
+            # the database (in the order of its own comparisons).
             after = ""
             while True:
                 async with sessions() as session:
+                    upto = await bulk_repository.page_end(
+                        session, after, _PAGE, window if registry else None
+                    )
                     people = (
-                        await bulk_repository.persons_page(session, after, _PAGE, since, until)
+                        await bulk_repository.persons_page(session, after, upto, window)
                         if registry
                         else []
                     )
-                    parts = await bulk_repository.partitions_page(session, after, _PAGE)
-                full = [x[-1] for x in ([p.curp for p in people], parts) if len(x) == _PAGE]
-                upto = min(full) if full else None
-                people = [p for p in people if upto is None or p.curp <= upto]
-                await _page(sessions, who, job, files, people, job.types, since, until, own,
-                            after=after, upto=upto)  # fmt: skip
+                await _page(sessions, root, who, job, files, people, job.types, since, until,
+                            own, after=after, upto=upto)  # fmt: skip
                 if upto is None:
                     break
                 after = upto
@@ -358,6 +368,10 @@ async def run(
     except asyncio.CancelledError:
         files.close()
         raise
+    except _Deleted:  # DELETE (in any process) removed the job: stop, write nothing more
+        files.close()
+        shutil.rmtree(_folder(root, job.id), ignore_errors=True)  # files opened since
+        return
     except Exception as exc:
         files.close()
         job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"[:500]
@@ -368,26 +382,44 @@ async def run(
         _save(root, job)
 
 
+class _Deleted(Exception):
+    """The job's job.json is gone: a DELETE removed the job, perhaps in another process
+    (where `delete_job` cannot cancel this task)."""
+
+
+def _alive(root: Path, job: Job) -> None:
+    """Raise _Deleted if the job was deleted (its job.json is gone)."""
+    if not (_folder(root, job.id) / "job.json").exists():
+        raise _Deleted
+
+
 def _beat(root: Path, job: Job) -> None:
+    """Renew the heartbeat, after checking the job was not deleted meanwhile (never writing
+    its job.json again)."""
+    _alive(root, job)
     job.heartbeat = fhir_instant(utcnow())
-    with contextlib.suppress(FileNotFoundError):
+    try:
         _save(root, job)
+    except FileNotFoundError:  # the folder went since the check
+        raise _Deleted from None
 
 
 async def _page(
-    sessions: async_sessionmaker[AsyncSession], who: Caller, job: Job, files: _Files,
-    people: Sequence[Person], kinds: Sequence[str], since: datetime | None, until: datetime,
-    own: bool, *, after: str = "", upto: str | None = None, only: str | None = None,
+    sessions: async_sessionmaker[AsyncSession], root: Path, who: Caller, job: Job,
+    files: _Files, people: Sequence[Person], kinds: Sequence[str], since: datetime | None,
+    until: datetime, own: bool, *, after: str = "", upto: str | None = None,
+    only: str | None = None,
 ) -> None:  # fmt: skip
     """One page: these registry persons' Patient and Coverage, the resources of the persons in
-    (after, upto] (or `only` one); then one audit entry per person whose data went out."""
+    (after, upto] (or `only` one); then one audit entry per person whose data went out (none
+    if the job was deleted meanwhile: those files are gone)."""
     sent: dict[str, int] = {}
+    today = until.astimezone(MEXICO_CITY).date()  # the Coverages as at transactionTime
     for person in people:  # the registry's: the Patient, and Coverage from the affiliations
-        if since is not None and person.updated_at <= since:
-            continue
-        mirrored_docs = [to_patient(person)] if "Patient" in job.types else []
-        if "Coverage" in job.types:
-            mirrored_docs += mirrored.coverages_for(who, person)
+        changed = since is None or person.updated_at > since
+        mirrored_docs = [to_patient(person)] if "Patient" in job.types and changed else []
+        if "Coverage" in job.types:  # each one changed after `since` (by time alone, too)
+            mirrored_docs += mirrored.coverages_for(who, person, today, since)
         for doc in mirrored_docs:
             files.write(doc["resourceType"], orjson.dumps(doc))
             sent[person.curp] = sent.get(person.curp, 0) + 1
@@ -404,6 +436,7 @@ async def _page(
                     continue
                 files.write(kind, content)
                 sent[curp] = sent.get(curp, 0) + 1
+    _alive(root, job)
     if sent:
         pending: list[AuditEntry] = []
         recorder = replace(who, within=None, pending=pending)
@@ -433,6 +466,7 @@ async def _nobodys(
             written += 1
             if written % 5000 == 0:  # a long part: show the job is alive
                 _beat(root, job)
+    _alive(root, job)
     if sent:
         await who.record(
             "records:export:unowned", "export", subject_id=f"export/{job.id}",

@@ -20,6 +20,14 @@ kept in the store, which only a bulk load puts there (the official examples' Org
 say), or for RelatedPerson any write: it is read by id as any kept resource, and is not listed
 by a search.
 
+`meta.versionId` is the source's version (the registry's person for a Coverage, the CLUES
+unit's for a Location, 1 for an institution and for a link in force, 2 for an ended one).
+Some content changes with time alone, with no new version at the source: an active
+affiliation past its end is a `cancelled` Coverage from the next day, and a link in force
+stops being `active` on the minor's 18th birthday. The version then stays, and
+`meta.lastUpdated` is when the content changed (the beginning of that day in central Mexico),
+so `$export?_since=` and a client comparing `lastUpdated` see the change.
+
 This module holds the pure builders; `mirror_query.py` the search parameters and their
 matching (pure too); `mirrored.py` reads the data and applies the access rules."""
 
@@ -27,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from salud.facilities.hours import DAY_MINUTES, window
@@ -36,6 +44,7 @@ from salud.facilities.models import HealthUnit
 from salud.identity.catalogs import NON_INSTITUTION_CODES, AffiliationInstitution
 from salud.identity.models import Affiliation, Guardianship
 from salud.kit.ages import ADULT_AGE
+from salud.kit.clock import MEXICO_CITY
 from salud.records.indexing import fhir_instant
 from salud.records.outcome import FhirError
 from salud.records.patient import CURP_SYSTEM
@@ -315,14 +324,30 @@ def coverage_status(status: str, valid_to: date | None, today: date) -> str:
     )
 
 
+def day_starts(day: date) -> datetime:
+    """The moment a civil day begins in central Mexico (where validity is counted), in UTC."""
+    return datetime.combine(day, time.min, MEXICO_CITY).astimezone(UTC)
+
+
+def coverage_updated(e: Entitlement, updated: datetime, today: date) -> datetime:
+    """When a Coverage last changed: the registry's last change of the person (`updated`), or
+    later, the day after its end, when an active affiliation past `valid_to` turned
+    `cancelled` with no change in the registry (time alone changed it)."""
+    if e.status == "active" and e.valid_to is not None and e.valid_to < today:
+        return max(updated, day_starts(e.valid_to + timedelta(days=1)))
+    return updated
+
+
 def coverage(
     curp: str, e: Entitlement, payor: Institution | None, version: int, updated: datetime,
     today: date,
 ) -> dict[str, Any]:  # fmt: skip
+    """`version` and `updated`: the registry's person's. The version stays the registry's when
+    time alone changes the content (an affiliation past its end); `lastUpdated` says when."""
     doc: dict[str, Any] = {
         "resourceType": "Coverage",
         "id": coverage_id(curp, e.institution_code, e.member_number),
-        "meta": _meta(version, updated),
+        "meta": _meta(version, coverage_updated(e, updated, today)),
         # The registry's own status, which FHIR's active/cancelled cannot tell apart.
         "extension": [{"url": AFFILIATION_STATUS, "valueCode": e.status}],
     }
@@ -408,14 +433,19 @@ def coming_of_age(birth: date) -> date:
 def related_person(link: Link, minor_birth: date, today: date) -> dict[str, Any]:
     """The adult who answers for a minor: their CURP (what their ID showed at the module,
     not their registry entry), the relationship, and the link's period: until it was ended,
-    or until the minor comes of age. An ended link is the link's second version."""
+    or until the minor comes of age. An ended link is the link's second version. A link in
+    force turns inactive on the minor's 18th birthday, by time alone: the version stays 1 and
+    `lastUpdated` is that day's beginning (in central Mexico)."""
     majority = coming_of_age(minor_birth)
     ended = link.ended_at
     code, display, text = _ROLES[link.relationship]
+    changed = ended or link.linked_at
+    if ended is None and today >= majority:
+        changed = max(changed, day_starts(majority))
     return {
         "resourceType": "RelatedPerson",
         "id": guardian_id(link.minor_curp, link.number),
-        "meta": _meta(1 if ended is None else 2, ended or link.linked_at),
+        "meta": _meta(1 if ended is None else 2, changed),
         "identifier": [{"use": "official", "system": CURP_SYSTEM, "value": link.guardian_curp}],
         "active": ended is None and today < majority,
         "patient": {"reference": f"Patient/{link.minor_curp}"},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,6 +41,7 @@ from salud.records.mirror import (
     Institution,
     Link,
     coverage,
+    coverage_updated,
     institutions,
     location,
     organization,
@@ -130,22 +131,30 @@ def _location(d: Directory, unit: HealthUnit) -> dict[str, Any]:
     return location(unit, _state_name(d, unit.state_code), d.by_clues.get(unit.institution_code))
 
 
-def _coverages(person: Person, d: Directory) -> list[dict[str, Any]]:
-    today = today_mx()
+def _coverages(
+    person: Person, d: Directory, today: date | None = None, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The person's Coverages as on `today` (by default today in Mexico); with `since`, only
+    those that changed after it (`mirror.coverage_updated`)."""
+    today = today or today_mx()
     return [
         coverage(person.curp, e, d.by_dgis.get(e.institution_code), person.version,
                  person.updated_at, today)
         for e in map(Entitlement.of, person.affiliations)
+        if since is None or coverage_updated(e, person.updated_at, today) > since
     ]  # fmt: skip
 
 
-def coverages_for(caller: Caller, person: Person) -> list[dict[str, Any]]:
-    """The person's Coverages for Patient/$everything, whose door (service.open_record) has
-    checked the caller; a machine client sees them only with a scope for Coverage."""
+def coverages_for(
+    caller: Caller, person: Person, today: date | None = None, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The person's Coverages for Patient/$everything and $export (as on `today`, changed
+    after `since`), whose door (service.open_record) has checked the caller; a machine
+    client sees them only with a scope for Coverage."""
     p = caller.principal
     if p.role is Role.CLIENT and not allows(p.scopes, "Coverage", False):
         return []
-    return _coverages(person, directory())
+    return _coverages(person, directory(), today, since)
 
 
 async def _related(session: AsyncSession, minor: Person) -> list[dict[str, Any]]:
@@ -244,8 +253,10 @@ async def existing(session: AsyncSession, kind: str, ids: list[str]) -> set[str]
     found = await repository.live_ids(session, kind, others) if others else set()
     if kind == "Organization":
         return found | (set(owned) & set(directory().by_id))
-    if kind == "Location":
-        return found | await units.existing(session, owned)
+    if kind == "Location":  # (each query's IN list in slices: a bulk import names thousands)
+        for part in repository.in_slices(owned):
+            found |= await units.existing(session, list(part))
+        return found
     if kind == "RelatedPerson":
         links = {i: g for i in owned if (g := parse_guardian_id(i)) is not None}
         for minor in sorted({g[0] for g in links.values()}):
@@ -253,7 +264,9 @@ async def existing(session: AsyncSession, kind: str, ids: list[str]) -> set[str]
             found |= {i for i, g in links.items() if g[0] == minor and g[1] in numbers}
         return found
     keys = {i: k for i in owned if (k := parse_coverage_id(i)) is not None}
-    present = await persons.affiliation_keys(session, sorted({k[0] for k in keys.values()}))
+    present: set[tuple[str, int, str | None]] = set()
+    for part in repository.in_slices(sorted({k[0] for k in keys.values()})):
+        present |= await persons.affiliation_keys(session, part)
     return found | {i for i, k in keys.items() if k in present}
 
 

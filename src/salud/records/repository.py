@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -142,14 +142,30 @@ async def restrictions_fast(reader: FastReader, curp: str) -> list[str]:
     return [r["category"] for r in await reader.fetch(_RESTRICTIONS, curp=curp)]
 
 
+_T = TypeVar("_T")
+# Values of one `IN (…)` list: each is a parameter of the statement, and both databases
+# refuse a statement of more than 32,767 (PostgreSQL's wire protocol, SQLite's
+# SQLITE_MAX_VARIABLE_NUMBER): a bulk import's chunk names more targets than that.
+IN_SLICE = 10_000
+
+
+def in_slices(values: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    """`values` in slices of at most IN_SLICE, one statement's `IN (…)` each."""
+    for start in range(0, len(values), IN_SLICE):
+        yield values[start : start + IN_SLICE]
+
+
 async def live_ids(session: AsyncSession, kind: str, ids: Sequence[str]) -> set[str]:
-    """Which of these ids are live resources of this type."""
-    stmt = select(FhirResource.fhir_id).where(
-        FhirResource.resource_type == kind,
-        FhirResource.fhir_id.in_(ids),
-        FhirResource.deleted.is_(False),
-    )
-    return set(await session.scalars(stmt))
+    """Which of these ids are live resources of this type (one query per IN_SLICE ids)."""
+    found: set[str] = set()
+    for part in in_slices(ids):
+        stmt = select(FhirResource.fhir_id).where(
+            FhirResource.resource_type == kind,
+            FhirResource.fhir_id.in_(part),
+            FhirResource.deleted.is_(False),
+        )
+        found.update(await session.scalars(stmt))
+    return found
 
 
 async def version(
@@ -209,8 +225,9 @@ def index_rows(items: Sequence[tuple[int, Index]]) -> dict[str, list[tuple[Any, 
 
 
 async def delete_indexes(session: AsyncSession, pks: Sequence[int]) -> None:
-    for model in (FhirToken, FhirReference, FhirDate):
-        await session.execute(delete(model).where(model.resource_pk.in_(pks)))
+    for part in in_slices(pks):
+        for model in (FhirToken, FhirReference, FhirDate):
+            await session.execute(delete(model).where(model.resource_pk.in_(part)))
 
 
 async def write_index(
