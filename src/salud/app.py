@@ -53,6 +53,7 @@ from salud.web import batches as batch_pages
 from salud.web import citizen as citizen_pages
 from salud.web import desk as desk_pages
 from salud.web import pages
+from salud.web import privacy as privacy_pages
 from salud.web import progress as progress_page
 from salud.web.session import SessionRenewal
 
@@ -212,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(credentials.wellknown)
     fhir.install(app)
     app.include_router(citizen_pages.router)
+    app.include_router(privacy_pages.router)
     app.include_router(desk_pages.router)
     app.include_router(batch_pages.router)
     app.include_router(pages.router)

@@ -1,0 +1,111 @@
+"""The person's privacy pages: who looked at my data, and my data-protection requests (ARCO),
+in Spanish, for the signed-in person only, through the same services as the API."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from salud.access.permissions import Role
+from tests.conftest import TokenFor
+from tests.factories.persons import person_doc
+
+pytestmark = pytest.mark.db
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def _session_of(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
+
+
+async def _person(client: httpx.AsyncClient) -> dict[str, str]:
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    return doc
+
+
+async def test_who_looked_at_my_data_page(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = await _person(client)
+    curp = doc["curp"]
+    assert (await client.get(f"/api/v1/persons/{curp}")).status_code == 200
+    nosy = token_for(Role.CITIZEN, curp=person_doc()["curp"], username="vecino.curioso")
+    refused = await anonymous.get(f"/api/v1/persons/{curp}", headers=nosy)
+    assert refused.status_code == 403
+    for _ in range(50):  # more than a page
+        assert (await client.get(f"/api/v1/persons/{curp}")).status_code == 200
+
+    anonymous.cookies.clear()
+    away = await anonymous.get("/mis-datos/accesos")
+    assert away.status_code == 303
+    assert away.headers["location"] == "/entrar?next=/mis-datos/accesos"
+    anonymous.cookies.set("salud_session", _session_of(token_for(Role.SUPERVISOR)))
+    assert (await anonymous.get("/mis-datos/accesos")).status_code == 403  # the person's own
+
+    anonymous.cookies.set("salud_session", _session_of(token_for(Role.CITIZEN, curp=curp)))
+    page = await anonymous.get("/mis-datos/accesos")
+    assert page.status_code == 200, page.text
+    assert "Quién consultó mis datos" in page.text
+    assert "consultó sus datos del padrón" in page.text
+    assert "supervisor de módulo" in page.text
+    assert "vecino.curioso" not in page.text  # another citizen is not named to the person...
+    older = re.search(r'href="(/mis-datos/accesos\?before=\d+)"', page.text)
+    assert older is not None  # ...and the oldest entries are on the next page
+    second = await anonymous.get(older.group(1))
+    assert second.status_code == 200
+    assert "Negado" in second.text  # the refused attempt, among the oldest
+    assert "registró en sus datos del padrón" in second.text  # the registration itself
+    # Reading the page is itself an access, recorded on the person's log.
+    again = await anonymous.get("/mis-datos/accesos")
+    assert "consultó sus permisos y bitácora" in again.text
+
+
+async def test_my_data_protection_requests_page(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    doc = await _person(client)
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    anonymous.cookies.set("salud_session", _session_of(me))
+    page = await anonymous.get("/mis-datos/solicitudes")
+    assert page.status_code == 200, page.text
+    assert "No ha presentado solicitudes" in page.text
+    token = _csrf(page.text)
+    forged = await anonymous.post(
+        "/mis-datos/solicitudes", data={"kind": "access", "description": "copia de mis datos"}
+    )
+    assert forged.status_code == 403
+    filed = await anonymous.post(
+        "/mis-datos/solicitudes",
+        data={"kind": "access", "description": "quiero copia de mis datos", "csrf": token},
+    )
+    assert filed.status_code == 303, filed.text
+    listed = await anonymous.get(filed.headers["location"])
+    folio = re.search(r"ARCO-\d{4}-\d{7}", listed.text)
+    assert folio is not None
+    assert "recibida" in listed.text  # the notice with the folio and its deadline
+    assert "En trámite" in listed.text
+    token = _csrf(listed.text)
+    empty = await anonymous.post(
+        "/mis-datos/solicitudes",
+        data={"kind": "rectification", "description": "mi nombre está mal", "csrf": token},
+    )
+    assert empty.status_code == 422
+    assert "requested_changes" in empty.text  # which part is missing, in Spanish
+    assert folio.group(0) in empty.text  # the list is still shown
+    fixed = await anonymous.post(
+        "/mis-datos/solicitudes",
+        data={"kind": "rectification", "description": "mi tipo de sangre es A+",
+              "blood_type": "A+", "csrf": _csrf(empty.text)},
+    )  # fmt: skip
+    assert fixed.status_code == 303, fixed.text
+    mine = await anonymous.get(f"/api/v1/persons/{doc['curp']}/data-requests", headers=me)
+    assert [r["kind"] for r in mine.json()] == ["access", "rectification"]
+    assert mine.json()[1]["requested_changes"] == {"blood_type": "A+"}
