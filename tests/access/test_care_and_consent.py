@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from salud.access.permissions import Role
 from tests.conftest import TokenFor
 from tests.factories.persons import person_doc
+from tests.identity.test_person_nearest_units import hidalgo_units  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.db
 
@@ -363,3 +364,29 @@ async def test_the_bases_of_several_persons_at_once_are_each_ones_basis(
         None, "emergency", "care", "consent"
     ]  # fmt: skip
     assert await care.clinical_bases(reader, who, []) == {}
+
+
+@pytest.mark.usefixtures("hidalgo_units")
+async def test_a_consent_names_a_real_institution_and_one_of_its_units(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """A typo in a consent would authorize nobody, or another institution, while the person
+    believes their doctor may read: the institution must be in the DGIS catalog and the
+    unit in the CLUES, and be that institution's."""
+    curp = await _registered(client)
+    me = token_for(Role.CITIZEN, curp=curp)
+    url = f"/api/v1/persons/{curp}/consents"
+    for body, field in (
+        ({"institution_code": 88}, "institution_code"),  # «no especificado» names nobody
+        ({"institution_code": 97}, "institution_code"),  # not in the catalog
+        ({"institution_code": 3, "clues": "HGIST999999"}, "clues"),  # no such unit
+        ({"institution_code": 3, "clues": "HGIMS000012"}, "clues"),  # an IMSS unit
+    ):
+        refused = await anonymous.post(url, headers=me, json=body)
+        assert refused.status_code == 422, (body, refused.text)
+        assert refused.json()["errors"][0]["field"] == field
+    assert (await anonymous.get(url, headers=me)).json() == []  # nothing recorded
+    granted = await anonymous.post(
+        url, headers=me, json={"institution_code": 3, "clues": "HGIST000012"}
+    )
+    assert granted.status_code == 201, granted.text

@@ -18,7 +18,11 @@ from salud.access.schemas import (
     EmergencyReview,
 )
 from salud.api.deps import CurrentCaller, ReadSession, Session
+from salud.errors import InvalidInput, NotFound
+from salud.facilities import service as facilities
+from salud.facilities.institutions import AFFILIATION_CODE
 from salud.identity import repository as persons
+from salud.identity.catalogs import NON_INSTITUTION_CODES, affiliation_catalog
 from salud.records import service as records
 from salud.records.schemas import Restrictions
 
@@ -60,7 +64,30 @@ async def record_care(
 async def grant_consent(
     curp: Curp, body: ConsentCreate, session: Session, caller: CurrentCaller
 ) -> ConsentRead:
+    await _check_consent_target(session, body)
     return await care.grant_consent(session, caller, curp, body)
+
+
+async def _check_consent_target(session: Session, body: ConsentCreate) -> None:
+    """A consent names an institution of the DGIS catalog and, if a unit, one of the CLUES
+    of that institution: a typo would authorize nobody (or someone else) while the person
+    believes their doctor may read. (The catalogs sit above the access layer, so the check is
+    made here, before the service records the consent.)"""
+    code = body.institution_code
+    if code not in affiliation_catalog() or code in NON_INSTITUTION_CODES:
+        raise InvalidInput.on("institution_code", f"{code} no es una institución del catálogo DGIS")
+    if body.clues is None:
+        return
+    try:
+        unit = await facilities.get_unit(session, body.clues)
+    except NotFound:
+        raise InvalidInput.on("clues", f"{body.clues} no está en el catálogo CLUES") from None
+    owner = AFFILIATION_CODE.get(unit.institution_code)
+    if owner is not None and owner != code:
+        raise InvalidInput.on(
+            "clues",
+            f"{body.clues} es una unidad de {unit.institution}, no de la institución {code}",
+        )
 
 
 @router.get(
