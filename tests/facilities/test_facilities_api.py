@@ -152,3 +152,40 @@ async def test_search(
     assert _fields(unknown.json()) == {"institution"}
     known = await client.get(BASE, params={"institution": "ssa"})  # no unit here, but real
     assert known.status_code == 200
+
+
+@pytest.mark.parametrize("imb_first", [False, True])
+async def test_a_unit_that_passed_to_imss_bienestar_is_listed_once(
+    imb_first: bool,
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    clues_dir: Path,
+    gazetteer: Gazetteer,
+    tmp_path: Path,
+) -> None:
+    """Hospital General Xoco was SSA's DFSSA003162 and is IMSS-Bienestar's DFIMB001822 (the
+    IMSS-Bienestar file names the old key in `clues_ssa_y_sme`). With both files imported,
+    "nearest" and the search list it once, under its current key; the old key still reads
+    and says which unit it became. Either file may come first."""
+    files = []
+    for name, key, column in (
+        ("clues_other_institutions_7states.csv", "DFSSA003162", "clues"),
+        ("clues_imss_bienestar_202606.csv", "DFIMB001822", "clues_imb"),
+    ):
+        header, rows = read_rows(clues_dir / name)
+        at = header.index(column)
+        picked = [r for r in rows if r[at] == key]
+        assert len(picked) == 1
+        files.append(write_csv(tmp_path / name, header, picked))
+    for path in reversed(files) if imb_first else files:
+        await service.import_file(sessions, path, gazetteer=gazetteer)
+    xoco = {"lat": 19.3601, "lng": -99.1625}
+    near = await client.get(f"{BASE}/nearest", params={**xoco, "k": 5})
+    assert near.status_code == 200, near.text
+    assert [u["clues"] for u in near.json()["items"]] == ["DFIMB001822"]
+    found = await client.get(BASE, params={"name": "xoco"})
+    assert [u["clues"] for u in found.json()["items"]] == ["DFIMB001822"]
+    old = (await client.get(f"{BASE}/DFSSA003162")).json()
+    assert old["replaced_by"] == "DFIMB001822"
+    new = (await client.get(f"{BASE}/DFIMB001822")).json()
+    assert (new["previous_clues"], new["replaced_by"]) == ("DFSSA003162", None)

@@ -445,6 +445,15 @@ def _parse_imb(ctx: _Context, n: int, row: Row) -> UnitRecord:
     if known:
         values["level_of_care"] = level
     _status(values, row["ESTATUS_DE_OPERACION"])
+    # The unit's key before it passed to IMSS-Bienestar (an SSA or state unit): one unit.
+    previous = row.get("CLUES_SSA_Y_SME", "").strip()
+    if previous:
+        try:
+            values["previous_clues"] = ctx.clues(previous)
+        except RowError as exc:
+            raise RowError(f"clues_ssa_y_sme: {exc}") from None
+        if values["previous_clues"] == clues:
+            raise RowError(f"clues_ssa_y_sme: es la misma clave {clues}")
     record = UnitRecord(n, clues, values)
     _coordinates(record, row["LATITUD"], row["LONGITUD"])
     return record

@@ -41,6 +41,9 @@ class HealthUnit(Base):
     location_note: Mapped[str | None] = mapped_column(Text)
     # {"days": [Mon..Sun] or null, "open": "HH:MM", "close": "HH:MM", "blocks": n}
     hours: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # The key this unit had before (an SSA or state unit that passed to IMSS-Bienestar keeps
+    # its old key in the CLUES as `clues_ssa_y_sme`): that unit is this one, not another.
+    previous_clues: Mapped[str | None] = mapped_column(String(11), index=True)
     source: Mapped[str] = mapped_column(String(80))
     # Month ("YYYY-MM") of the source data behind each field, so that importing an older
     # release never overwrites what a newer one said: {"name": "2026-06", "hours": ...}.

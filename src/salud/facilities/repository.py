@@ -6,8 +6,9 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from salud.facilities.models import HealthUnit, HealthUnitVersion
 
@@ -34,10 +35,27 @@ VALUE_COLUMNS: tuple[str, ...] = (
     "location_precision",
     "location_note",
     "hours",
+    "previous_clues",
 )
 _MERGE_COLUMNS = (*VALUE_COLUMNS, "source", "field_dates", "version", "updated_at")
 # Keys per IN (...) query: far below SQLite's and PostgreSQL's bound-parameter limits.
 _IN_CHUNK = 2000
+
+
+def current() -> ColumnElement[bool]:
+    """Units no other unit names as its previous key: an SSA unit that passed to IMSS-Bienestar
+    under a new key is listed once, under the new one (its old key still reads, and says
+    which unit it became)."""
+    successor = aliased(HealthUnit)
+    return ~exists().where(successor.previous_clues == HealthUnit.clues)
+
+
+async def successor_of(session: AsyncSession, clues: str) -> str | None:
+    """The key of the unit that took over this one, if any."""
+    found = await session.scalar(
+        select(HealthUnit.clues).where(HealthUnit.previous_clues == clues).limit(1)
+    )
+    return found
 
 
 async def fetch_for_merge(session: AsyncSession, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -90,7 +108,7 @@ async def search(
     limit: int,
     offset: int,
 ) -> tuple[list[HealthUnit], int]:
-    conditions = []
+    conditions = [current()]
     if state_code:
         conditions.append(HealthUnit.state_code == state_code)
     if institution_code:
@@ -123,7 +141,8 @@ async def find(
     """Units matching every given filter (a collection: any of its values), by CLUES key;
     the FHIR Location search. `name_key` is a folded name: the start of the unit's name
     (`name_prefix`) or any part of it."""
-    conditions: list[ColumnElement[bool]] = []
+    # Asked by key, a unit is found under either key; listed, under its current one only.
+    conditions: list[ColumnElement[bool]] = [] if clues is not None else [current()]
     for column, values in (
         (HealthUnit.clues, clues),
         (HealthUnit.state_code, state_codes),
@@ -161,7 +180,8 @@ async def versions(session: AsyncSession, clues: str) -> list[HealthUnitVersion]
 
 
 async def index_rows(session: AsyncSession) -> list[dict[str, Any]]:
-    """What the nearest-unit index needs, for every unit that has a place on the map."""
+    """What the nearest-unit index needs, for every current unit that has a place on the map
+    (one that passed to another key is there once, under the new key)."""
     table = HealthUnit.__table__
     columns = [
         table.c[name]
@@ -179,7 +199,9 @@ async def index_rows(session: AsyncSession) -> list[dict[str, Any]]:
         )
     ]
     result = await session.execute(
-        select(*columns).where(table.c.latitude.is_not(None), table.c.longitude.is_not(None))
+        select(*columns).where(
+            table.c.latitude.is_not(None), table.c.longitude.is_not(None), current()
+        )
     )
     return [dict(row) for row in result.mappings()]
 

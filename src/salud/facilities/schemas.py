@@ -50,6 +50,13 @@ class HealthUnitRead(BaseModel):
     location_note: str | None = Field(None, description="Aclaración sobre la ubicación")
     hours: Hours | None = Field(None, description="Horario según el catálogo CLUES")
     open_now: bool | None = Field(None, description="Abierta en este momento; null si no se sabe")
+    previous_clues: str | None = Field(
+        None,
+        description="Clave anterior de la misma unidad (SSA o estatal antes de IMSS-Bienestar)",
+    )
+    replaced_by: str | None = Field(
+        None, description="La unidad pasó a esta otra clave: es la misma unidad, vigente con ella"
+    )
     source: str = Field(description="Archivo del último cambio")
     version: int
     updated_at: datetime

@@ -105,6 +105,7 @@ def unit_read(unit: HealthUnit, at: datetime | None = None) -> HealthUnitRead:
         location_note=unit.location_note,
         hours=hours,
         open_now=is_open(unit.hours, at or utcnow(), zone_for_state(unit.state_code)),
+        previous_clues=unit.previous_clues,
         source=unit.source,
         version=unit.version,
         updated_at=unit.updated_at,
@@ -116,7 +117,9 @@ async def get_unit(session: AsyncSession, clues: str) -> HealthUnitRead:
     unit = await repository.get(session, key)
     if unit is None:
         raise NotFound(f"No hay una unidad con la clave CLUES {key} en el catálogo")
-    return unit_read(unit)
+    found = unit_read(unit)
+    found.replaced_by = await repository.successor_of(session, key)
+    return found
 
 
 async def unit_history(session: AsyncSession, clues: str) -> HealthUnitHistory:
