@@ -1,4 +1,5 @@
-"""bearer tokens ended before their expiry (signing out)
+"""access ended before its tokens expire: signed-out sessions, and accounts or clients whose
+earlier tokens are void
 
 Revision ID: 0016
 Revises: 0015
@@ -20,25 +21,25 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
-        "revoked_tokens",
+        "revocations",
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column("jti", sa.String(length=64), nullable=False),
+        sa.Column("sid", sa.String(length=64), nullable=True),
         sa.Column("subject", sa.String(length=100), nullable=False),
-        sa.Column("expires_at", salud.storage.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("revoked_at", salud.storage.base.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_revoked_tokens")),
-        sa.UniqueConstraint("jti", name=op.f("uq_revoked_tokens_jti")),
+        sa.Column("expires_at", salud.storage.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_revocations")),
+        sa.UniqueConstraint("sid", name=op.f("uq_revocations_sid")),
     )
     op.create_index(
-        op.f("ix_revoked_tokens_expires_at"), "revoked_tokens", ["expires_at"], unique=False
+        op.f("ix_revocations_expires_at"), "revocations", ["expires_at"], unique=False
     )
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_revoked_tokens_expires_at"), table_name="revoked_tokens")
-    op.drop_table("revoked_tokens")
+    op.drop_index(op.f("ix_revocations_expires_at"), table_name="revocations")
+    op.drop_table("revocations")

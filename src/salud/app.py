@@ -12,6 +12,7 @@ from datetime import timedelta
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from salud import __version__
 from salud.access import repository as accounts
@@ -132,15 +133,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             refresher = asyncio.get_running_loop().create_task(
                 drive_progress.refresher(app.state.sessions, every), name="progress-refresher"
             )
-        # Tokens signed out and accounts or clients disabled, read now and every few seconds.
-        await revocation.refresh(app.state.sessions, app.state.tokens)
-        revocations = asyncio.get_running_loop().create_task(
-            revocation.keep_fresh(
-                app.state.sessions, app.state.tokens, settings.revocation_refresh_seconds
-            ),
-            name="revocations",
-        )
+        revocations = None
         try:
+            # Sessions signed out and accounts or clients disabled: read now, then every few
+            # seconds (a server must not start unable to refuse them).
+            try:
+                await revocation.refresh(app.state.sessions, app.state.tokens)
+            except (OperationalError, ProgrammingError) as exc:
+                raise RuntimeError(
+                    "no se pudieron leer las revocaciones de sesión: ¿falta `salud db upgrade`?"
+                ) from exc
+            revocations = asyncio.get_running_loop().create_task(
+                revocation.keep_fresh(
+                    app.state.sessions, app.state.tokens, settings.revocation_refresh_seconds
+                ),
+                name="revocations",
+            )
             yield
         finally:
             for task in (refresher, revocations):

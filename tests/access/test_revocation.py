@@ -17,7 +17,9 @@ from typer.testing import CliRunner
 
 from salud.access import clients, revocation
 from salud.access.models import AuditEvent
-from salud.access.tokens import TokenService
+from salud.access.permissions import Role
+from salud.access.principal import Principal
+from salud.access.tokens import Revoked, TokenService
 from salud.cli.main import app as cli
 from salud.config import Settings
 from tests.access.test_sign_in import PASSWORD, _staff
@@ -71,6 +73,42 @@ async def test_signing_out_ends_the_token_everywhere(
     assert again.status_code == 401  # nothing left to end
 
 
+async def test_signing_out_ends_every_token_of_the_session(
+    anonymous: httpx.AsyncClient, settings: Settings
+) -> None:
+    """A page session renewed while used has several tokens (one per renewal, same session):
+    signing out with the newest ends the older copies too, and no copy can renew itself."""
+    server = anonymous._transport.app  # type: ignore[attr-defined]
+    service: TokenService = server.state.tokens
+    who = Principal("account:41", "recepcion.web", Role.VERIFIER, 3)
+    first = service.issue(who, page=True)
+    seen = service.seen(first)
+    renewed = service.issue(who, session=(seen.sid, seen.signed_in_at), page=True)
+    assert (await anonymous.post("/api/v1/auth/sign-out", headers=_as(renewed))).status_code == 204
+    assert (await anonymous.get("/api/v1/auth/me", headers=_as(first))).status_code == 401
+    assert service.renewed(first, 12 * 3600) is None
+    # A read of the database that began before the sign-out committed does not bring it back.
+    service.apply_revocations(Revoked())
+    assert (await anonymous.get("/api/v1/auth/me", headers=_as(first))).status_code == 401
+    # A page with the ended session: its "Salir" still clears the phone.
+    anonymous.cookies.set("salud_session", first)
+    out = await anonymous.post("/salir", headers={"Sec-Fetch-Site": "same-origin"})
+    assert out.status_code == 303
+    assert out.headers["clear-site-data"] == '"cache", "storage"'
+    assert 'salud_session=""' in out.headers["set-cookie"]
+
+
+async def test_parallel_guesses_cannot_pass_the_address_limit(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    guess = {"username": "nadie", "password": "lo-que-sea-123", "totp": "000000"}
+    answers = await asyncio.gather(
+        *(anonymous.post("/api/v1/auth/token", json=guess) for _ in range(30))
+    )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [401] * 20 + [429] * 10
+
+
 async def test_the_web_sign_out_ends_the_session_token(
     anonymous: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
@@ -118,6 +156,8 @@ async def test_a_disabled_account_loses_its_tokens_and_cannot_sign_in(
     assert (await anonymous.post("/api/v1/auth/token", json=body)).status_code == 401
     await asyncio.to_thread(run, "accounts", "enable", "ana.operadora", "--reason", "volvió")
     await revocation.refresh(sessions, server.state.tokens)
+    # Enabled again, it signs in anew: the tokens it held before stay void.
+    assert (await anonymous.get("/api/v1/auth/me", headers=_as(token))).status_code == 401
     # A new second factor (a lost phone): the old secret's codes no longer sign in.
     uri = await asyncio.to_thread(
         run, "accounts", "new-totp", "ana.operadora", "--reason", "perdió el teléfono"

@@ -692,8 +692,13 @@ async def test_a_replaced_photo_is_kept_and_its_reads_recorded(
     assert Image.open(io.BytesIO(second)).size == (new["width"], new["height"])
     missing = await client.get(f"{url}/versions/3")
     assert missing.status_code == 404
+    auditor = token_for(Role.AUDITOR)  # the history's who and when, not the faces
+    assert (await anonymous.get(f"{url}/history", headers=auditor)).status_code == 200
+    assert (await anonymous.get(f"{url}/versions/1", headers=auditor)).status_code == 403
     me = token_for(Role.CITIZEN, curp=doc["curp"])
     log = (await anonymous.get(f"/api/v1/persons/{doc['curp']}/accesses", headers=me)).json()
     actions = [e["action"] for e in log["items"]]
-    assert actions.count("identity:photo:read") == 3  # a version that is not there showed nothing
+    assert (
+        actions.count("identity:photo:read") == 4
+    )  # three shown, one refused  # a version that is not there showed nothing
     assert "identity:photo:history" in actions

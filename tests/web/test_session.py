@@ -56,14 +56,16 @@ async def test_a_session_in_use_is_renewed_and_its_forms_still_work(
     anonymous: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     service = _service(anonymous)
-    young = service.issue(VERIFIER)
+    young = service.issue(VERIFIER, page=True)
     anonymous.cookies.set("salud_session", young)
     page = await anonymous.get("/verificar")
     assert page.status_code == 200
     assert _fresh_cookie(page) is None  # early in its life: nothing to renew
     form_token = _csrf_of(page)
     # Twelve minutes later (the last third of 15): the next page request renews it.
-    old = _issued_ago(service, 12 * 60, monkeypatch, session=("s-1", int(time.time()) - 720))
+    old = _issued_ago(
+        service, 12 * 60, monkeypatch, session=("s-1", int(time.time()) - 720), page=True
+    )
     anonymous.cookies.set("salud_session", old)
     page = await anonymous.get("/verificar")
     form_token = _csrf_of(page)
@@ -82,6 +84,13 @@ async def test_a_session_in_use_is_renewed_and_its_forms_still_work(
     api = await anonymous.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {old}"})
     assert api.status_code == 200
     assert _fresh_cookie(api) is None
+    # Nor is a token that was not given to a page's sign-in (an app's, a machine client's),
+    # put in the cookie: it would live on past its 15 minutes.
+    bearer = _issued_ago(service, 12 * 60, monkeypatch)
+    anonymous.cookies.clear()
+    anonymous.cookies.set("salud_session", bearer)
+    assert _fresh_cookie(await anonymous.get("/static/no-existe.css")) is None
+    assert _fresh_cookie(await anonymous.get("/verificar")) is None
 
 
 async def test_a_session_ends_at_the_days_limit(
@@ -89,7 +98,7 @@ async def test_a_session_ends_at_the_days_limit(
 ) -> None:
     service = _service(anonymous)
     day_old = int(time.time()) - 13 * 3600  # signed in 13 h ago (the limit is 12)
-    old = _issued_ago(service, 12 * 60, monkeypatch, session=("s-2", day_old))
+    old = _issued_ago(service, 12 * 60, monkeypatch, session=("s-2", day_old), page=True)
     anonymous.cookies.set("salud_session", old)
     page = await anonymous.get("/verificar")
     assert page.status_code == 200  # still valid for its last minutes...
@@ -100,7 +109,7 @@ async def test_a_form_sent_after_the_session_ended_goes_to_sign_in(
     anonymous: httpx.AsyncClient,
 ) -> None:
     service = _service(anonymous)
-    anonymous.cookies.set("salud_session", service.issue(VERIFIER))
+    anonymous.cookies.set("salud_session", service.issue(VERIFIER, page=True))
     page = await anonymous.get("/verificar")
     form_token = _csrf_of(page)
     anonymous.cookies.delete("salud_session")  # the browser dropped it: 15 minutes idle

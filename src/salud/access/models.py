@@ -35,17 +35,20 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class RevokedToken(Base):
-    """A bearer token ended before its expiry (signed out): every process refuses it within
-    a few seconds (`access/revocation.py`). Kept until the token would have expired."""
+class Revocation(Base):
+    """Access ended before its tokens expire (`access/revocation.py`), read by every process
+    every few seconds: a signed-out session (`sid`: every token of it, renewed ones
+    included), or a subject (`account:{id}`, `client:{id}`) whose tokens issued up to
+    `revoked_at` are void (disabled, a new second factor). Kept until the last token it
+    voids would have expired."""
 
-    __tablename__ = "revoked_tokens"
+    __tablename__ = "revocations"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    jti: Mapped[str] = mapped_column(String(64), unique=True)
+    sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     subject: Mapped[str] = mapped_column(String(100))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class AuditEvent(Base):

@@ -1,10 +1,11 @@
 """Ending access before a token expires: signing out, and disabling an account or a machine
-client.
+client, or giving it a new second factor.
 
 Bearer tokens are checked in process (no database round trip per request, `tokens.py`), so
-each process keeps two sets it reads from the database every few seconds: the ids of tokens
-signed out (`revoked_tokens`, kept until the token would have expired) and the subjects of
-disabled accounts and clients. The process that signs a token out refuses it at once; the
+each process keeps what is revoked and reads it from the database every few seconds
+(`revocations`): sessions signed out (every token of the session, those a page renewal made
+included) and, per account or client, the instant up to which its tokens are void; plus the
+accounts and clients disabled. The process that signs a session out refuses it at once; the
 others within `revocation_refresh_seconds`. Disabling, enabling, unlocking and a new second
 factor are recorded in the audit log (`access:account:*`, `access:client:*`)."""
 
@@ -15,38 +16,48 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.audit import AuditEntry
 from salud.access.audit_tx import record_at_commit
-from salud.access.models import Account, ApiClient, RevokedToken
+from salud.access.models import Account, ApiClient, Revocation
 from salud.access.permissions import Role
 from salud.access.service import new_totp
-from salud.access.tokens import TokenService
+from salud.access.tokens import Revoked, TokenService
 from salud.errors import NotFound, Unauthorized
 from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring
 from salud.storage.engine import is_unique_violation
 
 log = structlog.get_logger(__name__)
+# Expired revocations are deleted at most this often by each process (not at every read).
+PURGE_EVERY = timedelta(minutes=10)
 
 
-async def sign_out(session: AsyncSession, tokens: TokenService, token: str) -> bool:
-    """End a token now: refused here at once, in every process within seconds. False when it
-    was not a valid token (nothing to end)."""
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+async def sign_out(
+    session: AsyncSession, tokens: TokenService, token: str, max_session_seconds: int
+) -> bool:
+    """End the token's session now: every token of it (a renewed one, a copy) is refused,
+    here at once and in every process within seconds. False when it was not a valid token."""
     try:
-        jti, subject, expires = tokens.identify(token)
+        hit = tokens.identify(token)
     except Unauthorized:
         return False
-    if not jti:
+    if not hit.sid:
         return False
-    tokens.revoke_here(jti)
-    exists = await session.scalar(select(RevokedToken.id).where(RevokedToken.jti == jti))
+    # The last token the session could have: its limit if it is a page session (renewed).
+    until = max(hit.expires, hit.signed_in_at + max_session_seconds if hit.page else 0)
+    tokens.revoke_here(hit.sid, until)
+    exists = await session.scalar(select(Revocation.id).where(Revocation.sid == hit.sid))
     if exists is None:
-        session.add(RevokedToken(jti=jti, subject=subject[:100], revoked_at=utcnow(),
-                                 expires_at=datetime.fromtimestamp(expires, UTC)))  # fmt: skip
+        session.add(Revocation(sid=hit.sid, subject=hit.principal.subject[:100],
+                               revoked_at=utcnow(), expires_at=_at(until)))  # fmt: skip
         try:
             await session.flush()
         except IntegrityError as exc:  # signed out twice at once: once is enough
@@ -56,23 +67,42 @@ async def sign_out(session: AsyncSession, tokens: TokenService, token: str) -> b
     return True
 
 
-async def load(session: AsyncSession) -> tuple[frozenset[str], frozenset[str]]:
-    """(token ids signed out and not yet expired, subjects disabled)."""
+def void_earlier_tokens(session: AsyncSession, subject: str, keep_seconds: float) -> None:
+    """Every token of `subject` issued up to now is void (a disabled account's stay void
+    once it is enabled again; a lost phone's second factor ends its sessions)."""
     now = utcnow()
-    revoked = await session.scalars(select(RevokedToken.jti).where(RevokedToken.expires_at > now))
+    session.add(Revocation(sid=None, subject=subject, revoked_at=now,
+                           expires_at=now + timedelta(seconds=keep_seconds)))  # fmt: skip
+
+
+async def load(session: AsyncSession) -> Revoked:
+    """What is revoked now, as every process reads it."""
+    now = utcnow()
+    live = Revocation.expires_at > now
+    sids = await session.scalars(select(Revocation.sid).where(live, Revocation.sid.is_not(None)))
+    cutoffs = await session.execute(
+        select(Revocation.subject, func.max(Revocation.revoked_at))
+        .where(live, Revocation.sid.is_(None))
+        .group_by(Revocation.subject)
+    )
     accounts = await session.scalars(select(Account.id).where(Account.active.is_(False)))
     clients = await session.scalars(select(ApiClient.client_id).where(ApiClient.active.is_(False)))
-    disabled = {f"account:{a}" for a in accounts} | {f"client:{c}" for c in clients}
-    return frozenset(revoked), frozenset(disabled)
+    return Revoked(
+        sessions=frozenset(s for s in sids if s),
+        subjects={subject: at.timestamp() for subject, at in cutoffs},
+        disabled=frozenset({f"account:{a}" for a in accounts} | {f"client:{c}" for c in clients}),
+    )
 
 
-async def refresh(sessions: async_sessionmaker[AsyncSession], tokens: TokenService) -> None:
-    """Read the revocations into this process (and forget the rows of tokens long expired)."""
+async def refresh(
+    sessions: async_sessionmaker[AsyncSession], tokens: TokenService, *, purge: bool = False
+) -> None:
+    """Read the revocations into this process; with `purge`, forget the expired ones."""
     async with sessions() as session, session.begin():
-        revoked, disabled = await load(session)
-        stale = utcnow() - timedelta(hours=1)
-        await session.execute(delete(RevokedToken).where(RevokedToken.expires_at < stale))
-    tokens.apply_revocations(revoked, disabled)
+        revoked = await load(session)
+        if purge:
+            await session.execute(delete(Revocation).where(Revocation.expires_at < utcnow()))
+    tokens.apply_revocations(revoked)
 
 
 async def keep_fresh(
@@ -80,12 +110,17 @@ async def keep_fresh(
 ) -> None:
     """The lifespan's task: refresh every `every` seconds until cancelled. A failed read
     keeps the last revocations known (and is logged); the next one tries again."""
+    last_purge = datetime.min.replace(tzinfo=UTC)
     while True:
         await asyncio.sleep(every)
+        purge = utcnow() - last_purge >= PURGE_EVERY
         try:
-            await refresh(sessions, tokens)
+            await asyncio.wait_for(refresh(sessions, tokens, purge=purge), timeout=30)
         except Exception:  # a database hiccup must not end the task
             log.warning("revocations.refresh_failed", exc_info=True)
+        else:
+            if purge:
+                last_purge = utcnow()
 
 
 # --- accounts and clients (salud accounts / salud clients) -------------------------------
@@ -98,6 +133,9 @@ class Operator:
     name: str
     audit_key: bytes
     reason: str
+    # How long a subject's void tokens could still be presented: a session's limit plus a
+    # token's life (what a revocation of the subject is kept for).
+    keep_seconds: float = 13 * 3600
 
 
 def _record(session: AsyncSession, who: Operator, action: str, kind: str, subject: str) -> None:
@@ -120,9 +158,11 @@ async def set_account_active(
     session: AsyncSession, username: str, active: bool, who: Operator
 ) -> None:
     """Disable (every token of the account is refused within seconds, and it cannot sign
-    in) or enable again."""
+    in) or enable again (the tokens it had before stay void: it signs in anew)."""
     account = await _account(session, username)
     account.active = active
+    if not active:
+        void_earlier_tokens(session, f"account:{account.id}", who.keep_seconds)
     verb = "enable" if active else "disable"
     _record(session, who, f"access:account:{verb}", "account", username)
 
@@ -141,6 +181,7 @@ async def new_second_factor(
     account = await _account(session, username)
     account.totp_secret_sealed, uri = new_totp(username, ring)
     account.totp_last_step = None
+    void_earlier_tokens(session, f"account:{account.id}", who.keep_seconds)  # ends sessions
     _record(session, who, "access:account:totp", "account", username)
     return uri
 
@@ -154,6 +195,8 @@ async def set_client_active(
     )
     if not changed.rowcount:  # type: ignore[attr-defined]
         raise NotFound(f"no hay ningún sistema con client_id «{client_id}»")
+    if not active:
+        void_earlier_tokens(session, f"client:{client_id}", who.keep_seconds)
     verb = "enable" if active else "disable"
     _record(session, who, f"access:client:{verb}", "client", client_id)
 

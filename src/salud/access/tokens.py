@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from joserfc import jwt
@@ -34,14 +35,26 @@ SESSION_COOKIE = "salud_session"
 
 @dataclass(frozen=True, slots=True)
 class Seen:
-    """A verified token: who, until when, its id, and the web session it belongs to (the
-    session id and sign-in time carry over when a page session is renewed)."""
+    """A verified token: who, until when, its id, the session it belongs to (the session id
+    and sign-in time carry over when a page session is renewed), and whether it is a page
+    session's (signed in on the pages: the only kind renewed)."""
 
     expires: float
     principal: Principal
     jti: str
     sid: str
     signed_in_at: int
+    page: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What is refused: sessions signed out, and per subject the instant up to which its
+    tokens are void (disabled, a new second factor); `disabled` subjects sign in no more."""
+
+    sessions: frozenset[str] = frozenset()
+    subjects: Mapping[str, float] = field(default_factory=dict)
+    disabled: frozenset[str] = frozenset()
 
 
 class TokenService:
@@ -52,26 +65,42 @@ class TokenService:
         # expires (the signature check is 40 µs; a look-up is <1 µs).
         self._cache: dict[str, Seen] = {}
         self._cache_size = cache_size
-        # Revocations, as last read from the database (and this process's own sign-outs).
-        self._revoked: frozenset[str] = frozenset()  # token ids (jti)
-        self._disabled: frozenset[str] = frozenset()  # subjects: account:{id}, client:{id}
+        # Revocations as last read from the database, plus this process's own sign-outs until
+        # the database shows them (a read that began before a sign-out committed would
+        # otherwise forget it): session id -> when its last token expires.
+        self._revoked = Revoked()
+        self._here: dict[str, float] = {}
 
-    def issue(self, principal: Principal, *, session: tuple[str, int] | None = None) -> str:
-        """A token for the principal; `session` (id, sign-in time) when it renews a page
-        session (a new sign-in starts a new one)."""
+    def issue(
+        self,
+        principal: Principal,
+        *,
+        session: tuple[str, int] | None = None,
+        page: bool = False,
+        not_after: float | None = None,
+    ) -> str:
+        """A token for the principal. `session` (id, sign-in time) when it renews a page
+        session (a new sign-in starts a new one); `page` for a sign-in on the pages (their
+        sessions are renewed while used); it expires in `ttl_seconds`, or at `not_after` if
+        sooner (a session's last renewal ends at its limit)."""
         now = int(utcnow().timestamp())
         sid, signed_in_at = session or (secrets.token_urlsafe(12), now)
+        expires = now + self.ttl_seconds
+        if not_after is not None:
+            expires = min(expires, int(not_after))
         claims: dict[str, Any] = {
             "iss": ISSUER,
             "sub": principal.subject,
             "usr": principal.username,
             "role": principal.role.value,
             "iat": now,
-            "exp": now + self.ttl_seconds,
+            "exp": expires,
             "jti": secrets.token_urlsafe(12),
             "sid": sid,
             "auth_time": signed_in_at,
         }
+        if page:
+            claims["page"] = True
         for name, value in (
             ("inst", principal.institution_code),
             ("clues", principal.clues),
@@ -95,40 +124,58 @@ class TokenService:
             if len(self._cache) >= self._cache_size:
                 self._cache.clear()  # bounded memory; the cache refills at the next requests
             self._cache[token] = hit
-        if hit.jti in self._revoked or hit.principal.subject in self._disabled:
+        if self._void(hit):
             raise Unauthorized("la sesión se cerró o la cuenta fue desactivada: inicie sesión")
         return hit
+
+    def _void(self, hit: Seen) -> bool:
+        revoked, subject = self._revoked, hit.principal.subject
+        if hit.sid in revoked.sessions or hit.sid in self._here or subject in revoked.disabled:
+            return True
+        cutoff = revoked.subjects.get(subject)
+        return cutoff is not None and hit.signed_in_at <= cutoff
 
     def principal(self, token: str) -> Principal:
         return self.seen(token).principal
 
     def renewed(self, token: str, max_session_seconds: int) -> str | None:
-        """A fresh token for a page session in its last third of life, or None (not due,
-        not valid, or the session has lasted `max_session_seconds` since its sign-in: then
-        it ends and the person signs in again)."""
+        """A fresh token for a page session in its last third of life, or None: not due, not
+        valid, not a page session's (an API or machine client's token is never renewed), or
+        the session is at its limit, `max_session_seconds` after its sign-in (it ends)."""
         try:
             hit = self.seen(token)
         except Unauthorized:
             return None
         now = time.time()
+        if not hit.page or hit.principal.role is Role.CLIENT or not hit.sid:
+            return None
         if hit.expires - now > self.ttl_seconds / 3:
             return None
-        if now - hit.signed_in_at >= max_session_seconds or not hit.sid:
+        limit = hit.signed_in_at + max_session_seconds
+        if limit <= hit.expires:  # this token already reaches the limit
             return None
-        return self.issue(hit.principal, session=(hit.sid, hit.signed_in_at))
+        return self.issue(hit.principal, session=(hit.sid, hit.signed_in_at), page=True,
+                          not_after=limit)  # fmt: skip
 
-    def identify(self, token: str) -> tuple[str, str, float]:
-        """(token id, subject, expiry) of a valid token: what a sign-out records."""
-        hit = self._verify(token)
-        return hit.jti, hit.principal.subject, hit.expires
+    def identify(self, token: str) -> Seen:
+        """A valid token's claims (what a sign-out records), revoked or not."""
+        return self._verify(token)
 
-    def revoke_here(self, jti: str) -> None:
-        """Refuse this token in this process at once (the database tells the others)."""
-        self._revoked = self._revoked | {jti}
+    def revoke_here(self, sid: str, until: float) -> None:
+        """Refuse this session's tokens in this process at once (the database tells the
+        others), until the database's revocations include it."""
+        self._here[sid] = until
 
-    def apply_revocations(self, revoked: frozenset[str], disabled: frozenset[str]) -> None:
-        """The revocations read from the database (they replace what was known)."""
-        self._revoked, self._disabled = revoked, disabled
+    def apply_revocations(self, revoked: Revoked) -> None:
+        """The revocations read from the database (they replace what was read before). This
+        process's own sign-outs stay until the database shows them, or they expire."""
+        now = time.time()
+        self._here = {
+            sid: until
+            for sid, until in self._here.items()
+            if until > now and sid not in revoked.sessions
+        }
+        self._revoked = revoked
 
     def _verify(self, token: str) -> Seen:
         try:
@@ -147,6 +194,7 @@ class TokenService:
             )
             iat = int(claims.get("iat", 0))
             return Seen(float(claims["exp"]), principal, str(claims.get("jti", "")),
-                        str(claims.get("sid", "")), int(claims.get("auth_time", iat)))  # fmt: skip
+                        str(claims.get("sid", "")), int(claims.get("auth_time", iat)),
+                        claims.get("page") is True)  # fmt: skip
         except (JoseError, KeyError, ValueError, TypeError):
             raise Unauthorized("el token no es válido o ya expiró") from None

@@ -33,7 +33,9 @@ class TooManyAttempts(DomainError):
 async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResponse:
     limiter = request.app.state.sign_in_limiter
     client = request.client.host if request.client else "desconocido"
-    wait = limiter.waiting(client)  # failures only: a desk's staff share one address
+    # Every attempt counts while it runs (parallel guesses cannot all pass the check), and a
+    # success is given back: only failures use up an address's limit (a desk's staff share one).
+    wait = limiter.hit(client)
     if wait:
         raise TooManyAttempts(wait)
     settings = request.app.state.settings
@@ -46,10 +48,10 @@ async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResp
             lockout_seconds=settings.lockout_seconds,
         )
     except DomainError:
-        limiter.hit(client)
         # The failure counter must persist although the request fails.
         await session.commit()
         raise
+    limiter.refund(client)
     tokens = request.app.state.tokens
     return TokenResponse(
         access_token=tokens.issue(principal), expires_in=tokens.ttl_seconds, role=principal.role
@@ -64,7 +66,8 @@ async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResp
 )
 async def sign_out(request: Request, session: Session, caller: CurrentCaller) -> Response:
     token = bearer_token(request.headers.get("authorization"))  # valid: `caller` checked it
-    await revocation.sign_out(session, request.app.state.tokens, token)
+    limit = int(request.app.state.settings.session_max_hours * 3600)
+    await revocation.sign_out(session, request.app.state.tokens, token, limit)
     return Response(status_code=204)
 
 

@@ -66,7 +66,7 @@ async def token(
     # the staff signing in behind the same address never lock each other out.
     limiter = request.app.state.client_limiter
     host = request.client.host if request.client else "desconocido"
-    wait = limiter.waiting(host)
+    wait = limiter.hit(host)  # counted while it runs; given back unless a wrong secret
     if wait:
         refused = _error(clients.OAuthError("slow_down", "demasiados intentos", 429))
         refused.headers["Retry-After"] = str(wait)
@@ -74,9 +74,10 @@ async def token(
     try:
         principal = await clients.authenticate(session, *credentials, scope)
     except clients.OAuthError as exc:
-        if exc.status == 401:  # a wrong client or secret; a scope not granted is no guess
-            limiter.hit(host)
+        if exc.status != 401:  # a scope not granted is no guess
+            limiter.refund(host)
         return _error(exc)
+    limiter.refund(host)
     tokens = request.app.state.tokens
     return JSONResponse(
         {

@@ -74,8 +74,8 @@ async def callback(
         return _not_signed_in(request, error)
     principal = await _client(request).finish(code, state, request.cookies.get(COOKIE))
     tokens = request.app.state.tokens
-    token = tokens.issue(principal)
     back = local_path(request.cookies.get(NEXT_COOKIE))
+    token = tokens.issue(principal, page=bool(back))  # a browser's page session, or an app's
     answer: Response
     if back:  # a browser: the web pages' session, then where it was going
         answer = RedirectResponse(back, status_code=303)

@@ -170,7 +170,10 @@ def administer(reason: str, work: Callable[[AsyncSession, Operator], Awaitable[T
     if not 3 <= len(reason) <= 300:
         fail("--reason: diga por qué, de 3 a 300 caracteres")
     settings = get_settings()
-    who = Operator(getpass.getuser(), settings.audit_key.get_secret_value().encode(), reason)
+    who = Operator(
+        getpass.getuser(), settings.audit_key.get_secret_value().encode(), reason,
+        keep_seconds=settings.session_max_hours * 3600 + settings.token_ttl_seconds,
+    )  # fmt: skip
 
     async def run() -> T:
         engine = create_engine(settings.database_url)

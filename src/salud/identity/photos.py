@@ -193,9 +193,11 @@ async def photo_history(session: AsyncSession, curp: str, caller: Caller) -> lis
 async def photo_version(
     session: AsyncSession, ring: Keyring, curp: str, version: int, caller: Caller
 ) -> Photo:
-    """One photo of the person's history (the current one included), opened. Audited."""
+    """One photo of the person's history (the current one included), opened. Audited. The
+    face itself needs the read permission too (an auditor sees the history, not the faces)."""
     check_curp(curp)
-    await caller.allow(Permission.PERSON_HISTORY, "identity:photo:read", "photo", person_curp=curp)
+    for needed in (Permission.PERSON_HISTORY, Permission.PERSON_READ):
+        await caller.allow(needed, "identity:photo:read", "photo", person_curp=curp)
     current = await session.scalar(select(PersonPhoto).where(PersonPhoto.person_curp == curp))
     row: PersonPhoto | PersonPhotoVersion | None = current
     if current is None or current.version != version:

@@ -185,7 +185,9 @@ async def sign_in(
     _check_csrf(request, csrf_token)
     host = request.client.host if request.client else "?"
     limiter = request.app.state.sign_in_limiter
-    wait = limiter.waiting(host)  # failures are counted: colleagues behind one address sign in
+    # Each attempt counts while it runs (parallel guesses cannot all pass), and a success is
+    # given back: only failures use up the limit (colleagues sign in behind one address).
+    wait = limiter.hit(host)
     if wait:
         context = {"next": next, "error": f"Demasiados intentos: espere {wait} s."}
         answer = _page(request, "signin.html", context, 429)
@@ -199,15 +201,15 @@ async def sign_in(
             max_failures=settings.max_failed_logins, lockout_seconds=settings.lockout_seconds,
         )  # fmt: skip
     except (DomainError, ValueError):
-        limiter.hit(host)
         await session.commit()  # the failure counter persists
         error = "Usuario, contraseña o código incorrectos."
         return _page(request, "signin.html", {"next": next, "error": error}, 401)
     landing = {Role.CITIZEN: "/credencial/", Role.REGISTRATION_OPERATOR: "/modulo",
                Role.SUPERVISOR: "/modulo"}.get(principal.role, "/verificar")  # fmt: skip
+    limiter.refund(host)
     answer = RedirectResponse(_safe_next(next) or landing, status_code=303)
     tokens = request.app.state.tokens
-    answer.set_cookie(SESSION, tokens.issue(principal), max_age=tokens.ttl_seconds,
+    answer.set_cookie(SESSION, tokens.issue(principal, page=True), max_age=tokens.ttl_seconds,
                       httponly=True, samesite="strict", secure=_secure(request),
                       path="/")  # fmt: skip
     return answer
@@ -230,18 +232,19 @@ async def sign_out(
     csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
 ) -> Response:
     token = request.cookies.get(SESSION)
-    if token:
+    if token and _principal(request) is not None:
         _check_csrf(request, csrf_token)
-        # The token itself ends, not only the cookie: a copy of it (another tab's, or one
-        # taken from this browser) is refused from now on.
-        await revocation.sign_out(session, request.app.state.tokens, token)
+        # The session itself ends, not only the cookie: every token of it (a renewed one, a
+        # copy in another tab or taken from this browser) is refused from now on.
+        limit = int(request.app.state.settings.session_max_hours * 3600)
+        await revocation.sign_out(session, request.app.state.tokens, token, limit)
     elif not _from_this_site(request):
         # Another site's form (a cross-site POST carries no session cookie): it must not
         # wipe the card a person keeps on the phone for when there is no network.
         return RedirectResponse("/entrar", status_code=303)
-    # Without a session (it expired while the page stayed open: the card page does) there
-    # is nothing to end, and the page's token, bound to that session, no longer is good: the
-    # button must still clear the phone.
+    # Without a session that still holds (it expired while the page stayed open, as the card
+    # page does, or it was ended on the server) there is nothing to end, and the page's token,
+    # bound to that session, no longer is good: the button must still clear the phone.
     answer = RedirectResponse("/entrar", status_code=303)
     answer.delete_cookie(SESSION, path="/")
     # A phone may be shared: the browser forgets what this site kept on it (the digital
