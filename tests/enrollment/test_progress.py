@@ -33,11 +33,11 @@ from salud.cli.main import app as cli
 from salud.config import Settings
 from salud.enrollment import progress
 from salud.enrollment import repository as enrollment_repository
-from salud.enrollment.models import Appointment, PrintBatch, ProgressSnapshot
-from salud.kit.clock import today_mx
+from salud.enrollment.models import Appointment, Enrollment, PrintBatch, ProgressSnapshot
+from salud.kit.clock import today_mx, utcnow
 from tests.conftest import TokenFor, keyring_of
 from tests.enrollment.conftest import MODULE, Drive, E
-from tests.enrollment.test_enrollment import enroll_adult, start
+from tests.enrollment.test_enrollment import adult_documents, capture, enroll_adult, start
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -668,6 +668,41 @@ async def test_a_walk_in_leaves_a_lapsed_booking_a_no_show_and_frees_a_later_one
     assert taken[drive.next_open_day().isoformat()] == 0
 
 
+async def test_a_booking_for_the_day_the_enrollment_began_is_no_no_show(
+    anonymous: httpx.AsyncClient,
+    drive: Drive,
+    signing_key: str,
+    token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A person who walked in on day D while holding a booking elsewhere for D, and came back
+    the next day to finish (a missing document, a review), did not miss that booking: it is
+    cancelled at completion, as if they had finished on D."""
+    await cdmx_module(anonymous, token_for)
+    doc = person_doc()
+    held = await book(anonymous, doc["curp"], CDMX_MODULE, today_mx())
+    started = await start(anonymous, drive, doc)
+    assert started.status_code == 201, started.text
+    folio = started.json()["folio"]
+    yesterday = today_mx() - timedelta(days=1)
+    async with sessions() as s, s.begin():  # the visit began yesterday, the booking was for it
+        await s.execute(update(Appointment).where(Appointment.folio == held).values(day=yesterday))
+        await s.execute(
+            update(Enrollment).where(Enrollment.folio == folio)
+            .values(started_at=utcnow() - timedelta(days=1))
+        )  # fmt: skip
+    docs = await anonymous.put(
+        f"{E}/enrollments/{folio}/documents", json=adult_documents(), headers=drive.operator
+    )
+    assert docs.status_code == 200, docs.text
+    await capture(anonymous, drive, folio, 54)
+    done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
+    assert done.status_code == 200, done.text
+    async with sessions() as s:
+        status = await s.scalar(select(Appointment.status).where(Appointment.folio == held))
+    assert status == "cancelled"
+
+
 async def test_a_module_municipality_must_be_one_of_its_state_in_inegi(
     anonymous: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
@@ -762,6 +797,7 @@ async def test_every_csv_opens_as_utf8_in_a_spreadsheet_and_runs_no_formula(
 
 async def test_bad_values_on_the_page_get_a_page_and_a_view_is_one_audit_entry(
     anonymous: httpx.AsyncClient,
+    token_for: TokenFor,
     drive: Drive,
     signing_key: str,
     sessions: async_sessionmaker[AsyncSession],
@@ -801,3 +837,9 @@ async def test_bad_values_on_the_page_get_a_page_and_a_view_is_one_audit_entry(
             )
         ).all()
     assert entries == [("page", "success", {"state": "13", "days": 7})]
+    # Who may ask is judged before what they asked: a clinician gets the refusal (recorded),
+    # not a lesson in state keys.
+    anonymous.cookies.set("salud_session", token_for(Role.CLINICIAN)["Authorization"].split()[1])
+    for url, params in (("/avance", {"state": "99"}), ("/avance/modulos.csv", {"days": "abc"})):
+        refused = await anonymous.get(url, params=params)
+        assert refused.status_code == 403, (url, refused.text)

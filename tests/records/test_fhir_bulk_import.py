@@ -532,9 +532,10 @@ async def test_a_rerun_does_not_undo_a_correction_made_through_the_api(
     client: httpx.AsyncClient, token_for: TokenFor
 ) -> None:
     """Re-running a file (the documented recovery after a crash) leaves a resource changed
-    through the API since the import, as it leaves a deleted one: refused with the reason. A
-    line equal to what is stored now is left alone; a version another import wrote is
-    replaced as before."""
+    through the API since the import as it is, as it leaves a deleted one: its line is what
+    that import wrote, so it is left alone. Other data for it (a later file from the source
+    system) is refused with the reason, never silently over the correction. A resource no
+    import ever wrote (created through the API) is updated by an import as by any writer."""
     app = client._transport.app  # type: ignore[attr-defined]
     curp = await patient(client)
     doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
@@ -545,11 +546,16 @@ async def test_a_rerun_does_not_undo_a_correction_made_through_the_api(
     fixed = {**condition(curp, "I10"), "id": "dx-r"}
     assert (await client.put("/fhir/Condition/dx-r", json=fixed, headers=doctor)).is_success
     again = await bulk.import_lines(app.state.sessions, importer(app), lines, source="r.ndjson")
-    assert (again.updated, again.unchanged, again.rejected) == (0, 1, 1)
-    assert [(r.line, r.reason) for r in again.rejects] == [(1, bulk.CHANGED_SINCE)]
-    assert "modificado después de la importación" in bulk.CHANGED_SINCE
+    assert (again.updated, again.unchanged, again.rejected) == (0, 2, 0)
     read = (await client.get("/fhir/Condition/dx-r", headers=doctor)).json()
     assert (read["code"]["coding"][0]["code"], read["meta"]["versionId"]) == ("I10", "2")
+    # Newer data from the source system over the correction: refused, saying why.
+    newer = {**condition(curp, "E11.9"), "id": "dx-r", "note": [{"text": "nuevo"}]}
+    refused = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(newer), source="s.ndjson"
+    )
+    assert [(r.line, r.reason) for r in refused.rejects] == [(1, bulk.CHANGED_SINCE)]
+    assert "cambiado por la API" in bulk.CHANGED_SINCE
     # The correction itself, imported: nothing to do.
     same = await bulk.import_lines(
         app.state.sessions, importer(app), ndjson(fixed), source="otra.ndjson"
@@ -561,6 +567,14 @@ async def test_a_rerun_does_not_undo_a_correction_made_through_the_api(
         app.state.sessions, importer(app), ndjson(noted), source="otra.ndjson"
     )
     assert later.updated == 1
+    # Created through the API, never imported: the institution's own import updates it.
+    api_made = {**condition(curp, "J45.9"), "id": "dx-api"}
+    assert (await client.put("/fhir/Condition/dx-api", json=api_made, headers=doctor)).is_success
+    update = {**api_made, "note": [{"text": "del sistema del hospital"}]}
+    owned = await bulk.import_lines(
+        app.state.sessions, importer(app), ndjson(update), source="h.ndjson"
+    )
+    assert (owned.updated, owned.rejected) == (1, 0)
 
 
 async def test_the_import_audit_names_each_persons_own_lines(

@@ -469,6 +469,11 @@ async def test_a_refusal_for_the_clients_scopes_is_recorded(
             ("records:export:start", "denied", curp),
             ("records:export:start", "denied", None),
         ]
+    # An id no record can have (longer than 64): not found, not a 422 from the audit log.
+    long_id = "x" * 70
+    gone = await bulk.get(f"/fhir/Patient/{long_id}/$export?_type=Condition",
+                          headers={**narrow, **ASYNC})  # fmt: skip
+    assert gone.status_code == 404, gone.text
 
 
 async def _ended_by_time(sessions: async_sessionmaker[AsyncSession], curp: str) -> datetime:

@@ -40,7 +40,7 @@ from salud.identity import service as identity
 from salud.identity.models import Person
 from salud.identity.schemas import Relationship
 from salud.kit.ages import age_on, is_minor
-from salud.kit.clock import today_mx, utcnow
+from salud.kit.clock import MEXICO_CITY, today_mx, utcnow
 from salud.kit.sealing import Keyring, seal
 
 # The plastic is ready four to six weeks after the visit (printing and shipping in batches).
@@ -449,14 +449,16 @@ async def complete(
     )  # fmt: skip
     now = utcnow()
     row.status, row.completed_at, row.credential_id = "completed", now, card.credential_id
-    # A booking still held for today (at another module) or a later day is of no more use:
-    # it is cancelled and its place goes back to the others. One whose day has passed is left
-    # as it is: the person did not come that day, and it counts as a no-show. (A booking for
-    # today at this module was marked kept when the enrollment started.)
+    # A booking still held for the day this enrollment started (at another module) or a later
+    # day is of no more use: it is cancelled and its place goes back to the others (the
+    # person was enrolling, whatever day they came back to finish). One whose day was before
+    # is left as it is: the person did not come that day, and it counts as a no-show. (A
+    # booking for that day at this module was marked kept when the enrollment started.)
     later = await repository.booked_for(session, row.person_curp)
+    started_on = row.started_at.astimezone(MEXICO_CITY).date()
     if (
         later is not None
-        and later.day >= today_mx()
+        and later.day >= started_on
         and await repository.settle_appointment(session, later.id, "cancelled", now)
     ):
         await repository.free_place(session, later.module_id, later.day)

@@ -12,7 +12,8 @@ key, the sensitive categories, `meta` with the writing institution and unit).
 - Idempotent where a line carries its id: a resource already stored with the same content
   (apart from the server's `meta`) is left alone; with other content it gets a new version,
   unless the stored one was changed through the API since an import wrote it (a clinician's
-  correction, or a delete: a re-run does not undo either) or is an entry the person
+  correction: the import's own line again is left alone, other data refused; or a delete:
+  a re-run does not undo either) or is an entry the person
   restricted to the institution that recorded it and the importer is of another (the API's
   rule: refused, and recorded as denied on the person's record). A line without an id is a
   new resource each time (the server assigns the id), so such a file is not safe to re-run.
@@ -202,9 +203,10 @@ class _Chunk:
 
 RESTRICTED = "la persona restringió esta entrada a la institución que la registró"
 CHANGED_SINCE = (
-    "modificado después de la importación (la versión actual no la escribió una "
-    "importación): la importación no deshace ese cambio"
+    "cambiado por la API después de que una importación lo escribiera (una corrección): la "
+    "importación no la reemplaza; si el dato nuevo es el bueno, envíelo con PUT"
 )
+_RERUN = "_rerun"  # not a refusal: the line is what an import wrote before (left alone)
 
 
 def by_import(author: str | None) -> bool:
@@ -212,8 +214,10 @@ def by_import(author: str | None) -> bool:
     return author is not None and author.startswith(IMPORTER_PREFIX)
 
 
-def _refusal(item: _Item, row: Existing) -> str | None:
-    """Why a line may not replace the stored resource it names (None: it may)."""
+def _refusal(item: _Item, row: Existing, imported: str | None) -> str | None:
+    """Why a line may not replace the stored resource it names (None: it may; `_RERUN`: it
+    is a re-run's line, left alone). `imported`: what an import last wrote of a resource
+    changed through the API since (None if no import ever wrote it)."""
     if row.person_curp != item.curp:
         was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
         return f"un recurso no cambia de paciente (era {was})"
@@ -221,9 +225,13 @@ def _refusal(item: _Item, row: Existing) -> str | None:
         # Deleted since it was stored (a clinician's DELETE): a re-run of the file, the
         # documented recovery after a crash, must not bring it back.
         return "borrado desde que se guardó: la importación no lo revive"
-    if not by_import(row.author):
-        # Changed through the API since it was imported (a clinician's correction): a
-        # re-run of the file must not undo it, as it must not undo a delete.
+    if imported is not None and not by_import(row.author):
+        # Changed through the API after an import wrote it (a clinician's correction): the
+        # same line again (a re-run of the file) leaves the correction as it is; other data
+        # would silently replace it, so it is refused with the reason. A resource no import
+        # ever wrote (created through the API) is updated as any other.
+        if comparable(exactjson.loads(imported)) == item.comparable:
+            return _RERUN
         return CHANGED_SINCE
     return None
 
@@ -235,7 +243,8 @@ async def _classify(
     (`_refusal`): a line that would change a stored entry the person restricted to the
     institution that recorded it when the importer is of another (the API's rule,
     `service.hidden_from`: the import would otherwise replace it and take it over), change
-    its patient, revive it, or undo a change made through the API since it was imported.
+    its patient, revive it, or replace a change made through the API since an import wrote
+    it (a re-run's line, what that import wrote, is left alone).
     The rows to change are locked, and classified again if someone changed one since it was
     read (an interactive update committed in between: its version would otherwise be
     overwritten and numbered twice)."""
@@ -246,6 +255,11 @@ async def _classify(
         found = await bulk_repository.existing(session, wanted)
         sensitive = {r.person_curp for r in found.values() if r.sensitivity and r.person_curp}
         restrictions = await bulk_repository.restrictions_for(session, sorted(sensitive))
+        by_api: dict[str, list[str]] = {}
+        for (kind, fhir_id), r in found.items():
+            if not r.deleted and not by_import(r.author):
+                by_api.setdefault(kind, []).append(fhir_id)
+        imported = await bulk_repository.last_imported(session, by_api, IMPORTER_PREFIX)
         new: list[_Item] = []
         changed: list[tuple[_Item, Existing]] = []
         rejects: list[Rejected] = []
@@ -270,7 +284,9 @@ async def _classify(
             if curp is not None and hidden:
                 rejects.append(Rejected(item.line, item.key, RESTRICTED))
                 restricted.append((item.line, curp, hidden))
-            elif (reason := _refusal(item, row)) is not None:
+            elif (reason := _refusal(item, row, imported.get((item.kind, item.fhir_id)))) == _RERUN:
+                same.append(item)
+            elif reason is not None:
                 rejects.append(Rejected(item.line, item.key, reason))
             else:
                 changed.append((item, row))

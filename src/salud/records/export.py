@@ -58,6 +58,7 @@ from salud.records.indexing import fhir_instant, instant_param
 from salud.records.outcome import FhirError
 from salud.records.patient import to_patient
 from salud.records.types import STORED_TYPES
+from salud.storage.base import PARTITION_KEY_LENGTH
 from salud.storage.fastread import FastReader
 
 OUTPUT_FORMATS = frozenset({"application/fhir+ndjson", "application/ndjson", "ndjson"})
@@ -251,6 +252,10 @@ async def kick_off(
 ) -> tuple[Job, Caller, Person | None]:  # fmt: skip
     """Check the request and the caller, write the job's state; (job, the Caller to audit
     the export with, the person of a one-person export). The task is `run`."""
+    if curp is not None and len(curp) > PARTITION_KEY_LENGTH:  # no record has such an id
+        raise FhirError.one(
+            404, "not-found", f"no hay ningún Patient con ese id (más de {PARTITION_KEY_LENGTH})"
+        )
     unknown = sorted(set(query) - PARAMETERS)
     if unknown:
         raise FhirError.one(400, "not-supported", f"$export no admite {', '.join(unknown)}")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from salud.access.context import Caller
+from salud.access.permissions import Permission
 from salud.access.principal import Principal
 from salud.enrollment import progress
 from salud.enrollment.progress_schemas import AreaProgress, ModuleThroughput
@@ -129,6 +130,10 @@ def _caller(principal: Principal, request: Request) -> Caller:
     return Caller(principal, request.app.state.audit, purpose=PURPOSE)
 
 
+async def _allowed(caller: Caller) -> None:
+    await caller.allow(Permission.ENROLLMENT_PROGRESS, progress.ACTION, "progress")
+
+
 def _state(text: str) -> str | None:
     """The page's form sends an empty value for "the whole country"."""
     value = text.strip()
@@ -173,6 +178,7 @@ async def progress_page(
         return RedirectResponse("/entrar?next=/avance", status_code=303)
     caller = _caller(principal, request)
     try:
+        await _allowed(caller)  # who may ask, before what they asked is judged
         chosen_state, period = _state(state), _days(days)
         report, flow = await progress.page(
             session, caller, _inegi_dir(request), chosen_state, period,
@@ -232,6 +238,7 @@ async def progress_csv(request: Request, session: ReadSession, state: str = "") 
         return signed
     principal, caller = signed
     try:
+        await _allowed(caller)  # who may ask, before what they asked is judged
         chosen = _state(state)
         report = await progress.progress(
             session, caller, _inegi_dir(request), chosen, snapshots=_snapshots(request)
@@ -250,6 +257,7 @@ async def modules_csv(
         return signed
     principal, caller = signed
     try:
+        await _allowed(caller)  # who may ask, before what they asked is judged
         chosen, period = _state(state), _days(days)
         flow = await progress.throughput(
             session, caller, period, chosen, snapshots=_snapshots(request)
