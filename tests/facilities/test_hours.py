@@ -18,6 +18,7 @@ from salud.facilities.hours import (
     parse_time,
     window,
     zone_for_state,
+    zone_for_unit,
 )
 
 MX = ZoneInfo("America/Mexico_City")
@@ -79,6 +80,25 @@ def test_zone_of_the_unit() -> None:
     assert zone_for_state("HG").key == "America/Mexico_City"
     with pytest.raises(ValueError, match="zona horaria"):
         is_open(hours, datetime(2026, 1, 1))
+
+
+def test_municipalities_the_law_places_apart_from_their_state() -> None:
+    """Ley de los Husos Horarios (2022): the northern border keeps the United States'
+    daylight time, and Bahía de Banderas keeps central time while Nayarit is on Pacific."""
+    hours = {"days": [True] * 7, "open": "08:00", "close": "09:00"}
+    july = datetime(2026, 7, 15, 13, 30, tzinfo=UTC)  # 07:30 in Mexico City, 08:30 in Reynosa
+    assert is_open(hours, july, zone_for_unit("TS", "28", "032")) is True  # Reynosa
+    assert is_open(hours, july, zone_for_unit("TS", "28", "041")) is False  # Victoria
+    assert is_open(hours, july, zone_for_unit("TS", None, None)) is False  # by its state
+    december = datetime(2026, 12, 2, 14, 30, tzinfo=UTC)  # no daylight time: 08:30 in both
+    assert is_open(hours, december, zone_for_unit("TS", "28", "032")) is True
+    assert is_open(hours, december, zone_for_unit("TS", "28", "041")) is True
+    morning = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)  # 08:30 in Tepic, 09:30 at the bay
+    assert is_open(hours, morning, zone_for_unit("NT", "18", "017")) is True  # Tepic
+    assert is_open(hours, morning, zone_for_unit("NT", "18", "020")) is False  # Bahía
+    assert zone_for_unit("CH", "08", "037").key == "America/Ciudad_Juarez"
+    assert zone_for_unit("CH", "08", "052").key == "America/Ojinaga"
+    assert zone_for_unit("CH", "08", "019").key == "America/Chihuahua"  # the capital
 
 
 @pytest.mark.parametrize("bad", ["8", "25:00", "24:30", "12:60", "ab:cd", ""])

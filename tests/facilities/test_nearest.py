@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from salud.facilities.gazetteer import Gazetteer
-from salud.facilities.hours import is_open, zone_for_state
+from salud.facilities.hours import is_open, zone_for_unit
 from salud.facilities.importers import read_file
 from salud.facilities.nearest import NearestIndex, chord_for_km, km_for_chord
 from salud.kit.geo import haversine_km, in_mexico
@@ -39,6 +39,8 @@ def units(clues_dir: Path, gazetteer: Gazetteer) -> list[Unit]:
                     "name": r.values["name"],
                     "institution_code": r.clues[2:5],
                     "state_code": r.clues[:2],
+                    "state_key": r.values.get("state_key"),
+                    "municipality_key": r.values.get("municipality_key"),
                     "level_of_care": r.values.get("level_of_care"),
                     "in_operation": r.values.get("in_operation"),
                     "latitude": r.coordinates[0],
@@ -75,7 +77,8 @@ def brute_force(
             continue
         if in_operation is not None and u["in_operation"] is not in_operation:
             continue
-        if open_now and is_open(u["hours"], moment, zone_for_state(u["state_code"])) is not True:
+        zone = zone_for_unit(u["state_code"], u["state_key"], u["municipality_key"])
+        if open_now and is_open(u["hours"], moment, zone) is not True:
             continue
         km = haversine_km(lat, lng, u["latitude"], u["longitude"])
         if max_km is None or km <= max_km:
@@ -126,7 +129,9 @@ def test_matches_brute_force(index: NearestIndex, units: list[Unit], q: dict[str
         assert abs(hit.distance_km - km) <= 0.0051
         true_km.append(km)
         assert hit.open_now == is_open(
-            unit["hours"], q["moment"], zone_for_state(unit["state_code"])
+            unit["hours"],
+            q["moment"],
+            zone_for_unit(unit["state_code"], unit["state_key"], unit["municipality_key"]),
         )
     # Same distances in the same order: the same units up to ties.
     assert true_km == pytest.approx([km for km, _ in top], abs=1e-6)

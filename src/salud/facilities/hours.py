@@ -25,10 +25,8 @@ from salud.kit.clock import MEXICO_CITY
 DAY_MINUTES = 24 * 60
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 
-# State (CLUES letters) -> IANA zone. An approximation by state: most of Mexico keeps
-# America/Mexico_City (no DST since 2022); the exceptions below are whole states, although
-# a few border municipalities (Chihuahua's and Tamaulipas's, Bahía de Banderas in Nayarit)
-# keep other rules. Good enough to say "open now" to the minute in almost every unit.
+# State (CLUES letters) -> IANA zone, by the Ley de los Husos Horarios (2022): most of Mexico
+# keeps America/Mexico_City (no daylight time since 2022); these states keep another.
 STATE_ZONES: dict[str, str] = {
     "BC": "America/Tijuana",
     "BS": "America/Mazatlan",
@@ -38,17 +36,47 @@ STATE_ZONES: dict[str, str] = {
     "QR": "America/Cancun",
     "CH": "America/Chihuahua",
 }
+# Municipalities (INEGI key) that the law places otherwise than their state: the northern
+# border follows the United States' daylight time (Chihuahua's Juárez and its neighbours on
+# Mountain time, Ojinaga's on Central; Coahuila's, Nuevo León's and Tamaulipas's border on
+# Central), and Bahía de Banderas, Nayarit, keeps central time.
+MUNICIPALITY_ZONES: dict[str, str] = {
+    **dict.fromkeys(("08005", "08028", "08035", "08037", "08053"), "America/Ciudad_Juarez"),
+    **dict.fromkeys(("08015", "08042", "08052"), "America/Ojinaga"),
+    **dict.fromkeys(
+        (
+            *("05002", "05003", "05012", "05013", "05014", "05019", "05022", "05023", "05025"),
+            *("05037", "05038", "19005"),
+            *("28007", "28014", "28015", "28022", "28024", "28025", "28027", "28032", "28033"),
+            "28040",
+        ),
+        "America/Matamoros",
+    ),
+    "18020": "America/Bahia_Banderas",
+}
 _ZONES: dict[str, ZoneInfo] = {}
 
 
-def zone_for_state(state_code: str) -> ZoneInfo:
-    name = STATE_ZONES.get(state_code)
-    if name is None:
-        return MEXICO_CITY
+def _zone(name: str) -> ZoneInfo:
     zone = _ZONES.get(name)
     if zone is None:
         zone = _ZONES[name] = ZoneInfo(name)
     return zone
+
+
+def zone_for_state(state_code: str) -> ZoneInfo:
+    name = STATE_ZONES.get(state_code)
+    return MEXICO_CITY if name is None else _zone(name)
+
+
+def zone_for_unit(state_code: str, state_key: str | None, municipality_key: str | None) -> ZoneInfo:
+    """The unit's civil time zone: its municipality's where the law names it, else its
+    state's (a unit whose municipality is unknown takes its state's)."""
+    if state_key and municipality_key:
+        name = MUNICIPALITY_ZONES.get(state_key + municipality_key)
+        if name is not None:
+            return _zone(name)
+    return zone_for_state(state_code)
 
 
 def parse_time(text: str) -> str:

@@ -92,7 +92,10 @@ class NearestIndex:
         self._lngs: list[float] = [float(r["longitude"]) for r in rows]
         self._codes = sorted(set(self._inst_codes))
         self._code_pos = {c: i for i, c in enumerate(self._codes)}
-        zone_names = [hours_rules.zone_for_state(r["state_code"]).key for r in rows]
+        zone_names = [
+            hours_rules.zone_for_unit(r["state_code"], r["state_key"], r["municipality_key"]).key
+            for r in rows
+        ]
         self._zones = [ZoneInfo(z) for z in sorted(set(zone_names))]
         zone_pos = {z.key: i for i, z in enumerate(self._zones)}
         self._tz: list[int] = [zone_pos[z] for z in zone_names]

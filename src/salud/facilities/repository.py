@@ -190,6 +190,8 @@ async def index_rows(session: AsyncSession) -> list[dict[str, Any]]:
             "name",
             "institution_code",
             "state_code",
+            "state_key",
+            "municipality_key",
             "level_of_care",
             "in_operation",
             "latitude",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +27,7 @@ from salud.facilities.catalog_import import (
     import_file,
     import_shared_catalog,
 )
-from salud.facilities.hours import is_open, zone_for_state
+from salud.facilities.hours import is_open, zone_for_unit
 from salud.facilities.importers import CLUES_FORMAT, CLUES_RE
 from salud.facilities.institutions import INSTITUTIONS, institution_name
 from salud.facilities.models import HealthUnit, HealthUnitVersion
@@ -79,6 +80,10 @@ def _institution(code: str, stored: str | None) -> str:
     return institution_name(code) or stored or code
 
 
+def _zone_of(unit: HealthUnit) -> ZoneInfo:
+    return zone_for_unit(unit.state_code, unit.state_key, unit.municipality_key)
+
+
 def unit_read(unit: HealthUnit, at: datetime | None = None) -> HealthUnitRead:
     hours = Hours.model_validate(unit.hours) if unit.hours else None
     return HealthUnitRead(
@@ -104,7 +109,7 @@ def unit_read(unit: HealthUnit, at: datetime | None = None) -> HealthUnitRead:
         location_precision=unit.location_precision,
         location_note=unit.location_note,
         hours=hours,
-        open_now=is_open(unit.hours, at or utcnow(), zone_for_state(unit.state_code)),
+        open_now=is_open(unit.hours, at or utcnow(), _zone_of(unit)),
         previous_clues=unit.previous_clues,
         source=unit.source,
         version=unit.version,
