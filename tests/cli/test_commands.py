@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
 from salud.access import service
-from salud.access.models import Account, ApiClient
+from salud.access.models import Account, ApiClient, AuditEvent
 from salud.access.permissions import Role
 from salud.access.schemas import AccountCreate
 from salud.cli import serve
@@ -116,7 +116,15 @@ async def test_clients_create_checks_its_options(
     assert result.exit_code == 0, result.output
     async with sessions() as s:
         [client] = (await s.execute(select(ApiClient))).scalars().all()
+        created = (
+            await s.execute(select(AuditEvent.action, AuditEvent.actor, AuditEvent.subject_id))
+        ).all()
     assert (client.institution_code, client.clues) == (2, "HGIMS000010")
+    # Who registered a system that may read the record, and when: in the audit log.
+    assert [(a, subject) for a, _, subject in created] == [
+        ("access:client:create", client.client_id)
+    ]
+    assert created[0][1].startswith("cli:")
 
 
 async def test_accounts_create_checks_its_options(
@@ -142,6 +150,9 @@ async def test_accounts_create_checks_its_options(
         cli_env.invoke, app, [*base, "--role", "citizen", "--curp", curp]
     )
     assert result.exit_code == 0, result.output
+    async with sessions() as s:
+        created = (await s.execute(select(AuditEvent.action, AuditEvent.subject_id))).all()
+    assert created == [("access:account:create", "persona.prueba")]
 
 
 def test_serve_refuses_a_port_out_of_range(

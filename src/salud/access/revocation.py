@@ -138,7 +138,10 @@ class Operator:
     keep_seconds: float = 13 * 3600
 
 
-def _record(session: AsyncSession, who: Operator, action: str, kind: str, subject: str) -> None:
+def record_admin(
+    session: AsyncSession, who: Operator, action: str, kind: str, subject: str
+) -> None:
+    """An administration change, in the audit log with its transaction."""
     entry = AuditEntry(actor=f"cli:{who.name}", role=Role.SYSTEM_ADMIN.value, action=action,
                        subject_type=kind, subject_id=subject, purpose="administracion",
                        detail={"reason": who.reason})  # fmt: skip
@@ -164,14 +167,14 @@ async def set_account_active(
     if not active:
         void_earlier_tokens(session, f"account:{account.id}", who.keep_seconds)
     verb = "enable" if active else "disable"
-    _record(session, who, f"access:account:{verb}", "account", username)
+    record_admin(session, who, f"access:account:{verb}", "account", username)
 
 
 async def unlock_account(session: AsyncSession, username: str, who: Operator) -> None:
     """End a lockout now (a staff member who forgot, then remembered)."""
     account = await _account(session, username)
     account.failed_attempts, account.locked_until = 0, None
-    _record(session, who, "access:account:unlock", "account", username)
+    record_admin(session, who, "access:account:unlock", "account", username)
 
 
 async def new_second_factor(
@@ -182,7 +185,7 @@ async def new_second_factor(
     account.totp_secret_sealed, uri = new_totp(username, ring)
     account.totp_last_step = None
     void_earlier_tokens(session, f"account:{account.id}", who.keep_seconds)  # ends sessions
-    _record(session, who, "access:account:totp", "account", username)
+    record_admin(session, who, "access:account:totp", "account", username)
     return uri
 
 
@@ -198,7 +201,7 @@ async def set_client_active(
     if not active:
         void_earlier_tokens(session, f"client:{client_id}", who.keep_seconds)
     verb = "enable" if active else "disable"
-    _record(session, who, f"access:client:{verb}", "client", client_id)
+    record_admin(session, who, f"access:client:{verb}", "client", client_id)
 
 
 async def all_clients(session: AsyncSession) -> list[ApiClient]:

@@ -14,7 +14,7 @@ from rich.table import Table
 from salud.access import repository, revocation, service
 from salud.access.permissions import Role
 from salud.access.schemas import AccountCreate
-from salud.cli.common import administer, check_institution, fail
+from salud.cli.common import administer, check_institution, fail, operator
 from salud.config import get_settings
 from salud.errors import DomainError
 from salud.facilities.service import check_clues
@@ -48,6 +48,8 @@ async def _create(data: AccountCreate) -> str | None:
     try:
         async with session_factory(engine)() as session, session.begin():
             _, uri = await service.create_account(session, data, _ring())
+            revocation.record_admin(session, operator(f"alta, rol {data.role.value}"),
+                                    "access:account:create", "account", data.username)  # fmt: skip
         return uri
     finally:
         await engine.dispose()

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from salud.access import clients, revocation
-from salud.cli.common import administer, check_institution, fail
+from salud.cli.common import administer, check_institution, fail, operator
 from salud.config import get_settings
 from salud.errors import DomainError
 from salud.facilities.service import check_clues
@@ -40,7 +40,12 @@ def create(
         engine = create_engine(get_settings().database_url)
         try:
             async with session_factory(engine)() as session, session.begin():
-                return await clients.register(session, name, scope, institution, clues)
+                new = await clients.register(session, name, scope, institution, clues)
+                revocation.record_admin(
+                    session, operator(f"alta: {name[:200]}, {' '.join(sorted(new.scopes))}"[:300]),
+                    "access:client:create", "client", new.client_id,
+                )  # fmt: skip
+                return new
         finally:
             await engine.dispose()
 

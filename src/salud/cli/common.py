@@ -163,6 +163,15 @@ def log_expected(exc: BaseException) -> None:
     log.debug("fallo esperado en la línea de órdenes", exc_info=exc)
 
 
+def operator(reason: str) -> Operator:
+    """Who runs an administration command (the shell's user), for the audit log."""
+    settings = get_settings()
+    return Operator(
+        getpass.getuser(), settings.audit_key.get_secret_value().encode(), reason,
+        keep_seconds=settings.session_max_hours * 3600 + settings.token_ttl_seconds,
+    )  # fmt: skip
+
+
 def administer(reason: str, work: Callable[[AsyncSession, Operator], Awaitable[T]]) -> T:
     """Run one administration change (an account or client disabled, a lockout ended…) in
     one transaction, recorded in the audit log with who ran it (the shell's user) and why."""
@@ -170,10 +179,7 @@ def administer(reason: str, work: Callable[[AsyncSession, Operator], Awaitable[T
     if not 3 <= len(reason) <= 300:
         fail("--reason: diga por qué, de 3 a 300 caracteres")
     settings = get_settings()
-    who = Operator(
-        getpass.getuser(), settings.audit_key.get_secret_value().encode(), reason,
-        keep_seconds=settings.session_max_hours * 3600 + settings.token_ttl_seconds,
-    )  # fmt: skip
+    who = operator(reason)
 
     async def run() -> T:
         engine = create_engine(settings.database_url)
