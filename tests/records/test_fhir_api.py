@@ -579,6 +579,16 @@ async def test_everything_and_validate(client: httpx.AsyncClient, token_for: Tok
         assert outcome(checked)["issue"][0]["severity"] == "error", doc
         assert outcome(checked)["issue"][0]["code"] == code, outcome(checked)
         assert (await client.post(f"/fhir/{kind}", json=doc, headers=doctor)).status_code >= 400
+    # Which element holds the reference to nothing, or a reference that is not Type/id.
+    created = await client.post("/fhir/Condition", json=dangling, headers=doctor)
+    assert outcome(created)["issue"][0]["expression"] == ["Condition.encounter"]
+    for odd in ("Encounter", "Encounter/a/b", "/Encounter/x"):
+        malformed = condition(curp, encounter={"reference": odd})
+        refused = await client.post("/fhir/Condition", json=malformed, headers=doctor)
+        assert refused.status_code == 422, (odd, refused.text)
+        issue = outcome(refused)["issue"][0]
+        assert (issue["code"], issue["expression"]) == ("value", ["Condition.encounter"]), odd
+        assert "Tipo/id" in issue["diagnostics"]
     # Whether a person or a record exists is told only to whom may write in that record (as
     # a create would): not to a clinician without a basis, a citizen for another, reception.
     nobody = condition("XEXX010101HNEXXXA4")

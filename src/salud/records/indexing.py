@@ -385,6 +385,28 @@ def local_references(node: Any) -> Iterator[str]:
             yield from local_references(item)
 
 
+def reference_sites(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    """(reference text, FHIRPath of the Reference holding it) for every `reference` in a
+    resource: what an error about one names as its expression."""
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            yield ref, path
+        for key, value in node.items():
+            yield from reference_sites(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from reference_sites(item, f"{path}[{i}]")
+
+
+def malformed_reference(ref: str) -> bool:
+    """A relative reference that names no resource: not `Type/id` (or its `_history`), nor
+    a contained (`#id`), a bundle entry (`urn:`) or an absolute URL."""
+    if ref.startswith(("#", "urn:")) or "://" in ref:
+        return False
+    return reference({"reference": ref}) is None
+
+
 def unresolved_references(node: Any) -> Iterator[str]:
     """References to a bundle entry (`urn:uuid:…`) left in a resource: outside a transaction
     that resolves them they point at nothing."""

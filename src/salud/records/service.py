@@ -38,12 +38,15 @@ from salud.records.indexing import (
     fhir_instant,
     index,
     local_references,
+    malformed_reference,
     patient_of,
+    reference,
+    reference_sites,
     unresolved_references,
 )
 from salud.records.mirror_query import paging_links
 from salud.records.models import FhirResource, FhirResourceVersion
-from salud.records.outcome import FhirError, is_number
+from salud.records.outcome import FhirError, Issue, is_number
 from salud.records.patient import to_patient
 from salud.records.sensitivity import CATEGORIES, stored_form
 from salud.records.types import STORED_TYPES
@@ -136,11 +139,22 @@ async def check_references(
     """Interactive writes refuse a reference to nothing (FHIR R4 §3.1.1.4, referential
     integrity): every relative reference must name a live resource or a registered person.
     `live`: "Type/id" known to be live (written by this transaction), not looked up."""
+    sites = [site for doc in docs for site in reference_sites(doc, str(doc.get("resourceType")))]
+    bad = [(ref, at) for ref, at in sites if malformed_reference(ref)]
+    if bad:
+        raise FhirError(422, [
+            Issue("value", f"referencia mal formada «{ref[:80]}»: se espera Tipo/id", at)
+            for ref, at in bad
+        ])  # fmt: skip
     missing = await dangling_references(session, *docs, live=live)
     if missing:
-        raise FhirError.one(
-            422, "not-found", "referencia a un recurso que no existe: " + ", ".join(missing)
-        )
+        gone = set(missing)
+        at = [at for ref, at in sites if ref in gone or reference({"reference": ref}) in gone]
+        raise FhirError(422, [
+            Issue("not-found", "referencia a un recurso que no existe: " + ", ".join(missing),
+                  at[0] if at else None),
+            *(Issue("not-found", "referencia a un recurso que no existe", a) for a in at[1:]),
+        ])  # fmt: skip
 
 
 async def dangling_references(
