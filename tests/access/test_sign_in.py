@@ -371,3 +371,30 @@ def test_cookies_are_secure_in_production_whatever_the_scheme(settings: Settings
     assert production.secure_cookies("http")
     assert settings.secure_cookies("https")
     assert not settings.secure_cookies("http")  # development over plain http still works
+
+
+async def test_a_flood_of_sign_ins_is_told_to_retry_not_queued(
+    anonymous: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond MAX_PENDING hashes at once (guesses from many addresses), a sign-in is a 503
+    with Retry-After: nothing verified, nothing counted against the account."""
+    from salud.access import passwords
+
+    await _staff(sessions, settings)
+    monkeypatch.setattr(passwords, "MAX_PENDING", 0)
+    body = {"username": "ana.operadora", "password": "mala-clave-123", "totp": "000000"}
+    busy = await anonymous.post("/api/v1/auth/token", json=body)
+    assert busy.status_code == 503, busy.text
+    assert busy.headers["retry-after"] == "5"
+    client = await anonymous.post(
+        "/api/v1/oauth/token", data={"grant_type": "client_credentials"}, auth=("x", "y")
+    )
+    assert (client.status_code, client.json()["error"]) == (503, "temporarily_unavailable")
+    async with sessions() as session:
+        account = (
+            await session.execute(select(Account).where(Account.username == "ana.operadora"))
+        ).scalar_one()
+    assert account.failed_attempts == 0

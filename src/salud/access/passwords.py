@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from salud.errors import DomainError
+
 _hasher = PasswordHasher()
 # Compared against when the account does not exist, so that a wrong username costs the same
 # time as a wrong password (no account enumeration by timing).
@@ -40,7 +42,31 @@ def verify_password(stored: str | None, password: str) -> bool:
         return False
 
 
+# Hashes waiting or running at once, at most: beyond, a sign-in is told to retry (503) rather
+# than queued behind a flood of guesses from many addresses (each address is limited apart).
+MAX_PENDING = 64
+_pending = 0
+
+
+class SignInBusy(DomainError):
+    def __init__(self) -> None:
+        super().__init__(
+            "el inicio de sesión está ocupado: intente de nuevo en unos segundos", [], 503,
+            "Servicio ocupado", "busy",
+        )  # fmt: skip
+        self.wait = 5  # Retry-After
+
+
 async def verify_password_off_loop(stored: str | None, password: str) -> bool:
-    """`verify_password` on the Argon2 threads: the event loop serves other requests."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_ARGON2_THREADS, verify_password, stored, password)
+    """`verify_password` on the Argon2 threads: the event loop serves other requests. More
+    than MAX_PENDING at once: SignInBusy (nothing verified, nothing counted against the
+    account)."""
+    global _pending
+    if _pending >= MAX_PENDING:
+        raise SignInBusy()
+    _pending += 1
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_ARGON2_THREADS, verify_password, stored, password)
+    finally:
+        _pending -= 1

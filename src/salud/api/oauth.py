@@ -12,6 +12,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
 
 from salud.access import clients
+from salud.access.passwords import SignInBusy
 from salud.api.deps import Session
 
 router = APIRouter(prefix="/oauth", tags=["acceso"])
@@ -73,6 +74,10 @@ async def token(
         return refused
     try:
         principal = await clients.authenticate(session, *credentials, scope)
+    except SignInBusy as busy:
+        refused = _error(clients.OAuthError("temporarily_unavailable", busy.detail, 503))
+        refused.headers["Retry-After"] = str(busy.wait)
+        return refused
     except clients.OAuthError as exc:
         if exc.status != 401:  # a scope not granted is no guess
             limiter.refund(host)

@@ -53,7 +53,7 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
     errors = [{"field": p.field, "reason": p.reason} for p in exc.problems]
     answer = problem(exc.status, exc.title, exc.detail, exc.type_slug, errors, request.url.path)
     wait = getattr(exc, "wait", None)  # a rate limit's (RFC 9110 §10.2.3)
-    if exc.status == 429 and isinstance(wait, int):
+    if exc.status in (429, 503) and isinstance(wait, int):
         answer.headers["Retry-After"] = str(wait)
     return answer
 

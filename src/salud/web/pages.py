@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.access import revocation
 from salud.access import service as access
 from salud.access.context import Caller
+from salud.access.passwords import SignInBusy
 from salud.access.permissions import Permission, Role
 from salud.access.principal import Principal
 from salud.access.schemas import SignIn
@@ -200,6 +201,10 @@ async def sign_in(
             session, body, request.app.state.keyring,
             max_failures=settings.max_failed_logins, lockout_seconds=settings.lockout_seconds,
         )  # fmt: skip
+    except SignInBusy as exc:
+        busy = _page(request, "signin.html", {"next": next, "error": exc.detail}, 503)
+        busy.headers["Retry-After"] = str(exc.wait)
+        return busy
     except (DomainError, ValueError):
         await session.commit()  # the failure counter persists
         error = "Usuario, contraseña o código incorrectos."
