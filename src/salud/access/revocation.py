@@ -75,11 +75,23 @@ def void_earlier_tokens(session: AsyncSession, subject: str, keep_seconds: float
                            expires_at=now + timedelta(seconds=keep_seconds)))  # fmt: skip
 
 
-async def load(session: AsyncSession) -> Revoked:
-    """What is revoked now, as every process reads it."""
+# A later read goes back this far before the previous one began: a sign-out whose short
+# transaction began earlier but committed after that read is still seen.
+OVERLAP = timedelta(minutes=1)
+
+
+async def load(session: AsyncSession, since: datetime | None = None) -> Revoked:
+    """What is revoked now: the sessions signed out since `since` (each process reads only
+    what is recent; all of them the first time), every subject's cutoff and the disabled
+    subjects."""
     now = utcnow()
     live = Revocation.expires_at > now
-    sids = await session.scalars(select(Revocation.sid).where(live, Revocation.sid.is_not(None)))
+    recent = [Revocation.revoked_at >= since] if since is not None else []
+    rows = await session.execute(
+        select(Revocation.sid, Revocation.expires_at).where(
+            live, Revocation.sid.is_not(None), *recent
+        )
+    )
     cutoffs = await session.execute(
         select(Revocation.subject, func.max(Revocation.revoked_at))
         .where(live, Revocation.sid.is_(None))
@@ -88,7 +100,7 @@ async def load(session: AsyncSession) -> Revoked:
     accounts = await session.scalars(select(Account.id).where(Account.active.is_(False)))
     clients = await session.scalars(select(ApiClient.client_id).where(ApiClient.active.is_(False)))
     return Revoked(
-        sessions=frozenset(s for s in sids if s),
+        sessions={sid: until.timestamp() for sid, until in rows if sid},
         subjects={subject: at.timestamp() for subject, at in cutoffs},
         disabled=frozenset({f"account:{a}" for a in accounts} | {f"client:{c}" for c in clients}),
     )
@@ -97,12 +109,15 @@ async def load(session: AsyncSession) -> Revoked:
 async def refresh(
     sessions: async_sessionmaker[AsyncSession], tokens: TokenService, *, purge: bool = False
 ) -> None:
-    """Read the revocations into this process; with `purge`, forget the expired ones."""
+    """Read what is new into this process; with `purge`, forget the expired revocations."""
+    began = utcnow()
+    last = tokens.revocations_read
     async with sessions() as session, session.begin():
-        revoked = await load(session)
+        revoked = await load(session, None if last is None else last - OVERLAP)
         if purge:
             await session.execute(delete(Revocation).where(Revocation.expires_at < utcnow()))
     tokens.apply_revocations(revoked)
+    tokens.revocations_read = began
 
 
 async def keep_fresh(

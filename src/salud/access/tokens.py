@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from joserfc import jwt
@@ -43,16 +44,17 @@ class Seen:
     principal: Principal
     jti: str
     sid: str
-    signed_in_at: int
+    signed_in_at: float  # to the millisecond: a revocation in the same second is told apart
     page: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Revoked:
-    """What is refused: sessions signed out, and per subject the instant up to which its
-    tokens are void (disabled, a new second factor); `disabled` subjects sign in no more."""
+    """What a read of the database found revoked: sessions signed out (id -> when their last
+    token expires; only those new since the last read), per subject the instant up to which
+    its tokens are void (disabled, a new second factor), and the subjects disabled."""
 
-    sessions: frozenset[str] = frozenset()
+    sessions: Mapping[str, float] = field(default_factory=dict)
     subjects: Mapping[str, float] = field(default_factory=dict)
     disabled: frozenset[str] = frozenset()
 
@@ -65,17 +67,18 @@ class TokenService:
         # expires (the signature check is 40 µs; a look-up is <1 µs).
         self._cache: dict[str, Seen] = {}
         self._cache_size = cache_size
-        # Revocations as last read from the database, plus this process's own sign-outs until
-        # the database shows them (a read that began before a sign-out committed would
-        # otherwise forget it): session id -> when its last token expires.
-        self._revoked = Revoked()
-        self._here: dict[str, float] = {}
+        # Sessions signed out (here or read from the database; kept until their last token
+        # expires), subjects' cutoffs and the disabled subjects, as last read.
+        self._sessions: dict[str, float] = {}
+        self._subjects: Mapping[str, float] = {}
+        self._disabled: frozenset[str] = frozenset()
+        self.revocations_read: datetime | None = None  # when the last read began
 
     def issue(
         self,
         principal: Principal,
         *,
-        session: tuple[str, int] | None = None,
+        session: tuple[str, float] | None = None,
         page: bool = False,
         not_after: float | None = None,
     ) -> str:
@@ -83,8 +86,9 @@ class TokenService:
         session (a new sign-in starts a new one); `page` for a sign-in on the pages (their
         sessions are renewed while used); it expires in `ttl_seconds`, or at `not_after` if
         sooner (a session's last renewal ends at its limit)."""
-        now = int(utcnow().timestamp())
-        sid, signed_in_at = session or (secrets.token_urlsafe(12), now)
+        instant = utcnow().timestamp()
+        now = int(instant)
+        sid, signed_in_at = session or (secrets.token_urlsafe(12), round(instant, 3))
         expires = now + self.ttl_seconds
         if not_after is not None:
             expires = min(expires, int(not_after))
@@ -129,10 +133,10 @@ class TokenService:
         return hit
 
     def _void(self, hit: Seen) -> bool:
-        revoked, subject = self._revoked, hit.principal.subject
-        if hit.sid in revoked.sessions or hit.sid in self._here or subject in revoked.disabled:
+        subject = hit.principal.subject
+        if hit.sid in self._sessions or subject in self._disabled:
             return True
-        cutoff = revoked.subjects.get(subject)
+        cutoff = self._subjects.get(subject)
         return cutoff is not None and hit.signed_in_at <= cutoff
 
     def principal(self, token: str) -> Principal:
@@ -163,19 +167,16 @@ class TokenService:
 
     def revoke_here(self, sid: str, until: float) -> None:
         """Refuse this session's tokens in this process at once (the database tells the
-        others), until the database's revocations include it."""
-        self._here[sid] = until
+        others)."""
+        self._sessions[sid] = until
 
     def apply_revocations(self, revoked: Revoked) -> None:
-        """The revocations read from the database (they replace what was read before). This
-        process's own sign-outs stay until the database shows them, or they expire."""
+        """A read of the database: new sessions signed out are added (none is forgotten
+        before its last token expires), the subjects' cutoffs and the disabled replaced."""
         now = time.time()
-        self._here = {
-            sid: until
-            for sid, until in self._here.items()
-            if until > now and sid not in revoked.sessions
-        }
-        self._revoked = revoked
+        self._sessions.update(revoked.sessions)
+        self._sessions = {sid: until for sid, until in self._sessions.items() if until > now}
+        self._subjects, self._disabled = revoked.subjects, revoked.disabled
 
     def _verify(self, token: str) -> Seen:
         try:
@@ -192,9 +193,9 @@ class TokenService:
                 module_code=claims.get("mod"),
                 scopes=frozenset(str(claims.get("scope", "")).split()),
             )
-            iat = int(claims.get("iat", 0))
+            iat = float(claims.get("iat", 0))
             return Seen(float(claims["exp"]), principal, str(claims.get("jti", "")),
-                        str(claims.get("sid", "")), int(claims.get("auth_time", iat)),
+                        str(claims.get("sid", "")), float(claims.get("auth_time", iat)),
                         claims.get("page") is True)  # fmt: skip
         except (JoseError, KeyError, ValueError, TypeError):
             raise Unauthorized("el token no es válido o ya expiró") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from salud.access import revocation, service
+from salud.access.passwords import SignInBusy
 from salud.access.schemas import Me, SignIn, TokenResponse
 from salud.api.deps import CurrentCaller, Session, bearer_token
 from salud.errors import DomainError
@@ -33,9 +34,9 @@ class TooManyAttempts(DomainError):
 async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResponse:
     limiter = request.app.state.sign_in_limiter
     client = request.client.host if request.client else "desconocido"
-    # Every attempt counts while it runs (parallel guesses cannot all pass the check), and a
-    # success is given back: only failures use up an address's limit (a desk's staff share one).
-    wait = limiter.hit(client)
+    # Failures only use up an address's limit (a desk's staff share one address); a burst of
+    # guesses sent at once is bounded by the hashes the server runs at once (passwords.py).
+    wait = limiter.waiting(client)
     if wait:
         raise TooManyAttempts(wait)
     settings = request.app.state.settings
@@ -47,11 +48,13 @@ async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResp
             max_failures=settings.max_failed_logins,
             lockout_seconds=settings.lockout_seconds,
         )
+    except SignInBusy:
+        raise  # nothing was tried: not a failure of the address
     except DomainError:
+        limiter.hit(client)
         # The failure counter must persist although the request fails.
         await session.commit()
         raise
-    limiter.refund(client)
     tokens = request.app.state.tokens
     return TokenResponse(
         access_token=tokens.issue(principal), expires_in=tokens.ttl_seconds, role=principal.role

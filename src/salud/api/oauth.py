@@ -67,7 +67,7 @@ async def token(
     # the staff signing in behind the same address never lock each other out.
     limiter = request.app.state.client_limiter
     host = request.client.host if request.client else "desconocido"
-    wait = limiter.hit(host)  # counted while it runs; given back unless a wrong secret
+    wait = limiter.waiting(host)  # wrong secrets only (a burst is bounded by passwords.py)
     if wait:
         refused = _error(clients.OAuthError("slow_down", "demasiados intentos", 429))
         refused.headers["Retry-After"] = str(wait)
@@ -79,10 +79,9 @@ async def token(
         refused.headers["Retry-After"] = str(busy.wait)
         return refused
     except clients.OAuthError as exc:
-        if exc.status != 401:  # a scope not granted is no guess
-            limiter.refund(host)
+        if exc.status == 401:  # a wrong client or secret; a scope not granted is no guess
+            limiter.hit(host)
         return _error(exc)
-    limiter.refund(host)
     tokens = request.app.state.tokens
     return JSONResponse(
         {

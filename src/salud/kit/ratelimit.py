@@ -34,9 +34,3 @@ class WindowLimiter:
         if count >= self.limit and elapsed < self.window:
             return max(1, int(self.window - elapsed))
         return 0
-
-    def refund(self, key: str) -> None:
-        """Give back one attempt counted by `hit` (a success, where only failures count)."""
-        entry = self._counts.get(key)
-        if entry is not None and entry[1] > 0:
-            self._counts[key] = (entry[0], entry[1] - 1)

@@ -186,9 +186,9 @@ async def sign_in(
     _check_csrf(request, csrf_token)
     host = request.client.host if request.client else "?"
     limiter = request.app.state.sign_in_limiter
-    # Each attempt counts while it runs (parallel guesses cannot all pass), and a success is
-    # given back: only failures use up the limit (colleagues sign in behind one address).
-    wait = limiter.hit(host)
+    # Failures only use up the limit (colleagues sign in behind one address); a burst sent at
+    # once is bounded by the hashes the server runs at once (passwords.py).
+    wait = limiter.waiting(host)
     if wait:
         context = {"next": next, "error": f"Demasiados intentos: espere {wait} s."}
         answer = _page(request, "signin.html", context, 429)
@@ -206,12 +206,12 @@ async def sign_in(
         busy.headers["Retry-After"] = str(exc.wait)
         return busy
     except (DomainError, ValueError):
+        limiter.hit(host)
         await session.commit()  # the failure counter persists
         error = "Usuario, contraseña o código incorrectos."
         return _page(request, "signin.html", {"next": next, "error": error}, 401)
     landing = {Role.CITIZEN: "/credencial/", Role.REGISTRATION_OPERATOR: "/modulo",
                Role.SUPERVISOR: "/modulo"}.get(principal.role, "/verificar")  # fmt: skip
-    limiter.refund(host)
     answer = RedirectResponse(_safe_next(next) or landing, status_code=303)
     tokens = request.app.state.tokens
     answer.set_cookie(SESSION, tokens.issue(principal, page=True), max_age=tokens.ttl_seconds,
