@@ -381,6 +381,8 @@ async def test_a_consent_names_a_real_institution_and_one_of_its_units(
         ({"institution_code": 97}, "institution_code"),  # not in the catalog
         ({"institution_code": 3, "clues": "HGIST999999"}, "clues"),  # no such unit
         ({"institution_code": 3, "clues": "HGIMS000012"}, "clues"),  # an IMSS unit
+        ({"institution_code": 7}, "institution_code"),  # Seguro Popular: no longer exists
+        ({"institution_code": 8}, "institution_code"),  # «OTRA» names no one
     ):
         refused = await anonymous.post(url, headers=me, json=body)
         assert refused.status_code == 422, (body, refused.text)
@@ -390,3 +392,9 @@ async def test_a_consent_names_a_real_institution_and_one_of_its_units(
         url, headers=me, json={"institution_code": 3, "clues": "HGIST000012"}
     )
     assert granted.status_code == 201, granted.text
+    # IMSS-Bienestar's units under either of its two codes (the regime and the OPD).
+    for code in (10, 14):
+        imb = await anonymous.post(
+            url, headers=me, json={"institution_code": code, "clues": "HGIMB000011"}
+        )
+        assert imb.status_code == 201, (code, imb.text)

@@ -8,10 +8,13 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from salud.access.permissions import Role
 from salud.facilities import service
 from salud.facilities.gazetteer import Gazetteer
 from salud.kit.geo import haversine_km
+from tests.conftest import TokenFor
 from tests.facilities.helpers import SAMPLE, read_rows, write_csv
+from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
 
@@ -158,6 +161,7 @@ async def test_search(
 async def test_a_unit_that_passed_to_imss_bienestar_is_listed_once(
     imb_first: bool,
     client: httpx.AsyncClient,
+    token_for: TokenFor,
     sessions: async_sessionmaker[AsyncSession],
     clues_dir: Path,
     gazetteer: Gazetteer,
@@ -189,3 +193,13 @@ async def test_a_unit_that_passed_to_imss_bienestar_is_listed_once(
     assert old["replaced_by"] == "DFIMB001822"
     new = (await client.get(f"{BASE}/DFIMB001822")).json()
     assert (new["previous_clues"], new["replaced_by"]) == ("DFSSA003162", None)
+    # A consent naming the old key would authorize nobody: it names the new one instead.
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    url = f"/api/v1/persons/{doc['curp']}/consents"
+    old_key = await client.post(
+        url, headers=me, json={"institution_code": 14, "clues": "DFSSA003162"}
+    )
+    assert old_key.status_code == 422
+    assert "DFIMB001822" in old_key.json()["errors"][0]["reason"]

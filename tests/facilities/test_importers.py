@@ -58,6 +58,23 @@ def test_imss_bienestar_catalog(clues_dir: Path, gazetteer: Gazetteer) -> None:
     assert out_of_service.values["in_operation"] is False
     levels = {r.values.get("level_of_care") for r in parsed.records}
     assert levels == {1, 2, 3, None}  # NO APLICA is a known "none"
+    assert ensenada.values["previous_clues"] == "BCSSA000015"  # its key before IMSS-Bienestar
+    assert sum("previous_clues" in r.values for r in parsed.records) == 10_503
+
+
+def test_a_previous_key_of_another_state_is_refused(
+    clues_dir: Path, gazetteer: Gazetteer, tmp_path: Path
+) -> None:
+    """A typo in clues_ssa_y_sme would hide an unrelated unit from "nearest": a previous key
+    must be of the unit's own state, else the row is refused with the reason."""
+    header, rows = read_rows(clues_dir / "clues_imss_bienestar_202606.csv")
+    at = header.index("clues_ssa_y_sme")
+    row = next(r for r in rows if r[0] == "BCIMB000010")
+    wrong = [*row[:at], "DFSSA003162", *row[at + 1 :]]
+    parsed = read_file(write_csv(tmp_path / "clues_imss_bienestar_202606.csv", header, [wrong]),
+                       gazetteer.states)  # fmt: skip
+    assert not parsed.records
+    assert "otra entidad" in parsed.rejections[0].reason
 
 
 def test_other_institutions(clues_dir: Path, gazetteer: Gazetteer) -> None:

@@ -567,6 +567,18 @@ async def test_a_rerun_does_not_undo_a_correction_made_through_the_api(
         app.state.sessions, importer(app), ndjson(noted), source="otra.ndjson"
     )
     assert later.updated == 1
+    # A file naming a resource twice (two versions), corrected since: a re-run leaves both
+    # of its lines alone.
+    twice = ndjson(
+        {**condition(curp, "E10.9"), "id": "dx-t"}, {**condition(curp, "E11.9"), "id": "dx-t"}
+    )
+    assert (
+        await bulk.import_lines(app.state.sessions, importer(app), twice, source="t.ndjson")
+    ).rejected == 0
+    corrected = {**condition(curp, "E13.9"), "id": "dx-t"}
+    assert (await client.put("/fhir/Condition/dx-t", json=corrected, headers=doctor)).is_success
+    rerun = await bulk.import_lines(app.state.sessions, importer(app), twice, source="t.ndjson")
+    assert (rerun.updated, rerun.unchanged, rerun.rejected) == (0, 2, 0)
     # Created through the API, never imported: the institution's own import updates it.
     api_made = {**condition(curp, "J45.9"), "id": "dx-api"}
     assert (await client.put("/fhir/Condition/dx-api", json=api_made, headers=doctor)).is_success

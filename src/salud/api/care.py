@@ -74,20 +74,31 @@ async def _check_consent_target(session: Session, body: ConsentCreate) -> None:
     believes their doctor may read. (The catalogs sit above the access layer, so the check is
     made here, before the service records the consent.)"""
     code = body.institution_code
-    if code not in affiliation_catalog() or code in NON_INSTITUTION_CODES:
+    catalog = affiliation_catalog()
+    if code not in catalog or code in NON_INSTITUTION_CODES or code == OTHER:
         raise InvalidInput.on("institution_code", f"{code} no es una institución del catálogo DGIS")
+    if not catalog[code].active:  # Seguro Popular, INSABI: no one acts for them any more
+        raise InvalidInput.on("institution_code", f"{catalog[code].short_name} ya no existe")
     if body.clues is None:
         return
     try:
         unit = await facilities.get_unit(session, body.clues)
     except NotFound:
         raise InvalidInput.on("clues", f"{body.clues} no está en el catálogo CLUES") from None
+    if unit.replaced_by is not None:  # staff there now act under the new key
+        raise InvalidInput.on("clues", f"{body.clues} es ahora la unidad {unit.replaced_by}")
     owner = AFFILIATION_CODE.get(unit.institution_code)
-    if owner is not None and owner != code:
+    if owner is not None and code not in SAME_INSTITUTION.get(owner, {owner}):
         raise InvalidInput.on(
             "clues",
             f"{body.clues} es una unidad de {unit.institution}, no de la institución {code}",
         )
+
+
+# DGIS's «OTRA» names no institution; IMSS-Bienestar appears under two codes (the regime, 10,
+# and the OPD, 14) that both name the units of IMB and IMO.
+OTHER = 8
+SAME_INSTITUTION = {10: {10, 14}, 14: {10, 14}}
 
 
 @router.get(

@@ -454,6 +454,10 @@ def _parse_imb(ctx: _Context, n: int, row: Row) -> UnitRecord:
             raise RowError(f"clues_ssa_y_sme: {exc}") from None
         if values["previous_clues"] == clues:
             raise RowError(f"clues_ssa_y_sme: es la misma clave {clues}")
+        if values["previous_clues"][:2] != clues[:2]:  # a typo would hide an unrelated unit
+            raise RowError(
+                f"clues_ssa_y_sme: {values['previous_clues']} es de otra entidad que {clues}"
+            )
     record = UnitRecord(n, clues, values)
     _coordinates(record, row["LATITUD"], row["LONGITUD"])
     return record

@@ -214,10 +214,10 @@ def by_import(author: str | None) -> bool:
     return author is not None and author.startswith(IMPORTER_PREFIX)
 
 
-def _refusal(item: _Item, row: Existing, imported: str | None) -> str | None:
+def _refusal(item: _Item, row: Existing, imported: list[str] | None) -> str | None:
     """Why a line may not replace the stored resource it names (None: it may; `_RERUN`: it
-    is a re-run's line, left alone). `imported`: what an import last wrote of a resource
-    changed through the API since (None if no import ever wrote it)."""
+    is a re-run's line, left alone). `imported`: what imports wrote of a resource changed
+    through the API since (None if no import ever wrote it)."""
     if row.person_curp != item.curp:
         was = f"Patient/{row.person_curp}" if row.person_curp else "ninguno"
         return f"un recurso no cambia de paciente (era {was})"
@@ -230,8 +230,8 @@ def _refusal(item: _Item, row: Existing, imported: str | None) -> str | None:
         # same line again (a re-run of the file) leaves the correction as it is; other data
         # would silently replace it, so it is refused with the reason. A resource no import
         # ever wrote (created through the API) is updated as any other.
-        if comparable(exactjson.loads(imported)) == item.comparable:
-            return _RERUN
+        if any(comparable(exactjson.loads(c)) == item.comparable for c in imported):
+            return _RERUN  # any version an import wrote (a file may name a resource twice)
         return CHANGED_SINCE
     return None
 
@@ -259,7 +259,7 @@ async def _classify(
         for (kind, fhir_id), r in found.items():
             if not r.deleted and not by_import(r.author):
                 by_api.setdefault(kind, []).append(fhir_id)
-        imported = await bulk_repository.last_imported(session, by_api, IMPORTER_PREFIX)
+        imported = await bulk_repository.imported_versions(session, by_api, IMPORTER_PREFIX)
         new: list[_Item] = []
         changed: list[tuple[_Item, Existing]] = []
         rejects: list[Rejected] = []

@@ -115,24 +115,22 @@ async def existing(
     return found
 
 
-async def last_imported(
+async def imported_versions(
     session: AsyncSession, wanted: dict[str, list[str]], prefix: str
-) -> dict[tuple[str, str], str]:
-    """For these (type -> ids), the content of the latest earlier version an import wrote
-    (author starting with `prefix`), where there is one. Few rows: only resources changed
-    through the API since, among a chunk's."""
-    found: dict[tuple[str, str], tuple[int, str]] = {}
+) -> dict[tuple[str, str], list[str]]:
+    """For these (type -> ids), the contents of the earlier versions imports wrote (author
+    starting with `prefix`), where there are some. Few rows: only resources changed through
+    the API since, among a chunk's."""
+    found: dict[tuple[str, str], list[str]] = {}
     v = FhirResourceVersion
     for kind, ids in wanted.items():
         for part in repository.in_slices(ids):
-            stmt = select(v.fhir_id, v.version_id, v.content).where(
+            stmt = select(v.fhir_id, v.content).where(
                 v.resource_type == kind, v.fhir_id.in_(part), v.author.startswith(prefix)
             )
-            for fhir_id, version, content in (await session.execute(stmt)).all():
-                key = (kind, fhir_id)
-                if key not in found or found[key][0] < version:
-                    found[key] = (version, content)
-    return {key: content for key, (_, content) in found.items()}
+            for fhir_id, content in (await session.execute(stmt)).all():
+                found.setdefault((kind, fhir_id), []).append(content)
+    return found
 
 
 async def restrictions_for(session: AsyncSession, curps: Sequence[str]) -> dict[str, set[str]]:
