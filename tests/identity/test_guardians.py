@@ -116,3 +116,13 @@ async def test_one_link_in_force_per_adult_and_minor_and_who_reads_the_links(
     assert ("medico", "identity:guardian:list", "denied") in {
         (e["actor"], e["action"], e["outcome"]) for e in log["items"]
     }
+    # Posting a link that is already there answers every link of the minor (the guardians'
+    # CURPs): that is a read of the minor's data, recorded like any other.
+    other = token_for(Role.SUPERVISOR, username="sup.otro")
+    assert (
+        await client.post(url, json={**body, "relationship": "guardian"}, headers=other)
+    ).status_code == 201
+    log = (await client.get(f"{url.rsplit('/', 1)[0]}/accesses", headers=auditor)).json()
+    assert ("sup.otro", "identity:guardian:list", "success") in {
+        (e["actor"], e["action"], e["outcome"]) for e in log["items"]
+    }

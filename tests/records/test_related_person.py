@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from salud.access.permissions import Role
 from salud.kit.ages import age_on
 from salud.kit.clock import today_mx
+from salud.records.indexing import fhir_instant
 from salud.records.mirror import (
     ROLE_CODE,
     Link,
     coming_of_age,
+    day_starts,
     guardian_id,
     parse_guardian_id,
     related_person,
@@ -78,7 +80,9 @@ async def test_a_minors_guardian_is_a_related_person_under_the_minors_rules(
         "system": ROLE_CODE, "code": "MTH", "display": "mother"
     }  # fmt: skip
     assert doc["active"] is True
-    assert doc["period"]["end"] == coming_of_age(birth).isoformat()
+    # The instant the minor comes of age (a date alone would include the whole birthday,
+    # when the link no longer holds).
+    assert doc["period"]["end"] == fhir_instant(day_starts(coming_of_age(birth)))
     assert doc["meta"]["versionId"] == "1"
     read = await client.get(f"/fhir/RelatedPerson/{doc['id']}", headers=me)
     assert read.status_code == 200, read.text

@@ -89,16 +89,49 @@ def test_0011_links_the_minors_enrolled_before_it(tmp_path: Path) -> None:
         for curp, born in ((minor, "2015-01-01"), (adult, "1980-01-01")):
             _insert(conn, "persons", curp=curp, birth_date=born, sex="H", organ_donor="no",
                     version=1)  # fmt: skip
-        for folio, curp, status in (("R1", minor, "completed"), ("R2", adult, "completed")):
-            _insert(conn, "enrollments", folio=folio, person_curp=curp, status=status,
+        unchecked = "DDDD160101HDFXXX04"  # a minor whose companion's ID was excused
+        _insert(conn, "persons", curp=unchecked, birth_date="2016-01-01", sex="H",
+                organ_donor="no", version=1)  # fmt: skip
+        for folio, curp, waived in (("R1", minor, "[]"), ("R2", adult, "[]"),
+                                    ("R3", unchecked, '["guardian_id"]')):  # fmt: skip
+            _insert(conn, "enrollments", folio=folio, person_curp=curp, status="completed",
                     visit_day="2026-03-04", completed_at="2026-03-04 12:00:00.000000",
-                    guardian_curp=mother, guardian_relationship="mother")  # fmt: skip
+                    guardian_curp=mother, guardian_relationship="mother",
+                    waived=waived)  # fmt: skip
     upgrade(url, "head")
     with sqlite3.connect(db) as conn:
         links = conn.execute(
             "SELECT minor_curp, guardian_curp, relationship, source, ended_at FROM guardianships"
         ).fetchall()
     assert links == [(minor, mother, "mother", "registro R1", None)]
+
+
+def test_0018_ends_the_links_0011_made_without_a_checked_id(tmp_path: Path) -> None:
+    """An earlier form of 0011's backfill linked adults whose ID had been excused (nobody
+    checked who they were): 0018 ends those links, with the reason, and no other."""
+    from salud.storage.migrate import upgrade
+
+    db = tmp_path / "sin-id.db"
+    url = f"sqlite+aiosqlite:///{db}"
+    upgrade(url, "0017")
+    mother = "CCCC850101MDFXXX03"
+    minors = {"R1": ("AAAA150101MDFXXX01", "[]"), "R2": ("DDDD160101HDFXXX04", '["guardian_id"]')}
+    with sqlite3.connect(db) as conn:
+        for folio, (curp, waived) in minors.items():
+            _insert(conn, "persons", curp=curp, birth_date="2015-01-01", sex="H",
+                    organ_donor="no", version=1)  # fmt: skip
+            _insert(conn, "enrollments", folio=folio, person_curp=curp, status="completed",
+                    visit_day="2026-03-04", guardian_curp=mother,
+                    guardian_relationship="mother", waived=waived)  # fmt: skip
+            _insert(conn, "guardianships", minor_curp=curp, guardian_curp=mother,
+                    relationship="mother", source=f"registro {folio}",
+                    linked_by="migracion-0011")  # fmt: skip
+    upgrade(url, "head")
+    with sqlite3.connect(db) as conn:
+        links = dict(conn.execute(
+            "SELECT minor_curp, ended_by FROM guardianships"
+        ).fetchall())  # fmt: skip
+    assert links == {"AAAA150101MDFXXX01": None, "DDDD160101HDFXXX04": "migracion-0018"}
 
 
 def test_0011_backfill_reads_chunk_after_chunk(tmp_path: Path) -> None:
@@ -123,7 +156,8 @@ def test_0011_backfill_reads_chunk_after_chunk(tmp_path: Path) -> None:
                     version=1)  # fmt: skip
             _insert(conn, "enrollments", folio=f"R{i}", person_curp=curp, status="completed",
                     visit_day="2026-03-04", completed_at="2026-03-04 12:00:00.000000",
-                    guardian_curp=mother, guardian_relationship="mother")  # fmt: skip
+                    guardian_curp=mother, guardian_relationship="mother",
+                    waived="[]")  # fmt: skip
     path = Path(__file__).parents[2] / "migrations" / "versions" / "0011_guardianships.py"
     spec = importlib.util.spec_from_file_location("migration_0011", path)
     assert spec is not None

@@ -97,7 +97,12 @@ async def add(
         raise InvalidInput.on("guardian_curp", "quien responde por un menor debe ser mayor de edad")
     await link(session, minor_curp, data.guardian_curp, data.relationship,
                data.reason, caller)  # fmt: skip
-    return [_read(r, minor) for r in await repository.guardianships(session, minor_curp)]
+    rows = list(await repository.guardianships(session, minor_curp))
+    # The answer lists every link of the minor (the guardians' CURPs): a read of its own,
+    # recorded even when the link was already there and nothing changed.
+    await caller.record("identity:guardian:list", "person", person_curp=minor_curp,
+                        within=session, detail={"links": len(rows)})  # fmt: skip
+    return [_read(r, minor) for r in rows]
 
 
 async def _minor(session: AsyncSession, curp: str) -> Person:

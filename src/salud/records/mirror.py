@@ -452,8 +452,12 @@ def related_person(link: Link, minor_birth: date, today: date) -> dict[str, Any]
         "relationship": [
             {"coding": [{"system": ROLE_CODE, "code": code, "display": display}], "text": text}
         ],
+        # Ends when the link was ended or the minor came of age, whichever came first, as an
+        # instant: a date alone would include the whole birthday, when `active` is false.
         "period": {
             "start": fhir_instant(link.linked_at),
-            "end": fhir_instant(ended) if ended is not None else majority.isoformat(),
+            "end": fhir_instant(
+                min(ended, day_starts(majority)) if ended else day_starts(majority)
+            ),
         },
     }
