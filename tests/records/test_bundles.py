@@ -162,6 +162,27 @@ async def test_include_and_revinclude_stay_within_the_persons_record(
     )
     assert bad.status_code == 400
     assert "_include" in outcome(bad)["issue"][0]["diagnostics"]
+    # `Type:param:Target` keeps only targets of that type; a wrong or extra part is refused.
+    only = await client.get(
+        f"/fhir/Observation?patient={curp}&_include=Observation:subject:Group", headers=doctor
+    )
+    assert [e["search"]["mode"] for e in only.json()["entry"]] == ["match"]  # no Group: none
+    typed = await client.get(
+        f"/fhir/Observation?patient={curp}&_include=Observation:subject:Patient", headers=doctor
+    )
+    assert [e["resource"]["resourceType"] for e in typed.json()["entry"]] == [
+        "Observation",
+        "Patient",
+    ]
+    for odd in ("Observation:encounter:iterate", "Observation:encounter:Encounter:x"):
+        refused = await client.get(
+            f"/fhir/Observation?patient={curp}&_include={odd}", headers=doctor
+        )
+        assert refused.status_code == 400, odd
+    wrong_target = await client.get(
+        f"/fhir/Encounter?patient={curp}&_revinclude=Condition:encounter:Patient", headers=doctor
+    )
+    assert wrong_target.status_code == 400
 
 
 async def test_included_types_are_reads_of_their_own_for_a_machine_client(

@@ -547,7 +547,8 @@ async def test_everything_and_validate(client: httpx.AsyncClient, token_for: Tok
     get_fhir_model_class("Bundle").model_validate(bundle)
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
     # The factory's person has one affiliation (IMSS): its Coverage is in the compartment.
-    assert kinds == ["Patient", "Coverage", "AllergyIntolerance", "Condition"]
+    # the institution the Coverage names as payor comes along, as an _include does
+    assert kinds == ["Patient", "Coverage", "AllergyIntolerance", "Condition", "Organization"]
     paged = (await client.get(f"/fhir/Patient/{curp}/$everything?_count=1", headers=doctor)).json()
     assert any(link["relation"] == "next" for link in paged["link"])
     stranger = clinician(token_for, 3, ISSSTE_UNIT, "medico.issste")

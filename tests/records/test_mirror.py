@@ -342,7 +342,8 @@ async def test_coverage_mirrors_the_affiliations_under_the_persons_rules(
     assert (await client.get(f"/fhir/Coverage/{imss_id}", headers=me)).status_code == 404
     everything = (await client.get(f"/fhir/Patient/{curp}/$everything", headers=me)).json()
     model(everything)
-    assert [e["resource"]["resourceType"] for e in everything["entry"]] == ["Patient", "Coverage"]
+    kinds = [e["resource"]["resourceType"] for e in everything["entry"]]
+    assert kinds == ["Patient", "Coverage", "Organization"]  # the payor comes along
     assert everything["total"] == 2
 
 
@@ -480,6 +481,10 @@ async def test_the_capability_statement_tells_the_truth(client: httpx.AsyncClien
         for r in kinds.values()
         for source in r.get("searchRevInclude", [])
     )
+    # Only what can point at the type is claimed: a Condition is named by nothing's
+    # `patient`, an Encounter by the others' `encounter`.
+    assert "Encounter:patient" not in kinds["Condition"]["searchRevInclude"]
+    assert "Condition:encounter" in kinds["Encounter"]["searchRevInclude"]
 
 
 # --- real clients ---------------------------------------------------------------------------

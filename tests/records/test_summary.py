@@ -563,3 +563,81 @@ async def test_everything_for_a_client_carries_the_types_read_by_id_too(
     narrow = token_for(Role.CLIENT, scopes="system/Condition.read", username="sistema.lab")
     limited = await client.get(f"/fhir/Patient/{curp}/$everything", headers=narrow)
     assert plan not in {e["resource"].get("id") for e in limited.json().get("entry", [])}
+
+
+async def test_a_patient_kept_outside_the_registry_has_its_whole_record_read(
+    client: httpx.AsyncClient,
+) -> None:
+    """A Patient a bulk load kept outside the registry is read and searched as any person's
+    record: its $everything and $summary answer too (they were a 404 while a read found it)."""
+    import json as _json
+
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+    from salud.records import bulk
+    from tests.records.test_fhir_examples import loader, machine
+
+    app = client._transport.app  # type: ignore[attr-defined]
+    lines = [
+        {"resourceType": "Patient", "id": "pat-x", "name": [{"family": "Doe", "given": ["J"]}]},
+        {"resourceType": "Condition", "id": "c-x", "subject": {"reference": "Patient/pat-x"},
+         "clinicalStatus": {"coding": [{"system": clinical, "code": "active"}]},
+         "code": {"text": "asma"}},
+    ]  # fmt: skip
+    numbered = [(i + 1, _json.dumps(d).encode()) for i, d in enumerate(lines)]
+    report = await bulk.import_lines(app.state.sessions, loader(app), numbered, source="t")
+    assert report.created == 2, report
+    system = machine(app)
+    everything = await client.get("/fhir/Patient/pat-x/$everything", headers=system)
+    assert everything.status_code == 200, everything.text
+    kinds = sorted(e["resource"]["resourceType"] for e in everything.json()["entry"])
+    assert kinds == ["Condition", "Patient"]
+    document = await client.get("/fhir/Patient/pat-x/$summary", headers=system)
+    assert document.status_code == 200, document.text
+    composition = document.json()["entry"][0]["resource"]
+    assert composition["subject"] == {
+        "reference": "http://test/fhir/Patient/pat-x",
+        "display": "J Doe",
+    }
+    gone = await client.get("/fhir/Patient/nadie-x/$summary", headers=system)
+    assert gone.status_code == 404
+
+
+async def test_what_the_record_points_at_comes_with_it(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """An entry that names the institution that served (Organization/inst-2, built from the
+    catalog) or a Practitioner (kept in nobody's record): $summary and $everything carry
+    them, so that every reference of the document resolves (R4: Patient-everything "SHOULD"
+    also return what the record's resources refer to)."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    practitioner = await write(
+        client, {"resourceType": "Practitioner", "name": [{"family": "López"}]}, doctor
+    )
+    encounter = await write(client, {
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": f"Patient/{curp}"},
+        "serviceProvider": {"reference": "Organization/inst-2"},
+        "participant": [{"individual": {"reference": f"Practitioner/{practitioner}"}}],
+    }, doctor)  # fmt: skip
+    await write(client, {
+        "resourceType": "Immunization", "status": "completed", "vaccineCode": {"text": "BCG"},
+        "patient": {"reference": f"Patient/{curp}"}, "occurrenceDateTime": "2024-01-02",
+        "encounter": {"reference": f"Encounter/{encounter}"},
+        "performer": [{"actor": {"reference": "Organization/inst-2"}}],
+    }, doctor)  # fmt: skip
+    for operation in ("$summary", "$everything"):
+        answer = await client.get(f"/fhir/Patient/{curp}/{operation}", headers=doctor)
+        assert answer.status_code == 200, answer.text
+        bundle = answer.json()
+        unresolved = {
+            ref for e in bundle["entry"] for ref in references(e["resource"])
+            if resolve(bundle, e["fullUrl"], ref) is None
+        }  # fmt: skip
+        assert unresolved == set(), (operation, unresolved)
+        kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
+        assert "Organization" in kinds, operation
+        assert "Practitioner" in kinds, operation

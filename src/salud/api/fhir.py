@@ -179,6 +179,14 @@ async def bundle(request: Request, reader: Reader) -> Response:
     return await guard(run)
 
 
+def _may_target(param: str, kind: str) -> bool:
+    """Whether a reference parameter can point at this type (what a _revinclude on it may
+    find): `encounter` at Encounter, `patient`/`subject`/`beneficiary` at Patient…"""
+    if kind == "Patient":
+        return param in ("patient", "subject", "beneficiary")
+    return param == kind.lower()
+
+
 @router.get("/Patient/{curp}/$everything")
 async def everything(curp: str, request: Request, session: ReadSession, reader: Reader) -> Response:
     async def run() -> Response:
@@ -486,6 +494,11 @@ def capability_statement(base: str) -> dict[str, Any]:
                 {
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    "documentation": "GET Patient/[id]/$everything con _count (1 a 500) y "
+                    "_offset solamente (start, end, _since y _type no se admiten): el Patient, "
+                    "su Coverage y sus RelatedPerson del padrón en la primera página, las "
+                    "entradas del expediente paginadas, y lo que cada página refiere fuera del "
+                    "expediente (search.mode include, fuera de total).",
                 },
                 {
                     "name": "summary",
@@ -544,7 +557,10 @@ def capability_statement(base: str) -> dict[str, Any]:
                     f"{other}:{n}"
                     for other, ps in PARAMS.items()
                     for n, p in ps.items()
-                    if p.kind == "reference" and other != kind and other not in mirrored.KINDS
+                    if p.kind == "reference"
+                    and other != kind
+                    and other not in mirrored.KINDS
+                    and _may_target(n, kind)
                 )
                 if kind in PATIENT_PATH
                 else [],

@@ -281,7 +281,11 @@ async def kick_off(
             )  # fmt: skip
     else:
         action = "records:Patient:export"
-        who, person, _ = await service.open_record(session, reader, caller, curp, action)
+        who, person, _, _ = await service.open_record(session, reader, caller, curp, action)
+        if person is None:  # a Patient kept outside the registry: not exported on its own
+            raise FhirError.one(
+                404, "not-supported", f"Patient/{curp} no está en el padrón: no se exporta solo"
+            )
     if sweep(root, limits.ttl, caller.principal.subject) >= limits.max_running:
         await who.record("records:export:start", "export", person_curp=curp, outcome="denied",
                          detail={"running": limits.max_running})  # fmt: skip

@@ -212,6 +212,29 @@ async def read(
     return Mirrored(fhir_id, version, updated, orjson.dumps(doc).decode())
 
 
+async def catalog_targets(
+    session: AsyncSession, caller: Caller, targets: set[str]
+) -> list[dict[str, Any]]:
+    """The Organizations and Locations of the catalogs among these "Type/id" that the
+    caller may read (what a record's entries point at: the institution that served, the
+    unit), built as a read builds them; the others are left out, silently."""
+    d = directory()
+    out: list[dict[str, Any]] = []
+    for target in sorted(targets):
+        kind, _, fhir_id = target.partition("/")
+        if kind not in ("Organization", "Location") or not owns(kind, fhir_id):
+            continue
+        try:
+            _catalog_access(caller, kind)
+        except FhirError:
+            continue
+        if kind == "Organization" and fhir_id in d.by_id:
+            out.append(organization(d.by_id[fhir_id], d.updated))
+        elif kind == "Location" and (unit := await units.get(session, fhir_id)) is not None:
+            out.append(_location(d, unit))
+    return out
+
+
 async def _read_coverage(
     session: AsyncSession, reader: FastReader, caller: Caller, fhir_id: str, gate: Gate,
     d: Directory,

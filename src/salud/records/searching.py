@@ -23,7 +23,7 @@ from salud.records.models import FhirResource
 from salud.records.outcome import FhirError, bounded_int
 from salud.records.patient import to_patient
 from salud.records.service import bundle_entry, may, person_scope, restriction_filters
-from salud.records.types import STORED_TYPES
+from salud.records.types import R4_TYPES, STORED_TYPES
 from salud.storage import locks
 from salud.storage.fastread import FastReader
 
@@ -292,28 +292,37 @@ async def search(
     }  # fmt: skip
 
 
-def _include_specs(kind: str, query: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """("include" | "revinclude", source type, reference parameter) of _include and
-    _revinclude (FHIR R4 §3.1.1.5.3: `Type:param`); unknown ones are refused by name."""
+def _include_specs(
+    kind: str, query: list[tuple[str, str]]
+) -> list[tuple[str, str, str, str | None]]:
+    """("include" | "revinclude", source type, reference parameter, target type or None) of
+    _include and _revinclude (FHIR R4 §3.1.1.5.3: `Type:param[:TargetType]`); anything else
+    is refused by name, never partly read."""
     specs = []
     for name, raw in query:
         if name not in ("_include", "_revinclude"):
             continue
-        source, _, param = raw.partition(":")
-        spec = PARAMS.get(source, {}).get(param.split(":")[0])
-        if spec is None or spec.kind != "reference":
+        parts = raw.split(":")
+        source, param = parts[0], parts[1] if len(parts) > 1 else ""
+        spec = PARAMS.get(source, {}).get(param)
+        if spec is None or spec.kind != "reference" or len(parts) > 3:
             raise FhirError.one(
-                400, "not-supported", f"{name}={raw}: no es Tipo:parámetro de referencia"
+                400, "not-supported", f"{name}={raw}: no es Tipo:parámetro[:TipoDestino]"
             )
+        target = parts[2] if len(parts) == 3 else None
+        if target is not None and target not in R4_TYPES:
+            raise FhirError.one(400, "not-supported", f"{name}={raw}: {target} no es un tipo")
         if name == "_include" and source != kind:
             raise FhirError.one(400, "not-supported", f"_include={raw}: el tipo debe ser {kind}")
-        specs.append((name[1:], source, param.split(":")[0]))
+        if name == "_revinclude" and target not in (None, kind):
+            raise FhirError.one(400, "not-supported", f"_revinclude={raw}: el destino es {kind}")
+        specs.append((name[1:], source, param, target))
     return specs
 
 
 async def _included(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, curp: str | None,
-    kind: str, ids: list[str], specs: list[tuple[str, str, str]],
+    kind: str, ids: list[str], specs: list[tuple[str, str, str, str | None]],
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Entries brought in by _include / _revinclude, within the same person's record. Each is
     a read of its own type: a machine client gets only the types its scopes name (403 naming
@@ -321,15 +330,17 @@ async def _included(
     one."""
     if not specs or not ids or curp is None:
         return []
-    for mode, source, _ in specs:
+    for mode, source, _, _ in specs:
         if mode == "revinclude":
             await _covered(caller, source, curp)
     restricted = await restriction_filters(reader, caller, curp)
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
-    for mode, source, param in specs:
+    for mode, source, param, wanted in specs:
         if mode == "include":
             targets = await repository.reference_targets(session, kind, ids, param)
+            if wanted is not None:  # `Type:param:Target`: only the targets of that type
+                targets = [t for t in targets if t.partition("/")[0] == wanted]
         else:
             targets = await repository.referring(
                 session, source, param, [f"{kind}/{i}" for i in ids]

@@ -646,24 +646,68 @@ async def set_restrictions(
 
 async def open_record(
     session: AsyncSession, reader: FastReader, caller: Caller, curp: str, action: str
-) -> tuple[Caller, Person, list[ColumnElement[bool]]]:
+) -> tuple[Caller, Person | None, list[ColumnElement[bool]], dict[str, Any]]:
     """The door of every whole-record operation ($everything, $summary): the permission and
-    a clinician's basis (a refusal is recorded), the person, and the conditions that leave
-    out what the person restricted to other institutions and, for a machine client, the
-    types its scopes do not name. Returns the Caller to record the read with (its purpose is
-    the basis)."""
+    a clinician's basis (a refusal is recorded), the person (None for a Patient kept outside
+    the registry, whose record is read as any other), the Patient resource, and the
+    conditions that leave out what the person restricted to other institutions and, for a
+    machine client, the types its scopes do not name. Returns the Caller to record the read
+    with (its purpose is the basis)."""
     who = await may(reader, caller, Permission.RECORD_READ, action, "Patient", curp, curp)
     person = await persons.get_by_curp(session, curp)
-    if person is None:
-        await who.record(action, "Patient", person_curp=curp, outcome="not_found")
-        raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
+    if person is not None:
+        patient = to_patient(person)
+    else:  # a Patient kept outside the registry (bulk loads), as a read finds it
+        found = await repository.current_fast(reader, "Patient", curp)
+        if found is None or found["deleted"]:
+            await who.record(action, "Patient", person_curp=curp, outcome="not_found")
+            raise FhirError.one(404, "not-found", f"no existe Patient/{curp}")
+        patient = exactjson.loads(found["content"])
     hidden = await restriction_filters(reader, who, curp)
     p = caller.principal
     if p.role is Role.CLIENT:  # a machine client reads only the types its scopes name
         # Every type kept in a record (searchable or read by id only: a CarePlan is theirs)
         readable = [k for k in sorted(STORED_TYPES) if allows(p.scopes, k, False)]
         hidden.append(FhirResource.resource_type.in_(readable))
-    return who, person, hidden
+    return who, person, hidden, patient
+
+
+FOLLOW = 3  # rounds of following references from a whole-record operation's entries
+
+
+async def referenced(
+    session: AsyncSession, caller: Caller, curp: str, docs: list[dict[str, Any]],
+    hidden: list[ColumnElement[bool]],
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The resources these entries refer to, and those they refer to in turn: of the record
+    or of nobody's (a Practitioner, a Medication), restrictions applied, and the catalogs'
+    Organizations and Locations the caller may read. A reference to another person, to a
+    type the store does not keep, or to something left out stays as it is: a whole-record
+    operation never widens what the caller may read."""
+    seen = {f"{d['resourceType']}/{d['id']}" for d in docs}
+    found: list[dict[str, Any]] = []
+    frontier = docs
+    for _ in range(FOLLOW):
+        wanted: dict[str, set[str]] = {}
+        catalog: set[str] = set()
+        for doc in frontier:
+            for target in local_references(doc):
+                kind, _, fhir_id = target.partition("/")
+                if target in seen:
+                    continue
+                seen.add(target)
+                if kind in mirror.KINDS and mirror.owns(kind, fhir_id):
+                    catalog.add(target)
+                elif kind in STORED_TYPES:
+                    wanted.setdefault(kind, set()).add(fhir_id)
+        frontier = []
+        for kind, ids in sorted(wanted.items()):
+            rows = await repository.live_in_record_many(session, kind, sorted(ids), curp, hidden)
+            frontier += [exactjson.loads(content) for _, content in rows]
+        found += frontier + await mirrored.catalog_targets(session, caller, catalog)
+        if not frontier:
+            break
+    return found
 
 
 async def everything(
@@ -673,7 +717,7 @@ async def everything(
     """Patient/$everything: the person and every live entry of their record (paged), what
     the person restricted left out for other institutions."""
     action = "records:Patient:everything"
-    who, person, hidden = await open_record(session, reader, caller, curp, action)
+    who, person, hidden, patient = await open_record(session, reader, caller, curp, action)
     where = [FhirResource.person_curp == curp, *hidden]
     total, rows = await repository.search_all_types(session, where, count, offset)
     await who.record(action, "Patient", person_curp=curp, subject_id=f"Patient/{curp}",
@@ -681,10 +725,10 @@ async def everything(
     entries: list[dict[str, Any]] = []
     # The Patient compartment's Coverage and the registry's RelatedPersons (who answers for
     # a minor): the person's data kept by the registry, on the first page.
-    covered = mirrored.coverages_for(caller, person)
-    covered += await mirrored.related_for(session, caller, person)
+    covered = [] if person is None else mirrored.coverages_for(caller, person)
+    covered += [] if person is None else await mirrored.related_for(session, caller, person)
     if offset == 0:
-        entries.append({"fullUrl": f"{base}/Patient/{curp}", "resource": to_patient(person)})
+        entries.append({"fullUrl": f"{base}/Patient/{curp}", "resource": patient})
         entries += [
             {"fullUrl": f"{base}/{c['resourceType']}/{c['id']}", "resource": c} for c in covered
         ]
@@ -692,10 +736,30 @@ async def everything(
         {"fullUrl": f"{base}/{kind}/{rid}", "resource": stored_json(content)}
         for kind, rid, content in rows
     ]
+    # What this page's entries refer to outside the record (R4: "any resource referenced
+    # from those"): a Practitioner, a Medication, the institution and unit that served.
+    docs = [exactjson.loads(content) for _, _, content in rows]
+    shown = covered if offset == 0 else []
+    outside = [
+        d for d in await referenced(
+            session, caller, curp, [*docs, *shown, {"resourceType": "Patient", "id": curp}],
+            hidden,
+        )
+        if partition(d) != curp
+    ]  # fmt: skip
+    entries += [  # brought along, not counted in `total` (as a search's _include)
+        {"fullUrl": f"{base}/{d['resourceType']}/{d['id']}", "resource": d,
+         "search": {"mode": "include"}}
+        for d in outside
+    ]  # fmt: skip
     page = f"{base}/Patient/{curp}/$everything?_count={count}"
     links = [{"relation": "self", "url": page + (f"&_offset={offset}" if offset else "")}]
     if offset + count < total:
         links.append({"relation": "next", "url": f"{page}&_offset={offset + count}"})
+    if offset > 0:
+        previous = max(0, offset - count)
+        links.append({"relation": "previous",
+                      "url": page + (f"&_offset={previous}" if previous else "")})  # fmt: skip
     return {"resourceType": "Bundle", "type": "searchset", "total": total + 1 + len(covered),
             "link": links, "entry": entries}  # fmt: skip
 

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud import __version__
@@ -36,7 +35,7 @@ from salud.access.context import Caller
 from salud.kit import exactjson
 from salud.kit.clock import utcnow
 from salud.records import repository, service
-from salud.records.indexing import fhir_instant, local_references
+from salud.records.indexing import fhir_instant
 from salud.records.narrative import (
     codes,
     concept,
@@ -48,8 +47,6 @@ from salud.records.narrative import (
     result,
     status,
 )
-from salud.records.patient import to_patient
-from salud.records.types import STORED_TYPES
 from salud.storage.fastread import FastReader
 
 ACTION = "records:Patient:summary"
@@ -59,7 +56,6 @@ SECTION_LIMIT = 100  # the most recent entries of a section; the narrative says 
 _EMPTY_REASON = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
 _OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 _XHTML = "http://www.w3.org/1999/xhtml"
-_FOLLOW = 3  # rounds of following references from the sections' entries
 
 # The types a summary reads (what `section_of` places).
 TYPES = (
@@ -213,40 +209,11 @@ def _named(doc: dict[str, Any], drugs: dict[str, str]) -> dict[str, Any]:
     return {**doc, "medicationReference": {**ref, "display": drugs[ref["reference"]]}}
 
 
-async def _referenced(
-    session: AsyncSession, curp: str, docs: list[dict[str, Any]],
-    hidden: list[ColumnElement[bool]],
-) -> list[dict[str, Any]]:  # fmt: skip
-    """The resources of the record (or of nobody's: Practitioner, Organization…) that the
-    sections' entries refer to, and those they refer to in turn, restrictions applied. A
-    reference to another person, to a type the store does not keep, or to something left
-    out stays as it is: the summary never widens what the caller may read."""
-    seen = {f"{d['resourceType']}/{d['id']}" for d in docs}
-    found: list[dict[str, Any]] = []
-    frontier = docs
-    for _ in range(_FOLLOW):
-        wanted: dict[str, set[str]] = {}
-        for doc in frontier:
-            for target in local_references(doc):
-                kind, _, fhir_id = target.partition("/")
-                if target not in seen and kind in STORED_TYPES:
-                    wanted.setdefault(kind, set()).add(fhir_id)
-                    seen.add(target)
-        frontier = []
-        for kind, ids in sorted(wanted.items()):
-            rows = await repository.live_in_record_many(session, kind, sorted(ids), curp, hidden)
-            frontier += [exactjson.loads(content) for _, content in rows]
-        if not frontier:
-            break
-        found += frontier
-    return found
-
-
 async def summary(
     session: AsyncSession, reader: FastReader, caller: Caller, base: str, curp: str
 ) -> dict[str, Any]:
     """Patient/$summary: the person's summary as a `document` Bundle (see the module)."""
-    who, person, hidden = await service.open_record(session, reader, caller, curp, ACTION)
+    who, _, hidden, patient = await service.open_record(session, reader, caller, curp, ACTION)
     grouped: dict[str, list[dict[str, Any]]] = {s.key: [] for s in SECTIONS}
     for _, _, content in await repository.live_of_types(session, curp, TYPES, hidden):
         doc = exactjson.loads(content)
@@ -260,7 +227,7 @@ async def summary(
         if shown or section.empty is not None:
             chosen.append((section, shown, len(docs) - len(shown)))
     listed = [d for _, shown, _ in chosen for d in shown]
-    referenced = await _referenced(session, curp, listed, hidden)
+    referenced = await service.referenced(session, caller, curp, listed, hidden)
     # A medication named by reference reads, in the narrative, as the Medication's code.
     drugs = {f"Medication/{d['id']}": concept(d.get("code"))
              for d in referenced if d.get("resourceType") == "Medication"}  # fmt: skip
@@ -273,8 +240,7 @@ async def summary(
     patient_url = f"{base}/Patient/{curp}"
     author = uuid.uuid5(uuid.NAMESPACE_URL, f"{base}/Device/salud-universal")
     composition_id = str(uuid.uuid4())
-    patient = to_patient(person)
-    name = patient["name"][0]
+    name = (patient.get("name") or [{}])[0]
     composition = {
         "resourceType": "Composition",
         "id": composition_id,
@@ -283,7 +249,8 @@ async def summary(
         "type": {"coding": [{"system": LOINC, "code": PATIENT_SUMMARY,
                              "display": "Patient summary Document"}]},
         "subject": {"reference": patient_url,
-                    "display": " ".join([*name["given"], name["family"]])},
+                    "display": " ".join([*name.get("given", []), name.get("family", "")]).strip()
+                    or curp},
         "date": now,
         "author": [{"reference": f"urn:uuid:{author}", "display": "Salud Universal"}],
         "title": "Resumen del paciente",
