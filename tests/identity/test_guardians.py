@@ -4,6 +4,7 @@ is in the minor's "who looked at my data"."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import httpx
@@ -21,6 +22,10 @@ from tests.credentials.test_credentials_api import issued, registered
 from tests.factories.persons import person_doc
 
 pytestmark = [pytest.mark.db, pytest.mark.usefixtures("signing_key")]
+
+
+def _bearer(headers: dict[str, str]) -> str:
+    return headers["Authorization"].removeprefix("Bearer ")
 
 
 def _years_ago(years: int, days: int = 0) -> str:
@@ -67,6 +72,28 @@ async def test_a_parent_carries_the_minors_card_while_the_link_is_in_force(
     assert (await client.get(f"/api/v1/persons/{child['curp']}", headers=mother)).status_code == 403
     bad = await client.get("/api/v1/me/wards/no-es-curp/digital-card", headers=mother)
     assert bad.status_code == 422
+
+    # The parent carries the minor's card: they report it lost from their page (a child has
+    # no sign-in); a stranger's report for the child is refused, and nothing is reissued.
+    async def report(as_whom: dict[str, str]) -> httpx.Response:
+        client.cookies.clear()
+        client.cookies.set("salud_session", _bearer(as_whom))
+        page = await client.get(f"/credencial/reposicion?de={child['curp']}")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        return await client.post(
+            "/credencial/reposicion", data={"csrf": token.group(1), "de": child["curp"]}
+        )
+
+    refused = await report(other)
+    assert refused.status_code == 403, refused.text
+    reported = await report(mother)
+    assert reported.status_code == 200, reported.text
+    assert f"La tarjeta anterior de {child['curp']} quedó anulada" in reported.text
+    client.cookies.clear()
+    cards = (await client.get(f"/api/v1/persons/{child['curp']}/credentials")).json()
+    assert sorted(c["status"] for c in cards)[-1] == "superseded", cards
+    assert len(cards) == 2  # the stranger's attempt reissued nothing
 
     # The minor's access log shows the parent, and the refused attempt of the stranger.
     auditor = token_for(Role.AUDITOR)

@@ -26,6 +26,11 @@ _REGISTRY = frozenset({_P.PERSON_READ, _P.PERSON_SEARCH, _P.PERSON_HISTORY, _P.P
 _WRITES = frozenset({_P.PERSON_CREATE, _P.PERSON_UPDATE, _P.RECORD_WRITE})
 
 
+# What a parent or guardian may do for a minor they answer for (credentials/service.py
+# refuses a citizen any reissue but a lost card's).
+_FOR_WARDS = frozenset({_P.CREDENTIAL_READ, _P.CREDENTIAL_ISSUE})
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     principal: Principal
@@ -95,8 +100,8 @@ class Caller:
             person_curp is not None
             and (
                 person_curp == p.curp
-                # A ward opens the minor's card, nothing else of theirs.
-                or (person_curp in self.wards and permission is Permission.CREDENTIAL_READ)
+                # A ward opens the minor's card and reports it lost, nothing else of theirs.
+                or (person_curp in self.wards and permission in _FOR_WARDS)
             )
         )
         scoped = True

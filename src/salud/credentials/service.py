@@ -168,6 +168,20 @@ def _event(row: Credential, actor: str, now: datetime, note: str | None) -> Cred
     return CredentialEvent(credential_pk=row.id, at=now, actor=actor, status=row.status, note=note)
 
 
+async def report_lost(
+    session: AsyncSession, signer: Signer, ring: Keyring, config: CredentialConfig,
+    caller: Caller, holder_curp: str | None = None,
+) -> CredentialRead:  # fmt: skip
+    """A citizen reports their card lost (a reissue: the old card void at once), or, with
+    `holder_curp`, the card of a minor they answer for today (they carry it)."""
+    curp = caller.principal.curp or ""
+    if holder_curp is not None and holder_curp != curp:
+        check_curp(holder_curp)
+        caller = await guardians.acting_for(session, caller, holder_curp)
+        curp = holder_curp
+    return await issue(session, signer, ring, config, curp, IssueReason.LOST, caller)
+
+
 async def issue(
     session: AsyncSession,
     signer: Signer,

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from salud.access.context import Caller
 from salud.access.permissions import Role
 from salud.credentials import service as credentials
-from salud.credentials.schemas import IssueReason
 from salud.enrollment import booking, notify
 from salud.enrollment.schemas import (
     BookingIn,
@@ -146,13 +145,21 @@ async def wards_page(request: Request, session: ReadSession) -> Response:
 
 
 @router.get("/credencial/reposicion", response_class=HTMLResponse)
-async def reissue_page(request: Request) -> Response:
+async def reissue_page(request: Request, de: Annotated[str, Query(max_length=18)] = "") -> Response:
+    """The page to report a lost card: one's own, or (`?de=CURP`) that of a minor one answers
+    for (checked when the report is sent)."""
     principal = _principal(request)
     if principal is None:
         return RedirectResponse("/entrar?next=/credencial/reposicion", status_code=303)
     if principal.role is not Role.CITIZEN:
         return _page(request, "forbidden.html", {"principal": principal}, 403)
-    return _page(request, "reissue.html", {"principal": principal, "done": None, "error": None})
+    context = {"principal": principal, "done": None, "error": None, "de": _ward(de)}
+    return _page(request, "reissue.html", context)
+
+
+def _ward(text: str) -> str | None:
+    value = text.strip().upper()
+    return value or None
 
 
 @router.post("/credencial/reposicion", response_class=HTMLResponse)
@@ -160,18 +167,20 @@ async def reissue(
     request: Request,
     session: WriteSession,
     csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
+    de: Annotated[str, Form(max_length=18)] = "",
 ) -> Response:
     _check_csrf(request, csrf_token)
     caller = _caller(request, "reposicion")
     state = request.app.state
+    holder = _ward(de)
     try:
-        done = await credentials.issue(
-            session, state.signer, state.keyring, state.credential_config,
-            caller.principal.curp or "", IssueReason.LOST, caller,
-        )  # fmt: skip
+        done = await credentials.report_lost(
+            session, state.signer, state.keyring, state.credential_config, caller, holder
+        )
     except DomainError as exc:
         await session.rollback()
         return _page(request, "reissue.html", {"principal": caller.principal, "done": None,
-                                               "error": reason_of(exc)}, exc.status)  # fmt: skip
+                                               "error": reason_of(exc), "de": holder},
+                     exc.status)  # fmt: skip
     return _page(request, "reissue.html", {"principal": caller.principal, "done": done,
-                                           "error": None})  # fmt: skip
+                                           "error": None, "de": holder})  # fmt: skip
