@@ -210,7 +210,7 @@ async def test_a_parent_opens_the_childs_digital_card_on_their_phone(
     await page.wait_for_url("**/entrar**")
     await sign_in(page, "papa.e2e", None)
     await page.wait_for_url(f"{live_server}/credencial/menores")
-    await page.locator("#wards a").click()
+    await page.locator("#wards a.ward-card").click()
     await page.wait_for_url(f"{live_server}/credencial/?de={child['curp']}")
     await expect(page.locator("#curp")).to_have_text(child["curp"], timeout=10_000)
     await expect(page.locator("#card-kind")).to_contain_text("Menor a su cargo")

@@ -90,7 +90,7 @@ SECTIONS = (
     Section(
         "problems", "11450-4", "Problem list - Reported", "Problemas de salud",
         ("Problema", "Estado", "Inicio", "Origen"), _problem,
-        "No hay problemas de salud registrados en el expediente.",
+        "No hay problemas de salud activos registrados en el expediente.",
     ),
     Section(
         "allergies", "48765-2", "Allergies and adverse reactions Document",
