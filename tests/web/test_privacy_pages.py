@@ -11,14 +11,9 @@ import pytest
 from salud.access.permissions import Role
 from tests.conftest import TokenFor
 from tests.factories.persons import person_doc
+from tests.web.test_pages import _csrf
 
 pytestmark = pytest.mark.db
-
-
-def _csrf(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found is not None
-    return found.group(1)
 
 
 def _session_of(headers: dict[str, str]) -> str:
