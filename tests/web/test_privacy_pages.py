@@ -56,11 +56,12 @@ async def test_who_looked_at_my_data_page(
     assert older is not None  # ...and the oldest entries are on the next page
     second = await anonymous.get(older.group(1))
     assert second.status_code == 200
-    assert "Negado" in second.text  # the refused attempt, among the oldest
+    assert "negado" in second.text  # the refused attempt, among the oldest
     assert "lo registró en el padrón" in second.text  # the registration itself
     # Reading the page is itself an access, recorded on the person's log.
     again = await anonymous.get("/mis-datos/accesos")
     assert "consultó quién vio sus datos" in again.text
+    assert "<strong>Usted</strong> consultó quién vio sus datos" in again.text
     assert "usted consultó su bitácora" in again.text  # the purpose, in words
     assert "mis-datos" not in again.text.split("<main", 1)[-1].split("href")[0]
     for odd in ("abc", "0", "-1", "9" * 30):  # a bad page is a page, not JSON

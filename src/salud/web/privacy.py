@@ -38,7 +38,7 @@ ROLES = {
     Role.REGISTRATION_OPERATOR: "operador de módulo", Role.SUPERVISOR: "supervisor de módulo",
     Role.CLINICIAN: "personal clínico", Role.VERIFIER: "recepción",
     Role.INSTITUTION_ADMIN: "administración", Role.AUDITOR: "auditoría",
-    Role.SYSTEM_ADMIN: "administración del sistema", Role.CITIZEN: "usted u otra persona",
+    Role.SYSTEM_ADMIN: "administración del sistema", Role.CITIZEN: "ciudadana o ciudadano",
     Role.CLIENT: "sistema de una institución",
 }  # fmt: skip
 # What each action did, as the person reads it ("who" did this to "your" data). A FHIR
@@ -213,7 +213,7 @@ def _what(action: str) -> str:
     return action  # an action of an earlier release: shown as recorded
 
 
-def _shown(entry: AccessRead, institutions: dict[int, str]) -> Shown:
+def _shown(entry: AccessRead, institutions: dict[int, str], me: str = "") -> Shown:
     where = " · ".join(
         x for x in (institutions.get(entry.institution_code or -1), entry.clues) if x
     )
@@ -221,7 +221,7 @@ def _shown(entry: AccessRead, institutions: dict[int, str]) -> Shown:
         role = ROLES.get(Role(entry.role), entry.role)
     except ValueError:  # not a role: the public (no sign-in), or one of an earlier release
         role = "sin sesión" if entry.role == "public" else entry.role
-    who = "alguien sin sesión" if entry.actor == "anonimo" else entry.actor
+    who = {"anonimo": "alguien sin sesión", me: "usted"}.get(entry.actor, entry.actor)
     purpose = PURPOSES.get(entry.purpose or "", entry.purpose)
     return Shown(
         at=entry.at.astimezone(MEXICO_CITY), who=who, role=role, where=where or "—",
@@ -257,8 +257,9 @@ async def accesses(request: Request, session: ReadSession, before: str = "") -> 
         session, _caller(request, "mis-datos"), curp, limit=PAGE_SIZE, before=start
     )
     institutions = _institutions(request.app.state.settings.shared_data_dir)
+    shown = [_shown(e, institutions, principal.username) for e in page.items]
     context = {
-        "principal": principal, "entries": [_shown(e, institutions) for e in page.items],
+        "principal": principal, "entries": shown,
         "next_before": page.next_before, "first_page": start is None, "error": None,
     }  # fmt: skip
     return _page(request, "accesses.html", context)
