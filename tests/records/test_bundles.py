@@ -628,3 +628,31 @@ async def test_a_race_in_one_batch_entry_is_that_entrys_answer(
     for a, status in zip(answers, statuses, strict=True):
         if status.startswith("409"):
             assert a.json()["entry"][1]["response"]["outcome"]["issue"][0]["code"] == "conflict"
+
+
+async def test_a_transaction_rewrites_its_links_in_the_narrative_too(
+    client: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """R4 §3.1.0.11.2: the server replaces an entry's full URL wherever a link to it stands:
+    references, and <a href> / <img src> in the narrative; an identifier keeps its value."""
+    curp = await patient(client)
+    doctor = clinician(token_for, 2, IMSS_UNIT, "medica.imss")
+    await cared_for(client, curp, doctor)
+    bundle = visit(curp)
+    encounter_url = bundle["entry"][1]["fullUrl"]
+    bundle["entry"][0]["resource"]["text"] = {
+        "status": "generated",
+        "div": f'<div xmlns="http://www.w3.org/1999/xhtml">Dx en la '
+        f'<a href="{encounter_url}">consulta</a></div>',
+    }
+    bundle["entry"][0]["resource"]["identifier"] = [
+        {"system": "urn:ietf:rfc:3986", "value": encounter_url}
+    ]
+    result = await client.post("/fhir", json=bundle, headers=doctor)
+    assert result.status_code == 200, result.text
+    locations = [e["response"]["location"].split("/_history")[0] for e in result.json()["entry"]]
+    condition_at, encounter_at = locations[0], locations[1]
+    stored = (await client.get(f"/fhir/{condition_at}", headers=doctor)).json()
+    assert f'href="{encounter_at}"' in stored["text"]["div"]
+    assert "urn:uuid" not in stored["text"]["div"]
+    assert stored["identifier"][0]["value"] == encounter_url  # not a link: left as it is

@@ -14,6 +14,7 @@ response, the others stand."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -39,15 +40,26 @@ _STATUS_TEXT = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}
 
 
 def _rewrite(node: Any, ids: dict[str, str]) -> Any:
+    """The entries' full URLs replaced by the ids the server gives them, wherever a link to
+    them stands (R4 §3.1.0.11.2: "resource references, url elements, or <a href> & <img src>
+    in the narrative"); anything else is left as it is (an identifier's value stays)."""
     if isinstance(node, dict):
         out = {k: _rewrite(v, ids) for k, v in node.items()}
-        ref = out.get("reference")
-        if isinstance(ref, str) and ref in ids:
-            out["reference"] = ids[ref]
+        for key in ("reference", "url"):
+            value = out.get(key)
+            if isinstance(value, str) and value in ids:
+                out[key] = ids[value]
+        div = out.get("div")
+        if isinstance(div, str) and "urn:" in div:
+            out["div"] = _LINK.sub(lambda m: f'{m[1]}="{ids.get(m[2], m[2])}"', div)
         return out
     if isinstance(node, list):
         return [_rewrite(v, ids) for v in node]
     return node
+
+
+# A link in a narrative: href="…" or src="…" (XHTML, double quotes as FHIR's narratives use).
+_LINK = re.compile(r'\b(href|src)="([^"]*)"')
 
 
 def _entries(bundle: dict[str, Any]) -> list[dict[str, Any]]:
