@@ -398,3 +398,24 @@ async def test_a_consent_names_a_real_institution_and_one_of_its_units(
             url, headers=me, json={"institution_code": code, "clues": "HGIMB000011"}
         )
         assert imb.status_code == 201, (code, imb.text)
+
+
+@pytest.mark.usefixtures("hidalgo_units")
+async def test_a_consent_to_imss_bienestar_holds_for_its_staff_under_either_code(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """IMSS-Bienestar is one institution under two DGIS codes (the regime, 10, and the OPD,
+    14): a consent under one opens the record to its staff whichever code their account
+    carries (it was accepted, and then read by nobody)."""
+    curp = await _registered(client)
+    me = token_for(Role.CITIZEN, curp=curp)
+    body = {"institution_code": 10, "clues": "HGIMB000011"}
+    assert (
+        await anonymous.post(f"/api/v1/persons/{curp}/consents", headers=me, json=body)
+    ).status_code == 201
+    for code in (10, 14):
+        doctor = token_for(Role.CLINICIAN, institution=code, clues="HGIMB000011")
+        read = await anonymous.get(f"/api/v1/persons/{curp}", headers=doctor)
+        assert read.status_code == 200, (code, read.text)
+    elsewhere = token_for(Role.CLINICIAN, institution=2, clues="HGIMB000011")
+    assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=elsewhere)).status_code == 403

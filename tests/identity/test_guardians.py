@@ -153,3 +153,31 @@ async def test_one_link_in_force_per_adult_and_minor_and_who_reads_the_links(
     assert ("sup.otro", "identity:guardian:list", "success") in {
         (e["actor"], e["action"], e["outcome"]) for e in log["items"]
     }
+
+
+async def test_staff_linking_again_a_migrated_link_make_it_theirs(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A link migration 0011 drew from an earlier enrollment, posted again by staff who
+    checked the adult's ID, becomes a row of theirs (0018 ends migrated links made without a
+    checked ID: a re-checked one must not be taken for one of them)."""
+    from sqlalchemy import select
+
+    parent = await registered(client, birth_date="1990-02-03")
+    child = await registered(client, birth_date=_years_ago(6))
+    async with sessions() as s, s.begin():
+        s.add(Guardianship(minor_curp=child["curp"], guardian_curp=parent["curp"],
+                           relationship="mother", source="registro R-1", linked_at=utcnow(),
+                           linked_by="migracion-0011"))  # fmt: skip
+    body = {"guardian_curp": parent["curp"], "relationship": "mother", "reason": "INE revisada"}
+    answer = await client.post(f"/api/v1/persons/{child['curp']}/guardians", json=body)
+    assert answer.status_code == 201, answer.text
+    async with sessions() as s:
+        rows = (await s.execute(
+            select(Guardianship.linked_by, Guardianship.ended_at.is_(None))
+            .where(Guardianship.minor_curp == child["curp"]).order_by(Guardianship.id)
+        )).all()  # fmt: skip
+    assert len(rows) == 2
+    assert tuple(rows[0]) == ("migracion-0011", False)  # ended, kept
+    assert rows[1][0] != "migracion-0011"
+    assert rows[1][1] is True  # the staff's own, in force

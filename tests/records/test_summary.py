@@ -641,3 +641,13 @@ async def test_what_the_record_points_at_comes_with_it(
         kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
         assert "Organization" in kinds, operation
         assert "Practitioner" in kinds, operation
+    # The person reads their own record, not what a direct read refuses them: a Practitioner
+    # kept under no one (with a phone, say) does not come along in their $everything.
+    me = token_for(Role.CITIZEN, curp=curp)
+    assert (await client.get(f"/fhir/Practitioner/{practitioner}", headers=me)).status_code == 403
+    mine = (await client.get(f"/fhir/Patient/{curp}/$everything", headers=me)).json()
+    assert "Practitioner" not in [e["resource"]["resourceType"] for e in mine["entry"]]
+    long_id = "x" * 70  # no record has such an id: not found (not a 422 from the audit log)
+    assert (
+        await client.get(f"/fhir/Patient/{long_id}/$everything", headers=doctor)
+    ).status_code == 404

@@ -155,6 +155,14 @@ def test_every_recorded_action_has_words_for_the_person() -> None:
             )
         )
     assert len(found) > 60
+    # Those the code composes (a card's state, a batch's step): their values, spelled here.
+    from salud.credentials.schemas import Status
+    from salud.enrollment.printing import _NEXT
+
+    found |= {f"credentials:credential:{s.value}" for s in Status} | {
+        "credentials:credential:active"
+    }
+    found |= {f"enrollment:batch:{step}" for step in _NEXT.values()}
     for action in sorted(found):
         said = privacy._what(action)
         assert said != action, f"sin palabras para {action}"

@@ -43,14 +43,17 @@ BASIS_COLUMNS = (
     "EXISTS (SELECT 1 FROM care_relationships c WHERE c.person_curp = {person} "
     "AND c.clues = :clues AND c.valid_from <= :now AND c.valid_until > :now) AS basis_care, "
     "EXISTS (SELECT 1 FROM consents k WHERE k.person_curp = {person} "
-    "AND k.institution_code = :inst AND (k.clues IS NULL OR k.clues = :clues) "
+    "AND k.institution_code IN (:inst, :inst_alias) AND (k.clues IS NULL OR k.clues = :clues) "
     "AND k.revoked_at IS NULL AND (k.valid_until IS NULL OR k.valid_until > :now)) "
     "AS basis_consent, "
     "(SELECT e.reason FROM emergency_accesses e WHERE e.person_curp = {person} "
     "AND e.actor = :actor AND e.expires_at > :now ORDER BY e.expires_at DESC LIMIT 1) "
     "AS basis_emergency"
 )
-BASIS_PARAMS = ("clues", "inst", "actor", "now")
+BASIS_PARAMS = ("clues", "inst", "inst_alias", "actor", "now")
+# One institution under two DGIS codes: IMSS-Bienestar's regime (10) and its OPD (14). A
+# consent under either is a consent for its staff, whichever code their account carries.
+_SAME_INSTITUTION = {10: 14, 14: 10}
 
 _BASIS = FastQuery(
     text("SELECT " + BASIS_COLUMNS.format(person=":curp")).bindparams(
@@ -61,7 +64,9 @@ _BASIS = FastQuery(
 
 
 def basis_params(principal: Principal) -> dict[str, Any]:
-    return {"clues": principal.clues, "inst": principal.institution_code,
+    inst = principal.institution_code
+    return {"clues": principal.clues, "inst": inst,
+            "inst_alias": _SAME_INSTITUTION.get(inst, inst) if inst is not None else None,
             "actor": principal.username, "now": utcnow()}  # fmt: skip
 
 

@@ -47,6 +47,11 @@ def _read(row: Guardianship, minor: Person) -> GuardianRead:
     )  # fmt: skip
 
 
+# Who made the links migration 0011 drew from earlier enrollments (0018 ends those made
+# without a checked ID; one that staff link again is theirs, from then on).
+MIGRATED = "migracion-0011"
+
+
 async def link(
     session: AsyncSession, minor_curp: str, guardian_curp: str, relationship: Relationship,
     source: str, caller: Caller,
@@ -61,10 +66,14 @@ async def link(
     for row in await repository.guardianships(session, minor_curp, for_update=True):
         if row.guardian_curp != guardian_curp or row.ended_at is not None:
             continue
-        if row.relationship == relationship.value:
+        if row.relationship == relationship.value and row.linked_by != MIGRATED:
             return
         row.ended_at, row.ended_by = now, caller.actor
-        row.end_reason = f"parentesco corregido a {relationship.value} ({source})"
+        row.end_reason = (
+            f"vínculo revisado en el módulo ({source})"  # staff now checked it: a row of theirs
+            if row.relationship == relationship.value
+            else f"parentesco corregido a {relationship.value} ({source})"
+        )
     session.add(Guardianship(
         minor_curp=minor_curp, guardian_curp=guardian_curp, relationship=relationship.value,
         source=source, linked_at=now, linked_by=caller.actor, ended_at=None, ended_by=None,

@@ -498,22 +498,23 @@ async def live_of_types(
 
 async def live_in_record_many(
     session: AsyncSession, kind: str, ids: Sequence[str], curp: str,
-    extra: Sequence[ColumnElement[bool]],
+    extra: Sequence[ColumnElement[bool]], *, nobody_only: bool = False,
 ) -> list[tuple[str, str]]:  # fmt: skip
     """(id, content) of those of these resources that are live and belong to this person's
-    record (or to nobody's: Organization, Location, Practitioner…), as `live_in_record`."""
-    stmt = (
-        select(FhirResource.fhir_id, FhirResource.content)
-        .where(
+    record (or to nobody's: Organization, Location, Practitioner…), as `live_in_record`;
+    with `nobody_only`, only those of nobody's record. In slices under the parameter limit."""
+    where = FhirResource.person_curp.is_(None) if nobody_only else _in_record(kind, curp)
+    found: list[tuple[str, str]] = []
+    for part in in_slices(ids):
+        stmt = select(FhirResource.fhir_id, FhirResource.content).where(
             FhirResource.resource_type == kind,
-            FhirResource.fhir_id.in_(ids),
+            FhirResource.fhir_id.in_(part),
             FhirResource.deleted.is_(False),
-            _in_record(kind, curp),
+            where,
             *extra,
         )
-        .order_by(FhirResource.fhir_id)
-    )
-    return [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+        found += [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+    return sorted(found)
 
 
 async def reclassify(

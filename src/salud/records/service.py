@@ -51,6 +51,7 @@ from salud.records.patient import to_patient
 from salud.records.sensitivity import CATEGORIES, stored_form
 from salud.records.types import STORED_TYPES
 from salud.records.validation import validate
+from salud.storage.base import PARTITION_KEY_LENGTH
 from salud.storage.fastread import FastReader
 
 INSTITUTION_TAG = "https://salud.gob.mx/fhir/CodeSystem/institucion"
@@ -653,6 +654,8 @@ async def open_record(
     conditions that leave out what the person restricted to other institutions and, for a
     machine client, the types its scopes do not name. Returns the Caller to record the read
     with (its purpose is the basis)."""
+    if len(curp) > PARTITION_KEY_LENGTH:  # no record has such an id (and none is recorded)
+        raise FhirError.one(404, "not-found", f"no existe Patient/{curp[:64]}…")
     who = await may(reader, caller, Permission.RECORD_READ, action, "Patient", curp, curp)
     person = await persons.get_by_curp(session, curp)
     if person is not None:
@@ -675,15 +678,33 @@ async def open_record(
 FOLLOW = 3  # rounds of following references from a whole-record operation's entries
 
 
+# What a whole-record operation brings along from nobody's record: who and where served,
+# and what was given; never a type that can hold a person's data while kept under no one
+# (a Task, a Device, a List).
+ALONG_FROM_NOBODY = frozenset(
+    {"Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "Substance"}
+)
+
+
+def _may_read_nobodys(caller: Caller, kind: str) -> bool:
+    """Whether the caller may read a resource of this type kept under no one, as a direct
+    read would allow (a citizen may not: their own record only)."""
+    p = caller.principal
+    if p.role is Role.CITIZEN or not p.may(Permission.RECORD_READ):
+        return False
+    return p.role is not Role.CLIENT or allows(p.scopes, kind, False)
+
+
 async def referenced(
     session: AsyncSession, caller: Caller, curp: str, docs: list[dict[str, Any]],
-    hidden: list[ColumnElement[bool]],
+    hidden: list[ColumnElement[bool]], *, outside_only: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """The resources these entries refer to, and those they refer to in turn: of the record
-    or of nobody's (a Practitioner, a Medication), restrictions applied, and the catalogs'
-    Organizations and Locations the caller may read. A reference to another person, to a
-    type the store does not keep, or to something left out stays as it is: a whole-record
-    operation never widens what the caller may read."""
+    (unless `outside_only`: $everything lists the record on its pages) or of nobody's (a
+    Practitioner, a Medication: `ALONG_FROM_NOBODY`, what the caller may read), restrictions
+    applied, and the catalogs' Organizations and Locations the caller may read. A reference
+    to another person, to a type the store does not keep, or to something left out stays as
+    it is: a whole-record operation never widens what the caller may read."""
     seen = {f"{d['resourceType']}/{d['id']}" for d in docs}
     found: list[dict[str, Any]] = []
     frontier = docs
@@ -702,8 +723,15 @@ async def referenced(
                     wanted.setdefault(kind, set()).add(fhir_id)
         frontier = []
         for kind, ids in sorted(wanted.items()):
-            rows = await repository.live_in_record_many(session, kind, sorted(ids), curp, hidden)
-            frontier += [exactjson.loads(content) for _, content in rows]
+            nobodys = kind in ALONG_FROM_NOBODY and _may_read_nobodys(caller, kind)
+            if outside_only and not nobodys:
+                continue
+            rows = await repository.live_in_record_many(
+                session, kind, sorted(ids), curp, hidden, nobody_only=outside_only
+            )
+            docs_found = [exactjson.loads(content) for _, content in rows]
+            # Of nobody's record, only what may come along and the caller may read.
+            frontier += [d for d in docs_found if partition(d) == curp or nobodys]
         found += frontier + await mirrored.catalog_targets(session, caller, catalog)
         if not frontier:
             break
@@ -740,13 +768,10 @@ async def everything(
     # from those"): a Practitioner, a Medication, the institution and unit that served.
     docs = [exactjson.loads(content) for _, _, content in rows]
     shown = covered if offset == 0 else []
-    outside = [
-        d for d in await referenced(
-            session, caller, curp, [*docs, *shown, {"resourceType": "Patient", "id": curp}],
-            hidden,
-        )
-        if partition(d) != curp
-    ]  # fmt: skip
+    outside = await referenced(
+        session, caller, curp, [*docs, *shown, {"resourceType": "Patient", "id": curp}],
+        hidden, outside_only=True,
+    )  # fmt: skip
     entries += [  # brought along, not counted in `total` (as a search's _include)
         {"fullUrl": f"{base}/{d['resourceType']}/{d['id']}", "resource": d,
          "search": {"mode": "include"}}

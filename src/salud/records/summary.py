@@ -249,7 +249,8 @@ async def summary(
         "type": {"coding": [{"system": LOINC, "code": PATIENT_SUMMARY,
                              "display": "Patient summary Document"}]},
         "subject": {"reference": patient_url,
-                    "display": " ".join([*name.get("given", []), name.get("family", "")]).strip()
+                    "display": name.get("text")
+                    or " ".join([*name.get("given", []), name.get("family", "")]).strip()
                     or curp},
         "date": now,
         "author": [{"reference": f"urn:uuid:{author}", "display": "Salud Universal"}],

@@ -167,7 +167,7 @@ async def reissue(
     request: Request,
     session: WriteSession,
     csrf_token: Annotated[str, Form(alias=csrf.FIELD)] = "",
-    de: Annotated[str, Form(max_length=18)] = "",
+    de: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
     _check_csrf(request, csrf_token)
     caller = _caller(request, "reposicion")

@@ -140,6 +140,17 @@ ACTIONS = {
     "records:Patient:search": "lo encontró en una búsqueda de pacientes",
     "records:RelatedPerson:read": "consultó sus tutores",
     "records:export:unowned": "intentó ver una exportación ajena",
+    # A card's state changes (credentials/service.py, enrollment/printing.py).
+    "credentials:credential:issued": "expidió su credencial",
+    "credentials:credential:superseded": "anuló su tarjeta anterior",
+    "credentials:credential:suspended": "suspendió su credencial",
+    "credentials:credential:active": "reactivó su credencial",
+    "credentials:credential:revoked": "revocó su credencial",
+    "credentials:credential:printed": "imprimió su tarjeta",
+    "credentials:credential:ready_for_pickup": "dejó su tarjeta lista para recoger",
+    "credentials:credential:delivered": "le entregó su tarjeta",
+    "enrollment:batch:shipped": "envió su tarjeta a su módulo",
+    "enrollment:batch:received": "recibió su tarjeta en su módulo",
 }
 RECORD_VERBS = {
     "read": "consultó",
