@@ -199,8 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(pages.SessionEnded, pages.session_ended)
     # Page sessions renewed while in use (web/session.py).
     app.add_middleware(
-        SessionRenewal, tokens=app.state.tokens, secure=settings.environment == "production",
-        max_seconds=int(settings.session_max_hours * 3600),
+        SessionRenewal, tokens=app.state.tokens, settings=settings
     )  # fmt: skip
     input_guard.install(app)  # inside the security headers: its answers carry them too
     security_headers.install(app)

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
         latest snapshot) or every request counts."""
         return self.progress_refresh_seconds > 0
 
+    @property
+    def session_max_seconds(self) -> int:
+        """How long a page session may last after its sign-in, renewals included."""
+        return int(self.session_max_hours * 3600)
+
     def secure_cookies(self, scheme: str) -> bool:
         """Whether cookies carry `Secure`: always in production (behind a proxy that ends TLS
         the request may arrive as http), and on https anywhere."""

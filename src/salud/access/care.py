@@ -53,7 +53,7 @@ BASIS_COLUMNS = (
 BASIS_PARAMS = ("clues", "inst", "inst_alias", "actor", "now")
 # One institution under two DGIS codes: IMSS-Bienestar's regime (10) and its OPD (14). A
 # consent under either is a consent for its staff, whichever code their account carries.
-_SAME_INSTITUTION = {10: 14, 14: 10}
+INSTITUTION_ALIAS = {10: 14, 14: 10}
 
 _BASIS = FastQuery(
     text("SELECT " + BASIS_COLUMNS.format(person=":curp")).bindparams(
@@ -66,7 +66,7 @@ _BASIS = FastQuery(
 def basis_params(principal: Principal) -> dict[str, Any]:
     inst = principal.institution_code
     return {"clues": principal.clues, "inst": inst,
-            "inst_alias": _SAME_INSTITUTION.get(inst, inst) if inst is not None else None,
+            "inst_alias": INSTITUTION_ALIAS.get(inst, inst) if inst is not None else None,
             "actor": principal.username, "now": utcnow()}  # fmt: skip
 
 

@@ -69,7 +69,7 @@ async def sign_in(body: SignIn, request: Request, session: Session) -> TokenResp
 )
 async def sign_out(request: Request, session: Session, caller: CurrentCaller) -> Response:
     token = bearer_token(request.headers.get("authorization"))  # valid: `caller` checked it
-    limit = int(request.app.state.settings.session_max_hours * 3600)
+    limit = request.app.state.settings.session_max_seconds
     await revocation.sign_out(session, request.app.state.tokens, token, limit)
     return Response(status_code=204)
 

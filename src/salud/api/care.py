@@ -88,17 +88,14 @@ async def _check_consent_target(session: Session, body: ConsentCreate) -> None:
     if unit.replaced_by is not None:  # staff there now act under the new key
         raise InvalidInput.on("clues", f"{body.clues} es ahora la unidad {unit.replaced_by}")
     owner = AFFILIATION_CODE.get(unit.institution_code)
-    if owner is not None and code not in SAME_INSTITUTION.get(owner, {owner}):
+    if owner is not None and code not in (owner, care.INSTITUTION_ALIAS.get(owner, owner)):
         raise InvalidInput.on(
             "clues",
             f"{body.clues} es una unidad de {unit.institution}, no de la institución {code}",
         )
 
 
-# DGIS's «OTRA» names no institution; IMSS-Bienestar appears under two codes (the regime, 10,
-# and the OPD, 14) that both name the units of IMB and IMO.
-OTHER = 8
-SAME_INSTITUTION = {10: {10, 14}, 14: {10, 14}}
+OTHER = 8  # DGIS's «OTRA» names no institution
 
 
 @router.get(

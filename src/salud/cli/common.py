@@ -168,7 +168,7 @@ def operator(reason: str) -> Operator:
     settings = get_settings()
     return Operator(
         getpass.getuser(), settings.audit_key.get_secret_value().encode(), reason,
-        keep_seconds=settings.session_max_hours * 3600 + settings.token_ttl_seconds,
+        keep_seconds=settings.session_max_seconds + settings.token_ttl_seconds,
     )  # fmt: skip
 
 

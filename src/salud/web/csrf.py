@@ -36,7 +36,7 @@ def new_token(secret: bytes, bound_to: str) -> str:
 
 
 def given_in_a_session(cookie: str | None) -> bool:
-    return bool(cookie) and cookie is not None and cookie.startswith("s")
+    return cookie is not None and cookie.startswith("s")
 
 
 def _mac(secret: bytes, nonce: str, bound_to: str) -> str:

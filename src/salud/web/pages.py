@@ -241,7 +241,7 @@ async def sign_out(
         _check_csrf(request, csrf_token)
         # The session itself ends, not only the cookie: every token of it (a renewed one, a
         # copy in another tab or taken from this browser) is refused from now on.
-        limit = int(request.app.state.settings.session_max_hours * 3600)
+        limit = request.app.state.settings.session_max_seconds
         await revocation.sign_out(session, request.app.state.tokens, token, limit)
     elif not _from_this_site(request):
         # Another site's form (a cross-site POST carries no session cookie): it must not

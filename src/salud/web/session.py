@@ -6,23 +6,22 @@ any session ends `SALUD_SESSION_MAX_HOURS` after its sign-in (a working day)."""
 
 from __future__ import annotations
 
-from http.cookies import CookieError, SimpleCookie
-
 from starlette.datastructures import MutableHeaders
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from salud.access.tokens import SESSION_COOKIE, TokenService
+from salud.config import Settings
 
 # Paths that are not pages: the API and FHIR use bearer tokens, not the session cookie.
 _NOT_PAGES = ("/api/", "/fhir", "/.well-known/")
 
 
 class SessionRenewal:
-    def __init__(self, app: ASGIApp, tokens: TokenService, max_seconds: int, secure: bool) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenService, settings: Settings) -> None:
         self.app = app
         self.tokens = tokens
-        self.max_seconds = max_seconds
-        self.secure = secure
+        self.settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or str(scope["path"]).startswith(_NOT_PAGES):
@@ -45,19 +44,14 @@ class SessionRenewal:
 
     def _renewal(self, scope: Scope) -> str | None:
         for name, value in scope["headers"]:
-            if name == b"cookie":
-                jar: SimpleCookie = SimpleCookie()
-                try:
-                    jar.load(value.decode("latin-1"))
-                except CookieError:  # a malformed header: no renewal, the page decides
-                    return None
-                morsel = jar.get(SESSION_COOKIE)
-                if morsel is not None and morsel.value:
-                    return self.tokens.renewed(morsel.value, self.max_seconds)
+            if name == b"cookie":  # parsed as Starlette parses it for the pages
+                token = cookie_parser(value.decode("latin-1")).get(SESSION_COOKIE)
+                if token:
+                    return self.tokens.renewed(token, self.settings.session_max_seconds)
         return None
 
     def _cookie(self, token: str, scope: Scope) -> str:
-        secure = self.secure or scope.get("scheme") == "https"
+        secure = self.settings.secure_cookies(str(scope.get("scheme", "http")))
         return (
             f"{SESSION_COOKIE}={token}; Max-Age={self.tokens.ttl_seconds}; Path=/; HttpOnly; "
             f"SameSite=Strict{'; Secure' if secure else ''}"
