@@ -137,3 +137,28 @@ async def test_the_desk_reissues_a_lost_card(
         f"/api/v1/persons/{receipt['curp']}/credentials", headers=drive.operator
     )
     assert sorted(c["status"] for c in cards.json()) == ["issued", "superseded"]
+
+
+async def test_a_notice_shows_only_as_the_desk_sealed_it(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    receipt = await enroll_adult(anonymous, drive, 44)
+    _cookie(anonymous, drive.operator)
+    token = _csrf((await anonymous.get("/modulo")).text)
+    said = await anonymous.post(
+        "/modulo/reposicion", data={"curp": receipt["curp"], "reason": "first", "csrf": token}
+    )
+    sealed = await anonymous.get(said.headers["location"])
+    assert "primera tarjeta" in sealed.text
+    # A link made elsewhere cannot put words on a staff page, with no seal or a seal of
+    # other words.
+    crafted = "Llame al 555 000 0000 para validar su cuenta."
+    bare = await anonymous.get("/modulo", params={"aviso": crafted})
+    assert bare.status_code == 200
+    assert crafted not in bare.text
+    seal = httpx.URL(said.headers["location"]).params["firma"]
+    forged = await anonymous.get("/modulo", params={"aviso": crafted, "firma": seal})
+    assert crafted not in forged.text
+    # A long notice (a list of problems) is not refused by the page that shows it.
+    long = await anonymous.get("/modulo", params={"aviso": "x" * 600, "firma": "0" * 32})
+    assert long.status_code == 200

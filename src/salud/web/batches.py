@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
@@ -19,7 +19,7 @@ from salud.enrollment.schemas import (
 )
 from salud.errors import DomainError
 from salud.web import csrf
-from salud.web.forms import back_to, reason_of, staff_gate
+from salud.web.forms import back_to, notice, reason_of, staff_gate
 from salud.web.pages import (
     ReadSession,
     WriteSession,
@@ -34,9 +34,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/modulo/lotes", response_class=HTMLResponse)
-async def batches(
-    request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
-) -> Response:
+async def batches(request: Request, session: ReadSession) -> Response:
     principal, answer = staff_gate(request)
     if answer is not None:
         return answer
@@ -44,7 +42,7 @@ async def batches(
     caller = _caller(request, "impresion")
     found = await printing.list_batches(session, caller, principal.module_code, False)
     return _page(request, "batches.html", {"principal": principal, "batches": found,
-                                           "notice": aviso})  # fmt: skip
+                                           "notice": notice(request)})  # fmt: skip
 
 
 @router.post("/modulo/lotes")
@@ -61,8 +59,8 @@ async def create_batch(
         )
     except (DomainError, ValidationError) as exc:
         await session.rollback()
-        return back_to("/modulo/lotes", reason_of(exc))
-    return back_to(f"/modulo/lotes/{made.code}", f"Lote {made.code} formado.")
+        return back_to(request, "/modulo/lotes", reason_of(exc))
+    return back_to(request, f"/modulo/lotes/{made.code}", f"Lote {made.code} formado.")
 
 
 @router.get("/modulo/lotes/{code}", response_class=HTMLResponse)
@@ -70,14 +68,14 @@ async def batch_page(
     request: Request,
     code: str,
     session: WriteSession,
-    aviso: Annotated[str, Query(max_length=300)] = "",
 ) -> Response:
     principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     found = await printing.get_batch(session, code, _caller(request, "impresion"))
-    return _page(request, "batch.html", {"principal": principal, "b": found, "notice": aviso,
-                                         "checks": list(IdentityCheck)})  # fmt: skip
+    context = {"principal": principal, "b": found, "notice": notice(request),
+               "checks": list(IdentityCheck)}  # fmt: skip
+    return _page(request, "batch.html", context)
 
 
 @router.post("/modulo/lotes/{code}/archivo")
@@ -95,7 +93,7 @@ async def batch_file(
         pdf = await printing.print_file(session, issuance, code, caller)
     except DomainError as exc:
         await session.rollback()
-        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
+        return back_to(request, f"/modulo/lotes/{code}", reason_of(exc))
     disposition = f'attachment; filename="{code}.pdf"'
     return Response(pdf, media_type="application/pdf",
                     headers={"Content-Disposition": disposition})  # fmt: skip
@@ -115,9 +113,9 @@ async def batch_step(
         await printing.advance(session, code, status, caller)
     except DomainError as exc:
         await session.rollback()
-        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
+        return back_to(request, f"/modulo/lotes/{code}", reason_of(exc))
     said = {"shipped": "Lote enviado.", "received": "Lote recibido: se avisó a las personas."}
-    return back_to(f"/modulo/lotes/{code}", said.get(status, ""))
+    return back_to(request, f"/modulo/lotes/{code}", said.get(status, ""))
 
 
 @router.post("/modulo/lotes/{code}/entrega")
@@ -138,5 +136,5 @@ async def deliver(
         await printing.deliver(session, credential_id, data, caller)
     except (DomainError, ValidationError) as exc:
         await session.rollback()
-        return back_to(f"/modulo/lotes/{code}", reason_of(exc))
-    return back_to(f"/modulo/lotes/{code}", "Tarjeta entregada.")
+        return back_to(request, f"/modulo/lotes/{code}", reason_of(exc))
+    return back_to(request, f"/modulo/lotes/{code}", "Tarjeta entregada.")

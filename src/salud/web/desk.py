@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi import APIRouter, Form, Path, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -33,7 +33,15 @@ from salud.identity.schemas import PersonCreate
 from salud.kit.clock import today_mx
 from salud.kit.streams import read_at_most
 from salud.web import csrf
-from salud.web.forms import FINGER_NAMES, MAX_IMAGE, back_to, reason_of, staff_gate, state_names
+from salud.web.forms import (
+    FINGER_NAMES,
+    MAX_IMAGE,
+    back_to,
+    notice,
+    reason_of,
+    staff_gate,
+    state_names,
+)
 from salud.web.pages import (
     ReadSession,
     WriteSession,
@@ -48,14 +56,12 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/modulo", response_class=HTMLResponse)
-async def desk(
-    request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
-) -> Response:
+async def desk(request: Request, session: ReadSession) -> Response:
     principal, answer = staff_gate(request)
     if answer is not None:
         return answer
     assert principal is not None
-    context: dict[str, Any] = {"principal": principal, "notice": aviso, "module": None,
+    context: dict[str, Any] = {"principal": principal, "notice": notice(request), "module": None,
                                "agenda": [], "today": today_mx()}  # fmt: skip
     if principal.module_code:
         try:
@@ -83,9 +89,9 @@ async def module_status(
         await booking.set_module_status(session, code, status, caller)
     except DomainError as exc:
         await session.rollback()
-        return back_to("/modulo", reason_of(exc))
+        return back_to(request, "/modulo", reason_of(exc))
     return back_to(
-        "/modulo", "Módulo abierto." if status is ModuleStatus.OPEN else "Módulo cerrado."
+        request, "/modulo", "Módulo abierto." if status is ModuleStatus.OPEN else "Módulo cerrado."
     )
 
 
@@ -130,7 +136,6 @@ async def enrollment_page(
     request: Request,
     folio: str,
     session: WriteSession,
-    aviso: Annotated[str, Query(max_length=500)] = "",
 ) -> Response:
     principal, answer = staff_gate(request)
     if answer is not None:
@@ -143,7 +148,7 @@ async def enrollment_page(
         return _page(request, "forbidden.html", context, exc.status)
     required = MINOR if found.minor else ADULT
     context = {
-        "principal": principal, "e": found, "notice": aviso, "labels": LABELS,
+        "principal": principal, "e": found, "notice": notice(request), "labels": LABELS,
         "required": required, "given": {d.kind: d for d in found.documents},
         "finger_names": FINGER_NAMES, "supervisor": principal.may(Permission.ENROLLMENT_APPROVE),
         "next_finger": next((f for f in found.fingers_required if f not in found.fingers), 1),
@@ -176,8 +181,8 @@ async def documents(request: Request, folio: str, session: WriteSession) -> Resp
     except (DomainError, ValidationError, ValueError) as exc:
         await session.rollback()
         message = reason_of(exc) if isinstance(exc, DomainError | ValidationError) else str(exc)
-        return back_to(f"/modulo/registro/{folio}", message)
-    return back_to(f"/modulo/registro/{folio}", "Documentos guardados.")
+        return back_to(request, f"/modulo/registro/{folio}", message)
+    return back_to(request, f"/modulo/registro/{folio}", "Documentos guardados.")
 
 
 async def _image_of(request: Request, field: str) -> bytes:
@@ -205,8 +210,8 @@ async def photo(request: Request, folio: str, session: WriteSession) -> Response
         await service.put_photo(session, request.app.state.keyring, folio, image, caller)
     except DomainError as exc:
         await session.rollback()
-        return back_to(f"/modulo/registro/{folio}", reason_of(exc))
-    return back_to(f"/modulo/registro/{folio}", "Fotografía guardada.")
+        return back_to(request, f"/modulo/registro/{folio}", reason_of(exc))
+    return back_to(request, f"/modulo/registro/{folio}", "Fotografía guardada.")
 
 
 @router.post("/modulo/registro/{folio}/huella")
@@ -214,7 +219,9 @@ async def fingerprint(request: Request, folio: str, session: WriteSession) -> Re
     caller = _caller(request, "registro")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         # The finger is a field of the form beside the scanner's file: a bare body has none.
-        return back_to(f"/modulo/registro/{folio}", "envíe la huella como archivo del formulario")
+        return back_to(
+            request, f"/modulo/registro/{folio}", "envíe la huella como archivo del formulario"
+        )
     form = await request.form()
     try:
         finger = int(str(form.get("finger", "0")))
@@ -223,9 +230,11 @@ async def fingerprint(request: Request, folio: str, session: WriteSession) -> Re
         await service.put_fingerprint(session, ring, folio, finger, image, caller)
     except (DomainError, ValueError) as exc:
         await session.rollback()
-        return back_to(f"/modulo/registro/{folio}", reason_of(exc) if isinstance(exc, DomainError)
-                     else "indique el dedo")  # fmt: skip
-    return back_to(f"/modulo/registro/{folio}", f"Huella del {FINGER_NAMES[finger]} guardada.")
+        said = reason_of(exc) if isinstance(exc, DomainError) else "indique el dedo"
+        return back_to(request, f"/modulo/registro/{folio}", said)
+    return back_to(
+        request, f"/modulo/registro/{folio}", f"Huella del {FINGER_NAMES[finger]} guardada."
+    )
 
 
 @router.post("/modulo/registro/{folio}/excepcion")
@@ -242,11 +251,11 @@ async def exception(request: Request, folio: str, session: WriteSession) -> Resp
         await service.approve_exception(session, folio, data, caller)
     except (DomainError, ValidationError) as exc:
         await session.rollback()
-        return back_to(f"/modulo/registro/{folio}", reason_of(exc))
+        return back_to(request, f"/modulo/registro/{folio}", reason_of(exc))
     except ValueError:  # a waiver that is no document kind
         await session.rollback()
-        return back_to(f"/modulo/registro/{folio}", "waive: documento desconocido")
-    return back_to(f"/modulo/registro/{folio}", "Excepción registrada.")
+        return back_to(request, f"/modulo/registro/{folio}", "waive: documento desconocido")
+    return back_to(request, f"/modulo/registro/{folio}", "Excepción registrada.")
 
 
 @router.post("/modulo/registro/{folio}/concluir")
@@ -264,9 +273,9 @@ async def complete(
         done = await service.complete(session, issuance, state.biometric_matcher, folio, caller)
     except DomainError as exc:
         await session.rollback()
-        return back_to(f"/modulo/registro/{folio}", reason_of(exc))
+        return back_to(request, f"/modulo/registro/{folio}", reason_of(exc))
     if not isinstance(done, ReceiptRead):
-        return back_to(f"/modulo/registro/{folio}", "huellas: coinciden con otra persona; "
+        return back_to(request, f"/modulo/registro/{folio}", "huellas: coinciden con otra persona; "
                      "el registro pasa a revisión del supervisor")  # fmt: skip
     return RedirectResponse(f"/modulo/registro/{folio}/comprobante", status_code=303)
 
@@ -307,9 +316,9 @@ async def module_reissue(
         )  # fmt: skip
     except DomainError as exc:
         await session.rollback()
-        return back_to("/modulo", reason_of(exc))
+        return back_to(request, "/modulo", reason_of(exc))
     return back_to(
-        "/modulo", f"Tarjeta número {done.sequence} expedida; la anterior quedó anulada."
+        request, "/modulo", f"Tarjeta número {done.sequence} expedida; la anterior quedó anulada."
     )
 
 
@@ -317,9 +326,7 @@ async def module_reissue(
 
 
 @router.get("/modulo/revisiones", response_class=HTMLResponse)
-async def reviews(
-    request: Request, session: ReadSession, aviso: Annotated[str, Query(max_length=300)] = ""
-) -> Response:
+async def reviews(request: Request, session: ReadSession) -> Response:
     principal, answer = staff_gate(request)
     if answer is not None:
         return answer
@@ -331,8 +338,9 @@ async def reviews(
         context = {"principal": principal, "message": reason_of(exc)}
         return _page(request, "forbidden.html", context, exc.status)
     matcher = request.app.state.biometric_matcher.name
-    return _page(request, "reviews.html", {"principal": principal, "reviews": found,
-                                           "notice": aviso, "matcher_name": matcher})  # fmt: skip
+    context = {"principal": principal, "reviews": found, "notice": notice(request),
+               "matcher_name": matcher}  # fmt: skip
+    return _page(request, "reviews.html", context)
 
 
 @router.post("/modulo/revisiones/{review_id}")
@@ -351,5 +359,5 @@ async def decide(
         await duplicate_reviews.decide_review(session, review_id, data, caller)
     except (DomainError, ValidationError) as exc:
         await session.rollback()
-        return back_to("/modulo/revisiones", reason_of(exc))
-    return back_to("/modulo/revisiones", "Revisión resuelta.")
+        return back_to(request, "/modulo/revisiones", reason_of(exc))
+    return back_to(request, "/modulo/revisiones", "Revisión resuelta.")

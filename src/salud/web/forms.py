@@ -3,6 +3,8 @@ sentence, the module staff's gate, and redirects that carry a notice."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from urllib.parse import urlencode
 
 from fastapi import Request, Response
@@ -16,6 +18,7 @@ from salud.errors import DomainError, FieldProblem, located
 from salud.web.pages import (
     _page,
     _principal,
+    _secret,
 )
 
 MAX_IMAGE = 2_000_000
@@ -55,6 +58,22 @@ def staff_gate(request: Request) -> tuple[Principal | None, Response | None]:
     return principal, None
 
 
-def back_to(path: str, message: str | None = None) -> Response:
-    query = f"?{urlencode({'aviso': message})}" if message else ""
+def _seal(request: Request, message: str) -> str:
+    digest = hmac.new(_secret(request), b"aviso\x00" + message.encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
+
+
+def back_to(request: Request, path: str, message: str | None = None) -> Response:
+    """A redirect to `path` carrying `message`, sealed: the page shows it (`notice`) only
+    with its seal, so a link made elsewhere cannot put words on a staff page."""
+    query = f"?{urlencode({'aviso': message, 'firma': _seal(request, message)})}" if message else ""
     return RedirectResponse(path + query, status_code=303)
+
+
+def notice(request: Request) -> str:
+    """The notice a redirect of `back_to` carried, or "" when it has none or its seal fails."""
+    message = request.query_params.get("aviso", "")
+    seal = request.query_params.get("firma", "")
+    if message and hmac.compare_digest(seal, _seal(request, message)):
+        return message
+    return ""
