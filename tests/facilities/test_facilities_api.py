@@ -203,3 +203,27 @@ async def test_a_unit_that_passed_to_imss_bienestar_is_listed_once(
     )
     assert old_key.status_code == 422
     assert "DFIMB001822" in old_key.json()["errors"][0]["reason"]
+
+
+async def test_nearest_answers_places_of_care_only(
+    client: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    clues_dir: Path,
+    gazetteer: Gazetteer,
+    tmp_path: Path,
+) -> None:
+    """IMSS-Bienestar's warehouse in Tijuana (BCIMB001335, typology ALMACENES) is in
+    operation and sits exactly where this person stands, but nobody goes there to be seen:
+    the health centre 0.6 km away comes first."""
+    header, rows = read_rows(clues_dir / "clues_imss_bienestar_202606.csv")
+    at = header.index("clues_imb")
+    wanted = ("BCIMB001335", "BCIMB001055", "BCIMB000990")
+    picked = [r for r in rows if r[at] in wanted]
+    assert len(picked) == 3
+    path = write_csv(tmp_path / "clues_imss_bienestar_202606.csv", header, picked)
+    await service.import_file(sessions, path, gazetteer=gazetteer)
+    near = await client.get(f"{BASE}/nearest", params={"lat": 32.4749, "lng": -117.0341})
+    assert near.status_code == 200, near.text
+    assert [u["clues"] for u in near.json()["items"]] == ["BCIMB001055", "BCIMB000990"]
+    # The warehouse is still in the catalog: read by key, it is there.
+    assert (await client.get(f"{BASE}/BCIMB001335")).status_code == 200

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from salud.facilities.gazetteer import Gazetteer
 from salud.facilities.hours import is_open, zone_for_unit
 from salud.facilities.importers import read_file
-from salud.facilities.nearest import NearestIndex, chord_for_km, km_for_chord
+from salud.facilities.nearest import NearestIndex, chord_for_km, is_place_of_care, km_for_chord
 from salud.kit.geo import haversine_km, in_mexico
 
 Unit = dict[str, Any]
@@ -157,3 +157,30 @@ def test_no_match_and_empty_index(index: NearestIndex) -> None:
 @given(st.floats(0.0, 20_000.0))
 def test_chord_and_km_round_trip(km: float) -> None:
     assert km_for_chord(chord_for_km(km)) == pytest.approx(km, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("unit_type", "typology", "expected"),
+    [
+        (None, "URBANO DE 01 NÚCLEOS BÁSICOS", True),
+        ("Hospital General de Zona", None, True),
+        ("HOSPITAL PSIQUIÁTRICO", None, True),
+        ("CONSULTORIO ADYACENTE A FARMACIA", None, True),
+        ("CASA DE SALUD", None, True),
+        (None, "ALMACENES", False),
+        ("OFICINAS ADMINISTRATIVAS", None, False),
+        (None, "UNIDAD MÓVIL", False),
+        ("UNIDAD MEDICA MOVIL", None, False),
+        ("DE CONSULTA EXTERNA", "UNIDAD MÓVIL", False),
+        ("BRIGADAS DE SALUD", None, False),
+        ("LABORATORIOS", None, False),
+        ("OTROS ESTABLECIMIENTOS DE APOYO", None, False),
+        ("CENTRO ESTATAL DE TRASFUSIÓN SANGUÍNEA", None, False),
+        ("Um Temporal Covid", None, False),
+        (None, None, True),  # nothing said: kept
+    ],
+)
+def test_what_is_a_place_of_care(
+    unit_type: str | None, typology: str | None, expected: bool
+) -> None:
+    assert is_place_of_care(unit_type, typology) is expected

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from salud.facilities import hours as hours_rules
 from salud.facilities import repository
 from salud.kit.geo import EARTH_RADIUS_KM
+from salud.kit.text import fold
 
 MAX_K = 50
 # Up to this many institutions, together under this share of all units, are searched in
@@ -386,8 +387,28 @@ class NearestIndex:
         return bool(tail and bits >> ((weekday + 6) % 7) & 1)
 
 
+# Units of the catalog that are not a place a person goes to be seen: offices, warehouses,
+# laboratories and other support units, and units without a fixed place (mobile units,
+# brigades). Matched on the catalog's type and typology, folded (accents, case), since each
+# source spells them its own way ("UNIDAD MÓVIL", "UNIDAD MEDICA MOVIL", "Um Temporal Covid").
+_NOT_A_PLACE_OF_CARE = (
+    "ADMINISTRATIV", "ALMACEN", "LABORATORIO", "ESTABLECIMIENTOS DE APOYO", "MOVIL",
+    "BRIGADA", "TRASFUSION", "TRANSFUSION", "TEMPORAL",
+)  # fmt: skip
+
+
+def is_place_of_care(unit_type: str | None, typology: str | None) -> bool:
+    """Whether a unit is somewhere a person goes for care (what "nearest" answers with)."""
+    words = fold(f"{unit_type or ''} {typology or ''}")
+    return not any(part in words for part in _NOT_A_PLACE_OF_CARE)
+
+
 async def load_index(session: AsyncSession) -> NearestIndex:
-    return NearestIndex.build(await repository.index_rows(session))
+    """The index of the units a person can go to for care (see `is_place_of_care`)."""
+    rows = await repository.index_rows(session)
+    return NearestIndex.build(
+        r for r in rows if is_place_of_care(r.pop("unit_type"), r.pop("typology"))
+    )
 
 
 class IndexCache:

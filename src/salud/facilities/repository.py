@@ -198,6 +198,8 @@ async def index_rows(session: AsyncSession) -> list[dict[str, Any]]:
             "longitude",
             "location_precision",
             "hours",
+            "unit_type",
+            "typology",
         )
     ]
     result = await session.execute(
