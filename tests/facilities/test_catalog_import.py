@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -347,3 +348,29 @@ async def test_a_file_that_is_no_table_is_named_not_a_traceback(
     workbook.write_bytes(b"no es un libro de Excel")
     with pytest.raises(InvalidInput, match=r"clues\.xlsx"):
         await service.import_file(sessions, workbook, gazetteer=gazetteer)
+
+
+async def test_two_imports_at_once_take_turns(
+    sessions: Sessions, clues_dir: Path, gazetteer: Gazetteer, tmp_path: Path
+) -> None:
+    """A scheduled import and an operator's, of files that change the same unit, at once:
+    one makes the change and the other finds it made (one new version, not two)."""
+    await service.import_file(sessions, clues_dir / SAMPLE, gazetteer=gazetteer)
+    header, rows = read_rows(clues_dir / SAMPLE)
+    name = header.index("NOMBRE DE LA UNIDAD")
+    changed = [list(r) for r in rows]
+    changed[0][name] = "ACATLÁN (AMPLIADA)"
+    (tmp_path / "a").mkdir()
+    one = write_csv(tmp_path / "a" / SAMPLE, header, changed)
+    two = write_csv(tmp_path / SAMPLE, header, changed)
+    reports = await asyncio.gather(
+        service.import_file(sessions, one, gazetteer=gazetteer),
+        service.import_file(sessions, two, gazetteer=gazetteer),
+    )
+    assert sorted(r.updated for r in reports) == [0, 1]
+    assert sum(r.created for r in reports) == 0
+    unit = await _unit(sessions, "HGIMB000011")
+    assert (unit.version, unit.name) == (2, "ACATLÁN (AMPLIADA)")
+    async with sessions() as s:
+        history = await service.unit_history(s, "HGIMB000011")
+    assert [v.version for v in history.versions] == [1]

@@ -242,3 +242,26 @@ def test_kind_comes_from_the_header_not_the_name(tmp_path: Path, clues_dir: Path
     header, rows = read_rows(clues_dir / "clues_horarios_202501.csv")
     path = write_csv(tmp_path / "ESTABLECIMIENTO_SALUD_202501.csv", header, rows[:3])
     assert detect_kind(path) is FileKind.HOURS
+
+
+def test_a_row_of_another_width_is_refused_not_read_askew(
+    tmp_path: Path, clues_dir: Path, gazetteer: Gazetteer
+) -> None:
+    """An unquoted comma in a unit's name shifts every later cell one column right (the
+    status would read "1", the coordinates a name); a cut line loses its last cells. Both
+    are refused with the reason, and the rows around them land."""
+    header, rows = read_rows(clues_dir / SAMPLE)
+    name = header.index("NOMBRE DE LA UNIDAD")
+    shifted = [*rows[0][: name + 1], "PROPIO", *rows[0][name + 1 :]]
+    cut = rows[1][:40]
+    path = write_csv(tmp_path / "ESTABLECIMIENTO_SALUD_202501.csv", header,
+                     [shifted, cut, rows[2], rows[3]])  # fmt: skip
+    parsed = read_file(path, gazetteer.states)
+    assert [r.clues for r in parsed.records] == [rows[2][0], rows[3][0]]
+    reasons = {r.row: (r.clues, r.reason) for r in parsed.rejections}
+    assert sorted(reasons) == [2, 3]
+    assert reasons[2][0] == rows[0][0]
+    assert f"tiene {len(header) + 1} columnas" in reasons[2][1]
+    assert "coma sin comillas" in reasons[2][1]
+    assert "40 columnas" in reasons[3][1]
+    assert "cortada" in reasons[3][1]

@@ -36,6 +36,7 @@ from salud.facilities.importers import (
 from salud.facilities.repository import VALUE_COLUMNS
 from salud.kit.clock import utcnow
 from salud.kit.text import search_key
+from salud.storage import locks
 
 # Units per transaction: one SELECT, one executemany per kind of write.
 BATCH_SIZE = 2000
@@ -260,6 +261,9 @@ async def _persist_batch(
     report = merger.report
     now = utcnow()
     async with sessions() as session, session.begin():
+        # Two imports at once (a scheduled one and an operator's) take turns batch by batch:
+        # each reads the units as the other left them (no lost update, no version twice).
+        await locks.hold(session, "facilities:catalog-import", "health_units", "clues")
         current = await repository.fetch_for_merge(session, [r.clues for r in records])
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []

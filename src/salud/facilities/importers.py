@@ -551,9 +551,21 @@ def _read_file(path: Path, states: StateTable, as_of: str | None) -> ParsedFile:
         if not any(cells):
             continue
         read += 1
-        if len(cells) < width:
-            cells = cells + [""] * (width - len(cells))
-        row = dict(zip(header, cells, strict=False))
+        # A CSV row of another width than its header is a damaged row (an unquoted comma in
+        # a name shifts every later cell; a cut line loses them): refused, not read askew. A
+        # workbook may leave a row's trailing empty cells out: that alone is not damage.
+        csv_file = encoding is not None
+        short = len(cells) < width and csv_file
+        long = len(cells) > width and (csv_file or any(c.strip() for c in cells[width:]))
+        if short or long:
+            at = header.index(key_column) if key_column in header else len(cells)
+            raw_key = cells[at].strip().upper() if at < len(cells) else ""
+            why = "¿una línea cortada?" if short else "¿una coma sin comillas en un campo?"
+            reason = f"la fila tiene {len(cells)} columnas y el encabezado {width} ({why})"
+            rejections.append(Rejection(n, raw_key, reason))
+            continue
+        cells = (cells + [""] * (width - len(cells)))[:width]
+        row = dict(zip(header, cells, strict=True))
         raw_key = row.get(key_column, "").strip().upper()
         try:
             record = parse(ctx, n, row)
