@@ -398,6 +398,23 @@ async def test_a_consent_names_a_real_institution_and_one_of_its_units(
             url, headers=me, json={"institution_code": code, "clues": "HGIMB000011"}
         )
         assert imb.status_code == 201, (code, imb.text)
+    # Whom may not grant learns nothing from the body: a 403 before any catalog check.
+    other = token_for(Role.CITIZEN, curp=person_doc()["curp"])
+    stranger = await anonymous.post(url, headers=other, json={"institution_code": 97})
+    assert stranger.status_code == 403, stranger.text
+
+
+async def test_a_consent_for_a_curp_not_registered_is_a_404(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """As care relationships and emergency access: nobody to consent for (a sign-in whose
+    CURP the registry does not hold)."""
+    curp = str(person_doc()["curp"])
+    me = token_for(Role.CITIZEN, curp=curp)
+    url = f"/api/v1/persons/{curp}/consents"
+    refused = await anonymous.post(url, headers=me, json={"institution_code": 3})
+    assert refused.status_code == 404, refused.text
+    assert "registrada" in refused.json()["detail"]
 
 
 @pytest.mark.usefixtures("hidalgo_units")

@@ -6,7 +6,7 @@ auditor and shown to the person in "who looked at my data")."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -215,11 +215,21 @@ async def _mark_reviewed(
 
 
 async def grant_consent(
-    session: AsyncSession, caller: Caller, curp: str, data: ConsentCreate
+    session: AsyncSession,
+    caller: Caller,
+    curp: str,
+    data: ConsentCreate,
+    registered: bool,
+    check_target: Callable[[], Awaitable[None]],
 ) -> ConsentRead:
+    """`registered` as for `record_care`; `check_target` checks the institution and unit
+    against the catalogs (which sit above this layer), after the permission: a caller who
+    may not grant learns nothing from the body's errors."""
     await caller.allow(
         Permission.CONSENT_MANAGE, "access:consent:grant", "person", person_curp=curp
     )
+    _must_be_registered(registered)
+    await check_target()
     consent = Consent(
         person_curp=curp,
         institution_code=data.institution_code,

@@ -64,8 +64,10 @@ async def record_care(
 async def grant_consent(
     curp: Curp, body: ConsentCreate, session: Session, caller: CurrentCaller
 ) -> ConsentRead:
-    await _check_consent_target(session, body)
-    return await care.grant_consent(session, caller, curp, body)
+    registered = await _registered(session, curp)
+    return await care.grant_consent(
+        session, caller, curp, body, registered, lambda: _check_consent_target(session, body)
+    )
 
 
 async def _check_consent_target(session: Session, body: ConsentCreate) -> None:
