@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,7 @@ from salud.facilities.hours import (
     zone_for_state,
     zone_for_unit,
 )
+from salud.kit.workdays import holidays
 
 MX = ZoneInfo("America/Mexico_City")
 # 2026-11-23 is a Monday.
@@ -123,7 +124,14 @@ schedules = st.fixed_dictionaries(
 )
 moments = st.datetimes(
     min_value=datetime(2024, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(MX)
-)
+) | st.sampled_from(  # around mandatory rest days, which a random moment seldom hits
+    [datetime(y, m, d, h, tzinfo=MX) for y in (2025, 2026) for m, d in ((1, 1), (9, 16),
+     (12, 25), (12, 26), (1, 2)) for h in (0, 3, 9, 23)]
+)  # fmt: skip
+
+
+def _yesterday(moment: datetime) -> date:
+    return moment.date() - timedelta(days=1)
 
 
 def _oracle(hours: dict[str, Any], moment: datetime) -> bool | None:
@@ -141,16 +149,22 @@ def _oracle(hours: dict[str, Any], moment: datetime) -> bool | None:
     length = end - start if end > start else 1440 - start + end
     week = 7 * 1440
     now = moment.weekday() * 1440 + moment.hour * 60 + moment.minute
-    open_any = open_known = False
+    open_any = open_known = on_rest_day = False
+    days = hours["days"]
     for day in range(7):
         begin = day * 1440 + start
-        if (now - begin) % week < length:
+        since = (now - begin) % week
+        if since < length:
             open_any = True
-            if hours["days"] is not None and hours["days"][day]:
-                open_known = True
+            if days is not None and days[day]:
+                began = (moment - timedelta(minutes=since)).date()  # the shift's own day
+                if all(days) or began not in holidays(began.year):
+                    open_known = True
+                else:
+                    on_rest_day = True
     if not open_any:
         return False
-    if hours["days"] is None:
+    if days is None or (on_rest_day and not open_known):
         return None
     return open_known
 
@@ -169,5 +183,23 @@ def test_vectorized_mask_matches_is_open(cases: list[tuple[dict[str, Any], datet
         np.array([days_bits(h["days"]) for h, _ in cases], dtype=np.int8),
         np.array([m.weekday() for _, m in cases], dtype=np.int8),
         np.array([m.hour * 60 + m.minute for _, m in cases], dtype=np.int16),
+        np.array([m.date() in holidays(m.year) for _, m in cases], dtype=np.bool_),
+        np.array([_yesterday(m) in holidays(_yesterday(m).year) for _, m in cases], dtype=np.bool_),
     )
     assert mask.tolist() == [is_open(h, m) is True for h, m in cases]
+
+
+def test_on_a_mandatory_rest_day_only_an_every_day_unit_is_known_open() -> None:
+    """25 December 2026 is a Friday: a Monday-to-Friday clinic's hours say nothing about it,
+    a unit open every day (an emergency room) is open; the night shift begun on the 24th
+    holds until it ends, and one begun on the 25th is not known."""
+    christmas = datetime(2026, 12, 25, 10, tzinfo=MX)
+    clinic = {"days": WEEKDAYS, "open": "08:00", "close": "16:00"}
+    assert is_open(clinic, christmas) is None
+    assert is_open(clinic, christmas - timedelta(days=1)) is True
+    assert is_open(clinic, christmas.replace(hour=20)) is False  # outside hours: closed
+    er = {"days": [True] * 7, "open": "00:00", "close": "24:00"}
+    assert is_open(er, christmas) is True
+    night = {"days": WEEKDAYS, "open": "20:00", "close": "06:00"}
+    assert is_open(night, christmas.replace(hour=3)) is True  # Thursday the 24th's shift
+    assert is_open(night, christmas.replace(hour=22)) is None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from salud.kit.clock import MEXICO_CITY
+from salud.kit.workdays import holidays
 
 DAY_MINUTES = 24 * 60
 _TIME = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
@@ -130,8 +131,19 @@ def is_open(
     if days is None:
         return None
     if today and days[weekday]:
+        return _unless_rest_day(all(days), local.date())
+    if tail and days[(weekday - 1) % 7]:
+        return _unless_rest_day(all(days), local.date() - timedelta(days=1))
+    return False
+
+
+def _unless_rest_day(every_day: bool, day: date) -> bool | None:
+    """Open by its weekly hours: so on a working day. On a mandatory rest day (Ley Federal
+    del Trabajo art. 74: 1 January, 16 September, 25 December…) the catalog does not say:
+    only a unit open every day of the week (a hospital, an emergency room) is known open."""
+    if every_day or day not in holidays(day.year):
         return True
-    return bool(tail and days[(weekday - 1) % 7])
+    return None
 
 
 def days_bits(days: list[bool] | None) -> int:
@@ -147,16 +159,20 @@ def open_mask(
     bits: npt.NDArray[np.int8],
     weekday: npt.NDArray[np.int8],
     minute: npt.NDArray[np.int16],
+    rest_today: npt.NDArray[np.bool_],
+    rest_yesterday: npt.NDArray[np.bool_],
 ) -> npt.NDArray[np.bool_]:
     """Vectorized `is_open(...) is True` over units: `start`/`end` from `window` (-1 when no
-    hours), `bits` from `days_bits`, `weekday`/`minute` the local time of each unit."""
+    hours), `bits` from `days_bits`, `weekday`/`minute` the local time of each unit and
+    whether its today and yesterday are mandatory rest days."""
     has_hours = start >= 0
     overnight = end < start
     today = (minute >= start) & (overnight | (minute < end))
     tail = overnight & (minute < end)
     known = bits >= 0
     b = bits.astype(np.int16)
-    today_ok = ((b >> weekday) & 1).astype(bool)
-    yesterday_ok = ((b >> ((weekday + 6) % 7)) & 1).astype(bool)
+    every_day = b == 0b1111111
+    today_ok = ((b >> weekday) & 1).astype(bool) & (every_day | ~rest_today)
+    yesterday_ok = ((b >> ((weekday + 6) % 7)) & 1).astype(bool) & (every_day | ~rest_yesterday)
     result: npt.NDArray[np.bool_] = has_hours & known & ((today & today_ok) | (tail & yesterday_ok))
     return result

@@ -17,7 +17,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ from salud.facilities import hours as hours_rules
 from salud.facilities import repository
 from salud.kit.geo import EARTH_RADIUS_KM
 from salud.kit.text import fold
+from salud.kit.workdays import holidays
 
 MAX_K = 50
 # Up to this many institutions, together under this share of all units, are searched in
@@ -41,8 +42,10 @@ _SUBTREE_SHARE = 0.5
 # Up to this many candidates are filtered in plain Python (cheaper than numpy calls);
 # more, with numpy masks.
 _SCALAR_FILTER_MAX = 256
-# Local times for "open now" at the current minute, per zone, shared by every query.
-LocalTimes = dict[int, tuple[int, int]]
+# Local times for "open now" at the current minute, per zone, shared by every query:
+# (weekday, minute of the day, today a mandatory rest day, yesterday one).
+LocalTimes = dict[int, tuple[int, int, bool, bool]]
+_EVERY_DAY = 0b1111111
 
 
 class NearestHit(NamedTuple):
@@ -307,12 +310,16 @@ class NearestIndex:
         if in_operation is not None:
             mask &= self._a_oper[idx] == int(in_operation)
         if open_now:
-            wd = np.array([local[z][0] for z in range(len(self._zones))], dtype=np.int8)
-            mn = np.array([local[z][1] for z in range(len(self._zones))], dtype=np.int16)
+            zones = [local[z] for z in range(len(self._zones))]
+            wd = np.array([t[0] for t in zones], dtype=np.int8)
+            mn = np.array([t[1] for t in zones], dtype=np.int16)
+            rt = np.array([t[2] for t in zones], dtype=np.bool_)
+            ry = np.array([t[3] for t in zones], dtype=np.bool_)
             tz = self._a_tz[idx]
             mask &= hours_rules.open_mask(
-                self._a_start[idx], self._a_end[idx], self._a_bits[idx], wd[tz], mn[tz]
-            )
+                self._a_start[idx], self._a_end[idx], self._a_bits[idx],
+                wd[tz], mn[tz], rt[tz], ry[tz],
+            )  # fmt: skip
         return mask
 
     @staticmethod
@@ -365,7 +372,14 @@ class NearestIndex:
         result: LocalTimes = {}
         for z, zone in enumerate(self._zones):
             t = at.astimezone(zone)
-            result[z] = (t.weekday(), t.hour * 60 + t.minute)
+            day = t.date()
+            yesterday = day - timedelta(days=1)
+            result[z] = (
+                t.weekday(),
+                t.hour * 60 + t.minute,
+                day in holidays(day.year),
+                yesterday in holidays(yesterday.year),
+            )
         return result
 
     def _open_state(self, i: int, local: LocalTimes) -> bool | None:
@@ -373,7 +387,7 @@ class NearestIndex:
         start, end = self._start[i], self._end[i]
         if start < 0:
             return None
-        weekday, minute = local[self._tz[i]]
+        weekday, minute, rest_today, rest_yesterday = local[self._tz[i]]
         overnight = end < start
         today = minute >= start and (overnight or minute < end)
         tail = overnight and minute < end
@@ -382,9 +396,12 @@ class NearestIndex:
         bits = self._bits[i]
         if bits < 0:
             return None
+        # As hours.is_open: on a mandatory rest day only a unit open every day is known open.
         if today and bits >> weekday & 1:
-            return True
-        return bool(tail and bits >> ((weekday + 6) % 7) & 1)
+            return True if bits == _EVERY_DAY or not rest_today else None
+        if tail and bits >> ((weekday + 6) % 7) & 1:
+            return True if bits == _EVERY_DAY or not rest_yesterday else None
+        return False
 
 
 # Units of the catalog that are not a place a person goes to be seen: offices, warehouses,
