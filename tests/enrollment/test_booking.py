@@ -408,3 +408,29 @@ async def test_anonymous_booking_is_limited_per_address_and_says_when_to_retry(
     assert limited.status_code == 429, limited.text
     assert int(limited.headers["retry-after"]) >= 1
     assert "cita" in limited.json()["detail"]
+
+
+async def test_a_reschedule_keeps_the_contact_given_at_booking(
+    anonymous: httpx.AsyncClient, drive: Drive, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The new appointment was booked without it: the notices of the new day reached nobody."""
+    curp = person_doc()["curp"]
+    day = drive.next_open_day()
+    booked = await anonymous.post(f"{E}/appointments", json={
+        "curp": curp, "module_code": MODULE, "day": day.isoformat(), "contact": "771 555 0101",
+    })  # fmt: skip
+    assert booked.status_code == 201, booked.text
+    later = drive.next_open_day(day)
+    moved = await anonymous.post(
+        f"{E}/appointments/{booked.json()['folio']}/reschedule",
+        json={"curp": curp, "module_code": MODULE, "day": later.isoformat()},
+    )
+    assert moved.status_code == 201, moved.text
+    async with sessions() as s:
+        rows = (await s.execute(text(
+            "SELECT folio, status, contact FROM appointments ORDER BY id"))).all()  # fmt: skip
+    assert [(r.status, r.contact) for r in rows] == [
+        ("cancelled", "771 555 0101"),
+        ("booked", "771 555 0101"),
+    ]
+    assert rows[1].folio == moved.json()["folio"]

@@ -4,12 +4,20 @@ module desk only for module staff, and a citizen's report of a lost card."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import unquote_plus
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.permissions import Role
+from salud.enrollment.models import Enrollment
+from salud.identity.synth import synthetic_face
+from salud.kit.clock import today_mx
 from salud.web.pages import SESSION
 from tests.conftest import TokenFor
 from tests.enrollment.conftest import MODULE, Drive, E, make_drive
@@ -162,3 +170,128 @@ async def test_a_notice_shows_only_as_the_desk_sealed_it(
     # A long notice (a list of problems) is not refused by the page that shows it.
     long = await anonymous.get("/modulo", params={"aviso": "x" * 600, "firma": "0" * 32})
     assert long.status_code == 200
+
+
+def _multipart_of(field: str, size: int, counter: list[int]) -> Any:
+    """A multipart body streamed chunk by chunk (an image of `size` bytes in `field`),
+    counting in `counter` how much the server pulled."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield (f'--XyZ\r\nContent-Disposition: form-data; name="{field}"; filename="a.jpg"\r\n'
+               "Content-Type: image/jpeg\r\n\r\n").encode()  # fmt: skip
+        chunk = b"\0" * (1 << 20)
+        for _ in range(size >> 20):
+            counter[0] += len(chunk)
+            yield chunk
+        yield b"\r\n--XyZ--\r\n"
+
+    return body()
+
+
+MULTIPART = {"content-type": "multipart/form-data; boundary=XyZ"}
+
+
+async def test_desk_uploads_are_read_after_the_gate_and_never_past_a_bound(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    """The form was parsed (its files spooled to disk, of any size) before the CSRF and
+    permission checks: any signed-in user could fill the server's temporary disk."""
+    big = 40 << 20
+    _cookie(anonymous, token_for(Role.CITIZEN, curp=person_doc()["curp"]))
+    await anonymous.get("/modulo")  # a page: the CSRF cookie of this session
+    pulled = [0]
+    refused = await anonymous.post("/modulo/registro/RABCDEFGH23/foto", headers=MULTIPART,
+                                   content=_multipart_of("photo", big, pulled))  # fmt: skip
+    assert refused.status_code == 403
+    assert pulled[0] <= 1 << 20, pulled  # not read: the gate said no first
+    visitor = person_doc()
+    started = await anonymous.post(f"{E}/enrollments", headers=drive.operator,
+                                   json={"curp": visitor["curp"], "person": visitor})  # fmt: skip
+    folio = started.json()["folio"]
+    _cookie(anonymous, drive.operator)
+    token = _csrf((await anonymous.get("/modulo")).text)
+    for path, field in (("foto", "photo"), ("huella", "image")):
+        declared, chunked = [0], [0]
+        said = await anonymous.post(  # a Content-Length past the bound: refused unread
+            f"/modulo/registro/{folio}/{path}", content=_multipart_of(field, big, declared),
+            headers={**MULTIPART, "content-length": str(big + 200)},
+        )  # fmt: skip
+        assert said.status_code == 303
+        assert "pesa más de 2 MB" in unquote_plus(said.headers["location"])
+        assert declared[0] <= 1 << 20, declared
+        streamed = await anonymous.post(  # no Content-Length: read no further than the bound
+            f"/modulo/registro/{folio}/{path}", content=_multipart_of(field, big, chunked),
+            headers=MULTIPART,
+        )  # fmt: skip
+        assert streamed.status_code == 303
+        assert "pesa más de 2 MB" in unquote_plus(streamed.headers["location"])
+        assert chunked[0] <= 4 << 20, chunked
+    # A photo within the bound is taken as before.
+    fine = await anonymous.post(
+        f"/modulo/registro/{folio}/foto", data={"csrf": token},
+        files={"photo": ("cara.jpg", synthetic_face(3), "image/jpeg")},
+    )  # fmt: skip
+    assert "Fotografía guardada" in unquote_plus(fine.headers["location"])
+
+
+async def test_the_desk_lists_the_work_under_way_and_resumes_it(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """docs/enrollment.md said an enrollment left open goes on another day, but the desk had
+    no list of them and typing the CURP again cancelled it."""
+    visitor = person_doc()
+    started = await anonymous.post(f"{E}/enrollments", headers=drive.operator,
+                                   json={"curp": visitor["curp"], "person": visitor})  # fmt: skip
+    folio = started.json()["folio"]
+    yesterday = today_mx() - timedelta(days=1)
+    async with sessions() as s, s.begin():
+        await s.execute(update(Enrollment).where(Enrollment.folio == folio)
+                        .values(visit_day=yesterday))  # fmt: skip
+    _cookie(anonymous, drive.operator)
+    desk = await anonymous.get("/modulo")
+    assert f'href="/modulo/registro/{folio}"' in desk.text
+    assert "Registros en curso: 1" in desk.text
+    assert "Fotografía" in desk.text  # what it is missing
+    form = {"csrf": _csrf(desk.text), "curp": visitor["curp"]}
+    again = await anonymous.post("/modulo/registro", data=form)
+    assert again.status_code == 303
+    assert again.headers["location"].startswith(f"/modulo/registro/{folio}?")
+    assert "retomado" in unquote_plus(again.headers["location"])
+    state = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
+    assert (state.json()["status"], state.json()["visit_day"]) == ("open", today_mx().isoformat())
+
+
+async def test_the_enrollment_page_shows_every_exception(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor
+) -> None:
+    other = token_for(Role.SUPERVISOR, username="supervisora.dos", module=MODULE)
+    visitor = person_doc()
+    started = await anonymous.post(f"{E}/enrollments", headers=drive.supervisor,
+                                   json={"curp": visitor["curp"], "person": visitor})  # fmt: skip
+    folio = started.json()["folio"]
+    for waive, reason in (("address_proof", "vive en albergue tras la inundación"),
+                          ("curp", "la CURP certificada llega mañana")):  # fmt: skip
+        done = await anonymous.post(f"{E}/enrollments/{folio}/exception", headers=other,
+                                    json={"waive": [waive], "reason": reason})  # fmt: skip
+        assert done.status_code == 200, done.text
+    _cookie(anonymous, drive.supervisor)
+    page = await anonymous.get(f"/modulo/registro/{folio}")
+    assert "vive en albergue tras la inundación" in page.text
+    assert "la CURP certificada llega mañana" in page.text
+    assert page.text.count("supervisora.dos") == 2
+    assert 'id="four-eyes"' in page.text  # this supervisor does it: another one approves
+
+
+async def test_the_receipt_says_the_day_in_mexico(
+    anonymous: httpx.AsyncClient, drive: Drive, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Completed at 21:00 in Mexico City, the receipt said the next day (the UTC date)."""
+    receipt = await enroll_adult(anonymous, drive, 45)
+    async with sessions() as s, s.begin():
+        await s.execute(update(Enrollment).where(Enrollment.folio == receipt["folio"])
+                        .values(completed_at=datetime(2026, 3, 10, 3, 0, tzinfo=UTC)))  # fmt: skip
+    _cookie(anonymous, drive.operator)
+    page = await anonymous.get(f"/modulo/registro/{receipt['folio']}/comprobante")
+    assert page.status_code == 200, page.text
+    assert re.search(r"Registrada</dt>\s*<dd[^>]*>09/03/2026<", page.text), page.text

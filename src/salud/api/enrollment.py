@@ -42,6 +42,7 @@ from salud.enrollment.schemas import (
     ModuleRead,
     ModuleStatus,
     ModuleStatusChange,
+    OpenEnrollmentRead,
     PhaseCreate,
     ReceiptRead,
     RescheduleIn,
@@ -270,11 +271,28 @@ async def reschedule(
 
 @router.post(
     "/enrollments", status_code=status.HTTP_201_CREATED,
-    summary="Iniciar el registro de una persona en el módulo del operador",
+    summary="Iniciar el registro de una persona en el módulo del operador (o retomar el que "
+    "tiene en curso en ese módulo: 200)",
+    responses={200: {"description": "Registro en curso en este módulo, retomado hoy",
+                      "model": EnrollmentRead}},
     openapi_extra=_x(Permission.ENROLL),
 )  # fmt: skip
-async def start(body: EnrollmentStart, session: Session, caller: CurrentCaller) -> EnrollmentRead:
-    return await service.start(session, body, caller)
+async def start(
+    body: EnrollmentStart, response: Response, session: Session, caller: CurrentCaller
+) -> EnrollmentRead:
+    started = await service.start_or_resume(session, body, caller)
+    if started.resumed:
+        response.status_code = status.HTTP_200_OK
+    return started.enrollment
+
+
+@router.get(
+    "/enrollments", summary="Registros en curso en el módulo del operador (abiertos o en "
+    "revisión, de cualquier día), con lo que les falta",
+    openapi_extra=_x(Permission.ENROLL),
+)  # fmt: skip
+async def open_enrollments(session: ReadSession, caller: CurrentCaller) -> list[OpenEnrollmentRead]:
+    return await service.open_enrollments(session, caller)
 
 
 @router.get(
@@ -335,7 +353,8 @@ async def exception(
 
 @router.post(
     "/enrollments/{folio}/cancel",
-    summary="Cancelar un registro abierto (con el motivo); la CURP puede iniciarse de nuevo",
+    summary="Cancelar un registro abierto o en revisión (con el motivo; sus revisiones "
+    "pendientes se cierran); la CURP puede iniciarse de nuevo",
     openapi_extra=_x(Permission.ENROLL),
 )
 async def cancel_enrollment(
@@ -379,7 +398,7 @@ async def reviews(
     session: ReadSession,
     caller: CurrentCaller,
     review_status: Annotated[
-        str | None, Query(alias="status", pattern="^(pending|distinct|duplicate)$")
+        str | None, Query(alias="status", pattern="^(pending|distinct|duplicate|cancelled)$")
     ] = "pending",
 ) -> list[DuplicateReviewRead]:
     return await duplicate_reviews.list_reviews(session, caller, review_status)

@@ -28,6 +28,8 @@ from salud.enrollment.models import (
 )
 from salud.enrollment.planner_inputs import PlannedModule
 from salud.enrollment.schemas import (
+    APPOINTMENT_STATUS_WORDS,
+    MODULE_STATUS_WORDS,
     AppointmentRead,
     AppointmentStatus,
     AvailabilityRead,
@@ -40,6 +42,7 @@ from salud.enrollment.schemas import (
     ModuleStatus,
     PhaseCreate,
     RescheduleIn,
+    in_words,
 )
 from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from salud.identity import curp as curp_rules
@@ -157,7 +160,7 @@ async def set_module_status(
         raise NotFound(f"no hay un módulo con la clave {code}")
     await check_runs_module(caller, m)
     if m.status == status.value:
-        raise Conflict(f"el módulo ya está {status.value}")
+        raise Conflict(f"el módulo ya está {in_words(MODULE_STATUS_WORDS, m.status)}")
     m.status = status.value
     if status is ModuleStatus.OPEN:
         m.opened_at, m.opened_by = utcnow(), caller.actor
@@ -434,7 +437,9 @@ async def _owned(session: AsyncSession, folio: str, curp: str, caller: Caller) -
     if row is None or row.person_curp != curp:
         raise NotFound("no hay una cita con ese folio para esa CURP")
     if row.status != "booked":
-        raise Conflict(f"la cita ya no está vigente ({row.status})")
+        raise Conflict(
+            f"la cita ya no está vigente ({in_words(APPOINTMENT_STATUS_WORDS, row.status)})"
+        )
     return row
 
 
@@ -473,7 +478,13 @@ async def get_appointment(
 
 
 async def cancel(session: AsyncSession, folio: str, curp: str, caller: Caller) -> AppointmentRead:
-    row = await _owned(session, folio, curp, caller)
+    return await _cancel(session, await _owned(session, folio, curp, caller), curp, caller)
+
+
+async def _cancel(
+    session: AsyncSession, row: Appointment, curp: str, caller: Caller
+) -> AppointmentRead:
+    folio = row.folio
     row.status, row.changed_at = "cancelled", utcnow()
     await repository.free_place(session, row.module_id, row.day)
     await session.flush()
@@ -487,11 +498,13 @@ async def cancel(session: AsyncSession, folio: str, curp: str, caller: Caller) -
 async def reschedule(
     session: AsyncSession, folio: str, data: RescheduleIn, caller: Caller
 ) -> AppointmentRead:
-    """Cancel and book again in one transaction: if the new day is full, the old place stays."""
-    await cancel(session, folio, data.curp, caller)
-    return await book(
-        session, BookingIn(curp=data.curp, module_code=data.module_code, day=data.day), caller
-    )
+    """Cancel and book again in one transaction: if the new day is full, the old place stays.
+    The contact given at booking goes with it (the notices of the new day reach the person)."""
+    row = await _owned(session, folio, data.curp, caller)
+    contact = row.contact
+    await _cancel(session, row, data.curp, caller)
+    moved = BookingIn(curp=data.curp, module_code=data.module_code, day=data.day, contact=contact)
+    return await book(session, moved, caller)
 
 
 async def module_agenda(

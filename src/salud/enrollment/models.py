@@ -169,9 +169,10 @@ class Enrollment(Base):
     visit_day: Mapped[date] = mapped_column(Date)
     documents: Mapped[list[dict[str, Any]]] = mapped_column(Json)
     waived: Mapped[list[str]] = mapped_column(Json)  # documents a supervisor excused
-    exception_reason: Mapped[str | None] = mapped_column(String(500))
-    exception_by: Mapped[str | None] = mapped_column(String(100))
-    exception_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Every exception a supervisor approved, oldest first: {"by", "at" (ISO UTC), "reason",
+    # "waived"}; `waived` above is their union (what the checklist reads).
+    # (Empty by default: a row written without it, as bench/progress.py writes them, has none.)
+    exceptions: Mapped[list[dict[str, Any]]] = mapped_column(Json, server_default=text("'[]'"))
     guardian_curp: Mapped[str | None] = mapped_column(String(18))
     guardian_relationship: Mapped[str | None] = mapped_column(String(10))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -179,6 +180,10 @@ class Enrollment(Base):
     credential_id: Mapped[str | None] = mapped_column(String(32))
     pickup_from: Mapped[date | None] = mapped_column(Date)
     pickup_to: Mapped[date | None] = mapped_column(Date)
+    # The version of the person's photo taken through this enrollment (None: none yet). Only
+    # that one counts: a photo put through the registry's API, even during the visit, does
+    # not (the card would show a photo this module never took).
+    photo_version: Mapped[int | None] = mapped_column(Integer)
 
 
 class Fingerprint(Base):
@@ -203,11 +208,13 @@ class Fingerprint(Base):
 
 
 class DuplicateReview(Base):
-    """A probable duplicate (same names, birth date and state, another CURP) for a supervisor."""
+    """A probable duplicate (same names, birth date and state, another CURP) for a supervisor.
+    `cancelled`: left undecided because its enrollment was cancelled (by hand, abandoned, or
+    another review of it found the duplicate)."""
 
     __tablename__ = "duplicate_reviews"
     __table_args__ = (
-        CheckConstraint("status IN ('pending','distinct','duplicate')", name="status"),
+        CheckConstraint("status IN ('pending','distinct','duplicate','cancelled')", name="status"),
         Index("ix_duplicate_reviews_status", "status"),
     )
 

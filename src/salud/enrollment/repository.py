@@ -213,14 +213,60 @@ async def probable_duplicates(session: AsyncSession, person: Person) -> list[str
     return [curp for curp, other in rows if search_key(other or "") == second][:20]
 
 
-async def has_photo(session: AsyncSession, curp: str, *, since: datetime) -> bool:
-    """Whether the person's photo was taken (or replaced) at or after `since`."""
+async def has_photo(session: AsyncSession, curp: str, version: int | None) -> bool:
+    """Whether the person's current photo is this version (the one an enrollment took): a
+    photo put through the registry since replaced it, and the card would show that one."""
+    if version is None:
+        return False
     found = await session.scalar(
         select(PersonPhoto.id).where(
-            PersonPhoto.person_curp == curp, PersonPhoto.updated_at >= since
+            PersonPhoto.person_curp == curp, PersonPhoto.version == version
         )
     )
     return found is not None
+
+
+async def open_enrollments(
+    session: AsyncSession, module_id: int, limit: int
+) -> Sequence[tuple[Enrollment, Person]]:
+    """The module's enrollments under way (open or in review) with their person, the
+    oldest first."""
+    stmt = (
+        select(Enrollment, Person)
+        .join(Person, Person.curp == Enrollment.person_curp)
+        .where(Enrollment.module_id == module_id, Enrollment.status.in_(("open", "review")))
+        .order_by(Enrollment.started_at, Enrollment.id)
+        .limit(limit)
+    )
+    return [(e, p) for e, p in (await session.execute(stmt)).all()]
+
+
+async def current_photo_versions(session: AsyncSession, curps: Sequence[str]) -> dict[str, int]:
+    """The current photo's version of each of these persons that has one."""
+    if not curps:
+        return {}
+    stmt = select(PersonPhoto.person_curp, PersonPhoto.version).where(
+        PersonPhoto.person_curp.in_(curps)
+    )
+    return {c: v for c, v in (await session.execute(stmt)).all()}
+
+
+async def fingers_since_start(
+    session: AsyncSession, enrollment_ids: Sequence[int]
+) -> dict[int, list[int]]:
+    """For each of these enrollments, the fingers captured since it started."""
+    if not enrollment_ids:
+        return {}
+    stmt = (
+        select(Enrollment.id, Fingerprint.finger)
+        .join(Fingerprint, Fingerprint.person_curp == Enrollment.person_curp)
+        .where(Enrollment.id.in_(enrollment_ids), Fingerprint.captured_at >= Enrollment.started_at)
+        .order_by(Enrollment.id, Fingerprint.finger)
+    )
+    out: dict[int, list[int]] = {}
+    for enrollment_id, finger in (await session.execute(stmt)).all():
+        out.setdefault(enrollment_id, []).append(finger)
+    return out
 
 
 async def fingers_of(session: AsyncSession, curp: str, *, since: datetime) -> list[int]:
@@ -289,14 +335,51 @@ async def reviews(
     return [(r, f) for r, f in (await session.execute(stmt.limit(500))).all()]
 
 
-async def decided_distinct(session: AsyncSession, curp: str) -> set[str]:
-    """The CURPs a supervisor judged another person than this one (reviews `distinct`)."""
-    rows = await session.execute(
-        select(DuplicateReview.candidate_curp).where(
-            DuplicateReview.person_curp == curp, DuplicateReview.status == "distinct"
-        )
+async def decided_distinct(
+    session: AsyncSession, curp: str, *, either_way: bool = False
+) -> set[str]:
+    """The CURPs a supervisor judged another person than this one (reviews `distinct`); with
+    `either_way`, also those whose own review judged this one another person (a pair is a
+    pair, whichever of the two was enrolling)."""
+    stmt = select(DuplicateReview.candidate_curp).where(
+        DuplicateReview.person_curp == curp, DuplicateReview.status == "distinct"
     )
-    return set(rows.scalars())
+    found = set((await session.execute(stmt)).scalars())
+    if either_way:
+        back = select(DuplicateReview.person_curp).where(
+            DuplicateReview.candidate_curp == curp, DuplicateReview.status == "distinct"
+        )
+        found |= set((await session.execute(back)).scalars())
+    return found
+
+
+async def latest_decided_review(session: AsyncSession, curp: str) -> DuplicateReview | None:
+    """The last review of this CURP's enrollments a supervisor decided (distinct or
+    duplicate), if any."""
+    stmt = (
+        select(DuplicateReview)
+        .where(
+            DuplicateReview.person_curp == curp,
+            DuplicateReview.status.in_(("distinct", "duplicate")),
+        )
+        .order_by(DuplicateReview.decided_at.desc(), DuplicateReview.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def cancel_pending_reviews(
+    session: AsyncSession, enrollment_id: int, at: datetime, by: str, note: str
+) -> int:
+    """Close the enrollment's reviews still pending as `cancelled` (its enrollment no longer
+    goes on); how many."""
+    result = await session.execute(
+        update(DuplicateReview)
+        .where(DuplicateReview.enrollment_id == enrollment_id, DuplicateReview.status == "pending")
+        .values(status="cancelled", decided_at=at, decided_by=by, note=note[:500])
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def review_by_id(session: AsyncSession, review_id: int) -> DuplicateReview | None:

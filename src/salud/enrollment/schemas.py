@@ -59,6 +59,14 @@ class ModuleStatus(StrEnum):
     CLOSED = "closed"
 
 
+# What the pages and the reasons say for each state (the UI speaks Spanish; the codes stay
+# English). Every state has its words: tests/enrollment/test_status_words.py walks them all.
+MODULE_STATUS_WORDS: dict[str, str] = {
+    ModuleStatus.PLANNED: "por abrir", ModuleStatus.OPEN: "abierto",
+    ModuleStatus.CLOSED: "cerrado",
+}  # fmt: skip
+
+
 class ModuleRead(BaseModel):
     code: str
     name: str
@@ -128,6 +136,12 @@ class AppointmentStatus(StrEnum):
     CANCELLED = "cancelled"
     KEPT = "kept"
     NO_SHOW = "no_show"
+
+
+APPOINTMENT_STATUS_WORDS: dict[str, str] = {
+    AppointmentStatus.BOOKED: "agendada", AppointmentStatus.CANCELLED: "cancelada",
+    AppointmentStatus.KEPT: "atendida", AppointmentStatus.NO_SHOW: "no asistió",
+}  # fmt: skip
 
 
 class AppointmentRead(BaseModel):
@@ -202,6 +216,39 @@ class EnrollmentStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+ENROLLMENT_STATUS_WORDS: dict[str, str] = {
+    EnrollmentStatus.OPEN: "abierto", EnrollmentStatus.REVIEW: "en revisión",
+    EnrollmentStatus.COMPLETED: "concluido", EnrollmentStatus.CANCELLED: "cancelado",
+}  # fmt: skip
+
+
+class ReviewStatus(StrEnum):
+    PENDING = "pending"
+    DISTINCT = "distinct"
+    DUPLICATE = "duplicate"
+    CANCELLED = "cancelled"  # left undecided: its enrollment was cancelled
+
+
+REVIEW_STATUS_WORDS: dict[str, str] = {
+    ReviewStatus.PENDING: "pendiente", ReviewStatus.DISTINCT: "personas distintas",
+    ReviewStatus.DUPLICATE: "la misma persona", ReviewStatus.CANCELLED: "cancelada",
+}  # fmt: skip
+
+
+def in_words(words: dict[str, str], status: str) -> str:
+    """The Spanish words for a stored state (a state without them is a bug: KeyError)."""
+    return words[status]
+
+
+class ExceptionRead(BaseModel):
+    """One exception a supervisor approved: who, when, why and what it excused."""
+
+    by: str
+    at: datetime | None = Field(description="UTC; vacío solo en excepciones anteriores a 0019")
+    reason: str
+    waived: list[str]
+
+
 class EnrollmentRead(BaseModel):
     folio: str
     curp: str
@@ -214,8 +261,9 @@ class EnrollmentRead(BaseModel):
     visit_day: date
     documents: list[Document]
     waived: list[str]
-    exception_reason: str | None
-    exception_by: str | None
+    exceptions: list[ExceptionRead] = Field(description="Todas las excepciones, la última al final")
+    exception_reason: str | None = Field(description="El motivo de la última excepción")
+    exception_by: str | None = Field(description="Quién aprobó la última excepción")
     guardian_curp: str | None
     guardian_relationship: Relationship | None
     has_photo: bool
@@ -251,10 +299,22 @@ class DuplicateReviewRead(BaseModel):
     person_curp: str
     candidate_curp: str
     reason: str
-    status: Literal["pending", "distinct", "duplicate"]
+    status: ReviewStatus
     created_at: datetime
     decided_by: str | None
     note: str | None
+
+
+class OpenEnrollmentRead(BaseModel):
+    """An enrollment still under way at the module (open or in review), for the desk's list."""
+
+    folio: str
+    curp: str
+    full_name: str
+    status: EnrollmentStatus
+    started_on: date = Field(description="Día en que se inició (hora de México)")
+    visit_day: date
+    missing: list[str] = Field(description="Lo que falta, en palabras")
 
 
 class EnrollmentCancel(_In):

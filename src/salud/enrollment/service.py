@@ -7,7 +7,7 @@ Every step is one transaction and is audited; the operator acts only at their ow
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,16 +21,27 @@ from salud.enrollment import biometrics, repository
 from salud.enrollment.biometrics import Matcher
 from salud.enrollment.booking import check_runs_module, new_folio
 from salud.enrollment.documents import LABELS, Document, DocumentKind, checklist
-from salud.enrollment.models import DuplicateReview, Enrollment, Fingerprint, RegistrationModule
+from salud.enrollment.models import (
+    Appointment,
+    DuplicateReview,
+    Enrollment,
+    Fingerprint,
+    RegistrationModule,
+)
 from salud.enrollment.schemas import (
+    ENROLLMENT_STATUS_WORDS,
+    MODULE_STATUS_WORDS,
     DocumentsIn,
     EnrollmentCancel,
     EnrollmentRead,
     EnrollmentStart,
     EnrollmentStatus,
     ExceptionIn,
+    ExceptionRead,
     MissingRead,
+    OpenEnrollmentRead,
     ReceiptRead,
+    in_words,
 )
 from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from salud.identity import curp as curp_rules
@@ -89,29 +100,43 @@ def _open_today(row: Enrollment) -> None:
     against it, as the age and the guardian are, so a proof dated after the first day counts
     and one that has aged past six months since does not."""
     if row.status in ("completed", "cancelled"):
-        raise Conflict(f"el registro {row.folio} ya está {row.status}: no cambia")
+        said = in_words(ENROLLMENT_STATUS_WORDS, row.status)
+        raise Conflict(f"el registro {row.folio} ya está {said}: no cambia")
     today = today_mx()
     if row.visit_day < today:
         row.visit_day = today
 
 
+async def _cancel_row(session: AsyncSession, row: Enrollment, caller: Caller, reason: str) -> None:
+    """Cancel an enrollment under way (open or in review) and close its reviews still
+    pending as cancelled (nothing is left to decide for it); recorded with the reason."""
+    row.status = "cancelled"
+    await repository.cancel_pending_reviews(
+        session, row.id, utcnow(), caller.actor, f"registro cancelado: {reason}"
+    )
+    await session.flush()
+    await caller.record(
+        "enrollment:enrollment:cancel", "enrollment", person_curp=row.person_curp,
+        subject_id=row.folio, within=session, detail={"reason": reason},
+    )  # fmt: skip
+
+
 async def cancel(
     session: AsyncSession, folio: str, data: EnrollmentCancel, caller: Caller
 ) -> EnrollmentRead:
-    """Cancel an open enrollment at the caller's module (a CURP typed by mistake, a person
-    who left and will enroll elsewhere), with the reason: the CURP may then start again at
+    """Cancel an enrollment under way at the caller's module (a CURP typed by mistake, a
+    person who left and will enroll elsewhere, one held in review on an earlier day), with
+    the reason: its pending reviews are closed as cancelled, and the CURP may start again at
     any module. Recorded on the person's record."""
     row, m = await _enrollment(
         session, folio, caller, "enrollment:enrollment:cancel", Permission.ENROLL
     )
-    if row.status != "open":
-        raise Conflict(f"el registro {folio} está {row.status}: solo se cancela uno abierto")
-    row.status = "cancelled"
-    await session.flush()
-    await caller.record(
-        "enrollment:enrollment:cancel", "enrollment", person_curp=row.person_curp,
-        subject_id=folio, within=session, detail={"reason": data.reason},
-    )  # fmt: skip
+    if row.status not in ("open", "review"):
+        said = in_words(ENROLLMENT_STATUS_WORDS, row.status)
+        raise Conflict(
+            f"el registro {folio} está {said}: solo se cancela uno abierto o en revisión"
+        )
+    await _cancel_row(session, row, caller, data.reason)
     return await _read(session, row, m, await _person(session, row.person_curp))
 
 
@@ -135,30 +160,40 @@ class _Captured:
 
 
 async def _captured(session: AsyncSession, row: Enrollment) -> _Captured:
-    """The photo and fingerprints taken during this enrollment (since it started): one from
-    an abandoned visit elsewhere, or uploaded through the registry, is not what this module
-    saw, and the card would show it."""
-    since, curp = row.started_at, row.person_curp
+    """The photo and fingerprints taken during this enrollment: the photo is the version
+    this enrollment took (still the current one), the prints those captured since it
+    started. One from an abandoned visit elsewhere, or a photo put through the registry's
+    API (even during the visit), is not what this module saw, and the card would show it."""
+    curp = row.person_curp
     return _Captured(
-        await repository.has_photo(session, curp, since=since),
-        await repository.fingers_of(session, curp, since=since),
+        await repository.has_photo(session, curp, row.photo_version),
+        await repository.fingers_of(session, curp, since=row.started_at),
     )
 
 
-def _missing(row: Enrollment, person: Person, captured: _Captured) -> list[MissingRead]:
+def _exceptions(row: Enrollment) -> list[ExceptionRead]:
+    return [ExceptionRead.model_validate(x) for x in row.exceptions]
+
+
+def _missing(
+    row: Enrollment, person: Person, captured: _Captured, on: date | None = None
+) -> list[MissingRead]:
+    """What the enrollment lacks, judged on its visit day (or `on`: the day it would be
+    resumed)."""
+    day = on or row.visit_day
     waived = frozenset(DocumentKind(w) for w in row.waived if w != FINGERPRINTS)
     docs = [Document.model_validate(d) for d in row.documents]
     out = [
         MissingRead(item=m.kind.value, label=LABELS[m.kind], reason=m.reason)
-        for m in checklist(person.birth_date, row.visit_day, docs, waived)
+        for m in checklist(person.birth_date, day, docs, waived)
     ]
-    if is_minor(person.birth_date, row.visit_day) and row.guardian_curp is None:
+    if is_minor(person.birth_date, day) and row.guardian_curp is None:
         why = "registre la CURP y el parentesco de quien acompaña"
         out.append(MissingRead(item="guardian", label="Madre, padre o tutor", reason=why))
     if not captured.has_photo:
         out.append(MissingRead(item="photo", label="Fotografía", reason="falta"))
     if FINGERPRINTS not in row.waived:
-        need = biometrics.required_fingers(age_on(person.birth_date, row.visit_day))
+        need = biometrics.required_fingers(age_on(person.birth_date, day))
         lacking = [f for f in need if f not in captured.fingers]
         if lacking:
             why = f"faltan los dedos {', '.join(map(str, lacking))}"
@@ -175,12 +210,15 @@ async def _read(
     person = person or await _person(session, row.person_curp)
     captured = await _captured(session, row)
     age = age_on(person.birth_date, row.visit_day)
+    exceptions = _exceptions(row)
+    last = exceptions[-1] if exceptions else None
     return EnrollmentRead(
         folio=row.folio, curp=row.person_curp, full_name=_full_name(person),
         birth_date=person.birth_date, minor=is_minor(person.birth_date, row.visit_day),
         module_code=m.code, operator=row.operator, status=EnrollmentStatus(row.status),
         visit_day=row.visit_day, documents=[Document.model_validate(d) for d in row.documents],
-        waived=row.waived, exception_reason=row.exception_reason, exception_by=row.exception_by,
+        waived=row.waived, exceptions=exceptions,
+        exception_reason=last.reason if last else None, exception_by=last.by if last else None,
         guardian_curp=row.guardian_curp,
         guardian_relationship=Relationship(row.guardian_relationship)
         if row.guardian_relationship else None,
@@ -193,16 +231,39 @@ async def _read(
     )  # fmt: skip
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """What starting gave: a new enrollment, or the one under way at this module, resumed."""
+
+    enrollment: EnrollmentRead
+    resumed: bool
+
+
 async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) -> EnrollmentRead:
+    """Open an enrollment at the operator's module (or resume the one under way there): see
+    `start_or_resume`."""
+    return (await start_or_resume(session, data, caller)).enrollment
+
+
+async def start_or_resume(session: AsyncSession, data: EnrollmentStart, caller: Caller) -> Started:
     """Open an enrollment at the operator's module: the person is found by CURP or registered
-    from the data given; probable duplicates go to the supervisors' review queue."""
+    from the data given; probable duplicates go to the supervisors' review queue (but for a
+    pair a supervisor already judged two people).
+
+    The CURP's enrollment under way at this module (open or in review, of any day) is
+    resumed, not opened again: its visit becomes today, and what it has recorded is judged
+    against today (`_resume`). One under way at another module since an earlier day was
+    abandoned there: it is cancelled with its pending reviews. A CURP a supervisor judged the
+    same person as another (its latest decided review) is refused until the registry is
+    corrected."""
     identity.check_curp(data.curp)
     await caller.allow(
         Permission.ENROLL, "enrollment:enrollment:start", "enrollment", person_curp=data.curp
     )
     m = await _operator_module(session, caller)
     if m.status != "open":
-        raise Conflict(f"el módulo {m.code} no está abierto")
+        said = in_words(MODULE_STATUS_WORDS, m.status)
+        raise Conflict(f"el módulo {m.code} no está abierto (está {said})")
     person = await persons.get_by_curp(session, data.curp)
     if person is None:
         if data.person is None:
@@ -217,47 +278,45 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
             "la persona ya está en el padrón: no vuelva a capturar sus datos (corríjalos con una "
             "rectificación)", [FieldProblem("person", "ya registrada")],
         )  # fmt: skip
+    decided = await repository.latest_decided_review(session, data.curp)
+    if decided is not None and decided.status == "duplicate":
+        # Two CURPs of one person: a card under this one would be the person's second. The
+        # registry is corrected first (RENAPO); undoing the decision is not the desk's.
+        raise Conflict(
+            f"la revisión {decided.id} resolvió que esta CURP es la misma persona que "
+            f"{decided.candidate_curp}: no se registra hasta que se corrija el padrón (RENAPO)",
+            [FieldProblem("curp", f"misma persona que {decided.candidate_curp}")],
+        )  # fmt: skip
     # Locked: a completion or an exception at the other module may be under way; the lock
     # waits for it, and the status is judged as it committed.
     live = await repository.live_enrollment_for(session, data.curp, lock=True)
-    if live is not None and live.status == "open" and live.visit_day < today_mx():
-        # Left open on an earlier day (the person never came back to that module): it
-        # does not lock them out of every other one. Cancelled, and recorded as such.
-        live.status = "cancelled"
-        await session.flush()
-        await caller.record(
-            "enrollment:enrollment:cancel", "enrollment", person_curp=live.person_curp,
-            subject_id=live.folio, within=session,
-            detail={"reason": f"abandonado desde {live.visit_day.isoformat()}"},
-        )  # fmt: skip
-        live = None
+    if live is not None and live.status in ("open", "review"):
+        if live.module_id == m.id:  # the person came back: the same enrollment goes on
+            return Started(await _resume(session, live, m, person, data, caller), True)
+        if live.visit_day < today_mx():
+            # Left under way on an earlier day at another module (the person never came
+            # back there): it does not lock them out of every other one. Cancelled, with
+            # its pending reviews, and recorded as such.
+            await _cancel_row(
+                session, live, caller, f"abandonado desde {live.visit_day.isoformat()}"
+            )
+            live = None
     if live is not None:
         if live.status == "completed":
             raise Conflict(f"esta CURP ya fue credencializada (folio {live.folio})")
-        raise Conflict(f"esta CURP tiene un registro en curso (folio {live.folio})")
-    appointment = await repository.booked_for(session, data.curp)
-    if data.appointment_folio and (
-        appointment is None or appointment.folio != data.appointment_folio
-    ):
-        raise InvalidInput.on("appointment_folio", "no es una cita vigente de esta CURP")
+        raise Conflict(f"esta CURP tiene un registro en curso en otro módulo (folio {live.folio})")
+    appointment = await _kept_appointment(session, data, m)
     now, today = utcnow(), today_mx()
-    if (
-        appointment is not None
-        and appointment.module_id == m.id
-        and appointment.day == today
-        and await repository.settle_appointment(session, appointment.id, "kept", now)
-    ):
-        appointment.status, appointment.changed_at = "kept", now  # as it is now stored
-    else:
-        appointment = None  # a walk-in, or a booking for another day or module (left as is)
-    duplicates = await repository.probable_duplicates(session, person)
+    distinct = await repository.decided_distinct(session, data.curp, either_way=True)
+    duplicates = [c for c in await repository.probable_duplicates(session, person)
+                  if c not in distinct]  # fmt: skip
     row = Enrollment(
         folio=new_folio("R", 10), person_curp=data.curp, module_id=m.id,
         appointment_id=appointment.id if appointment else None, operator=caller.actor,
         status="review" if duplicates else "open", visit_day=today, documents=[], waived=[],
-        exception_reason=None, exception_by=None, exception_at=None, guardian_curp=None,
-        guardian_relationship=None, started_at=now, completed_at=None, credential_id=None,
-        pickup_from=None, pickup_to=None,
+        exceptions=[], guardian_curp=None, guardian_relationship=None, started_at=now,
+        completed_at=None, credential_id=None, pickup_from=None, pickup_to=None,
+        photo_version=None,
     )  # fmt: skip
     session.add(row)
     try:
@@ -275,7 +334,87 @@ async def start(session: AsyncSession, data: EnrollmentStart, caller: Caller) ->
         "enrollment:enrollment:start", "enrollment", person_curp=data.curp, subject_id=row.folio,
         within=session, detail={"module": m.code, "duplicates": len(duplicates)},
     )  # fmt: skip
+    return Started(await _read(session, row, m, person), False)
+
+
+async def _kept_appointment(
+    session: AsyncSession, data: EnrollmentStart, m: RegistrationModule
+) -> Appointment | None:
+    """The person's booking for today at this module, marked kept (if it is still booked at
+    this moment); a walk-in, or a booking for another day or module, gives None (that one is
+    left as it is)."""
+    appointment = await repository.booked_for(session, data.curp)
+    if data.appointment_folio and (
+        appointment is None or appointment.folio != data.appointment_folio
+    ):
+        raise InvalidInput.on("appointment_folio", "no es una cita vigente de esta CURP")
+    now = utcnow()
+    if (
+        appointment is not None
+        and appointment.module_id == m.id
+        and appointment.day == today_mx()
+        and await repository.settle_appointment(session, appointment.id, "kept", now)
+    ):
+        appointment.status, appointment.changed_at = "kept", now  # as it is now stored
+        return appointment
+    return None
+
+
+async def _resume(
+    session: AsyncSession,
+    row: Enrollment,
+    m: RegistrationModule,
+    person: Person,
+    data: EnrollmentStart,
+    caller: Caller,
+) -> EnrollmentRead:
+    """The person came back to the module where their enrollment is under way. The visit
+    becomes today: the documents recorded stay recorded but are judged against today (a
+    proof of address that has aged past six months since is missing again; the age, and so
+    whether the minor's documents and guardian are asked, is today's). The photo and prints
+    this enrollment took still count, as do the exceptions approved (each with its day). A
+    booking for today here is kept."""
+    since = row.visit_day
+    appointment = await _kept_appointment(session, data, m)
+    if appointment is not None and row.appointment_id is None:
+        row.appointment_id = appointment.id
+    if row.visit_day < today_mx():
+        row.visit_day = today_mx()
+    await session.flush()
+    await caller.record(  # the person reads it as a start ("inició su registro"), resumed
+        "enrollment:enrollment:start", "enrollment", person_curp=row.person_curp,
+        subject_id=row.folio, within=session,
+        detail={"module": m.code, "resumed": True, "since": since.isoformat()},
+    )  # fmt: skip
     return await _read(session, row, m, person)
+
+
+async def open_enrollments(
+    session: AsyncSession, caller: Caller, limit: int = 200
+) -> list[OpenEnrollmentRead]:
+    """The enrollments under way at the caller's module (open or in review, of any day), the
+    oldest first, each with what it is missing: the desk's list to resume them. Every person
+    listed is recorded."""
+    await caller.allow(Permission.ENROLL, "enrollment:enrollment:read", "enrollment")
+    m = await _operator_module(session, caller)
+    found = await repository.open_enrollments(session, m.id, limit)
+    photos_now = await repository.current_photo_versions(session, [e.person_curp for e, _ in found])
+    fingers = await repository.fingers_since_start(session, [e.id for e, _ in found])
+    out, today = [], today_mx()
+    for row, person in found:
+        version = photos_now.get(row.person_curp)
+        captured = _Captured(
+            version is not None and version == row.photo_version, fingers.get(row.id, [])
+        )
+        out.append(OpenEnrollmentRead(
+            folio=row.folio, curp=row.person_curp, full_name=_full_name(person),
+            status=EnrollmentStatus(row.status),
+            started_on=row.started_at.astimezone(MEXICO_CITY).date(), visit_day=row.visit_day,
+            missing=[x.label for x in _missing(row, person, captured, today)],
+        ))  # fmt: skip
+    # Each person listed reads it as a look at their enrollment ("consultó su registro").
+    await caller.record_persons("enrollment:enrollment:read", [e.person_curp for e, _ in found])
+    return out
 
 
 async def get(session: AsyncSession, folio: str, caller: Caller) -> EnrollmentRead:
@@ -328,7 +467,10 @@ async def put_photo(
 ) -> EnrollmentRead:
     row, m = await _enrollment(session, folio, caller, "enrollment:photo:update", Permission.ENROLL)
     _open_today(row)
-    await photos.put_photo(session, ring, row.person_curp, image, caller)
+    # The version taken here is the one that counts (a later photo through the registry
+    # replaces it, and then the enrollment asks for its photo again).
+    row.photo_version = await photos.put_photo(session, ring, row.person_curp, image, caller)
+    await session.flush()
     return await _read(session, row, m)
 
 
@@ -368,14 +510,25 @@ async def put_fingerprint(
 async def approve_exception(
     session: AsyncSession, folio: str, data: ExceptionIn, caller: Caller
 ) -> EnrollmentRead:
-    """A supervisor excuses documents (or fingerprints) with a recorded reason."""
+    """A supervisor excuses documents (or fingerprints) with a recorded reason. Four eyes:
+    never the supervisor who is doing the enrollment (its operator), or one person alone
+    could issue a card with nothing checked. Every exception is kept (who, when, why, what);
+    `waived` is their union."""
     row, m = await _enrollment(
         session, folio, caller, "enrollment:exception:approve", Permission.ENROLLMENT_APPROVE
     )
+    if row.operator == caller.actor:
+        await caller.record(
+            "enrollment:exception:approve", "enrollment", person_curp=row.person_curp,
+            subject_id=folio, outcome="denied", detail={"why": "own_enrollment"},
+        )  # fmt: skip
+        raise Forbidden("una excepción la aprueba un supervisor distinto de quien hace el registro")
     _open_today(row)
     waived = {w.value for w in data.waive} | ({FINGERPRINTS} if data.waive_fingerprints else set())
     row.waived = sorted(set(row.waived) | waived)
-    row.exception_reason, row.exception_by, row.exception_at = data.reason, caller.actor, utcnow()
+    entry = {"by": caller.actor, "at": utcnow().isoformat(), "reason": data.reason,
+             "waived": sorted(waived)}  # fmt: skip
+    row.exceptions = [*row.exceptions, entry]  # a new list: the JSON column sees the change
     await session.flush()
     await caller.record(
         "enrollment:exception:approve", "enrollment", person_curp=row.person_curp,
