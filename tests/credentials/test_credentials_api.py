@@ -4,6 +4,7 @@ verify with the published keys, validate at reception, reissue, revoke, rotate k
 from __future__ import annotations
 
 import io
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -328,6 +329,40 @@ async def test_bad_photos_are_refused_with_the_reason(client: httpx.AsyncClient)
         assert answer.status_code == 422, answer.text
         assert answer.json()["errors"][0]["field"] == "photo"
         assert words in answer.text
+
+
+async def test_a_photo_past_the_limit_is_not_read_to_its_end(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Whoever sends a photo (a citizen's session included), the server holds at most the
+    limit in memory: 40 MB offered, a little over 2 MB read, then a 422 naming the photo."""
+    doc = person_doc()
+    await client.post("/api/v1/persons", json=doc)
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(640):  # 40 MB in chunks of 64 KB
+            sent += 65_536
+            yield b"\xff" * 65_536
+
+    answer = await client.put(
+        f"/api/v1/persons/{doc['curp']}/photo", content=body(),
+        headers={"Content-Type": "image/jpeg"},
+    )  # fmt: skip
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "photo"
+    assert "pesa más" in answer.text
+    assert sent < 3_000_000
+    # Whom may not change the photo gets the 403, also without reading it all.
+    sent = 0
+    other = token_for(Role.CITIZEN, curp=person_doc()["curp"])
+    refused = await anonymous.put(
+        f"/api/v1/persons/{doc['curp']}/photo", content=body(),
+        headers={"Content-Type": "image/jpeg", **other},
+    )  # fmt: skip
+    assert refused.status_code == 403
+    assert sent < 3_000_000
 
 
 def _png(

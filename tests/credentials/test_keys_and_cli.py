@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from datetime import timedelta
@@ -11,7 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from salud.cli.main import app
 from salud.config import Settings
@@ -19,6 +20,7 @@ from salud.credentials import signing
 from salud.credentials.claims import to_cbor
 from salud.credentials.models import SigningKey
 from salud.credentials.verify import verify
+from salud.errors import InvalidInput
 from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, SealError
 from tests.conftest import keyring_of
@@ -151,3 +153,99 @@ async def test_an_unknown_kid_reloads_the_key_set_at_most_once_a_second(
     assert fresher.get(new_kid) is not None
     assert await here.keys() is fresher  # the cache holds the reloaded set
     assert await here.fresher(cached) is fresher  # an older set's holder gets the newer one
+
+
+async def test_rotating_and_withdrawing_keys_at_the_shell_are_audited(
+    cli_env: CliRunner, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Both commands are administration: recorded with who ran them (`cli:<user>`) and why,
+    as disabling an account is. A key is named as `salud credentials keys` lists it (hex) or
+    as the JWKS publishes it (base64url)."""
+    from salud.access.models import AuditEvent
+
+    def run(*args: str) -> Result:
+        return cli_env.invoke(app, ["credentials", *args])
+
+    first = await asyncio.to_thread(run, "rotate-key", "--reason", "puesta en marcha")
+    assert first.exit_code == 0, first.output
+    second = await asyncio.to_thread(run, "rotate-key")  # the reason has a default
+    assert second.exit_code == 0, second.output
+    async with sessions() as session:
+        rows = (await session.scalars(select(SigningKey).order_by(SigningKey.id))).all()
+    retired, current = rows[0].kid, rows[1].kid
+    assert rows[0].created_by.startswith("cli:")
+    published = base64.urlsafe_b64encode(bytes.fromhex(retired)).rstrip(b"=").decode()
+    assert len(published) == 11
+    unexplained = await asyncio.to_thread(run, "withdraw-key", published)
+    assert unexplained.exit_code != 0  # --reason is required
+    done = await asyncio.to_thread(
+        run, "withdraw-key", published, "--reason", "llave filtrada (incidente 7)"
+    )
+    assert done.exit_code == 0, done.output
+    assert retired in done.output
+    twice = await asyncio.to_thread(run, "withdraw-key", retired, "--reason", "otra vez")
+    assert twice.exit_code == 2
+    assert "ya fue retirada" in twice.output
+    for wrong in ("zz", "0" * 15, "A" * 12):
+        bad = await asyncio.to_thread(run, "withdraw-key", wrong, "--reason", "prueba")
+        assert bad.exit_code == 2, (wrong, bad.output)
+        assert "kid" in bad.output, (wrong, bad.output)
+    in_service = await asyncio.to_thread(
+        run, "withdraw-key", current.upper(), "--reason", "llave filtrada"
+    )
+    assert in_service.exit_code == 0, in_service.output
+    assert "rotate-key" in in_service.output  # none is in service now: it says what to do
+    async with sessions() as session:
+        entries = (
+            await session.execute(
+                select(AuditEvent.action, AuditEvent.actor, AuditEvent.subject_id,
+                       AuditEvent.detail).order_by(AuditEvent.seq)
+            )
+        ).all()  # fmt: skip
+        withdrawn = (await session.scalars(select(SigningKey.withdrawn_at))).all()
+    assert [(a, s, (d or {}).get("reason")) for a, _, s, d in entries] == [
+        ("credentials:key:rotate", retired, "puesta en marcha"),
+        ("credentials:key:rotate", current, "rotación de la llave de firma"),
+        ("credentials:key:withdraw", retired, "llave filtrada (incidente 7)"),
+        ("credentials:key:withdraw", current, "llave filtrada"),
+    ]
+    assert all(actor.startswith("cli:") for _, actor, _, _ in entries)
+    assert all(w is not None for w in withdrawn)
+
+
+def test_kids_are_taken_in_hex_and_in_base64url() -> None:
+    raw = bytes.fromhex("00ff10e3a4b5c6d7")
+    b64 = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    assert signing.kid_hex(b64) == signing.kid_hex("00FF10E3A4B5C6D7") == raw.hex()
+    assert signing.kid_hex(f" {raw.hex()} ") == raw.hex()
+    for wrong in ("", "00ff", b64 + "A", "00ff10e3a4b5c6dz"):
+        with pytest.raises(InvalidInput) as caught:
+            signing.kid_hex(wrong)
+        assert caught.value.problems[0].field == "kid"
+
+
+def test_the_offline_command_tells_a_statement_with_no_institution(tmp_path: Path) -> None:
+    """`salud credentials verify` on a digital card whose statement names no institution:
+    valid identity, "sin derechohabiencia vigente", never "derechohabiencia al …"."""
+    from dataclasses import replace as replaced
+    from datetime import UTC, datetime
+
+    from salud.credentials.claims import Entitlement
+    from tests.credentials.keys import card_text, digital, keyset, make_key
+
+    key, public = make_key()
+    now = datetime.now(UTC).replace(microsecond=0)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_bytes(orjson.dumps(keyset(public).to_jwks()))
+    runner = CliRunner()
+    said = {}
+    for name, codes in (("none", ()), ("imss", (2,))):
+        card = replaced(digital(as_of=now), entitlement=Entitlement(now, codes, None))
+        done = runner.invoke(
+            app, ["credentials", "verify", card_text(key, card), "--keys", str(jwks)]
+        )
+        assert done.exit_code == 0, done.output
+        said[name] = " ".join(done.output.split())
+    assert "VÁLIDA (identidad; sin derechohabiencia vigente al" in said["none"]
+    assert "derechohabiencia al" not in said["none"]
+    assert "VÁLIDA (derechohabiencia al" in said["imss"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from datetime import date, timedelta
 
 import base45
@@ -287,3 +288,14 @@ def test_our_base45_decoder_refuses_what_the_package_refuses(text: str) -> None:
             b45decode(text)
     else:
         assert b45decode(text) == expected
+
+
+def test_a_statement_naming_no_institution_is_identity_without_entitlement() -> None:
+    """The statement says where the holder was entitled as of T; naming no institution, it
+    says nowhere: the identity is valid, the entitlement is not (never "valid as of T")."""
+    key, public = make_key()
+    none = replace(digital(), entitlement=Entitlement(NOW, (), None))
+    verified = verify(card_text(key, none), keyset(public), now=NOW + timedelta(hours=1))
+    assert offline_verdict(verified) == ("not_entitled_as_of", NOW)
+    some = verify(card_text(key, digital()), keyset(public), now=NOW + timedelta(hours=1))
+    assert offline_verdict(some) == ("valid_as_of", NOW)

@@ -29,6 +29,7 @@ from salud.enrollment import printing
 from salud.errors import DomainError
 from salud.identity import guardians, photos
 from salud.identity.schemas import PhotoVersionRead, WardRead
+from salud.kit.streams import read_at_most
 
 router = APIRouter(tags=["credencial"])
 wellknown = APIRouter(tags=["credencial"])
@@ -94,13 +95,17 @@ async def jwks(request: Request, response: Response) -> dict[str, object]:
     status_code=status.HTTP_201_CREATED,
     summary="Expedir la credencial (o reponerla: extravío, daño, renovación, cambio de datos)",
     openapi_extra=_x(Permission.CREDENTIAL_ISSUE),
+    description="Una reposición (lost, damaged, renewal, update) reemplaza la credencial "
+    "vigente. Después de una revocación solo un supervisor (credential:revoke) expide una "
+    "nueva, con reason reinstatement y una nota (note) que diga por qué; la revocada sigue "
+    "revocada.",
 )
 async def issue(
     curp: str, body: IssueRequest, request: Request, session: Session, caller: CurrentCaller
 ) -> CredentialRead:
     return await service.issue(
         session, _signer(request), request.app.state.keyring, _config(request), curp,
-        body.reason, caller,
+        body.reason, caller, note=body.note,
     )  # fmt: skip
 
 
@@ -248,7 +253,9 @@ async def public_validate(body: ScanIn, request: Request, reader: Reader) -> Pub
 async def put_photo(
     curp: str, request: Request, session: Session, caller: CurrentCaller
 ) -> Response:
-    raw = await request.body()
+    # Never more than the limit in memory, whoever sends it: past it, the photo's own check
+    # (after the permission) refuses it as too large; the rest is never read.
+    raw = await read_at_most(request.stream(), photos.MAX_BYTES)
     await photos.put_photo(session, request.app.state.keyring, curp, raw, caller)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -14,11 +14,17 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
+from salud.cli.common import administer
 from salud.config import Settings, get_settings
-from salud.credentials import service, signing
+from salud.credentials import service
 from salud.credentials.keyset import ALG_EDDSA, ALG_ES256, KeySet
 from salud.credentials.models import SigningKey
-from salud.credentials.verify import VerificationFailed, offline_verdict, verify
+from salud.credentials.verify import (
+    OFFLINE_NOT_ENTITLED_AS_OF,
+    VerificationFailed,
+    offline_verdict,
+    verify,
+)
 from salud.kit.sealing import Keyring
 from salud.storage.engine import create_engine, session_factory
 
@@ -47,40 +53,40 @@ def config_of(settings: Settings) -> service.CredentialConfig:
 @app.command("rotate-key")
 def rotate_key(
     alg: str = typer.Option("EdDSA", help="EdDSA (Ed25519) o ES256"),
-    actor: str = typer.Option("cli", help="Quién rota (queda registrado en la llave)"),
+    reason: str = typer.Option(
+        "rotación de la llave de firma",
+        "--reason",
+        help="Por qué (queda en la bitácora de auditoría, con el usuario que la ejecuta)",
+    ),
 ) -> None:
     """Pone en servicio una llave nueva; la anterior queda publicada como retirada."""
     if alg not in ("EdDSA", "ES256"):
         raise typer.BadParameter("use EdDSA o ES256", param_hint="--alg")
-    settings = get_settings()
-
-    async def run() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                code = ALG_EDDSA if alg == "EdDSA" else ALG_ES256
-                return await signing.rotate(session, _ring(settings), actor, code)
-        finally:
-            await engine.dispose()
-
-    err.print(f"[green]Llave {asyncio.run(run())} en servicio ({alg}).[/]")
+    code = ALG_EDDSA if alg == "EdDSA" else ALG_ES256
+    ring = _ring(get_settings())
+    kid = administer(reason, lambda s, who: service.rotate_key_at_shell(s, ring, code, who))
+    err.print(f"[green]Llave {kid} en servicio ({alg}).[/]")
 
 
 @app.command("withdraw-key")
-def withdraw_key(kid: str) -> None:
+def withdraw_key(
+    kid: str = typer.Argument(
+        ...,
+        help="La llave: en hexadecimal (como la lista `salud credentials keys`) o en "
+        "base64url (como la publica /.well-known/jwks.json)",
+    ),
+    reason: str = typer.Option(..., "--reason", help="Por qué (queda en la bitácora de auditoría)"),
+) -> None:
     """Retira una llave comprometida: deja de publicarse y sus tarjetas dejan de validar."""
-    settings = get_settings()
-
-    async def run() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            async with session_factory(engine)() as session, session.begin():
-                await signing.withdraw(session, kid)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
-    err.print(f"[yellow]Llave {kid} retirada. Reexpida las credenciales que firmó.[/]")
+    hex_kid, in_service = administer(
+        reason, lambda s, who: service.withdraw_key_at_shell(s, kid, who)
+    )
+    err.print(f"[yellow]Llave {hex_kid} retirada. Reexpida las credenciales que firmó.[/]")
+    if in_service:
+        err.print(
+            "[red]Era la llave en servicio: no se expide ninguna credencial hasta ejecutar "
+            "`salud credentials rotate-key`.[/]"
+        )
 
 
 @app.command()
@@ -128,7 +134,13 @@ def verify_text(
         raise typer.Exit(1) from None
     verdict, as_of = offline_verdict(verified)
     h = verified.claims.holder
-    suffix = f" (derechohabiencia al {as_of:%Y-%m-%d %H:%M} UTC)" if as_of else ""
+    if verdict == OFFLINE_NOT_ENTITLED_AS_OF and as_of is not None:
+        # The statement names no institution: the identity holds, the entitlement does not.
+        suffix = f" (identidad; sin derechohabiencia vigente al {as_of:%Y-%m-%d %H:%M} UTC)"
+    elif as_of is not None:
+        suffix = f" (derechohabiencia al {as_of:%Y-%m-%d %H:%M} UTC)"
+    else:
+        suffix = ""
     err.print(
         f"[green]VÁLIDA[/]{suffix}: {h.full_name} · {h.curp} · tarjeta {verified.claims.sequence}"
     )

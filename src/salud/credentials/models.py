@@ -30,7 +30,7 @@ STATUSES = (
     "revoked",
     "superseded",
 )
-REASONS = ("first", "lost", "damaged", "renewal", "update")
+REASONS = ("first", "lost", "damaged", "renewal", "update", "reinstatement")
 # A person has at most one current card: every earlier one is superseded or revoked.
 _CURRENT = "status NOT IN ('revoked', 'superseded')"
 
@@ -43,7 +43,9 @@ class SigningKey(Base):
     __table_args__ = (CheckConstraint("alg IN (-8, -7)", name="alg"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kid: Mapped[str] = mapped_column(String(32), unique=True)  # base64url of the kid bytes
+    # The kid's 8 bytes in hex, as `salud credentials keys` lists it (the JWKS and the COSE Key
+    # Set publish the same bytes, base64url and raw).
+    kid: Mapped[str] = mapped_column(String(32), unique=True)
     alg: Mapped[int] = mapped_column(SmallInteger)  # COSE: -8 EdDSA, -7 ES256
     public_key: Mapped[bytes] = mapped_column(LargeBinary)
     private_key_sealed: Mapped[bytes] = mapped_column(LargeBinary)
@@ -76,8 +78,8 @@ class Credential(Base):
     sequence: Mapped[int] = mapped_column(Integer)  # 1 for the first card, 2 after a loss…
     status: Mapped[str] = mapped_column(String(20))
     digital_active: Mapped[bool] = mapped_column(Boolean)
-    reason: Mapped[str] = mapped_column(String(10))
-    kid: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(20))
+    kid: Mapped[str] = mapped_column(String(32))  # hex, as signing_keys.kid
     qr_text: Mapped[str] = mapped_column(String(4296))  # the plastic's signed QR, as printed
     link_code: Mapped[str] = mapped_column(String(16), unique=True)  # the second QR's link
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)

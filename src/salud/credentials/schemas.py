@@ -15,6 +15,10 @@ class IssueReason(StrEnum):
     DAMAGED = "damaged"
     RENEWAL = "renewal"
     UPDATE = "update"  # the printed data changed (name, blood type, donor decision…)
+    # A supervisor's new card after a revocation (one made by mistake): the revoked card stays
+    # revoked; the why is mandatory (`IssueRequest.note`) and goes to the card's history and
+    # the audit log.
+    REINSTATEMENT = "reinstatement"
 
 
 class Status(StrEnum):
@@ -28,8 +32,12 @@ class Status(StrEnum):
 
 
 class IssueRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason: IssueReason = IssueReason.FIRST
+    note: str | None = Field(
+        default=None, max_length=300,
+        description="Por qué (obligatorio con reinstatement; queda en el historial y la auditoría)",
+    )  # fmt: skip
 
 
 class StatusChange(BaseModel):
@@ -104,6 +112,12 @@ class ValidationRead(BaseModel):
     photo: str | None = Field(description="Fotografía como data: URL, para cotejar")
     entitlements: list[EntitlementRead]
     assigned_clues: str | None
+    outdated: list[str] = Field(
+        default_factory=list,
+        description="Datos que la tarjeta muestra y que el padrón ya cambió (given_names, "
+        "surnames, birth_date, sex, nationality, blood_type, organ_donor): reponerla con "
+        "motivo update",
+    )
 
 
 class PublicValidationRead(BaseModel):
@@ -126,3 +140,8 @@ class DigitalCardRead(BaseModel):
     entitlements: list[EntitlementRead]
     assigned_clues: str | None
     link: str
+    plastic_outdated: list[str] = Field(
+        default_factory=list,
+        description="Datos que la tarjeta impresa muestra y que el padrón ya cambió: la "
+        "credencial digital muestra los de ahora; la impresa se repone con motivo update",
+    )

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from salud.access import revocation
 from salud.access.audit import AuditEntry, AuditLog
 from salud.access.context import Caller
 from salud.access.permissions import Permission
@@ -51,7 +52,7 @@ from salud.credentials.schemas import (
     ValidationRead,
 )
 from salud.credentials.signing import Signer
-from salud.credentials.verify import Reason, VerificationFailed, Verified, verify
+from salud.credentials.verify import Reason, VerificationFailed, Verified, stored_claims, verify
 from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from salud.facilities import service as facilities
 from salud.identity import guardians, photos
@@ -62,6 +63,7 @@ from salud.identity.models import Person
 from salud.identity.service import check_curp
 from salud.kit.clock import today_mx, utcnow
 from salud.kit.sealing import Keyring
+from salud.storage import locks
 from salud.storage.fastread import FastReader
 
 CURRENT = frozenset({Status.ISSUED, Status.PRINTED, Status.READY_FOR_PICKUP, Status.DELIVERED})
@@ -72,6 +74,27 @@ _NEXT: dict[str, frozenset[str]] = {  # the plastic's way from issuance to the p
     "delivered": frozenset(),
 }
 _CREDENTIAL_ID = re.compile(r"^[a-z2-7]{16}$")
+# Each state as the desk reads it (messages are Spanish; the API's codes stay English).
+STATUS_NAMES: dict[str, str] = {
+    Status.ISSUED: "expedida",
+    Status.PRINTED: "impresa",
+    Status.READY_FOR_PICKUP: "lista para entrega",
+    Status.DELIVERED: "entregada",
+    Status.SUSPENDED: "suspendida",
+    Status.REVOKED: "revocada",
+    Status.SUPERSEDED: "reemplazada por una reposición",
+}
+# What the card's front and its QR state, in the order the card shows them, and how the desk
+# names each (the validation's `outdated`).
+PRINTED_FIELDS: dict[str, str] = {
+    "given_names": "nombre",
+    "surnames": "apellidos",
+    "birth_date": "fecha de nacimiento",
+    "sex": "sexo",
+    "nationality": "nacionalidad",
+    "blood_type": "grupo sanguíneo",
+    "organ_donor": "donación de órganos",
+}
 STATUS_MESSAGES = {
     "suspended": "La credencial está suspendida.",
     "revoked": "La credencial fue revocada.",
@@ -115,6 +138,22 @@ def holder_of(person: Person) -> Holder:
     )  # fmt: skip
 
 
+def status_name(status: str) -> str:
+    """A card's state in the desk's words (`STATUS_NAMES`)."""
+    return STATUS_NAMES.get(status, status)
+
+
+def outdated_fields(card: Holder, now: Holder) -> list[str]:
+    """The fields a card states (signed at its issuance) that the registry has changed
+    since: the card says one thing and the registry another, so it must be replaced (a
+    reissue with reason `update`)."""
+    return [f for f in PRINTED_FIELDS if getattr(card, f) != getattr(now, f)]
+
+
+def _fields_text(fields: list[str]) -> str:
+    return ", ".join(PRINTED_FIELDS[f] for f in fields)
+
+
 def _holder_read(h: Holder) -> HolderRead:
     return HolderRead(
         curp=h.curp, given_names=h.given_names, surnames=h.surnames, birth_date=h.birth_date,
@@ -155,12 +194,32 @@ async def _person(session: AsyncSession, curp: str) -> Person:
     return person
 
 
+async def _hold_person(session: AsyncSession, curp: str) -> None:
+    """Issuances for one person one after the other, until the transaction ends (PostgreSQL:
+    a named advisory lock; SQLite, which ignores FOR UPDATE: the database's write lock, taken
+    before the reads the issuance depends on)."""
+    await locks.hold(session, f"credentials:person:{curp}", "credentials")
+
+
 async def _current(session: AsyncSession, curp: str, *, lock: bool = False) -> Credential | None:
     stmt = select(Credential).where(
         Credential.person_curp == curp, Credential.status.not_in(("revoked", "superseded"))
     )
     if lock:
-        stmt = stmt.with_for_update()
+        # populate_existing: a card this session read before taking the lock is read again,
+        # not served stale from the identity map.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def _last(session: AsyncSession, curp: str) -> Credential | None:
+    """The person's latest card, whatever its state."""
+    stmt = (
+        select(Credential)
+        .where(Credential.person_curp == curp)
+        .order_by(Credential.sequence.desc())
+        .limit(1)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -192,17 +251,39 @@ async def issue(
     caller: Caller,
     *,
     enrolled: bool = False,
+    note: str | None = None,
 ) -> CredentialRead:
     """Issue a card. A first card comes only from a completed enrollment (`enrolled`, which
     enrollment.service.complete passes) and is refused when the person already has a current
     one; a reissue (loss, damage, renewal, changed data) supersedes the current card in the
-    same transaction."""
+    same transaction. After a revocation (one made by mistake) only a supervisor issues a new
+    card, reason `reinstatement` with a `note` saying why; the revoked card stays revoked.
+
+    Two issuances for one person at once run one after the other (`_hold_person`), and the
+    one that finds the current card is no longer the card it was asked to replace (the other
+    replaced it meanwhile) is a 409 to repeat, not a second reissue nor a "nothing to
+    replace"."""
     check_curp(curp)
     await caller.allow(
         Permission.CREDENTIAL_ISSUE, "credentials:credential:issue", "credential", person_curp=curp
     )
     if caller.principal.role.value == "citizen" and reason is not IssueReason.LOST:
         raise Forbidden("desde su página, una persona solo puede reponer una tarjeta extraviada")
+    note = (note or "").strip() or None
+    reinstating = reason is IssueReason.REINSTATEMENT
+    if reinstating:
+        # Undoing a revocation is the supervisor's, as revoking is.
+        await caller.allow(
+            Permission.CREDENTIAL_REVOKE, "credentials:credential:issue", "credential",
+            person_curp=curp,
+        )  # fmt: skip
+        if note is None or len(note) < 3:
+            raise InvalidInput.on(
+                "note", "obligatoria con reinstatement: diga por qué se expide una credencial "
+                "nueva después de la revocación (de 3 a 300 caracteres)",
+            )  # fmt: skip
+    if note is not None and len(note) > 300:
+        raise InvalidInput.on("note", "de 300 caracteres como máximo")
     if reason is IssueReason.FIRST and not enrolled:
         # The checks a first card stands on (documents, photo, fingerprints, the duplicate
         # review) are the enrollment's: issuing one apart from it would skip them all.
@@ -212,6 +293,8 @@ async def issue(
             [FieldProblem("reason", "first solo al completar un registro")],
         )
     person = await _person(session, curp)
+    asked_for = await _current(session, curp)  # the card this request means to replace
+    await _hold_person(session, curp)
     now = utcnow()
     previous = await _current(session, curp, lock=True)
     if previous is not None and reason is IssueReason.FIRST:
@@ -219,6 +302,10 @@ async def issue(
             "la persona ya tiene una credencial vigente; para reponerla indique el motivo "
             "(lost, damaged, renewal o update)"
         )
+    if (asked_for and asked_for.credential_id) != (previous and previous.credential_id):
+        # Another issuance for this person ended while this one waited: it replaced the card
+        # this one was asked to replace. Issuing again would void a card just made.
+        raise Conflict("otra expedición para esta persona ocurrió al mismo tiempo; reintente")
     if previous is not None and previous.status == "suspended":
         # A reissue would void the suspended card and hand over an active one: the
         # suspension would be lifted by whoever asks (the holder, an operator).
@@ -228,9 +315,33 @@ async def issue(
             "suspensión); un supervisor debe reactivarla primero",
             [FieldProblem("reason", f"credencial {previous.credential_id} suspendida")],
         )
-    if previous is None and reason is not IssueReason.FIRST:
+    revoked: Credential | None = None
+    if reinstating:
+        if previous is not None:
+            raise Conflict(
+                f"la credencial {previous.credential_id} está vigente "
+                f"({status_name(previous.status)}): para reponerla indique el motivo "
+                "(lost, damaged, renewal o update)",
+                [FieldProblem("reason", "reinstatement solo después de una revocación")],
+            )  # fmt: skip
+        revoked = await _last(session, curp)
+        if revoked is None or revoked.status != Status.REVOKED:
+            raise Conflict(
+                "la persona no tiene una credencial revocada: la primera se expide al "
+                "completar el registro en un módulo",
+                [FieldProblem("reason", "reinstatement solo después de una revocación")],
+            )  # fmt: skip
+    elif previous is None and reason is not IssueReason.FIRST:
         # A reissue replaces a card: without one it would be a first card that skipped
         # enrollment (documents, photo, fingerprints, duplicate review).
+        last = await _last(session, curp)
+        if last is not None and last.status == Status.REVOKED:
+            raise Conflict(
+                f"la última credencial ({last.credential_id}) fue revocada: no se repone; un "
+                "supervisor puede expedir una nueva con el motivo reinstatement y una nota "
+                "que diga por qué",
+                [FieldProblem("reason", f"credencial {last.credential_id} revocada")],
+            )  # fmt: skip
         raise Conflict("no hay una credencial vigente que reponer")
     sequence = (
         await session.scalar(
@@ -278,12 +389,19 @@ async def issue(
         raise Conflict(
             "otra expedición para esta persona ocurrió al mismo tiempo; reintente"
         ) from None
-    session.add(_event(row, caller.actor, now, reason.value))
+    said = f"{reason.value}: {note}"[:300] if note else reason.value
+    session.add(_event(row, caller.actor, now, said))
+    detail: dict[str, Any] = {
+        "sequence": sequence, "reason": reason.value,
+        "supersedes": previous.credential_id if previous else None,
+    }  # fmt: skip
+    if note is not None:
+        detail["note"] = note
+    if revoked is not None:
+        detail["after_revoked"] = revoked.credential_id
     await caller.record(
         "credentials:credential:issue", "credential", person_curp=curp, subject_id=cred_id,
-        within=session,
-        detail={"sequence": sequence, "reason": reason.value,
-                "supersedes": previous.credential_id if previous else None},
+        within=session, detail=detail,
     )  # fmt: skip
     return _read(row)
 
@@ -300,7 +418,13 @@ async def _by_id(session: AsyncSession, credential_id: str, *, lock: bool = Fals
         raise InvalidInput.on("credential_id", "no es un identificador de credencial")
     stmt = select(Credential).where(Credential.credential_id == credential_id)
     if lock:
-        stmt = stmt.with_for_update()
+        # SQLite ignores FOR UPDATE: without its write lock taken before the read, two changes
+        # at once both read the old state and the last write wins (a revocation undone by a
+        # suspension, a reissue lifting a suspension). PostgreSQL: the row lock does it.
+        await locks.hold(session, f"credentials:card:{credential_id}", "credentials")
+        # Read again even if this session read the card before (the print batches' checks
+        # do): the identity map would serve the state from before the lock.
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     row = (await session.execute(stmt)).scalar_one_or_none()
     if row is None:
         raise NotFound("no hay ninguna credencial con ese identificador")
@@ -332,7 +456,7 @@ async def change_status(
     target = change.status
     row = await _locked_for(session, credential_id, Permission.CREDENTIAL_REVOKE, target, caller)
     if row.status in ("revoked", "superseded"):
-        raise Conflict(f"la credencial está {row.status}: ya no cambia de estado")
+        raise Conflict(f"la credencial está {status_name(row.status)}: ya no cambia de estado")
     if target == "active":
         if row.status != "suspended":
             raise Conflict("solo una credencial suspendida puede reactivarse")
@@ -348,7 +472,7 @@ async def change_status(
         row.status, row.digital_active = resumed, True
     else:
         if target == row.status:
-            raise Conflict(f"la credencial ya está {target}")
+            raise Conflict(f"la credencial ya está {status_name(target)}")
         row.status, row.digital_active = target, False
     return await _changed(session, row, target, change.note, caller)
 
@@ -362,7 +486,9 @@ async def plastic_step(
     batch, the module and who takes the card; no API route reaches it."""
     row = await _locked_for(session, credential_id, Permission.CREDENTIAL_PRINT, step, caller)
     if step not in _NEXT.get(row.status, frozenset()):
-        raise Conflict(f"una credencial en estado {row.status} no pasa a {step}")
+        raise Conflict(
+            f"una credencial en estado «{status_name(row.status)}» no pasa a «{status_name(step)}»"
+        )
     row.status = step
     return await _changed(session, row, step, note, caller)
 
@@ -398,7 +524,13 @@ async def _changed(
 async def card_view(
     session: AsyncSession, ring: Keyring, config: CredentialConfig, row: Credential
 ) -> render.CardView:
+    """What the card prints. The identity on its front (names, birth date, sex, nationality,
+    blood type, donation decision) is what its QR signed at issuance, never the registry of
+    the printing day: one card never states two things. A change since is told by the
+    validation (`outdated`) and mended by a reissue with reason `update`. The entitlement and
+    the unit, which the QR does not carry (reception asks them online), are the day's."""
     person = await _person(session, row.person_curp)
+    signed = stored_claims(row.qr_text).holder
     photo = await photos.stored_photo(session, ring, row.person_curp)
     rights = entitlements(person, today_mx())
     unit = person.assigned_clues
@@ -406,12 +538,12 @@ async def card_view(
         with contextlib.suppress(NotFound):  # a unit missing from the catalog: its key only
             unit = f"{unit} · {(await facilities.get_unit(session, unit)).name}"
     return render.CardView(
-        given_names=person.given_names,
-        surnames=holder_of(person).surnames,
-        curp=person.curp, birth_date=person.birth_date,
+        given_names=signed.given_names,
+        surnames=signed.surnames,
+        curp=signed.curp, birth_date=signed.birth_date,
         birth_state=STATES.get(person.birth_state, person.birth_state).title(),
-        sex=person.sex, nationality=person.nationality, blood_type=person.blood_type,
-        organ_donor=person.organ_donor, institutions=[e.institution for e in rights],
+        sex=signed.sex, nationality=signed.nationality, blood_type=signed.blood_type,
+        organ_donor=signed.organ_donor, institutions=[e.institution for e in rights],
         assigned_unit=unit, photo=photo.data if photo else None,
         signed_qr=row.qr_text, link=link_url(config, row.link_code),
         credential_id=row.credential_id, sequence=row.sequence, issued_at=row.issued_at,
@@ -459,14 +591,19 @@ async def print_file(
     credential_ids = list(dict.fromkeys(credential_ids))  # a card listed twice prints once
     for c in credential_ids:
         await _gate(caller, Permission.CREDENTIAL_PRINT, "credentials:card:print", c)
-    rows = [await _by_id(session, c, lock=True) for c in credential_ids]
+    # Locked in one order (two batches sharing a card never wait on each other in a cycle).
+    locked = {c: await _by_id(session, c, lock=True) for c in sorted(credential_ids)}
+    rows = [locked[c] for c in credential_ids]
     for row in rows:
         await caller.allow(
             Permission.CREDENTIAL_PRINT, "credentials:card:print", "credential",
             person_curp=row.person_curp, subject_id=row.credential_id,
         )  # fmt: skip
         if row.status != "issued":
-            raise Conflict(f"la credencial {row.credential_id} está {row.status}, no por imprimir")
+            raise Conflict(
+                f"la credencial {row.credential_id} está {status_name(row.status)}: solo se "
+                "imprime una expedida que aún no se imprimió"
+            )
     views = [await card_view(session, ring, config, r) for r in rows]
     document = render.pdf(views)
     now = utcnow()
@@ -530,12 +667,15 @@ async def digital_card(
         "credentials:digital:refresh", "credential", person_curp=curp,
         subject_id=row.credential_id,
     )  # fmt: skip
+    # The digital card is signed anew with the registry's data each time; the plastic keeps
+    # what it was issued with: the page tells the holder when the two differ.
     return DigitalCardRead(
         credential_id=row.credential_id, sequence=row.sequence, qr=text,
         qr_svg=render.make_qr(text).svg_inline(scale=4, border=4, omitsize=True),
         statement_as_of=now, expires_at=expires, holder=_holder_read(claims.holder),
         entitlements=rights, assigned_clues=person.assigned_clues,
         link=link_url(config, row.link_code),
+        plastic_outdated=outdated_fields(stored_claims(row.qr_text).holder, claims.holder),
     )  # fmt: skip
 
 
@@ -628,9 +768,18 @@ async def validate(
         if valid
         else STATUS_MESSAGES[state]
     )
+    # What the card states against the registry now: a change since its issuance (a blood
+    # type corrected) makes the card outdated, though still the holder's valid card.
+    registry = repository.holder_now(row) if valid and row is not None else None
+    outdated = outdated_fields(c.holder, registry) if registry is not None else []
+    if outdated:
+        message += _outdated_note(c.kind, outdated)
+    detail: dict[str, Any] = {"card": state}
+    if outdated:
+        detail["outdated"] = outdated
     await caller.record(
         "credentials:card:validate", "credential", person_curp=curp, subject_id=cred_id,
-        outcome="success" if valid else "denied", detail={"card": state},
+        outcome="success" if valid else "denied", detail=detail,
     )  # fmt: skip
     return ValidationRead(
         verdict=verdict, reason=None if valid else state, message=message, card=state,
@@ -639,8 +788,22 @@ async def validate(
         statement_as_of=c.entitlement.as_of if c.entitlement else None,
         holder=_holder_read(c.holder), photo=photo,
         entitlements=_entitlements_of(affiliations, today_mx()) if row else [],
-        assigned_clues=row["assigned_clues"] if row else None,
+        assigned_clues=row["assigned_clues"] if row else None, outdated=outdated,
     )  # fmt: skip
+
+
+def _outdated_note(kind: CardKind, fields: list[str]) -> str:
+    said = _fields_text(fields)
+    if kind is CardKind.DIGITAL:
+        return (
+            f" Esta credencial digital muestra datos que el padrón ya cambió ({said}): que la "
+            "persona la actualice con conexión; si su tarjeta impresa también los muestra, "
+            "debe reponerse con el motivo actualización (update)."
+        )
+    return (
+        f" La tarjeta muestra datos que el padrón ya cambió ({said}): debe reponerse con el "
+        "motivo actualización (update)."
+    )
 
 
 async def public_validate(
@@ -711,6 +874,28 @@ async def link_target(
         )
     )  # fmt: skip
     return [e.institution_code for e in entitlements(person, today_mx())], person
+
+
+async def rotate_key_at_shell(
+    session: AsyncSession, ring: Keyring, alg: int, who: revocation.Operator
+) -> str:
+    """`salud credentials rotate-key`: as `rotate_key`, recorded as every administration
+    command is (actor `cli:<user>`, with the reason)."""
+    kid = await signing.rotate(session, ring, f"cli:{who.name}", alg)
+    revocation.record_admin(session, who, "credentials:key:rotate", "signing_key", kid)
+    return kid
+
+
+async def withdraw_key_at_shell(
+    session: AsyncSession, kid: str, who: revocation.Operator
+) -> tuple[str, bool]:
+    """`salud credentials withdraw-key`: a compromised key (its kid in hex or base64url)
+    leaves the published set, recorded as every administration command is (actor
+    `cli:<user>`, with the reason). (the kid in hex, whether it was the key in service)."""
+    hex_kid = signing.kid_hex(kid)
+    in_service = await signing.withdraw(session, hex_kid)
+    revocation.record_admin(session, who, "credentials:key:withdraw", "signing_key", hex_kid)
+    return hex_kid, in_service
 
 
 async def rotate_key(session: AsyncSession, ring: Keyring, alg: int, caller: Caller) -> str:

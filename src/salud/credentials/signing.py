@@ -9,7 +9,10 @@ header as the spec asks, and nothing else is added to the headers."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
+import re
 import time
 import zlib
 from collections.abc import Iterable
@@ -26,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.credentials.keyset import ALG_EDDSA, ALG_ES256, KeySet, PublicKey
 from salud.credentials.models import SigningKey
-from salud.errors import Conflict, NotFound
+from salud.errors import Conflict, InvalidInput, NotFound
 from salud.kit.clock import utcnow
 from salud.kit.sealing import Keyring, open_sealed, rewrap, seal
 from salud.storage import locks
@@ -108,15 +111,47 @@ async def rotate(session: AsyncSession, ring: Keyring, actor: str, alg: int = AL
     return kid
 
 
-async def withdraw(session: AsyncSession, kid: str) -> None:
-    """A compromised key: unpublished at once; every card it signed stops verifying."""
-    row = await session.scalar(select(SigningKey).where(SigningKey.kid == kid))
+_KID_HEX = re.compile(r"[0-9a-fA-F]{16}")
+_KID_B64 = re.compile(r"[A-Za-z0-9_-]{11}")
+
+
+def kid_hex(given: str) -> str:
+    """A kid as a person may give it: in hex (16 digits, as `salud credentials keys` lists
+    it and the database keeps it) or in base64url (11 characters, as /.well-known/jwks.json
+    publishes it); the hex form, or InvalidInput naming `kid`."""
+    text = given.strip()
+    if _KID_HEX.fullmatch(text):
+        return text.lower()
+    if _KID_B64.fullmatch(text):
+        try:
+            raw = base64.urlsafe_b64decode(text + "=")
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) == 8:
+            return raw.hex()
+    raise InvalidInput.on(
+        "kid", "no es el identificador de una llave: 16 dígitos hexadecimales (como los lista "
+        "`salud credentials keys`) u 11 caracteres base64url (como los publica el JWKS)",
+    )  # fmt: skip
+
+
+async def withdraw(session: AsyncSession, kid: str) -> bool:
+    """A compromised key (`kid` in hex or base64url): unpublished at once; every card it
+    signed stops verifying. Whether it was the key in service (then none is until the next
+    rotation)."""
+    kid = kid_hex(kid)
+    await locks.hold(session, "credentials:signing-key-rotation", "signing_keys")
+    row = await session.scalar(select(SigningKey).where(SigningKey.kid == kid).with_for_update())
     if row is None:
         raise NotFound(f"no hay ninguna llave «{kid}»")
+    if row.withdrawn_at is not None:
+        raise Conflict(f"la llave {kid} ya fue retirada el {row.withdrawn_at:%Y-%m-%d %H:%M} UTC")
+    in_service = row.valid_to is None
     row.withdrawn_at = utcnow()
     if row.valid_to is None:
         row.valid_to = row.withdrawn_at
     await session.flush()
+    return in_service
 
 
 async def rewrap_keys(session: AsyncSession, ring: Keyring) -> int:

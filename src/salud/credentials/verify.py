@@ -216,10 +216,34 @@ def verify(text: str, keys: KeySet, now: datetime | None = None) -> Verified:
     return Verified(claims, key)
 
 
+# What a verifier without network can say (`offline_verdict`).
+OFFLINE_VALID = "valid"  # identity proven; entitlement needs the online check (a plastic card)
+OFFLINE_VALID_AS_OF = "valid_as_of"  # a digital card: entitled at its institutions as of T
+# A digital card whose statement names no institution: the identity is valid, but as of T the
+# holder had no entitlement in force ("sin derechohabiencia vigente"): the statement says
+# where the holder was entitled as of T (specs/credential-qr.md), and here that is nowhere.
+OFFLINE_NOT_ENTITLED_AS_OF = "not_entitled_as_of"
+
+
 def offline_verdict(verified: Verified) -> tuple[str, datetime | None]:
     """What a verifier without network can say: a digital card's signed statement makes it
-    "valid as of T"; a plastic card proves identity, its entitlement needs the online check."""
+    "valid as of T" when it names an institution, and "identity valid, no entitlement as of T"
+    when it names none; a plastic card proves identity, its entitlement needs the online
+    check."""
     c = verified.claims
     if c.kind is CardKind.DIGITAL and c.entitlement is not None:
-        return "valid_as_of", c.entitlement.as_of
-    return "valid", None
+        if not c.entitlement.institutions:
+            return OFFLINE_NOT_ENTITLED_AS_OF, c.entitlement.as_of
+        return OFFLINE_VALID_AS_OF, c.entitlement.as_of
+    return OFFLINE_VALID, None
+
+
+def stored_claims(text: str) -> CardClaims:
+    """The claims of a QR text we signed and stored ourselves (a card's `qr_text`), decoded
+    without checking the signature: what the card states, for printing its front from the
+    same values its QR carries. Never for a scanned text: that is `verify`'s."""
+    _protected, _header, payload, _signature, _unprotected = _sign1(decode_cose(text))
+    try:
+        return from_map(_whole(payload))
+    except (MalformedClaims, _Leftover, *_CBOR_ERRORS) as exc:
+        raise VerificationFailed(Reason.MALFORMED_CLAIMS, str(exc) or None) from None

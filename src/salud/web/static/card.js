@@ -9,6 +9,8 @@
   const HERE = encodeURIComponent(WARD ? `/credencial/?de=${WARD}` : "/credencial/");
   const REFRESH_MS = 10 * 60 * 1000;
   const $ = (id) => document.getElementById(id);
+  const FIELDS = { given_names: "nombre", surnames: "apellidos", birth_date: "fecha de nacimiento", sex: "sexo",
+                   nationality: "nacionalidad", blood_type: "grupo sanguíneo", organ_donor: "donación de órganos" };
   const when = (iso) => new Date(iso).toLocaleString("es-MX", { dateStyle: "medium", timeStyle: "short" });
 
   function show(card, online) {
@@ -19,9 +21,20 @@
     $("blood").textContent = card.holder.blood_type === "unknown" ? "—" : card.holder.blood_type;
     $("rights").textContent = card.entitlements.map((e) => e.institution).join(", ") || "—";
     const expired = new Date(card.expires_at) < new Date();
+    // A statement that names no institution says the holder had no entitlement in force then:
+    // the identity is still valid, the entitlement is not (docs/credential.md).
+    const entitled = card.entitlements.length > 0;
     $("as-of").textContent = expired
       ? `La declaración de derechohabiencia venció (${when(card.expires_at)}): conéctese para renovarla.`
-      : `Derechohabiencia vigente al ${when(card.statement_as_of)} · válida hasta ${when(card.expires_at)}`;
+      : entitled
+        ? `Derechohabiencia vigente al ${when(card.statement_as_of)} · válida hasta ${when(card.expires_at)}`
+        : `Sin derechohabiencia vigente al ${when(card.statement_as_of)} (la identidad sí es válida) · hasta ${when(card.expires_at)}`;
+    // This card is signed anew with the registry's data; the printed one keeps its issuance's.
+    const outdated = card.plastic_outdated || [];
+    $("outdated").hidden = outdated.length === 0;
+    $("outdated").textContent = outdated.length
+      ? `Su tarjeta impresa muestra datos anteriores (${outdated.map((f) => FIELDS[f] || f).join(", ")}): pida en un módulo su reposición por actualización de datos.`
+      : "";
     $("card").hidden = false;
     $("card").dataset.state = online ? "online" : "offline";
     $("units").href = `/U/${card.link.split("/U/")[1]}`;

@@ -1,6 +1,6 @@
 // Service worker of the digital card: keeps the page shell so the card opens offline.
 // The card itself (personal data, signed QR) is kept by the page in localStorage, not here.
-const SHELL = "salud-credencial-v3";
+const SHELL = "salud-credencial-v4";
 const FILES = ["/credencial/", "/static/salud.css", "/static/card.js", "/static/signout.js", "/static/icon.svg",
                "/credencial/manifest.webmanifest"];
 
