@@ -158,13 +158,52 @@ async def test_the_second_qr_page_lists_units_without_naming_the_holder(
     assert re.fullmatch(r"[A-Z2-7]{13}", code)
     half = await anonymous.get(path, params={"lat": 20.1})
     assert half.status_code == 422  # half a point is named, not silently dropped
+    # Every answer is a page a phone shows, errors included, in words.
+    for params in ({"lat": 20.1}, {"lat": "nan", "lng": -98.7}, {"lat": 40, "lng": -98.7},
+                   {"lat": "norte", "lng": -98.7}):  # fmt: skip
+        refused = await anonymous.get(path, params=params)
+        assert refused.status_code == 422, params
+        assert refused.headers["content-type"].startswith("text/html"), params
+        assert "vuelva a intentarlo" in refused.text, params
+    gone = await anonymous.get("/U/AAAAAAAA")
+    assert gone.headers["content-type"].startswith("text/html")
+    assert "no corresponde a una credencial vigente" in gone.text
     # The holder's own link is never counted (phones may share one carrier address)...
     assert {(await anonymous.get(path)).status_code for _ in range(35)} == {200}
     # ...codes that name no card are: after 30 in a minute, the address waits.
-    # (one was tried above: 29 more, then the address waits)
+    # (two were tried above: 28 more, then the address waits)
     statuses = [(await anonymous.get("/U/AAAAAAAAAAAAA")).status_code for _ in range(40)]
-    assert statuses[:29] == [404] * 29
+    assert statuses[:28] == [404] * 28
     assert set(statuses[29:]) == {429}
     waiting = await anonymous.get(path)
     assert waiting.status_code == 429  # the wait is the address's
     assert int(waiting.headers["retry-after"]) >= 1
+
+
+async def test_only_signing_out_clears_what_the_phone_keeps(
+    anonymous: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    """The digital card is kept on the phone (localStorage, the service worker's cache) for
+    when there is no network: opening a page, the card's or any other, must never clear it;
+    signing out does (a shared phone). Personal pages are never cached (no-store)."""
+    from salud.access.principal import Principal
+    from salud.access.tokens import SESSION_COOKIE
+
+    doc = await registered(client)
+    await issued(client, doc["curp"])
+    app = anonymous._transport.app  # type: ignore[attr-defined]
+    citizen = Principal(f"account:{doc['curp']}", doc["curp"], Role.CITIZEN, None,
+                        curp=doc["curp"])  # fmt: skip
+    anonymous.cookies.set(SESSION_COOKIE, app.state.tokens.issue(citizen, page=True))
+    for path in ("/", "/entrar", "/credencial/", "/credencial/datos", "/credencial/menores",
+                 "/credencial/reposicion", "/avisos", "/mis-datos/accesos"):  # fmt: skip
+        page = await anonymous.get(path)
+        assert page.status_code == 200, (path, page.status_code)
+        assert "clear-site-data" not in page.headers, path
+        assert page.headers["cache-control"] == "no-store", path
+    card = await anonymous.get("/credencial/")
+    out = await anonymous.post(
+        "/salir", data={"csrf": _csrf(card.text)}, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert out.status_code == 303
+    assert out.headers["clear-site-data"] == '"cache", "storage"'

@@ -4,6 +4,7 @@ services as the API (which check permissions and write the audit log)."""
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -368,39 +369,67 @@ async def verify_image(request: Request) -> Response:
 # --- the card's second QR: nearest units ------------------------------------------------
 
 
+# The box the page takes a position in (Mexico and a margin), as the API's.
+_LAT, _LNG = (14.0, 33.5), (-118.5, -86.0)
+
+
+def _coordinate(text: str | None, name: str, bounds: tuple[float, float]) -> float | None:
+    """A coordinate of the page's query, or InvalidInput naming it (in words a person reads:
+    the page shows the reason, not a JSON problem)."""
+    if text is None or text == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not bounds[0] <= value <= bounds[1]:
+        raise InvalidInput.on(name, "la ubicación no está en México; vuelva a intentarlo")
+    return value
+
+
 @router.get("/U/{code}", response_class=HTMLResponse)
 @router.get("/u/{code}", response_class=HTMLResponse)
 async def nearest_units(
     request: Request,
     code: str,
     session: ReadSession,
-    lat: Annotated[float | None, Query(ge=14.0, le=33.5)] = None,
-    lng: Annotated[float | None, Query(ge=-118.5, le=-86.0)] = None,
+    lat: str | None = None,
+    lng: str | None = None,
 ) -> Response:
+    """The card's second QR, opened in a phone's browser: every answer is a page, errors
+    included (a card no longer current, a position outside Mexico)."""
     # Codes that name no card, per address: guessing is slowed, while a holder opening their
     # own link (many phones may share one carrier address) is never counted.
     host = request.client.host if request.client else "?"
     limiter = request.app.state.link_limiter
+
+    def page(error: str | None, status: int = 200, **more: Any) -> Response:
+        context = {"code": code, "results": None, "origin": None, "error": error, **more}
+        return _page(request, "units.html", context, status)
+
     wait = limiter.waiting(host)
     if wait:
-        context = {
-            "code": code,
-            "results": None,
-            "origin": None,
-            "error": f"Demasiadas consultas desde esta conexión: espere {wait} s.",
-        }
-        answer = _page(request, "units.html", context, 429)
+        answer = page(f"Demasiadas consultas desde esta conexión: espere {wait} s.", 429)
         answer.headers["Retry-After"] = str(wait)
         return answer
-    if (lat is None) != (lng is None):
-        raise InvalidInput.on("lng" if lng is None else "lat", "se indican lat y lng juntas")
+    try:
+        here = _coordinate(lat, "lat", _LAT), _coordinate(lng, "lng", _LNG)
+    except InvalidInput as exc:
+        return page(exc.problems[0].reason.capitalize() + ".", 422)
+    if (here[0] is None) != (here[1] is None):
+        return page("La ubicación llegó incompleta; vuelva a intentarlo.", 422)
     try:
         institutions, person = await credentials.link_target(session, code, request.app.state.audit)
     except NotFound:
         limiter.hit(host)
-        raise
+        return page(
+            "Este enlace no corresponde a una credencial vigente: si su tarjeta fue "
+            "repuesta, use el código de la tarjeta nueva.",
+            404,
+        )
     origin = "su ubicación"
-    if lat is None or lng is None:
+    lat_at, lng_at = here
+    if lat_at is None or lng_at is None:
         point = (
             facilities.address_point(
                 person.address_state, person.address_municipality, person.address_locality
@@ -409,11 +438,11 @@ async def nearest_units(
             else None
         )
         if point is None:
-            return _page(request, "units.html", {"code": code, "results": None, "origin": None})
-        lat, lng, _ = point
+            return page(None)
+        lat_at, lng_at, _ = point
         origin = "su domicilio registrado"
     query = facilities.nearest_query(
-        lat, lng, k=5, institutions=institutions_for_affiliations(institutions)
+        lat_at, lng_at, k=5, institutions=institutions_for_affiliations(institutions)
     )
     results = await facilities.nearest(session, query, request.app.state.facilities_index)
-    return _page(request, "units.html", {"code": code, "results": results, "origin": origin})
+    return page(None, results=results, origin=origin)
