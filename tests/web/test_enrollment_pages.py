@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.access.permissions import Role
+from salud.api.input_guard import MAX_FORM
 from salud.enrollment.models import Enrollment
 from salud.identity.synth import synthetic_face
 from salud.kit.clock import today_mx
@@ -196,11 +197,12 @@ async def test_desk_uploads_are_read_after_the_gate_and_never_past_a_bound(
 ) -> None:
     """The form was parsed (its files spooled to disk, of any size) before the CSRF and
     permission checks: any signed-in user could fill the server's temporary disk."""
-    big = 40 << 20
+    big = 5 << 20  # past the desk's 2 MB, within the 8 MB any form may weigh (input_guard)
     _cookie(anonymous, token_for(Role.CITIZEN, curp=person_doc()["curp"]))
     await anonymous.get("/modulo")  # a page: the CSRF cookie of this session
     pulled = [0]
-    refused = await anonymous.post("/modulo/registro/RABCDEFGH23/foto", headers=MULTIPART,
+    refused = await anonymous.post("/modulo/registro/RABCDEFGH23/foto",
+                                   headers={**MULTIPART, "content-length": str(big + 200)},
                                    content=_multipart_of("photo", big, pulled))  # fmt: skip
     assert refused.status_code == 403
     assert pulled[0] <= 1 << 20, pulled  # not read: the gate said no first
@@ -225,7 +227,15 @@ async def test_desk_uploads_are_read_after_the_gate_and_never_past_a_bound(
         )  # fmt: skip
         assert streamed.status_code == 303
         assert "pesa más de 2 MB" in unquote_plus(streamed.headers["location"])
-        assert chunked[0] <= 4 << 20, chunked
+        assert chunked[0] <= big, chunked  # without a length: held whole only up to 8 MB
+        huge = [0]  # past what any form may weigh: refused before the desk, in words
+        past = await anonymous.post(
+            f"/modulo/registro/{folio}/{path}", content=_multipart_of(field, 40 << 20, huge),
+            headers=MULTIPART,
+        )  # fmt: skip
+        assert past.status_code == 413
+        assert "pesa más de 8 MB" in past.text
+        assert huge[0] <= MAX_FORM + (1 << 20), huge
     # A photo within the bound is taken as before.
     fine = await anonymous.post(
         f"/modulo/registro/{folio}/foto", data={"csrf": token},
