@@ -165,9 +165,25 @@ async def test_a_notice_shows_only_as_the_desk_sealed_it(
     bare = await anonymous.get("/modulo", params={"aviso": crafted})
     assert bare.status_code == 200
     assert crafted not in bare.text
-    seal = httpx.URL(said.headers["location"]).params["firma"]
-    forged = await anonymous.get("/modulo", params={"aviso": crafted, "firma": seal})
+    params = dict(httpx.URL(said.headers["location"]).params)
+    forged = await anonymous.get("/modulo", params={**params, "aviso": crafted})
     assert crafted not in forged.text
+    # A seal is for its page, its session and two minutes: the same link on another page,
+    # in another staff member's session, or later, shows nothing; a seal that is not even
+    # ASCII is no seal (it was a 500).
+    words = params["aviso"]
+    elsewhere = await anonymous.get("/modulo/revisiones", params=params)
+    assert words not in elsewhere.text
+    assert words in (await anonymous.get("/modulo", params=params)).text
+    later = await anonymous.get("/modulo", params={**params, "hasta": "1000000000"})
+    assert words not in later.text
+    odd = await anonymous.get("/modulo", params={**params, "firma": "é"})
+    assert odd.status_code == 200
+    anonymous.cookies.clear()
+    _cookie(anonymous, token_for(Role.SUPERVISOR, username="otra.supervisora", module=MODULE))
+    other = await anonymous.get("/modulo", params=params)
+    assert other.status_code == 200
+    assert words not in other.text
     # A long notice (a list of problems) is not refused by the page that shows it.
     long = await anonymous.get("/modulo", params={"aviso": "x" * 600, "firma": "0" * 32})
     assert long.status_code == 200

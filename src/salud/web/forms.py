@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from urllib.parse import urlencode
 
 from fastapi import Request, Response
@@ -16,6 +17,7 @@ from salud.access.principal import Principal
 from salud.enrollment.population import population
 from salud.errors import DomainError, FieldProblem, located
 from salud.web.pages import (
+    _bound_to,
     _page,
     _principal,
     _secret,
@@ -58,22 +60,40 @@ def staff_gate(request: Request) -> tuple[Principal | None, Response | None]:
     return principal, None
 
 
-def _seal(request: Request, message: str) -> str:
-    digest = hmac.new(_secret(request), b"aviso\x00" + message.encode(), hashlib.sha256)
-    return digest.hexdigest()[:32]
+# How long a notice's link shows it: the redirect is followed at once; a copy of the link
+# kept (in the history, sent to someone) shows nothing after this.
+NOTICE_SECONDS = 120
+
+
+def _seal(request: Request, path: str, message: str, until: int) -> str:
+    """An HMAC of the words, the page they are for, the session that was shown them (the
+    same binding as its CSRF tokens) and until when: a seal is good for that page, that
+    session and two minutes only (a message that repeats what a request carried cannot be
+    sealed for someone else's page)."""
+    data = "\x00".join(("aviso", _bound_to(request), path, str(until), message))
+    return hmac.new(_secret(request), data.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def back_to(request: Request, path: str, message: str | None = None) -> Response:
-    """A redirect to `path` carrying `message`, sealed: the page shows it (`notice`) only
-    with its seal, so a link made elsewhere cannot put words on a staff page."""
-    query = f"?{urlencode({'aviso': message, 'firma': _seal(request, message)})}" if message else ""
-    return RedirectResponse(path + query, status_code=303)
+    """A redirect to `path` carrying `message`, sealed (`_seal`): the page shows it
+    (`notice`) only with its seal, so a link made elsewhere cannot put words on a staff
+    page."""
+    if not message:
+        return RedirectResponse(path, status_code=303)
+    until = int(time.time()) + NOTICE_SECONDS
+    seal = _seal(request, path, message, until)
+    query = urlencode({"aviso": message, "hasta": until, "firma": seal})
+    return RedirectResponse(f"{path}?{query}", status_code=303)
 
 
 def notice(request: Request) -> str:
-    """The notice a redirect of `back_to` carried, or "" when it has none or its seal fails."""
+    """The notice a redirect of `back_to` carried, or "" when it has none, or its seal does
+    not hold (another page, another session, expired, or not ours)."""
     message = request.query_params.get("aviso", "")
     seal = request.query_params.get("firma", "")
-    if message and hmac.compare_digest(seal, _seal(request, message)):
+    until = request.query_params.get("hasta", "")
+    if not message or not seal.isascii() or not until.isdigit() or int(until) < time.time():
+        return ""
+    if hmac.compare_digest(seal, _seal(request, request.url.path, message, int(until))):
         return message
     return ""
