@@ -160,14 +160,22 @@ async def test_the_second_qr_page_lists_units_without_naming_the_holder(
     assert half.status_code == 422  # half a point is named, not silently dropped
     # Every answer is a page a phone shows, errors included, in words.
     for params in ({"lat": 20.1}, {"lat": "nan", "lng": -98.7}, {"lat": 40, "lng": -98.7},
-                   {"lat": "norte", "lng": -98.7}):  # fmt: skip
+                   {"lat": "norte", "lng": -98.7}, {"lat": "2_0.1", "lng": -98.7},
+                   {"lat": "٢٠", "lng": -98.7},
+                   {"lat": ["abc", "20.1"], "lng": -98.7}):  # fmt: skip
         refused = await anonymous.get(path, params=params)
         assert refused.status_code == 422, params
         assert refused.headers["content-type"].startswith("text/html"), params
         assert "vuelva a intentarlo" in refused.text, params
+    outside = await anonymous.get(path, params={"lat": 40, "lng": -98.7})
+    assert "no está en México" in outside.text  # the country's name as written
     gone = await anonymous.get("/U/AAAAAAAA")
     assert gone.headers["content-type"].startswith("text/html")
     assert "no corresponde a una credencial vigente" in gone.text
+    # From the registered address (a locality's centre), distances are approximate.
+    home = await anonymous.get(path)
+    assert "Las distancias son aproximadas" in home.text or "No hay un domicilio" in home.text
+    assert "unos 0 km" not in home.text
     # The holder's own link is never counted (phones may share one carrier address)...
     assert {(await anonymous.get(path)).status_code for _ in range(35)} == {200}
     # ...codes that name no card are: after 30 in a minute, the address waits.

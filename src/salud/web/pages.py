@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -371,6 +372,7 @@ async def verify_image(request: Request) -> Response:
 
 # The box the page takes a position in (Mexico and a margin), as the API's.
 _LAT, _LNG = (14.0, 33.5), (-118.5, -86.0)
+_DEGREES = re.compile(r"-?[0-9]{1,3}(\.[0-9]{1,12})?", re.ASCII)
 
 
 def _coordinate(text: str | None, name: str, bounds: tuple[float, float]) -> float | None:
@@ -378,11 +380,9 @@ def _coordinate(text: str | None, name: str, bounds: tuple[float, float]) -> flo
     the page shows the reason, not a JSON problem)."""
     if text is None or text == "":
         return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not bounds[0] <= value <= bounds[1]:
+    # Plain decimal degrees only: float() would also take "1_9.4" or other scripts' digits.
+    value = float(text) if _DEGREES.fullmatch(text) else math.nan
+    if not bounds[0] <= value <= bounds[1]:  # NaN too
         raise InvalidInput.on(name, "la ubicación no está en México; vuelva a intentarlo")
     return value
 
@@ -393,8 +393,8 @@ async def nearest_units(
     request: Request,
     code: str,
     session: ReadSession,
-    lat: str | None = None,
-    lng: str | None = None,
+    lat: Annotated[list[str] | None, Query()] = None,
+    lng: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     """The card's second QR, opened in a phone's browser: every answer is a page, errors
     included (a card no longer current, a position outside Mexico)."""
@@ -412,10 +412,16 @@ async def nearest_units(
         answer = page(f"Demasiadas consultas desde esta conexión: espere {wait} s.", 429)
         answer.headers["Retry-After"] = str(wait)
         return answer
+    if len(lat or []) > 1 or len(lng or []) > 1:
+        return page("La ubicación llegó dos veces; vuelva a intentarlo.", 422)
     try:
-        here = _coordinate(lat, "lat", _LAT), _coordinate(lng, "lng", _LNG)
+        here = (
+            _coordinate(lat[0] if lat else None, "lat", _LAT),
+            _coordinate(lng[0] if lng else None, "lng", _LNG),
+        )
     except InvalidInput as exc:
-        return page(exc.problems[0].reason.capitalize() + ".", 422)
+        reason = exc.problems[0].reason
+        return page(reason[:1].upper() + reason[1:] + ".", 422)
     if (here[0] is None) != (here[1] is None):
         return page("La ubicación llegó incompleta; vuelva a intentarlo.", 422)
     try:
@@ -445,4 +451,4 @@ async def nearest_units(
         lat_at, lng_at, k=5, institutions=institutions_for_affiliations(institutions)
     )
     results = await facilities.nearest(session, query, request.app.state.facilities_index)
-    return page(None, results=results, origin=origin)
+    return page(None, results=results, origin=origin, from_address=here[0] is None)
