@@ -56,7 +56,9 @@ async def test_a_stated_purpose_is_recorded_and_checked(
     doc = person_doc()
     curp = doc["curp"]
     assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
-    reception = {**token_for(Role.VERIFIER), "X-Salud-Purpose": "verificacion"}
+    # In the caller's words: the purposes the system records itself are refused
+    # (tests/access/test_declared_purpose.py).
+    reception = {**token_for(Role.VERIFIER), "X-Salud-Purpose": "control de acceso"}
     assert (await anonymous.get(f"/api/v1/persons/{curp}", headers=reception)).status_code == 200
     too_long = {**token_for(Role.VERIFIER), "X-Salud-Purpose": "x" * 61}
     refused = await anonymous.get(f"/api/v1/persons/{curp}", headers=too_long)
@@ -67,7 +69,7 @@ async def test_a_stated_purpose_is_recorded_and_checked(
             f"/api/v1/persons/{curp}/accesses", headers=token_for(Role.CITIZEN, curp=curp)
         )
     ).json()["items"]
-    assert any(e["purpose"] == "verificacion" for e in log)
+    assert any(e["purpose"] == "control de acceso" for e in log)
 
 
 async def test_another_citizens_attempt_is_shown_without_their_curp(

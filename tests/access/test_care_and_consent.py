@@ -383,6 +383,7 @@ async def test_a_consent_names_a_real_institution_and_one_of_its_units(
         ({"institution_code": 3, "clues": "HGIMS000012"}, "clues"),  # an IMSS unit
         ({"institution_code": 7}, "institution_code"),  # Seguro Popular: no longer exists
         ({"institution_code": 8}, "institution_code"),  # «OTRA» names no one
+        ({"institution_code": 3, "valid_until": "9999-12-31T23:59:59-06:00"}, "valid_until"),
     ):
         refused = await anonymous.post(url, headers=me, json=body)
         assert refused.status_code == 422, (body, refused.text)

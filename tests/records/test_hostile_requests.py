@@ -159,7 +159,9 @@ async def test_a_patient_search_records_each_persons_actual_basis(
     )
     assert opened.status_code == 201, opened.text
     answer = await client.get(
-        "/fhir/Patient", params={"_id": curp}, headers={**doctor, "X-Salud-Purpose": "care"}
+        "/fhir/Patient",
+        params={"_id": curp},
+        headers={**doctor, "X-Salud-Purpose": "revision de resultados"},
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["total"] == 1

@@ -1,13 +1,14 @@
-"""Shapes of accounts and sign-in."""
+"""Shapes of accounts and sign-in, and of the audit log as people read it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from salud.access.permissions import Role
+from salud.kit.text import search_key
 
 Username = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[a-z0-9._-]{3,80}$")]
 
@@ -66,6 +67,29 @@ class Me(BaseModel):
     clues: str | None
 
 
+# The purposes the system records itself: the basis a clinician's read had (care, consent,
+# emergency: access/care.py), and those of its own paths (a guardian acting for a minor, an
+# import, an administration command, each page's purpose). A client's X-Salud-Purpose may not
+# claim one (api/deps.py): the person would read a receptionist's read as an emergency
+# (FHIR ETREAT). A test finds every purpose the code sets and checks it is listed here.
+SYSTEM_PURPOSES = frozenset({
+    "care", "consent", "emergency", "tutor", "importacion", "administracion",
+    "validacion publica", "unidades cercanas", "avance", "cita", "mis-datos", "arco", "avisos",
+    "credencial-digital", "entrega", "impresion", "registro", "reposicion", "supervision",
+    "verificacion",
+})  # fmt: skip
+# How the person's page words the three bases (web/privacy.PURPOSES): declared, they would
+# read the same there.
+_BASIS_WORDS = ("emergencia", "atención en la unidad", "con su consentimiento")
+_SYSTEM_PURPOSE_KEYS = frozenset(search_key(p) for p in (*SYSTEM_PURPOSES, *_BASIS_WORDS))
+
+
+def is_system_purpose(text: str) -> bool:
+    """Whether a declared purpose reads as one the system records, in any case, with or
+    without accents and punctuation («Emergency», «mis datos», «Emergencia»)."""
+    return search_key(text) in _SYSTEM_PURPOSE_KEYS
+
+
 class AccessRead(BaseModel):
     """One entry of the audit log as people see it."""
 
@@ -80,6 +104,17 @@ class AccessRead(BaseModel):
     reason: str | None
     outcome: str
     person_curp: str | None
+    subject_type: str | None = Field(
+        None, description="Qué se consultó o cambió (person, photo, Condition…)"
+    )
+    subject_id: str | None = Field(
+        None, description="Cuál: el folio, la versión, el recurso (Condition/123)…"
+    )
+    detail: dict[str, Any] | None = Field(
+        None,
+        description="Lo que el servicio anotó (campos cambiados, permiso que faltó…); en la "
+        "vista de la propia persona, solo lo que es de ella",
+    )
 
 
 class AccessPage(BaseModel):
@@ -122,7 +157,13 @@ class ConsentCreate(BaseModel):
     @field_validator("valid_until")
     @classmethod
     def _ahead(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value <= datetime.now(UTC):
+        if value is None:
+            return None
+        try:  # 9999-12-31T23:59:59-06:00 is past the last instant UTC can hold (it was a 500)
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("la fecha está fuera del calendario que se puede guardar") from None
+        if value <= datetime.now(UTC):
             raise ValueError("la fecha ya pasó: el consentimiento terminaría antes de empezar")
         return value
 

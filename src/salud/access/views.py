@@ -4,6 +4,7 @@ Reading the log is itself an access to personal data, and is recorded too."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,7 @@ from salud.storage.base import PARTITION_KEY_LENGTH
 
 
 def _read(e: AuditEvent) -> AccessRead:
+    """The entry whole: what was read or changed (subject, detail) with who, where and why."""
     return AccessRead(
         seq=e.seq,
         at=e.at,
@@ -29,7 +31,34 @@ def _read(e: AuditEvent) -> AccessRead:
         reason=e.reason,
         outcome=e.outcome,
         person_curp=e.person_curp,
+        subject_type=e.subject_type,
+        subject_id=e.subject_id,
+        detail=e.detail,
     )
+
+
+# What of an entry's detail the person sees in their own log: facts about their own data
+# and the system's internals (the fields changed, the permission that was missing, a count).
+# Not the keys that name someone else: a guardian's CURP (`guardian`: a refused attempt to act
+# for a minor names who tried, which shown_actor hides), a duplicate's (`candidate`), an
+# account (`username`, `actor`, `agent`); nor free text quoted from an input (`problem`).
+# A key a new release adds is hidden until it is listed here. The auditors see it all.
+PERSON_DETAIL_KEYS = frozenset({
+    "alg", "biometric_matches", "bytes", "cards", "categories", "credential", "day",
+    "decision", "documents", "duplicates", "entries", "export", "expires_at", "fields",
+    "guardian_linked", "lines", "links", "missing", "module", "offset", "outcome",
+    "permission", "quality", "reason", "relationship", "resources", "restricted", "resumed",
+    "running", "sections", "self_declared", "side", "since", "source", "state", "status",
+    "total", "types", "version", "waived", "why", "withheld",
+})  # fmt: skip
+
+
+def own_detail(detail: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of an entry's detail the person it is about may read (PERSON_DETAIL_KEYS)."""
+    if not detail:
+        return None
+    kept = {k: v for k, v in detail.items() if k in PERSON_DETAIL_KEYS}
+    return kept or None
 
 
 HIDDEN_ACTOR = "otra persona (ciudadano)"
@@ -64,12 +93,14 @@ async def accesses_to_person(
     rows = await audit.events_for_person(session, curp, limit=limit + 1, before_seq=before)
     await caller.record("access:person-log:read", "person", person_curp=curp)
     page = _page(rows, limit)
-    page.items = [
-        i.model_copy(update={"actor": shown})
-        if (shown := shown_actor(caller, i.actor, i.role, i.outcome)) != i.actor
-        else i
-        for i in page.items
-    ]
+    if not caller.principal.may(Permission.AUDIT_READ):  # the person's own view
+        page.items = [
+            i.model_copy(update={
+                "actor": shown_actor(caller, i.actor, i.role, i.outcome),
+                "detail": own_detail(i.detail),
+            })
+            for i in page.items
+        ]  # fmt: skip
     return page
 
 

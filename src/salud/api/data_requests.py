@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from salud.access.permissions import Permission
 from salud.api.deps import CurrentCaller, ReadSession, Session
+from salud.facilities.service import unit_successors
 from salud.identity import data_requests
 from salud.identity.schemas import DataRequestAnswer, DataRequestCreate, DataRequestRead
 
@@ -23,7 +24,7 @@ router = APIRouter(tags=["derechos ARCO"])
 async def file_request(
     curp: str, body: DataRequestCreate, session: Session, caller: CurrentCaller
 ) -> DataRequestRead:
-    return await data_requests.file(session, curp, body, caller)
+    return await data_requests.file(session, curp, body, caller, units=unit_successors)
 
 
 @router.get(
@@ -74,4 +75,4 @@ async def request_by_folio(
 async def answer_request(
     folio: str, body: DataRequestAnswer, session: Session, caller: CurrentCaller
 ) -> DataRequestRead:
-    return await data_requests.answer(session, folio, body, caller)
+    return await data_requests.answer(session, folio, body, caller, units=unit_successors)

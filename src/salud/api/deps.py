@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request as StarletteRequest
 
 from salud.access.context import Caller
+from salud.access.schemas import is_system_purpose
 from salud.access.tokens import TokenService
 from salud.errors import FieldProblem, InvalidInput, Unauthorized
 from salud.storage.fastread import FastReader
@@ -63,6 +64,14 @@ def caller_of(request: StarletteRequest) -> Caller:
     purpose = request.headers.get("x-salud-purpose")
     if purpose is not None and not 0 < len(purpose) <= 60:
         raise InvalidInput.on("X-Salud-Purpose", "el propósito tiene de 1 a 60 caracteres")
+    if purpose is not None and is_system_purpose(purpose):
+        # A basis (care, consent, emergency) or a purpose the system records for its own
+        # paths: the person would read it as such ("emergencia", FHIR ETREAT) in their log.
+        raise InvalidInput.on(
+            "X-Salud-Purpose",
+            f"«{purpose.strip()}» lo registra el sistema (la base de la consulta o su propio "
+            "trámite); no puede declararse: describa el propósito con otras palabras",
+        )
     return Caller(principal, request.app.state.audit, purpose=purpose)
 
 
@@ -93,6 +102,12 @@ async def known_query(request: Request) -> None:
     known = _KNOWN_QUERY.get(id(dependant))
     if known is None:
         known = _KNOWN_QUERY[id(dependant)] = _query_names(dependant)
+    refuse_unknown_query(request, known)
+
+
+def refuse_unknown_query(request: StarletteRequest, known: frozenset[str]) -> None:
+    """422 naming each query parameter outside `known` (also for the plain Starlette routes
+    served ahead of the routers, which `known_query` does not reach)."""
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise InvalidInput(

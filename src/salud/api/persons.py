@@ -11,12 +11,20 @@ from starlette.routing import BaseRoute, Route
 
 from salud.access.context import Caller
 from salud.access.permissions import Permission
-from salud.api.deps import CurrentCaller, Reader, ReadSession, Session, caller_of
+from salud.api.deps import (
+    CurrentCaller,
+    Reader,
+    ReadSession,
+    Session,
+    caller_of,
+    refuse_unknown_query,
+)
 from salud.api.facilities import index_cache
 from salud.errors import FieldProblem, InvalidInput
 from salud.facilities import service as facilities_service
 from salud.facilities.institutions import institutions_for_affiliations
 from salud.facilities.schemas import NearestResults
+from salud.facilities.service import unit_successors
 from salud.identity import guardians, service
 from salud.identity.schemas import (
     GuardianEnd,
@@ -60,7 +68,7 @@ def _parse_if_match(value: str | None) -> int:
 async def create_person(
     body: PersonCreate, session: Session, response: Response, caller: CurrentCaller
 ) -> PersonRead:
-    person = await service.register(session, body, caller)
+    person = await service.register(session, body, caller, units=unit_successors)
     response.headers["ETag"] = _etag(person.version)
     response.headers["Location"] = f"/api/v1/persons/{person.curp}"
     return person
@@ -123,6 +131,7 @@ async def read_person_fast(request: StarletteRequest) -> Response:
     """The hot read as a plain Starlette endpoint (GUIDE.md allows it where the benchmark
     shows FastAPI's per-request layer costing too much: bench/RESULTS.md). Same service call,
     same errors (the app's exception handlers render them)."""
+    refuse_unknown_query(request, frozenset())  # as every /api/v1 router does (known_query)
     return await _read(request.app.state.reader, request.path_params["curp"], caller_of(request))
 
 
@@ -146,7 +155,9 @@ async def update_person(
     caller: CurrentCaller,
     if_match: Annotated[str | None, Header(description='ETag leído, p. ej. W/"3"')] = None,
 ) -> PersonRead:
-    person = await service.change(session, curp, body, _parse_if_match(if_match), caller)
+    person = await service.change(
+        session, curp, body, _parse_if_match(if_match), caller, units=unit_successors
+    )
     response.headers["ETag"] = _etag(person.version)
     return person
 

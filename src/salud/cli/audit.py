@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import re
 from collections.abc import Sequence
 
@@ -14,7 +15,9 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from salud.access import audit
+from salud.access.audit_tx import record_at_commit
 from salud.access.models import AuditEvent
+from salud.access.permissions import Role
 from salud.config import get_settings
 from salud.kit.clock import MEXICO_CITY
 from salud.storage.engine import create_engine, session_factory
@@ -153,10 +156,21 @@ def verify(
 
 
 async def _show(curp: str, limit: int, before: int | None) -> Sequence[AuditEvent]:
-    engine = create_engine(get_settings().database_url)
+    """The person's entries, and this read of them as an entry of their own log (who ran it,
+    `cli:<user>`, as every command that touches someone's data is recorded), in one
+    transaction: nothing is shown unless the entry is written."""
+    settings = get_settings()
+    engine = create_engine(settings.database_url)
+    read = audit.AuditEntry(
+        actor=f"cli:{getpass.getuser()}"[:100], role=Role.SYSTEM_ADMIN.value,
+        action="access:person-log:read", subject_type="person", person_curp=curp,
+        purpose="administracion", detail={"limit": limit, "before": before},
+    )  # fmt: skip
     try:
-        async with session_factory(engine)() as session:
-            return await audit.events_for_person(session, curp, limit=limit, before_seq=before)
+        async with session_factory(engine)() as session, session.begin():
+            rows = await audit.events_for_person(session, curp, limit=limit, before_seq=before)
+            record_at_commit(session, settings.audit_key.get_secret_value().encode(), [read])
+            return rows
     finally:
         await engine.dispose()
 

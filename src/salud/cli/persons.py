@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from salud.cli.common import describe, fail, refuse_overwriting_input
 from salud.config import get_settings
+from salud.facilities.service import unit_successors
 from salud.identity import bulk
 from salud.storage.engine import create_engine, session_factory
 
@@ -54,6 +55,7 @@ async def _import(
                     rejects_out=out,
                     progress=lambda n: progress.update(task, completed=n),
                     workers=workers,
+                    units=unit_successors,
                 )
             finally:
                 if out:

@@ -6,7 +6,7 @@ Importing files into the catalog is in `catalog_import`; its public names (`impo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -124,6 +124,20 @@ async def get_unit(session: AsyncSession, clues: str) -> HealthUnitRead:
         raise NotFound(f"No hay una unidad con la clave CLUES {key} en el catálogo")
     found = unit_read(unit)
     found.replaced_by = await repository.successor_of(session, key)
+    return found
+
+
+async def unit_successors(session: AsyncSession, keys: Collection[str]) -> Mapping[str, str | None]:
+    """identity.service.UnitLookup over the catalog: each key that is a unit, with the key of
+    the unit that took it over (None while current); keys that name no unit are left out. A
+    module-level function: a bulk import's worker processes receive it by reference."""
+    found: dict[str, str | None] = {}
+    for key in keys:
+        try:
+            unit = await get_unit(session, key)
+        except NotFound:
+            continue
+        found[key] = unit.replaced_by
     return found
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from salud.access.context import Caller
 from salud.access.permissions import Permission
-from salud.errors import Conflict, InvalidInput, NotFound
+from salud.errors import Conflict, FieldProblem, InvalidInput, NotFound, located
 from salud.identity import service
 from salud.identity.models import DataRequest
 from salud.identity.schemas import (
@@ -48,12 +49,24 @@ def _read(r: DataRequest) -> DataRequestRead:
 
 
 async def file(
-    session: AsyncSession, curp: str, data: DataRequestCreate, caller: Caller
+    session: AsyncSession,
+    curp: str,
+    data: DataRequestCreate,
+    caller: Caller,
+    *,
+    units: service.UnitLookup | None = None,
 ) -> DataRequestRead:
+    """File a request. `units` checks a rectified assigned unit against the CLUES catalog
+    (without it, asking for one is refused)."""
     service.check_curp(curp)
     await caller.allow(
         Permission.DATA_REQUEST_FILE, "identity:data-request:file", "person", person_curp=curp
     )
+    changes = data.requested_changes
+    if changes is not None and "assigned_clues" in changes.model_fields_set:
+        await service.check_unit(
+            session, changes.assigned_clues, units, "requested_changes.assigned_clues"
+        )
     await service.get_version(session, curp)  # the person must exist
     now = utcnow()
     request = DataRequest(
@@ -136,9 +149,35 @@ async def by_folio(session: AsyncSession, folio: str, caller: Caller) -> DataReq
     return _read(request)
 
 
+def _outdated(folio: str, problems: list[FieldProblem]) -> Conflict:
+    """The stored rectification no longer passes today's checks (a catalog changed since it
+    was filed, a unit passed to another key): the office cannot grant it as it is."""
+    named = [
+        FieldProblem(
+            "requested_changes" if p.field in ("", "body") else f"requested_changes.{p.field}",
+            p.reason,
+        )
+        for p in problems
+    ]
+    said = "; ".join(f"{p.field}: {p.reason}" for p in named)
+    return Conflict(
+        f"la rectificación de {folio} ya no puede aplicarse como se pidió ({said}): "
+        "respóndala como improcedente (denied), explicando por qué, o pida una nueva",
+        named,
+    )
+
+
 async def answer(
-    session: AsyncSession, folio: str, data: DataRequestAnswer, caller: Caller
+    session: AsyncSession,
+    folio: str,
+    data: DataRequestAnswer,
+    caller: Caller,
+    *,
+    units: service.UnitLookup | None = None,
 ) -> DataRequestRead:
+    """Answer a request; a granted rectification becomes a new version of the person, checked
+    as any change is (`units`: the CLUES catalog). One that no longer passes is a 409 naming
+    the field: nothing changes, and the office may still deny it."""
     await caller.allow(
         Permission.DATA_REQUEST_MANAGE, "identity:data-request:answer", "data_request"
     )
@@ -159,11 +198,22 @@ async def answer(
         changes: dict[str, Any] = request.requested_changes or {}
         if not changes:
             raise InvalidInput.on("decision", "la solicitud no indica qué rectificar")
-        patch = PersonUpdate.model_validate({**changes, "reason": f"rectificación {folio}"})
+        try:
+            patch = PersonUpdate.model_validate({**changes, "reason": f"rectificación {folio}"})
+        except ValidationError as exc:
+            raise _outdated(folio, [
+                located(list(e["loc"]), str(e["msg"]), e["type"], e.get("ctx"))
+                for e in exc.errors()
+            ]) from None  # fmt: skip
         # The person locked first: a change at the same moment waits, rather than make the
         # rectification fail with a 412 about an If-Match the office never sent.
         current = await service.get_version(session, request.person_curp, for_update=True)
-        person = await service.apply_change(session, request.person_curp, patch, current, caller)
+        try:
+            person = await service.apply_change(
+                session, request.person_curp, patch, current, caller, units=units
+            )
+        except InvalidInput as exc:  # the names, the donor's date, the unit: as stored
+            raise _outdated(folio, exc.problems) from None
         version = person.version
     request.status = data.decision
     request.answer = data.answer

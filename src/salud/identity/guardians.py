@@ -108,10 +108,18 @@ async def add(
                data.reason, caller)  # fmt: skip
     rows = list(await repository.guardianships(session, minor_curp))
     # The answer lists every link of the minor (the guardians' CURPs): a read of its own,
-    # recorded even when the link was already there and nothing changed.
+    # recorded even when the link was already there and nothing changed, and one on each
+    # guardian's log, whose CURP it discloses.
     await caller.record("identity:guardian:list", "person", person_curp=minor_curp,
                         within=session, detail={"links": len(rows)})  # fmt: skip
+    await replace(caller, within=session).record_persons("identity:guardian:list", _disclosed(rows))
     return [_read(r, minor) for r in rows]
+
+
+def _disclosed(rows: list[Guardianship]) -> list[str]:
+    """The guardians a list of links names, once each: each is recorded in their own log, as
+    any list that discloses persons records each one."""
+    return sorted({r.guardian_curp for r in rows})
 
 
 async def _minor(session: AsyncSession, curp: str) -> Person:
@@ -141,6 +149,7 @@ async def list_guardians(
     minor = await _minor(session, curp)
     rows = list(await repository.guardianships(session, curp))
     await caller.record(action, "person", person_curp=curp, detail={"links": len(rows)})
+    await caller.record_persons(action, _disclosed(rows))
     return [_read(r, minor) for r in rows]
 
 

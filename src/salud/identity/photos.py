@@ -127,6 +127,10 @@ async def put_photo(
     await caller.allow(Permission.PERSON_UPDATE, "identity:photo:update", "photo", person_curp=curp)
     photo = check_photo(data)
     if not await repository.curp_exists(session, curp):
+        # The answer tells that no one has this CURP: on the log, as a read that finds no one
+        # is (nothing written yet; the entry goes on its own, the request rolls back).
+        await caller.record("identity:photo:update", "photo", person_curp=curp,
+                            outcome="not_found")  # fmt: skip
         raise NotFound("no hay ninguna persona registrada con esa CURP")
     row = await session.scalar(
         select(PersonPhoto).where(PersonPhoto.person_curp == curp).with_for_update()
@@ -174,6 +178,8 @@ async def photo_history(session: AsyncSession, curp: str, caller: Caller) -> lis
     )
     current = await session.scalar(select(PersonPhoto).where(PersonPhoto.person_curp == curp))
     if current is None and not await repository.curp_exists(session, curp):
+        await caller.record("identity:photo:history", "photo", person_curp=curp,
+                            outcome="not_found")  # fmt: skip
         raise NotFound("no hay ninguna persona registrada con esa CURP")
     earlier = await session.scalars(
         select(PersonPhotoVersion)

@@ -12,6 +12,7 @@ import pycountry
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -27,6 +28,7 @@ from salud.identity.catalogs import (
     inegi_state_keys,
 )
 from salud.kit.clock import today_mx
+from salud.kit.text import search_key
 
 
 class BloodType(StrEnum):
@@ -67,9 +69,21 @@ _EMAIL = re.compile(
 )
 
 
+# The width of the folded search keys (persons.given_names_key, first_surname_key).
+NAME_KEY_LENGTH = 100
+
+
 def _name(value: str) -> str:
     if not _NAME.match(value):
         raise ValueError("solo letras, espacios, apóstrofos, guiones y puntos")
+    # Folding may lengthen a name: «ß» is «SS», one ligature (U+FDFA) is 18 letters. A name
+    # whose search key would not fit its column is refused, not cut: no real name comes
+    # near, and the column cannot hold the true bound (see docs/registry.md).
+    folded = len(search_key(value))
+    if folded > NAME_KEY_LENGTH:
+        raise ValueError(
+            f"normalizado para la búsqueda tendría {folded} letras (máximo {NAME_KEY_LENGTH})"
+        )
     return value
 
 
@@ -79,6 +93,14 @@ def _curp_data(value: str) -> curp_rules.CurpData:
     (Only successes are cached; a CURP's validity cannot change but for the date limit,
     and a cached success is at most a day old.)"""
     return curp_rules.validate(value)
+
+
+def _unpadded(value: object) -> object:
+    """A CURP comes as it is written: a space around it is refused, never trimmed (curp.py is
+    strict), so that " X" and "X" are not two keys of one person anywhere (a bulk file)."""
+    if isinstance(value, str) and value != value.strip():
+        raise ValueError("la CURP no lleva espacios")
+    return value
 
 
 def _curp(value: str) -> str:
@@ -115,7 +137,7 @@ Name = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     AfterValidator(_name),
 ]
-Curp = Annotated[str, AfterValidator(_curp)]
+Curp = Annotated[str, BeforeValidator(_unpadded), AfterValidator(_curp)]
 Clues = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Z]{3}\d{6}$")]
 Phone = Annotated[str, AfterValidator(_phone)]
 Email = Annotated[
@@ -226,13 +248,17 @@ class _PersonFields(BaseModel):
     assigned_clues: Clues | None = Field(None, description="CLUES de la unidad asignada")
 
 
-def check_donor(organ_donor: OrganDonor | None, when: date | None) -> None:
+def check_donor(organ_donor: OrganDonor | None, when: date | None, born: date | None) -> None:
     if organ_donor in (OrganDonor.YES, OrganDonor.NO) and when is None:
         raise ValueError("organ_donor_date: obligatoria cuando la decisión es sí o no")
     if organ_donor is OrganDonor.NOT_STATED and when is not None:
         raise ValueError("organ_donor_date: no aplica si la decisión no está expresada")
     if when is not None and when > today_mx():
         raise ValueError("organ_donor_date: está en el futuro")
+    if when is not None and born is not None and when < born:
+        raise ValueError(
+            f"organ_donor_date: es anterior a la fecha de nacimiento ({born.isoformat()})"
+        )
 
 
 class PersonCreate(_PersonFields):
@@ -266,7 +292,7 @@ class PersonCreate(_PersonFields):
         )  # fmt: skip
         if mismatch is not None:
             raise ValueError(f"curp: {mismatch}")
-        check_donor(self.organ_donor, self.organ_donor_date)
+        check_donor(self.organ_donor, self.organ_donor_date, data.birth_date)
         return self
 
 
@@ -307,6 +333,10 @@ class PersonUpdate(BaseModel):
         ):
             if required in self.model_fields_set and getattr(self, required) is None:
                 raise ValueError(f"{required}: no puede quedar vacío")
+        # The list is never null (a person without affiliations has []); null cleared
+        # nothing and still made a version.
+        if "affiliations" in self.model_fields_set and self.affiliations is None:
+            raise ValueError("affiliations: envíe la lista completa ([] para quitarlas todas)")
         return self
 
 

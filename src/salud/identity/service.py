@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
@@ -88,6 +89,41 @@ _ADDRESS_COLUMNS = {
     "postal_code": "postal_code",
     "street": "street",
 }
+
+
+# Which CLUES keys name units of the catalog, and what each became: {key: the key of the unit
+# that took it over, or None while it is current}; a key missing from the answer is not in the
+# catalog. The catalog (facilities) sits beside the registry, so the adapter that may see both
+# supplies it, as the consent check does (api/care.py). A module-level function: a bulk
+# import's worker processes receive it by reference.
+UnitLookup = Callable[[AsyncSession, Collection[str]], Awaitable[Mapping[str, str | None]]]
+UNCHECKED_UNIT = "no se puede comprobar contra el catálogo CLUES por esta vía"
+
+
+def unit_problems(keys: Collection[str], found: Mapping[str, str | None]) -> dict[str, str]:
+    """The reason each key is not a current unit of the catalog (none for those that are)."""
+    problems: dict[str, str] = {}
+    for key in keys:
+        if key not in found:
+            problems[key] = f"{key} no está en el catálogo CLUES"
+        elif (successor := found[key]) is not None:
+            problems[key] = f"{key} es ahora la unidad {successor}: asigne la clave vigente"
+    return problems
+
+
+async def check_unit(
+    session: AsyncSession, clues: str | None, units: UnitLookup | None,
+    field: str = "assigned_clues",
+) -> None:  # fmt: skip
+    """A person's assigned unit must be a current unit of the catalog: it goes into the signed
+    credential and FHIR's managingOrganization. Without a lookup it cannot be told: refused."""
+    if clues is None:
+        return
+    if units is None:
+        raise InvalidInput.on(field, UNCHECKED_UNIT)
+    reason = unit_problems([clues], await units(session, [clues])).get(clues)
+    if reason is not None:
+        raise InvalidInput.on(field, reason)
 
 
 def _address_of(row: dict[str, Any]) -> Address | None:
@@ -238,27 +274,46 @@ def affiliation_row(a: AffiliationIn) -> dict[str, Any]:
     }
 
 
-async def register(session: AsyncSession, data: PersonCreate, caller: Caller) -> PersonRead:
+# A refused registration of a CURP already registered is recorded as a denial (the log's
+# outcomes are success, denied, not_found and error): its answer tells that the person exists.
+_ALREADY_REGISTERED = {"conflict": "curp already registered"}
+
+
+def _already_registered() -> Conflict:
+    return Conflict(
+        "ya existe una persona con esa CURP",
+        [FieldProblem("curp", "ya está registrada en el padrón")],
+    )
+
+
+async def register(
+    session: AsyncSession, data: PersonCreate, caller: Caller, *, units: UnitLookup | None = None
+) -> PersonRead:
+    """Register a person. `units` checks the assigned unit (without it, one is refused). A
+    CURP already registered is a 409, and the attempt is on that person's log: a client that
+    may only write would otherwise probe who is registered unseen."""
     await caller.allow(
         Permission.PERSON_CREATE, "identity:person:create", "person", person_curp=data.curp
     )
+    await check_unit(session, data.assigned_clues, units)
     actor = caller.actor
     if await repository.curp_exists(session, data.curp):
-        raise Conflict(
-            "ya existe una persona con esa CURP",
-            [FieldProblem("curp", "ya está registrada en el padrón")],
-        )
+        # Nothing written yet: the entry goes on its own (the request's transaction rolls back).
+        await caller.record("identity:person:create", "person", person_curp=data.curp,
+                            outcome="denied", detail=_ALREADY_REGISTERED)  # fmt: skip
+        raise _already_registered()
     person = Person(**person_row(data, actor, utcnow()))
     person.affiliations = [Affiliation(**affiliation_row(a)) for a in data.affiliations]
     session.add(person)
     try:
         await session.flush()
     except IntegrityError:
-        # Lost a race with another registration of the same CURP.
-        raise Conflict(
-            "ya existe una persona con esa CURP",
-            [FieldProblem("curp", "ya está registrada en el padrón")],
-        ) from None
+        # Lost a race with another registration of the same CURP. Rolled back first: on
+        # SQLite the failed insert keeps the write lock the log's writer needs.
+        await session.rollback()
+        await caller.record("identity:person:create", "person", person_curp=data.curp,
+                            outcome="denied", detail=_ALREADY_REGISTERED)  # fmt: skip
+        raise _already_registered() from None
     await caller.record("identity:person:create", "person", person_curp=data.curp, within=session)
     return to_read(person)
 
@@ -360,6 +415,8 @@ async def change(
     patch: PersonUpdate,
     expected_version: int,
     caller: Caller,
+    *,
+    units: UnitLookup | None = None,
 ) -> PersonRead:
     """Apply a partial change as a new version; a stale expected_version is refused (412).
     A change answers the whole record and its version (and a stale one names the current
@@ -370,7 +427,14 @@ async def change(
         Permission.PERSON_UPDATE, "identity:person:update", "person", person_curp=curp
     )
     await caller.allow(Permission.PERSON_READ, "identity:person:update", "person", person_curp=curp)
-    return await apply_change(session, curp, patch, expected_version, caller)
+    try:
+        return await apply_change(session, curp, patch, expected_version, caller, units=units)
+    except NotFound:
+        # No one has this CURP (nothing was written): recorded on its own, as a read that
+        # finds no one is.
+        await caller.record("identity:person:update", "person", person_curp=curp,
+                            outcome="not_found")  # fmt: skip
+        raise
 
 
 async def apply_change(
@@ -379,9 +443,12 @@ async def apply_change(
     patch: PersonUpdate,
     expected_version: int,
     caller: Caller,
+    *,
+    units: UnitLookup | None = None,
 ) -> PersonRead:
     """The change itself, recorded in the audit log within its transaction. Callers check
-    the permission first: `change` (registry staff) or a granted rectification."""
+    the permission first: `change` (registry staff) or a granted rectification. `units`
+    checks a new assigned unit (without it, one is refused)."""
     actor = caller.actor
     person = await repository.get_by_curp(session, curp, for_update=True)
     if person is None:
@@ -396,12 +463,14 @@ async def apply_change(
     donor = patch.organ_donor if "organ_donor" in fields else OrganDonor(person.organ_donor)
     donor_date = patch.organ_donor_date if "organ_donor_date" in fields else person.organ_donor_date
     try:
-        check_donor(donor, donor_date)
+        check_donor(donor, donor_date, person.birth_date)
     except ValueError as exc:
         field, _, reason = str(exc).partition(": ")
         raise InvalidInput.on(field, reason) from None
 
     _check_names(person, patch, fields)
+    if "assigned_clues" in fields:
+        await check_unit(session, patch.assigned_clues, units)
 
     before = snapshot(person)
     values: dict[str, Any] = {}
@@ -417,6 +486,15 @@ async def apply_change(
     now = utcnow()
     values.update(updated_at=now, updated_by=actor, change_reason=patch.reason)
 
+    # The compare-and-set first, then the snapshot of the version it replaced: on SQLite,
+    # which has no row lock, two changes of one version both pass the check above; the
+    # second's UPDATE waits for the first's commit and then matches no row (412). Inserting
+    # the snapshot first made it hit uq_person_versions_pv instead (a 409).
+    if not await repository.bump_version(session, person.id, expected_version, values):
+        raise PreconditionFailed(
+            "otra persona modificó el registro al mismo tiempo; vuelva a leerlo",
+            [FieldProblem("If-Match", "versión desactualizada")],
+        )
     await repository.add_version(
         session,
         PersonVersion(
@@ -427,11 +505,6 @@ async def apply_change(
             recorded_by=actor,
         ),
     )
-    if not await repository.bump_version(session, person.id, expected_version, values):
-        raise PreconditionFailed(
-            "otra persona modificó el registro al mismo tiempo; vuelva a leerlo",
-            [FieldProblem("If-Match", "versión desactualizada")],
-        )
     if patch.affiliations is not None:
         await repository.replace_affiliations(
             session, person.id, [affiliation_row(a) for a in patch.affiliations]

@@ -124,6 +124,7 @@ ACTIONS = {
     "access:client:disable": "desactivó un sistema",
     "access:client:enable": "reactivó un sistema",
     "credentials:key:rotate": "cambió la llave de firma de las credenciales",
+    "credentials:key:withdraw": "retiró una llave de firma de las credenciales",
     "enrollment:calendar:activate": "activó un calendario de credencialización",
     "enrollment:calendar:create": "creó un calendario de credencialización",
     "enrollment:calendar:manage": "administró los calendarios",
