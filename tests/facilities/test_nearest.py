@@ -177,6 +177,7 @@ def test_chord_and_km_round_trip(km: float) -> None:
         ("OTROS ESTABLECIMIENTOS DE APOYO", None, False),
         ("CENTRO ESTATAL DE TRASFUSIÓN SANGUÍNEA", None, False),
         ("Um Temporal Covid", None, False),
+        ("Consultorio Medico en Centro de Trabajo", None, False),
         (None, None, True),  # nothing said: kept
     ],
 )

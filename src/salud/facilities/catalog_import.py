@@ -259,11 +259,11 @@ async def _persist_batch(
     sessions: async_sessionmaker[AsyncSession], records: list[UnitRecord], merger: _Merger
 ) -> None:
     report = merger.report
-    now = utcnow()
     async with sessions() as session, session.begin():
         # Two imports at once (a scheduled one and an operator's) take turns batch by batch:
         # each reads the units as the other left them (no lost update, no version twice).
         await locks.hold(session, "facilities:catalog-import", "health_units", "clues")
+        now = utcnow()  # after the wait: the catalog's latest change stays the latest written
         current = await repository.fetch_for_merge(session, [r.clues for r in records])
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []

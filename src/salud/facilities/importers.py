@@ -543,6 +543,8 @@ def _read_file(path: Path, states: StateTable, as_of: str | None) -> ParsedFile:
     file_as_of = as_of or as_of_from_name(path)
     key_column = _KEY_COLUMN.get(kind, "CLUES")
     width = len(header)
+    signature = next(columns for k, columns in _SIGNATURES if k is kind)
+    needed = max(i for i, name in enumerate(header) if name in signature) + 1
     records: list[UnitRecord] = []
     rejections: list[Rejection] = []
     seen: dict[str, int] = {}
@@ -551,11 +553,12 @@ def _read_file(path: Path, states: StateTable, as_of: str | None) -> ParsedFile:
         if not any(cells):
             continue
         read += 1
-        # A CSV row of another width than its header is a damaged row (an unquoted comma in
-        # a name shifts every later cell; a cut line loses them): refused, not read askew. A
-        # workbook may leave a row's trailing empty cells out: that alone is not damage.
+        # A CSV row wider than its header is a damaged row (an unquoted comma in a name
+        # shifts every later cell): refused, not read askew; so is one cut before the columns
+        # that identify its layout (key, name, status, coordinates…). Trailing empty cells
+        # left out (a workbook, or a spreadsheet's CSV export, may drop them) are no damage.
         csv_file = encoding is not None
-        short = len(cells) < width and csv_file
+        short = len(cells) < needed
         long = len(cells) > width and (csv_file or any(c.strip() for c in cells[width:]))
         if short or long:
             at = header.index(key_column) if key_column in header else len(cells)

@@ -411,6 +411,7 @@ class NearestIndex:
 _NOT_A_PLACE_OF_CARE = (
     "ADMINISTRATIV", "ALMACEN", "LABORATORIO", "ESTABLECIMIENTOS DE APOYO", "MOVIL",
     "BRIGADA", "TRASFUSION", "TRANSFUSION", "TEMPORAL",
+    "CENTRO DE TRABAJO",  # a company's in-house clinic serves its workers only
 )  # fmt: skip
 
 
