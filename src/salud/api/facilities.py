@@ -54,7 +54,14 @@ async def nearest(
     in_operation: Annotated[
         bool | None, Query(description="Solo unidades en operación (por omisión, sí)")
     ] = True,
-    open_now: Annotated[bool, Query(description="Solo unidades abiertas en este momento")] = False,
+    open_now: Annotated[
+        bool,
+        Query(
+            description="Solo unidades que se sabe abiertas en este momento (quedan fuera las "
+            "de horario desconocido, y en un día de descanso obligatorio las que no abren "
+            "todos los días)"
+        ),
+    ] = False,
 ) -> NearestResults:
     query = service.nearest_query(
         lat,
