@@ -89,21 +89,30 @@ async def test_a_revocation_racing_a_suspension_stays_a_revocation(
         assert _cards(await client.get(f"/api/v1/persons/{doc['curp']}/credentials")) == listed
 
 
-async def test_of_reissues_at_the_same_moment_one_wins_and_the_others_are_asked_to_repeat(
+async def test_of_reissues_at_the_same_moment_one_wins_and_the_others_are_told_which(
     client: httpx.AsyncClient,
 ) -> None:
     """The losers waited for the winner (a row lock on PostgreSQL, the write lock on SQLite)
-    and find the card they were to replace already replaced: a 409 to repeat, never "there
-    is no card to replace", nor a second reissue voiding the card just made."""
+    and find the card they were to replace already replaced: a 409 naming the card that
+    replaced it and saying to look at the person's cards, never "there is no card to
+    replace", nor a second reissue voiding the card just made. (It said "reintente": a
+    retry would have voided the card the winner had just issued.)"""
     doc = await registered(client)
-    await issued(client, doc["curp"])
+    first = await issued(client, doc["curp"])
     url = f"/api/v1/persons/{doc['curp']}/credentials"
     answers = await asyncio.gather(
         *(client.post(url, json={"reason": r}) for r in ("lost", "damaged", "renewal"))
     )
     assert sorted(a.status_code for a in answers) == [201, 409, 409], [a.text for a in answers]
+    [won] = [a.json() for a in answers if a.status_code == 201]
     for lost in (a for a in answers if a.status_code == 409):
-        assert "reintente" in lost.json()["detail"], lost.text
+        detail = lost.json()["detail"]
+        assert "reintente" not in detail, detail
+        assert (
+            f"reemplazó la credencial {first['credential_id']} por la credencial "
+            f"{won['credential_id']} (núm. 2)" in detail
+        ), detail
+        assert "consulte sus credenciales" in detail
     assert _cards(await client.get(url)) == [(1, "superseded", False), (2, "issued", True)]
 
 

@@ -455,3 +455,57 @@ async def test_a_card_suspended_after_it_was_ready_is_not_announced_twice(
     async with sessions() as s:
         told = select(Notification.kind).where(Notification.person_curp == receipt["curp"])
         assert (await s.execute(told)).scalars().all() == ["card_ready"]
+
+
+async def test_a_card_the_registry_changed_since_is_not_printed(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:  # fmt: skip
+    """The front is drawn from what the QR signed: a blood type corrected between the
+    issuance and the print batch came out of the press on a new plastic, already wrong."""
+    ok, behind = [await enroll_adult(anonymous, drive, seed) for seed in (41, 42)]
+    op, sup = drive.operator, drive.supervisor
+    made = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    code = made.json()["code"]
+    person = f"/api/v1/persons/{behind['curp']}"
+    etag = (await anonymous.get(person, headers=sup)).headers["etag"]
+    changed = await anonymous.patch(
+        person, json={"blood_type": "AB-", "reason": "corrección del grupo sanguíneo"},
+        headers={**sup, "If-Match": etag},
+    )  # fmt: skip
+    assert changed.status_code == 200, changed.text
+
+    refused = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)
+    assert refused.status_code == 409, refused.text
+    detail = refused.json()["detail"]
+    assert f"la credencial {behind['credential_id']} (CURP {behind['curp']}): grupo sanguíneo" in (
+        detail
+    )
+    assert ok["credential_id"] not in detail
+    assert "actualización (update) antes de imprimir" in detail
+    # Nothing moved: the batch, its cards and their states are as they were.
+    state = (await anonymous.get(f"{E}/print-batches/{code}", headers=op)).json()
+    assert (state["status"], state["card_count"]) == ("created", 2)
+    assert {c["card_status"] for c in state["cards"]} == {"issued"}
+    # The batch page tells the operator why, in the notice.
+    anonymous.cookies.set(SESSION, op["Authorization"].removeprefix("Bearer "))
+    page = await anonymous.get(f"/modulo/lotes/{code}")
+    token = page.text.split('name="csrf" value="')[1].split('"')[0]
+    shown = await anonymous.post(
+        f"/modulo/lotes/{code}/archivo", data={"csrf": token}, follow_redirects=True
+    )
+    anonymous.cookies.clear()
+    assert behind["credential_id"] in shown.text, shown.text[:2000]
+    assert "grupo sanguíneo" in shown.text
+
+    # Reissued with reason update, the old card leaves the batch and the rest prints; the
+    # new card goes to the next batch.
+    again = await anonymous.post(f"{person}/credentials", json={"reason": "update"}, headers=sup)
+    assert again.status_code == 201, again.text
+    pdf = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)
+    assert pdf.status_code == 200, pdf.text
+    assert len(pypdfium2.PdfDocument(pdf.content)) == 2
+    following = await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE}, headers=op)
+    assert [c["credential_id"] for c in following.json()["cards"]] == [
+        again.json()["credential_id"]
+    ]

@@ -46,6 +46,11 @@ async def test_work_left_open_is_resumed_at_its_module_and_judged_today(
     assert (row["folio"], row["curp"], row["status"]) == (folio, doc["curp"], "open")
     assert row["missing"]
     assert "Comprobante" in row["missing"][0]
+    # The page the list links to judges it on the same day, today (it judged the first day
+    # and said nothing was missing).
+    page = await anonymous.get(f"{E}/enrollments/{folio}", headers=drive.operator)
+    assert page.json()["visit_day"] == first_day.isoformat()
+    assert [m["label"] for m in page.json()["missing"]] == row["missing"]
     again = await start(anonymous, drive, doc, registered=True)
     assert again.status_code == 200, again.text
     resumed = again.json()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from salud.access.permissions import Role
 from salud.enrollment.models import DuplicateReview, Enrollment
 from salud.identity import curp as curp_rules
+from salud.identity.synth import synthetic_face
 from salud.kit.clock import today_mx
 from tests.conftest import TokenFor
 from tests.enrollment.conftest import MODULE, Drive, E, open_module
@@ -229,3 +230,78 @@ async def test_every_exception_is_kept(
     await capture(anonymous, drive, folio, 12)
     done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=drive.operator)
     assert done.status_code == 200, done.text
+
+
+async def test_a_supervisor_who_carries_on_an_enrollment_does_not_do_it_alone(
+    anonymous: httpx.AsyncClient, drive: Drive, token_for: TokenFor,
+    sessions: async_sessionmaker[AsyncSession], signing_key: str,
+) -> None:  # fmt: skip
+    """Four eyes judged only who started the enrollment: a supervisor who resumed an
+    operator's enrollment excused every document and the prints and completed it alone;
+    one who approved the exceptions and then carried it on completed it too; and one who
+    resumed an enrollment held in review decided its review."""
+    other = token_for(Role.SUPERVISOR, username="supervisora.dos", module=MODULE)
+    sup = drive.supervisor
+    body = {"waive": ["photo_id", "curp", "address_proof"], "waive_fingerprints": True,
+            "reason": "sin documentos el día de hoy"}  # fmt: skip
+
+    async def photo(folio: str, seed: int, h: dict[str, str]) -> None:
+        taken = await anonymous.put(f"{E}/enrollments/{folio}/photo", content=synthetic_face(seed),
+                                    headers={**h, "content-type": "image/jpeg"})  # fmt: skip
+        assert taken.status_code == 200, taken.text
+
+    # The operator starts; days later the supervisor resumes it and is its operator now.
+    doc = person_doc()
+    folio = (await start(anonymous, drive, doc)).json()["folio"]
+    async with sessions() as s, s.begin():
+        await s.execute(update(Enrollment).where(Enrollment.folio == folio)
+                        .values(visit_day=today_mx() - timedelta(days=3)))  # fmt: skip
+    again = await anonymous.post(f"{E}/enrollments", json={"curp": doc["curp"]}, headers=sup)
+    assert again.status_code == 200, again.text
+    assert again.json()["operator"] == "supervisor.prueba"
+    own = await anonymous.post(f"{E}/enrollments/{folio}/exception", json=body, headers=sup)
+    assert own.status_code == 403, own.text
+    assert "supervisor distinto de quien hace el registro" in own.json()["detail"]
+    await photo(folio, 31, sup)
+    alone = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=sup)
+    assert alone.status_code == 409, alone.text  # nothing was excused: documents missing
+    # Another supervisor excuses them: the one doing the enrollment completes it.
+    assert (await anonymous.post(f"{E}/enrollments/{folio}/exception", json=body,
+                                 headers=other)).status_code == 200  # fmt: skip
+    done = await anonymous.post(f"{E}/enrollments/{folio}/complete", headers=sup)
+    assert done.status_code == 200, done.text
+
+    # The supervisor approves the exceptions of the operator's enrollment, then carries it
+    # on: they do not complete it; the operator, back at it, does.
+    doc2 = person_doc()
+    folio2 = (await start(anonymous, drive, doc2)).json()["folio"]
+    approved = await anonymous.post(f"{E}/enrollments/{folio2}/exception", json=body, headers=sup)
+    assert approved.status_code == 200, approved.text
+    taken = await anonymous.post(f"{E}/enrollments", json={"curp": doc2["curp"]}, headers=sup)
+    assert taken.json()["operator"] == "supervisor.prueba", taken.text
+    await photo(folio2, 32, sup)
+    refused = await anonymous.post(f"{E}/enrollments/{folio2}/complete", headers=sup)
+    assert refused.status_code == 403, refused.text
+    assert "aprobó una excepción de este registro" in refused.json()["detail"]
+    state = await anonymous.get(f"{E}/enrollments/{folio2}", headers=sup)
+    assert state.json()["status"] == "open"
+    back = await start(anonymous, drive, doc2, registered=True)
+    assert back.json()["operator"] == "operador.prueba", back.text
+    finished = await anonymous.post(f"{E}/enrollments/{folio2}/complete", headers=drive.operator)
+    assert finished.status_code == 200, finished.text
+
+    # An enrollment held in review, carried on by the supervisor: its review is another's.
+    _, twin = await twins(anonymous, drive)
+    held = await start(anonymous, drive, twin)
+    assert held.json()["status"] == "review", held.text
+    resumed = await anonymous.post(f"{E}/enrollments", json={"curp": twin["curp"]}, headers=sup)
+    assert resumed.status_code == 200, resumed.text
+    [review] = await _queue(anonymous, drive)
+    mine = await anonymous.post(
+        f"{E}/reviews/{review['id']}", json={"decision": "distinct"}, headers=sup
+    )
+    assert mine.status_code == 403, mine.text
+    decided = await anonymous.post(
+        f"{E}/reviews/{review['id']}", json={"decision": "distinct"}, headers=other
+    )
+    assert decided.status_code == 200, decided.text

@@ -11,13 +11,21 @@ import httpx
 import pytest
 from sqlalchemy import CheckConstraint, Table
 
-from salud.enrollment.models import Appointment, DuplicateReview, Enrollment, RegistrationModule
+from salud.enrollment.models import (
+    Appointment,
+    DuplicateReview,
+    Enrollment,
+    PrintBatch,
+    RegistrationModule,
+)
 from salud.enrollment.schemas import (
     APPOINTMENT_STATUS_WORDS,
+    BATCH_STATUS_WORDS,
     ENROLLMENT_STATUS_WORDS,
     MODULE_STATUS_WORDS,
     REVIEW_STATUS_WORDS,
     AppointmentStatus,
+    BatchStatus,
     EnrollmentStatus,
     ModuleStatus,
     ReviewStatus,
@@ -33,6 +41,7 @@ KINDS: list[tuple[type[object], type[StrEnum], dict[str, str]]] = [
     (RegistrationModule, ModuleStatus, MODULE_STATUS_WORDS),
     (Appointment, AppointmentStatus, APPOINTMENT_STATUS_WORDS),
     (DuplicateReview, ReviewStatus, REVIEW_STATUS_WORDS),
+    (PrintBatch, BatchStatus, BATCH_STATUS_WORDS),
 ]
 
 
@@ -61,7 +70,8 @@ def test_every_state_has_spanish_words(
         assert said != state
         assert not re.search(r"[a-z]+_[a-z]+", said), said  # no code
         english = {"open", "review", "completed", "cancelled", "planned", "closed", "booked",
-                   "kept", "pending", "distinct", "duplicate"}  # fmt: skip
+                   "kept", "pending", "distinct", "duplicate", "created", "printed",
+                   "shipped", "received"}  # fmt: skip
         assert not set(said.split()) & english, said
 
 
@@ -109,3 +119,35 @@ async def test_the_reasons_say_the_states_in_spanish(
     await anonymous.post(f"{E}/appointments/{booked.json()['folio']}/cancel", json=proof)
     late = await anonymous.post(f"{E}/appointments/{booked.json()['folio']}/cancel", json=proof)
     spanish(late, "(cancelada)", "cancelled")
+
+
+@pytest.mark.db
+async def test_a_batch_refused_a_step_says_its_state_in_spanish(
+    anonymous: httpx.AsyncClient, drive: Drive, signing_key: str
+) -> None:
+    """It said "el lote … ya se imprimió (printed)" and "un lote en estado created no pasa a
+    received"."""
+
+    def spanish(answer: httpx.Response, words: str) -> None:
+        assert answer.status_code == 409, answer.text
+        detail = answer.json()["detail"]
+        assert words in detail, detail
+        assert not set(re.findall(r"[a-z]+", detail)) & {s.value for s in BatchStatus}, detail
+
+    await enroll_adult(anonymous, drive, 62)
+    op = drive.operator
+    code = (await anonymous.post(f"{E}/print-batches", json={"module_code": MODULE},
+                                 headers=op)).json()["code"]  # fmt: skip
+    step = f"{E}/print-batches/{code}/status"
+    early = await anonymous.post(step, json={"status": "shipped"}, headers=op)
+    spanish(early, "está por imprimir: no puede pasar a enviado")
+    printed = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)
+    assert printed.status_code == 200, printed.text
+    again = await anonymous.post(f"{E}/print-batches/{code}/print-file", headers=op)
+    spanish(again, "ya se imprimió (está impreso)")
+    skipped = await anonymous.post(step, json={"status": "received"}, headers=op)
+    spanish(skipped, "está impreso: no puede pasar a recibido")
+    for s in ("shipped", "received"):
+        assert (await anonymous.post(step, json={"status": s}, headers=op)).status_code == 200
+    spanish(await anonymous.post(step, json={"status": "received"}, headers=op),
+            "está recibido: no puede pasar a recibido")  # fmt: skip

@@ -212,6 +212,27 @@ async def _current(session: AsyncSession, curp: str, *, lock: bool = False) -> C
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+def _raced(curp: str, asked_for: Credential | None, now: Credential | None) -> str:
+    """The loser of two issuances at once: the card it meant to replace was replaced (or one
+    was issued) by the other while it waited. Repeating it would void the card just made, so
+    the desk is told to look at the person's cards first."""
+    made = (
+        f"la credencial {now.credential_id} (núm. {now.sequence})"
+        if now is not None
+        else "su credencial vigente"
+    )
+    replaced = (
+        f"reemplazó la credencial {asked_for.credential_id} por {made}"
+        if asked_for is not None
+        else f"expidió {made}"
+    )
+    return (
+        f"otra expedición para esta persona, al mismo tiempo, {replaced}: consulte sus "
+        f"credenciales (GET /api/v1/persons/{curp}/credentials) antes de expedir otra; "
+        "repetir esta solicitud reemplazaría la que se acaba de expedir"
+    )
+
+
 async def _last(session: AsyncSession, curp: str) -> Credential | None:
     """The person's latest card, whatever its state."""
     stmt = (
@@ -305,7 +326,14 @@ async def issue(
     if (asked_for and asked_for.credential_id) != (previous and previous.credential_id):
         # Another issuance for this person ended while this one waited: it replaced the card
         # this one was asked to replace. Issuing again would void a card just made.
-        raise Conflict("otra expedición para esta persona ocurrió al mismo tiempo; reintente")
+        if previous is None:  # revoked (or voided) meanwhile: no issuance to repeat over
+            assert asked_for is not None
+            raise Conflict(
+                f"la credencial {asked_for.credential_id} cambió de estado mientras se "
+                f"expedía su reposición (ya no es vigente): consulte las credenciales de la "
+                f"persona (GET /api/v1/persons/{curp}/credentials) antes de expedir otra"
+            )
+        raise Conflict(_raced(curp, asked_for, previous))
     if previous is not None and previous.status == "suspended":
         # A reissue would void the suspended card and hand over an active one: the
         # suspension would be lifted by whoever asks (the holder, an operator).
@@ -386,9 +414,7 @@ async def issue(
     try:
         await session.flush()
     except IntegrityError:  # another operator issued this person's card at the same moment
-        raise Conflict(
-            "otra expedición para esta persona ocurrió al mismo tiempo; reintente"
-        ) from None
+        raise Conflict(_raced(curp, asked_for, None)) from None
     said = f"{reason.value}: {note}"[:300] if note else reason.value
     session.add(_event(row, caller.actor, now, said))
     detail: dict[str, Any] = {
@@ -604,6 +630,28 @@ async def print_file(
                 f"la credencial {row.credential_id} está {status_name(row.status)}: solo se "
                 "imprime una expedida que aún no se imprimió"
             )
+    # The front states what the QR signed at issuance: a card whose data the registry has
+    # changed since (a blood type corrected) would come out of the press already wrong.
+    behind = []
+    for i, row in enumerate(rows):
+        fields = outdated_fields(
+            stored_claims(row.qr_text).holder, holder_of(await _person(session, row.person_curp))
+        )
+        if fields:
+            behind.append((i, row, fields))
+    if behind:
+        said = "; ".join(
+            f"la credencial {row.credential_id} (CURP {row.person_curp}): {_fields_text(fields)}"
+            for _, row, fields in behind
+        )
+        raise Conflict(
+            f"no se imprime nada: {len(behind)} tarjeta(s) muestran datos que el padrón ya "
+            f"cambió ({said}). Repóngalas con el motivo actualización (update) antes de "
+            "imprimir; la reposición sale en un lote posterior",
+            [FieldProblem(f"credential_ids[{i}]",
+                          f"{row.credential_id} desactualizada: {_fields_text(fields)}")
+             for i, row, fields in behind],
+        )  # fmt: skip
     views = [await card_view(session, ring, config, r) for r in rows]
     document = render.pdf(views)
     now = utcnow()

@@ -21,12 +21,14 @@ from salud.enrollment import repository
 from salud.enrollment.booking import check_runs_module, module, new_folio
 from salud.enrollment.models import Notification, PrintBatch, PrintBatchCard, RegistrationModule
 from salud.enrollment.schemas import (
+    BATCH_STATUS_WORDS,
     BatchCardRead,
     BatchCreate,
     BatchRead,
     BatchStatus,
     DeliveryIn,
     IdentityCheck,
+    in_words,
 )
 from salud.enrollment.service import Issuance
 from salud.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -127,7 +129,8 @@ async def print_file(session: AsyncSession, issuance: Issuance, code: str, calle
     Produced once: the print shop keeps the file (a reprint is a reissue of the card)."""
     b, _ = await _batch(session, code, caller, "enrollment:batch:print")
     if b.status != "created":
-        raise Conflict(f"el lote {code} ya se imprimió ({b.status})")
+        said = in_words(BATCH_STATUS_WORDS, b.status)
+        raise Conflict(f"el lote {code} ya se imprimió (está {said})")
     # A card superseded or revoked since the batch was formed is not printed.
     cards = await repository.batch_cards(session, b.id)
     ids = [c.credential_id for c, s in cards if s == "issued"]
@@ -185,8 +188,11 @@ async def advance(session: AsyncSession, code: str, step: str, caller: Caller) -
     """printed -> shipped (print shop) -> received (the module; the cards become ready for
     pickup and each person is notified)."""
     b, m = await _batch(session, code, caller, f"enrollment:batch:{step}")
+    if step not in _NEXT.values():  # the API's schema says so; a form may send anything
+        raise InvalidInput.on("status", "indique shipped (enviado) o received (recibido)")
     if _NEXT.get(b.status) != step:
-        raise Conflict(f"un lote en estado {b.status} no pasa a {step}")
+        said, wanted = in_words(BATCH_STATUS_WORDS, b.status), in_words(BATCH_STATUS_WORDS, step)
+        raise Conflict(f"el lote {code} está {said}: no puede pasar a {wanted}")
     now = utcnow()
     if step == "received":
         for card, status in await repository.batch_cards(session, b.id):

@@ -338,6 +338,13 @@ class BatchStatus(StrEnum):
     RECEIVED = "received"
 
 
+# As the batch pages say them (templates/batch.html, batches.html).
+BATCH_STATUS_WORDS: dict[str, str] = {
+    BatchStatus.CREATED: "por imprimir", BatchStatus.PRINTED: "impreso",
+    BatchStatus.SHIPPED: "enviado", BatchStatus.RECEIVED: "recibido",
+}  # fmt: skip
+
+
 class BatchCardRead(BaseModel):
     credential_id: str
     person_curp: str

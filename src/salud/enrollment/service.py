@@ -209,12 +209,16 @@ async def _read(
 ) -> EnrollmentRead:
     person = person or await _person(session, row.person_curp)
     captured = await _captured(session, row)
-    age = age_on(person.birth_date, row.visit_day)
+    # One still under way from an earlier day is judged as of today, the day it would be
+    # resumed (as the desk's list judges it): its page and the list never disagree.
+    under_way = row.status not in ("completed", "cancelled")
+    day = max(row.visit_day, today_mx()) if under_way else row.visit_day
+    age = age_on(person.birth_date, day)
     exceptions = _exceptions(row)
     last = exceptions[-1] if exceptions else None
     return EnrollmentRead(
         folio=row.folio, curp=row.person_curp, full_name=_full_name(person),
-        birth_date=person.birth_date, minor=is_minor(person.birth_date, row.visit_day),
+        birth_date=person.birth_date, minor=is_minor(person.birth_date, day),
         module_code=m.code, operator=row.operator, status=EnrollmentStatus(row.status),
         visit_day=row.visit_day, documents=[Document.model_validate(d) for d in row.documents],
         waived=row.waived, exceptions=exceptions,
@@ -224,8 +228,7 @@ async def _read(
         if row.guardian_relationship else None,
         has_photo=captured.has_photo, fingers=captured.fingers,
         fingers_required=list(biometrics.required_fingers(age)),
-        missing=[] if row.status in ("completed", "cancelled")
-        else _missing(row, person, captured),
+        missing=_missing(row, person, captured, day) if under_way else [],
         credential_id=row.credential_id, pickup_from=row.pickup_from, pickup_to=row.pickup_to,
         started_at=row.started_at, completed_at=row.completed_at,
     )  # fmt: skip
@@ -373,8 +376,13 @@ async def _resume(
     proof of address that has aged past six months since is missing again; the age, and so
     whether the minor's documents and guardian are asked, is today's). The photo and prints
     this enrollment took still count, as do the exceptions approved (each with its day). A
-    booking for today here is kept."""
-    since = row.visit_day
+    booking for today here is kept.
+
+    The one resuming becomes the enrollment's operator (the one doing it now): four eyes
+    judges against them, so a supervisor who carries on an operator's enrollment approves
+    none of its exceptions and decides none of its reviews."""
+    since, before = row.visit_day, row.operator
+    row.operator = caller.actor
     appointment = await _kept_appointment(session, data, m)
     if appointment is not None and row.appointment_id is None:
         row.appointment_id = appointment.id
@@ -384,7 +392,8 @@ async def _resume(
     await caller.record(  # the person reads it as a start ("inició su registro"), resumed
         "enrollment:enrollment:start", "enrollment", person_curp=row.person_curp,
         subject_id=row.folio, within=session,
-        detail={"module": m.code, "resumed": True, "since": since.isoformat()},
+        detail={"module": m.code, "resumed": True, "since": since.isoformat()}
+        | ({"operator_was": before} if before != caller.actor else {}),
     )  # fmt: skip
     return await _read(session, row, m, person)
 
@@ -549,6 +558,18 @@ async def complete(
         session, folio, caller, "enrollment:enrollment:complete", Permission.ENROLL
     )
     _open_today(row)
+    approved = [x for x in _exceptions(row) if x.by == caller.actor]
+    if approved:
+        # Four eyes: whoever excused something on this enrollment does not also close it
+        # (a supervisor who approved its exceptions, then carried it on, did it alone).
+        await caller.record(
+            "enrollment:enrollment:complete", "enrollment", person_curp=row.person_curp,
+            subject_id=folio, outcome="denied", detail={"why": "own_exception"},
+        )  # fmt: skip
+        raise Forbidden(
+            "usted aprobó una excepción de este registro: lo concluye otra persona (quien "
+            "aprueba una excepción no concluye el registro)"
+        )
     person = await _person(session, row.person_curp)
     missing = _missing(row, person, await _captured(session, row))
     if missing:

@@ -7,6 +7,8 @@
   let stream = null;
   let busy = false;
 
+  // The printed fields the registry changed since the card was issued (`outdated`).
+  const FIELD = { given_names: "nombre", surnames: "apellidos", birth_date: "fecha de nacimiento", sex: "sexo", nationality: "nacionalidad", blood_type: "grupo sanguíneo", organ_donor: "donación de órganos" };
   const STATE = { current: "vigente", suspended: "suspendida", revoked: "revocada", superseded: "reemplazada por una reposición", unknown: "no está en el padrón" };
 
   function render(r) {
@@ -17,6 +19,13 @@
     verdict.textContent = ok
       ? (r.verdict === "valid_as_of" ? "Credencial digital válida" : "Credencial válida")
       : `Credencial NO válida. ${r.message}`;
+    // A valid card whose printed data the registry has changed since: said, with the fields
+    // and what to do (the message carries the note to reissue it).
+    const outdated = ok ? (r.outdated || []) : [];
+    const note = $("outdated");
+    note.hidden = outdated.length === 0;
+    $("outdated-fields").textContent = outdated.map((f) => FIELD[f] || f).join(", ");
+    $("outdated-note").textContent = outdated.length ? r.message : "";
     const photo = $("photo");
     if (r.photo) { photo.src = r.photo; photo.hidden = false; } else { photo.hidden = true; }
     const h = r.holder;
