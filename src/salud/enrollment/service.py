@@ -44,6 +44,7 @@ from salud.enrollment.schemas import (
     in_words,
 )
 from salud.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
+from salud.facilities.service import unit_successors
 from salud.identity import curp as curp_rules
 from salud.identity import guardians, photos
 from salud.identity import repository as persons
@@ -274,7 +275,7 @@ async def start_or_resume(session: AsyncSession, data: EnrollmentStart, caller: 
         if data.person.curp != data.curp:
             raise InvalidInput.on("person.curp", "no es la CURP del registro")
         # The names were checked against the CURP with the rest of PersonCreate.
-        await identity.register(session, data.person, caller)
+        await identity.register(session, data.person, caller, units=unit_successors)
         person = await _person(session, data.curp)
     elif data.person is not None:
         raise Conflict(
