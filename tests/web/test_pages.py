@@ -188,6 +188,22 @@ async def test_the_second_qr_page_lists_units_without_naming_the_holder(
     assert int(waiting.headers["retry-after"]) >= 1
 
 
+async def test_a_void_cards_own_link_is_not_counted_as_guessing(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    """After a reissue the old plastic is void at once while the new one waits for printing:
+    its holder opening the old link again and again is no one guessing codes."""
+    doc = await registered(client)
+    card = await issued(client, doc["curp"])
+    back = await client.get(f"/api/v1/credentials/{card['credential_id']}/card/back")
+    link = next(t for t in scan(Image.open(io.BytesIO(back.content))) if t.startswith("HTTP"))
+    path = "/U/" + link.split("/U/")[1]
+    again = await client.post(f"/api/v1/persons/{doc['curp']}/credentials", json={"reason": "lost"})
+    assert again.status_code == 201, again.text
+    statuses = {(await anonymous.get(path)).status_code for _ in range(35)}
+    assert statuses == {404}
+
+
 async def test_only_signing_out_clears_what_the_phone_keeps(
     anonymous: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:

@@ -899,6 +899,10 @@ async def public_validate(
     )  # fmt: skip
 
 
+class LinkNotCurrent(NotFound):
+    """The second QR of a card we issued that is no longer current (replaced, revoked)."""
+
+
 async def link_target(
     session: AsyncSession, code: str, audit: AuditLog
 ) -> tuple[list[int], Person | None]:
@@ -909,8 +913,10 @@ async def link_target(
     if not re.fullmatch(r"[A-Z2-7]{8}|[A-Z2-7]{13}", code.upper()):
         raise NotFound("enlace desconocido")
     row = await session.scalar(select(Credential).where(Credential.link_code == code.upper()))
-    if row is None or row.status not in CURRENT:
+    if row is None:
         raise NotFound("enlace desconocido o de una credencial que ya no es vigente")
+    if row.status not in CURRENT:  # a real card, void: its holder is not guessing codes
+        raise LinkNotCurrent("enlace desconocido o de una credencial que ya no es vigente")
     person = await persons.get_by_curp(session, row.person_curp)
     if person is None:
         raise NotFound("enlace desconocido")

@@ -426,8 +426,9 @@ async def nearest_units(
         return page("La ubicación llegó incompleta; vuelva a intentarlo.", 422)
     try:
         institutions, person = await credentials.link_target(session, code, request.app.state.audit)
-    except NotFound:
-        limiter.hit(host)
+    except NotFound as exc:
+        if not isinstance(exc, credentials.LinkNotCurrent):  # a void card's own holder isn't
+            limiter.hit(host)  # guessing: only codes that name no card are counted
         return page(
             "Este enlace no corresponde a una credencial vigente: si su tarjeta fue "
             "repuesta, use el código de la tarjeta nueva.",
