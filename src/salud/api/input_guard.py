@@ -89,9 +89,10 @@ def _refusal(scope: Scope, status: int, field: str, reason: str) -> Response:
 
 class LimitBody:
     """Pure ASGI middleware: a body whose Content-Length says it is past its bound is
-    refused (413) before any route. One sent without a length (chunked) is read here, no
-    further than the bound, and handed on whole (413 past it): a route's own read could not
-    tell "too large" from a broken body."""
+    refused (413) before any route. One sent without a length (chunked) is counted as the
+    route reads it: past the bound the read ends there (the route sees the client gone) and
+    whatever the route answers is replaced by the 413. So a route that reads less (a photo's
+    2 MB, after its permission check) still reads no more than that."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -113,28 +114,37 @@ class LimitBody:
                 return
             await self.app(scope, receive, send)  # the server reads no more than declared
             return
-        body = bytearray()
-        while True:
+        seen, over, answered = 0, False, False
+
+        async def counted() -> Message:
+            nonlocal seen, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, receive, send)  # the client left: as it comes
-                return
-            body += message.get("body", b"")
-            if len(body) > limit:
-                await _refusal(scope, 413, "body", too_large)(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-        given = False
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    over = True
+                    return {"type": "http.disconnect"}
+            return message
 
-        async def replay() -> Message:
-            nonlocal given
-            if given:
-                return await receive()  # after the body: a disconnect, when it comes
-            given = True
-            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        async def guarded(message: Message) -> None:
+            nonlocal answered
+            if not over:
+                await send(message)
+                return
+            if not answered:  # the route's own answer (or its error) gives way to the 413
+                answered = True
+                await _refusal(scope, 413, "body", too_large)(scope, counted, send)
 
-        await self.app(scope, replay, send)
+        try:
+            await self.app(scope, counted, guarded)
+        except Exception:
+            if not over:
+                raise
+            if not answered:
+                answered = True
+                await _refusal(scope, 413, "body", too_large)(scope, counted, send)
 
 
 def install(app: FastAPI) -> None:

@@ -92,7 +92,9 @@ def notice(request: Request) -> str:
     message = request.query_params.get("aviso", "")
     seal = request.query_params.get("firma", "")
     until = request.query_params.get("hasta", "")
-    if not message or not seal.isascii() or not until.isdigit() or int(until) < time.time():
+    if not message or not seal.isascii() or not (until.isascii() and until.isdigit()):
+        return ""
+    if len(until) > 12 or int(until) < time.time():
         return ""
     if hmac.compare_digest(seal, _seal(request, request.url.path, message, int(until))):
         return message
