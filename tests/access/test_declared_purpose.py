@@ -88,3 +88,22 @@ def test_every_purpose_the_code_records_is_reserved() -> None:
     assert is_system_purpose("Importación")
     assert is_system_purpose("validación pública")
     assert not is_system_purpose("atencion")  # a client's own word (not the page's wording)
+
+
+@pytest.mark.db
+async def test_a_purpose_written_in_utf8_is_read_as_written(
+    client: httpx.AsyncClient, anonymous: httpx.AsyncClient, token_for: TokenFor
+) -> None:
+    """Headers arrive decoded as Latin-1: an accented purpose was recorded garbled
+    ("VerificaciÃ³n") and so escaped the check of the purposes the system records."""
+    doc = person_doc()
+    assert (await client.post("/api/v1/persons", json=doc)).status_code == 201
+    url = f"/api/v1/persons/{doc['curp']}"
+    reserved = {**token_for(Role.VERIFIER), "X-Salud-Purpose": "Verificación".encode()}
+    assert (await anonymous.get(url, headers=reserved)).status_code == 422
+    said = "revisión en recepción"
+    headers = {**token_for(Role.VERIFIER), "X-Salud-Purpose": said.encode()}
+    assert (await anonymous.get(url, headers=headers)).is_success
+    me = token_for(Role.CITIZEN, curp=doc["curp"])
+    log = (await anonymous.get(f"{url}/accesses", headers=me)).json()
+    assert said in [e["purpose"] for e in log["items"]]

@@ -9,8 +9,11 @@ from datetime import date
 
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from salud.identity import curp as curp_rules
+from salud.identity.models import Person
 from tests.factories.persons import person_doc
 
 pytestmark = pytest.mark.db
@@ -106,6 +109,28 @@ async def test_an_organ_donor_date_before_birth_is_refused(client: httpx.AsyncCl
         headers={"If-Match": 'W/"1"'},
     )
     assert on_birthday.status_code == 200, on_birthday.text
+
+
+async def test_a_row_stored_before_a_rule_does_not_block_other_changes(
+    client: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A donor date before birth and a unit the catalog does not hold, stored before the
+    checks existed: a change of the phone, or a client sending the record back whole with
+    those values unchanged, is not refused for them."""
+    doc = person_doc()
+    assert (await client.post(BASE, json=doc)).status_code == 201
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(Person).where(Person.curp == doc["curp"])
+            .values(organ_donor="yes", organ_donor_date=date(1901, 1, 1),
+                    assigned_clues="HGIMB999999")
+        )  # fmt: skip
+    phone = await client.patch(f"{BASE}/{doc['curp']}", json={"phone": "+525512345678"},
+                               headers={"If-Match": 'W/"1"'})  # fmt: skip
+    assert phone.status_code == 200, phone.text
+    whole = await client.patch(f"{BASE}/{doc['curp']}", json={"assigned_clues": "HGIMB999999"},
+                               headers={"If-Match": 'W/"2"'})  # fmt: skip
+    assert whole.status_code == 200, whole.text
 
 
 async def test_concurrent_changes_of_one_version_one_wins_the_rest_are_412(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -62,6 +63,11 @@ def caller_of(request: StarletteRequest) -> Caller:
     tokens: TokenService = request.app.state.tokens
     principal = tokens.principal(bearer_token(request.headers.get("authorization")))
     purpose = request.headers.get("x-salud-purpose")
+    if purpose is not None:
+        # Headers arrive decoded as Latin-1; a client writes accents in UTF-8 ("Verificación"
+        # was recorded as "VerificaciÃ³n", and escaped the check below).
+        with contextlib.suppress(UnicodeError):
+            purpose = purpose.encode("latin-1").decode("utf-8")
     if purpose is not None and not 0 < len(purpose) <= 60:
         raise InvalidInput.on("X-Salud-Purpose", "el propósito tiene de 1 a 60 caracteres")
     if purpose is not None and is_system_purpose(purpose):

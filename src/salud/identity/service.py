@@ -462,14 +462,17 @@ async def apply_change(
     fields = patch.model_fields_set - {"reason"}
     donor = patch.organ_donor if "organ_donor" in fields else OrganDonor(person.organ_donor)
     donor_date = patch.organ_donor_date if "organ_donor_date" in fields else person.organ_donor_date
-    try:
-        check_donor(donor, donor_date, person.birth_date)
-    except ValueError as exc:
-        field, _, reason = str(exc).partition(": ")
-        raise InvalidInput.on(field, reason) from None
+    # Judged when the change touches them: a row stored before a rule (a donor date before
+    # birth, a unit since replaced) must not block a change of the phone.
+    if fields & {"organ_donor", "organ_donor_date"}:
+        try:
+            check_donor(donor, donor_date, person.birth_date)
+        except ValueError as exc:
+            field, _, reason = str(exc).partition(": ")
+            raise InvalidInput.on(field, reason) from None
 
     _check_names(person, patch, fields)
-    if "assigned_clues" in fields:
+    if "assigned_clues" in fields and patch.assigned_clues != person.assigned_clues:
         await check_unit(session, patch.assigned_clues, units)
 
     before = snapshot(person)
