@@ -314,6 +314,13 @@ async def test_the_enrollment_page_shows_every_exception(
     assert "la CURP certificada llega mañana" in page.text
     assert page.text.count("supervisora.dos") == 2
     assert 'id="four-eyes"' in page.text  # this supervisor does it: another one approves
+    assert 'id="complete"' in page.text
+    # The supervisor who approved is not offered "Concluir" (the server refuses it anyway).
+    anonymous.cookies.clear()
+    _cookie(anonymous, other)
+    theirs = await anonymous.get(f"/modulo/registro/{folio}")
+    assert 'id="approved-by-you"' in theirs.text
+    assert 'id="complete"' not in theirs.text
 
 
 async def test_the_receipt_says_the_day_in_mexico(
