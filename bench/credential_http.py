@@ -54,8 +54,9 @@ async def _issue(url: str, cards: int) -> list[str]:
         for i, curp in enumerate(curps):
             async with sessions() as session, session.begin():
                 await photos.put_photo(session, ring, curp, synthetic_face(i % 20), caller)
-                await service.issue(
-                    session, signer, ring, config_of(settings), curp, IssueReason.FIRST, caller
+                await service.issue(  # as a completed enrollment issues the first card
+                    session, signer, ring, config_of(settings), curp, IssueReason.FIRST, caller,
+                    enrolled=True,
                 )
         async with sessions() as session:
             return list(await session.scalars(select(Credential.qr_text)))
