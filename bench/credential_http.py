@@ -57,7 +57,7 @@ async def _issue(url: str, cards: int) -> list[str]:
                 await service.issue(  # as a completed enrollment issues the first card
                     session, signer, ring, config_of(settings), curp, IssueReason.FIRST, caller,
                     enrolled=True,
-                )
+                )  # fmt: skip
         async with sessions() as session:
             return list(await session.scalars(select(Credential.qr_text)))
     finally:
