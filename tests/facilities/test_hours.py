@@ -157,8 +157,10 @@ def _oracle(hours: dict[str, Any], moment: datetime) -> bool | None:
         if since < length:
             open_any = True
             if days is not None and days[day]:
-                began = (moment - timedelta(minutes=since)).date()  # the shift's own day
-                if all(days) or began not in holidays(began.year):
+                # The day the schedule gives the shift (a shift "from 24:00" is still the
+                # day's own): its date decides whether it fell on a mandatory rest day.
+                nominal = (moment - timedelta(minutes=(now - day * 1440) % week)).date()
+                if all(days) or nominal not in holidays(nominal.year):
                     open_known = True
                 else:
                     on_rest_day = True
